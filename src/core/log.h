@@ -1,0 +1,29 @@
+// One levelled logging facility for the whole library: a thin wrapper over spdlog.
+// Library code never prints to stdout; logs go to stderr.
+#pragma once
+
+#include <spdlog/spdlog.h>
+
+namespace meshlm::log {
+
+// Level from a name ("trace".."off"); unknown names leave the level unchanged.
+void set_level(const std::string& name);
+
+template <typename... Args>
+void info(spdlog::format_string_t<Args...> fmt, Args&&... args) {
+  spdlog::info(fmt, std::forward<Args>(args)...);
+}
+template <typename... Args>
+void warn(spdlog::format_string_t<Args...> fmt, Args&&... args) {
+  spdlog::warn(fmt, std::forward<Args>(args)...);
+}
+template <typename... Args>
+void error(spdlog::format_string_t<Args...> fmt, Args&&... args) {
+  spdlog::error(fmt, std::forward<Args>(args)...);
+}
+template <typename... Args>
+void debug(spdlog::format_string_t<Args...> fmt, Args&&... args) {
+  spdlog::debug(fmt, std::forward<Args>(args)...);
+}
+
+}  // namespace meshlm::log

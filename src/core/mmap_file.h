@@ -1,0 +1,40 @@
+// A read-only memory map of a whole file (RAII). Weights whose dtype the kernels use directly are
+// read straight from the map; pages are only touched when a stage's tensors are used.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace meshlm {
+
+class MappedFile {
+ public:
+  MappedFile() = default;
+  explicit MappedFile(const std::string& path);  // throws Error("mmap", ...)
+  ~MappedFile();
+  MappedFile(MappedFile&& other) noexcept;
+  MappedFile& operator=(MappedFile&& other) noexcept;
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+
+  const uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+  const std::string& path() const { return path_; }
+
+  // Hint the kernel to read [offset, offset+len) ahead / that it will not be needed.
+  void advise_willneed(size_t offset, size_t len) const;
+
+ private:
+  void release();
+  std::string path_;
+  const uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+// Resident set size of this process in bytes (0 where unknown).
+size_t resident_bytes();
+// Peak resident set size of this process in bytes.
+size_t peak_resident_bytes();
+
+}  // namespace meshlm

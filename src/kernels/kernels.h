@@ -1,0 +1,62 @@
+// The compute kernels the forward pass is made of. Each has a scalar reference in kernels_ref.h
+// (obvious, slow, the definition of "correct") and an optimised version declared here
+// (Highway SIMD + the persistent thread pool) chosen at run time from the CPU's features.
+//
+// Determinism contract (tested in tests/kernels_parity_test.cpp): for matmul, the value of
+// output (t, r) is bit-identical whatever n_tok and whatever the pool's thread count, so a
+// sequence gets the same logits alone or batched with others, in one stage or many.
+#pragma once
+
+#include <cstdint>
+
+#include "core/dtype.h"
+#include "core/thread_pool.h"
+
+namespace meshlm::kernels {
+
+// A non-owning view of a row-major weight matrix W[rows, cols] (PyTorch Linear layout: out, in).
+struct MatView {
+  const void* data = nullptr;  // rows * cols elements of `dtype`, rows contiguous
+  DType dtype = DType::F32;
+  int64_t rows = 0;  // output features
+  int64_t cols = 0;  // input features
+};
+
+// y[t, r] = sum_k x[t, k] * W[r, k] (+ bias[r] when bias != nullptr), t < n_tok, r < w.rows.
+// x: [n_tok, w.cols] f32, y: [n_tok, w.rows] f32 (y must not alias x).
+void matmul(const MatView& w, const float* x, int64_t n_tok, float* y, const float* bias,
+            ThreadPool& pool);
+
+// out[i] = x[i] / sqrt(mean(x^2) + eps) * weight[i], i < n. out may alias x.
+void rmsnorm(const float* x, const float* weight, int64_t n, float eps, float* out);
+
+// Rotary embedding, Hugging Face convention (rotate_half): for each of n_heads heads of head_dim
+// values, pairs (i, i + head_dim/2) for i < head_dim/2 are rotated by angle pos * inv_freq[i].
+// x: [n_heads, head_dim] in place.
+void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t pos, const float* inv_freq);
+
+// In-place softmax over n values.
+void softmax(float* x, int64_t n);
+
+// out[i] = silu(gate[i]) * up[i] where silu(g) = g / (1 + exp(-g)). out may alias gate or up.
+void silu_mul(const float* gate, const float* up, int64_t n, float* out);
+
+// Attention of one query head over n_keys cached keys/values of its KV head (causal masking is
+// the caller's: it passes only the keys the query may see).
+//   q:   [head_dim]
+//   k,v: key/value of position j at k + j * kv_stride (head_dim contiguous floats)
+//   out: [head_dim];  scratch: at least n_keys floats
+// out = sum_j softmax_j(scale * q.k_j) v_j
+void attention_head(const float* q, const float* k, const float* v, int64_t kv_stride,
+                    int64_t n_keys, int64_t head_dim, float scale, float* out, float* scratch);
+
+// dst[i] += src[i]
+void add_inplace(float* dst, const float* src, int64_t n);
+
+// One row of an embedding table converted to f32: dst[0..cols) = W[row, :].
+void embed_row(const MatView& w, int64_t row, float* dst);
+
+// Name of the SIMD target chosen at run time (e.g. "AVX2", "AVX3", "NEON", "scalar").
+const char* simd_target_name();
+
+}  // namespace meshlm::kernels

@@ -1,0 +1,52 @@
+// ModelConfig: what the engine needs from a Hugging Face config.json, architecture differences
+// expressed as data (see architectures.cpp for the table of supported model_types).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace meshlm::model {
+
+enum class RopeScaling { None, Llama3, Linear };
+
+struct ModelConfig {
+  std::string model_type;     // "qwen3", "qwen2", "llama", "mistral"
+  std::string architecture;   // "Qwen3ForCausalLM", ...
+  int64_t hidden = 0;         // hidden_size
+  int64_t n_layers = 0;       // num_hidden_layers
+  int64_t n_heads = 0;        // num_attention_heads
+  int64_t n_kv_heads = 0;     // num_key_value_heads (GQA); == n_heads when absent
+  int64_t head_dim = 0;       // head_dim, or hidden / n_heads
+  int64_t intermediate = 0;   // intermediate_size
+  int64_t vocab = 0;          // vocab_size
+  int64_t max_position = 0;   // max_position_embeddings
+  float rms_eps = 1e-6f;
+  double rope_theta = 10000.0;
+  RopeScaling rope_scaling = RopeScaling::None;
+  double rope_factor = 1.0, rope_low_freq_factor = 1.0, rope_high_freq_factor = 4.0;
+  int64_t rope_original_max_position = 8192;
+  bool tie_embeddings = false;
+  // Architecture traits (from the table, not from config.json):
+  bool qkv_bias = false;  // q/k/v projections have biases (Qwen2)
+  bool qk_norm = false;   // per-head RMSNorm on q and k before RoPE (Qwen3)
+  std::vector<int64_t> eos_ids;
+  int64_t bos_id = -1;
+
+  // Parses config.json. Throws Error("config", ...) for missing keys or an unknown architecture
+  // (naming the supported ones).
+  static ModelConfig from_json(const nlohmann::json& j);
+  static ModelConfig from_dir(const std::string& dir);
+
+  // RoPE inverse frequencies (head_dim/2), with the llama3 / linear scaling applied.
+  std::vector<float> rope_inv_freq() const;
+  int64_t q_dim() const { return n_heads * head_dim; }
+  int64_t kv_dim() const { return n_kv_heads * head_dim; }
+};
+
+// The model_types meshlm supports, for error messages ("qwen3, qwen2, llama, mistral").
+std::string supported_architectures();
+
+}  // namespace meshlm::model

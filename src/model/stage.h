@@ -1,0 +1,74 @@
+// A Stage is a contiguous range of decoder layers [layer_begin, layer_end) with only those
+// layers' weights and their KV cache. The first stage also embeds tokens; the last also applies
+// the final norm and the LM head. A whole model on one machine is the stage [0, n_layers).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "model/config.h"
+
+namespace meshlm::model {
+
+// One sequence's part of a micro-batch: n_tokens consecutive tokens starting at position pos.
+struct SeqChunk {
+  int64_t seq_id = 0;
+  int32_t pos = 0;       // position of the first token of this chunk
+  int32_t n_tokens = 0;
+  bool want_logits = false;  // last stage: produce logits for this chunk's last token
+  bool all_logits = false;   // last stage: produce logits for every token (perplexity)
+};
+
+struct StageOptions {
+  int threads = 1;
+  int64_t max_context = 4096;  // per sequence; KV is reserved virtually, committed as used
+};
+
+class Stage {
+ public:
+  Stage(const std::string& model_dir, int64_t layer_begin, int64_t layer_end,
+        const StageOptions& options);
+  ~Stage();
+  Stage(const Stage&) = delete;
+  Stage& operator=(const Stage&) = delete;
+
+  const ModelConfig& config() const;
+  int64_t layer_begin() const;
+  int64_t layer_end() const;
+  bool is_first() const { return layer_begin() == 0; }
+  bool is_last() const { return layer_end() == config().n_layers; }
+
+  // Runs the chunks through this stage's layers.
+  //   tokens: the ids of all chunks' tokens, concatenated (every stage gets them; the first
+  //           stage embeds them)
+  //   hidden: [total_tokens, hidden] f32; input for non-first stages, output of every stage
+  //   logits: last stage only: [n_rows, vocab] for the rows asked for by want_logits /
+  //           all_logits, in chunk order; returns n_rows (0 for other stages)
+  // A sequence's KV cache is created on its first chunk (pos must then be 0) and extended by
+  // each chunk; pos must equal the number of tokens already cached for the sequence.
+  int64_t forward(std::span<const SeqChunk> chunks, std::span<const int32_t> tokens,
+                  std::vector<float>& hidden, std::vector<float>& logits);
+
+  // Number of logits rows forward() will produce for these chunks.
+  static int64_t logits_rows(std::span<const SeqChunk> chunks);
+
+  // Frees a sequence's KV cache (no-op for an unknown id).
+  void release(int64_t seq_id);
+  void release_all();
+  int64_t cached_tokens(int64_t seq_id) const;
+
+  // Bytes of weights this stage reads (its tensors only) and KV bytes per cached token.
+  size_t weight_bytes() const;
+  size_t kv_bytes_per_token() const;
+  ThreadPool& pool();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace meshlm::model

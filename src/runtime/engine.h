@@ -1,0 +1,77 @@
+// The engine: one scheduler thread that owns a Pipeline and runs continuous batching. Requests
+// are token ids in, token ids out; text, chat templates, stop strings and JSON belong to server/.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "runtime/pipeline.h"
+
+namespace meshlm::runtime {
+
+enum class FinishReason { None, Length, Stop, Cancelled, Error };
+
+struct TokenEvent {
+  SampledToken sampled;   // valid when !finished or when finished with a final token
+  bool has_token = false;
+  bool finished = false;
+  FinishReason reason = FinishReason::None;
+  std::string error;      // reason == Error
+  int64_t prompt_tokens = 0;
+  int64_t generated_tokens = 0;
+};
+
+struct Request {
+  std::vector<int32_t> prompt;
+  SamplingParams sampling;
+  int64_t max_tokens = 256;
+  bool ignore_eos = false;
+  std::vector<int32_t> eos_ids;  // generation stops after emitting one of these (unless ignore_eos)
+  // Called on the engine thread for each token and once with finished == true. Return false
+  // to cancel the request (its KV is freed at once). Must not block.
+  std::function<bool(const TokenEvent&)> on_event;
+};
+
+struct EngineOptions {
+  int64_t max_batch_tokens = 256;   // per micro-batch (prefill chunks + decode tokens)
+  int64_t prefill_chunk = 128;      // longest prefill piece scheduled at once per sequence
+  int64_t max_active = 64;          // sequences decoding at once
+  int64_t max_queue = 256;          // waiting requests; beyond this submit() throws QueueFull
+  int64_t max_context = 4096;       // prompt + generated tokens per sequence
+};
+
+class QueueFull : public std::runtime_error {
+ public:
+  QueueFull() : std::runtime_error("[engine] request queue is full") {}
+};
+
+struct EngineStats {
+  int64_t queued = 0, active = 0;
+  int64_t prompt_tokens_total = 0, generated_tokens_total = 0;
+  double busy_seconds = 0;
+};
+
+class Engine {
+ public:
+  Engine(std::unique_ptr<Pipeline> pipeline, const EngineOptions& options);
+  ~Engine();
+  // Queues a request; returns its id. Throws QueueFull, or std::invalid_argument when the
+  // prompt is empty or longer than max_context.
+  uint64_t submit(Request request);
+  void cancel(uint64_t id);  // safe from any thread; no-op for finished ids
+  EngineStats stats() const;
+  const model::ModelConfig& config() const;
+  std::vector<StageInfo> stages() const;
+  const EngineOptions& options() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace meshlm::runtime

@@ -1,0 +1,59 @@
+// The scheduler's view of the chain of stages. A micro-batch enters stage 0 with token ids and
+// leaves the last stage as sampled tokens. Up to depth() micro-batches may be in flight at once,
+// so with N stages N micro-batches are worked on in parallel. LocalPipeline runs every stage in
+// this process; dist/ provides one whose stages are worker processes on other machines.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "model/stage.h"
+#include "runtime/sampler.h"
+
+namespace meshlm::runtime {
+
+struct MicroBatch {
+  uint64_t id = 0;
+  std::vector<model::SeqChunk> chunks;
+  std::vector<int32_t> tokens;  // all chunks' ids, concatenated
+  // For a sequence's first chunk: its sampling parameters (the last stage creates its sampler).
+  std::vector<std::pair<int64_t, SamplingParams>> new_sequences;
+  // When true, the last stage returns raw logits instead of sampling (tests, perplexity).
+  bool return_logits = false;
+};
+
+struct MicroBatchResult {
+  uint64_t id = 0;
+  // One per chunk with want_logits, in chunk order.
+  std::vector<std::pair<int64_t, SampledToken>> sampled;
+  std::vector<float> logits;  // [rows, vocab] when return_logits
+  std::string error;          // non-empty: the micro-batch failed (e.g. a stage is down)
+};
+
+struct StageInfo {
+  std::string node;  // "local" or host:port
+  int64_t layer_begin = 0, layer_end = 0;
+  std::string state;  // "ready", "down", ...
+};
+
+class Pipeline {
+ public:
+  virtual ~Pipeline() = default;
+  virtual const model::ModelConfig& config() const = 0;
+  virtual int depth() const = 0;  // micro-batches that may be in flight at once
+  virtual void launch(MicroBatch batch) = 0;
+  // Blocks until a launched micro-batch completes; results come back in launch order.
+  virtual MicroBatchResult wait() = 0;
+  virtual void release(int64_t seq_id) = 0;  // frees the sequence's KV (and sampler) everywhere
+  virtual std::vector<StageInfo> stages() const = 0;
+};
+
+// All stages in this process (layer ranges from `splits`, e.g. {0, 14, 28}; empty = one stage).
+std::unique_ptr<Pipeline> make_local_pipeline(const std::string& model_dir,
+                                              const model::StageOptions& options,
+                                              std::vector<int64_t> splits = {});
+
+}  // namespace meshlm::runtime

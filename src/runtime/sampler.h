@@ -1,0 +1,57 @@
+// Sampling of the next token from logits: greedy, temperature, top-k, top-p, min-p, repetition /
+// presence / frequency penalties, and a seed that makes it reproducible. A SequenceSampler holds
+// one sequence's parameters, RNG and token history; it lives where the logits are (the last stage).
+#pragma once
+
+#include <cstdint>
+#include <random>
+#include <unordered_map>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace meshlm::runtime {
+
+struct SamplingParams {
+  float temperature = 1.0f;  // <= 0: greedy
+  int32_t top_k = 0;         // 0: off
+  float top_p = 1.0f;        // 1: off
+  float min_p = 0.0f;        // 0: off
+  float repetition_penalty = 1.0f;  // HF/llama.cpp style, over prompt + generated tokens
+  float presence_penalty = 0.0f;    // OpenAI style, over generated tokens
+  float frequency_penalty = 0.0f;   // OpenAI style, over generated tokens
+  uint64_t seed = 0;
+  bool has_seed = false;     // without a seed, one is drawn from std::random_device
+  int32_t top_logprobs = 0;  // how many alternatives to report (0..20)
+  bool logprobs = false;     // report the chosen token's log-probability
+
+  nlohmann::json to_json() const;
+  static SamplingParams from_json(const nlohmann::json& j);
+};
+
+struct SampledToken {
+  int32_t token = -1;
+  float logprob = 0.0f;  // log-softmax of the raw logits (before penalties/temperature)
+  std::vector<std::pair<int32_t, float>> top;  // top_logprobs alternatives, best first
+};
+
+class SequenceSampler {
+ public:
+  explicit SequenceSampler(const SamplingParams& params);
+  // Appends prompt or generated ids to the history used by penalties.
+  void observe_prompt(const int32_t* ids, int64_t n);
+  // Samples from logits[vocab] (modified in place) and records the token as generated.
+  SampledToken sample(float* logits, int64_t vocab);
+  const SamplingParams& params() const { return params_; }
+
+ private:
+  SamplingParams params_;
+  std::mt19937_64 rng_;
+  std::unordered_map<int32_t, int32_t> prompt_counts_;     // for repetition_penalty
+  std::unordered_map<int32_t, int32_t> generated_counts_;  // for all penalties
+};
+
+// Index of the largest value (the first one on ties), as llama.cpp's greedy sampler picks.
+int32_t argmax(const float* logits, int64_t n);
+
+}  // namespace meshlm::runtime

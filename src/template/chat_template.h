@@ -1,0 +1,35 @@
+// Chat templates: a Jinja-subset interpreter that renders a model's `chat_template` byte for byte
+// as @huggingface/jinja (and transformers' apply_chat_template) do.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+namespace meshlm::tmpl {
+
+class ChatTemplate {
+ public:
+  // Parses template source. Throws meshlm::Error("template", "...line L, column C...") on a syntax
+  // error or an unsupported construct.
+  static std::unique_ptr<ChatTemplate> parse(std::string_view source);
+  // Reads the chat template of a model folder: tokenizer_config.json "chat_template" (a string,
+  // or a list of {name, template} where "default" is used) or chat_template.jinja /
+  // chat_template.json. Throws Error("template", ...) when the model has none.
+  static std::unique_ptr<ChatTemplate> load_from_dir(const std::string& dir);
+  virtual ~ChatTemplate() = default;
+
+  // Renders with the given variables (messages, add_generation_prompt, tools, enable_thinking,
+  // bos_token, eos_token, ...). raise_exception() in the template throws
+  // Error("template", message).
+  virtual std::string render(const nlohmann::json& context) const = 0;
+};
+
+// The context transformers builds for apply_chat_template: `variables` plus bos_token,
+// eos_token, pad_token, unk_token from <dir>/tokenizer_config.json when not given, and
+// strftime_now available as a function.
+nlohmann::json default_context(const std::string& model_dir, const nlohmann::json& variables);
+
+}  // namespace meshlm::tmpl
