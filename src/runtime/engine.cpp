@@ -1,0 +1,413 @@
+// The scheduler thread: continuous batching over a Pipeline.
+//
+// Every step it (1) applies cancellations, (2) admits waiting requests up to max_active,
+// (3) fills the pipeline up to depth() micro-batches, each made of the next decode token of
+// ready sequences plus prefill chunks of prompts, and (4) waits for the oldest micro-batch and
+// delivers its tokens. A sequence is in at most one in-flight micro-batch at a time, since its
+// next token depends on the previous one.
+#include "runtime/engine.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
+#include <unordered_set>
+
+#include "core/log.h"
+
+namespace meshlm::runtime {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Sequence {
+  uint64_t id = 0;
+  Request request;
+  int64_t prefilled = 0;   // prompt tokens already launched into the pipeline
+  int64_t generated = 0;   // tokens sampled so far
+  int32_t last_token = -1; // the latest sampled token: input of the next decode step
+  bool params_sent = false;
+  bool in_flight = false;
+  bool cancelled = false;  // cancelled while in flight: dropped when its batch returns
+
+  int64_t prompt_len() const { return static_cast<int64_t>(request.prompt.size()); }
+  bool prefill_done() const { return prefilled >= prompt_len(); }
+  // Decoding sequences have a sampled token that still has to go through the model.
+  bool ready_to_decode() const { return prefill_done() && generated > 0; }
+};
+
+// A sequence's part in a launched micro-batch.
+struct Member {
+  uint64_t id = 0;
+  bool want_logits = false;
+};
+
+}  // namespace
+
+struct Engine::Impl {
+  std::unique_ptr<Pipeline> pipeline;
+  EngineOptions options;
+
+  mutable std::mutex mutex;  // guards waiting, cancels, stop, next_id, stats
+  std::condition_variable wake;
+  std::deque<std::unique_ptr<Sequence>> waiting;
+  std::unordered_set<uint64_t> cancels;
+  bool stop = false;
+  uint64_t next_id = 1;
+  EngineStats stats;
+
+  // Scheduler-thread state.
+  std::map<uint64_t, std::unique_ptr<Sequence>> active;  // by id: admission order
+  std::deque<std::vector<Member>> in_flight;              // per launched batch: its sequences
+  uint64_t next_batch_id = 1;
+  std::thread thread;
+
+  void run();
+  void apply_cancels();
+  void admit();
+  bool launch_one();
+  void complete_one();
+  void fail_in_flight(const std::string& message);
+  void finish(Sequence& seq, FinishReason reason, const std::string& error = {});
+  bool deliver(Sequence& seq, const TokenEvent& event);
+  void drain_on_stop();
+};
+
+Engine::Engine(std::unique_ptr<Pipeline> pipeline, const EngineOptions& options)
+    : impl_(std::make_unique<Impl>()) {
+  if (!pipeline) throw std::invalid_argument("[engine] no pipeline");
+  if (options.max_batch_tokens < 1 || options.prefill_chunk < 1 || options.max_active < 1 ||
+      options.max_queue < 0 || options.max_context < 2)
+    throw std::invalid_argument("[engine] invalid options");
+  impl_->pipeline = std::move(pipeline);
+  impl_->options = options;
+  impl_->thread = std::thread([impl = impl_.get()] { impl->run(); });
+}
+
+Engine::~Engine() {
+  {
+    std::lock_guard lock(impl_->mutex);
+    impl_->stop = true;
+  }
+  impl_->wake.notify_all();
+  if (impl_->thread.joinable()) impl_->thread.join();
+}
+
+uint64_t Engine::submit(Request request) {
+  if (request.prompt.empty()) throw std::invalid_argument("[engine] empty prompt");
+  const auto n = static_cast<int64_t>(request.prompt.size());
+  if (n >= impl_->options.max_context)
+    throw std::invalid_argument("[engine] prompt of " + std::to_string(n) +
+                                " tokens does not fit the context of " +
+                                std::to_string(impl_->options.max_context) + " tokens");
+  if (request.max_tokens < 1) throw std::invalid_argument("[engine] max_tokens must be >= 1");
+  auto seq = std::make_unique<Sequence>();
+  seq->request = std::move(request);
+  uint64_t id;
+  {
+    std::lock_guard lock(impl_->mutex);
+    if (static_cast<int64_t>(impl_->waiting.size()) >= impl_->options.max_queue) throw QueueFull();
+    id = impl_->next_id++;
+    seq->id = id;
+    impl_->waiting.push_back(std::move(seq));
+    impl_->stats.queued = static_cast<int64_t>(impl_->waiting.size());
+  }
+  impl_->wake.notify_all();
+  return id;
+}
+
+void Engine::cancel(uint64_t id) {
+  {
+    std::lock_guard lock(impl_->mutex);
+    impl_->cancels.insert(id);
+  }
+  impl_->wake.notify_all();
+}
+
+EngineStats Engine::stats() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->stats;
+}
+
+const model::ModelConfig& Engine::config() const { return impl_->pipeline->config(); }
+std::vector<StageInfo> Engine::stages() const { return impl_->pipeline->stages(); }
+const EngineOptions& Engine::options() const { return impl_->options; }
+
+// ---- scheduler thread ----
+
+bool Engine::Impl::deliver(Sequence& seq, const TokenEvent& event) {
+  try {
+    return seq.request.on_event ? seq.request.on_event(event) : true;
+  } catch (const std::exception& e) {
+    log::warn("[engine] on_event of request {} threw: {}", seq.id, e.what());
+    return false;
+  }
+}
+
+void Engine::Impl::finish(Sequence& seq, FinishReason reason, const std::string& error) {
+  TokenEvent event;
+  event.finished = true;
+  event.reason = reason;
+  event.error = error;
+  event.prompt_tokens = seq.prompt_len();
+  event.generated_tokens = seq.generated;
+  deliver(seq, event);
+}
+
+void Engine::Impl::apply_cancels() {
+  std::vector<std::unique_ptr<Sequence>> dropped;
+  {
+    std::lock_guard lock(mutex);
+    if (cancels.empty()) return;
+    for (auto it = waiting.begin(); it != waiting.end();) {
+      if (cancels.erase((*it)->id)) {
+        dropped.push_back(std::move(*it));
+        it = waiting.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    for (auto id : cancels) {
+      auto it = active.find(id);
+      if (it != active.end()) it->second->cancelled = true;
+    }
+    cancels.clear();
+    stats.queued = static_cast<int64_t>(waiting.size());
+  }
+  for (auto& seq : dropped) finish(*seq, FinishReason::Cancelled);
+  for (auto it = active.begin(); it != active.end();) {
+    Sequence& seq = *it->second;
+    if (seq.cancelled && !seq.in_flight) {
+      pipeline->release(static_cast<int64_t>(seq.id));
+      finish(seq, FinishReason::Cancelled);
+      it = active.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void Engine::Impl::admit() {
+  std::lock_guard lock(mutex);
+  while (!waiting.empty() && static_cast<int64_t>(active.size()) < options.max_active) {
+    auto seq = std::move(waiting.front());
+    waiting.pop_front();
+    uint64_t id = seq->id;
+    active.emplace(id, std::move(seq));
+  }
+  stats.queued = static_cast<int64_t>(waiting.size());
+  stats.active = static_cast<int64_t>(active.size());
+}
+
+// Builds one micro-batch from the sequences not already in flight and launches it. Decode tokens
+// are spread over depth() batches so that every stage has work; prefill chunks fill the rest.
+bool Engine::Impl::launch_one() {
+  const int depth = std::max(1, pipeline->depth());
+  int64_t decoding = 0;
+  for (auto& [id, seq] : active)
+    if (seq->ready_to_decode() && !seq->cancelled) ++decoding;
+  const int64_t decode_cap = std::max<int64_t>(1, (decoding + depth - 1) / depth);
+
+  MicroBatch batch;
+  std::vector<Member> members;
+  int64_t budget = options.max_batch_tokens;
+  int64_t decode_taken = 0;
+  for (auto& [id, seq] : active) {
+    if (budget < 1 || decode_taken >= decode_cap) break;
+    if (seq->in_flight || seq->cancelled || !seq->ready_to_decode()) continue;
+    model::SeqChunk chunk;
+    chunk.seq_id = static_cast<int64_t>(id);
+    chunk.pos = static_cast<int32_t>(seq->prompt_len() + seq->generated - 1);
+    chunk.n_tokens = 1;
+    chunk.want_logits = true;
+    batch.chunks.push_back(chunk);
+    batch.tokens.push_back(seq->last_token);
+    members.push_back({id, true});
+    seq->in_flight = true;
+    --budget;
+    ++decode_taken;
+  }
+  for (auto& [id, seq] : active) {
+    if (budget < 1) break;
+    if (seq->in_flight || seq->cancelled || seq->prefill_done()) continue;
+    const int64_t n = std::min({options.prefill_chunk, budget, seq->prompt_len() - seq->prefilled});
+    model::SeqChunk chunk;
+    chunk.seq_id = static_cast<int64_t>(id);
+    chunk.pos = static_cast<int32_t>(seq->prefilled);
+    chunk.n_tokens = static_cast<int32_t>(n);
+    chunk.want_logits = seq->prefilled + n == seq->prompt_len();
+    batch.chunks.push_back(chunk);
+    batch.tokens.insert(batch.tokens.end(), seq->request.prompt.begin() + seq->prefilled,
+                        seq->request.prompt.begin() + seq->prefilled + n);
+    if (!seq->params_sent) {
+      batch.new_sequences.emplace_back(static_cast<int64_t>(id), seq->request.sampling);
+      seq->params_sent = true;
+    }
+    members.push_back({id, chunk.want_logits});
+    seq->prefilled += n;
+    seq->in_flight = true;
+    budget -= n;
+  }
+  if (members.empty()) return false;
+  batch.id = next_batch_id++;
+  in_flight.push_back(members);
+  try {
+    pipeline->launch(std::move(batch));
+  } catch (const std::exception& e) {
+    // The batch never entered the pipeline: fail only its sequences.
+    in_flight.pop_back();
+    for (const auto& member : members) {
+      const uint64_t id = member.id;
+      auto it = active.find(id);
+      it->second->in_flight = false;
+      pipeline->release(static_cast<int64_t>(id));
+      finish(*it->second, FinishReason::Error, e.what());
+      active.erase(it);
+    }
+  }
+  return true;
+}
+
+void Engine::Impl::fail_in_flight(const std::string& message) {
+  while (!in_flight.empty()) {
+    for (const auto& member : in_flight.front()) {
+      const uint64_t id = member.id;
+      auto it = active.find(id);
+      if (it == active.end()) continue;
+      pipeline->release(static_cast<int64_t>(id));
+      finish(*it->second, it->second->cancelled ? FinishReason::Cancelled : FinishReason::Error,
+             message);
+      active.erase(it);
+    }
+    in_flight.pop_front();
+  }
+}
+
+void Engine::Impl::complete_one() {
+  MicroBatchResult result;
+  try {
+    result = pipeline->wait();
+  } catch (const std::exception& e) {
+    // The pipeline's state is unknown: every in-flight batch is lost.
+    fail_in_flight(e.what());
+    return;
+  }
+  std::vector<Member> members = std::move(in_flight.front());
+  in_flight.pop_front();
+
+  std::map<int64_t, const SampledToken*> sampled;
+  for (auto& [seq_id, token] : result.sampled) sampled[seq_id] = &token;
+
+  for (const auto& member : members) {
+    const uint64_t id = member.id;
+    auto it = active.find(id);
+    if (it == active.end()) continue;
+    Sequence& seq = *it->second;
+    seq.in_flight = false;
+    auto end_seq = [&](FinishReason reason, const std::string& error = {}) {
+      pipeline->release(static_cast<int64_t>(id));
+      finish(seq, reason, error);
+      active.erase(it);
+    };
+    if (!result.error.empty()) {
+      end_seq(seq.cancelled ? FinishReason::Cancelled : FinishReason::Error, result.error);
+      continue;
+    }
+    if (seq.cancelled) {
+      end_seq(FinishReason::Cancelled);
+      continue;
+    }
+    auto found = sampled.find(static_cast<int64_t>(id));
+    if (found == sampled.end()) {
+      if (member.want_logits) end_seq(FinishReason::Error, "[engine] pipeline returned no token");
+      continue;  // an intermediate prefill chunk
+    }
+    const SampledToken& token = *found->second;
+    ++seq.generated;
+    seq.last_token = token.token;
+
+    FinishReason reason = FinishReason::None;
+    const bool is_eos = std::find(seq.request.eos_ids.begin(), seq.request.eos_ids.end(),
+                                  token.token) != seq.request.eos_ids.end();
+    if (is_eos && !seq.request.ignore_eos)
+      reason = FinishReason::Stop;
+    else if (seq.generated >= seq.request.max_tokens ||
+             seq.prompt_len() + seq.generated >= options.max_context)
+      reason = FinishReason::Length;
+
+    TokenEvent event;
+    event.sampled = token;
+    event.has_token = true;
+    event.finished = reason != FinishReason::None;
+    event.reason = reason;
+    event.prompt_tokens = seq.prompt_len();
+    event.generated_tokens = seq.generated;
+    // A finished sequence's KV is freed, and the stats updated, before its last event goes out.
+    if (event.finished) pipeline->release(static_cast<int64_t>(id));
+    {
+      std::lock_guard lock(mutex);
+      stats.generated_tokens_total += 1;
+      if (seq.generated == 1) stats.prompt_tokens_total += seq.prompt_len();
+      stats.active = static_cast<int64_t>(active.size()) - (event.finished ? 1 : 0);
+    }
+    const bool keep = deliver(seq, event);
+    if (event.finished) {
+      active.erase(it);
+    } else if (!keep) {
+      end_seq(FinishReason::Cancelled);
+    }
+  }
+  std::lock_guard lock(mutex);
+  stats.active = static_cast<int64_t>(active.size());
+}
+
+void Engine::Impl::drain_on_stop() {
+  while (!in_flight.empty()) {
+    try {
+      pipeline->wait();
+    } catch (const std::exception&) {
+    }
+    in_flight.pop_front();
+  }
+  for (auto& [id, seq] : active) {
+    pipeline->release(static_cast<int64_t>(id));
+    finish(*seq, FinishReason::Cancelled, "server shutting down");
+  }
+  active.clear();
+  std::deque<std::unique_ptr<Sequence>> rest;
+  {
+    std::lock_guard lock(mutex);
+    rest.swap(waiting);
+  }
+  for (auto& seq : rest) finish(*seq, FinishReason::Cancelled, "server shutting down");
+}
+
+void Engine::Impl::run() {
+  for (;;) {
+    {
+      std::unique_lock lock(mutex);
+      if (in_flight.empty() && active.empty())
+        wake.wait(lock, [&] { return stop || !waiting.empty() || !cancels.empty(); });
+      if (stop) break;
+    }
+    apply_cancels();
+    admit();
+    const int depth = std::max(1, pipeline->depth());
+    while (static_cast<int>(in_flight.size()) < depth && launch_one()) {
+    }
+    if (in_flight.empty()) continue;
+    const auto start = Clock::now();
+    complete_one();
+    const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    std::lock_guard lock(mutex);
+    stats.busy_seconds += seconds;
+  }
+  drain_on_stop();
+}
+
+}  // namespace meshlm::runtime

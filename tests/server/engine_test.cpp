@@ -1,0 +1,283 @@
+// The scheduler against a fake Pipeline: batching, cancellation, queue limits, errors.
+#include "runtime/engine.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <future>
+#include <mutex>
+#include <thread>
+
+#include "fake_pipeline.h"
+
+namespace meshlm::runtime {
+namespace {
+
+using testing::FakePipeline;
+
+// Collects one request's events and lets the test wait for the end.
+struct Collector {
+  std::mutex mutex;
+  std::condition_variable done_cv;
+  std::vector<int32_t> tokens;
+  bool done = false;
+  TokenEvent last;
+  int cancel_after = -1;  // return false from on_event after this many tokens
+
+  Request request(std::vector<int32_t> prompt, int64_t max_tokens) {
+    Request r;
+    r.prompt = std::move(prompt);
+    r.max_tokens = max_tokens;
+    r.on_event = [this](const TokenEvent& e) {
+      std::lock_guard lock(mutex);
+      if (e.has_token) tokens.push_back(e.sampled.token);
+      if (e.finished) {
+        done = true;
+        last = e;
+        done_cv.notify_all();
+      }
+      return cancel_after < 0 || static_cast<int>(tokens.size()) < cancel_after;
+    };
+    return r;
+  }
+  bool wait(int ms = 5000) {
+    std::unique_lock lock(mutex);
+    return done_cv.wait_for(lock, std::chrono::milliseconds(ms), [&] { return done; });
+  }
+};
+
+std::vector<int32_t> prompt_of(int n, int seed) {
+  std::vector<int32_t> p;
+  for (int i = 0; i < n; ++i) p.push_back((i * 31 + seed * 7) % 997);
+  return p;
+}
+
+TEST(Engine, SingleRequestMatchesReference) {
+  auto pipe = std::make_unique<FakePipeline>(1);
+  auto* fake = pipe.get();
+  EngineOptions opt;
+  opt.prefill_chunk = 4;
+  Engine engine(std::move(pipe), opt);
+  Collector c;
+  auto prompt = prompt_of(10, 1);
+  auto req = c.request(prompt, 7);
+  req.sampling.temperature = 0.3f;
+  req.sampling.seed = 42;
+  req.sampling.has_seed = true;
+  uint64_t id = engine.submit(std::move(req));
+  ASSERT_TRUE(c.wait());
+  EXPECT_EQ(c.tokens, FakePipeline::reference(prompt, 7, 1000));
+  EXPECT_EQ(c.last.reason, FinishReason::Length);
+  EXPECT_EQ(c.last.prompt_tokens, 10);
+  EXPECT_EQ(c.last.generated_tokens, 7);
+  std::lock_guard lock(fake->shared().mutex);
+  EXPECT_TRUE(fake->shared().violations.empty()) << fake->shared().violations[0];
+  EXPECT_TRUE(fake->shared().released.count(static_cast<int64_t>(id)));
+  EXPECT_FLOAT_EQ(fake->shared().params[static_cast<int64_t>(id)].temperature, 0.3f);
+  EXPECT_EQ(fake->shared().params[static_cast<int64_t>(id)].seed, 42u);
+  EXPECT_LE(fake->shared().max_batch_tokens_seen, 4);  // prefill chunked
+}
+
+TEST(Engine, ManyConcurrentSequencesBatchAndStayCorrect) {
+  for (int depth : {1, 3}) {
+    auto pipe = std::make_unique<FakePipeline>(depth);
+    auto* fake = pipe.get();
+    EngineOptions opt;
+    opt.prefill_chunk = 16;
+    opt.max_batch_tokens = 40;
+    opt.max_active = 12;
+    Engine engine(std::move(pipe), opt);
+    constexpr int kN = 20;
+    std::vector<std::unique_ptr<Collector>> cs;
+    std::vector<std::vector<int32_t>> prompts;
+    for (int i = 0; i < kN; ++i) {
+      cs.push_back(std::make_unique<Collector>());
+      prompts.push_back(prompt_of(5 + i * 3, i));
+      engine.submit(cs.back()->request(prompts.back(), 20 + i % 5));
+    }
+    for (int i = 0; i < kN; ++i) {
+      ASSERT_TRUE(cs[i]->wait()) << i;
+      EXPECT_EQ(cs[i]->tokens, FakePipeline::reference(prompts[i], 20 + i % 5, 1000)) << i;
+    }
+    auto stats = engine.stats();
+    std::lock_guard lock(fake->shared().mutex);
+    EXPECT_TRUE(fake->shared().violations.empty()) << fake->shared().violations[0];
+    EXPECT_EQ(fake->shared().released.size(), static_cast<size_t>(kN));
+    EXPECT_LE(fake->shared().max_batch_tokens_seen, 40);
+    EXPECT_LE(fake->shared().max_in_flight, depth);
+    if (depth > 1) {
+      EXPECT_EQ(fake->shared().max_in_flight, depth);  // the pipeline was kept full
+    }
+    EXPECT_GT(fake->shared().max_decode_rows, 1);  // decode steps share a pass
+    EXPECT_EQ(stats.active, 0);
+    EXPECT_EQ(stats.queued, 0);
+    int64_t gen = 0, prompt = 0;
+    for (int i = 0; i < kN; ++i) gen += 20 + i % 5, prompt += 5 + i * 3;
+    EXPECT_EQ(stats.generated_tokens_total, gen);
+    EXPECT_EQ(stats.prompt_tokens_total, prompt);
+  }
+}
+
+TEST(Engine, EosStopsUnlessIgnored) {
+  auto prompt = prompt_of(6, 3);
+  auto ref = FakePipeline::reference(prompt, 10, 1000);
+  for (bool ignore : {false, true}) {
+    Engine engine(std::make_unique<FakePipeline>(1), EngineOptions{});
+    Collector c;
+    auto req = c.request(prompt, 10);
+    req.eos_ids = {ref[3]};
+    req.ignore_eos = ignore;
+    engine.submit(std::move(req));
+    ASSERT_TRUE(c.wait());
+    if (ignore) {
+      EXPECT_EQ(c.tokens.size(), 10u);
+      EXPECT_EQ(c.last.reason, FinishReason::Length);
+    } else {
+      // The eos token is delivered (the server drops special tokens from text), then stop.
+      ASSERT_GE(c.tokens.size(), 1u);
+      EXPECT_EQ(c.tokens.back(), ref[3]);
+      EXPECT_LE(c.tokens.size(), 4u);
+      EXPECT_EQ(c.last.reason, FinishReason::Stop);
+    }
+  }
+}
+
+TEST(Engine, ContextLimitEndsWithLength) {
+  EngineOptions opt;
+  opt.max_context = 12;
+  Engine engine(std::make_unique<FakePipeline>(1), opt);
+  Collector c;
+  engine.submit(c.request(prompt_of(8, 1), 100));
+  ASSERT_TRUE(c.wait());
+  EXPECT_EQ(c.tokens.size(), 4u);
+  EXPECT_EQ(c.last.reason, FinishReason::Length);
+  EXPECT_THROW(engine.submit(c.request(prompt_of(12, 1), 1)), std::invalid_argument);
+  EXPECT_THROW(engine.submit(c.request({}, 1)), std::invalid_argument);
+}
+
+TEST(Engine, CancelFromAnotherThreadReleasesAtOnce) {
+  auto pipe = std::make_unique<FakePipeline>(1, 1000, /*delay_ms=*/2);
+  auto* fake = pipe.get();
+  Engine engine(std::move(pipe), EngineOptions{});
+  Collector running, other;
+  uint64_t id = engine.submit(running.request(prompt_of(5, 1), 100000));
+  engine.submit(other.request(prompt_of(5, 2), 20));
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  std::thread([&] { engine.cancel(id); }).join();
+  ASSERT_TRUE(running.wait());
+  EXPECT_EQ(running.last.reason, FinishReason::Cancelled);
+  EXPECT_LT(running.tokens.size(), 1000u);
+  {
+    std::lock_guard lock(fake->shared().mutex);
+    EXPECT_TRUE(fake->shared().released.count(static_cast<int64_t>(id)));
+  }
+  ASSERT_TRUE(other.wait());  // the other request is unaffected
+  EXPECT_EQ(other.tokens, FakePipeline::reference(prompt_of(5, 2), 20, 1000));
+  engine.cancel(id);  // no-op for a finished id
+  engine.cancel(987654);
+}
+
+TEST(Engine, OnEventFalseCancels) {
+  auto pipe = std::make_unique<FakePipeline>(2);
+  auto* fake = pipe.get();
+  Engine engine(std::move(pipe), EngineOptions{});
+  Collector c;
+  c.cancel_after = 3;
+  uint64_t id = engine.submit(c.request(prompt_of(5, 1), 50));
+  ASSERT_TRUE(c.wait());
+  EXPECT_EQ(c.tokens.size(), 3u);
+  EXPECT_EQ(c.last.reason, FinishReason::Cancelled);
+  std::lock_guard lock(fake->shared().mutex);
+  EXPECT_TRUE(fake->shared().released.count(static_cast<int64_t>(id)));
+}
+
+TEST(Engine, QueueFullAndCancelWhileQueued) {
+  auto pipe = std::make_unique<FakePipeline>(1, 1000, /*delay_ms=*/5);
+  EngineOptions opt;
+  opt.max_active = 1;
+  opt.max_queue = 2;
+  Engine engine(std::move(pipe), opt);
+  Collector a, b, c, d;
+  uint64_t ida = engine.submit(a.request(prompt_of(4, 1), 100000));
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));  // a becomes active
+  uint64_t idb = engine.submit(b.request(prompt_of(4, 2), 3));
+  engine.submit(c.request(prompt_of(4, 3), 3));
+  EXPECT_EQ(engine.stats().queued, 2);
+  EXPECT_THROW(engine.submit(d.request(prompt_of(4, 4), 3)), QueueFull);
+  engine.cancel(idb);  // cancelled while waiting: never runs
+  ASSERT_TRUE(b.wait());
+  EXPECT_EQ(b.last.reason, FinishReason::Cancelled);
+  EXPECT_TRUE(b.tokens.empty());
+  engine.cancel(ida);
+  ASSERT_TRUE(a.wait());
+  ASSERT_TRUE(c.wait());
+  EXPECT_EQ(c.last.reason, FinishReason::Length);
+  EXPECT_EQ(c.tokens.size(), 3u);
+}
+
+TEST(Engine, BatchErrorFailsItsSequencesAndEngineRecovers) {
+  auto pipe = std::make_unique<FakePipeline>(1);
+  auto* fake = pipe.get();
+  Engine engine(std::move(pipe), EngineOptions{});
+  {
+    std::lock_guard lock(fake->shared().mutex);
+    fake->shared().fail_message = "[dist] stage 1 (10.0.0.2:9000) is down";
+  }
+  Collector a;
+  uint64_t id = engine.submit(a.request(prompt_of(4, 1), 5));
+  ASSERT_TRUE(a.wait());
+  EXPECT_EQ(a.last.reason, FinishReason::Error);
+  EXPECT_NE(a.last.error.find("is down"), std::string::npos);
+  {
+    std::lock_guard lock(fake->shared().mutex);
+    EXPECT_TRUE(fake->shared().released.count(static_cast<int64_t>(id)));
+    fake->shared().fail_message.clear();
+    fake->shared().throw_on_wait = true;
+  }
+  Collector b;
+  engine.submit(b.request(prompt_of(4, 2), 5));
+  ASSERT_TRUE(b.wait());
+  EXPECT_EQ(b.last.reason, FinishReason::Error);
+  EXPECT_NE(b.last.error.find("connection to stage 1 lost"), std::string::npos);
+  {
+    std::lock_guard lock(fake->shared().mutex);
+    fake->shared().throw_on_wait = false;
+  }
+  Collector c;
+  engine.submit(c.request(prompt_of(4, 3), 5));
+  ASSERT_TRUE(c.wait());
+  EXPECT_EQ(c.tokens, FakePipeline::reference(prompt_of(4, 3), 5, 1000));
+}
+
+TEST(Engine, ThrowingCallbackDoesNotKillTheEngine) {
+  Engine engine(std::make_unique<FakePipeline>(1), EngineOptions{});
+  Request r;
+  r.prompt = prompt_of(3, 1);
+  r.max_tokens = 5;
+  r.on_event = [](const TokenEvent&) -> bool { throw std::runtime_error("boom"); };
+  engine.submit(std::move(r));
+  Collector c;
+  engine.submit(c.request(prompt_of(3, 2), 4));
+  ASSERT_TRUE(c.wait());
+  EXPECT_EQ(c.tokens.size(), 4u);
+}
+
+TEST(Engine, DestructorFinishesPendingRequests) {
+  Collector a, b;
+  {
+    EngineOptions opt;
+    opt.max_active = 1;
+    Engine engine(std::make_unique<FakePipeline>(1, 1000, 2), opt);
+    engine.submit(a.request(prompt_of(3, 1), 1000000));
+    engine.submit(b.request(prompt_of(3, 2), 1000000));
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_TRUE(a.done);
+  EXPECT_TRUE(b.done);
+  EXPECT_EQ(b.last.reason, FinishReason::Cancelled);
+}
+
+}  // namespace
+}  // namespace meshlm::runtime

@@ -1,0 +1,159 @@
+// A deterministic stand-in for a Pipeline, for engine and HTTP tests. It behaves like a model
+// whose next token is a hash of every token the sequence has been fed, so the tokens it returns
+// prove the engine fed the right ids at the right positions. It also checks the scheduler's
+// invariants (positions continue the KV cache, a sequence is in one in-flight batch at a time,
+// sampling params arrive on the first chunk) and records them for the tests.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "runtime/pipeline.h"
+
+namespace meshlm::testing {
+
+class FakePipeline : public runtime::Pipeline {
+ public:
+  struct Shared {  // what tests inspect (guarded by mutex)
+    std::mutex mutex;
+    std::vector<std::string> violations;
+    std::set<int64_t> released;
+    std::map<int64_t, runtime::SamplingParams> params;
+    std::map<int64_t, int64_t> cached;  // seq -> tokens in its "KV cache"
+    int max_in_flight = 0;
+    int64_t max_batch_tokens_seen = 0;
+    int64_t batches = 0;
+    int64_t max_decode_rows = 0;  // most decode (1-token) chunks in one batch
+    std::string fail_message;     // non-empty: every batch from now on fails with it
+    bool throw_on_wait = false;
+    std::string stage_state = "ready";
+  };
+
+  explicit FakePipeline(int depth = 1, int64_t vocab = 1000, int delay_ms = 0)
+      : depth_(depth), delay_ms_(delay_ms) {
+    config_.model_type = "qwen3";
+    config_.n_layers = 4;
+    config_.vocab = vocab;
+    config_.hidden = 64;
+    config_.max_position = 4096;
+  }
+
+  Shared& shared() { return shared_; }
+
+  // The token the fake model produces after seeing `history` (the same hash the pipeline uses).
+  static int32_t next_token(uint64_t hash, int64_t vocab) {
+    return static_cast<int32_t>(hash % static_cast<uint64_t>(vocab));
+  }
+  static uint64_t mix(uint64_t hash, int32_t token) {
+    return (hash ^ static_cast<uint64_t>(token + 1)) * 1099511628211ull;
+  }
+
+  const model::ModelConfig& config() const override { return config_; }
+  int depth() const override { return depth_; }
+
+  void launch(runtime::MicroBatch batch) override {
+    std::lock_guard lock(shared_.mutex);
+    std::set<int64_t> seen;
+    int64_t total = 0, decode_rows = 0;
+    for (auto& c : batch.chunks) {
+      total += c.n_tokens;
+      if (c.n_tokens == 1 && c.pos > 0) ++decode_rows;
+      if (busy_.count(c.seq_id) || seen.count(c.seq_id))
+        shared_.violations.push_back("seq " + std::to_string(c.seq_id) + " in two batches");
+      seen.insert(c.seq_id);
+      if (shared_.cached[c.seq_id] != c.pos)
+        shared_.violations.push_back("seq " + std::to_string(c.seq_id) + " pos " +
+                                     std::to_string(c.pos) + " != cached " +
+                                     std::to_string(shared_.cached[c.seq_id]));
+      if (c.pos == 0) {
+        bool has = false;
+        for (auto& [id, p] : batch.new_sequences) has |= id == c.seq_id;
+        if (!has) shared_.violations.push_back("no params for new seq");
+      }
+    }
+    if (total != static_cast<int64_t>(batch.tokens.size()))
+      shared_.violations.push_back("token count mismatch");
+    for (auto& [id, p] : batch.new_sequences) shared_.params[id] = p;
+    for (auto id : seen) busy_.insert(id);
+    queue_.push_back(std::move(batch));
+    shared_.max_in_flight = std::max<int>(shared_.max_in_flight, static_cast<int>(queue_.size()));
+    shared_.max_batch_tokens_seen = std::max(shared_.max_batch_tokens_seen, total);
+    shared_.max_decode_rows = std::max(shared_.max_decode_rows, decode_rows);
+    ++shared_.batches;
+  }
+
+  runtime::MicroBatchResult wait() override {
+    if (delay_ms_ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms_));
+    std::lock_guard lock(shared_.mutex);
+    if (queue_.empty()) throw std::runtime_error("[fake] wait with nothing in flight");
+    runtime::MicroBatch batch = std::move(queue_.front());
+    queue_.pop_front();
+    for (auto& c : batch.chunks) busy_.erase(c.seq_id);
+    if (shared_.throw_on_wait) throw std::runtime_error("[fake] connection to stage 1 lost");
+    runtime::MicroBatchResult result;
+    result.id = batch.id;
+    if (!shared_.fail_message.empty()) {
+      result.error = shared_.fail_message;
+      return result;
+    }
+    size_t offset = 0;
+    for (auto& c : batch.chunks) {
+      uint64_t& h = hash_[c.seq_id];
+      if (c.pos == 0) h = 1469598103934665603ull;
+      for (int32_t i = 0; i < c.n_tokens; ++i) h = mix(h, batch.tokens[offset + i]);
+      offset += c.n_tokens;
+      shared_.cached[c.seq_id] = c.pos + c.n_tokens;
+      if (c.want_logits) {
+        runtime::SampledToken t;
+        t.token = next_token(h, config_.vocab);
+        t.logprob = -0.5f;
+        result.sampled.emplace_back(c.seq_id, t);
+      }
+    }
+    return result;
+  }
+
+  void release(int64_t seq_id) override {
+    std::lock_guard lock(shared_.mutex);
+    shared_.released.insert(seq_id);
+    shared_.cached.erase(seq_id);
+    hash_.erase(seq_id);
+  }
+
+  std::vector<runtime::StageInfo> stages() const override {
+    std::lock_guard lock(const_cast<std::mutex&>(shared_.mutex));
+    return {{"local", 0, 2, shared_.stage_state}, {"local", 2, 4, shared_.stage_state}};
+  }
+
+  // The tokens a sequence with this prompt produces when run alone, one at a time.
+  static std::vector<int32_t> reference(const std::vector<int32_t>& prompt, int64_t n,
+                                        int64_t vocab) {
+    uint64_t h = 1469598103934665603ull;
+    for (auto t : prompt) h = mix(h, t);
+    std::vector<int32_t> out;
+    for (int64_t i = 0; i < n; ++i) {
+      out.push_back(next_token(h, vocab));
+      h = mix(h, out.back());
+    }
+    return out;
+  }
+
+ private:
+  model::ModelConfig config_;
+  int depth_;
+  int delay_ms_;
+  Shared shared_;
+  std::deque<runtime::MicroBatch> queue_;
+  std::set<int64_t> busy_;
+  std::map<int64_t, uint64_t> hash_;
+};
+
+}  // namespace meshlm::testing
