@@ -67,7 +67,7 @@ void silu_mul(const float* gate, const float* up, int64_t n, float* out) {
 
 void attention_head(const float* q, const float* k, const float* v, int64_t kv_stride,
                     int64_t n_keys, int64_t head_dim, float scale, float* out) {
-  std::vector<float> p(size_t(n_keys));
+  std::vector<float> p(static_cast<size_t>(n_keys));
   for (int64_t j = 0; j < n_keys; ++j) {
     double dot = 0;
     for (int64_t d = 0; d < head_dim; ++d) dot += double(q[d]) * k[j * kv_stride + d];

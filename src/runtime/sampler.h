@@ -10,6 +10,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "model/stage.h"
+
 namespace meshlm::runtime {
 
 struct SamplingParams {
@@ -49,6 +51,29 @@ class SequenceSampler {
   std::mt19937_64 rng_;
   std::unordered_map<int32_t, int32_t> prompt_counts_;     // for repetition_penalty
   std::unordered_map<int32_t, int32_t> generated_counts_;  // for all penalties
+};
+
+// The samplers of all sequences whose logits a (last) stage produces. Shared by the local
+// pipeline and remote workers so both sample identically.
+class SamplerSet {
+ public:
+  void add(int64_t seq_id, const SamplingParams& params);
+  void release(int64_t seq_id);
+  void clear() { samplers_.clear(); }
+  // For a micro-batch's chunks and the logits rows Stage::forward produced ([rows, vocab]):
+  // records prompt tokens for penalties (tokens of a sequence before its first sampled token),
+  // and samples one token for each chunk with want_logits. Sequences without an explicit add()
+  // get default (greedy) parameters.
+  std::vector<std::pair<int64_t, SampledToken>> sample_batch(
+      std::span<const model::SeqChunk> chunks, std::span<const int32_t> tokens, float* logits,
+      int64_t vocab);
+
+ private:
+  struct Entry {
+    SequenceSampler sampler;
+    bool sampled_any = false;
+  };
+  std::unordered_map<int64_t, Entry> samplers_;
 };
 
 // Index of the largest value (the first one on ties), as llama.cpp's greedy sampler picks.

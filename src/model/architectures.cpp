@@ -1,0 +1,27 @@
+#include "model/architectures.h"
+
+namespace meshlm::model {
+
+// Every family here is the same pre-norm decoder (RMSNorm, rotary attention with GQA, SiLU-gated
+// MLP); rows differ only in traits.
+const std::vector<ArchTraits>& all_archs() {
+  static const std::vector<ArchTraits> archs = {
+      // Qwen3: per-head q_norm / k_norm, explicit head_dim, no biases.
+      {"qwen3", "Qwen3ForCausalLM", false, true, true, 1000000.0, 1e-6f},
+      // Qwen2 / Qwen2.5: q/k/v biases, head_dim = hidden / heads.
+      {"qwen2", "Qwen2ForCausalLM", true, false, true, 1000000.0, 1e-6f},
+      // Llama 2 / 3 / 3.1 / 3.2 (rope_scaling "llama3" handled in config.cpp).
+      {"llama", "LlamaForCausalLM", false, false, true, 10000.0, 1e-5f},
+      // Mistral 7B v0.x and later dense Mistrals.
+      {"mistral", "MistralForCausalLM", false, false, true, 10000.0, 1e-5f},
+  };
+  return archs;
+}
+
+const ArchTraits* find_arch(const std::string& model_type) {
+  for (const auto& a : all_archs())
+    if (model_type == a.model_type) return &a;
+  return nullptr;
+}
+
+}  // namespace meshlm::model

@@ -1,0 +1,24 @@
+// The table of supported architectures: each model family is a row of traits (data), looked up
+// by config.json's model_type. Adding a family that fits the decoder template is one row here.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace meshlm::model {
+
+struct ArchTraits {
+  const char* model_type;       // config.json "model_type"
+  const char* hf_class;         // config.json "architectures"[0]
+  bool qkv_bias;                // q/k/v projections carry biases
+  bool qk_norm;                 // per-head RMSNorm of q and k before RoPE
+  bool head_dim_from_config;    // config.json has "head_dim" (else hidden / heads)
+  double default_rope_theta;
+  float default_rms_eps;
+};
+
+// nullptr when the model_type is not supported.
+const ArchTraits* find_arch(const std::string& model_type);
+const std::vector<ArchTraits>& all_archs();
+
+}  // namespace meshlm::model

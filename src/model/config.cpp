@@ -1,0 +1,154 @@
+#include "model/config.h"
+
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include "core/error.h"
+#include "model/architectures.h"
+
+namespace meshlm::model {
+
+namespace {
+
+const nlohmann::json& require(const nlohmann::json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) throw Error("config", std::string("config.json lacks \"") + key + "\"");
+  return *it;
+}
+
+int64_t require_positive(const nlohmann::json& j, const char* key) {
+  const auto& v = require(j, key);
+  if (!v.is_number_integer() || v.get<int64_t>() <= 0)
+    throw Error("config", std::string("\"") + key + "\" must be a positive integer, got " + v.dump());
+  return v.get<int64_t>();
+}
+
+template <typename T>
+T get_or(const nlohmann::json& j, const char* key, T fallback) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return fallback;
+  if (!it->is_number() && !it->is_boolean())
+    throw Error("config", std::string("\"") + key + "\" has the wrong type: " + it->dump());
+  return it->get<T>();
+}
+
+}  // namespace
+
+std::string supported_architectures() {
+  std::string s;
+  for (const auto& a : all_archs()) {
+    if (!s.empty()) s += ", ";
+    s += a.model_type;
+  }
+  return s;
+}
+
+ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
+  if (!j.is_object()) throw Error("config", "config.json is not a JSON object");
+  ModelConfig c;
+  auto mt = j.find("model_type");
+  if (mt == j.end() || !mt->is_string())
+    throw Error("config", "config.json lacks \"model_type\"; supported: " + supported_architectures());
+  c.model_type = mt->get<std::string>();
+  const ArchTraits* arch = find_arch(c.model_type);
+  if (!arch)
+    throw Error("config", "unsupported architecture '" + c.model_type +
+                              "'; supported: " + supported_architectures());
+  c.architecture = arch->hf_class;
+  if (auto a = j.find("architectures"); a != j.end() && a->is_array() && !a->empty() && (*a)[0].is_string())
+    c.architecture = (*a)[0].get<std::string>();
+  c.qkv_bias = arch->qkv_bias || get_or<bool>(j, "attention_bias", false);
+  c.qk_norm = arch->qk_norm;
+  c.hidden = require_positive(j, "hidden_size");
+  c.n_layers = require_positive(j, "num_hidden_layers");
+  c.n_heads = require_positive(j, "num_attention_heads");
+  c.n_kv_heads = j.contains("num_key_value_heads") && !j["num_key_value_heads"].is_null()
+                     ? require_positive(j, "num_key_value_heads")
+                     : c.n_heads;
+  c.intermediate = require_positive(j, "intermediate_size");
+  c.vocab = require_positive(j, "vocab_size");
+  if (arch->head_dim_from_config && j.contains("head_dim") && !j["head_dim"].is_null())
+    c.head_dim = require_positive(j, "head_dim");
+  else
+    c.head_dim = c.hidden / c.n_heads;
+  if (c.head_dim <= 0 || c.head_dim % 2 != 0)
+    throw Error("config", "head_dim must be a positive even number, got " + std::to_string(c.head_dim));
+  if (c.n_heads % c.n_kv_heads != 0)
+    throw Error("config", "num_attention_heads (" + std::to_string(c.n_heads) +
+                              ") is not a multiple of num_key_value_heads (" +
+                              std::to_string(c.n_kv_heads) + ")");
+  c.max_position = get_or<int64_t>(j, "max_position_embeddings", 4096);
+  c.rms_eps = get_or<float>(j, "rms_norm_eps", arch->default_rms_eps);
+  c.rope_theta = get_or<double>(j, "rope_theta", arch->default_rope_theta);
+  c.tie_embeddings = get_or<bool>(j, "tie_word_embeddings", false);
+  if (auto rs = j.find("rope_scaling"); rs != j.end() && rs->is_object()) {
+    std::string type = rs->value("rope_type", rs->value("type", std::string("default")));
+    if (type == "llama3") {
+      c.rope_scaling = RopeScaling::Llama3;
+      c.rope_factor = get_or<double>(*rs, "factor", 8.0);
+      c.rope_low_freq_factor = get_or<double>(*rs, "low_freq_factor", 1.0);
+      c.rope_high_freq_factor = get_or<double>(*rs, "high_freq_factor", 4.0);
+      c.rope_original_max_position = get_or<int64_t>(*rs, "original_max_position_embeddings", 8192);
+    } else if (type == "linear") {
+      c.rope_scaling = RopeScaling::Linear;
+      c.rope_factor = get_or<double>(*rs, "factor", 1.0);
+    } else if (type != "default") {
+      throw Error("config", "unsupported rope_scaling type '" + type + "' (supported: llama3, linear)");
+    }
+  }
+  if (auto e = j.find("eos_token_id"); e != j.end()) {
+    if (e->is_number_integer()) c.eos_ids.push_back(e->get<int64_t>());
+    if (e->is_array())
+      for (auto& v : *e)
+        if (v.is_number_integer()) c.eos_ids.push_back(v.get<int64_t>());
+  }
+  if (auto b = j.find("bos_token_id"); b != j.end() && b->is_number_integer()) c.bos_id = b->get<int64_t>();
+  return c;
+}
+
+ModelConfig ModelConfig::from_dir(const std::string& dir) {
+  std::string path = dir + "/config.json";
+  std::ifstream f(path);
+  if (!f) throw Error("config", "cannot open '" + path + "' (is --model a Hugging Face model folder?)");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(ss.str());
+  } catch (const nlohmann::json::exception& e) {
+    throw Error("config", "'" + path + "' is not valid JSON: " + e.what());
+  }
+  return from_json(j);
+}
+
+std::vector<float> ModelConfig::rope_inv_freq() const {
+  // Computed in float32 as transformers does: 1 / theta^(2i/d).
+  int64_t half = head_dim / 2;
+  std::vector<float> inv(size_t(half));
+  for (int64_t i = 0; i < half; ++i) {
+    float exponent = float(2 * i) / float(head_dim);
+    inv[size_t(i)] = 1.0f / std::pow(float(rope_theta), exponent);
+  }
+  if (rope_scaling == RopeScaling::Linear) {
+    for (auto& f : inv) f = float(f / rope_factor);
+  } else if (rope_scaling == RopeScaling::Llama3) {
+    const float factor = float(rope_factor), low = float(rope_low_freq_factor),
+                high = float(rope_high_freq_factor), old_ctx = float(rope_original_max_position);
+    const float low_wavelen = old_ctx / low, high_wavelen = old_ctx / high;
+    const float pi = 3.14159265358979323846f;
+    for (auto& f : inv) {
+      float wavelen = 2.0f * pi / f;
+      float scaled = wavelen > low_wavelen ? f / factor : f;
+      bool medium = !(wavelen < high_wavelen) && !(wavelen > low_wavelen);
+      if (medium) {
+        float smooth = (old_ctx / wavelen - low) / (high - low);
+        scaled = (1.0f - smooth) * scaled / factor + smooth * scaled;
+      }
+      f = scaled;
+    }
+  }
+  return inv;
+}
+
+}  // namespace meshlm::model

@@ -1,0 +1,43 @@
+// Per-sequence key/value cache of a stage's layers, f32. Each sequence gets one anonymous memory
+// mapping reserved for max_context positions: the OS commits pages only as positions are written,
+// and release() returns the memory at once.
+#pragma once
+
+#include <cstdint>
+#include <unordered_map>
+
+namespace meshlm::model {
+
+class KvCache {
+ public:
+  KvCache(int64_t n_layers, int64_t kv_dim, int64_t max_context);
+  ~KvCache();
+  KvCache(const KvCache&) = delete;
+  KvCache& operator=(const KvCache&) = delete;
+
+  // Creates the sequence's cache if needed. Throws Error("kv", ...) when out of memory.
+  void ensure(int64_t seq_id);
+  bool has(int64_t seq_id) const { return seqs_.count(seq_id) != 0; }
+  // Keys / values of local layer `layer`: [max_context, kv_dim].
+  float* keys(int64_t seq_id, int64_t layer);
+  float* values(int64_t seq_id, int64_t layer);
+  int64_t length(int64_t seq_id) const;
+  void set_length(int64_t seq_id, int64_t n);
+  void release(int64_t seq_id);
+  void release_all();
+  int64_t max_context() const { return max_context_; }
+  size_t bytes_per_token() const { return size_t(n_layers_) * 2 * size_t(kv_dim_) * sizeof(float); }
+  size_t sequences() const { return seqs_.size(); }
+
+ private:
+  struct Seq {
+    float* base = nullptr;
+    size_t bytes = 0;
+    int64_t length = 0;
+  };
+  Seq& get(int64_t seq_id);
+  int64_t n_layers_, kv_dim_, max_context_;
+  std::unordered_map<int64_t, Seq> seqs_;
+};
+
+}  // namespace meshlm::model

@@ -1,0 +1,251 @@
+#include "model/safetensors_writer.h"
+
+#include <bit>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "core/log.h"
+
+namespace meshlm::model {
+
+namespace {
+
+constexpr std::string_view kComponent = "safetensors";
+constexpr size_t kFileBuffer = size_t(1) << 20;
+
+static_assert(std::endian::native == std::endian::little, "safetensors writer assumes little-endian");
+
+[[noreturn]] void fail(const std::string& message) { throw Error(kComponent, message); }
+
+std::string errno_text() { return std::strerror(errno); }
+
+}  // namespace
+
+int64_t TensorSpec::elements() const {
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    if (d < 0) fail("tensor '" + name + "' has a negative dimension");
+    if (d != 0 && n > INT64_MAX / d) fail("tensor '" + name + "' is too large");
+    n *= d;
+  }
+  return n;
+}
+
+void encode_f32(std::span<const float> src, DType dtype, std::byte* dst) {
+  switch (dtype) {
+    case DType::F32:
+      std::memcpy(dst, src.data(), src.size_bytes());
+      return;
+    case DType::BF16:
+      for (size_t i = 0; i < src.size(); ++i) {
+        uint16_t b = f32_to_bf16(src[i]);
+        std::memcpy(dst + 2 * i, &b, 2);
+      }
+      return;
+    case DType::F16:
+      for (size_t i = 0; i < src.size(); ++i) {
+        uint16_t h = f32_to_f16(src[i]);
+        std::memcpy(dst + 2 * i, &h, 2);
+      }
+      return;
+  }
+  fail("unknown dtype");
+}
+
+// ---------------------------------------------------------------------------------------------
+// SafetensorsWriter
+
+SafetensorsWriter::SafetensorsWriter(std::string path, std::vector<TensorSpec> tensors,
+                                     std::map<std::string, std::string> metadata)
+    : path_(std::move(path)), partial_path_(path_ + ".partial"), tensors_(std::move(tensors)) {
+  nlohmann::ordered_json header = nlohmann::ordered_json::object();
+  if (!metadata.empty()) {
+    nlohmann::ordered_json meta = nlohmann::ordered_json::object();
+    for (const auto& [k, v] : metadata) meta[k] = v;
+    header["__metadata__"] = std::move(meta);
+  }
+  std::set<std::string> seen;
+  uint64_t offset = 0;
+  for (const TensorSpec& t : tensors_) {
+    if (t.name.empty()) fail("empty tensor name");
+    if (t.name == "__metadata__") fail("'__metadata__' is not a valid tensor name");
+    if (!seen.insert(t.name).second) fail("duplicate tensor name '" + t.name + "'");
+    uint64_t n = t.nbytes();
+    if (offset > UINT64_MAX - n) fail("total tensor size overflows");
+    header[t.name] = {{"dtype", std::string(dtype_name(t.dtype))},
+                      {"shape", t.shape},
+                      {"data_offsets", {offset, offset + n}}};
+    offset += n;
+  }
+  data_bytes_ = offset;
+
+  std::string text = header.dump();
+  text.append((8 - text.size() % 8) % 8, ' ');
+  uint64_t header_len = text.size();
+
+  file_.reset(std::fopen(partial_path_.c_str(), "wb"));
+  if (!file_) fail("cannot create '" + partial_path_ + "': " + errno_text());
+  std::setvbuf(file_.get(), nullptr, _IOFBF, kFileBuffer);
+  write_raw(&header_len, 8);
+  write_raw(text.data(), text.size());
+  skip_empty_tensors();
+}
+
+SafetensorsWriter::~SafetensorsWriter() {
+  if (finished_) return;
+  file_.reset();
+  std::error_code ec;
+  std::filesystem::remove(partial_path_, ec);
+}
+
+void SafetensorsWriter::write_raw(const void* data, size_t n) {
+  if (n != 0 && std::fwrite(data, 1, n, file_.get()) != n)
+    fail("write to '" + partial_path_ + "' failed: " + errno_text());
+}
+
+void SafetensorsWriter::skip_empty_tensors() {
+  while (current_ < tensors_.size() && current_written_ == tensors_[current_].nbytes()) {
+    ++current_;
+    current_written_ = 0;
+  }
+}
+
+void SafetensorsWriter::append(std::string_view name, std::span<const std::byte> bytes) {
+  if (finished_) fail("append to finished file '" + path_ + "'");
+  if (current_ >= tensors_.size())
+    fail("tensor '" + std::string(name) + "' appended after all tensors were written");
+  const TensorSpec& t = tensors_[current_];
+  if (name != t.name)
+    fail("tensor '" + std::string(name) + "' appended while '" + t.name +
+         "' is the one being written (tensors must be written in declared order)");
+  if (bytes.size() > t.nbytes() - current_written_)
+    fail("tensor '" + t.name + "': " + std::to_string(current_written_ + bytes.size()) +
+         " bytes appended, it has " + std::to_string(t.nbytes()));
+  write_raw(bytes.data(), bytes.size());
+  current_written_ += bytes.size();
+  skip_empty_tensors();
+}
+
+void SafetensorsWriter::finish() {
+  if (finished_) return;
+  if (current_ < tensors_.size())
+    fail("finish with tensor '" + tensors_[current_].name + "' incomplete (" +
+         std::to_string(current_written_) + " of " + std::to_string(tensors_[current_].nbytes()) +
+         " bytes)");
+  std::FILE* f = file_.release();
+  bool ok = std::fflush(f) == 0;
+  ok = (std::fclose(f) == 0) && ok;
+  if (!ok) fail("closing '" + partial_path_ + "' failed: " + errno_text());
+  std::error_code ec;
+  std::filesystem::rename(partial_path_, path_, ec);
+  if (ec) fail("cannot rename '" + partial_path_ + "' to '" + path_ + "': " + ec.message());
+  finished_ = true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sharding
+
+std::vector<std::vector<TensorSpec>> split_into_shards(const std::vector<TensorSpec>& tensors,
+                                                       int n_shards) {
+  if (n_shards < 1) fail("number of shards must be at least 1");
+  if (size_t(n_shards) > tensors.size())
+    fail(std::to_string(n_shards) + " shards requested for " + std::to_string(tensors.size()) +
+         " tensors");
+  unsigned __int128 total = 0;
+  for (const TensorSpec& t : tensors) total += t.nbytes();
+  std::vector<std::vector<TensorSpec>> groups(1);
+  unsigned __int128 cumulative = 0;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    groups.back().push_back(tensors[i]);
+    cumulative += tensors[i].nbytes();
+    size_t to_open = size_t(n_shards) - groups.size();
+    if (to_open == 0) continue;
+    size_t tensors_left = tensors.size() - i - 1;
+    // Close this group once it reaches its share of the bytes, or when every remaining tensor is
+    // needed to give each remaining group one.
+    bool reached = cumulative * unsigned(n_shards) >= total * groups.size();
+    if (reached || tensors_left == to_open) groups.emplace_back();
+  }
+  return groups;
+}
+
+std::string shard_file_name(int index, int n_shards) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "model-%05d-of-%05d.safetensors", index + 1, n_shards);
+  return buf;
+}
+
+void write_safetensors_index(const std::string& path, uint64_t total_size,
+                             const std::map<std::string, std::string>& weight_map) {
+  nlohmann::json j;
+  j["metadata"] = {{"total_size", total_size}};
+  j["weight_map"] = weight_map;
+  std::string text = j.dump(2) + "\n";
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "wb"), std::fclose);
+  if (!f) fail("cannot create '" + path + "': " + errno_text());
+  if (std::fwrite(text.data(), 1, text.size(), f.get()) != text.size())
+    fail("write to '" + path + "' failed: " + errno_text());
+  if (std::fclose(f.release()) != 0) fail("closing '" + path + "' failed: " + errno_text());
+}
+
+ShardedSafetensorsWriter::ShardedSafetensorsWriter(std::string dir, std::vector<TensorSpec> tensors,
+                                                   int n_shards,
+                                                   std::map<std::string, std::string> metadata)
+    : dir_(std::move(dir)), metadata_(std::move(metadata)) {
+  shards_ = split_into_shards(tensors, n_shards);
+  for (size_t s = 0; s < shards_.size(); ++s) {
+    for (const TensorSpec& t : shards_[s]) {
+      shard_of_[t.name] = s;
+      total_bytes_ += t.nbytes();
+    }
+  }
+  open_shard(0);
+}
+
+ShardedSafetensorsWriter::~ShardedSafetensorsWriter() = default;
+
+void ShardedSafetensorsWriter::open_shard(size_t index) {
+  std::string name = shards_.size() == 1 ? "model.safetensors"
+                                         : shard_file_name(int(index), int(shards_.size()));
+  writer_ = std::make_unique<SafetensorsWriter>((std::filesystem::path(dir_) / name).string(),
+                                                shards_[index], metadata_);
+  current_shard_ = index;
+}
+
+void ShardedSafetensorsWriter::append(std::string_view name, std::span<const std::byte> bytes) {
+  auto it = shard_of_.find(std::string(name));
+  if (it == shard_of_.end()) fail("unknown tensor '" + std::string(name) + "'");
+  if (it->second < current_shard_)
+    fail("tensor '" + std::string(name) + "' appended after its shard was finished");
+  while (current_shard_ < it->second) {
+    writer_->finish();
+    open_shard(current_shard_ + 1);
+  }
+  writer_->append(name, bytes);
+}
+
+void ShardedSafetensorsWriter::finish() {
+  if (!writer_) return;
+  writer_->finish();
+  while (current_shard_ + 1 < shards_.size()) {
+    open_shard(current_shard_ + 1);
+    writer_->finish();
+  }
+  writer_.reset();
+  if (shards_.size() > 1) {
+    std::map<std::string, std::string> weight_map;
+    for (const auto& [tensor, shard] : shard_of_)
+      weight_map[tensor] = shard_file_name(int(shard), int(shards_.size()));
+    write_safetensors_index((std::filesystem::path(dir_) / "model.safetensors.index.json").string(),
+                            total_bytes_, weight_map);
+  }
+  log::debug("wrote {} safetensors file(s), {} bytes of tensors in {}", shards_.size(),
+             total_bytes_, dir_);
+}
+
+}  // namespace meshlm::model

@@ -1,0 +1,183 @@
+#include "runtime/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+
+namespace meshlm::runtime {
+
+int32_t argmax(const float* logits, int64_t n) {
+  int64_t best = 0;
+  for (int64_t i = 1; i < n; ++i)
+    if (logits[i] > logits[best]) best = i;
+  return int32_t(best);
+}
+
+nlohmann::json SamplingParams::to_json() const {
+  return {{"temperature", temperature}, {"top_k", top_k}, {"top_p", top_p}, {"min_p", min_p},
+          {"repetition_penalty", repetition_penalty}, {"presence_penalty", presence_penalty},
+          {"frequency_penalty", frequency_penalty}, {"seed", seed}, {"has_seed", has_seed},
+          {"top_logprobs", top_logprobs}, {"logprobs", logprobs}};
+}
+
+SamplingParams SamplingParams::from_json(const nlohmann::json& j) {
+  SamplingParams p;
+  p.temperature = j.value("temperature", p.temperature);
+  p.top_k = j.value("top_k", p.top_k);
+  p.top_p = j.value("top_p", p.top_p);
+  p.min_p = j.value("min_p", p.min_p);
+  p.repetition_penalty = j.value("repetition_penalty", p.repetition_penalty);
+  p.presence_penalty = j.value("presence_penalty", p.presence_penalty);
+  p.frequency_penalty = j.value("frequency_penalty", p.frequency_penalty);
+  p.seed = j.value("seed", p.seed);
+  p.has_seed = j.value("has_seed", p.has_seed);
+  p.top_logprobs = j.value("top_logprobs", p.top_logprobs);
+  p.logprobs = j.value("logprobs", p.logprobs);
+  return p;
+}
+
+SequenceSampler::SequenceSampler(const SamplingParams& params) : params_(params) {
+  uint64_t seed = params.has_seed ? params.seed : (uint64_t(std::random_device{}()) << 32) ^ std::random_device{}();
+  rng_.seed(seed);
+}
+
+void SequenceSampler::observe_prompt(const int32_t* ids, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) ++prompt_counts_[ids[i]];
+}
+
+SampledToken SequenceSampler::sample(float* logits, int64_t vocab) {
+  SampledToken out;
+  const SamplingParams& p = params_;
+  // Log-probabilities of the raw distribution, reported to clients.
+  const bool want_logprobs = p.logprobs || p.top_logprobs > 0;
+  float max_raw = -std::numeric_limits<float>::infinity();
+  double log_z = 0;
+  if (want_logprobs) {
+    for (int64_t i = 0; i < vocab; ++i) max_raw = std::max(max_raw, logits[i]);
+    double z = 0;
+    for (int64_t i = 0; i < vocab; ++i) z += std::exp(double(logits[i]) - max_raw);
+    log_z = std::log(z) + max_raw;
+    if (p.top_logprobs > 0) {
+      int64_t k = std::min<int64_t>(p.top_logprobs, vocab);
+      std::vector<int32_t> idx(size_t(vocab));
+      std::iota(idx.begin(), idx.end(), 0);
+      std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int32_t a, int32_t b) {
+        return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+      });
+      for (int64_t i = 0; i < k; ++i)
+        out.top.emplace_back(idx[size_t(i)], float(double(logits[idx[size_t(i)]]) - log_z));
+    }
+  }
+  std::vector<float> raw;  // the unpenalised logits, for the chosen token's logprob
+  if (want_logprobs) raw.assign(logits, logits + vocab);
+
+  // Penalties.
+  if (p.repetition_penalty != 1.0f) {
+    auto penalise = [&](int32_t id) {
+      if (id < 0 || id >= vocab) return;
+      float& l = logits[id];
+      l = l > 0 ? l / p.repetition_penalty : l * p.repetition_penalty;
+    };
+    for (auto& [id, n] : prompt_counts_) penalise(id);
+    for (auto& [id, n] : generated_counts_)
+      if (!prompt_counts_.count(id)) penalise(id);
+  }
+  if (p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f)
+    for (auto& [id, n] : generated_counts_)
+      if (id >= 0 && id < vocab) logits[id] -= p.presence_penalty + p.frequency_penalty * float(n);
+
+  int32_t chosen;
+  if (p.temperature <= 0.0f) {
+    chosen = argmax(logits, vocab);
+  } else {
+    // Candidates sorted by logit (ties by id), truncated by top-k, then softmax with temperature,
+    // then min-p and top-p.
+    std::vector<int32_t> idx(size_t(vocab));
+    std::iota(idx.begin(), idx.end(), 0);
+    auto better = [&](int32_t a, int32_t b) {
+      return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+    };
+    int64_t k = p.top_k > 0 ? std::min<int64_t>(p.top_k, vocab) : vocab;
+    if (k < vocab) {
+      std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), better);
+      idx.resize(size_t(k));
+    } else {
+      std::sort(idx.begin(), idx.end(), better);
+    }
+    std::vector<double> prob(idx.size());
+    double m = logits[idx[0]], z = 0;
+    for (size_t i = 0; i < idx.size(); ++i) {
+      prob[i] = std::exp((double(logits[idx[i]]) - m) / p.temperature);
+      z += prob[i];
+    }
+    for (auto& x : prob) x /= z;
+    size_t keep = idx.size();
+    if (p.min_p > 0.0f) {
+      double threshold = prob[0] * p.min_p;
+      size_t n = 1;
+      while (n < keep && prob[n] >= threshold) ++n;
+      keep = n;
+    }
+    if (p.top_p < 1.0f) {
+      double cum = 0;
+      size_t n = 0;
+      while (n < keep) {
+        cum += prob[n];
+        ++n;
+        if (cum >= p.top_p) break;
+      }
+      keep = std::max<size_t>(1, n);
+    }
+    double total = 0;
+    for (size_t i = 0; i < keep; ++i) total += prob[i];
+    std::uniform_real_distribution<double> uni(0.0, total);
+    double r = uni(rng_), acc = 0;
+    chosen = idx[keep - 1];
+    for (size_t i = 0; i < keep; ++i) {
+      acc += prob[i];
+      if (r < acc) {
+        chosen = idx[i];
+        break;
+      }
+    }
+  }
+  out.token = chosen;
+  if (want_logprobs) out.logprob = float(double(raw[size_t(chosen)]) - log_z);
+  ++generated_counts_[chosen];
+  return out;
+}
+
+void SamplerSet::add(int64_t seq_id, const SamplingParams& params) {
+  samplers_.erase(seq_id);
+  samplers_.emplace(seq_id, Entry{SequenceSampler(params), false});
+}
+
+void SamplerSet::release(int64_t seq_id) { samplers_.erase(seq_id); }
+
+std::vector<std::pair<int64_t, SampledToken>> SamplerSet::sample_batch(
+    std::span<const model::SeqChunk> chunks, std::span<const int32_t> tokens, float* logits,
+    int64_t vocab) {
+  std::vector<std::pair<int64_t, SampledToken>> out;
+  size_t t = 0;
+  int64_t row = 0;
+  for (const auto& ch : chunks) {
+    auto it = samplers_.find(ch.seq_id);
+    if (it == samplers_.end())
+      it = samplers_.emplace(ch.seq_id, Entry{SequenceSampler(SamplingParams{}), false}).first;
+    Entry& e = it->second;
+    if (!e.sampled_any) e.sampler.observe_prompt(tokens.data() + t, ch.n_tokens);
+    t += size_t(ch.n_tokens);
+    if (ch.all_logits) {
+      row += ch.n_tokens;  // raw logits are returned; nothing to sample
+      continue;
+    }
+    if (!ch.want_logits) continue;
+    out.emplace_back(ch.seq_id, e.sampler.sample(logits + row * vocab, vocab));
+    e.sampled_any = true;
+    ++row;
+  }
+  return out;
+}
+
+}  // namespace meshlm::runtime

@@ -1,0 +1,79 @@
+#include <cmath>
+
+#include "core/error.h"
+#include "model/config.h"
+#include "test_util.h"
+
+namespace meshlm {
+namespace {
+
+nlohmann::json base() {
+  return {{"model_type", "llama"}, {"hidden_size", 64}, {"num_hidden_layers", 2},
+          {"num_attention_heads", 4}, {"num_key_value_heads", 2}, {"intermediate_size", 128},
+          {"vocab_size", 100}};
+}
+
+TEST(Config, UnknownArchitectureNamesSupportedOnes) {
+  auto j = base();
+  j["model_type"] = "mamba";
+  try {
+    model::ModelConfig::from_json(j);
+    FAIL();
+  } catch (const Error& e) {
+    std::string m = e.what();
+    EXPECT_NE(m.find("mamba"), std::string::npos);
+    EXPECT_NE(m.find("qwen3"), std::string::npos);
+    EXPECT_NE(m.find("llama"), std::string::npos);
+  }
+}
+
+TEST(Config, MissingAndWrongKeys) {
+  auto j = base();
+  j.erase("hidden_size");
+  EXPECT_THROW(model::ModelConfig::from_json(j), Error);
+  j = base();
+  j["num_attention_heads"] = "four";
+  EXPECT_THROW(model::ModelConfig::from_json(j), Error);
+  j = base();
+  j["num_key_value_heads"] = 3;
+  EXPECT_THROW(model::ModelConfig::from_json(j), Error);
+  EXPECT_THROW(model::ModelConfig::from_json(nlohmann::json::array()), Error);
+  EXPECT_THROW(model::ModelConfig::from_dir("/nonexistent"), Error);
+}
+
+TEST(Config, HeadDimAndTraits) {
+  auto j = base();
+  auto c = model::ModelConfig::from_json(j);
+  EXPECT_EQ(c.head_dim, 16);
+  EXPECT_EQ(c.n_kv_heads, 2);
+  EXPECT_FALSE(c.qkv_bias);
+  j["model_type"] = "qwen2";
+  EXPECT_TRUE(model::ModelConfig::from_json(j).qkv_bias);
+  j["model_type"] = "qwen3";
+  j["head_dim"] = 32;
+  auto q = model::ModelConfig::from_json(j);
+  EXPECT_TRUE(q.qk_norm);
+  EXPECT_EQ(q.head_dim, 32);
+}
+
+TEST(Config, Llama3RopeScaling) {
+  auto j = base();
+  j["hidden_size"] = 4096;
+  j["num_attention_heads"] = 32;
+  j["rope_theta"] = 500000.0;
+  j["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0},
+                       {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}};
+  auto c = model::ModelConfig::from_json(j);
+  auto inv = c.rope_inv_freq();
+  ASSERT_EQ(inv.size(), 64u);
+  // High frequencies (short wavelengths) unchanged; the lowest divided by the factor.
+  EXPECT_FLOAT_EQ(inv[0], 1.0f);
+  float base_last = 1.0f / std::pow(500000.0f, 126.0f / 128.0f);
+  EXPECT_NEAR(inv[63], base_last / 8.0f, 1e-12);
+  for (size_t i = 1; i < inv.size(); ++i) EXPECT_LT(inv[i], inv[i - 1]);
+  j["rope_scaling"] = {{"rope_type", "yarn"}};
+  EXPECT_THROW(model::ModelConfig::from_json(j), Error);
+}
+
+}  // namespace
+}  // namespace meshlm

@@ -1,0 +1,147 @@
+// Exactness of the stage split and of batching: N in-process stages give bit-identical logits to
+// one; a sequence batched with others, or prefilled in different chunk sizes, gives bit-identical
+// logits to the sequence alone.
+#include <cstring>
+
+#include "core/error.h"
+#include "model/stage.h"
+#include "runtime/pipeline.h"
+#include "test_util.h"
+
+namespace meshlm {
+namespace {
+
+std::vector<int32_t> prompt_ids(int n, int salt) {
+  std::vector<int32_t> ids;
+  for (int i = 0; i < n; ++i) ids.push_back(int32_t((i * 7919 + salt * 104729) % 151000 + 17));
+  return ids;
+}
+
+// Prefill in chunks of `chunk`, then 8 greedy decode steps; returns all logits of the decode
+// steps and the last prefill chunk concatenated.
+std::vector<float> run(runtime::Pipeline& pipe, const std::vector<int32_t>& prompt, int chunk,
+                       int64_t seq) {
+  std::vector<float> all;
+  int32_t pos = 0;
+  std::vector<int32_t> next;
+  for (size_t off = 0; off < prompt.size(); off += size_t(chunk)) {
+    size_t n = std::min(prompt.size() - off, size_t(chunk));
+    runtime::MicroBatch mb;
+    mb.chunks.push_back({seq, pos, int32_t(n), off + n == prompt.size(), false});
+    mb.tokens.assign(prompt.begin() + off, prompt.begin() + off + n);
+    mb.return_logits = true;
+    pipe.launch(std::move(mb));
+    auto r = pipe.wait();
+    EXPECT_TRUE(r.error.empty()) << r.error;
+    pos += int32_t(n);
+    if (off + n == prompt.size()) all = r.logits;
+  }
+  int64_t vocab = pipe.config().vocab;
+  for (int step = 0; step < 8; ++step) {
+    int32_t id = runtime::argmax(all.data() + all.size() - size_t(vocab), vocab);
+    runtime::MicroBatch mb;
+    mb.chunks.push_back({seq, pos++, 1, true, false});
+    mb.tokens = {id};
+    mb.return_logits = true;
+    pipe.launch(std::move(mb));
+    auto r = pipe.wait();
+    EXPECT_TRUE(r.error.empty()) << r.error;
+    all.insert(all.end(), r.logits.begin(), r.logits.end());
+  }
+  pipe.release(seq);
+  return all;
+}
+
+bool bit_equal(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+TEST(Stage, SplitsGiveBitIdenticalLogits) {
+  REQUIRE_GOLDEN();
+  model::StageOptions so;
+  so.threads = 2;
+  so.max_context = 512;
+  auto prompt = prompt_ids(150, 1);  // longer than one 128-token prefill chunk
+  auto one = runtime::make_local_pipeline(MESHLM_GOLDEN_MODEL, so);
+  auto ref = run(*one, prompt, 128, 1);
+  for (std::vector<int64_t> splits : {std::vector<int64_t>{0, 2, 4}, {0, 1, 3, 4}, {0, 1, 2, 3, 4}}) {
+    auto multi = runtime::make_local_pipeline(MESHLM_GOLDEN_MODEL, so, splits);
+    EXPECT_EQ(multi->stages().size(), splits.size() - 1);
+    EXPECT_TRUE(bit_equal(ref, run(*multi, prompt, 128, 1))) << splits.size() - 1 << " stages";
+  }
+}
+
+TEST(Stage, ChunkSizeAndThreadsDoNotChangeLogits) {
+  REQUIRE_GOLDEN();
+  model::StageOptions so;
+  so.threads = 1;
+  so.max_context = 512;
+  auto prompt = prompt_ids(70, 2);
+  auto p1 = runtime::make_local_pipeline(MESHLM_GOLDEN_MODEL, so);
+  auto ref = run(*p1, prompt, 70, 5);
+  EXPECT_TRUE(bit_equal(ref, run(*p1, prompt, 1, 6)));
+  EXPECT_TRUE(bit_equal(ref, run(*p1, prompt, 33, 7)));
+  so.threads = 3;
+  auto p3 = runtime::make_local_pipeline(MESHLM_GOLDEN_MODEL, so);
+  EXPECT_TRUE(bit_equal(ref, run(*p3, prompt, 16, 8)));
+}
+
+TEST(Stage, BatchedSequencesMatchSequencesAlone) {
+  REQUIRE_GOLDEN();
+  model::StageOptions so;
+  so.threads = 2;
+  so.max_context = 256;
+  auto pipe = runtime::make_local_pipeline(MESHLM_GOLDEN_MODEL, so);
+  const int64_t vocab = pipe->config().vocab;
+  std::vector<std::vector<int32_t>> prompts = {prompt_ids(5, 3), prompt_ids(40, 4), prompt_ids(1, 5),
+                                               prompt_ids(17, 6)};
+  std::vector<std::vector<float>> alone;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    runtime::MicroBatch mb;
+    mb.chunks.push_back({int64_t(100 + i), 0, int32_t(prompts[i].size()), true, false});
+    mb.tokens = prompts[i];
+    mb.return_logits = true;
+    pipe->launch(std::move(mb));
+    alone.push_back(pipe->wait().logits);
+    pipe->release(int64_t(100 + i));
+  }
+  runtime::MicroBatch mb;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    mb.chunks.push_back({int64_t(200 + i), 0, int32_t(prompts[i].size()), true, false});
+    mb.tokens.insert(mb.tokens.end(), prompts[i].begin(), prompts[i].end());
+  }
+  mb.return_logits = true;
+  pipe->launch(std::move(mb));
+  auto r = pipe->wait();
+  ASSERT_TRUE(r.error.empty()) << r.error;
+  ASSERT_EQ(r.logits.size(), size_t(vocab) * prompts.size());
+  for (size_t i = 0; i < prompts.size(); ++i)
+    EXPECT_EQ(0, std::memcmp(alone[i].data(), r.logits.data() + i * size_t(vocab), size_t(vocab) * 4)) << i;
+}
+
+TEST(Stage, RejectsInconsistentBatches) {
+  REQUIRE_GOLDEN();
+  model::StageOptions so;
+  so.threads = 1;
+  so.max_context = 64;
+  model::Stage stage(MESHLM_GOLDEN_MODEL, 0, 4, so);
+  std::vector<float> hidden, logits;
+  std::vector<model::SeqChunk> c = {{1, 5, 2, true, false}};  // position 5 without a cache
+  std::vector<int32_t> t = {1, 2};
+  EXPECT_THROW(stage.forward(c, t, hidden, logits), Error);
+  c = {{1, 0, 2, true, false}};
+  std::vector<int32_t> bad = {1, 999999999};
+  EXPECT_THROW(stage.forward(c, bad, hidden, logits), Error);
+  c = {{1, 0, 65, true, false}};
+  std::vector<int32_t> lng(65, 1);
+  EXPECT_THROW(stage.forward(c, lng, hidden, logits), Error);  // beyond max_context
+  c = {{1, 0, 2, true, false}};
+  EXPECT_EQ(stage.forward(c, t, hidden, logits), 1);  // and still works afterwards
+  EXPECT_EQ(stage.cached_tokens(1), 2);
+  model::Stage middle(MESHLM_GOLDEN_MODEL, 1, 3, so);
+  std::vector<float> wrong(7);
+  EXPECT_THROW(middle.forward(c, t, wrong, logits), Error);  // activations of the wrong size
+}
+
+}  // namespace
+}  // namespace meshlm

@@ -1,0 +1,121 @@
+// meshlm bench: prompt processing (pp) and generation (tg) tokens/s, like llama-bench: a warm-up
+// run, then -r repetitions, mean and standard deviation. Token ids are random (fixed seed).
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <random>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "command.h"
+#include "common.h"
+#include "core/mmap_file.h"
+#include "kernels/kernels.h"
+#include "runtime/pipeline.h"
+
+namespace meshlm::cli {
+namespace {
+
+struct Stats {
+  double mean = 0, sd = 0;
+};
+
+Stats stats(const std::vector<double>& v) {
+  Stats s;
+  if (v.empty()) return s;
+  for (double x : v) s.mean += x;
+  s.mean /= double(v.size());
+  if (v.size() > 1) {
+    for (double x : v) s.sd += (x - s.mean) * (x - s.mean);
+    s.sd = std::sqrt(s.sd / double(v.size() - 1));
+  }
+  return s;
+}
+
+using Clock = std::chrono::steady_clock;
+
+int run_bench(int argc, char** argv) {
+  CLI::App app{"Prompt-processing and generation speed"};
+  std::string model_dir, splits;
+  int64_t n_prompt = 128, n_gen = 64;
+  int threads = default_threads(), reps = 5;
+  bool json = false;
+  app.add_option("--model,-m", model_dir, "Hugging Face model folder")->required();
+  app.add_option("-p,--n-prompt", n_prompt, "prompt tokens (0 to skip)")->check(CLI::Range(int64_t(0), int64_t(1) << 16));
+  app.add_option("-n,--n-gen", n_gen, "generated tokens (0 to skip)")->check(CLI::Range(int64_t(0), int64_t(1) << 16));
+  app.add_option("--threads,-t", threads, "threads per stage")->check(CLI::Range(1, 1024));
+  app.add_option("-r,--repetitions", reps, "repetitions")->check(CLI::Range(1, 1000));
+  app.add_flag("--json", json, "print one JSON object");
+  app.add_option("--local-splits", splits, "run as in-process stages split at these layers");
+  CLI11_PARSE(app, argc, argv);
+
+  model::StageOptions so;
+  so.threads = threads;
+  so.max_context = std::max<int64_t>(n_prompt, n_gen) + 16;
+  auto pipeline = runtime::make_local_pipeline(model_dir, so, parse_splits(splits));
+  const auto& cfg = pipeline->config();
+  std::mt19937 rng(1234);
+  std::uniform_int_distribution<int32_t> dist(0, int32_t(cfg.vocab - 1));
+  int64_t seq = 0;
+  auto run_pp = [&]() {
+    runtime::MicroBatch mb;
+    mb.chunks.push_back({seq, 0, int32_t(n_prompt), true, false});
+    for (int64_t i = 0; i < n_prompt; ++i) mb.tokens.push_back(dist(rng));
+    auto t0 = Clock::now();
+    pipeline->launch(std::move(mb));
+    auto r = pipeline->wait();
+    double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    if (!r.error.empty()) throw std::runtime_error(r.error);
+    pipeline->release(seq++);
+    return double(n_prompt) / s;
+  };
+  auto run_tg = [&]() {
+    int32_t token = dist(rng);
+    auto t0 = Clock::now();
+    for (int64_t i = 0; i < n_gen; ++i) {
+      runtime::MicroBatch mb;
+      mb.chunks.push_back({seq, int32_t(i), 1, true, false});
+      mb.tokens.push_back(token);
+      pipeline->launch(std::move(mb));
+      auto r = pipeline->wait();
+      if (!r.error.empty()) throw std::runtime_error(r.error);
+      token = r.sampled.at(0).second.token;
+    }
+    double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    pipeline->release(seq++);
+    return double(n_gen) / s;
+  };
+  if (n_prompt > 0) run_pp();  // warm-up: pages in the weights
+  if (n_gen > 0) run_tg();
+  std::vector<double> pp, tg;
+  for (int r = 0; r < reps; ++r) {
+    if (n_prompt > 0) pp.push_back(run_pp());
+    if (n_gen > 0) tg.push_back(run_tg());
+  }
+  Stats sp = stats(pp), st = stats(tg);
+  if (json) {
+    nlohmann::json j = {{"model", model_dir}, {"architecture", cfg.architecture},
+                        {"threads", threads}, {"n_prompt", n_prompt}, {"n_gen", n_gen},
+                        {"repetitions", reps}, {"pp_tps", sp.mean}, {"pp_sd", sp.sd},
+                        {"tg_tps", st.mean}, {"tg_sd", st.sd}, {"simd", kernels::simd_target_name()},
+                        {"stages", pipeline->stages().size()},
+                        {"peak_rss_bytes", peak_resident_bytes()}};
+    std::printf("%s\n", j.dump().c_str());
+  } else {
+    std::printf("| model | threads | test | t/s |\n|---|---|---|---|\n");
+    if (n_prompt > 0)
+      std::printf("| %s | %d | pp%lld | %.2f ± %.2f |\n", cfg.architecture.c_str(), threads,
+                  (long long)n_prompt, sp.mean, sp.sd);
+    if (n_gen > 0)
+      std::printf("| %s | %d | tg%lld | %.2f ± %.2f |\n", cfg.architecture.c_str(), threads,
+                  (long long)n_gen, st.mean, st.sd);
+    std::printf("simd %s, peak RSS %.1f MiB\n", kernels::simd_target_name(), double(peak_resident_bytes()) / (1 << 20));
+  }
+  return 0;
+}
+
+Registrar reg("bench", "prompt-processing / generation tokens/s (-p 128 -n 64 [-r 5] [--json])", run_bench);
+
+}  // namespace
+}  // namespace meshlm::cli

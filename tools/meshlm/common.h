@@ -1,0 +1,20 @@
+// Small helpers shared by the CLI commands.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace meshlm::cli {
+
+// Comma-separated token ids ("1,2,3"; spaces allowed). Throws Error("cli", ...) on junk.
+std::vector<int32_t> parse_id_list(const std::string& text);
+// Layer split points ("0,14,28"); empty text gives an empty vector.
+std::vector<int64_t> parse_splits(const std::string& text);
+inline int default_threads() {
+  unsigned n = std::thread::hardware_concurrency();
+  return n == 0 ? 1 : int(n);
+}
+
+}  // namespace meshlm::cli
