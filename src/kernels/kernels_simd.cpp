@@ -1,46 +1,365 @@
-// PLACEHOLDER: plain C++ versions of kernels.h until the Highway kernels land.
+// The element-wise and attention kernels of kernels.h (matmul lives in kernels_matmul.cpp):
+// Highway SIMD, one copy per target, chosen at run time with HWY_DYNAMIC_DISPATCH.
+//
+// Accuracy notes (tested in tests/kernels/kernels_parity_test.cpp):
+// - sums whose length grows with the model (softmax denominators, sums of squares) are
+//   accumulated in f64 lanes, like the reference;
+// - exp is Highway's contrib Exp (max 1 ulp), so softmax/silu stay within ~1e-6 relative of
+//   std::exp;
+// - rope takes its cos/sin from std::cos/std::sin exactly like the reference and rotates without
+//   FMA contraction, so it matches the reference to the last bit where the reference is compiled
+//   without contraction.
+
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
 
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/kernels_simd.cpp"
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/highway.h>
+#include <hwy/contrib/math/math-inl.h>
+
+#include "core/error.h"
 #include "kernels/kernels.h"
-#include "kernels/kernels_ref.h"
+#include "kernels/kernels_hwy-inl.h"
+#include "kernels/kernels_targets.h"
 
+HWY_BEFORE_NAMESPACE();
+namespace meshlm::kernels::HWY_NAMESPACE {
+
+#if HWY_HAVE_FLOAT64 && HWY_TARGET != HWY_SCALAR
+// f32 lanes summed into f64 lanes, half a vector at a time.
+using DD = hn::Rebind<double, hn::Half<DF>>;
+using SumF64 = hn::Vec<DD>;
+HWY_INLINE SumF64 ZeroF64() { return hn::Zero(DD()); }
+HWY_INLINE SumF64 AddF64(SumF64 acc, VF v) {
+  const hn::Half<DF> dh;
+  acc = hn::Add(acc, hn::PromoteTo(DD(), hn::LowerHalf(dh, v)));
+  return hn::Add(acc, hn::PromoteTo(DD(), hn::UpperHalf(dh, v)));
+}
+HWY_INLINE SumF64 AddSquaresF64(SumF64 acc, VF v) {
+  const hn::Half<DF> dh;
+  const auto lo = hn::PromoteTo(DD(), hn::LowerHalf(dh, v));
+  const auto hi = hn::PromoteTo(DD(), hn::UpperHalf(dh, v));
+  return hn::MulAdd(hi, hi, hn::MulAdd(lo, lo, acc));
+}
+HWY_INLINE double TotalF64(SumF64 acc) { return hn::GetLane(hn::SumOfLanes(DD(), acc)); }
+#else
+// Targets without f64 lanes or halves (HWY_SCALAR, the fallback with GCC < 12.3): plain double.
+using SumF64 = double;
+HWY_INLINE SumF64 ZeroF64() { return 0.0; }
+HWY_INLINE SumF64 AddF64(SumF64 acc, VF v) {
+  HWY_ALIGN float buf[kMaxLanesF];
+  hn::Store(v, DF(), buf);
+  for (size_t i = 0; i < hn::Lanes(DF()); ++i) acc += double(buf[i]);
+  return acc;
+}
+HWY_INLINE SumF64 AddSquaresF64(SumF64 acc, VF v) {
+  HWY_ALIGN float buf[kMaxLanesF];
+  hn::Store(v, DF(), buf);
+  for (size_t i = 0; i < hn::Lanes(DF()); ++i) acc += double(buf[i]) * double(buf[i]);
+  return acc;
+}
+HWY_INLINE double TotalF64(SumF64 acc) { return acc; }
+#endif
+
+void RmsNorm(const float* x, const float* weight, int64_t n, float eps, float* out) {
+  if (n <= 0) return;
+  const DF df;
+  const int64_t lanes = int64_t(hn::Lanes(df));
+  SumF64 ss = ZeroF64();
+  int64_t i = 0;
+  for (; i + lanes <= n; i += lanes) ss = AddSquaresF64(ss, hn::LoadU(df, x + i));
+  if (i < n) ss = AddSquaresF64(ss, LoadTail(df, x + i, size_t(n - i)));
+  const VF inv = hn::Set(df, float(1.0 / std::sqrt(TotalF64(ss) / double(n) + double(eps))));
+  for (i = 0; i + lanes <= n; i += lanes)
+    hn::StoreU(hn::Mul(hn::Mul(hn::LoadU(df, x + i), inv), hn::LoadU(df, weight + i)), df, out + i);
+  if (i < n) {
+    const size_t rest = size_t(n - i);
+    StoreTail(hn::Mul(hn::Mul(LoadTail(df, x + i, rest), inv), LoadTail(df, weight + i, rest)), df,
+              out + i, rest);
+  }
+}
+
+void Rope(float* x, int64_t n_heads, int64_t head_dim, int64_t pos, const float* inv_freq) {
+  const int64_t half = head_dim / 2;
+  if (n_heads <= 0 || half <= 0) return;
+  const DF df;
+  const int64_t lanes = int64_t(hn::Lanes(df));
+  constexpr int64_t kBlock = 128;  // cos/sin computed per block of pairs, shared by all heads
+  HWY_ALIGN float cos_buf[kBlock];
+  HWY_ALIGN float sin_buf[kBlock];
+  for (int64_t i0 = 0; i0 < half; i0 += kBlock) {
+    const int64_t len = std::min(kBlock, half - i0);
+    for (int64_t i = 0; i < len; ++i) {
+      const float angle = float(pos) * inv_freq[i0 + i];
+      cos_buf[i] = std::cos(angle);
+      sin_buf[i] = std::sin(angle);
+    }
+    for (int64_t h = 0; h < n_heads; ++h) {
+      float* a_ptr = x + h * head_dim + i0;
+      float* b_ptr = a_ptr + half;
+      int64_t i = 0;
+      for (; i + lanes <= len; i += lanes) {
+        const VF c = hn::Load(df, cos_buf + i), s = hn::Load(df, sin_buf + i);
+        const VF a = hn::LoadU(df, a_ptr + i), b = hn::LoadU(df, b_ptr + i);
+        hn::StoreU(hn::Sub(hn::Mul(a, c), hn::Mul(b, s)), df, a_ptr + i);
+        hn::StoreU(hn::Add(hn::Mul(b, c), hn::Mul(a, s)), df, b_ptr + i);
+      }
+      if (i < len) {
+        const size_t rest = size_t(len - i);
+        const VF c = hn::Load(df, cos_buf + i), s = hn::Load(df, sin_buf + i);
+        const VF a = LoadTail(df, a_ptr + i, rest), b = LoadTail(df, b_ptr + i, rest);
+        StoreTail(hn::Sub(hn::Mul(a, c), hn::Mul(b, s)), df, a_ptr + i, rest);
+        StoreTail(hn::Add(hn::Mul(b, c), hn::Mul(a, s)), df, b_ptr + i, rest);
+      }
+    }
+  }
+}
+
+void Softmax(float* x, int64_t n) {
+  if (n <= 0) return;
+  const DF df;
+  const int64_t lanes = int64_t(hn::Lanes(df));
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  VF vmax = hn::Set(df, neg_inf);
+  int64_t i = 0;
+  for (; i + lanes <= n; i += lanes) vmax = hn::Max(vmax, hn::LoadU(df, x + i));
+  if (i < n) vmax = hn::Max(vmax, LoadTail(df, x + i, size_t(n - i), neg_inf));
+  const VF m = hn::MaxOfLanes(df, vmax);
+
+  SumF64 sum = ZeroF64();
+  for (i = 0; i + lanes <= n; i += lanes) {
+    const VF e = hn::Exp(df, hn::Sub(hn::LoadU(df, x + i), m));
+    hn::StoreU(e, df, x + i);
+    sum = AddF64(sum, e);
+  }
+  if (i < n) {
+    const size_t rest = size_t(n - i);
+    const VF e = hn::IfThenElseZero(hn::FirstN(df, rest),
+                                    hn::Exp(df, hn::Sub(LoadTail(df, x + i, rest), m)));
+    StoreTail(e, df, x + i, rest);
+    sum = AddF64(sum, e);
+  }
+
+  const VF inv = hn::Set(df, float(1.0 / TotalF64(sum)));
+  for (i = 0; i + lanes <= n; i += lanes) hn::StoreU(hn::Mul(hn::LoadU(df, x + i), inv), df, x + i);
+  if (i < n) {
+    const size_t rest = size_t(n - i);
+    StoreTail(hn::Mul(LoadTail(df, x + i, rest), inv), df, x + i, rest);
+  }
+}
+
+// silu(g) * u = g / (1 + exp(-g)) * u. exp(-g) is clamped below overflow; where -g > 88 the
+// result is (-)0 in float anyway.
+HWY_INLINE VF SiluMulVec(DF df, VF g, VF u) {
+  const VF kLimit = hn::Set(df, 88.0f);
+  const VF neg = hn::Neg(g);
+  const VF e = hn::Exp(df, hn::Min(neg, kLimit));
+  const VF r = hn::Mul(hn::Div(g, hn::Add(hn::Set(df, 1.0f), e)), u);
+  return hn::IfThenZeroElse(hn::Gt(neg, kLimit), r);
+}
+
+void SiluMul(const float* gate, const float* up, int64_t n, float* out) {
+  if (n <= 0) return;
+  const DF df;
+  const int64_t lanes = int64_t(hn::Lanes(df));
+  int64_t i = 0;
+  for (; i + lanes <= n; i += lanes)
+    hn::StoreU(SiluMulVec(df, hn::LoadU(df, gate + i), hn::LoadU(df, up + i)), df, out + i);
+  if (i < n) {
+    const size_t rest = size_t(n - i);
+    StoreTail(SiluMulVec(df, LoadTail(df, gate + i, rest), LoadTail(df, up + i, rest)), df,
+              out + i, rest);
+  }
+}
+
+// scores[j] = scale * q . k_j for j < n_keys, four keys at a time.
+void AttentionScores(const float* q, const float* k, int64_t kv_stride, int64_t n_keys,
+                     int64_t head_dim, float scale, float* scores) {
+  const DF df;
+  const int64_t lanes = int64_t(hn::Lanes(df));
+  const int64_t full = head_dim / lanes * lanes;
+  const size_t rest = size_t(head_dim - full);
+  int64_t j = 0;
+  for (; j + 4 <= n_keys; j += 4) {
+    const float* k0 = k + j * kv_stride;
+    const float* k1 = k0 + kv_stride;
+    const float* k2 = k1 + kv_stride;
+    const float* k3 = k2 + kv_stride;
+    VF a0 = hn::Zero(df), a1 = hn::Zero(df), a2 = hn::Zero(df), a3 = hn::Zero(df);
+    for (int64_t d = 0; d < full; d += lanes) {
+      const VF qv = hn::LoadU(df, q + d);
+      a0 = hn::MulAdd(qv, hn::LoadU(df, k0 + d), a0);
+      a1 = hn::MulAdd(qv, hn::LoadU(df, k1 + d), a1);
+      a2 = hn::MulAdd(qv, hn::LoadU(df, k2 + d), a2);
+      a3 = hn::MulAdd(qv, hn::LoadU(df, k3 + d), a3);
+    }
+    if (rest) {
+      const VF qv = LoadTail(df, q + full, rest);
+      a0 = hn::MulAdd(qv, LoadTail(df, k0 + full, rest), a0);
+      a1 = hn::MulAdd(qv, LoadTail(df, k1 + full, rest), a1);
+      a2 = hn::MulAdd(qv, LoadTail(df, k2 + full, rest), a2);
+      a3 = hn::MulAdd(qv, LoadTail(df, k3 + full, rest), a3);
+    }
+    scores[j] = hn::GetLane(hn::SumOfLanes(df, a0)) * scale;
+    scores[j + 1] = hn::GetLane(hn::SumOfLanes(df, a1)) * scale;
+    scores[j + 2] = hn::GetLane(hn::SumOfLanes(df, a2)) * scale;
+    scores[j + 3] = hn::GetLane(hn::SumOfLanes(df, a3)) * scale;
+  }
+  for (; j < n_keys; ++j) {
+    const float* kj = k + j * kv_stride;
+    VF a = hn::Zero(df);
+    for (int64_t d = 0; d < full; d += lanes)
+      a = hn::MulAdd(hn::LoadU(df, q + d), hn::LoadU(df, kj + d), a);
+    if (rest) a = hn::MulAdd(LoadTail(df, q + full, rest), LoadTail(df, kj + full, rest), a);
+    scores[j] = hn::GetLane(hn::SumOfLanes(df, a)) * scale;
+  }
+}
+
+// out[d] += sum_{j in [j0, j1)} p[j] * v_j[d]: register accumulators over a block of keys, so the
+// f32 error grows with the block length, not with n_keys.
+void AttentionValuesBlock(const float* p, const float* v, int64_t kv_stride, int64_t j0,
+                          int64_t j1, int64_t head_dim, float* out) {
+  const DF df;
+  const int64_t lanes = int64_t(hn::Lanes(df));
+  int64_t d = 0;
+  for (; d + 4 * lanes <= head_dim; d += 4 * lanes) {
+    VF a0 = hn::Zero(df), a1 = hn::Zero(df), a2 = hn::Zero(df), a3 = hn::Zero(df);
+    for (int64_t j = j0; j < j1; ++j) {
+      const VF pj = hn::Set(df, p[j]);
+      const float* vj = v + j * kv_stride + d;
+      a0 = hn::MulAdd(pj, hn::LoadU(df, vj), a0);
+      a1 = hn::MulAdd(pj, hn::LoadU(df, vj + lanes), a1);
+      a2 = hn::MulAdd(pj, hn::LoadU(df, vj + 2 * lanes), a2);
+      a3 = hn::MulAdd(pj, hn::LoadU(df, vj + 3 * lanes), a3);
+    }
+    hn::StoreU(hn::Add(hn::LoadU(df, out + d), a0), df, out + d);
+    hn::StoreU(hn::Add(hn::LoadU(df, out + d + lanes), a1), df, out + d + lanes);
+    hn::StoreU(hn::Add(hn::LoadU(df, out + d + 2 * lanes), a2), df, out + d + 2 * lanes);
+    hn::StoreU(hn::Add(hn::LoadU(df, out + d + 3 * lanes), a3), df, out + d + 3 * lanes);
+  }
+  for (; d + lanes <= head_dim; d += lanes) {
+    VF a = hn::Zero(df);
+    for (int64_t j = j0; j < j1; ++j)
+      a = hn::MulAdd(hn::Set(df, p[j]), hn::LoadU(df, v + j * kv_stride + d), a);
+    hn::StoreU(hn::Add(hn::LoadU(df, out + d), a), df, out + d);
+  }
+  if (d < head_dim) {
+    const size_t rest = size_t(head_dim - d);
+    VF a = hn::Zero(df);
+    for (int64_t j = j0; j < j1; ++j)
+      a = hn::MulAdd(hn::Set(df, p[j]), LoadTail(df, v + j * kv_stride + d, rest), a);
+    StoreTail(hn::Add(LoadTail(df, out + d, rest), a), df, out + d, rest);
+  }
+}
+
+void AttentionHead(const float* q, const float* k, const float* v, int64_t kv_stride,
+                   int64_t n_keys, int64_t head_dim, float scale, float* out, float* scratch) {
+  if (head_dim <= 0) return;
+  std::fill(out, out + head_dim, 0.0f);
+  if (n_keys <= 0) return;
+  AttentionScores(q, k, kv_stride, n_keys, head_dim, scale, scratch);
+  Softmax(scratch, n_keys);
+  constexpr int64_t kKeyBlock = 64;
+  for (int64_t j0 = 0; j0 < n_keys; j0 += kKeyBlock)
+    AttentionValuesBlock(scratch, v, kv_stride, j0, std::min(n_keys, j0 + kKeyBlock), head_dim,
+                         out);
+}
+
+void AddInplace(float* dst, const float* src, int64_t n) {
+  const DF df;
+  const int64_t lanes = int64_t(hn::Lanes(df));
+  int64_t i = 0;
+  for (; i + lanes <= n; i += lanes)
+    hn::StoreU(hn::Add(hn::LoadU(df, dst + i), hn::LoadU(df, src + i)), df, dst + i);
+  for (; i < n; ++i) dst[i] += src[i];
+}
+
+template <DType kDt>
+void ConvertRow(const WeightT<kDt>* src, int64_t n, float* dst) {
+  const DF df;
+  const int64_t lanes = int64_t(hn::Lanes(df));
+  int64_t i = 0;
+  for (; i + lanes <= n; i += lanes) hn::StoreU(LoadWeights<kDt>(df, src + i), df, dst + i);
+  if (i < n) {
+    const size_t rest = size_t(n - i);
+    StoreTail(LoadWeightsTail<kDt>(df, src + i, rest), df, dst + i, rest);
+  }
+}
+
+void EmbedRow(const void* data, DType dtype, int64_t offset, int64_t n, float* dst) {
+  switch (dtype) {
+    case DType::F32:
+      return ConvertRow<DType::F32>(static_cast<const float*>(data) + offset, n, dst);
+    case DType::BF16:
+      return ConvertRow<DType::BF16>(static_cast<const uint16_t*>(data) + offset, n, dst);
+    case DType::F16:
+      return ConvertRow<DType::F16>(static_cast<const uint16_t*>(data) + offset, n, dst);
+  }
+}
+
+const char* TargetName() { return hwy::TargetName(HWY_TARGET); }
+
+}  // namespace meshlm::kernels::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
 namespace meshlm::kernels {
 
-void matmul(const MatView& w, const float* x, int64_t n_tok, float* y, const float* bias,
-            ThreadPool& pool) {
-  pool.parallel_for(w.rows, [&](int64_t r0, int64_t r1, int) {
-    for (int64_t t = 0; t < n_tok; ++t)
-      for (int64_t r = r0; r < r1; ++r) {
-        float acc = 0;
-        const float* xr = x + t * w.cols;
-        if (w.dtype == DType::F32) {
-          const float* wr = static_cast<const float*>(w.data) + r * w.cols;
-          for (int64_t k = 0; k < w.cols; ++k) acc += wr[k] * xr[k];
-        } else {
-          for (int64_t k = 0; k < w.cols; ++k) acc += ref::load(w.data, w.dtype, r * w.cols + k) * xr[k];
-        }
-        y[t * w.rows + r] = acc + (bias ? bias[r] : 0.f);
-      }
-  });
-}
+HWY_EXPORT(RmsNorm);
+HWY_EXPORT(Rope);
+HWY_EXPORT(Softmax);
+HWY_EXPORT(SiluMul);
+HWY_EXPORT(AttentionHead);
+HWY_EXPORT(AddInplace);
+HWY_EXPORT(EmbedRow);
+HWY_EXPORT(TargetName);
+
 void rmsnorm(const float* x, const float* weight, int64_t n, float eps, float* out) {
-  ref::rmsnorm(x, weight, n, eps, out);
+  HWY_DYNAMIC_DISPATCH(RmsNorm)(x, weight, n, eps, out);
 }
+
 void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t pos, const float* inv_freq) {
-  ref::rope(x, n_heads, head_dim, pos, inv_freq);
+  HWY_DYNAMIC_DISPATCH(Rope)(x, n_heads, head_dim, pos, inv_freq);
 }
-void softmax(float* x, int64_t n) { ref::softmax(x, n); }
+
+void softmax(float* x, int64_t n) { HWY_DYNAMIC_DISPATCH(Softmax)(x, n); }
+
 void silu_mul(const float* gate, const float* up, int64_t n, float* out) {
-  ref::silu_mul(gate, up, n, out);
+  HWY_DYNAMIC_DISPATCH(SiluMul)(gate, up, n, out);
 }
+
 void attention_head(const float* q, const float* k, const float* v, int64_t kv_stride,
                     int64_t n_keys, int64_t head_dim, float scale, float* out, float* scratch) {
-  ref::attention_head(q, k, v, kv_stride, n_keys, head_dim, scale, out);
+  HWY_DYNAMIC_DISPATCH(AttentionHead)(q, k, v, kv_stride, n_keys, head_dim, scale, out, scratch);
 }
+
 void add_inplace(float* dst, const float* src, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) dst[i] += src[i];
+  HWY_DYNAMIC_DISPATCH(AddInplace)(dst, src, n);
 }
-void embed_row(const MatView& w, int64_t row, float* dst) { ref::embed_row(w, row, dst); }
-const char* simd_target_name() { return "scalar-placeholder"; }
+
+void embed_row(const MatView& w, int64_t row, float* dst) {
+  if (row < 0 || row >= w.rows)
+    throw Error("kernels", "embed_row: row " + std::to_string(row) + " out of range [0, " +
+                               std::to_string(w.rows) + ")");
+  if (w.dtype != DType::F32 && w.dtype != DType::BF16 && w.dtype != DType::F16)
+    throw Error("kernels", "embed_row: unsupported dtype");
+  if (w.cols <= 0) return;
+  HWY_DYNAMIC_DISPATCH(EmbedRow)(w.data, w.dtype, row * w.cols, w.cols, dst);
+}
+
+const char* simd_target_name() { return HWY_DYNAMIC_DISPATCH(TargetName)(); }
+
+std::vector<int64_t> simd_compiled_targets() { return hwy::SupportedAndGeneratedTargets(); }
+
+void simd_force_target(int64_t target) { hwy::SetSupportedTargetsForTest(target); }
+
+std::string simd_target_label(int64_t target) { return hwy::TargetName(target); }
 
 }  // namespace meshlm::kernels
+#endif  // HWY_ONCE

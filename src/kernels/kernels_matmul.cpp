@@ -1,0 +1,182 @@
+// matmul: y[t, r] = x[t, :] . W[r, :] (+ bias[r]), Highway SIMD with runtime dispatch.
+//
+// Accumulation order (the determinism contract of kernels.h): every output (t, r) owns one
+// vector accumulator. Chunk c of Lanes(df) columns adds W[r, chunk] * x[t, chunk] into it with one
+// FMA, chunks in increasing column order; the last partial chunk is zero-padded (same helper in
+// every path); then the lanes are summed with SumOfLanes and the bias is added. A tile of
+// kR rows x kT tokens merely runs kR*kT such independent chains side by side, so the value of an
+// output does not depend on the tile shape, n_tok, the panel size or which thread computed it.
+//
+// n_tok == 1 (decode): tiles of kDecodeRows rows x 1 token stream each weight once; x stays in L1.
+// n_tok > 1: tiles of kRows rows x kToks tokens reuse each loaded+converted weight vector kToks
+// times. Tokens are taken in panels whose x fits in L2; rows are split among threads in whole rows.
+
+#include <algorithm>
+#include <cstdint>
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/kernels_matmul.cpp"
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/highway.h>
+
+#include "core/error.h"
+#include "kernels/kernels.h"
+#include "kernels/kernels_hwy-inl.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace meshlm::kernels::HWY_NAMESPACE {
+
+constexpr int kDecodeRows = 4;  // rows per tile when n_tok == 1
+constexpr int kRows = 3;        // rows per tile when n_tok > 1
+constexpr int kToks = 4;        // tokens per tile when n_tok > 1
+constexpr int64_t kPanelBytes = 256 * 1024;  // x panel (f32) kept in L2
+
+// Computes the kR x kT outputs y[t * y_stride + r] for r < kR, t < kT from weight rows
+// w + r * cols and token rows x + t * cols.
+template <DType kDt, int kR, int kT>
+HWY_INLINE void DotTile(const WeightT<kDt>* HWY_RESTRICT w, const float* HWY_RESTRICT x,
+                        int64_t cols, float* HWY_RESTRICT y, int64_t y_stride,
+                        const float* HWY_RESTRICT bias) {
+  const DF df;
+  const int64_t n = int64_t(hn::Lanes(df));
+  VF acc[kR][kT];
+#pragma GCC unroll 16
+  for (int r = 0; r < kR; ++r)
+#pragma GCC unroll 16
+    for (int t = 0; t < kT; ++t) acc[r][t] = hn::Zero(df);
+
+  int64_t k = 0;
+  for (; k + n <= cols; k += n) {
+    VF wv[kR];
+#pragma GCC unroll 16
+    for (int r = 0; r < kR; ++r) wv[r] = LoadWeights<kDt>(df, w + r * cols + k);
+#pragma GCC unroll 16
+    for (int t = 0; t < kT; ++t) {
+      const VF xv = hn::LoadU(df, x + t * cols + k);
+#pragma GCC unroll 16
+      for (int r = 0; r < kR; ++r) acc[r][t] = hn::MulAdd(wv[r], xv, acc[r][t]);
+    }
+  }
+  if (k < cols) {
+    const size_t rest = size_t(cols - k);
+    VF wv[kR];
+#pragma GCC unroll 16
+    for (int r = 0; r < kR; ++r) wv[r] = LoadWeightsTail<kDt>(df, w + r * cols + k, rest);
+#pragma GCC unroll 16
+    for (int t = 0; t < kT; ++t) {
+      const VF xv = LoadTail(df, x + t * cols + k, rest);
+#pragma GCC unroll 16
+      for (int r = 0; r < kR; ++r) acc[r][t] = hn::MulAdd(wv[r], xv, acc[r][t]);
+    }
+  }
+
+#pragma GCC unroll 16
+  for (int r = 0; r < kR; ++r) {
+    const float b = bias ? bias[r] : 0.0f;
+#pragma GCC unroll 16
+    for (int t = 0; t < kT; ++t) y[t * y_stride + r] = hn::GetLane(hn::SumOfLanes(df, acc[r][t])) + b;
+  }
+}
+
+// A tile of nr <= kRows rows x nt <= kToks tokens (edges of the row range or token panel).
+template <DType kDt, int kR>
+HWY_INLINE void DotTileRows(int nt, const WeightT<kDt>* w, const float* x, int64_t cols, float* y,
+                            int64_t y_stride, const float* bias) {
+  static_assert(kToks == 4, "update the cases below");
+  switch (nt) {
+    case 1: return DotTile<kDt, kR, 1>(w, x, cols, y, y_stride, bias);
+    case 2: return DotTile<kDt, kR, 2>(w, x, cols, y, y_stride, bias);
+    case 3: return DotTile<kDt, kR, 3>(w, x, cols, y, y_stride, bias);
+    default: return DotTile<kDt, kR, 4>(w, x, cols, y, y_stride, bias);
+  }
+}
+
+template <DType kDt>
+HWY_INLINE void DotTileAny(int nr, int nt, const WeightT<kDt>* w, const float* x, int64_t cols,
+                           float* y, int64_t y_stride, const float* bias) {
+  static_assert(kRows == 3, "update the cases below");
+  switch (nr) {
+    case 1: return DotTileRows<kDt, 1>(nt, w, x, cols, y, y_stride, bias);
+    case 2: return DotTileRows<kDt, 2>(nt, w, x, cols, y, y_stride, bias);
+    default: return DotTileRows<kDt, 3>(nt, w, x, cols, y, y_stride, bias);
+  }
+}
+
+template <DType kDt>
+void MatmulRowsT(const WeightT<kDt>* w, int64_t rows, int64_t cols, const float* x, int64_t n_tok,
+                 float* y, const float* bias, int64_t r0, int64_t r1) {
+  auto bias_at = [&](int64_t r) { return bias ? bias + r : nullptr; };
+  if (n_tok == 1) {
+    int64_t r = r0;
+    for (; r + kDecodeRows <= r1; r += kDecodeRows)
+      DotTile<kDt, kDecodeRows, 1>(w + r * cols, x, cols, y + r, rows, bias_at(r));
+    for (; r < r1; ++r) DotTile<kDt, 1, 1>(w + r * cols, x, cols, y + r, rows, bias_at(r));
+    return;
+  }
+  const int64_t row_bytes = std::max<int64_t>(cols, 1) * int64_t(sizeof(float));
+  const int64_t panel = std::max<int64_t>(kToks, kPanelBytes / row_bytes / kToks * kToks);
+  for (int64_t t0 = 0; t0 < n_tok; t0 += panel) {
+    const int64_t t1 = std::min(n_tok, t0 + panel);
+    for (int64_t r = r0; r < r1; r += kRows) {
+      const int nr = int(std::min<int64_t>(kRows, r1 - r));
+      for (int64_t t = t0; t < t1; t += kToks) {
+        const int nt = int(std::min<int64_t>(kToks, t1 - t));
+        DotTileAny<kDt>(nr, nt, w + r * cols, x + t * cols, cols, y + t * rows + r, rows,
+                        bias_at(r));
+      }
+    }
+  }
+}
+
+// Rows [r0, r1) of y for all n_tok tokens.
+void MatmulRows(const void* w, DType dtype, int64_t rows, int64_t cols, const float* x,
+                int64_t n_tok, float* y, const float* bias, int64_t r0, int64_t r1) {
+  switch (dtype) {
+    case DType::F32:
+      return MatmulRowsT<DType::F32>(static_cast<const float*>(w), rows, cols, x, n_tok, y, bias,
+                                     r0, r1);
+    case DType::BF16:
+      return MatmulRowsT<DType::BF16>(static_cast<const uint16_t*>(w), rows, cols, x, n_tok, y,
+                                      bias, r0, r1);
+    case DType::F16:
+      return MatmulRowsT<DType::F16>(static_cast<const uint16_t*>(w), rows, cols, x, n_tok, y,
+                                     bias, r0, r1);
+  }
+}
+
+}  // namespace meshlm::kernels::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace meshlm::kernels {
+
+HWY_EXPORT(MatmulRows);
+
+namespace {
+// Below this many multiply-adds a matmul runs on the calling thread alone: waking the pool costs
+// more than it saves. (Threading never changes the result, see the contract above.)
+constexpr int64_t kMinParallelWork = 1 << 16;
+}  // namespace
+
+void matmul(const MatView& w, const float* x, int64_t n_tok, float* y, const float* bias,
+            ThreadPool& pool) {
+  if (w.rows < 0 || w.cols < 0 || n_tok < 0)
+    throw Error("kernels", "matmul: negative shape");
+  if (w.dtype != DType::F32 && w.dtype != DType::BF16 && w.dtype != DType::F16)
+    throw Error("kernels", "matmul: unsupported weight dtype");
+  if (w.rows == 0 || n_tok == 0) return;
+  if ((w.cols > 0 && (w.data == nullptr || x == nullptr)) || y == nullptr)
+    throw Error("kernels", "matmul: null pointer");
+
+  const auto rows_fn = HWY_DYNAMIC_DISPATCH(MatmulRows);
+  if (pool.size() == 1 || w.rows * std::max<int64_t>(w.cols, 1) * n_tok < kMinParallelWork) {
+    rows_fn(w.data, w.dtype, w.rows, w.cols, x, n_tok, y, bias, 0, w.rows);
+    return;
+  }
+  pool.parallel_for(w.rows, [&](int64_t r0, int64_t r1, int) {
+    rows_fn(w.data, w.dtype, w.rows, w.cols, x, n_tok, y, bias, r0, r1);
+  });
+}
+
+}  // namespace meshlm::kernels
+#endif  // HWY_ONCE

@@ -1,0 +1,21 @@
+// Test and benchmark hooks over the SIMD targets compiled into the kernels (Highway dispatch), so
+// that parity tests can run every kernel once per target the CPU supports, not only the best one.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace meshlm::kernels {
+
+// Highway target bits that are both compiled in and supported by this CPU, best first.
+std::vector<int64_t> simd_compiled_targets();
+
+// Restricts dispatch to `target` (one bit from simd_compiled_targets()); 0 restores the normal
+// choice. Process-wide and not thread-safe: for tests and benchmarks only.
+void simd_force_target(int64_t target);
+
+// Highway's name for a target bit ("AVX2", "SSE4", "EMU128", "NEON", ...).
+std::string simd_target_label(int64_t target);
+
+}  // namespace meshlm::kernels
