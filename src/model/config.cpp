@@ -125,7 +125,7 @@ ModelConfig ModelConfig::from_dir(const std::string& dir) {
 std::vector<float> ModelConfig::rope_inv_freq() const {
   // Computed in float32 as transformers does: 1 / theta^(2i/d).
   int64_t half = head_dim / 2;
-  std::vector<float> inv(size_t(half));
+  std::vector<float> inv(static_cast<size_t>(half));
   for (int64_t i = 0; i < half; ++i) {
     float exponent = float(2 * i) / float(head_dim);
     inv[size_t(i)] = 1.0f / std::pow(float(rope_theta), exponent);

@@ -3,6 +3,7 @@
 // and release() returns the memory at once.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <unordered_map>
 

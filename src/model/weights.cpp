@@ -38,7 +38,7 @@ kernels::MatView matrix(const SafetensorsSet& st, const std::string& name, int64
 
 std::vector<float> vec(const SafetensorsSet& st, const std::string& name, int64_t n) {
   const TensorInfo& t = checked(st, name, {n});
-  std::vector<float> v(size_t(n));
+  std::vector<float> v(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) v[size_t(i)] = kernels::ref::load(st.data(t), t.dtype, i);
   return v;
 }

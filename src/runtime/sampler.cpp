@@ -60,7 +60,7 @@ SampledToken SequenceSampler::sample(float* logits, int64_t vocab) {
     log_z = std::log(z) + max_raw;
     if (p.top_logprobs > 0) {
       int64_t k = std::min<int64_t>(p.top_logprobs, vocab);
-      std::vector<int32_t> idx(size_t(vocab));
+      std::vector<int32_t> idx(static_cast<size_t>(vocab));
       std::iota(idx.begin(), idx.end(), 0);
       std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int32_t a, int32_t b) {
         return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
@@ -93,7 +93,7 @@ SampledToken SequenceSampler::sample(float* logits, int64_t vocab) {
   } else {
     // Candidates sorted by logit (ties by id), truncated by top-k, then softmax with temperature,
     // then min-p and top-p.
-    std::vector<int32_t> idx(size_t(vocab));
+    std::vector<int32_t> idx(static_cast<size_t>(vocab));
     std::iota(idx.begin(), idx.end(), 0);
     auto better = [&](int32_t a, int32_t b) {
       return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
