@@ -1,0 +1,22 @@
+#!/bin/sh
+# Builds meshlm and runs the whole test suite, then the unit tests again under
+# AddressSanitizer + UndefinedBehaviorSanitizer. Usage: scripts/test.sh [--no-sanitize]
+set -e
+cd "$(dirname "$0")/.."
+JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
+./scripts/install_deps.sh
+echo "== Release build"
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+ninja -C build -j"$JOBS"
+echo "== Tests"
+(cd build && ctest --output-on-failure -j"$JOBS" --timeout 600)
+if [ "$1" != "--no-sanitize" ]; then
+  echo "== ASan + UBSan build"
+  cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMESHLM_SANITIZE=ON \
+    -DMESHLM_BUILD_BENCH=OFF >/dev/null
+  ninja -C build-asan -j"$JOBS"
+  echo "== Tests under ASan + UBSan"
+  (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+    ctest --output-on-failure -j"$JOBS" --timeout 900 -LE no_sanitize)
+fi
+echo "== all tests passed"
