@@ -1,0 +1,106 @@
+// Small templates that exercise one interpreter feature each; rendered against `snippetContext`
+// by @huggingface/jinja and by meshlm (outputs must match byte for byte, or both must raise).
+
+export const snippetContext = {
+  s: "  Hello, World! hello-world_x y  ",
+  n: 7,
+  f: 2.5,
+  neg: -3,
+  zero: 0,
+  t: true,
+  nil: null,
+  list: [3, 1, 2],
+  words: ["b", "A", "c", "a"],
+  mixed: [1, "1", true, null, 2.5, [1], { a: 1 }],
+  d: { b: 2, a: 1, "10": "ten", "2": "two", c: { x: [1, { y: "z" }] } },
+  people: [
+    { name: "Ann", age: 30, role: "user", tags: ["x"] },
+    { name: "bob", age: 25, role: "assistant" },
+    { name: "Cid", age: 35, role: "user", tags: [] },
+  ],
+  uni: "héllo wörld ß 你好 😀",
+  text: "line1\nline2\n\nline4",
+};
+
+const t = (name, template) => ({ name, template });
+
+export const snippets = [
+  // output of values
+  t("print-values", "{{ n }}|{{ f }}|{{ neg }}|{{ t }}|{{ nil }}|{{ missing }}|{{ list }}|{{ d }}|{{ 1.0 }}|{{ -0.0 }}|{{ 10/4 }}|{{ 3/3 }}"),
+  t("print-containers", "{{ people }}{{ mixed }}{{ [] }}{{ {} }}"),
+  // whitespace control
+  t("ws-dash", "a  {{- ' b ' -}}  c\n  {%- if true -%}  d  {%- endif -%}  e"),
+  t("ws-trim-lstrip", "x\n  {% if true %}\n    y\n  {% endif %}\nz\n"),
+  t("ws-comment", "a {#- comment -#} b {# keep #} c\n{# trailing #}\nd"),
+  t("ws-unicode-space", "a\u3000{{- 'b' -}}\u00a0c"),
+  t("generation-tag", "A {% generation %}B{% endgeneration %} C {%- generation -%} D"),
+  // arithmetic and operators
+  t("arith", "{{ 7 // 2 }} {{ -7 // 2 }} {{ 7 % 3 }} {{ -7 % 3 }} {{ 2 ** 10 }} {{ 2 ** -1 }} {{ 7 / 2 }} {{ 1 + 2.0 }} {{ 3 * 1.5 }} {{ n - 10 }}"),
+  t("concat", "{{ 'a' ~ 1 ~ 2.0 ~ true ~ list }}|{{ 'x' + 1 }}|{{ 1 + 'x' }}|{{ 'n=' + n }}|{{ list + [4] }}"),
+  t("compare", "{{ 1 < 2 }}{{ 2 <= 2 }}{{ 3 > 4 }}{{ 1 == 1.0 }}{{ 1 == '1' }}{{ 0 == false }}{{ nil == missing }}{{ 'a' != 'b' }}{{ list == list }}{{ [1] == [1] }}"),
+  t("in-operator", "{{ 1 in list }}{{ 5 not in list }}{{ 'ell' in s }}{{ 'a' in d }}{{ 'z' in d }}{{ 'x' in missing }}{{ 'x' not in missing }}"),
+  t("logic", "{{ 0 or 'y' }}|{{ 'x' and 0 }}|{{ [] or 'empty' }}|{{ {} and 1 }}|{{ not nil }}|{{ not not 'a' }}|{{ missing or 'fallback' }}"),
+  t("ternary", "{{ 'yes' if t else 'no' }} {{ 'a' if nil else 'b' if n > 5 else 'c' }} [{{ 'shown' if false }}]"),
+  t("unary", "{{ -n }} {{ +f }} {{ -(1) }} {{ - -2 }} {{ -t }}"),
+  // tests
+  t("tests", "{{ n is number }}{{ f is integer }}{{ s is string }}{{ d is mapping }}{{ list is iterable }}{{ s is iterable }}{{ d is iterable }}{{ missing is defined }}{{ nil is none }}{{ t is true }}{{ t is boolean }}{{ n is odd }}{{ 4 is even }}{{ list is sequence }}{{ 'abc' is lower }}{{ 'ABC' is upper }}{{ range is callable }}{{ n is not none }}"),
+  // members and slices
+  t("members", "{{ d.a }}{{ d['b'] }}{{ d.c.x[1].y }}{{ list[0] }}{{ list[-1] }}{{ list[9] }}{{ s[2] }}{{ s[-3] }}{{ list.length }}{{ s.length }}{{ d.missing.deeper }}{{ people[1]['name'] }}"),
+  t("slices", "{{ list[1:] }}{{ list[:2] }}{{ list[::-1] }}{{ list[::2] }}{{ s[2:7] }}{{ uni[1:8] }}{{ uni[::-1] }}{{ list[-2:] }}{{ words[1:-1] }}"),
+  // string methods
+  t("string-methods", "[{{ s.strip() }}][{{ s.lstrip() }}][{{ s.rstrip() }}][{{ s.upper() }}][{{ s.lower() }}][{{ s.title() }}][{{ 'hELLO wORLD'.capitalize() }}][{{ uni.upper() }}]"),
+  t("string-split", "{{ s.split() }}{{ s.split(',') }}{{ 'a,b,,c'.split(',', 1) }}{{ ' a  b c '.split(none, 1) }}{{ text.split('\\n') }}"),
+  t("string-startswith", "{{ s.strip().startswith('Hello') }}{{ s.endswith('  ') }}{{ 'abc'.startswith(('x', 'a')) }}{{ 'abc'.endswith(['c']) }}"),
+  t("string-replace", "{{ 'aaa'.replace('a', 'b') }}|{{ 'aaa'.replace('a', 'b', 2) }}|{{ 'abc'.replace('', '-') }}|{{ 'aaa' | replace('a', 'c', 1) }}|{{ 'xyz' | replace('y', 'Y') }}"),
+  // filters
+  t("filters-string", "[{{ s|trim }}][{{ s|length }}][{{ uni|length }}][{{ s|upper }}][{{ 'x y'|title }}][{{ 'abc'|capitalize }}][{{ '42abc'|int }}][{{ 'x'|int }}][{{ ' 3.5e2x'|float }}][{{ 'q'|float }}][{{ s|string }}]"),
+  t("filters-number", "{{ neg|abs }} {{ -2.5|abs }} {{ f|int }} {{ -2.5|int }} {{ n|float }} {{ n|string }} {{ f|string }} {{ t|int }} {{ t|string }} {{ '7'|int(5) }} {{ 'z'|int(5) }} {{ f|int(0) }}"),
+  t("filters-list", "{{ list|first }} {{ list|last }} {{ list|length }} {{ list|reverse }} {{ list|sort }} {{ words|sort }} {{ words|sort(reverse=true) }} {{ words|sort(case_sensitive=true) }} {{ list|join }} {{ words|join(', ') }} {{ mixed|join('|') }} {{ [1, 1, '1', 2]|unique }} {{ list|list }}"),
+  t("filters-objects", "{{ d|length }} {{ d|items }} {{ d|dictsort }} {{ d|dictsort(reverse=true) }} {{ people|map(attribute='name')|join(',') }} {{ people|map(attribute='tags.0', default='-')|join(',') }} {{ people|sort(attribute='age')|map(attribute='name')|list }}"),
+  t("filters-selectattr", "{{ people|selectattr('role', 'equalto', 'user')|map(attribute='name')|join }} {{ people|rejectattr('role', 'equalto', 'user')|length }} {{ people|selectattr('tags')|length }} {{ people|selectattr('tags', 'defined')|length }} {{ people|selectattr('tags', 'undefined')|length }}"),
+  t("filters-default", "{{ missing|default('dflt') }} {{ nil|default('dflt') }} {{ ''|default('empty', true) }} {{ 0|default(5, boolean=true) }} {{ n|default(1) }}"),
+  t("filters-indent", "{{ text|indent }}|{{ text|indent(2, true) }}|{{ text|indent(width=3, first=true, blank=true) }}"),
+  t("filters-tojson", "{{ d|tojson }}\n{{ people|tojson(indent=2) }}\n{{ uni|tojson }}\n{{ uni|tojson(ensure_ascii=true) }}\n{{ d|tojson(separators=(',', ':')) }}\n{{ [1.5, 2.0, -0.0, 1e21, 1e-7]|tojson }}\n{{ 'tab\\there \"q\" \\\\ \\u0001'|tojson }}\n{{ {}|tojson(indent=4) }}{{ []|tojson(indent=4) }}"),
+  t("filter-block", "{% filter upper %}shout {{ 'this' }}{% endfilter %}"),
+  // statements
+  t("for-loop", "{% for x in list %}{{ loop.index }}/{{ loop.index0 }}/{{ loop.revindex }}/{{ loop.revindex0 }}/{{ loop.first }}/{{ loop.last }}/{{ loop.length }}/{{ loop.previtem }}/{{ loop.nextitem }};{% endfor %}"),
+  t("for-else-filter", "{% for x in list if x > 5 %}{{ x }}{% else %}none>5{% endfor %}|{% for x in list if x > 1 %}{{ x }}{{ ',' if not loop.last }}{% endfor %}"),
+  t("for-dict", "{% for k in d %}{{ k }};{% endfor %}|{% for k, v in d.items() %}{{ k }}={{ v }};{% endfor %}|{% for k, v in d|dictsort %}{{ k }};{% endfor %}"),
+  t("for-break-continue", "{% for x in range(10) %}{% if x == 2 %}{% continue %}{% endif %}{% if x > 5 %}{% break %}{% endif %}{{ x }}{% endfor %}"),
+  t("for-nested-loop-var", "{% for a in [1, 2] %}{% for b in ['x', 'y'] %}{{ loop.index }}{{ b }}{% endfor %}{{ loop.index }}{{ a }}|{% endfor %}"),
+  t("for-scope", "{% set x = 'outer' %}{% for i in [1, 2] %}{{ x }}{% set x = 'inner' ~ i %}{{ x }}{% endfor %}{{ x }}"),
+  t("range", "{{ range(3) }}{{ range(1, 4) }}{{ range(10, 0, -3) }}{{ range(0) }}"),
+  t("set-namespace", "{% set ns = namespace(count=0, items=[]) %}{% for p in people %}{% set ns.count = ns.count + p.age %}{% endfor %}{{ ns.count }} {{ ns.items }} {{ ns }}"),
+  t("set-block", "{% set block %}Hello {{ people[0].name }}!{% endset %}[{{ block }}]{% set a, b = [1, 2] %}{{ a }}{{ b }}"),
+  t("if-elif", "{% for x in [1, 5, 10] %}{% if x < 3 %}small{% elif x < 7 %}mid{% else %}big{% endif %} {% endfor %}"),
+  t("macro", "{% macro greet(name, punct='!') %}Hi {{ name }}{{ punct }}{% endmacro %}{{ greet('Ann') }} {{ greet('Bob', '?') }} {{ greet(name='Cid', punct='.') }}"),
+  t("macro-varargs-kwargs", "{% macro m(a) %}{{ a }}{{ varargs }}{{ kwargs }}{% endmacro %}{{ m(1, 2, 3, x=4) }}"),
+  t("macro-caller-scope", "{% macro show() %}{{ outer_var }}{% endmacro %}{% set outer_var = 'visible' %}{{ show() }}"),
+  t("call-block", "{% macro wrap(tag) %}<{{ tag }}>{{ caller() }}</{{ tag }}>{% endmacro %}{% call wrap('b') %}bold {{ n }}{% endcall %}"),
+  t("dict-methods", "{{ d.get('a') }} {{ d.get('zz', 'def') }} {{ d.get('zz') }} {{ d.keys() }} {{ d.values()|length }} {{ d.items()|first }}"),
+  t("object-literal", "{% set o = {'k': 1, 'list': [1, 2], 'nested': {'x': none}} %}{{ o }} {{ o.k }} {{ o|tojson }}"),
+  t("string-escapes", "{{ 'a\\nb\\tc\\\\d\\'e\"f' }}|{{ \"\\x41\\u00e9\\ud83d\\ude00\" }}|{{ 'adj' 'acent' }}"),
+  t("strftime", "{{ strftime_now('%Y') | length }} {{ strftime_now('%%-%H') | length }}"),
+  t("python-constants", "{{ True }}{{ False }}{{ None }}{{ true }}{{ none is none }}"),
+  // errors that both must raise
+  t("err-raise", "before{{ raise_exception('custom failure: ' ~ n) }}after"),
+  t("err-unknown-filter", "{{ s|nosuchfilter }}"),
+  t("err-unknown-test", "{{ s is nosuchtest }}"),
+  t("err-undefined-arith", "{{ missing + 1 }}"),
+  t("err-null-op", "{{ nil ~ 'x' }}"),
+  t("err-call-non-function", "{{ s.nosuchmethod() }}"),
+  t("err-syntax-unclosed", "{% if true %}never closed"),
+  t("err-syntax-bad-statement", "{% include 'x.html' %}"),
+  t("err-syntax-bad-char", "{{ a $ b }}"),
+  t("err-string-compare", "{{ 'a' < 'b' }}"),
+  t("err-length-undefined", "{{ missing|length }}"),
+  t("err-default-no-args", "{{ missing|default }}"),
+  t("err-set-attr-non-namespace", "{% set d.x = 1 %}"),
+  t("err-first-empty", "{{ []|first }}"),
+  t("err-tuple-tojson", "{{ (1, 2) }}"),
+  t("err-break-outside", "{% break %}"),
+  t("err-trim-number", "{{ 5|trim }}"),
+  t("err-for-string", "{% for c in 'abc' %}{{ c }}{% endfor %}"),
+  t("err-unterminated-comment", "{# open"),
+  t("err-bad-escape", "{{ 'a\\qb' }}"),
+];
