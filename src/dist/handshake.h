@@ -1,0 +1,45 @@
+// The handshake that opens every connection between meshlm nodes. It checks, in order:
+//   1. protocol version (both sides must speak the same one),
+//   2. model fingerprint (when both sides know one, they must match),
+//   3. the shared cluster secret, proven by each side with HMAC-SHA256 over both sides' random
+//      nonces (mutual; the secret never crosses the wire; proofs compared in constant time).
+// A refusal sends an Error frame naming what mismatched, so both sides report the same reason.
+//
+//   client                         server
+//   hello {version, role, fp, Nc} ->
+//                                 <- challenge {version, fp, Ns, HMAC(secret, "server"|Nc|Ns|fp)}
+//   auth {HMAC(secret, "client"|Nc|Ns|fp)} ->
+//                                 <- welcome
+#pragma once
+
+#include <string>
+
+#include "dist/transport.h"
+
+namespace meshlm::dist {
+
+struct HandshakeOptions {
+  std::string secret;       // the shared cluster secret ("" is a valid, weak secret)
+  std::string fingerprint;  // this side's model fingerprint, "" when it has none
+  std::string role = "coordinator";  // client only: "coordinator" or "upstream"
+  std::string name = "peer";         // how this side names the other in messages ("worker")
+  int timeout_ms = 10000;
+  uint32_t version = kProtocolVersion;  // tests only
+};
+
+struct HandshakeResult {
+  std::string role;              // what the client said it is
+  std::string peer_fingerprint;  // "" when the peer has none
+};
+
+// Each throws Error("handshake", reason) on refusal (after telling the peer why) and
+// Error("transport"/"protocol", ...) when the connection breaks or the peer sends garbage.
+HandshakeResult handshake_client(Connection& conn, const HandshakeOptions& options);
+HandshakeResult handshake_server(Connection& conn, const HandshakeOptions& options);
+
+// Model fingerprint: hex SHA-256 over config.json's bytes and the sorted list of every tensor's
+// name, dtype and shape from the *.safetensors headers in model_dir. Two folders with the same
+// config and tensor layout give the same fingerprint. Throws Error("fingerprint", ...).
+std::string fingerprint(const std::string& model_dir);
+
+}  // namespace meshlm::dist

@@ -1,0 +1,109 @@
+// Typed payloads of the wire frames (see frame.h for the header). Each message has an encoder
+// and a decoder; decoders validate every count, index and cross-field invariant (chunk tokens
+// add up, activations match [total_tokens, hidden]) and throw Error("protocol", ...).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "dist/frame.h"
+#include "model/stage.h"
+#include "runtime/sampler.h"
+
+namespace meshlm::dist {
+
+using Nonce = std::array<uint8_t, 32>;
+using Mac = std::array<uint8_t, 32>;  // HMAC-SHA256
+
+// Limits that bound what a decoder accepts (well above any real use).
+inline constexpr uint64_t kMaxChunks = 1 << 16;
+inline constexpr uint64_t kMaxTokens = 1 << 22;
+inline constexpr int64_t kMaxHidden = 1 << 18;
+inline constexpr int32_t kMaxTopLogprobs = 20;
+
+struct HelloMsg {
+  uint32_t version = kProtocolVersion;
+  std::string role;         // "coordinator" or "upstream" (the previous stage)
+  std::string fingerprint;  // model fingerprint (hex SHA-256) or "" when unknown
+  Nonce nonce{};
+};
+
+struct ChallengeMsg {
+  uint32_t version = kProtocolVersion;
+  std::string fingerprint;
+  Nonce nonce{};
+  Mac proof{};  // the server's proof of the secret
+};
+
+struct AuthMsg {
+  Mac proof{};  // the client's proof of the secret
+};
+
+struct LoadMsg {
+  std::string model_dir;  // on the worker's filesystem
+  int64_t layer_begin = 0, layer_end = 0;
+  int64_t max_context = 4096;
+  std::string next;  // host:port of the next stage; "" = last stage, reply to the coordinator
+};
+
+struct LoadedMsg {
+  int64_t n_layers = 0;
+  uint64_t weight_bytes = 0;
+  std::string fingerprint;
+};
+
+struct ForwardMsg {
+  uint64_t id = 0;  // micro-batch id
+  std::vector<model::SeqChunk> chunks;
+  std::vector<int32_t> tokens;  // all chunks' ids, concatenated
+  std::vector<std::pair<int64_t, runtime::SamplingParams>> new_sequences;
+  bool return_logits = false;
+  int64_t hidden_dim = 0;
+  std::vector<float> hidden;  // [total_tokens, hidden_dim]
+};
+
+struct ResultMsg {
+  uint64_t id = 0;
+  std::vector<std::pair<int64_t, runtime::SampledToken>> sampled;
+  std::vector<float> logits;
+  std::string error;
+};
+
+struct ReleaseMsg {
+  std::vector<int64_t> seq_ids;
+};
+
+std::vector<uint8_t> encode_hello(const HelloMsg& m);
+HelloMsg decode_hello(std::span<const uint8_t> payload);
+std::vector<uint8_t> encode_challenge(const ChallengeMsg& m);
+ChallengeMsg decode_challenge(std::span<const uint8_t> payload);
+std::vector<uint8_t> encode_auth(const AuthMsg& m);
+AuthMsg decode_auth(std::span<const uint8_t> payload);
+std::vector<uint8_t> encode_load(const LoadMsg& m);
+LoadMsg decode_load(std::span<const uint8_t> payload);
+std::vector<uint8_t> encode_loaded(const LoadedMsg& m);
+LoadedMsg decode_loaded(std::span<const uint8_t> payload);
+
+// Everything of a forward frame but the activations, which follow as the last field (u64 count
+// then raw f32) so that a transport can send them from the caller's buffer without a copy:
+// payload = encode_forward_head(m) || bytes of m.hidden.
+std::vector<uint8_t> encode_forward_head(const ForwardMsg& m);
+std::vector<uint8_t> encode_forward(const ForwardMsg& m);  // head + activations in one buffer
+ForwardMsg decode_forward(std::span<const uint8_t> payload);
+
+std::vector<uint8_t> encode_result(const ResultMsg& m);
+ResultMsg decode_result(std::span<const uint8_t> payload);
+std::vector<uint8_t> encode_release(const ReleaseMsg& m);
+ReleaseMsg decode_release(std::span<const uint8_t> payload);
+std::vector<uint8_t> encode_text(const std::string& text);  // error frames
+std::string decode_text(std::span<const uint8_t> payload);
+std::vector<uint8_t> encode_u64(uint64_t v);  // ping / pong
+uint64_t decode_u64(std::span<const uint8_t> payload);
+
+void encode_sampling(PayloadWriter& w, const runtime::SamplingParams& p);
+runtime::SamplingParams decode_sampling(PayloadReader& r);
+
+}  // namespace meshlm::dist

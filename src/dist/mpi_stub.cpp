@@ -1,0 +1,19 @@
+// Built when MPI is absent or MESHLM_WITH_MPI is off: the MPI transport reports how to get it.
+#include "dist/mpi_transport.h"
+
+namespace meshlm::dist {
+namespace {
+[[noreturn]] void unavailable() {
+  throw Error("mpi",
+              "this meshlm was built without MPI; install Open MPI or MPICH and rebuild with "
+              "-DMESHLM_WITH_MPI=ON, or use the TCP transport (--peers host:port)");
+}
+}  // namespace
+
+bool mpi_available() { return false; }
+void mpi_init(int*, char***) { unavailable(); }
+int mpi_rank() { unavailable(); }
+int mpi_size() { unavailable(); }
+std::unique_ptr<Connection> mpi_connect(int, int) { unavailable(); }
+
+}  // namespace meshlm::dist

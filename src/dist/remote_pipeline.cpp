@@ -1,0 +1,350 @@
+#include "dist/remote_pipeline.h"
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "core/log.h"
+#include "dist/handshake.h"
+#include "dist/messages.h"
+#include "dist/tcp_transport.h"
+
+namespace meshlm::dist {
+
+std::vector<int64_t> even_splits(int64_t n_layers, int n_stages) {
+  if (n_stages < 1 || n_stages > n_layers) {
+    throw Error("pipeline", "cannot split " + std::to_string(n_layers) + " layers into " +
+                                std::to_string(n_stages) + " stages");
+  }
+  std::vector<int64_t> s;
+  for (int i = 0; i <= n_stages; ++i) s.push_back(n_layers * i / n_stages);
+  return s;
+}
+
+namespace {
+
+struct Remote {
+  std::string address;
+  int64_t layer_begin = 0, layer_end = 0;
+  std::string state = "connecting";
+  std::unique_ptr<Connection> conn;
+  std::thread reader;
+};
+
+class RemotePipeline final : public runtime::Pipeline {
+ public:
+  explicit RemotePipeline(const RemotePipelineOptions& options) : options_(options) {
+    if (options_.worker_model_dir.empty()) options_.worker_model_dir = options_.model_dir;
+    auto cfg = model::ModelConfig::from_dir(options_.model_dir);
+    const int n_stages = static_cast<int>(options_.peers.size()) + 1;
+    auto splits = options_.splits.empty() ? even_splits(cfg.n_layers, n_stages) : options_.splits;
+    if (static_cast<int>(splits.size()) != n_stages + 1 || splits.front() != 0 ||
+        splits.back() != cfg.n_layers) {
+      throw Error("pipeline", "layer splits must be " + std::to_string(n_stages + 1) +
+                                  " boundaries from 0 to " + std::to_string(cfg.n_layers) +
+                                  " for " + std::to_string(n_stages) + " stages");
+    }
+    for (size_t i = 0; i + 1 < splits.size(); ++i) {
+      if (splits[i] >= splits[i + 1]) throw Error("pipeline", "layer splits must increase");
+    }
+    fingerprint_ = fingerprint(options_.model_dir);
+    stage0_ = std::make_unique<model::Stage>(options_.model_dir, splits[0], splits[1],
+                                             options_.stage);
+    for (size_t k = 0; k < options_.peers.size(); ++k) {
+      auto r = std::make_unique<Remote>();
+      r->address = options_.peers[k];
+      r->layer_begin = splits[k + 1];
+      r->layer_end = splits[k + 2];
+      remotes_.push_back(std::move(r));
+    }
+    std::string error = connect_all();
+    if (!error.empty()) {
+      teardown();
+      throw Error("pipeline", error);
+    }
+  }
+
+  ~RemotePipeline() override {
+    for (auto& r : remotes_) {
+      if (r->conn) {
+        try {
+          r->conn->send(FrameType::Shutdown);
+        } catch (const std::exception&) {
+        }
+      }
+    }
+    teardown();
+  }
+
+  const model::ModelConfig& config() const override { return stage0_->config(); }
+  int depth() const override { return static_cast<int>(remotes_.size()) + 1; }
+
+  void launch(runtime::MicroBatch batch) override {
+    {
+      std::lock_guard lock(mutex_);
+      in_flight_.push_back(batch.id);
+    }
+    std::string error;
+    if (is_broken()) error = try_reconnect();
+    if (error.empty()) error = run_stage0_and_send(batch);
+    if (!error.empty()) {
+      std::lock_guard lock(mutex_);
+      runtime::MicroBatchResult r;
+      r.id = batch.id;
+      r.error = error;
+      done_[batch.id] = std::move(r);
+      cv_.notify_all();
+    }
+  }
+
+  runtime::MicroBatchResult wait() override {
+    std::unique_lock lock(mutex_);
+    if (in_flight_.empty()) throw Error("pipeline", "wait() with no micro-batch in flight");
+    uint64_t id = in_flight_.front();
+    auto deadline = std::chrono::steady_clock::now() +
+                    std::chrono::milliseconds(options_.result_timeout_ms);
+    bool ready = cv_.wait_until(lock, deadline,
+                                [&] { return done_.count(id) > 0 || !broken_.empty(); });
+    runtime::MicroBatchResult r;
+    r.id = id;
+    if (done_.count(id)) {
+      r = std::move(done_[id]);
+      done_.erase(id);
+    } else if (!broken_.empty()) {
+      r.error = broken_;
+    } else if (!ready) {
+      broken_ = "no result for micro-batch " + std::to_string(id) + " within " +
+                std::to_string(options_.result_timeout_ms / 1000) + " s; stages " +
+                describe_remotes() + " timed out";
+      for (auto& rem : remotes_) rem->state = "down";
+      r.error = broken_;
+    }
+    in_flight_.pop_front();
+    return r;
+  }
+
+  void release(int64_t seq_id) override {
+    stage0_->release(seq_id);
+    local_samplers_.release(seq_id);
+    if (remotes_.empty() || is_broken() || !remotes_[0]->conn) return;
+    try {
+      ReleaseMsg m;
+      m.seq_ids = {seq_id};
+      remotes_[0]->conn->send(FrameType::Release, encode_release(m));
+    } catch (const std::exception& e) {
+      mark_down(0, e.what());
+    }
+  }
+
+  std::vector<runtime::StageInfo> stages() const override {
+    std::lock_guard lock(mutex_);
+    std::vector<runtime::StageInfo> out;
+    out.push_back({"local", stage0_->layer_begin(), stage0_->layer_end(), "ready"});
+    for (auto& r : remotes_) out.push_back({r->address, r->layer_begin, r->layer_end, r->state});
+    return out;
+  }
+
+ private:
+  bool is_broken() const {
+    std::lock_guard lock(mutex_);
+    return !broken_.empty();
+  }
+
+  std::string stage_label(size_t k) const {
+    return "stage " + std::to_string(k + 1) + " (" + remotes_[k]->address + ")";
+  }
+
+  std::string describe_remotes() const {
+    std::string s;
+    for (size_t k = 0; k < remotes_.size(); ++k) s += (k ? ", " : "") + stage_label(k);
+    return s;
+  }
+
+  // Connects and loads every worker, the last first, so that each worker's next stage is
+  // ready when it connects to it. Returns "" or the first failure.
+  std::string connect_all() {
+    for (size_t i = remotes_.size(); i-- > 0;) {
+      Remote& r = *remotes_[i];
+      try {
+        r.conn = tcp_connect(r.address, options_.connect_timeout_ms);
+        HandshakeOptions h;
+        h.secret = options_.secret;
+        h.fingerprint = fingerprint_;
+        h.role = "coordinator";
+        h.name = "worker";
+        h.timeout_ms = options_.connect_timeout_ms;
+        handshake_client(*r.conn, h);
+        LoadMsg load;
+        load.model_dir = options_.worker_model_dir;
+        load.layer_begin = r.layer_begin;
+        load.layer_end = r.layer_end;
+        load.max_context = options_.stage.max_context;
+        load.next = i + 1 < remotes_.size() ? remotes_[i + 1]->address : "";
+        r.conn->send(FrameType::Load, encode_load(load));
+        Frame f = recv_checked(*r.conn, options_.load_timeout_ms);
+        if (f.type() != FrameType::Loaded) {
+          throw Error("protocol", "expected loaded, got " + frame_type_name(f.header.type));
+        }
+        LoadedMsg loaded = decode_loaded(f.payload);
+        log::info("[pipeline] {} loaded layers {}-{} ({:.1f} MiB of weights)", stage_label(i),
+                  r.layer_begin, r.layer_end, loaded.weight_bytes / 1048576.0);
+        r.state = "ready";
+      } catch (const std::exception& e) {
+        r.state = "down";
+        r.conn.reset();
+        return stage_label(i) + " is down: " + e.what();
+      }
+    }
+    for (size_t i = 0; i < remotes_.size(); ++i) {
+      remotes_[i]->reader = std::thread([this, i] { read_results(i); });
+    }
+    return "";
+  }
+
+  // Closes every worker connection and joins the readers (workers reset their sessions).
+  void teardown() {
+    for (auto& r : remotes_) {
+      if (r->conn) r->conn->close();
+    }
+    for (auto& r : remotes_) {
+      if (r->reader.joinable()) r->reader.join();
+      r->conn.reset();
+    }
+  }
+
+  std::string try_reconnect() {
+    {
+      std::lock_guard lock(mutex_);
+      if (in_flight_.size() > 1) return broken_;  // wait until the failed batches drained
+    }
+    teardown();
+    stage0_->release_all();
+    local_samplers_.clear();
+    {
+      std::lock_guard lock(mutex_);
+      for (auto& r : remotes_) r->state = "connecting";
+    }
+    std::string error = connect_all();
+    std::lock_guard lock(mutex_);
+    if (error.empty()) {
+      log::info("[pipeline] reconnected to {}", describe_remotes());
+      broken_.clear();
+      done_.clear();
+    } else {
+      broken_ = error;
+    }
+    return error;
+  }
+
+  void mark_down(size_t k, const std::string& why) {
+    std::lock_guard lock(mutex_);
+    remotes_[k]->state = "down";
+    if (broken_.empty()) {
+      broken_ = stage_label(k) + " is down: " + why;
+      log::warn("[pipeline] {}", broken_);
+    }
+    cv_.notify_all();
+  }
+
+  // Runs stage 0 and sends its activations to stage 1. Returns "" or the micro-batch's error.
+  std::string run_stage0_and_send(runtime::MicroBatch& batch) {
+    ForwardMsg m;
+    try {
+      if (remotes_.empty()) {
+        for (auto& [seq, params] : batch.new_sequences) local_samplers_.add(seq, params);
+      }
+      int64_t rows = stage0_->forward(batch.chunks, batch.tokens, hidden_, logits_);
+      if (remotes_.empty()) {  // a single stage: finish here
+        runtime::MicroBatchResult r;
+        r.id = batch.id;
+        const int64_t vocab = config().vocab;
+        if (batch.return_logits) {
+          r.logits.assign(logits_.begin(), logits_.begin() + rows * vocab);
+        } else {
+          r.sampled = local_samplers_.sample_batch(batch.chunks, batch.tokens, logits_.data(),
+                                                   vocab);
+        }
+        std::lock_guard lock(mutex_);
+        done_[batch.id] = std::move(r);
+        cv_.notify_all();
+        return "";
+      }
+    } catch (const std::exception& e) {
+      return std::string("stage 0 (local): ") + e.what();
+    }
+    m.id = batch.id;
+    m.chunks = std::move(batch.chunks);
+    m.tokens = std::move(batch.tokens);
+    m.new_sequences = std::move(batch.new_sequences);
+    m.return_logits = batch.return_logits;
+    m.hidden_dim = config().hidden;
+    auto head = encode_forward_head_with_count(m, hidden_.size());
+    std::span<const uint8_t> pieces[2] = {
+        head, {reinterpret_cast<const uint8_t*>(hidden_.data()), hidden_.size() * sizeof(float)}};
+    try {
+      remotes_[0]->conn->send_pieces(FrameType::Forward, pieces);
+    } catch (const std::exception& e) {
+      mark_down(0, e.what());
+      return stage_label(0) + " is down: " + e.what();
+    }
+    return "";
+  }
+
+  // encode_forward_head for activations that live outside the message (stage 0's buffer).
+  static std::vector<uint8_t> encode_forward_head_with_count(const ForwardMsg& m, size_t count) {
+    auto head = encode_forward_head(m);  // ends with u64 count = m.hidden.size() = 0
+    PayloadWriter w;
+    w.u64(count);
+    std::copy(w.bytes().begin(), w.bytes().end(), head.end() - 8);
+    return head;
+  }
+
+  void read_results(size_t k) {
+    Connection& conn = *remotes_[k]->conn;
+    for (;;) {
+      try {
+        Frame f = recv_checked(conn, -1);
+        if (f.type() == FrameType::Pong) continue;
+        if (f.type() != FrameType::Result) {
+          throw Error("protocol", "unexpected " + frame_type_name(f.header.type) + " frame");
+        }
+        ResultMsg m = decode_result(f.payload);
+        runtime::MicroBatchResult r;
+        r.id = m.id;
+        r.sampled = std::move(m.sampled);
+        r.logits = std::move(m.logits);
+        r.error = std::move(m.error);
+        std::lock_guard lock(mutex_);
+        done_[r.id] = std::move(r);
+        cv_.notify_all();
+      } catch (const std::exception& e) {
+        mark_down(k, e.what());
+        return;
+      }
+    }
+  }
+
+  RemotePipelineOptions options_;
+  std::string fingerprint_;
+  std::unique_ptr<model::Stage> stage0_;
+  std::vector<std::unique_ptr<Remote>> remotes_;
+  runtime::SamplerSet local_samplers_;
+  std::vector<float> hidden_, logits_;
+
+  mutable std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<uint64_t> in_flight_;                       // launch order
+  std::map<uint64_t, runtime::MicroBatchResult> done_;  // completed, not yet returned
+  std::string broken_;  // non-empty: a stage is down; the next launch reconnects
+};
+
+}  // namespace
+
+std::unique_ptr<runtime::Pipeline> make_remote_pipeline(const RemotePipelineOptions& options) {
+  return std::make_unique<RemotePipeline>(options);
+}
+
+}  // namespace meshlm::dist

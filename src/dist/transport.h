@@ -1,0 +1,67 @@
+// A connection carries whole frames between two nodes, blocking, with timeouts. TCP is the
+// default transport (tcp_transport.h); MPI is built when found (mpi_transport.h). Later this is
+// where collective operations for tensor parallelism go.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "dist/frame.h"
+
+namespace meshlm::dist {
+
+// Thrown by recv() when nothing arrived within the timeout (the connection is still usable).
+class TimeoutError : public Error {
+ public:
+  explicit TimeoutError(const std::string& message) : Error("transport", message) {}
+};
+
+// Thrown when the peer closed the connection or it broke (reset, refused, I/O error).
+class ConnectionError : public Error {
+ public:
+  explicit ConnectionError(const std::string& message) : Error("transport", message) {}
+};
+
+class Connection {
+ public:
+  virtual ~Connection() = default;
+
+  // Sends one frame whose payload is the concatenation of `pieces` (sent from the caller's
+  // buffers, no copy). Safe to call from one thread while another thread is in recv().
+  virtual void send_pieces(FrameType type, std::span<const std::span<const uint8_t>> pieces) = 0;
+  void send(FrameType type, std::span<const uint8_t> payload = {}) {
+    std::span<const uint8_t> one[1] = {payload};
+    send_pieces(type, one);
+  }
+  // Receives one frame. timeout_ms < 0 waits forever. Frames larger than max_payload are
+  // refused. Throws TimeoutError, ConnectionError, or Error("protocol") for a malformed header.
+  // The version is not checked here (see Frame::header.version).
+  virtual Frame recv(int timeout_ms, uint64_t max_payload = kMaxPayload) = 0;
+  // Closes both directions; a recv() blocked in another thread returns with ConnectionError.
+  virtual void close() = 0;
+  virtual std::string peer() const = 0;
+  // A descriptor that becomes readable when a frame may be waiting (for poll()), or -1.
+  virtual int poll_fd() const { return -1; }
+
+  // Tests only: the protocol version written into outgoing headers.
+  void set_send_version(uint16_t v) { send_version_ = v; }
+
+ protected:
+  uint16_t send_version_ = kProtocolVersion;
+};
+
+// Receives a frame of our protocol version; an Error frame from the peer is rethrown as
+// Error("remote", its message). Any other version throws Error("protocol", ...).
+Frame recv_checked(Connection& conn, int timeout_ms, uint64_t max_payload = kMaxPayload);
+
+// Sends an Error frame and swallows failures (the connection is being dropped anyway).
+void send_error_quietly(Connection& conn, const std::string& message);
+
+// "host:port" -> (host, port); throws Error("transport", ...) on a malformed address.
+std::pair<std::string, uint16_t> parse_host_port(const std::string& address);
+
+}  // namespace meshlm::dist

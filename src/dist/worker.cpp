@@ -1,0 +1,288 @@
+#include "dist/worker.h"
+
+#include <poll.h>
+
+#include <vector>
+
+#include "core/log.h"
+#include "dist/handshake.h"
+#include "dist/messages.h"
+#include "dist/tcp_transport.h"
+#include "model/stage.h"
+#include "runtime/sampler.h"
+
+namespace meshlm::dist {
+
+struct Worker::Impl {
+  WorkerOptions options;
+  TcpListener listener;
+  std::string own_fingerprint;  // of options.model_dir, "" without one
+  std::atomic<bool> stopping{false};
+
+  std::unique_ptr<Connection> session;     // the coordinator
+  std::string session_fingerprint;         // what the coordinator said it serves
+  std::unique_ptr<Connection> upstream;    // the previous stage
+  std::unique_ptr<Connection> downstream;  // the next stage ("" next: we are last)
+  std::string next_address;
+
+  std::unique_ptr<model::Stage> stage;
+  LoadMsg loaded;  // the assignment `stage` was built for
+  std::string loaded_fingerprint;
+  runtime::SamplerSet samplers;
+  std::vector<float> logits;
+
+  explicit Impl(const WorkerOptions& o) : options(o), listener(o.listen) {
+    if (!o.model_dir.empty()) own_fingerprint = fingerprint(o.model_dir);
+  }
+
+  std::string name() const { return "worker " + listener.address(); }
+
+  std::string stage_name() const {
+    if (!stage) return name();
+    return name() + " (layers " + std::to_string(stage->layer_begin()) + "-" +
+           std::to_string(stage->layer_end()) + ")";
+  }
+
+  HandshakeOptions handshake_options(const std::string& fp) const {
+    HandshakeOptions h;
+    h.secret = options.secret;
+    h.fingerprint = fp;
+    h.name = "coordinator";
+    h.timeout_ms = options.handshake_timeout_ms;
+    return h;
+  }
+
+  // ---- connections ----
+
+  void end_session(const std::string& why) {
+    if (session) log::info("[worker] coordinator {} gone: {}", session->peer(), why);
+    session.reset();
+    upstream.reset();
+    downstream.reset();
+    next_address.clear();
+    samplers.clear();
+    if (stage) stage->release_all();
+  }
+
+  void accept_one() {
+    auto conn = listener.accept(0);
+    if (!conn) return;
+    std::string fp = session ? loaded_fingerprint : own_fingerprint;
+    if (session && fp.empty()) fp = session_fingerprint;
+    HandshakeResult hs;
+    try {
+      hs = handshake_server(*conn, handshake_options(fp));
+    } catch (const std::exception& e) {
+      log::warn("[worker] refused {}: {}", conn->peer(), e.what());
+      return;
+    }
+    if (hs.role == "coordinator") {
+      if (session) {
+        send_error_quietly(*conn, name() + " is busy serving coordinator " + session->peer());
+        log::warn("[worker] refused coordinator {}: busy", conn->peer());
+        return;
+      }
+      log::info("[worker] coordinator {} connected", conn->peer());
+      end_session("replaced");
+      session = std::move(conn);
+      session_fingerprint = hs.peer_fingerprint;
+    } else {  // upstream
+      if (!session || !stage) {
+        send_error_quietly(*conn, name() + " has no stage loaded");
+        return;
+      }
+      log::info("[worker] previous stage {} connected", conn->peer());
+      upstream = std::move(conn);
+    }
+  }
+
+  // ---- frames ----
+
+  void handle_load(const Frame& f) {
+    LoadMsg m = decode_load(f.payload);
+    std::string fp = fingerprint(m.model_dir);
+    if (!session_fingerprint.empty() && fp != session_fingerprint) {
+      throw Error("worker", "model fingerprint mismatch: " + m.model_dir + " on " + name() +
+                                " is " + fp.substr(0, 16) + "..., the coordinator serves " +
+                                session_fingerprint.substr(0, 16) + "...");
+    }
+    bool same = stage && loaded.model_dir == m.model_dir && loaded.layer_begin == m.layer_begin &&
+                loaded.layer_end == m.layer_end && loaded.max_context == m.max_context &&
+                loaded_fingerprint == fp;
+    if (same) {
+      stage->release_all();
+    } else {
+      stage.reset();  // free the old weights first
+      model::StageOptions so;
+      so.threads = options.threads;
+      so.max_context = m.max_context;
+      log::info("[worker] loading layers {}-{} of {}", m.layer_begin, m.layer_end, m.model_dir);
+      stage = std::make_unique<model::Stage>(m.model_dir, m.layer_begin, m.layer_end, so);
+    }
+    loaded = m;
+    loaded_fingerprint = fp;
+    samplers.clear();
+    downstream.reset();
+    next_address = m.next;
+    if (stage->is_last() != m.next.empty()) {
+      throw Error("worker", stage->is_last() ? "the last stage cannot have a next stage"
+                                             : "layers " + std::to_string(m.layer_end) +
+                                                   "... need a next stage");
+    }
+    if (!next_address.empty()) connect_downstream();
+    LoadedMsg reply;
+    reply.n_layers = stage->config().n_layers;
+    reply.weight_bytes = stage->weight_bytes();
+    reply.fingerprint = fp;
+    session->send(FrameType::Loaded, encode_loaded(reply));
+  }
+
+  void connect_downstream() {
+    auto conn = tcp_connect(next_address, 5000);
+    HandshakeOptions h = handshake_options(loaded_fingerprint);
+    h.role = "upstream";
+    h.name = "next stage";
+    handshake_client(*conn, h);
+    downstream = std::move(conn);
+  }
+
+  void send_result(ResultMsg& r) {
+    if (session) session->send(FrameType::Result, encode_result(r));
+  }
+
+  void handle_forward(const Frame& f) {
+    ForwardMsg m = decode_forward(f.payload);
+    ResultMsg result;
+    result.id = m.id;
+    if (!stage) {
+      result.error = name() + " has no stage loaded";
+      send_result(result);
+      return;
+    }
+    try {
+      const auto& cfg = stage->config();
+      if (!stage->is_first() && m.hidden_dim != cfg.hidden) {
+        throw Error("worker", "activations have hidden size " + std::to_string(m.hidden_dim) +
+                                  ", the model has " + std::to_string(cfg.hidden));
+      }
+      if (stage->is_last() && !m.return_logits) {
+        for (auto& [seq, params] : m.new_sequences) samplers.add(seq, params);
+      }
+      int64_t rows = stage->forward(m.chunks, m.tokens, m.hidden, logits);
+      if (!stage->is_last()) {
+        m.hidden_dim = cfg.hidden;
+        forward_downstream(m);
+        return;
+      }
+      if (m.return_logits) {
+        result.logits.assign(logits.begin(), logits.begin() + rows * cfg.vocab);
+      } else {
+        result.sampled = samplers.sample_batch(m.chunks, m.tokens, logits.data(), cfg.vocab);
+      }
+    } catch (const std::exception& e) {
+      result.error = stage_name() + ": " + e.what();
+    }
+    send_result(result);
+  }
+
+  void forward_downstream(const ForwardMsg& m) {
+    auto head = encode_forward_head(m);
+    std::span<const uint8_t> pieces[2] = {
+        head, {reinterpret_cast<const uint8_t*>(m.hidden.data()), m.hidden.size() * 4}};
+    try {
+      if (!downstream) connect_downstream();
+      downstream->send_pieces(FrameType::Forward, pieces);
+    } catch (const std::exception& e) {
+      downstream.reset();
+      ResultMsg r;
+      r.id = m.id;
+      r.error = "next stage " + next_address + " is unreachable from " + name() + ": " + e.what();
+      send_result(r);
+    }
+  }
+
+  void handle_release(const Frame& f) {
+    ReleaseMsg m = decode_release(f.payload);
+    for (int64_t seq : m.seq_ids) {
+      if (stage) stage->release(seq);
+      samplers.release(seq);
+    }
+    if (downstream) {
+      try {
+        downstream->send(FrameType::Release, f.payload);
+      } catch (const std::exception& e) {
+        log::warn("[worker] cannot pass a release on to {}: {}", next_address, e.what());
+        downstream.reset();
+      }
+    }
+  }
+
+  // Handles one frame from the coordinator (from_session) or the previous stage.
+  void handle(const Frame& f, bool from_session) {
+    switch (f.type()) {
+      case FrameType::Forward: handle_forward(f); return;
+      case FrameType::Release: handle_release(f); return;
+      case FrameType::Ping:
+        (from_session ? session : upstream)->send(FrameType::Pong, f.payload);
+        return;
+      case FrameType::Load:
+        if (from_session) {
+          handle_load(f);
+          return;
+        }
+        break;
+      case FrameType::Shutdown:
+        if (from_session) {
+          end_session("shut down by the coordinator");
+          return;
+        }
+        break;
+      default: break;
+    }
+    throw Error("protocol", "unexpected " + frame_type_name(f.header.type) + " frame");
+  }
+
+  // Reads and handles one frame from `conn`; a failure closes only that connection.
+  void serve(std::unique_ptr<Connection>& conn, bool from_session) {
+    try {
+      Frame f = recv_checked(*conn, options.frame_timeout_ms);
+      handle(f, from_session);
+    } catch (const std::exception& e) {
+      if (!conn) return;  // a shutdown already ended the session
+      std::string why = e.what();
+      if (dynamic_cast<const ConnectionError*>(&e) == nullptr) send_error_quietly(*conn, why);
+      if (from_session) {
+        end_session(why);
+      } else {
+        log::warn("[worker] dropped previous stage {}: {}", conn->peer(), why);
+        conn.reset();
+      }
+    }
+  }
+
+  void run() {
+    log::info("[worker] listening on {}{}", listener.address(),
+              own_fingerprint.empty() ? "" : " (model " + own_fingerprint.substr(0, 16) + "...)");
+    while (!stopping.load()) {
+      pollfd fds[3] = {{listener.fd(), POLLIN, 0}, {-1, POLLIN, 0}, {-1, POLLIN, 0}};
+      if (session) fds[1].fd = session->poll_fd();
+      if (upstream) fds[2].fd = upstream->poll_fd();
+      int r = ::poll(fds, 3, 200);
+      if (r <= 0) continue;
+      // Upstream first: it carries the forwards that keep the pipeline moving.
+      if (upstream && fds[2].revents) serve(upstream, false);
+      if (session && fds[1].revents) serve(session, true);
+      if (fds[0].revents) accept_one();
+    }
+    if (session) send_error_quietly(*session, name() + " is shutting down");
+    end_session("worker stopped");
+  }
+};
+
+Worker::Worker(const WorkerOptions& options) : impl_(std::make_unique<Impl>(options)) {}
+Worker::~Worker() = default;
+std::string Worker::address() const { return impl_->listener.address(); }
+void Worker::run() { impl_->run(); }
+void Worker::stop() { impl_->stopping.store(true); }
+
+}  // namespace meshlm::dist
