@@ -1,0 +1,109 @@
+#include "server/metrics.h"
+
+#include <cstdio>
+
+namespace meshlm::server {
+namespace {
+
+std::string fmt(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.9g", v);
+  return buf;
+}
+
+}  // namespace
+
+Histogram::Histogram(std::vector<double> bounds)
+    : bounds_(std::move(bounds)), counts_(bounds_.size() + 1, 0) {}
+
+void Histogram::observe(double value) {
+  size_t i = 0;
+  while (i < bounds_.size() && value > bounds_[i]) ++i;
+  ++counts_[i];
+  sum_ += value;
+  ++count_;
+}
+
+void Histogram::render(std::string& out, const std::string& name) const {
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i < bounds_.size(); ++i) {
+    cumulative += counts_[i];
+    out += name + "_bucket{le=\"" + fmt(bounds_[i]) + "\"} " + std::to_string(cumulative) + "\n";
+  }
+  out += name + "_bucket{le=\"+Inf\"} " + std::to_string(count_) + "\n";
+  out += name + "_sum " + fmt(sum_) + "\n";
+  out += name + "_count " + std::to_string(count_) + "\n";
+}
+
+Metrics::Metrics()
+    : ttft_({0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}),
+      itl_({0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5}) {}
+
+void Metrics::request_done(const std::string& endpoint, int status) {
+  std::lock_guard lock(mutex_);
+  ++requests_[{endpoint, status}];
+}
+
+void Metrics::tokens(int64_t prompt, int64_t generated) {
+  std::lock_guard lock(mutex_);
+  prompt_tokens_ += prompt;
+  generated_tokens_ += generated;
+}
+
+void Metrics::time_to_first_token(double seconds) {
+  std::lock_guard lock(mutex_);
+  ttft_.observe(seconds);
+}
+
+void Metrics::inter_token_latency(double seconds) {
+  std::lock_guard lock(mutex_);
+  itl_.observe(seconds);
+}
+
+std::string Metrics::render(const runtime::EngineStats& stats,
+                            const std::vector<runtime::StageInfo>& stages) const {
+  std::lock_guard lock(mutex_);
+  std::string out;
+  out += "# HELP meshlm_requests_total HTTP API requests by endpoint and status code.\n";
+  out += "# TYPE meshlm_requests_total counter\n";
+  for (auto& [key, n] : requests_)
+    out += "meshlm_requests_total{endpoint=\"" + key.first + "\",status=\"" +
+           std::to_string(key.second) + "\"} " + std::to_string(n) + "\n";
+  out += "# HELP meshlm_prompt_tokens_total Prompt tokens of finished requests.\n";
+  out += "# TYPE meshlm_prompt_tokens_total counter\n";
+  out += "meshlm_prompt_tokens_total " + std::to_string(prompt_tokens_) + "\n";
+  out += "# HELP meshlm_generation_tokens_total Tokens generated for finished requests.\n";
+  out += "# TYPE meshlm_generation_tokens_total counter\n";
+  out += "meshlm_generation_tokens_total " + std::to_string(generated_tokens_) + "\n";
+  out += "# HELP meshlm_engine_prompt_tokens_total Prompt tokens processed by the engine.\n";
+  out += "# TYPE meshlm_engine_prompt_tokens_total counter\n";
+  out += "meshlm_engine_prompt_tokens_total " + std::to_string(stats.prompt_tokens_total) + "\n";
+  out += "# HELP meshlm_engine_generated_tokens_total Tokens sampled by the engine.\n";
+  out += "# TYPE meshlm_engine_generated_tokens_total counter\n";
+  out += "meshlm_engine_generated_tokens_total " + std::to_string(stats.generated_tokens_total) + "\n";
+  out += "# HELP meshlm_time_to_first_token_seconds Time from request to first token.\n";
+  out += "# TYPE meshlm_time_to_first_token_seconds histogram\n";
+  ttft_.render(out, "meshlm_time_to_first_token_seconds");
+  out += "# HELP meshlm_inter_token_latency_seconds Time between tokens of one stream.\n";
+  out += "# TYPE meshlm_inter_token_latency_seconds histogram\n";
+  itl_.render(out, "meshlm_inter_token_latency_seconds");
+  out += "# HELP meshlm_queue_depth Requests waiting for a slot.\n";
+  out += "# TYPE meshlm_queue_depth gauge\n";
+  out += "meshlm_queue_depth " + std::to_string(stats.queued) + "\n";
+  out += "# HELP meshlm_active_sequences Sequences being prefilled or decoded.\n";
+  out += "# TYPE meshlm_active_sequences gauge\n";
+  out += "meshlm_active_sequences " + std::to_string(stats.active) + "\n";
+  out += "# HELP meshlm_engine_busy_seconds_total Time the pipeline had work in flight.\n";
+  out += "# TYPE meshlm_engine_busy_seconds_total counter\n";
+  out += "meshlm_engine_busy_seconds_total " + fmt(stats.busy_seconds) + "\n";
+  out += "# HELP meshlm_stage_up Whether each pipeline stage is ready (1) or not (0).\n";
+  out += "# TYPE meshlm_stage_up gauge\n";
+  for (size_t i = 0; i < stages.size(); ++i)
+    out += "meshlm_stage_up{stage=\"" + std::to_string(i) + "\",node=\"" + stages[i].node +
+           "\",layers=\"" + std::to_string(stages[i].layer_begin) + "-" +
+           std::to_string(stages[i].layer_end) + "\"} " +
+           (stages[i].state == "ready" ? "1" : "0") + "\n";
+  return out;
+}
+
+}  // namespace meshlm::server

@@ -1,0 +1,110 @@
+// meshlm serve: the OpenAI-compatible HTTP server in front of the model's pipeline.
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+
+#include "command.h"
+#include "common.h"
+#include "core/log.h"
+#include "pipeline_options.h"
+#include "runtime/engine.h"
+#include "server/server.h"
+#include "template/chat_template.h"
+#include "tokenizer/tokenizer.h"
+
+namespace meshlm::cli {
+namespace {
+
+server::Server* g_server = nullptr;
+
+// Stops the server from a thread that is not the signal handler (stop() takes locks).
+void watch_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  std::thread([set] {
+    int sig = 0;
+    sigwait(&set, &sig);
+    log::info("[serve] signal {}: shutting down", sig);
+    if (g_server) g_server->stop();
+  }).detach();
+}
+
+int run_serve(int argc, char** argv) {
+  CLI::App app{"OpenAI-compatible HTTP server"};
+  std::string model_dir, name;
+  server::ServerOptions sopt;
+  runtime::EngineOptions eopt;
+  int threads = default_threads();
+  int64_t ctx = 4096;
+  int parallel = 8;
+  int64_t max_queue = 64;
+  app.add_option("--model,-m", model_dir, "Hugging Face model folder")->required();
+  app.add_option("--port", sopt.port, "TCP port (0: any free port)")->check(CLI::Range(0, 65535));
+  app.add_option("--host", sopt.host, "address to listen on");
+  app.add_option("--api-key", sopt.api_key, "require 'Authorization: Bearer KEY' on /v1/ (default: $MESHLM_API_KEY)");
+  app.add_option("--threads,-t", threads, "threads per stage")->check(CLI::Range(1, 1024));
+  app.add_option("--ctx,-c", ctx, "context length per sequence (prompt + generated)")->check(CLI::Range(int64_t(16), int64_t(1) << 24));
+  app.add_option("--parallel,-np", parallel, "sequences decoded at once")->check(CLI::Range(1, 4096));
+  app.add_option("--max-queue", max_queue, "requests waiting beyond --parallel before 429")->check(CLI::Range(int64_t(0), int64_t(1) << 20));
+  app.add_option("--batch-tokens", eopt.max_batch_tokens, "tokens per micro-batch")->check(CLI::Range(int64_t(1), int64_t(1) << 20));
+  app.add_option("--prefill-chunk", eopt.prefill_chunk, "longest prompt piece per micro-batch")->check(CLI::Range(int64_t(1), int64_t(1) << 20));
+  app.add_option("--name", name, "model id reported by /v1/models (default: the folder's name)");
+  app.add_option("--max-body", sopt.max_body_bytes, "largest request body in bytes");
+  bool no_reasoning = false;
+  app.add_flag("--no-reasoning-split", no_reasoning, "leave <think>...</think> in the content");
+  PipelineOptions popts;  // --stages / --peers / --layers: the pipeline's layout
+  popts.add_to(app);
+  CLI11_PARSE(app, argc, argv);
+
+  if (sopt.api_key.empty())
+    if (const char* k = std::getenv("MESHLM_API_KEY")) sopt.api_key = k;
+  sopt.model_dir = model_dir;
+  sopt.parse_reasoning = !no_reasoning;
+  sopt.model_name = !name.empty() ? name
+                                  : std::filesystem::path(model_dir).lexically_normal().filename().string();
+  if (sopt.model_name.empty())
+    sopt.model_name = std::filesystem::path(model_dir).lexically_normal().parent_path().filename().string();
+
+  auto tokenizer = tok::Tokenizer::load_from_dir(model_dir);
+  std::unique_ptr<tmpl::ChatTemplate> chat_template;
+  try {
+    chat_template = tmpl::ChatTemplate::load_from_dir(model_dir);
+  } catch (const std::exception& e) {
+    log::warn("[serve] no chat template ({}); /v1/chat/completions is disabled", e.what());
+  }
+
+  model::StageOptions stage;
+  stage.threads = threads;
+  stage.max_context = ctx;
+  // The pipeline: one local stage by default; --stages/--peers/--layers spread it over workers.
+  auto pipeline = popts.make(model_dir, stage);
+  eopt.max_context = ctx;
+  eopt.max_active = parallel;
+  eopt.max_queue = max_queue;
+  eopt.prefill_chunk = std::min(eopt.prefill_chunk, eopt.max_batch_tokens);
+  auto engine = std::make_unique<runtime::Engine>(std::move(pipeline), eopt);
+
+  watch_signals();
+  server::Server srv(std::move(engine), std::move(tokenizer), std::move(chat_template), sopt);
+  int port = srv.bind();
+  g_server = &srv;
+  log::info("[serve] {} on http://{}:{} ({} parallel, context {})", sopt.model_name, sopt.host,
+            port, parallel, ctx);
+  // For scripts that start the server on port 0: the first line on stdout is the address.
+  std::printf("listening on http://%s:%d\n", sopt.host.c_str(), port);
+  std::fflush(stdout);
+  srv.run();
+  g_server = nullptr;
+  return 0;
+}
+
+Registrar reg("serve", "OpenAI-compatible HTTP server (chat, completions, web page)", run_serve);
+
+}  // namespace
+}  // namespace meshlm::cli
