@@ -1,0 +1,279 @@
+#!/usr/bin/python3
+"""Independent float64 PyTorch reference of the Hugging Face causal-LM forward pass.
+
+Covers Qwen3ForCausalLM, Qwen2ForCausalLM, LlamaForCausalLM (Llama 3.x, incl. rope_scaling
+"llama3") and MistralForCausalLM, written from the transformers modeling semantics:
+
+  x = embed_tokens[ids]
+  per layer:
+    h = RMSNorm(x) * input_layernorm            RMSNorm(x) = x * rsqrt(mean(x^2) + eps)
+    q, k, v = h W_q^T (+ b_q), h W_k^T (+ b_k), h W_v^T (+ b_v)
+    Qwen3 only: q, k = RMSNorm per head (q_norm / k_norm weights [head_dim]), before RoPE
+    q, k = RoPE (rotate_half: x * cos + cat(-x2, x1) * sin, angles pos * inv_freq, both halves)
+    GQA: query head j uses kv head j // (n_heads / n_kv_heads)
+    attn = softmax(q k^T / sqrt(head_dim) + causal mask) v, then o_proj
+    x = x + attn
+    h = RMSNorm(x) * post_attention_layernorm
+    x = x + down(silu(gate(h)) * up(h))
+  logits = RMSNorm(x) * norm, times lm_head^T (embed_tokens when tie_word_embeddings)
+
+All math is float64; weights are read as stored (F32, BF16 or F16 values, widened exactly).
+RoPE inverse frequencies are computed in float32 exactly as transformers does (default and
+llama3 / linear scaling), then widened; angles, cos and sin are float64.
+
+CLI:
+  hf_reference.py --model DIR --prompt-ids 1,2,3 -n N --out FILE.json [--no-logits]
+writes {"ids": [generated ids], "logits": [[vocab floats], ...]} where logits[i] are the logits
+from which ids[i] was chosen (greedy argmax, full recompute every step).
+"""
+
+import argparse
+import json
+import math
+import os
+import struct
+import sys
+
+import numpy as np
+import torch
+
+F64 = torch.float64
+
+# ---------------------------------------------------------------------------------------------
+# safetensors (header JSON + raw little-endian data)
+# ---------------------------------------------------------------------------------------------
+
+_NP_DTYPES = {"F32": "<f4", "F16": "<f2", "BF16": "<u2", "F64": "<f8"}
+
+
+def read_safetensors(path):
+    """Returns {name: float64 torch tensor} for every tensor of one .safetensors file."""
+    with open(path, "rb") as f:
+        data = f.read()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n].decode("utf-8"))
+    base = 8 + n
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        dt = info["dtype"]
+        if dt not in _NP_DTYPES:
+            raise ValueError(f"{path}: tensor {name}: unsupported dtype {dt}")
+        begin, end = info["data_offsets"]
+        raw = np.frombuffer(data, dtype=_NP_DTYPES[dt], count=(end - begin) // np.dtype(_NP_DTYPES[dt]).itemsize,
+                            offset=base + begin)
+        if dt == "BF16":  # bf16 bits are the upper half of a float32
+            arr = (raw.astype(np.uint32) << np.uint32(16)).view(np.float32)
+        else:
+            arr = raw
+        out[name] = torch.from_numpy(arr.astype(np.float64).reshape(info["shape"]))
+    return out
+
+
+def load_weights(model_dir):
+    index = os.path.join(model_dir, "model.safetensors.index.json")
+    if os.path.exists(index):
+        with open(index) as f:
+            files = sorted(set(json.load(f)["weight_map"].values()))
+    else:
+        files = ["model.safetensors"]
+    weights = {}
+    for fn in files:
+        weights.update(read_safetensors(os.path.join(model_dir, fn)))
+    return weights
+
+
+# ---------------------------------------------------------------------------------------------
+# configuration, with the defaults of the transformers config classes
+# ---------------------------------------------------------------------------------------------
+
+ARCHS = {
+    "Qwen3ForCausalLM": "qwen3",
+    "Qwen2ForCausalLM": "qwen2",
+    "LlamaForCausalLM": "llama",
+    "MistralForCausalLM": "mistral",
+}
+
+
+class Config:
+    def __init__(self, cfg):
+        archs = cfg.get("architectures") or []
+        kind = next((ARCHS[a] for a in archs if a in ARCHS), cfg.get("model_type"))
+        if kind not in ARCHS.values():
+            raise ValueError(f"unsupported architecture {archs} / model_type {cfg.get('model_type')}")
+        self.kind = kind
+        self.hidden = cfg["hidden_size"]
+        self.n_layers = cfg["num_hidden_layers"]
+        self.n_heads = cfg["num_attention_heads"]
+        self.n_kv = cfg.get("num_key_value_heads") or self.n_heads
+        self.intermediate = cfg["intermediate_size"]
+        self.vocab = cfg["vocab_size"]
+        self.eps = float(cfg.get("rms_norm_eps", 1e-6))
+        self.rope_theta = float(cfg.get("rope_theta", 10000.0))
+        self.rope_scaling = cfg.get("rope_scaling") or None
+        self.tie = bool(cfg.get("tie_word_embeddings", False))
+        if kind == "qwen3":
+            hd = cfg.get("head_dim", 128)  # Qwen3Config's default
+        elif kind == "qwen2":
+            hd = None  # Qwen2 derives it
+        else:
+            hd = cfg.get("head_dim")
+        self.head_dim = hd if hd else self.hidden // self.n_heads
+        self.qk_norm = kind == "qwen3"
+        # q/k/v biases: always for Qwen2; q/k/v/o with attention_bias for Qwen3 / Llama.
+        self.qkv_bias = kind == "qwen2" or (kind in ("qwen3", "llama") and cfg.get("attention_bias", False))
+        self.o_bias = kind in ("qwen3", "llama") and bool(cfg.get("attention_bias", False))
+        self.mlp_bias = kind == "llama" and bool(cfg.get("mlp_bias", False))
+        # Sliding-window attention: Mistral applies sliding_window when set; Qwen applies it only
+        # with use_sliding_window, which this reference does not implement.
+        self.sliding_window = cfg.get("sliding_window") if kind == "mistral" else None
+        if kind in ("qwen2", "qwen3") and cfg.get("use_sliding_window", False):
+            raise NotImplementedError("use_sliding_window")
+        self.eos = cfg.get("eos_token_id")
+
+
+def rope_inv_freq(cfg):
+    """inv_freq [head_dim/2] computed in float32 as transformers does, returned as float64."""
+    dim = cfg.head_dim
+    inv = 1.0 / (cfg.rope_theta ** (torch.arange(0, dim, 2, dtype=torch.int64).to(torch.float32) / dim))
+    rs = cfg.rope_scaling
+    rope_type = (rs or {}).get("rope_type", (rs or {}).get("type", "default"))
+    if rope_type == "default":
+        pass
+    elif rope_type == "linear":
+        inv = inv / rs["factor"]
+    elif rope_type == "llama3":
+        factor = rs["factor"]
+        lo, hi = rs["low_freq_factor"], rs["high_freq_factor"]
+        old_ctx = rs["original_max_position_embeddings"]
+        low_freq_wavelen = old_ctx / lo
+        high_freq_wavelen = old_ctx / hi
+        wavelen = 2 * math.pi / inv
+        # long wavelengths (low frequencies) are slowed down by `factor`, short ones kept,
+        # the band in between interpolated linearly in 1/wavelen
+        scaled = torch.where(wavelen > low_freq_wavelen, inv / factor, inv)
+        smooth = (old_ctx / wavelen - lo) / (hi - lo)
+        smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+        medium = ~(wavelen < high_freq_wavelen) * ~(wavelen > low_freq_wavelen)
+        inv = torch.where(medium, smoothed, scaled)
+    else:
+        raise NotImplementedError(f"rope_scaling {rs}")
+    return inv.to(F64)
+
+
+# ---------------------------------------------------------------------------------------------
+# forward
+# ---------------------------------------------------------------------------------------------
+
+
+def rms_norm(x, w, eps):
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
+
+
+def rotate_half(x):
+    half = x.shape[-1] // 2
+    return torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+
+
+class Model:
+    def __init__(self, model_dir):
+        with open(os.path.join(model_dir, "config.json")) as f:
+            self.raw_config = json.load(f)
+        self.cfg = Config(self.raw_config)
+        self.w = load_weights(model_dir)
+        self.inv_freq = rope_inv_freq(self.cfg)
+        c = self.cfg
+        emb = self.w["model.embed_tokens.weight"]
+        if tuple(emb.shape) != (c.vocab, c.hidden):
+            raise ValueError(f"embed_tokens shape {tuple(emb.shape)} != ({c.vocab}, {c.hidden})")
+        self.head = emb if c.tie else self.w["lm_head.weight"]
+
+    def _linear(self, x, name, bias):
+        y = x @ self.w[name + ".weight"].T
+        if bias:
+            y = y + self.w[name + ".bias"]
+        return y
+
+    def forward(self, ids, last_only=False):
+        """Logits [T, vocab] (float64) for the token ids; [1, vocab] (the last) with last_only."""
+        c = self.cfg
+        T = len(ids)
+        x = self.w["model.embed_tokens.weight"][torch.tensor(ids, dtype=torch.long)]
+        pos = torch.arange(T, dtype=F64)
+        ang = torch.outer(pos, self.inv_freq)
+        ang = torch.cat([ang, ang], dim=-1)  # [T, head_dim]
+        cos, sin = torch.cos(ang)[:, None, :], torch.sin(ang)[:, None, :]
+        i_idx = torch.arange(T)[:, None]
+        j_idx = torch.arange(T)[None, :]
+        allowed = j_idx <= i_idx
+        if c.sliding_window:
+            allowed = allowed & (i_idx - j_idx < c.sliding_window)
+        mask = torch.zeros(T, T, dtype=F64).masked_fill(~allowed, float("-inf"))
+        rep = c.n_heads // c.n_kv
+        for layer in range(c.n_layers):
+            p = f"model.layers.{layer}."
+            h = rms_norm(x, self.w[p + "input_layernorm.weight"], c.eps)
+            q = self._linear(h, p + "self_attn.q_proj", c.qkv_bias).view(T, c.n_heads, c.head_dim)
+            k = self._linear(h, p + "self_attn.k_proj", c.qkv_bias).view(T, c.n_kv, c.head_dim)
+            v = self._linear(h, p + "self_attn.v_proj", c.qkv_bias).view(T, c.n_kv, c.head_dim)
+            if c.qk_norm:
+                q = rms_norm(q, self.w[p + "self_attn.q_norm.weight"], c.eps)
+                k = rms_norm(k, self.w[p + "self_attn.k_norm.weight"], c.eps)
+            q = q * cos + rotate_half(q) * sin
+            k = k * cos + rotate_half(k) * sin
+            k = k.repeat_interleave(rep, dim=1)  # query head j <- kv head j // rep
+            v = v.repeat_interleave(rep, dim=1)
+            scores = torch.einsum("thd,shd->hts", q, k) / math.sqrt(c.head_dim) + mask
+            probs = torch.softmax(scores, dim=-1)
+            attn = torch.einsum("hts,shd->thd", probs, v).reshape(T, c.n_heads * c.head_dim)
+            x = x + self._linear(attn, p + "self_attn.o_proj", c.o_bias)
+            h = rms_norm(x, self.w[p + "post_attention_layernorm.weight"], c.eps)
+            gate = self._linear(h, p + "mlp.gate_proj", c.mlp_bias)
+            up = self._linear(h, p + "mlp.up_proj", c.mlp_bias)
+            x = x + self._linear(torch.nn.functional.silu(gate) * up, p + "mlp.down_proj", c.mlp_bias)
+        if last_only:
+            x = x[-1:]
+        h = rms_norm(x, self.w["model.norm.weight"], c.eps)
+        return h @ self.head.T
+
+
+def greedy(model, prompt_ids, n):
+    """Greedy generation of n tokens (full recompute each step): (ids, [logits rows])."""
+    seq = list(prompt_ids)
+    ids, rows = [], []
+    for _ in range(n):
+        logits = model.forward(seq, last_only=True)[-1]
+        tok = int(torch.argmax(logits))
+        ids.append(tok)
+        rows.append(logits)
+        seq.append(tok)
+    return ids, rows
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", required=True, help="Hugging Face model folder")
+    ap.add_argument("--prompt-ids", required=True, help="comma separated token ids")
+    ap.add_argument("-n", type=int, default=16, help="tokens to generate")
+    ap.add_argument("--out", required=True, help="output JSON file")
+    ap.add_argument("--no-logits", action="store_true", help="write only the ids")
+    args = ap.parse_args()
+    prompt = [int(t) for t in args.prompt_ids.replace(" ", ",").split(",") if t]
+    if not prompt:
+        ap.error("--prompt-ids is empty")
+    model = Model(args.model)
+    if max(prompt) >= model.cfg.vocab or min(prompt) < 0:
+        ap.error(f"prompt id out of range [0, {model.cfg.vocab})")
+    ids, rows = greedy(model, prompt, args.n)
+    out = {"ids": ids}
+    if not args.no_logits:
+        out["logits"] = [r.tolist() for r in rows]
+    with open(args.out, "w") as f:
+        json.dump(out, f)
+    print(" ".join(str(t) for t in ids))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
