@@ -85,6 +85,7 @@ HandshakeResult handshake_client(Connection& conn, const HandshakeOptions& optio
   hello.version = options.version;
   hello.role = options.role;
   hello.fingerprint = options.fingerprint;
+  hello.client_id = options.client_id;
   hello.nonce = random_nonce();
   conn.set_send_version(static_cast<uint16_t>(options.version));
   conn.send(FrameType::Hello, encode_hello(hello));
@@ -108,7 +109,7 @@ HandshakeResult handshake_client(Connection& conn, const HandshakeOptions& optio
                      hello.fingerprint);
   conn.send(FrameType::Auth, encode_auth(auth));
   expect(conn, FrameType::Welcome, options.timeout_ms);
-  return {hello.role, challenge.fingerprint};
+  return {hello.role, challenge.fingerprint, ""};
 }
 
 HandshakeResult handshake_server(Connection& conn, const HandshakeOptions& options) {
@@ -140,7 +141,7 @@ HandshakeResult handshake_server(Connection& conn, const HandshakeOptions& optio
                      " does not share this node's secret (--secret / MESHLM_SECRET)");
   }
   conn.send(FrameType::Welcome);
-  return {hello.role, hello.fingerprint};
+  return {hello.role, hello.fingerprint, hello.client_id};
 }
 
 }  // namespace meshlm::dist

@@ -23,6 +23,7 @@ struct HandshakeOptions {
   std::string fingerprint;  // this side's model fingerprint, "" when it has none
   std::string role = "coordinator";  // client only: "coordinator" or "upstream"
   std::string name = "peer";         // how this side names the other in messages ("worker")
+  std::string client_id;             // client only: identifies one coordinator instance
   int timeout_ms = 10000;
   uint32_t version = kProtocolVersion;  // tests only
 };
@@ -30,6 +31,7 @@ struct HandshakeOptions {
 struct HandshakeResult {
   std::string role;              // what the client said it is
   std::string peer_fingerprint;  // "" when the peer has none
+  std::string client_id;         // server side: what the client sent
 };
 
 // Each throws Error("handshake", reason) on refusal (after telling the peer why) and

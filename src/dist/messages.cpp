@@ -24,6 +24,7 @@ std::vector<uint8_t> encode_hello(const HelloMsg& m) {
   w.u32(m.version);
   w.str(m.role);
   w.str(m.fingerprint);
+  w.str(m.client_id);
   w.raw(m.nonce);
   return w.take();
 }
@@ -34,6 +35,7 @@ HelloMsg decode_hello(std::span<const uint8_t> payload) {
   m.version = r.u32();
   m.role = r.str(64);
   m.fingerprint = r.str(128);
+  m.client_id = r.str(128);
   r.raw(m.nonce);
   r.expect_end();
   return m;

@@ -28,6 +28,7 @@ struct HelloMsg {
   uint32_t version = kProtocolVersion;
   std::string role;         // "coordinator" or "upstream" (the previous stage)
   std::string fingerprint;  // model fingerprint (hex SHA-256) or "" when unknown
+  std::string client_id;    // the same for every connection of one coordinator instance
   Nonce nonce{};
 };
 

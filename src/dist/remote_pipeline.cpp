@@ -1,5 +1,7 @@
 #include "dist/remote_pipeline.h"
 
+#include <openssl/rand.h>
+
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -26,6 +28,18 @@ std::vector<int64_t> even_splits(int64_t n_layers, int n_stages) {
 
 namespace {
 
+std::string random_client_id() {
+  uint8_t bytes[16];
+  if (RAND_bytes(bytes, sizeof(bytes)) != 1) throw Error("pipeline", "cannot draw a client id");
+  static const char* kHex = "0123456789abcdef";
+  std::string s;
+  for (uint8_t b : bytes) {
+    s.push_back(kHex[b >> 4]);
+    s.push_back(kHex[b & 15]);
+  }
+  return s;
+}
+
 struct Remote {
   std::string address;
   int64_t layer_begin = 0, layer_end = 0;
@@ -51,6 +65,7 @@ class RemotePipeline final : public runtime::Pipeline {
       if (splits[i] >= splits[i + 1]) throw Error("pipeline", "layer splits must increase");
     }
     fingerprint_ = fingerprint(options_.model_dir);
+    client_id_ = random_client_id();
     stage0_ = std::make_unique<model::Stage>(options_.model_dir, splits[0], splits[1],
                                              options_.stage);
     for (size_t k = 0; k < options_.peers.size(); ++k) {
@@ -175,6 +190,7 @@ class RemotePipeline final : public runtime::Pipeline {
         h.fingerprint = fingerprint_;
         h.role = "coordinator";
         h.name = "worker";
+        h.client_id = client_id_;
         h.timeout_ms = options_.connect_timeout_ms;
         handshake_client(*r.conn, h);
         LoadMsg load;
@@ -329,6 +345,7 @@ class RemotePipeline final : public runtime::Pipeline {
 
   RemotePipelineOptions options_;
   std::string fingerprint_;
+  std::string client_id_;
   std::unique_ptr<model::Stage> stage0_;
   std::vector<std::unique_ptr<Remote>> remotes_;
   runtime::SamplerSet local_samplers_;

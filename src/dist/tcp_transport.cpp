@@ -24,6 +24,7 @@ std::string errno_text() { return std::strerror(errno); }
 void set_socket_options(int fd) {
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));  // notice vanished peers
 #ifdef SO_NOSIGPIPE  // macOS: no SIGPIPE on a closed peer (Linux uses MSG_NOSIGNAL)
   setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof(one));
 #endif

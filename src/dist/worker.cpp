@@ -21,6 +21,7 @@ struct Worker::Impl {
 
   std::unique_ptr<Connection> session;     // the coordinator
   std::string session_fingerprint;         // what the coordinator said it serves
+  std::string session_client_id;           // which coordinator instance
   std::unique_ptr<Connection> upstream;    // the previous stage
   std::unique_ptr<Connection> downstream;  // the next stage ("" next: we are last)
   std::string next_address;
@@ -77,7 +78,9 @@ struct Worker::Impl {
       return;
     }
     if (hs.role == "coordinator") {
-      if (session) {
+      // The same coordinator reconnecting (after a failure it noticed first) takes over.
+      bool same = session && !hs.client_id.empty() && hs.client_id == session_client_id;
+      if (session && !same) {
         send_error_quietly(*conn, name() + " is busy serving coordinator " + session->peer());
         log::warn("[worker] refused coordinator {}: busy", conn->peer());
         return;
@@ -86,6 +89,7 @@ struct Worker::Impl {
       end_session("replaced");
       session = std::move(conn);
       session_fingerprint = hs.peer_fingerprint;
+      session_client_id = hs.client_id;
     } else {  // upstream
       if (!session || !stage) {
         send_error_quietly(*conn, name() + " has no stage loaded");
