@@ -1,8 +1,11 @@
 // meshlm serve: the OpenAI-compatible HTTP server in front of the model's pipeline.
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <thread>
+
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 
@@ -18,7 +21,7 @@
 namespace meshlm::cli {
 namespace {
 
-server::Server* g_server = nullptr;
+std::atomic<server::Server*> g_server{nullptr};
 
 // Stops the server from a thread that is not the signal handler (stop() takes locks).
 void watch_signals() {
@@ -31,7 +34,10 @@ void watch_signals() {
     int sig = 0;
     sigwait(&set, &sig);
     log::info("[serve] signal {}: shutting down", sig);
-    if (g_server) g_server->stop();
+    if (server::Server* srv = g_server.load())
+      srv->stop();
+    else
+      _exit(128 + sig);  // still loading: nothing to finish
   }).detach();
 }
 
@@ -62,6 +68,8 @@ int run_serve(int argc, char** argv) {
   popts.add_to(app);
   CLI11_PARSE(app, argc, argv);
 
+  // Before any thread starts, so that only the watcher thread receives SIGINT/SIGTERM.
+  watch_signals();
   if (sopt.api_key.empty())
     if (const char* k = std::getenv("MESHLM_API_KEY")) sopt.api_key = k;
   sopt.model_dir = model_dir;
@@ -90,7 +98,6 @@ int run_serve(int argc, char** argv) {
   eopt.prefill_chunk = std::min(eopt.prefill_chunk, eopt.max_batch_tokens);
   auto engine = std::make_unique<runtime::Engine>(std::move(pipeline), eopt);
 
-  watch_signals();
   server::Server srv(std::move(engine), std::move(tokenizer), std::move(chat_template), sopt);
   int port = srv.bind();
   g_server = &srv;

@@ -1,0 +1,132 @@
+// The HTTP server in-process over a fake pipeline: what a real model cannot easily show —
+// a stage that is down (503), a pipeline that fails mid-stream, shutdown with requests open.
+#include <httplib.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "fake_pipeline.h"
+#include "server/server.h"
+
+namespace meshlm::server {
+namespace {
+
+using nlohmann::json;
+
+const std::string kTokenizerDir = MESHLM_QWEN3_TOKENIZER_DIR;
+
+class ServerHttp : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!std::filesystem::exists(kTokenizerDir + "/tokenizer.json"))
+      GTEST_SKIP() << "no tokenizer at " << kTokenizerDir;
+    auto pipe = std::make_unique<testing::FakePipeline>(2, 151000, /*delay_ms=*/1);
+    fake_ = pipe.get();
+    runtime::EngineOptions eo;
+    eo.max_context = 256;
+    auto engine = std::make_unique<runtime::Engine>(std::move(pipe), eo);
+    ServerOptions so;
+    so.port = 0;
+    so.model_name = "fake";
+    so.model_dir = kTokenizerDir;
+    server_ = std::make_unique<Server>(std::move(engine), tok::Tokenizer::load_from_dir(kTokenizerDir),
+                                       tmpl::ChatTemplate::load_from_dir(kTokenizerDir), so);
+    port_ = server_->bind();
+    thread_ = std::thread([this] { server_->run(); });
+  }
+  void TearDown() override {
+    if (!server_) return;
+    server_->stop();
+    thread_.join();
+    server_.reset();
+  }
+  httplib::Result post(const json& body) {
+    httplib::Client cli("127.0.0.1", port_);
+    cli.set_read_timeout(20, 0);
+    return cli.Post("/v1/chat/completions", body.dump(), "application/json");
+  }
+  json chat(bool stream, int max_tokens) {
+    return {{"model", "fake"},
+            {"messages", {{{"role", "user"}, {"content", "hi"}}}},
+            {"max_tokens", max_tokens},
+            {"ignore_eos", true},
+            {"stream", stream}};
+  }
+
+  testing::FakePipeline* fake_ = nullptr;
+  std::unique_ptr<Server> server_;
+  std::thread thread_;
+  int port_ = 0;
+};
+
+TEST_F(ServerHttp, GeneratesThroughTheFakePipeline) {
+  auto r = post(chat(false, 5));
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  auto j = json::parse(r->body);
+  EXPECT_EQ(j["usage"]["completion_tokens"], 5);
+  EXPECT_EQ(j["choices"][0]["finish_reason"], "length");
+}
+
+TEST_F(ServerHttp, StageDownIs503) {
+  {
+    std::lock_guard lock(fake_->shared().mutex);
+    fake_->shared().stage_state = "down";
+  }
+  for (bool stream : {false, true}) {
+    auto r = post(chat(stream, 5));
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 503) << r->body;
+    auto j = json::parse(r->body);
+    EXPECT_NE(j["error"]["message"].get<std::string>().find("down"), std::string::npos);
+    EXPECT_EQ(j["error"]["code"], "stage_unavailable");
+  }
+  httplib::Client cli("127.0.0.1", port_);
+  auto h = cli.Get("/health");
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->status, 503);
+  EXPECT_EQ(json::parse(h->body)["status"], "degraded");
+}
+
+TEST_F(ServerHttp, PipelineFailureBeforeOutputIs503) {
+  {
+    std::lock_guard lock(fake_->shared().mutex);
+    fake_->shared().fail_message = "[dist] stage 1 (10.0.0.2:9000) is down";
+  }
+  for (bool stream : {false, true}) {
+    auto r = post(chat(stream, 5));
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 503) << r->body;
+    EXPECT_NE(r->body.find("10.0.0.2:9000"), std::string::npos);
+  }
+  {
+    std::lock_guard lock(fake_->shared().mutex);
+    fake_->shared().fail_message.clear();
+  }
+  auto r = post(chat(false, 3));  // the engine recovered
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+}
+
+TEST_F(ServerHttp, FailureMidStreamIsAnErrorEvent) {
+  // The stream has sent tokens (status 200) when the pipeline fails: an error event follows.
+  std::thread breaker([this] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(40));
+    std::lock_guard lock(fake_->shared().mutex);
+    fake_->shared().fail_message = "[dist] lost stage 1";
+  });
+  auto r = post(chat(true, 200));
+  breaker.join();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_NE(r->body.find("\"content\""), std::string::npos);
+  EXPECT_NE(r->body.find("data: {\"error\""), std::string::npos) << r->body.substr(0, 300);
+  EXPECT_NE(r->body.find("lost stage 1"), std::string::npos);
+  EXPECT_NE(r->body.find("data: [DONE]"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace meshlm::server
