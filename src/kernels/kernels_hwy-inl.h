@@ -13,10 +13,10 @@
 #define MESHLM_KERNELS_HWY_INL_H_
 #endif
 
+#include <hwy/highway.h>
+
 #include <cstdint>
 #include <cstring>
-
-#include <hwy/highway.h>
 
 #include "core/dtype.h"
 

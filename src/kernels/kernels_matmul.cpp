@@ -26,9 +26,9 @@
 HWY_BEFORE_NAMESPACE();
 namespace meshlm::kernels::HWY_NAMESPACE {
 
-constexpr int kDecodeRows = 4;  // rows per tile when n_tok == 1
-constexpr int kRows = 3;        // rows per tile when n_tok > 1
-constexpr int kToks = 4;        // tokens per tile when n_tok > 1
+constexpr int kDecodeRows = 4;               // rows per tile when n_tok == 1
+constexpr int kRows = 3;                     // rows per tile when n_tok > 1
+constexpr int kToks = 4;                     // tokens per tile when n_tok > 1
 constexpr int64_t kPanelBytes = 256 * 1024;  // x panel (f32) kept in L2
 
 // Computes the kR x kT outputs y[t * y_stride + r] for r < kR, t < kT from weight rows
@@ -74,7 +74,8 @@ HWY_INLINE void DotTile(const WeightT<kDt>* HWY_RESTRICT w, const float* HWY_RES
   for (int r = 0; r < kR; ++r) {
     const float b = bias ? bias[r] : 0.0f;
 #pragma GCC unroll 16
-    for (int t = 0; t < kT; ++t) y[t * y_stride + r] = hn::GetLane(hn::SumOfLanes(df, acc[r][t])) + b;
+    for (int t = 0; t < kT; ++t)
+      y[t * y_stride + r] = hn::GetLane(hn::SumOfLanes(df, acc[r][t])) + b;
   }
 }
 
@@ -84,10 +85,14 @@ HWY_INLINE void DotTileRows(int nt, const WeightT<kDt>* w, const float* x, int64
                             int64_t y_stride, const float* bias) {
   static_assert(kToks == 4, "update the cases below");
   switch (nt) {
-    case 1: return DotTile<kDt, kR, 1>(w, x, cols, y, y_stride, bias);
-    case 2: return DotTile<kDt, kR, 2>(w, x, cols, y, y_stride, bias);
-    case 3: return DotTile<kDt, kR, 3>(w, x, cols, y, y_stride, bias);
-    default: return DotTile<kDt, kR, 4>(w, x, cols, y, y_stride, bias);
+    case 1:
+      return DotTile<kDt, kR, 1>(w, x, cols, y, y_stride, bias);
+    case 2:
+      return DotTile<kDt, kR, 2>(w, x, cols, y, y_stride, bias);
+    case 3:
+      return DotTile<kDt, kR, 3>(w, x, cols, y, y_stride, bias);
+    default:
+      return DotTile<kDt, kR, 4>(w, x, cols, y, y_stride, bias);
   }
 }
 
@@ -96,9 +101,12 @@ HWY_INLINE void DotTileAny(int nr, int nt, const WeightT<kDt>* w, const float* x
                            float* y, int64_t y_stride, const float* bias) {
   static_assert(kRows == 3, "update the cases below");
   switch (nr) {
-    case 1: return DotTileRows<kDt, 1>(nt, w, x, cols, y, y_stride, bias);
-    case 2: return DotTileRows<kDt, 2>(nt, w, x, cols, y, y_stride, bias);
-    default: return DotTileRows<kDt, 3>(nt, w, x, cols, y, y_stride, bias);
+    case 1:
+      return DotTileRows<kDt, 1>(nt, w, x, cols, y, y_stride, bias);
+    case 2:
+      return DotTileRows<kDt, 2>(nt, w, x, cols, y, y_stride, bias);
+    default:
+      return DotTileRows<kDt, 3>(nt, w, x, cols, y, y_stride, bias);
   }
 }
 
@@ -139,8 +147,8 @@ void MatmulRows(const void* w, DType dtype, int64_t rows, int64_t cols, const fl
       return MatmulRowsT<DType::BF16>(static_cast<const uint16_t*>(w), rows, cols, x, n_tok, y,
                                       bias, r0, r1);
     case DType::F16:
-      return MatmulRowsT<DType::F16>(static_cast<const uint16_t*>(w), rows, cols, x, n_tok, y,
-                                     bias, r0, r1);
+      return MatmulRowsT<DType::F16>(static_cast<const uint16_t*>(w), rows, cols, x, n_tok, y, bias,
+                                     r0, r1);
   }
 }
 
@@ -160,8 +168,7 @@ constexpr int64_t kMinParallelWork = 1 << 16;
 
 void matmul(const MatView& w, const float* x, int64_t n_tok, float* y, const float* bias,
             ThreadPool& pool) {
-  if (w.rows < 0 || w.cols < 0 || n_tok < 0)
-    throw Error("kernels", "matmul: negative shape");
+  if (w.rows < 0 || w.cols < 0 || n_tok < 0) throw Error("kernels", "matmul: negative shape");
   if (w.dtype != DType::F32 && w.dtype != DType::BF16 && w.dtype != DType::F16)
     throw Error("kernels", "matmul: unsupported weight dtype");
   if (w.rows == 0 || n_tok == 0) return;

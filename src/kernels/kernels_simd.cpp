@@ -21,6 +21,7 @@
 #define HWY_TARGET_INCLUDE "kernels/kernels_simd.cpp"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
+// After highway.h (per-target header):
 #include <hwy/contrib/math/math-inl.h>
 
 #include "core/error.h"
@@ -35,7 +36,9 @@ namespace meshlm::kernels::HWY_NAMESPACE {
 // f32 lanes summed into f64 lanes, half a vector at a time.
 using DD = hn::Rebind<double, hn::Half<DF>>;
 using SumF64 = hn::Vec<DD>;
-HWY_INLINE SumF64 ZeroF64() { return hn::Zero(DD()); }
+HWY_INLINE SumF64 ZeroF64() {
+  return hn::Zero(DD());
+}
 HWY_INLINE SumF64 AddF64(SumF64 acc, VF v) {
   const hn::Half<DF> dh;
   acc = hn::Add(acc, hn::PromoteTo(DD(), hn::LowerHalf(dh, v)));
@@ -47,11 +50,15 @@ HWY_INLINE SumF64 AddSquaresF64(SumF64 acc, VF v) {
   const auto hi = hn::PromoteTo(DD(), hn::UpperHalf(dh, v));
   return hn::MulAdd(hi, hi, hn::MulAdd(lo, lo, acc));
 }
-HWY_INLINE double TotalF64(SumF64 acc) { return hn::GetLane(hn::SumOfLanes(DD(), acc)); }
+HWY_INLINE double TotalF64(SumF64 acc) {
+  return hn::GetLane(hn::SumOfLanes(DD(), acc));
+}
 #else
 // Targets without f64 lanes or halves (HWY_SCALAR, the fallback with GCC < 12.3): plain double.
 using SumF64 = double;
-HWY_INLINE SumF64 ZeroF64() { return 0.0; }
+HWY_INLINE SumF64 ZeroF64() {
+  return 0.0;
+}
 HWY_INLINE SumF64 AddF64(SumF64 acc, VF v) {
   HWY_ALIGN float buf[kMaxLanesF];
   hn::Store(v, DF(), buf);
@@ -64,7 +71,9 @@ HWY_INLINE SumF64 AddSquaresF64(SumF64 acc, VF v) {
   for (size_t i = 0; i < hn::Lanes(DF()); ++i) acc += double(buf[i]) * double(buf[i]);
   return acc;
 }
-HWY_INLINE double TotalF64(SumF64 acc) { return acc; }
+HWY_INLINE double TotalF64(SumF64 acc) {
+  return acc;
+}
 #endif
 
 void RmsNorm(const float* x, const float* weight, int64_t n, float eps, float* out) {
@@ -173,8 +182,8 @@ void SiluMul(const float* gate, const float* up, int64_t n, float* out) {
     hn::StoreU(SiluMulVec(df, hn::LoadU(df, gate + i), hn::LoadU(df, up + i)), df, out + i);
   if (i < n) {
     const size_t rest = size_t(n - i);
-    StoreTail(SiluMulVec(df, LoadTail(df, gate + i, rest), LoadTail(df, up + i, rest)), df,
-              out + i, rest);
+    StoreTail(SiluMulVec(df, LoadTail(df, gate + i, rest), LoadTail(df, up + i, rest)), df, out + i,
+              rest);
   }
 }
 
@@ -223,8 +232,8 @@ void AttentionScores(const float* q, const float* k, int64_t kv_stride, int64_t 
 
 // out[d] += sum_{j in [j0, j1)} p[j] * v_j[d]: register accumulators over a block of keys, so the
 // f32 error grows with the block length, not with n_keys.
-void AttentionValuesBlock(const float* p, const float* v, int64_t kv_stride, int64_t j0,
-                          int64_t j1, int64_t head_dim, float* out) {
+void AttentionValuesBlock(const float* p, const float* v, int64_t kv_stride, int64_t j0, int64_t j1,
+                          int64_t head_dim, float* out) {
   const DF df;
   const int64_t lanes = int64_t(hn::Lanes(df));
   int64_t d = 0;
@@ -303,7 +312,9 @@ void EmbedRow(const void* data, DType dtype, int64_t offset, int64_t n, float* d
   }
 }
 
-const char* TargetName() { return hwy::TargetName(HWY_TARGET); }
+const char* TargetName() {
+  return hwy::TargetName(HWY_TARGET);
+}
 
 }  // namespace meshlm::kernels::HWY_NAMESPACE
 HWY_AFTER_NAMESPACE();
@@ -328,7 +339,9 @@ void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t pos, const float*
   HWY_DYNAMIC_DISPATCH(Rope)(x, n_heads, head_dim, pos, inv_freq);
 }
 
-void softmax(float* x, int64_t n) { HWY_DYNAMIC_DISPATCH(Softmax)(x, n); }
+void softmax(float* x, int64_t n) {
+  HWY_DYNAMIC_DISPATCH(Softmax)(x, n);
+}
 
 void silu_mul(const float* gate, const float* up, int64_t n, float* out) {
   HWY_DYNAMIC_DISPATCH(SiluMul)(gate, up, n, out);
@@ -353,13 +366,21 @@ void embed_row(const MatView& w, int64_t row, float* dst) {
   HWY_DYNAMIC_DISPATCH(EmbedRow)(w.data, w.dtype, row * w.cols, w.cols, dst);
 }
 
-const char* simd_target_name() { return HWY_DYNAMIC_DISPATCH(TargetName)(); }
+const char* simd_target_name() {
+  return HWY_DYNAMIC_DISPATCH(TargetName)();
+}
 
-std::vector<int64_t> simd_compiled_targets() { return hwy::SupportedAndGeneratedTargets(); }
+std::vector<int64_t> simd_compiled_targets() {
+  return hwy::SupportedAndGeneratedTargets();
+}
 
-void simd_force_target(int64_t target) { hwy::SetSupportedTargetsForTest(target); }
+void simd_force_target(int64_t target) {
+  hwy::SetSupportedTargetsForTest(target);
+}
 
-std::string simd_target_label(int64_t target) { return hwy::TargetName(target); }
+std::string simd_target_label(int64_t target) {
+  return hwy::TargetName(target);
+}
 
 }  // namespace meshlm::kernels
 #endif  // HWY_ONCE

@@ -18,9 +18,9 @@ constexpr double kMatmulRelTol = 1e-5;
 
 void check_matmul(DType dtype, int64_t rows, int64_t cols, int64_t n_tok, int n_threads,
                   bool with_bias, size_t misalign, uint32_t seed) {
-  SCOPED_TRACE(::testing::Message() << dtype_name(dtype) << " rows=" << rows << " cols=" << cols
-                                    << " n_tok=" << n_tok << " threads=" << n_threads
-                                    << " bias=" << with_bias << " misalign=" << misalign);
+  SCOPED_TRACE(::testing::Message()
+               << dtype_name(dtype) << " rows=" << rows << " cols=" << cols << " n_tok=" << n_tok
+               << " threads=" << n_threads << " bias=" << with_bias << " misalign=" << misalign);
   Weights w(dtype, rows, cols, random_floats(size_t(rows * cols), seed), misalign);
   FloatBuf x(random_floats(size_t(n_tok * cols), seed + 1), misalign);
   std::vector<float> bias = random_floats(size_t(rows), seed + 2);
@@ -79,8 +79,8 @@ TEST_P(MatmulParity, ZeroColumnsGivesBias) {
 
 // Every output must be bit-identical to the one computed alone (n_tok = 1, one thread).
 void check_invariance(DType dtype, int64_t rows, int64_t cols, int64_t n_tok, uint32_t seed) {
-  SCOPED_TRACE(::testing::Message() << dtype_name(dtype) << " rows=" << rows << " cols=" << cols
-                                    << " n_tok=" << n_tok);
+  SCOPED_TRACE(::testing::Message()
+               << dtype_name(dtype) << " rows=" << rows << " cols=" << cols << " n_tok=" << n_tok);
   Weights w(dtype, rows, cols, random_floats(size_t(rows * cols), seed), 1);
   std::vector<float> x = random_floats(size_t(n_tok * cols), seed + 1, -2.0f, 2.0f);
   std::vector<float> bias = random_floats(size_t(rows), seed + 2);
@@ -88,13 +88,13 @@ void check_invariance(DType dtype, int64_t rows, int64_t cols, int64_t n_tok, ui
   for (int64_t t = 0; t < n_tok; ++t)
     matmul(w.view(), x.data() + t * cols, 1, alone.data() + t * rows, bias.data(), pool_of(1));
   for (int threads = 1; threads <= 4; ++threads) {
-    // Whole batch, then every window of 2..5 tokens starting anywhere.
+    // Whole batch, then windows of 2..5 tokens at various offsets (tile edges land elsewhere).
     std::vector<float> y(alone.size());
     matmul(w.view(), x.data(), n_tok, y.data(), bias.data(), pool_of(threads));
     ASSERT_EQ(0, std::memcmp(y.data(), alone.data(), y.size() * sizeof(float)))
         << "batch of " << n_tok << " differs, threads=" << threads;
-    for (int64_t len = 1; len <= 5; ++len)
-      for (int64_t t0 = 0; t0 + len <= n_tok; t0 += 3) {
+    for (int64_t len = 2; len <= 5; ++len)
+      for (int64_t t0 = len - 2; t0 + len <= n_tok; t0 += 4) {
         std::vector<float> yw(size_t(len * rows));
         matmul(w.view(), x.data() + t0 * cols, len, yw.data(), bias.data(), pool_of(threads));
         ASSERT_EQ(0, std::memcmp(yw.data(), alone.data() + t0 * rows, yw.size() * sizeof(float)))

@@ -41,8 +41,8 @@ TEST_P(Elementwise, Rope) {  // tolerance: 1e-6 of the pair's magnitude
   for (int64_t head_dim : {2, 6, 7, 14, 64, 128, 130, 258, 514})
     for (int64_t n_heads : {1, 3})
       for (int64_t pos : {0, 1, 17, 4095, 32767}) {
-        SCOPED_TRACE(::testing::Message() << "head_dim=" << head_dim << " heads=" << n_heads
-                                          << " pos=" << pos);
+        SCOPED_TRACE(::testing::Message()
+                     << "head_dim=" << head_dim << " heads=" << n_heads << " pos=" << pos);
         std::vector<float> inv_freq(static_cast<size_t>(head_dim / 2));
         for (size_t i = 0; i < inv_freq.size(); ++i)
           inv_freq[i] = float(std::pow(1e6, -2.0 * double(i) / double(head_dim)));

@@ -19,7 +19,8 @@
 
 namespace meshlm::kernels::test {
 
-inline std::vector<float> random_floats(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
+inline std::vector<float> random_floats(size_t n, uint32_t seed, float lo = -1.0f,
+                                        float hi = 1.0f) {
   std::mt19937 rng(seed);
   std::uniform_real_distribution<float> dist(lo, hi);
   std::vector<float> v(n);
@@ -106,8 +107,8 @@ inline std::string target_param_name(const ::testing::TestParamInfo<int64_t>& in
   return name;
 }
 
-#define MESHLM_INSTANTIATE_PER_TARGET(suite)                                       \
-  INSTANTIATE_TEST_SUITE_P(Targets, suite,                                         \
+#define MESHLM_INSTANTIATE_PER_TARGET(suite)                                                \
+  INSTANTIATE_TEST_SUITE_P(Targets, suite,                                                  \
                            ::testing::ValuesIn(::meshlm::kernels::simd_compiled_targets()), \
                            ::meshlm::kernels::test::target_param_name)
 
