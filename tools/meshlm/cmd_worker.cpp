@@ -1,6 +1,7 @@
 // meshlm worker: serve one pipeline stage for a coordinator (see src/dist/worker.h).
 //   meshlm worker --listen 0.0.0.0:7070 --secret S --threads 8 [--model DIR]
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 
