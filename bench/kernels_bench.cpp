@@ -3,9 +3,12 @@
 //   build-<you>/bench/kernels_bench --benchmark_counters_tabular=true
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <random>
+#include <tuple>
 #include <vector>
 
 #include "core/dtype.h"
@@ -21,26 +24,38 @@ ThreadPool& pool_of(int n) {
   return *pools[n];
 }
 
-// One weight buffer per (dtype, rows, cols), filled with small random values.
-const std::vector<uint8_t>& weights(DType dt, int64_t rows, int64_t cols) {
-  static std::vector<std::pair<std::tuple<int, int64_t, int64_t>, std::vector<uint8_t>>> cache;
-  auto key = std::make_tuple(int(dt), rows, cols);
-  for (auto& [k, v] : cache)
-    if (k == key) return v;
-  std::vector<uint8_t> bytes(size_t(rows * cols) * dtype_size(dt));
+// Weights of one (dtype, rows, cols), in enough copies (up to ~256 MB together) that successive
+// iterations stream from DRAM as a real model does, instead of finding a 25 MB matrix in L3.
+// Only the most recent shape is kept.
+struct WeightSet {
+  std::tuple<int, int64_t, int64_t> key{-1, 0, 0};
+  std::vector<std::vector<uint8_t>> copies;
+};
+
+const WeightSet& weights(DType dt, int64_t rows, int64_t cols) {
+  static WeightSet set;
+  const auto key = std::make_tuple(int(dt), rows, cols);
+  if (set.key == key) return set;
+  set.copies.clear();
+  set.key = key;
+  const size_t n = size_t(rows * cols), bytes = n * dtype_size(dt);
+  const size_t n_copies = std::clamp<size_t>((size_t(256) << 20) / bytes, 1, 8);
   std::mt19937 rng(1);
   std::uniform_real_distribution<float> dist(-0.05f, 0.05f);
-  for (size_t i = 0; i < size_t(rows * cols); ++i) {
-    float f = dist(rng);
-    if (dt == DType::F32) {
-      reinterpret_cast<float*>(bytes.data())[i] = f;
-    } else {
-      reinterpret_cast<uint16_t*>(bytes.data())[i] =
-          dt == DType::BF16 ? f32_to_bf16(f) : f32_to_f16(f);
+  for (size_t c = 0; c < n_copies; ++c) {
+    std::vector<uint8_t> buf(bytes);
+    for (size_t i = 0; i < n; ++i) {
+      const float f = dist(rng);
+      if (dt == DType::F32) {
+        std::memcpy(buf.data() + 4 * i, &f, 4);
+      } else {
+        const uint16_t h = dt == DType::BF16 ? f32_to_bf16(f) : f32_to_f16(f);
+        std::memcpy(buf.data() + 2 * i, &h, 2);
+      }
     }
+    set.copies.push_back(std::move(buf));
   }
-  cache.emplace_back(key, std::move(bytes));
-  return cache.back().second;
+  return set;
 }
 
 // Args: dtype, rows, cols, n_tok, threads.
@@ -48,18 +63,20 @@ void BM_Matmul(benchmark::State& state) {
   const auto dt = DType(state.range(0));
   const int64_t rows = state.range(1), cols = state.range(2), n_tok = state.range(3);
   const int threads = int(state.range(4));
-  const auto& w = weights(dt, rows, cols);
+  const WeightSet& w = weights(dt, rows, cols);
   std::vector<float> x(size_t(n_tok * cols), 0.5f), y(size_t(n_tok * rows));
-  const MatView view{w.data(), dt, rows, cols};
   ThreadPool& pool = pool_of(threads);
+  size_t next = 0;
   for (auto _ : state) {
+    const MatView view{w.copies[next].data(), dt, rows, cols};
+    next = (next + 1) % w.copies.size();
     matmul(view, x.data(), n_tok, y.data(), nullptr, pool);
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
   }
   const double iters = double(state.iterations());
   state.counters["GB"] =
-      benchmark::Counter(iters * double(w.size()) / 1e9, benchmark::Counter::kIsRate);
+      benchmark::Counter(iters * double(w.copies[0].size()) / 1e9, benchmark::Counter::kIsRate);
   state.counters["GFLOP"] = benchmark::Counter(
       iters * 2.0 * double(rows) * double(cols) * double(n_tok) / 1e9, benchmark::Counter::kIsRate);
   state.SetLabel(std::string(dtype_name(dt)) + " " + simd_target_name());
