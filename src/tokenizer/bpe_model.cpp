@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
@@ -58,7 +59,7 @@ std::unique_ptr<BpeModel> BpeModel::parse(JsonCursor& cur) {
   // Merges are kept as text until the vocab is known (the keys may come in any order).
   std::string merge_text;
   std::vector<uint32_t> merge_parts;  // per merge: offset a, len a, offset b, len b
-  bool have_vocab = false, have_merges = false;
+  bool have_vocab = false;
   std::string key, type = "BPE", tmp_a, tmp_b;
   cur.expect('{');
   if (!cur.consume('}')) {
@@ -84,7 +85,6 @@ std::unique_ptr<BpeModel> BpeModel::parse(JsonCursor& cur) {
           cur.expect('}');
         }
       } else if (key == "merges") {
-        have_merges = true;
         merge_parts.clear();
         merge_text.clear();
         cur.expect('[');
@@ -139,7 +139,6 @@ std::unique_ptr<BpeModel> BpeModel::parse(JsonCursor& cur) {
   }
   if (type != "BPE") throw Error("tokenizer", "unsupported model type '" + type + "' (only BPE)");
   if (!have_vocab) throw Error("tokenizer", "BPE model without vocab");
-  (void)have_merges;
 
   m->build_vocab_index();
 
@@ -147,20 +146,11 @@ std::unique_ptr<BpeModel> BpeModel::parse(JsonCursor& cur) {
   const size_t n_merges = merge_parts.size() / 4;
   m->merges_.assign(table_size_for(n_merges), Merge{kEmptyKey, 0, 0});
   m->merge_mask_ = m->merges_.size() - 1;
-  const size_t prefix_len = m->continuing_subword_prefix_.size();
   std::string joined;
   for (size_t r = 0; r < n_merges; ++r) {
     std::string_view a(merge_text.data() + merge_parts[4 * r], merge_parts[4 * r + 1]);
     std::string_view b(merge_text.data() + merge_parts[4 * r + 2], merge_parts[4 * r + 3]);
-    int64_t ia = m->find_entry(a), ib = m->find_entry(b);
-    if (ia < 0 || ib < 0)
-      throw Error("tokenizer", "merge token '" + std::string(ia < 0 ? a : b) + "' not in vocab");
-    joined.assign(a);
-    joined.append(b.substr(std::min(prefix_len, b.size())));
-    int64_t inew = m->find_entry(joined);
-    if (inew < 0) throw Error("tokenizer", "merged token '" + joined + "' not in vocab");
-    m->add_merge(m->entries_[ia].id, m->entries_[ib].id, static_cast<uint32_t>(r),
-                 m->entries_[inew].id);
+    m->add_merge_text(a, b, static_cast<uint32_t>(r), joined);
   }
 
   if (m->unk_token_) {
@@ -184,18 +174,22 @@ void BpeModel::build_vocab_index() {
   unique.reserve(entries_.size());
   for (const Entry& e : entries_) {
     std::string_view s(arena_.data() + e.offset, e.length);
-    size_t slot = hash_bytes(s) & mask;
+    uint64_t h = hash_bytes(s);
+    uint64_t tag = h & 0xFFFFFFFF00000000ULL;
+    size_t slot = h & mask;
     while (true) {
-      uint32_t t = table_[slot];
+      uint64_t t = table_[slot];
       if (t == 0) {
         unique.push_back(e);
-        table_[slot] = static_cast<uint32_t>(unique.size());
+        table_[slot] = tag | unique.size();
         break;
       }
-      Entry& other = unique[t - 1];
-      if (std::string_view(arena_.data() + other.offset, other.length) == s) {
-        other.id = e.id;  // a duplicate key: the last one wins
-        break;
+      if ((t & 0xFFFFFFFF00000000ULL) == tag) {
+        Entry& other = unique[(t & 0xFFFFFFFF) - 1];
+        if (std::string_view(arena_.data() + other.offset, other.length) == s) {
+          other.id = e.id;  // a duplicate key: the last one wins
+          break;
+        }
       }
       slot = (slot + 1) & mask;
     }
@@ -214,15 +208,32 @@ void BpeModel::build_vocab_index() {
 int64_t BpeModel::find_entry(std::string_view s) const {
   if (table_.empty()) return -1;
   const size_t mask = table_.size() - 1;
-  size_t slot = hash_bytes(s) & mask;
+  uint64_t h = hash_bytes(s);
+  uint64_t tag = h & 0xFFFFFFFF00000000ULL;
+  size_t slot = h & mask;
   while (true) {
-    uint32_t t = table_[slot];
+    uint64_t t = table_[slot];
     if (t == 0) return -1;
-    const Entry& e = entries_[t - 1];
-    if (e.length == s.size() && std::string_view(arena_.data() + e.offset, e.length) == s)
-      return t - 1;
+    if ((t & 0xFFFFFFFF00000000ULL) == tag) {
+      size_t index = (t & 0xFFFFFFFF) - 1;
+      const Entry& e = entries_[index];
+      if (e.length == s.size() && std::memcmp(arena_.data() + e.offset, s.data(), s.size()) == 0)
+        return static_cast<int64_t>(index);
+    }
     slot = (slot + 1) & mask;
   }
+}
+
+void BpeModel::add_merge_text(std::string_view a, std::string_view b, uint32_t rank,
+                              std::string& joined) {
+  int64_t ia = find_entry(a), ib = find_entry(b);
+  if (ia < 0 || ib < 0)
+    throw Error("tokenizer", "merge token '" + std::string(ia < 0 ? a : b) + "' not in vocab");
+  joined.assign(a);
+  joined.append(b.substr(std::min(continuing_subword_prefix_.size(), b.size())));
+  int64_t inew = find_entry(joined);
+  if (inew < 0) throw Error("tokenizer", "merged token '" + joined + "' not in vocab");
+  add_merge(entries_[ia].id, entries_[ib].id, rank, entries_[inew].id);
 }
 
 void BpeModel::add_merge(TokenId a, TokenId b, uint32_t rank, TokenId new_id) {

@@ -43,6 +43,7 @@ class BpeModel {
   };
   void build_vocab_index();
   void add_merge(TokenId a, TokenId b, uint32_t rank, TokenId new_id);
+  void add_merge_text(std::string_view a, std::string_view b, uint32_t rank, std::string& scratch);
   const Merge* find_merge(TokenId a, TokenId b) const;
   int64_t find_entry(std::string_view s) const;
   void merge_word(std::string_view word, std::vector<TokenId>& out) const;
@@ -50,7 +51,7 @@ class BpeModel {
   // vocab
   std::string arena_;
   std::vector<Entry> entries_;
-  std::vector<uint32_t> table_;  // open addressing: entry index + 1, 0 = empty
+  std::vector<uint64_t> table_;  // open addressing: (hash >> 32) << 32 | (entry index + 1)
   std::vector<std::string_view> id_to_token_;
   std::vector<bool> id_present_;
   TokenId max_id_ = -1;

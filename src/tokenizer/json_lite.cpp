@@ -40,7 +40,7 @@ const JsonValue* JsonValue::find(std::string_view key) const {
   if (type != Type::kObject) return nullptr;
   // Last duplicate wins, as with serde.
   for (auto it = obj.rbegin(); it != obj.rend(); ++it)
-    if (it->first == key) return &it->second;
+    if (it->key == key) return &it->value;
   return nullptr;
 }
 
@@ -191,8 +191,20 @@ void JsonCursor::parse_number(JsonValue& v) {
   v.number = d;
 }
 
+void JsonCursor::skip_value() { parse_value(); }
+
 int64_t JsonCursor::parse_int() {
   skip_ws();
+  {  // fast path: a plain non-negative integer
+    size_t p = pos_;
+    int64_t v = 0;
+    while (p < s_.size() && p - pos_ < 15 && s_[p] >= '0' && s_[p] <= '9') v = v * 10 + (s_[p++] - '0');
+    if (p > pos_ && (p >= s_.size() || (s_[p] != '.' && s_[p] != 'e' && s_[p] != 'E' &&
+                                        !(s_[p] >= '0' && s_[p] <= '9')))) {
+      pos_ = p;
+      return v;
+    }
+  }
   JsonValue v;
   if (pos_ >= s_.size() || !(s_[pos_] == '-' || (s_[pos_] >= '0' && s_[pos_] <= '9')))
     fail("expected a number");
@@ -214,7 +226,7 @@ JsonValue JsonCursor::parse_value(int depth) {
         parse_string(key);
         expect(':');
         JsonValue member = parse_value(depth + 1);
-        v.obj.emplace_back(std::move(key), std::move(member));
+        v.obj.push_back(JsonMember{std::move(key), std::move(member)});
       } while (consume(','));
       expect('}');
       return v;

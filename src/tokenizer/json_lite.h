@@ -11,6 +11,8 @@
 
 namespace meshlm::tok {
 
+struct JsonMember;
+
 struct JsonValue {
   enum class Type { kNull, kBool, kNumber, kString, kArray, kObject };
   Type type = Type::kNull;
@@ -18,7 +20,7 @@ struct JsonValue {
   double number = 0;
   std::string str;
   std::vector<JsonValue> arr;
-  std::vector<std::pair<std::string, JsonValue>> obj;
+  std::vector<JsonMember> obj;
 
   bool is_null() const { return type == Type::kNull; }
   bool is_string() const { return type == Type::kString; }
@@ -37,6 +39,11 @@ struct JsonValue {
   int64_t get_int(std::string_view key, int64_t def) const;
 };
 
+struct JsonMember {
+  std::string key;
+  JsonValue value;
+};
+
 class JsonCursor {
  public:
   explicit JsonCursor(std::string_view text) : s_(text) {}
@@ -46,7 +53,7 @@ class JsonCursor {
   bool consume(char c);  // skips c (after spaces) when it is next
   void parse_string(std::string& out);
   JsonValue parse_value(int depth = 0);
-  void skip_value() { parse_value(); }
+  void skip_value();
   int64_t parse_int();
   bool at_end();
   [[noreturn]] void fail(std::string_view msg) const;

@@ -71,7 +71,7 @@ class ByteLevelPre : public PreTokenizer {
     JsonValue r;
     r.type = JsonValue::Type::kString;
     r.str = kGpt2Pattern;
-    v.obj.emplace_back("Regex", std::move(r));
+    v.obj.push_back(JsonMember{"Regex", std::move(r)});
     return v;
   }
   bool add_prefix_space_;
@@ -128,7 +128,7 @@ std::unique_ptr<PreTokenizer> regex_split(const char* re, SplitBehavior b, bool 
   JsonValue r;
   r.type = JsonValue::Type::kString;
   r.str = re;
-  v.obj.emplace_back("Regex", std::move(r));
+  v.obj.push_back(JsonMember{"Regex", std::move(r)});
   return std::make_unique<PatternSplit>(Pattern::from_json(v, "pre_tokenizer"), b, invert);
 }
 

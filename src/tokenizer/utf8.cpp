@@ -1,5 +1,7 @@
 #include "tokenizer/utf8.h"
 
+#include <cstring>
+
 namespace meshlm::tok {
 
 size_t utf8_valid_len(std::string_view s, size_t i, char32_t* cp) {
@@ -55,6 +57,14 @@ void utf8_append(std::string& out, char32_t cp) {
 bool utf8_is_valid(std::string_view s) {
   char32_t cp;
   for (size_t i = 0; i < s.size();) {
+    if (i + 8 <= s.size()) {  // skip ASCII 8 bytes at a time
+      uint64_t w;
+      std::memcpy(&w, s.data() + i, 8);
+      if ((w & 0x8080808080808080ULL) == 0) {
+        i += 8;
+        continue;
+      }
+    }
     if (static_cast<unsigned char>(s[i]) < 0x80) {
       ++i;
       continue;
