@@ -1,5 +1,6 @@
 #include "server/completion.h"
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "server/api_error.h"

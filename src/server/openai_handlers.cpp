@@ -1,6 +1,7 @@
 // POST /v1/chat/completions and /v1/completions: request -> prompt ids -> Completion ->
 // one JSON response or a stream of server-sent events.
 #include <atomic>
+#include <cstdio>
 #include <chrono>
 #include <ctime>
 #include <deque>

@@ -1,6 +1,7 @@
 #include "server/openai_request.h"
 
 #include <cmath>
+#include <cstdint>
 #include <limits>
 
 #include "server/api_error.h"
@@ -153,8 +154,8 @@ json normalise_messages(const json& j) {
     msg["role"] = role;
     json content = m.contains("content") ? m["content"] : json(nullptr);
     msg["content"] = normalise_content(content, i, role);
-    if (msg["content"].is_null() && !(role == "assistant" && m.contains("tool_calls")))
-      msg["content"] = "";
+    // Templates test and concatenate content; null (assistant tool calls) becomes "".
+    if (msg["content"].is_null()) msg["content"] = "";
     if (m.contains("tool_calls") && !m["tool_calls"].is_null()) {
       if (!m["tool_calls"].is_array()) bad(at + ".tool_calls", "'tool_calls' must be a list.");
       json calls = json::array();

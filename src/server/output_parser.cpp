@@ -51,7 +51,7 @@ bool call_from_json(const nlohmann::json& j, const char* args_key, std::vector<T
     }
   ToolCall call;
   call.id = make_call_id();
-  call.name = j["name"];
+  call.name = j["name"].get<std::string>();
   if (!args || args->is_null())
     call.arguments = "{}";
   else if (args->is_string())
@@ -155,8 +155,7 @@ void OutputParser::step(OutputDelta& out, bool final) {
         if (close != std::string::npos) {
           out.reasoning += pending_.substr(0, close);
           pending_.erase(0, close + kThinkClose.size());
-          // The blank line a model writes after </think> belongs to neither part.
-          pending_.erase(0, skip_space(pending_));
+          after_think_ = true;
           phase_ = Phase::Content;
           continue;
         }
@@ -170,6 +169,11 @@ void OutputParser::step(OutputDelta& out, bool final) {
           // Leading whitespace before reasoning/tool decisions: skip it after </think>, and
           // hold it while a Llama JSON call may still begin.
           size_t i = skip_space(pending_);
+          if (after_think_) {
+            // The blank line a model writes after </think> belongs to neither part.
+            pending_.erase(0, i);
+            i = 0;
+          }
           if (i == pending_.size() && !final) return;
           content_started_ = true;
           if (tools_ == ToolSyntax::LlamaJson && i < pending_.size() && pending_[i] == '{') {

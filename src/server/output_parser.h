@@ -44,6 +44,7 @@ class OutputParser {
   bool parse_reasoning_;
   Phase phase_;
   bool content_started_ = false;  // the first non-space content character has been seen
+  bool after_think_ = false;      // content follows </think>: its leading blank lines are dropped
   std::string pending_;           // text not yet classified
   std::string tool_text_;         // held-back text that may be tool calls
 };

@@ -116,9 +116,7 @@ Server::Server(std::unique_ptr<runtime::Engine> engine, std::unique_ptr<tok::Tok
                           : static_cast<int>(std::min<int64_t>(eng.max_active + eng.max_queue + 8, 512));
   st.http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   st.http.set_payload_max_length(opt.max_body_bytes);
-  st.http.set_read_timeout(30, 0);
   st.http.set_write_timeout(30, 0);
-  st.http.set_keep_alive_timeout(30);
 
   st.http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     State& st = *state_;

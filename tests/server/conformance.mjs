@@ -247,7 +247,7 @@ const checks = [
   ['errors: queue full is 429', async () => {
     const small = await startServer(a.meshlm, model, ['--parallel', '1', '--max-queue', '1', '--ctx', String(CTX)]);
     try {
-      const body = JSON.stringify({ model: MODEL, messages: user('go'), max_tokens: 200, ignore_eos: true });
+      const body = JSON.stringify({ model: MODEL, messages: user('go'), max_tokens: 100, temperature: 0, ignore_eos: true });
       const rs = await Promise.all(Array.from({ length: 6 }, () => fetch(`${small.url}/v1/chat/completions`,
         { method: 'POST', headers: { 'Content-Type': 'application/json' }, body }).then(async (r) => ({ status: r.status, json: await r.json() }))));
       const statuses = rs.map((r) => r.status);

@@ -56,7 +56,7 @@ int run_serve(int argc, char** argv) {
   app.add_option("--api-key", sopt.api_key, "require 'Authorization: Bearer KEY' on /v1/ (default: $MESHLM_API_KEY)");
   app.add_option("--threads,-t", threads, "threads per stage")->check(CLI::Range(1, 1024));
   app.add_option("--ctx,-c", ctx, "context length per sequence (prompt + generated)")->check(CLI::Range(int64_t(16), int64_t(1) << 24));
-  app.add_option("--parallel,-np", parallel, "sequences decoded at once")->check(CLI::Range(1, 4096));
+  app.add_option("--parallel", parallel, "sequences decoded at once")->check(CLI::Range(1, 4096));
   app.add_option("--max-queue", max_queue, "requests waiting beyond --parallel before 429")->check(CLI::Range(int64_t(0), int64_t(1) << 20));
   app.add_option("--batch-tokens", eopt.max_batch_tokens, "tokens per micro-batch")->check(CLI::Range(int64_t(1), int64_t(1) << 20));
   app.add_option("--prefill-chunk", eopt.prefill_chunk, "longest prompt piece per micro-batch")->check(CLI::Range(int64_t(1), int64_t(1) << 20));
