@@ -4,9 +4,8 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <set>
-
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "core/error.h"
 #include "core/log.h"
@@ -18,11 +17,16 @@ namespace {
 constexpr std::string_view kComponent = "safetensors";
 constexpr size_t kFileBuffer = size_t(1) << 20;
 
-static_assert(std::endian::native == std::endian::little, "safetensors writer assumes little-endian");
+static_assert(std::endian::native == std::endian::little,
+              "safetensors writer assumes little-endian");
 
-[[noreturn]] void fail(const std::string& message) { throw Error(kComponent, message); }
+[[noreturn]] void fail(const std::string& message) {
+  throw Error(kComponent, message);
+}
 
-std::string errno_text() { return std::strerror(errno); }
+std::string errno_text() {
+  return std::strerror(errno);
+}
 
 }  // namespace
 
@@ -210,8 +214,8 @@ ShardedSafetensorsWriter::ShardedSafetensorsWriter(std::string dir, std::vector<
 ShardedSafetensorsWriter::~ShardedSafetensorsWriter() = default;
 
 void ShardedSafetensorsWriter::open_shard(size_t index) {
-  std::string name = shards_.size() == 1 ? "model.safetensors"
-                                         : shard_file_name(int(index), int(shards_.size()));
+  std::string name =
+      shards_.size() == 1 ? "model.safetensors" : shard_file_name(int(index), int(shards_.size()));
   writer_ = std::make_unique<SafetensorsWriter>((std::filesystem::path(dir_) / name).string(),
                                                 shards_[index], metadata_);
   current_shard_ = index;

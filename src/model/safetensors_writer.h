@@ -73,7 +73,7 @@ class SafetensorsWriter {
   };
   std::unique_ptr<std::FILE, FileCloser> file_;
   uint64_t data_bytes_ = 0;
-  size_t current_ = 0;           // index of the tensor being written
+  size_t current_ = 0;            // index of the tensor being written
   uint64_t current_written_ = 0;  // bytes of it written so far
   bool finished_ = false;
 };

@@ -9,16 +9,15 @@
 // Every tensor is cut into chunks of kChunk elements; chunk c of tensor `name` is drawn from its
 // own xoshiro256** stream seeded by splitmix64 from (seed, fnv1a64(name), c), ziggurat normals.
 // So the bytes depend only on the arguments, not on the thread count or write order.
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <thread>
-
-#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "command.h"
 #include "core/error.h"
@@ -30,11 +29,11 @@ namespace meshlm::cli {
 namespace {
 
 namespace fs = std::filesystem;
-using nlohmann::ordered_json;
 using model::TensorSpec;
+using nlohmann::ordered_json;
 
-constexpr int64_t kChunk = int64_t(1) << 16;    // elements per RNG stream
-constexpr int64_t kBatchChunks = 64;             // chunks generated per parallel step (16 MiB f32)
+constexpr int64_t kChunk = int64_t(1) << 16;  // elements per RNG stream
+constexpr int64_t kBatchChunks = 64;          // chunks generated per parallel step (16 MiB f32)
 constexpr double kGain = 1.5, kLogitStd = 3.0, kNormNoise = 0.1, kBiasStd = 0.5;
 
 // ---- architectures ---------------------------------------------------------------------------
@@ -112,7 +111,9 @@ std::vector<std::string> generator_args(int argc, char** argv) {
 // ---- config.json -------------------------------------------------------------------------------
 
 // A token id the config may name, or null when the synthetic vocabulary is too small for it.
-ordered_json token_id(int64_t id, int64_t vocab) { return id < vocab ? ordered_json(id) : nullptr; }
+ordered_json token_id(int64_t id, int64_t vocab) {
+  return id < vocab ? ordered_json(id) : nullptr;
+}
 
 ordered_json make_config(const SynthArgs& a, const ArchInfo& arch, DType dtype) {
   ordered_json c;
@@ -332,10 +333,14 @@ struct Distribution {
 
 Distribution distribution(const PlannedTensor& t) {
   switch (t.kind) {
-    case Kind::Matrix: return {0.0f, float(kGain / std::sqrt(double(t.spec.shape[1])))};
-    case Kind::Embedding: return {0.0f, float(kLogitStd / std::sqrt(double(t.spec.shape[1])))};
-    case Kind::Norm: return {1.0f, float(kNormNoise)};
-    case Kind::Bias: return {0.0f, float(kBiasStd)};
+    case Kind::Matrix:
+      return {0.0f, float(kGain / std::sqrt(double(t.spec.shape[1])))};
+    case Kind::Embedding:
+      return {0.0f, float(kLogitStd / std::sqrt(double(t.spec.shape[1])))};
+    case Kind::Norm:
+      return {1.0f, float(kNormNoise)};
+    case Kind::Bias:
+      return {0.0f, float(kBiasStd)};
   }
   return {0.0f, 1.0f};
 }
@@ -383,7 +388,8 @@ int64_t copy_tokenizer(const std::string& dir, const std::string& out) {
   }
   int64_t max_id = -1;
   if (j.contains("model") && j["model"].contains("vocab") && j["model"]["vocab"].is_object())
-    for (const auto& [k, v] : j["model"]["vocab"].items()) max_id = std::max(max_id, v.get<int64_t>());
+    for (const auto& [k, v] : j["model"]["vocab"].items())
+      max_id = std::max(max_id, v.get<int64_t>());
   if (j.contains("added_tokens"))
     for (const auto& t : j["added_tokens"]) max_id = std::max(max_id, t.at("id").get<int64_t>());
   for (const char* name : {"tokenizer.json", "tokenizer_config.json"}) {
@@ -425,7 +431,8 @@ void validate(const SynthArgs& a, const ArchInfo& arch) {
   if (a.heads % a.kv_heads != 0) throw Error("synth", "--heads must be a multiple of --kv-heads");
   if (a.head_dim % 2 != 0) throw Error("synth", "--head-dim must be even (RoPE)");
   if (arch.name == "qwen2" && a.head_dim * a.heads != a.hidden)
-    throw Error("synth", "qwen2 configs have no head_dim: --head-dim must equal --hidden / --heads");
+    throw Error("synth",
+                "qwen2 configs have no head_dim: --head-dim must equal --hidden / --heads");
   if (a.shards < 1) throw Error("synth", "--shards must be at least 1");
 }
 
@@ -443,7 +450,8 @@ int run_synth(int argc, char** argv) {
   auto* o_heads = app.add_option("--heads", a.heads, "num_attention_heads (4)");
   auto* o_kv = app.add_option("--kv-heads", a.kv_heads, "num_key_value_heads (2)");
   auto* o_hd = app.add_option("--head-dim", a.head_dim, "head_dim (64)");
-  app.add_option("--vocab", a.vocab, "vocab_size (default: 151936 qwen, 128256 llama, 32768 mistral)");
+  app.add_option("--vocab", a.vocab,
+                 "vocab_size (default: 151936 qwen, 128256 llama, 32768 mistral)");
   app.add_option("--dtype", a.dtype, "f32 | bf16 | f16 (bf16)")
       ->check(CLI::IsMember({"f32", "bf16", "f16"}));
   app.add_flag("--untied", a.untied, "write a separate lm_head.weight");
@@ -490,7 +498,8 @@ int run_synth(int argc, char** argv) {
   std::vector<TensorSpec> specs;
   for (const PlannedTensor& t : plan) specs.push_back(t.spec);
   model::ShardedSafetensorsWriter writer(a.out, specs, a.shards, {{"format", "pt"}});
-  ThreadPool pool(a.threads > 0 ? a.threads : int(std::max(1u, std::thread::hardware_concurrency())));
+  ThreadPool pool(a.threads > 0 ? a.threads
+                                : int(std::max(1u, std::thread::hardware_concurrency())));
   std::vector<std::byte> bytes;
   std::vector<std::vector<float>> scratch(size_t(pool.size()));
   for (const PlannedTensor& t : plan) write_tensor(t, a.seed, pool, writer, bytes, scratch);
@@ -502,13 +511,15 @@ int run_synth(int argc, char** argv) {
   info["arch"] = a.arch;
   info["seed"] = a.seed;
   info["dtype"] = a.dtype;
-  info["tokenizer_dir"] = a.tokenizer_dir.empty() ? ordered_json(nullptr) : ordered_json(a.tokenizer_dir);
+  info["tokenizer_dir"] =
+      a.tokenizer_dir.empty() ? ordered_json(nullptr) : ordered_json(a.tokenizer_dir);
   info["weights"] = {
       {"matrices", "N(0, (1.5/sqrt(fan_in))^2), fan_in = HF weight shape[1]"},
       {"embedding_and_lm_head", "N(0, (3/sqrt(hidden))^2)"},
       {"norms", "1.0 + N(0, 0.1^2)"},
-      {"rng", "per chunk of 65536 elements: xoshiro256** seeded by splitmix64 from (seed, "
-              "fnv1a64(tensor name), chunk index); 128-layer ziggurat normals"},
+      {"rng",
+       "per chunk of 65536 elements: xoshiro256** seeded by splitmix64 from (seed, "
+       "fnv1a64(tensor name), chunk index); 128-layer ziggurat normals"},
       {"rounding", dtype == DType::F32 ? "none" : "round to nearest even from float32"}};
   if (arch.qkv_bias) info["weights"]["qkv_biases"] = "N(0, 0.5^2)";
   info["tensor_bytes"] = writer.total_bytes();
