@@ -36,7 +36,7 @@ class AddedTokenMatcher {
  private:
   int32_t child(int32_t node, unsigned char c) const;
   std::unordered_map<uint64_t, int32_t> edges_;  // (node << 8 | byte) -> node
-  std::vector<TokenId> terminal_;                  // node -> id, -1 if no pattern ends there
+  std::vector<TokenId> terminal_;                // node -> id, -1 if no pattern ends there
   bool first_byte_[256] = {};
   size_t patterns_ = 0;
 };

@@ -18,7 +18,9 @@ constexpr TokenId kMaxVocabId = 1 << 26;  // ids beyond this are rejected (no re
 constexpr size_t kCacheCapacity = 1 << 16;
 constexpr size_t kCacheMaxWordBytes = 256;
 
-uint64_t hash_bytes(std::string_view s) { return XXH3_64bits(s.data(), s.size()); }
+uint64_t hash_bytes(std::string_view s) {
+  return XXH3_64bits(s.data(), s.size());
+}
 
 uint64_t hash_key(uint64_t k) {
   k ^= k >> 33;

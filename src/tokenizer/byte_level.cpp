@@ -27,7 +27,9 @@ const Tables& tables() {
 
 }  // namespace
 
-const std::string& byte_level_char(unsigned char b) { return tables().chars[b]; }
+const std::string& byte_level_char(unsigned char b) {
+  return tables().chars[b];
+}
 
 void byte_level_encode(std::string_view s, std::string& out) {
   const Tables& t = tables();
@@ -35,6 +37,8 @@ void byte_level_encode(std::string_view s, std::string& out) {
   for (unsigned char c : s) out += t.chars[c];
 }
 
-int byte_level_byte(char32_t cp) { return cp < 324 ? tables().bytes[cp] : -1; }
+int byte_level_byte(char32_t cp) {
+  return cp < 324 ? tables().bytes[cp] : -1;
+}
 
 }  // namespace meshlm::tok

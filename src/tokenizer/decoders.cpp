@@ -115,7 +115,8 @@ class StripDec : public Decoder {
 
 class ReplaceDec : public Decoder {
  public:
-  ReplaceDec(Pattern p, std::string content) : pattern_(std::move(p)), content_(std::move(content)) {}
+  ReplaceDec(Pattern p, std::string content)
+      : pattern_(std::move(p)), content_(std::move(content)) {}
   void decode_chain(std::vector<std::string>& tokens) const override {
     for (std::string& t : tokens) {
       std::string out;

@@ -111,7 +111,8 @@ class HfTokenizer final : public Tokenizer {
           continue;
         }
         pieces.clear();
-        pieces.push_back(Piece{part.substr(n.begin, n.end - n.begin), r.begin == 0 && n.begin == 0});
+        pieces.push_back(
+            Piece{part.substr(n.begin, n.end - n.begin), r.begin == 0 && n.begin == 0});
         if (pre_tokenizer_) pre_tokenizer_->pre_tokenize(pieces);
         for (const Piece& p : pieces) model_->tokenize(p.text, ids);
       }

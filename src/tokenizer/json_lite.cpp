@@ -14,12 +14,18 @@ constexpr int kMaxDepth = 128;
 
 const char* type_name(JsonValue::Type t) {
   switch (t) {
-    case JsonValue::Type::kNull: return "null";
-    case JsonValue::Type::kBool: return "a boolean";
-    case JsonValue::Type::kNumber: return "a number";
-    case JsonValue::Type::kString: return "a string";
-    case JsonValue::Type::kArray: return "an array";
-    case JsonValue::Type::kObject: return "an object";
+    case JsonValue::Type::kNull:
+      return "null";
+    case JsonValue::Type::kBool:
+      return "a boolean";
+    case JsonValue::Type::kNumber:
+      return "a number";
+    case JsonValue::Type::kString:
+      return "a string";
+    case JsonValue::Type::kArray:
+      return "an array";
+    case JsonValue::Type::kObject:
+      return "an object";
   }
   return "?";
 }
@@ -135,14 +141,30 @@ void JsonCursor::parse_string(std::string& out) {
     if (++pos_ >= s_.size()) fail("unterminated escape");
     char e = s_[pos_++];
     switch (e) {
-      case '"': out.push_back('"'); break;
-      case '\\': out.push_back('\\'); break;
-      case '/': out.push_back('/'); break;
-      case 'b': out.push_back('\b'); break;
-      case 'f': out.push_back('\f'); break;
-      case 'n': out.push_back('\n'); break;
-      case 'r': out.push_back('\r'); break;
-      case 't': out.push_back('\t'); break;
+      case '"':
+        out.push_back('"');
+        break;
+      case '\\':
+        out.push_back('\\');
+        break;
+      case '/':
+        out.push_back('/');
+        break;
+      case 'b':
+        out.push_back('\b');
+        break;
+      case 'f':
+        out.push_back('\f');
+        break;
+      case 'n':
+        out.push_back('\n');
+        break;
+      case 'r':
+        out.push_back('\r');
+        break;
+      case 't':
+        out.push_back('\t');
+        break;
       case 'u': {
         auto read_hex4 = [&]() -> char32_t {
           if (pos_ + 4 > s_.size()) fail("truncated \\u escape");
@@ -169,7 +191,8 @@ void JsonCursor::parse_string(std::string& out) {
         utf8_append(out, cp);
         break;
       }
-      default: fail("unknown escape");
+      default:
+        fail("unknown escape");
     }
   }
 }
@@ -177,9 +200,9 @@ void JsonCursor::parse_string(std::string& out) {
 void JsonCursor::parse_number(JsonValue& v) {
   size_t start = pos_;
   if (pos_ < s_.size() && s_[pos_] == '-') ++pos_;
-  while (pos_ < s_.size() && ((s_[pos_] >= '0' && s_[pos_] <= '9') || s_[pos_] == '.' ||
-                              s_[pos_] == 'e' || s_[pos_] == 'E' || s_[pos_] == '+' ||
-                              s_[pos_] == '-'))
+  while (pos_ < s_.size() &&
+         ((s_[pos_] >= '0' && s_[pos_] <= '9') || s_[pos_] == '.' || s_[pos_] == 'e' ||
+          s_[pos_] == 'E' || s_[pos_] == '+' || s_[pos_] == '-'))
     ++pos_;
   double d = 0;
   auto [p, ec] = std::from_chars(s_.data() + start, s_.data() + pos_, d);
@@ -191,14 +214,17 @@ void JsonCursor::parse_number(JsonValue& v) {
   v.number = d;
 }
 
-void JsonCursor::skip_value() { parse_value(); }
+void JsonCursor::skip_value() {
+  parse_value();
+}
 
 int64_t JsonCursor::parse_int() {
   skip_ws();
   {  // fast path: a plain non-negative integer
     size_t p = pos_;
     int64_t v = 0;
-    while (p < s_.size() && p - pos_ < 15 && s_[p] >= '0' && s_[p] <= '9') v = v * 10 + (s_[p++] - '0');
+    while (p < s_.size() && p - pos_ < 15 && s_[p] >= '0' && s_[p] <= '9')
+      v = v * 10 + (s_[p++] - '0');
     if (p > pos_ && (p >= s_.size() || (s_[p] != '.' && s_[p] != 'e' && s_[p] != 'E' &&
                                         !(s_[p] >= '0' && s_[p] <= '9')))) {
       pos_ = p;

@@ -11,8 +11,8 @@ namespace meshlm::tok {
 
 bool is_unicode_whitespace(char32_t c) {
   return (c >= 9 && c <= 13) || c == 32 || c == 0x85 || c == 0xA0 || c == 0x1680 ||
-         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F ||
-         c == 0x205F || c == 0x3000;
+         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F ||
+         c == 0x3000;
 }
 
 namespace {
@@ -34,9 +34,7 @@ class Lowercase : public Normalizer {
 class Prepend : public Normalizer {
  public:
   explicit Prepend(std::string p) : prepend_(std::move(p)) {}
-  std::string normalize(std::string s) const override {
-    return s.empty() ? s : prepend_ + s;
-  }
+  std::string normalize(std::string s) const override { return s.empty() ? s : prepend_ + s; }
 
  private:
   std::string prepend_;

@@ -94,7 +94,8 @@ std::unique_ptr<PostProcessor> make_post_processor(const JsonValue& v) {
   if (!v.is_object()) throw Error("tokenizer", "post_processor must be an object");
   const std::string type = v.get_string("type", "");
   if (type == "TemplateProcessing") return make_template(v);
-  if (type == "ByteLevel") return std::make_unique<Wrap>(std::vector<TokenId>{}, std::vector<TokenId>{});
+  if (type == "ByteLevel")
+    return std::make_unique<Wrap>(std::vector<TokenId>{}, std::vector<TokenId>{});
   if (type == "BertProcessing" || type == "RobertaProcessing") {
     const JsonValue* cls = v.find("cls");
     const JsonValue* sep = v.find("sep");

@@ -47,10 +47,10 @@ class ByteLevelPre : public PreTokenizer {
  public:
   ByteLevelPre(bool add_prefix_space, bool use_regex)
       : add_prefix_space_(add_prefix_space),
-        regex_(use_regex ? std::make_unique<PatternSplit>(
-                               Pattern::from_json(regex_json(), "ByteLevel"),
-                               SplitBehavior::kIsolated, false)
-                         : nullptr) {}
+        regex_(use_regex
+                   ? std::make_unique<PatternSplit>(Pattern::from_json(regex_json(), "ByteLevel"),
+                                                    SplitBehavior::kIsolated, false)
+                   : nullptr) {}
   void pre_tokenize(std::vector<Piece>& pieces) const override {
     if (add_prefix_space_)
       for (Piece& p : pieces)
@@ -144,9 +144,9 @@ std::unique_ptr<PreTokenizer> make_pre_tokenizer(const JsonValue& v) {
   if (type == "Split") {
     const JsonValue* p = v.find("pattern");
     if (!p) throw Error("tokenizer", "Split pre-tokenizer without pattern");
-    return std::make_unique<PatternSplit>(
-        Pattern::from_json(*p, "Split.pattern"),
-        split_behavior_from_string(v.get_string("behavior", "")), v.get_bool("invert", false));
+    return std::make_unique<PatternSplit>(Pattern::from_json(*p, "Split.pattern"),
+                                          split_behavior_from_string(v.get_string("behavior", "")),
+                                          v.get_bool("invert", false));
   }
   if (type == "Digits")
     return regex_split(R"(\p{N})",

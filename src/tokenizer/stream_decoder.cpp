@@ -109,9 +109,13 @@ std::string StreamDecoder::push(TokenId id) {
   return d.release(delta, false);
 }
 
-bool StreamDecoder::stopped() const { return impl_->stopped; }
+bool StreamDecoder::stopped() const {
+  return impl_->stopped;
+}
 
-const std::string& StreamDecoder::matched_stop() const { return impl_->matched; }
+const std::string& StreamDecoder::matched_stop() const {
+  return impl_->matched;
+}
 
 std::string StreamDecoder::finish() {
   Impl& d = *impl_;

@@ -26,7 +26,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto ids = tok.encode(text, false);
   auto with_special = tok.encode(text, true);
   std::string back = tok.decode(ids, false);
-  if (!std::getenv("MESHLM_FUZZ_TOKENIZER") && back != meshlm::tok::utf8_lossy(text)) __builtin_trap();
+  if (!std::getenv("MESHLM_FUZZ_TOKENIZER") && back != meshlm::tok::utf8_lossy(text))
+    __builtin_trap();
   meshlm::tok::StreamDecoder sd(tok, {}, /*skip_special=*/false);
   std::string streamed;
   for (auto id : ids) streamed += sd.push(id);

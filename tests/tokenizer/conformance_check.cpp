@@ -97,7 +97,8 @@ int main(int argc, char** argv) {
   for (const auto& d : expected.at("decodes")) {
     auto ids = d.at("ids").get<std::vector<TokenId>>();
     report_text("decode-only", di, tok->decode(ids, false), d.at("text").get<std::string>());
-    report_text("decode-only skip", di, tok->decode(ids, true), d.at("text_skip").get<std::string>());
+    report_text("decode-only skip", di, tok->decode(ids, true),
+                d.at("text_skip").get<std::string>());
     ++di;
   }
   std::printf("%s: %d mismatches over %zu encode cases and %zu decode cases\n", argv[1], mismatches,

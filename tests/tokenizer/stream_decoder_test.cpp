@@ -19,7 +19,9 @@ class StreamDecoderTest : public ::testing::Test {
 };
 
 TEST_F(StreamDecoderTest, EmojiSplitAcrossByteTokensComesOutWhole) {
-  std::string text = "a\xF0\x9F\x98\x80" "b";  // a😀b
+  std::string text =
+      "a\xF0\x9F\x98\x80"
+      "b";  // a😀b
   std::vector<TokenId> ids = tok_->encode(text, false);
   ASSERT_EQ(ids.size(), 6u);  // one token per byte
   StreamDecoder d(*tok_, {});
@@ -36,7 +38,7 @@ TEST_F(StreamDecoderTest, EmojiSplitAcrossByteTokensComesOutWhole) {
 
 TEST_F(StreamDecoderTest, IncompleteTailBecomesReplacementAtFinish) {
   std::vector<TokenId> ids = tok_->encode("x\xE4\xB8\xAD", false);  // x中
-  ids.pop_back();                                                 // cut the last byte
+  ids.pop_back();                                                   // cut the last byte
   StreamDecoder d(*tok_, {});
   std::string all;
   for (TokenId id : ids) all += d.push(id);
@@ -88,8 +90,8 @@ TEST_F(StreamDecoderTest, HeldPrefixReleasedAtFinish) {
 TEST_F(StreamDecoderTest, StopStringWithMultibyteCharacters) {
   StreamDecoder d(*tok_, {"\xE3\x80\x82\xE3\x80\x82"});  // "。。"
   std::string out;
-  for (TokenId id : tok_->encode("\xE4\xBD\xA0\xE3\x80\x82\xE5\xA5\xBD\xE3\x80\x82\xE3\x80\x82z",
-                                 false))
+  for (TokenId id :
+       tok_->encode("\xE4\xBD\xA0\xE3\x80\x82\xE5\xA5\xBD\xE3\x80\x82\xE3\x80\x82z", false))
     out += d.push(id);
   EXPECT_EQ(out, "\xE4\xBD\xA0\xE3\x80\x82\xE5\xA5\xBD");
   EXPECT_TRUE(d.stopped());

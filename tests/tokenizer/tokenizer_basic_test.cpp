@@ -27,20 +27,29 @@ TEST(TokenizerBasic, ByteLevelMergesAndAddedTokens) {
 
 TEST(TokenizerBasic, InvalidUtf8BecomesReplacementCharacter) {
   auto tok = Tokenizer::load_from_json(testing::byte_level_json());
-  EXPECT_EQ(tok->encode("a\xFF" "b", false), tok->encode("a\xEF\xBF\xBD" "b", false));
+  EXPECT_EQ(tok->encode("a\xFF"
+                        "b",
+                        false),
+            tok->encode("a\xEF\xBF\xBD"
+                        "b",
+                        false));
   // A truncated sequence is one maximal subpart: one U+FFFD.
   EXPECT_EQ(tok->encode("\xE4\xB8z", false), tok->encode("\xEF\xBF\xBDz", false));
   // Decoding lone continuation bytes yields U+FFFD, as Rust's from_utf8_lossy.
-  EXPECT_EQ(tok->decode({0x80, 'a'}, false), "\xEF\xBF\xBD" "a");
+  EXPECT_EQ(tok->decode({0x80, 'a'}, false),
+            "\xEF\xBF\xBD"
+            "a");
 }
 
 TEST(TokenizerBasic, ConfigTokensAndTemplate) {
   nlohmann::json j = nlohmann::json::parse(testing::byte_level_json());
   j["post_processor"] = {
       {"type", "TemplateProcessing"},
-      {"single", {{{"SpecialToken", {{"id", "<|stop|>"}, {"type_id", 0}}}},
-                  {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
-      {"special_tokens", {{"<|stop|>", {{"id", "<|stop|>"}, {"ids", {257}}, {"tokens", {"<|stop|>"}}}}}}};
+      {"single",
+       {{{"SpecialToken", {{"id", "<|stop|>"}, {"type_id", 0}}}},
+        {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
+      {"special_tokens",
+       {{"<|stop|>", {{"id", "<|stop|>"}, {"ids", {257}}, {"tokens", {"<|stop|>"}}}}}}};
   auto tok = Tokenizer::load_from_json(j.dump(), R"({"eos_token": {"content": "<|tool|>"}})");
   EXPECT_EQ(tok->encode("a", true), (std::vector<TokenId>{257, 'a'}));
   EXPECT_EQ(tok->encode("a", false), (std::vector<TokenId>{'a'}));

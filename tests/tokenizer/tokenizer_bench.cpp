@@ -25,7 +25,8 @@ int main(int argc, char** argv) {
   for (int r = 0; r < repeats; ++r) {
     auto t0 = clock::now();
     tok = meshlm::tok::Tokenizer::load_from_dir(argv[1]);
-    best_load = std::min(best_load, std::chrono::duration<double, std::milli>(clock::now() - t0).count());
+    best_load =
+        std::min(best_load, std::chrono::duration<double, std::milli>(clock::now() - t0).count());
   }
   std::vector<std::string_view> docs;
   for (size_t pos = 0; pos < text.size();) {
@@ -42,7 +43,8 @@ int main(int argc, char** argv) {
     for (auto d : docs) n_ids += tok->encode(d, false).size();
     best_encode = std::min(best_encode, std::chrono::duration<double>(clock::now() - t0).count());
   }
-  std::printf("{\"load_ms\": %.1f, \"encode_s\": %.3f, \"mb_per_s\": %.2f, \"ids\": %zu, \"bytes\": %zu}\n",
-              best_load, best_encode, text.size() / 1e6 / best_encode, n_ids, text.size());
+  std::printf(
+      "{\"load_ms\": %.1f, \"encode_s\": %.3f, \"mb_per_s\": %.2f, \"ids\": %zu, \"bytes\": %zu}\n",
+      best_load, best_encode, text.size() / 1e6 / best_encode, n_ids, text.size());
   return 0;
 }

@@ -41,17 +41,20 @@ TEST(TokenizerErrors, StructuralProblems) {
   expect_error("{\"model\": {\"vocab\": {\"a\": -1}}}", "out of range");
   expect_error("{\"model\": {\"vocab\": {\"a\": 0}}, \"normalizer\": {\"type\": \"Nope\"}}",
                "unsupported normalizer");
-  expect_error("{\"model\": {\"vocab\": {}}, \"pre_tokenizer\": {\"type\": \"Split\", "
-               "\"pattern\": {\"Regex\": \"(\"}, \"behavior\": \"Isolated\"}}",
-               "bad regex");
-  expect_error("{\"model\": {\"vocab\": {}}, \"pre_tokenizer\": {\"type\": \"Split\", "
-               "\"pattern\": {\"String\": \" \"}, \"behavior\": \"Sideways\"}}",
-               "split behavior");
+  expect_error(
+      "{\"model\": {\"vocab\": {}}, \"pre_tokenizer\": {\"type\": \"Split\", "
+      "\"pattern\": {\"Regex\": \"(\"}, \"behavior\": \"Isolated\"}}",
+      "bad regex");
+  expect_error(
+      "{\"model\": {\"vocab\": {}}, \"pre_tokenizer\": {\"type\": \"Split\", "
+      "\"pattern\": {\"String\": \" \"}, \"behavior\": \"Sideways\"}}",
+      "split behavior");
   expect_error("{\"model\": {\"vocab\": {}}, \"decoder\": 5}", "decoder must be");
   expect_error("{\"model\": {\"vocab\": {}}, \"added_tokens\": {}}", "expected an array");
-  expect_error("{\"model\": {\"vocab\": {}}, \"post_processor\": {\"type\": "
-               "\"TemplateProcessing\", \"single\": [{\"SpecialToken\": {\"id\": \"x\"}}]}}",
-               "not defined");
+  expect_error(
+      "{\"model\": {\"vocab\": {}}, \"post_processor\": {\"type\": "
+      "\"TemplateProcessing\", \"single\": [{\"SpecialToken\": {\"id\": \"x\"}}]}}",
+      "not defined");
 }
 
 TEST(TokenizerErrors, MissingDirectory) {
