@@ -28,9 +28,9 @@ using Clock = std::chrono::steady_clock;
 struct Sequence {
   uint64_t id = 0;
   Request request;
-  int64_t prefilled = 0;   // prompt tokens already launched into the pipeline
-  int64_t generated = 0;   // tokens sampled so far
-  int32_t last_token = -1; // the latest sampled token: input of the next decode step
+  int64_t prefilled = 0;    // prompt tokens already launched into the pipeline
+  int64_t generated = 0;    // tokens sampled so far
+  int32_t last_token = -1;  // the latest sampled token: input of the next decode step
   bool params_sent = false;
   bool in_flight = false;
   bool cancelled = false;  // cancelled while in flight: dropped when its batch returns
@@ -63,7 +63,7 @@ struct Engine::Impl {
 
   // Scheduler-thread state.
   std::map<uint64_t, std::unique_ptr<Sequence>> active;  // by id: admission order
-  std::deque<std::vector<Member>> in_flight;              // per launched batch: its sequences
+  std::deque<std::vector<Member>> in_flight;             // per launched batch: its sequences
   uint64_t next_batch_id = 1;
   std::thread thread;
 
@@ -134,9 +134,15 @@ EngineStats Engine::stats() const {
   return impl_->stats;
 }
 
-const model::ModelConfig& Engine::config() const { return impl_->pipeline->config(); }
-std::vector<StageInfo> Engine::stages() const { return impl_->pipeline->stages(); }
-const EngineOptions& Engine::options() const { return impl_->options; }
+const model::ModelConfig& Engine::config() const {
+  return impl_->pipeline->config();
+}
+std::vector<StageInfo> Engine::stages() const {
+  return impl_->pipeline->stages();
+}
+const EngineOptions& Engine::options() const {
+  return impl_->options;
+}
 
 // ---- scheduler thread ----
 

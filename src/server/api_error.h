@@ -1,12 +1,12 @@
 // Errors returned to API clients, in OpenAI's shape:
-//   {"error": {"message": "...", "type": "invalid_request_error", "param": "messages", "code": null}}
+//   {"error": {"message": "...", "type": "invalid_request_error", "param": "messages", "code":
+//   null}}
 // Handlers throw ApiError; the HTTP layer turns it into the response with its status.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
-
-#include <nlohmann/json.hpp>
 
 namespace meshlm::server {
 
@@ -14,8 +14,11 @@ class ApiError : public std::runtime_error {
  public:
   ApiError(int status, std::string message, std::string param = {}, std::string code = {},
            std::string type = {})
-      : std::runtime_error(message), status_(status), param_(std::move(param)),
-        code_(std::move(code)), type_(type.empty() ? default_type(status) : std::move(type)) {}
+      : std::runtime_error(message),
+        status_(status),
+        param_(std::move(param)),
+        code_(std::move(code)),
+        type_(type.empty() ? default_type(status) : std::move(type)) {}
 
   int status() const { return status_; }
   nlohmann::json to_json() const { return body(what(), type_, param_, code_); }
@@ -29,11 +32,16 @@ class ApiError : public std::runtime_error {
   }
   static std::string default_type(int status) {
     switch (status) {
-      case 401: return "authentication_error";
-      case 404: return "not_found_error";
-      case 429: return "rate_limit_error";
-      case 503: return "service_unavailable_error";
-      default: return status >= 500 ? "server_error" : "invalid_request_error";
+      case 401:
+        return "authentication_error";
+      case 404:
+        return "not_found_error";
+      case 429:
+        return "rate_limit_error";
+      case 503:
+        return "service_unavailable_error";
+      default:
+        return status >= 500 ? "server_error" : "invalid_request_error";
     }
   }
 

@@ -9,8 +9,8 @@ namespace meshlm::server {
 
 using Clock = std::chrono::steady_clock;
 
-Completion::Completion(runtime::Engine& engine, const tok::Tokenizer& tokenizer,
-                       Metrics& metrics, CompletionSetup setup)
+Completion::Completion(runtime::Engine& engine, const tok::Tokenizer& tokenizer, Metrics& metrics,
+                       CompletionSetup setup)
     : engine_(engine),
       tokenizer_(tokenizer),
       metrics_(metrics),
@@ -117,9 +117,9 @@ bool Completion::next(CompletionStep& step, std::chrono::milliseconds timeout) {
       step.error = event.error.empty() ? "the request was cancelled" : event.error;
     }
     step.finish_reason = !step.tool_calls.empty()                        ? "tool_calls"
-                         : stopped                                        ? "stop"
+                         : stopped                                       ? "stop"
                          : event.reason == runtime::FinishReason::Length ? "length"
-                                                                          : "stop";
+                                                                         : "stop";
     metrics_.tokens(static_cast<int64_t>(prompt_len_), generated_);
     return true;
   }

@@ -80,7 +80,8 @@ std::string Metrics::render(const runtime::EngineStats& stats,
   out += "meshlm_engine_prompt_tokens_total " + std::to_string(stats.prompt_tokens_total) + "\n";
   out += "# HELP meshlm_engine_generated_tokens_total Tokens sampled by the engine.\n";
   out += "# TYPE meshlm_engine_generated_tokens_total counter\n";
-  out += "meshlm_engine_generated_tokens_total " + std::to_string(stats.generated_tokens_total) + "\n";
+  out +=
+      "meshlm_engine_generated_tokens_total " + std::to_string(stats.generated_tokens_total) + "\n";
   out += "# HELP meshlm_time_to_first_token_seconds Time from request to first token.\n";
   out += "# TYPE meshlm_time_to_first_token_seconds histogram\n";
   ttft_.render(out, "meshlm_time_to_first_token_seconds");
@@ -101,8 +102,8 @@ std::string Metrics::render(const runtime::EngineStats& stats,
   for (size_t i = 0; i < stages.size(); ++i)
     out += "meshlm_stage_up{stage=\"" + std::to_string(i) + "\",node=\"" + stages[i].node +
            "\",layers=\"" + std::to_string(stages[i].layer_begin) + "-" +
-           std::to_string(stages[i].layer_end) + "\"} " +
-           (stages[i].state == "ready" ? "1" : "0") + "\n";
+           std::to_string(stages[i].layer_end) + "\"} " + (stages[i].state == "ready" ? "1" : "0") +
+           "\n";
   return out;
 }
 

@@ -34,7 +34,8 @@ class Metrics {
   void tokens(int64_t prompt, int64_t generated);
   void time_to_first_token(double seconds);
   void inter_token_latency(double seconds);
-  std::string render(const runtime::EngineStats& stats, const std::vector<runtime::StageInfo>& stages) const;
+  std::string render(const runtime::EngineStats& stats,
+                     const std::vector<runtime::StageInfo>& stages) const;
 
  private:
   mutable std::mutex mutex_;

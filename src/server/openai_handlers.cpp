@@ -1,8 +1,8 @@
 // POST /v1/chat/completions and /v1/completions: request -> prompt ids -> Completion ->
 // one JSON response or a stream of server-sent events.
 #include <atomic>
-#include <cstdio>
 #include <chrono>
+#include <cstdio>
 #include <ctime>
 #include <deque>
 #include <random>
@@ -42,7 +42,8 @@ json chat_logprobs(const std::vector<TokenLogprob>& lps) {
   json content = json::array();
   for (auto& lp : lps) {
     json top = json::array();
-    for (auto& [t, v] : lp.top) top.push_back({{"token", t}, {"logprob", v}, {"bytes", bytes_of(t)}});
+    for (auto& [t, v] : lp.top)
+      top.push_back({{"token", t}, {"logprob", v}, {"bytes", bytes_of(t)}});
     content.push_back({{"token", lp.token},
                        {"logprob", lp.logprob},
                        {"bytes", bytes_of(lp.token)},
@@ -68,7 +69,9 @@ struct LegacyLogprobs {
     }
   }
   json to_json() const {
-    return {{"tokens", tokens}, {"token_logprobs", token_logprobs}, {"top_logprobs", top},
+    return {{"tokens", tokens},
+            {"token_logprobs", token_logprobs},
+            {"top_logprobs", top},
             {"text_offset", offsets}};
   }
 };
@@ -107,7 +110,9 @@ json chunk_base(const Shape& s) {
           {"model", s.model}};
 }
 
-std::string sse(const json& j) { return "data: " + dump_json(j) + "\n\n"; }
+std::string sse(const json& j) {
+  return "data: " + dump_json(j) + "\n\n";
+}
 
 // The SSE events for one step.
 std::string step_events(const Shape& s, const CompletionStep& step, const Completion& c) {
@@ -119,12 +124,14 @@ std::string step_events(const Shape& s, const CompletionStep& step, const Comple
           {{{"index", 0}, {"delta", delta}, {"logprobs", logprobs}, {"finish_reason", finish}}});
       out += sse(ch);
     };
-    if (!step.delta.reasoning.empty()) emit({{"reasoning_content", step.delta.reasoning}}, nullptr, nullptr);
+    if (!step.delta.reasoning.empty())
+      emit({{"reasoning_content", step.delta.reasoning}}, nullptr, nullptr);
     if (!step.delta.content.empty() || !step.logprobs.empty())
       emit({{"content", step.delta.content}},
            s.logprobs && !step.logprobs.empty() ? chat_logprobs(step.logprobs) : json(nullptr),
            nullptr);
-    if (!step.tool_calls.empty()) emit({{"tool_calls", tool_calls_json(step.tool_calls, true)}}, nullptr, nullptr);
+    if (!step.tool_calls.empty())
+      emit({{"tool_calls", tool_calls_json(step.tool_calls, true)}}, nullptr, nullptr);
   } else if (!step.delta.content.empty() || !step.logprobs.empty()) {
     json ch = chunk_base(s);
     json lp = nullptr;
@@ -133,8 +140,10 @@ std::string step_events(const Shape& s, const CompletionStep& step, const Comple
       l.add(step.logprobs);
       lp = l.to_json();
     }
-    ch["choices"] = json::array(
-        {{{"index", 0}, {"text", step.delta.content}, {"logprobs", lp}, {"finish_reason", nullptr}}});
+    ch["choices"] = json::array({{{"index", 0},
+                                  {"text", step.delta.content},
+                                  {"logprobs", lp},
+                                  {"finish_reason", nullptr}}});
     out += sse(ch);
   }
   if (step.finished) {
@@ -182,10 +191,10 @@ struct Stream {
 void run(Server::State& st, const httplib::Request& req, httplib::Response& res,
          const std::string& endpoint, Shape shape, CompletionSetup setup, bool stream) {
   check_stages(st);
-  auto completion = std::make_unique<Completion>(*st.engine, *st.tokenizer, st.metrics,
-                                                 std::move(setup));
-  auto socket =
-      std::make_unique<ClientSocket>(req.remote_addr, req.remote_port, req.local_addr, req.local_port);
+  auto completion =
+      std::make_unique<Completion>(*st.engine, *st.tokenizer, st.metrics, std::move(setup));
+  auto socket = std::make_unique<ClientSocket>(req.remote_addr, req.remote_port, req.local_addr,
+                                               req.local_port);
   // Wait for the first token (or failure) before answering, so a failure before any output
   // gets its proper status even for streams.
   CompletionStep first;
@@ -398,8 +407,10 @@ void handle_completions(Server::State& st, const httplib::Request& req, httplib:
       const auto vocab = static_cast<int64_t>(st.engine->config().vocab);
       for (auto id : r.prompt_ids)
         if (vocab > 0 && id >= vocab)
-          throw ApiError(400, "Token id " + std::to_string(id) + " is outside the vocabulary (" +
-                                  std::to_string(vocab) + " tokens).", "prompt");
+          throw ApiError(400,
+                         "Token id " + std::to_string(id) + " is outside the vocabulary (" +
+                             std::to_string(vocab) + " tokens).",
+                         "prompt");
       setup.prompt = r.prompt_ids;
     }
     setup.gen = r.gen;
@@ -413,7 +424,8 @@ void handle_completions(Server::State& st, const httplib::Request& req, httplib:
     shape.created = static_cast<int64_t>(std::time(nullptr));
     shape.logprobs = r.gen.sampling.logprobs;
     shape.include_usage = r.gen.include_usage;
-    if (r.echo) shape.echo = r.prompt_ids.empty() ? r.prompt : st.tokenizer->decode(r.prompt_ids, false);
+    if (r.echo)
+      shape.echo = r.prompt_ids.empty() ? r.prompt : st.tokenizer->decode(r.prompt_ids, false);
     run(st, req, res, "completions", std::move(shape), std::move(setup), r.gen.stream);
   });
 }

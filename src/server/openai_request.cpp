@@ -17,7 +17,11 @@ using nlohmann::json;
 
 json parse_body(const std::string& body) {
   json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) bad("", "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.)");
+  if (j.is_discarded())
+    bad("",
+        "We could not parse the JSON body of your request. (HINT: This likely means you aren't "
+        "using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was "
+        "sent was not valid JSON.)");
   if (!j.is_object()) bad("", "The request body must be a JSON object.");
   return j;
 }
@@ -29,7 +33,8 @@ bool present(const json& j, const char* key) {
 
 double number(const json& j, const char* key, double lo, double hi) {
   const json& v = j.at(key);
-  if (!v.is_number()) bad(key, std::string("'") + key + "' must be a number, got " + v.dump() + ".");
+  if (!v.is_number())
+    bad(key, std::string("'") + key + "' must be a number, got " + v.dump() + ".");
   double x = v.get<double>();
   if (!std::isfinite(x) || x < lo || x > hi)
     bad(key, std::string("'") + key + "' must be between " + json(lo).dump() + " and " +
@@ -53,7 +58,8 @@ int64_t integer(const json& j, const char* key, int64_t lo, int64_t hi) {
 
 bool boolean(const json& j, const char* key) {
   const json& v = j.at(key);
-  if (!v.is_boolean()) bad(key, std::string("'") + key + "' must be a boolean, got " + v.dump() + ".");
+  if (!v.is_boolean())
+    bad(key, std::string("'") + key + "' must be a boolean, got " + v.dump() + ".");
   return v.get<bool>();
 }
 
@@ -115,7 +121,8 @@ GenerationParams parse_common(const json& j) {
 json normalise_content(const json& content, size_t index, const std::string& role) {
   const std::string param = "messages[" + std::to_string(index) + "].content";
   if (content.is_string() || content.is_null()) return content;
-  if (!content.is_array()) bad(param, "'" + param + "' must be a string or a list of content parts.");
+  if (!content.is_array())
+    bad(param, "'" + param + "' must be a string or a list of content parts.");
   std::string text;
   bool first = true;
   for (auto& part : content) {
@@ -123,7 +130,8 @@ json normalise_content(const json& content, size_t index, const std::string& rol
       bad(param, "Each content part must be an object with a 'type'.");
     const std::string type = part["type"];
     if (type != "text")
-      bad(param, "Content part type '" + type + "' is not supported; this server accepts text only.");
+      bad(param,
+          "Content part type '" + type + "' is not supported; this server accepts text only.");
     if (!part.contains("text") || !part["text"].is_string())
       bad(param, "A text content part needs a string 'text'.");
     if (!first) text += "\n";

@@ -3,7 +3,6 @@
 #include <atomic>
 #include <cctype>
 #include <chrono>
-
 #include <nlohmann/json.hpp>
 
 namespace meshlm::server {
@@ -108,8 +107,8 @@ OutputParser::OutputParser(ToolSyntax tools, bool parse_reasoning, bool starts_i
     : tools_(tools),
       parse_reasoning_(parse_reasoning),
       phase_(parse_reasoning && starts_in_reasoning ? Phase::Reasoning
-             : parse_reasoning                       ? Phase::Start
-                                                     : Phase::Content) {}
+             : parse_reasoning                      ? Phase::Start
+                                                    : Phase::Content) {}
 
 OutputDelta OutputParser::push(std::string_view text) {
   OutputDelta out;

@@ -38,8 +38,8 @@ std::vector<int32_t> collect_eos(const Server::State& st) {
       }
     }
   }
-  for (const char* t : {"<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|end|>", "<end_of_turn>",
-                        "<|endoftext|>"})
+  for (const char* t :
+       {"<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>"})
     if (auto id = st.tokenizer->token_to_id(t)) add(*id);
   return ids;
 }
@@ -48,8 +48,10 @@ bool authorised(const Server::State& st, const httplib::Request& req) {
   if (st.options.api_key.empty()) return true;
   std::string given = req.get_header_value("Authorization");
   const std::string bearer = "Bearer ";
-  if (given.compare(0, bearer.size(), bearer) == 0) given = given.substr(bearer.size());
-  else given = req.get_header_value("x-api-key");
+  if (given.compare(0, bearer.size(), bearer) == 0)
+    given = given.substr(bearer.size());
+  else
+    given = req.get_header_value("x-api-key");
   const std::string& want = st.options.api_key;
   unsigned diff = given.size() != want.size();
   for (size_t i = 0; i < want.size(); ++i) diff |= want[i] ^ (i < given.size() ? given[i] : 0);
@@ -97,8 +99,8 @@ Server::Server(std::unique_ptr<runtime::Engine> engine, std::unique_ptr<tok::Tok
   if (st.options.model_name.empty()) st.options.model_name = "meshlm";
   st.created = static_cast<int64_t>(std::time(nullptr));
   st.eos_ids = collect_eos(st);
-  st.tool_syntax = st.engine->config().model_type == "llama" ? ToolSyntax::LlamaJson
-                                                             : ToolSyntax::Hermes;
+  st.tool_syntax =
+      st.engine->config().model_type == "llama" ? ToolSyntax::LlamaJson : ToolSyntax::Hermes;
   st.base_context = {{"bos_token", st.tokenizer->bos_token()},
                      {"eos_token", st.tokenizer->eos_token()}};
   if (!st.options.model_dir.empty()) {
@@ -111,9 +113,10 @@ Server::Server(std::unique_ptr<runtime::Engine> engine, std::unique_ptr<tok::Tok
 
   const auto& opt = st.options;
   const auto& eng = st.engine->options();
-  const int threads = opt.http_threads > 0
-                          ? opt.http_threads
-                          : static_cast<int>(std::min<int64_t>(eng.max_active + eng.max_queue + 8, 512));
+  const int threads =
+      opt.http_threads > 0
+          ? opt.http_threads
+          : static_cast<int>(std::min<int64_t>(eng.max_active + eng.max_queue + 8, 512));
   st.http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   st.http.set_payload_max_length(opt.max_body_bytes);
   st.http.set_write_timeout(30, 0);
@@ -121,16 +124,18 @@ Server::Server(std::unique_ptr<runtime::Engine> engine, std::unique_ptr<tok::Tok
   st.http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     State& st = *state_;
     if (req.path.rfind("/v1/", 0) == 0 && !authorised(st, req)) {
-      send_error(res, ApiError(401, "Incorrect API key provided. Send it as 'Authorization: Bearer <key>'.",
-                               "", "invalid_api_key"));
+      send_error(
+          res,
+          ApiError(401, "Incorrect API key provided. Send it as 'Authorization: Bearer <key>'.", "",
+                   "invalid_api_key"));
       st.metrics.request_done("auth", 401);
       return httplib::Server::HandlerResponse::Handled;
     }
     return httplib::Server::HandlerResponse::Unhandled;
   });
   // Statuses httplib produces itself (unknown route, body too large) get OpenAI-shaped bodies.
-  st.http.set_error_handler(httplib::Server::HandlerWithResponse(
-      [this](const httplib::Request& req, httplib::Response& res) {
+  st.http.set_error_handler(httplib::Server::HandlerWithResponse([this](const httplib::Request& req,
+                                                                        httplib::Response& res) {
     if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
     std::string message;
     if (res.status == 413)
@@ -143,16 +148,17 @@ Server::Server(std::unique_ptr<runtime::Engine> engine, std::unique_ptr<tok::Tok
     send_error(res, ApiError(res.status, message));
     return httplib::Server::HandlerResponse::Handled;
   }));
-  st.http.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
-    std::string what = "unknown error";
-    try {
-      if (ep) std::rethrow_exception(ep);
-    } catch (const std::exception& e) {
-      what = e.what();
-    } catch (...) {
-    }
-    send_error(res, ApiError(500, "internal error: " + what));
-  });
+  st.http.set_exception_handler(
+      [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+        std::string what = "unknown error";
+        try {
+          if (ep) std::rethrow_exception(ep);
+        } catch (const std::exception& e) {
+          what = e.what();
+        } catch (...) {
+        }
+        send_error(res, ApiError(500, "internal error: " + what));
+      });
 
   st.http.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
     handle_chat_completions(*state_, req, res);
@@ -211,9 +217,13 @@ int Server::bind() {
   return port;
 }
 
-int Server::port() const { return state_->options.port; }
+int Server::port() const {
+  return state_->options.port;
+}
 
-void Server::run() { state_->http.listen_after_bind(); }
+void Server::run() {
+  state_->http.listen_after_bind();
+}
 
 void Server::stop() {
   state_->stopping = true;

@@ -15,13 +15,13 @@ namespace meshlm::server {
 
 struct ServerOptions {
   std::string host = "127.0.0.1";
-  int port = 8100;             // 0: any free port (see Server::port())
-  std::string api_key;         // empty: no authentication
-  std::string model_name;      // the id /v1/models reports
-  std::string model_dir;       // for the chat template context and generation_config.json
+  int port = 8100;         // 0: any free port (see Server::port())
+  std::string api_key;     // empty: no authentication
+  std::string model_name;  // the id /v1/models reports
+  std::string model_dir;   // for the chat template context and generation_config.json
   size_t max_body_bytes = 8u << 20;
-  int http_threads = 0;        // 0: enough for every active and queued request
-  bool parse_reasoning = true; // <think>...</think> -> reasoning_content
+  int http_threads = 0;         // 0: enough for every active and queued request
+  bool parse_reasoning = true;  // <think>...</think> -> reasoning_content
 };
 
 class Server {

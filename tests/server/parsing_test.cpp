@@ -59,7 +59,8 @@ TEST(ChatRequest, RejectsClientMistakesWith400) {
   EXPECT_EQ(status_of(R"({"messages":[{"role":"user","content":"x"}],"tools":{}})"), 400);
   EXPECT_EQ(status_of(R"({"messages":[{"role":"user","content":"x"}],"top_logprobs":3})"), 400);
   EXPECT_EQ(status_of(R"({"messages":[{"role":"user","content":"x"}],"seed":"1"})"), 400);
-  EXPECT_EQ(status_of(R"({"messages":[{"role":"user","content":"x"}],"n":1,"temperature":null})"), 200);
+  EXPECT_EQ(status_of(R"({"messages":[{"role":"user","content":"x"}],"n":1,"temperature":null})"),
+            200);
 }
 
 TEST(CompletionRequest, PromptForms) {
@@ -81,7 +82,8 @@ struct Parsed {
   std::string reasoning, content;
   std::vector<ToolCall> calls;
 };
-Parsed run_parser(ToolSyntax syntax, const std::string& text, size_t step, bool in_reasoning = false) {
+Parsed run_parser(ToolSyntax syntax, const std::string& text, size_t step,
+                  bool in_reasoning = false) {
   OutputParser p(syntax, true, in_reasoning);
   Parsed out;
   for (size_t i = 0; i < text.size(); i += step) {
@@ -99,8 +101,10 @@ TEST(OutputParser, SameResultForEveryPieceSize) {
   const std::string texts[] = {
       "<think>\nLet me think.\n</think>\n\nThe answer is 4.",
       "Plain answer with a < sign and <thin words.",
-      "Sure.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>",
-      "<tool_call>\n{\"name\": \"a\", \"arguments\": {}}\n</tool_call>\n<tool_call>\n{\"name\": \"b\", "
+      "Sure.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": "
+      "\"Paris\"}}\n</tool_call>",
+      "<tool_call>\n{\"name\": \"a\", \"arguments\": {}}\n</tool_call>\n<tool_call>\n{\"name\": "
+      "\"b\", "
       "\"arguments\": {\"x\": 1}}\n</tool_call>",
       "<tool_call>{not json</tool_call> oops",
       "<think>unfinished thoughts",

@@ -1,12 +1,11 @@
 // The HTTP server in-process over a fake pipeline: what a real model cannot easily show —
 // a stage that is down (503), a pipeline that fails mid-stream, shutdown with requests open.
-#include <httplib.h>
 #include <gtest/gtest.h>
+#include <httplib.h>
 
 #include <filesystem>
-#include <thread>
-
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "fake_pipeline.h"
 #include "server/server.h"
@@ -32,8 +31,9 @@ class ServerHttp : public ::testing::Test {
     so.port = 0;
     so.model_name = "fake";
     so.model_dir = kTokenizerDir;
-    server_ = std::make_unique<Server>(std::move(engine), tok::Tokenizer::load_from_dir(kTokenizerDir),
-                                       tmpl::ChatTemplate::load_from_dir(kTokenizerDir), so);
+    server_ =
+        std::make_unique<Server>(std::move(engine), tok::Tokenizer::load_from_dir(kTokenizerDir),
+                                 tmpl::ChatTemplate::load_from_dir(kTokenizerDir), so);
     port_ = server_->bind();
     thread_ = std::thread([this] { server_->run(); });
   }

@@ -1,13 +1,12 @@
 // meshlm serve: the OpenAI-compatible HTTP server in front of the model's pipeline.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
 #include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <thread>
-
-#include <unistd.h>
-
-#include <CLI/CLI.hpp>
 
 #include "command.h"
 #include "common.h"
@@ -53,13 +52,18 @@ int run_serve(int argc, char** argv) {
   app.add_option("--model,-m", model_dir, "Hugging Face model folder")->required();
   app.add_option("--port", sopt.port, "TCP port (0: any free port)")->check(CLI::Range(0, 65535));
   app.add_option("--host", sopt.host, "address to listen on");
-  app.add_option("--api-key", sopt.api_key, "require 'Authorization: Bearer KEY' on /v1/ (default: $MESHLM_API_KEY)");
+  app.add_option("--api-key", sopt.api_key,
+                 "require 'Authorization: Bearer KEY' on /v1/ (default: $MESHLM_API_KEY)");
   app.add_option("--threads,-t", threads, "threads per stage")->check(CLI::Range(1, 1024));
-  app.add_option("--ctx,-c", ctx, "context length per sequence (prompt + generated)")->check(CLI::Range(int64_t(16), int64_t(1) << 24));
+  app.add_option("--ctx,-c", ctx, "context length per sequence (prompt + generated)")
+      ->check(CLI::Range(int64_t(16), int64_t(1) << 24));
   app.add_option("--parallel", parallel, "sequences decoded at once")->check(CLI::Range(1, 4096));
-  app.add_option("--max-queue", max_queue, "requests waiting beyond --parallel before 429")->check(CLI::Range(int64_t(0), int64_t(1) << 20));
-  app.add_option("--batch-tokens", eopt.max_batch_tokens, "tokens per micro-batch")->check(CLI::Range(int64_t(1), int64_t(1) << 20));
-  app.add_option("--prefill-chunk", eopt.prefill_chunk, "longest prompt piece per micro-batch")->check(CLI::Range(int64_t(1), int64_t(1) << 20));
+  app.add_option("--max-queue", max_queue, "requests waiting beyond --parallel before 429")
+      ->check(CLI::Range(int64_t(0), int64_t(1) << 20));
+  app.add_option("--batch-tokens", eopt.max_batch_tokens, "tokens per micro-batch")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 20));
+  app.add_option("--prefill-chunk", eopt.prefill_chunk, "longest prompt piece per micro-batch")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 20));
   app.add_option("--name", name, "model id reported by /v1/models (default: the folder's name)");
   app.add_option("--max-body", sopt.max_body_bytes, "largest request body in bytes");
   bool no_reasoning = false;
@@ -74,10 +78,12 @@ int run_serve(int argc, char** argv) {
     if (const char* k = std::getenv("MESHLM_API_KEY")) sopt.api_key = k;
   sopt.model_dir = model_dir;
   sopt.parse_reasoning = !no_reasoning;
-  sopt.model_name = !name.empty() ? name
-                                  : std::filesystem::path(model_dir).lexically_normal().filename().string();
+  sopt.model_name = !name.empty()
+                        ? name
+                        : std::filesystem::path(model_dir).lexically_normal().filename().string();
   if (sopt.model_name.empty())
-    sopt.model_name = std::filesystem::path(model_dir).lexically_normal().parent_path().filename().string();
+    sopt.model_name =
+        std::filesystem::path(model_dir).lexically_normal().parent_path().filename().string();
 
   auto tokenizer = tok::Tokenizer::load_from_dir(model_dir);
   std::unique_ptr<tmpl::ChatTemplate> chat_template;
