@@ -78,6 +78,39 @@ char32_t compose_pair(char32_t a, char32_t b) {
   return 0;
 }
 
+// Code points that may change under normalization or combine with a neighbour: non-zero
+// combining class, a decomposition, or the second half of a composition (incl. Hangul V/T).
+// A string without any of them is already normalized.
+struct UnstableSet {
+  std::vector<uint64_t> bits[2];  // [0] canonical forms, [1] compatibility forms
+  UnstableSet() {
+    for (auto& b : bits) b.assign(0x110000 / 64, 0);
+    auto mark = [&](int which, uint32_t cp) { bits[which][cp / 64] |= uint64_t{1} << (cp % 64); };
+    for (uint32_t e : kCombiningClass) mark(0, e >> 8), mark(1, e >> 8);
+    for (size_t i = 0; i < std::size(kDecompIndex); i += 2) {
+      if (!(kDecompIndex[i + 1] & 1)) mark(0, kDecompIndex[i]);
+      mark(1, kDecompIndex[i]);
+    }
+    for (size_t i = 0; i < std::size(kComposePairs); i += 3)
+      mark(0, kComposePairs[i + 1]), mark(1, kComposePairs[i + 1]);
+    for (uint32_t cp = kVBase; cp < kVBase + kVCount; ++cp) mark(0, cp), mark(1, cp);
+    for (uint32_t cp = kTBase + 1; cp < kTBase + kTCount; ++cp) mark(0, cp), mark(1, cp);
+  }
+  bool stable(std::string_view s, bool compat) const {
+    const std::vector<uint64_t>& b = bits[compat ? 1 : 0];
+    for (size_t i = 0; i < s.size();) {
+      char32_t cp = utf8_next(s, i);
+      if (b[cp / 64] >> (cp % 64) & 1) return false;
+    }
+    return true;
+  }
+};
+
+const UnstableSet& unstable_set() {
+  static const UnstableSet set;
+  return set;
+}
+
 }  // namespace
 
 std::string unicode_normalize(std::string_view s, NormForm form) {
@@ -93,6 +126,7 @@ std::string unicode_normalize(std::string_view s, NormForm form) {
       break;
     }
   if (trivial) return std::string(s);
+  if (composed && unstable_set().stable(s, compat)) return std::string(s);
 
   std::vector<char32_t> cps;
   cps.reserve(s.size());
