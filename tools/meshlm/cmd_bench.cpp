@@ -2,6 +2,7 @@
 // run, then -r repetitions, mean and standard deviation. Token ids are random (fixed seed).
 #include <chrono>
 #include <cmath>
+#include <deque>
 #include <cstdio>
 #include <random>
 
@@ -10,6 +11,7 @@
 
 #include "command.h"
 #include "common.h"
+#include "pipeline_options.h"
 #include "core/mmap_file.h"
 #include "kernels/kernels.h"
 #include "runtime/pipeline.h"
@@ -37,9 +39,9 @@ using Clock = std::chrono::steady_clock;
 
 int run_bench(int argc, char** argv) {
   CLI::App app{"Prompt-processing and generation speed"};
-  std::string model_dir, splits;
+  std::string model_dir;
   int64_t n_prompt = 128, n_gen = 64;
-  int threads = default_threads(), reps = 5;
+  int threads = default_threads(), reps = 5, streams = 1;
   bool json = false;
   app.add_option("--model,-m", model_dir, "Hugging Face model folder")->required();
   app.add_option("-p,--n-prompt", n_prompt, "prompt tokens (0 to skip)")->check(CLI::Range(int64_t(0), int64_t(1) << 16));
@@ -47,13 +49,15 @@ int run_bench(int argc, char** argv) {
   app.add_option("--threads,-t", threads, "threads per stage")->check(CLI::Range(1, 1024));
   app.add_option("-r,--repetitions", reps, "repetitions")->check(CLI::Range(1, 1000));
   app.add_flag("--json", json, "print one JSON object");
-  app.add_option("--local-splits", splits, "run as in-process stages split at these layers");
+  app.add_option("--streams", streams, "concurrent sequences for tg (aggregate tokens/s)")->check(CLI::Range(1, 4096));
+  PipelineOptions popts;
+  popts.add_to(app);
   CLI11_PARSE(app, argc, argv);
 
   model::StageOptions so;
   so.threads = threads;
   so.max_context = std::max<int64_t>(n_prompt, n_gen) + 16;
-  auto pipeline = runtime::make_local_pipeline(model_dir, so, parse_splits(splits));
+  auto pipeline = popts.make(model_dir, so);
   const auto& cfg = pipeline->config();
   std::mt19937 rng(1234);
   std::uniform_int_distribution<int32_t> dist(0, int32_t(cfg.vocab - 1));
@@ -70,7 +74,45 @@ int run_bench(int argc, char** argv) {
     pipeline->release(seq++);
     return double(n_prompt) / s;
   };
+  // `streams` sequences decode n_gen tokens each; they are split into up to depth() groups so
+  // that with N stages N micro-batches are in flight. Returns aggregate tokens/s.
+  auto run_tg_streams = [&]() {
+    const int groups = std::min(streams, pipeline->depth());
+    std::vector<std::vector<int64_t>> seqs(static_cast<size_t>(groups));
+    std::vector<std::vector<int32_t>> last(static_cast<size_t>(groups));
+    for (int s = 0; s < streams; ++s) {
+      seqs[size_t(s % groups)].push_back(seq + s);
+      last[size_t(s % groups)].push_back(dist(rng));
+    }
+    std::vector<int64_t> step(static_cast<size_t>(groups), 0);
+    std::deque<int> order;
+    auto launch = [&](int g) {
+      runtime::MicroBatch mb;
+      mb.id = uint64_t(g);
+      for (size_t i = 0; i < seqs[size_t(g)].size(); ++i) {
+        mb.chunks.push_back({seqs[size_t(g)][i], int32_t(step[size_t(g)]), 1, true, false});
+        mb.tokens.push_back(last[size_t(g)][i]);
+      }
+      pipeline->launch(std::move(mb));
+      order.push_back(g);
+    };
+    auto t0 = Clock::now();
+    for (int g = 0; g < groups; ++g) launch(g);
+    while (!order.empty()) {
+      int g = order.front();
+      order.pop_front();
+      auto r = pipeline->wait();
+      if (!r.error.empty()) throw std::runtime_error(r.error);
+      for (size_t i = 0; i < r.sampled.size(); ++i) last[size_t(g)][i] = r.sampled[i].second.token;
+      if (++step[size_t(g)] < n_gen) launch(g);
+    }
+    double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    for (int i = 0; i < streams; ++i) pipeline->release(seq + i);
+    seq += streams;
+    return double(n_gen) * streams / s;
+  };
   auto run_tg = [&]() {
+    if (streams > 1) return run_tg_streams();
     int32_t token = dist(rng);
     auto t0 = Clock::now();
     for (int64_t i = 0; i < n_gen; ++i) {
@@ -99,7 +141,7 @@ int run_bench(int argc, char** argv) {
                         {"threads", threads}, {"n_prompt", n_prompt}, {"n_gen", n_gen},
                         {"repetitions", reps}, {"pp_tps", sp.mean}, {"pp_sd", sp.sd},
                         {"tg_tps", st.mean}, {"tg_sd", st.sd}, {"simd", kernels::simd_target_name()},
-                        {"stages", pipeline->stages().size()},
+                        {"stages", pipeline->stages().size()}, {"streams", streams},
                         {"peak_rss_bytes", peak_resident_bytes()}};
     std::printf("%s\n", j.dump().c_str());
   } else {

@@ -8,6 +8,7 @@
 
 #include "command.h"
 #include "common.h"
+#include "pipeline_options.h"
 #include "core/error.h"
 #include "runtime/pipeline.h"
 #include "tokenizer/tokenizer.h"
@@ -17,7 +18,7 @@ namespace {
 
 int run_generate(int argc, char** argv) {
   CLI::App app{"Generate a continuation of a prompt"};
-  std::string model_dir, prompt, prompt_ids, logits_out, splits;
+  std::string model_dir, prompt, prompt_ids, logits_out;
   int64_t n_predict = 32;
   int threads = default_threads();
   int64_t ctx = 4096;
@@ -43,7 +44,8 @@ int run_generate(int argc, char** argv) {
   app.add_option("--threads,-t", threads, "threads per stage")->check(CLI::Range(1, 1024));
   app.add_option("--ctx,-c", ctx, "context length (prompt + generated)")->check(CLI::Range(int64_t(1), int64_t(1) << 24));
   app.add_option("--logits-out", logits_out, "write the logits of every generated step (f32 [n, vocab])");
-  app.add_option("--local-splits", splits, "run as in-process stages split at these layers, e.g. 0,2,4");
+  PipelineOptions popts;
+  popts.add_to(app);
   CLI11_PARSE(app, argc, argv);
   if (seed >= 0) sp.seed = uint64_t(seed), sp.has_seed = true;
 
@@ -73,7 +75,7 @@ int run_generate(int argc, char** argv) {
   model::StageOptions so;
   so.threads = threads;
   so.max_context = ctx;
-  auto pipeline = runtime::make_local_pipeline(model_dir, so, parse_splits(splits));
+  auto pipeline = popts.make(model_dir, so);
   const auto& cfg = pipeline->config();
   std::ofstream logits_file;
   if (!logits_out.empty()) {

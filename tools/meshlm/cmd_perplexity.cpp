@@ -10,6 +10,7 @@
 
 #include "command.h"
 #include "common.h"
+#include "pipeline_options.h"
 #include "core/error.h"
 #include "runtime/pipeline.h"
 #include "tokenizer/tokenizer.h"
@@ -27,7 +28,7 @@ std::string read_file(const std::string& path) {
 
 int run_perplexity(int argc, char** argv) {
   CLI::App app{"Perplexity of a text file (llama-perplexity protocol)"};
-  std::string model_dir, text_file, ids_file, splits;
+  std::string model_dir, text_file, ids_file;
   int64_t ctx = 512;
   int threads = default_threads();
   bool bos = false;
@@ -38,7 +39,8 @@ int run_perplexity(int argc, char** argv) {
   app.add_option("-c,--ctx", ctx, "chunk length")->check(CLI::Range(int64_t(4), int64_t(1) << 20));
   app.add_option("--threads,-t", threads, "threads per stage")->check(CLI::Range(1, 1024));
   app.add_flag("--bos", bos, "prepend BOS and start every chunk with BOS");
-  app.add_option("--local-splits", splits, "run as in-process stages split at these layers");
+  PipelineOptions popts;
+  popts.add_to(app);
   CLI11_PARSE(app, argc, argv);
 
   std::vector<int32_t> tokens;
@@ -54,7 +56,7 @@ int run_perplexity(int argc, char** argv) {
   model::StageOptions so;
   so.threads = threads;
   so.max_context = ctx;
-  auto pipeline = runtime::make_local_pipeline(model_dir, so, parse_splits(splits));
+  auto pipeline = popts.make(model_dir, so);
   const auto& cfg = pipeline->config();
   int64_t bos_id = -1;
   if (bos) {

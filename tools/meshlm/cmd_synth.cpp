@@ -375,8 +375,8 @@ void write_tensor(const PlannedTensor& t, uint64_t seed, ThreadPool& pool,
 
 // ---- tokenizer -----------------------------------------------------------------------------
 
-// Copies tokenizer.json (+ tokenizer_config.json when present); returns 1 + the largest token id.
-int64_t copy_tokenizer(const std::string& dir, const std::string& out) {
+// 1 + the largest token id of dir/tokenizer.json (model.vocab and added_tokens).
+int64_t tokenizer_vocab_size(const std::string& dir) {
   fs::path tok = fs::path(dir) / "tokenizer.json";
   if (!fs::exists(tok)) throw Error("synth", "no tokenizer.json in '" + dir + "'");
   std::ifstream in(tok);
@@ -392,12 +392,16 @@ int64_t copy_tokenizer(const std::string& dir, const std::string& out) {
       max_id = std::max(max_id, v.get<int64_t>());
   if (j.contains("added_tokens"))
     for (const auto& t : j["added_tokens"]) max_id = std::max(max_id, t.at("id").get<int64_t>());
+  return max_id + 1;
+}
+
+// Copies tokenizer.json and tokenizer_config.json (when present) verbatim.
+void copy_tokenizer(const std::string& dir, const std::string& out) {
   for (const char* name : {"tokenizer.json", "tokenizer_config.json"}) {
     fs::path src = fs::path(dir) / name;
     if (fs::exists(src))
       fs::copy_file(src, fs::path(out) / name, fs::copy_options::overwrite_existing);
   }
-  return max_id + 1;
 }
 
 void write_json(const fs::path& path, const ordered_json& j) {
@@ -483,20 +487,24 @@ int run_synth(int argc, char** argv) {
   validate(a, arch);
 
   const auto t0 = std::chrono::steady_clock::now();
-  fs::create_directories(a.out);
-  remove_old_weights(a.out);
+  // Everything that can be refused is checked before anything is written.
+  std::vector<PlannedTensor> plan = tensor_plan(a, arch, dtype);
+  std::vector<TensorSpec> specs;
+  for (const PlannedTensor& t : plan) specs.push_back(t.spec);
+  model::split_into_shards(specs, a.shards);
   if (!a.tokenizer_dir.empty()) {
-    int64_t tok_vocab = copy_tokenizer(a.tokenizer_dir, a.out);
+    int64_t tok_vocab = tokenizer_vocab_size(a.tokenizer_dir);
     if (tok_vocab > a.vocab)
       throw Error("synth", "the tokenizer has ids up to " + std::to_string(tok_vocab - 1) +
                                " but vocab_size is " + std::to_string(a.vocab));
   }
+
+  fs::create_directories(a.out);
+  remove_old_weights(a.out);
+  if (!a.tokenizer_dir.empty()) copy_tokenizer(a.tokenizer_dir, a.out);
   write_json(fs::path(a.out) / "config.json", make_config(a, arch, dtype));
   write_json(fs::path(a.out) / "generation_config.json", make_generation_config(a, arch));
 
-  std::vector<PlannedTensor> plan = tensor_plan(a, arch, dtype);
-  std::vector<TensorSpec> specs;
-  for (const PlannedTensor& t : plan) specs.push_back(t.spec);
   model::ShardedSafetensorsWriter writer(a.out, specs, a.shards, {{"format", "pt"}});
   ThreadPool pool(a.threads > 0 ? a.threads
                                 : int(std::max(1u, std::thread::hardware_concurrency())));

@@ -1,0 +1,199 @@
+#include "pipeline_options.h"
+
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#if defined(__APPLE__)
+#include <mach-o/dyld.h>
+#endif
+
+#include "common.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "dist/remote_pipeline.h"
+
+extern char** environ;
+
+namespace meshlm::cli {
+
+namespace {
+
+std::string self_exe() {
+#if defined(__APPLE__)
+  char buf[4096];
+  uint32_t size = sizeof(buf);
+  if (_NSGetExecutablePath(buf, &size) == 0) return buf;
+  return "meshlm";
+#else
+  std::error_code ec;
+  auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return ec ? std::string("meshlm") : p.string();
+#endif
+}
+
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= s.size()) {
+    size_t comma = s.find(',', start);
+    std::string item = s.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    if (!item.empty()) out.push_back(item);
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
+
+std::string random_secret() {
+  std::random_device rd;
+  std::string s;
+  const char* hex = "0123456789abcdef";
+  for (int i = 0; i < 32; ++i) s.push_back(hex[rd() % 16]);
+  return s;
+}
+
+// Local worker processes started for --stages N, stopped when the pipeline goes.
+class LocalWorkers {
+ public:
+  LocalWorkers(int n, const std::string& secret, int threads) {
+    dir_ = std::filesystem::temp_directory_path() / ("meshlm-workers-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir_);
+    std::string exe = self_exe();
+    for (int i = 0; i < n; ++i) {
+      std::string port_file = (dir_ / ("port" + std::to_string(i))).string();
+      std::vector<std::string> args = {exe, "worker", "--listen", "127.0.0.1:0", "--port-file", port_file,
+                                       "--secret", secret, "--threads", std::to_string(threads)};
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      pid_t pid;
+      if (posix_spawn(&pid, exe.c_str(), nullptr, nullptr, argv.data(), environ) != 0)
+        throw Error("cli", "cannot start a local worker (" + exe + ")");
+      pids_.push_back(pid);
+      port_files_.push_back(port_file);
+    }
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    for (auto& f : port_files_) {
+      std::string port;
+      while (port.empty()) {
+        std::ifstream in(f);
+        if (in) std::getline(in, port);
+        if (!port.empty()) break;
+        if (std::chrono::steady_clock::now() > deadline) throw Error("cli", "local worker did not start");
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+      addresses_.push_back("127.0.0.1:" + port);
+    }
+  }
+  ~LocalWorkers() {
+    for (pid_t p : pids_) ::kill(p, SIGTERM);
+    for (pid_t p : pids_) ::waitpid(p, nullptr, 0);
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+  const std::vector<std::string>& addresses() const { return addresses_; }
+
+ private:
+  std::filesystem::path dir_;
+  std::vector<pid_t> pids_;
+  std::vector<std::string> port_files_, addresses_;
+};
+
+// A pipeline that owns the local workers it runs on.
+class OwningPipeline final : public runtime::Pipeline {
+ public:
+  OwningPipeline(std::unique_ptr<LocalWorkers> workers, std::unique_ptr<runtime::Pipeline> inner)
+      : workers_(std::move(workers)), inner_(std::move(inner)) {}
+  ~OwningPipeline() override { inner_.reset(); }
+  const model::ModelConfig& config() const override { return inner_->config(); }
+  int depth() const override { return inner_->depth(); }
+  void launch(runtime::MicroBatch b) override { inner_->launch(std::move(b)); }
+  runtime::MicroBatchResult wait() override { return inner_->wait(); }
+  void release(int64_t s) override { inner_->release(s); }
+  std::vector<runtime::StageInfo> stages() const override { return inner_->stages(); }
+
+ private:
+  std::unique_ptr<LocalWorkers> workers_;
+  std::unique_ptr<runtime::Pipeline> inner_;
+};
+
+}  // namespace
+
+std::vector<int64_t> parse_layer_ranges(const std::string& text, int64_t n_layers) {
+  std::vector<int64_t> splits = {0};
+  for (const auto& r : split_list(text)) {
+    auto dash = r.find('-');
+    char* end = nullptr;
+    long long a = std::strtoll(r.c_str(), &end, 10);
+    long long b = dash == std::string::npos ? -1 : std::strtoll(r.c_str() + dash + 1, &end, 10);
+    if (dash == std::string::npos || b < a || a != splits.back())
+      throw Error("cli", "--layers wants contiguous ranges like 0-13,14-27 starting at 0; got '" + text + "'");
+    splits.push_back(b + 1);
+  }
+  if (splits.back() != n_layers)
+    throw Error("cli", "--layers covers layers 0-" + std::to_string(splits.back() - 1) + " but the model has " +
+                           std::to_string(n_layers));
+  return splits;
+}
+
+void PipelineOptions::add_to(CLI::App& app) {
+  app.add_option("--peers", peers, "workers host:port,... in stage order (this process is stage 0)");
+  app.add_option("--stages", stages, "start N-1 local worker processes and split the model N ways")
+      ->check(CLI::Range(1, 64));
+  app.add_option("--layers", layers, "explicit layer ranges per stage, e.g. 0-13,14-27");
+  app.add_option("--secret", secret, "cluster secret (default: $MESHLM_SECRET)");
+  app.add_option("--worker-model", worker_model_dir, "the model's path on the workers (default: same)");
+  app.add_option("--local-splits", local_splits, "in-process stages split at these layers, e.g. 0,2,4");
+}
+
+std::unique_ptr<runtime::Pipeline> PipelineOptions::make(const std::string& model_dir,
+                                                         const model::StageOptions& stage) const {
+  auto cfg = model::ModelConfig::from_dir(model_dir);
+  std::vector<std::string> peer_list = split_list(peers);
+  if (!local_splits.empty() && (!peer_list.empty() || stages > 1))
+    throw Error("cli", "--local-splits cannot be combined with --peers or --stages");
+  if (peer_list.empty() && stages <= 1) {
+    std::vector<int64_t> splits = parse_splits(local_splits);
+    return runtime::make_local_pipeline(model_dir, stage, splits);
+  }
+  std::string sec = secret;
+  if (sec.empty() && std::getenv("MESHLM_SECRET")) sec = std::getenv("MESHLM_SECRET");
+  std::unique_ptr<LocalWorkers> workers;
+  if (peer_list.empty()) {
+    if (sec.empty()) sec = random_secret();
+    workers = std::make_unique<LocalWorkers>(stages - 1, sec, stage.threads);
+    peer_list = workers->addresses();
+  } else if (stages > 1 && stages != int(peer_list.size()) + 1) {
+    throw Error("cli", "--stages " + std::to_string(stages) + " but " + std::to_string(peer_list.size()) +
+                           " peers (+ this process) given");
+  }
+  int n_stages = int(peer_list.size()) + 1;
+  if (n_stages > cfg.n_layers)
+    throw Error("cli", std::to_string(n_stages) + " stages for a model of " + std::to_string(cfg.n_layers) +
+                           " layers");
+  dist::RemotePipelineOptions ro;
+  ro.model_dir = model_dir;
+  ro.worker_model_dir = worker_model_dir;
+  ro.peers = peer_list;
+  ro.splits = layers.empty() ? dist::even_splits(cfg.n_layers, n_stages) : parse_layer_ranges(layers, cfg.n_layers);
+  if (int(ro.splits.size()) != n_stages + 1)
+    throw Error("cli", "--layers gives " + std::to_string(ro.splits.size() - 1) + " ranges for " +
+                           std::to_string(n_stages) + " stages");
+  ro.stage = stage;
+  ro.secret = sec;
+  auto inner = dist::make_remote_pipeline(ro);
+  log::info("pipeline of {} stages ready", n_stages);
+  if (!workers) return inner;
+  return std::make_unique<OwningPipeline>(std::move(workers), std::move(inner));
+}
+
+}  // namespace meshlm::cli
