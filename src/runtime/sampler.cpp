@@ -91,54 +91,87 @@ SampledToken SequenceSampler::sample(float* logits, int64_t vocab) {
   if (p.temperature <= 0.0f) {
     chosen = argmax(logits, vocab);
   } else {
-    // Candidates sorted by logit (ties by id), truncated by top-k, then softmax with temperature,
-    // then min-p and top-p.
-    std::vector<int32_t> idx(static_cast<size_t>(vocab));
-    std::iota(idx.begin(), idx.end(), 0);
+    // Probabilities with temperature over the whole vocabulary (O(vocab)); only the candidates
+    // that top-k / top-p / min-p can keep are sorted, by probability then id.
+    const double inv_t = 1.0 / p.temperature;
+    float m = logits[argmax(logits, vocab)];
+    std::vector<double> prob(static_cast<size_t>(vocab));
+    double z = 0;
+    for (int64_t i = 0; i < vocab; ++i) z += prob[size_t(i)] = std::exp((double(logits[i]) - m) * inv_t);
+    for (auto& x : prob) x /= z;
     auto better = [&](int32_t a, int32_t b) {
       return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
     };
-    int64_t k = p.top_k > 0 ? std::min<int64_t>(p.top_k, vocab) : vocab;
-    if (k < vocab) {
-      std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), better);
-      idx.resize(size_t(k));
-    } else {
-      std::sort(idx.begin(), idx.end(), better);
-    }
-    std::vector<double> prob(idx.size());
-    double m = logits[idx[0]], z = 0;
-    for (size_t i = 0; i < idx.size(); ++i) {
-      prob[i] = std::exp((double(logits[idx[i]]) - m) / p.temperature);
-      z += prob[i];
-    }
-    for (auto& x : prob) x /= z;
-    size_t keep = idx.size();
-    if (p.min_p > 0.0f) {
-      double threshold = prob[0] * p.min_p;
-      size_t n = 1;
-      while (n < keep && prob[n] >= threshold) ++n;
-      keep = n;
-    }
-    if (p.top_p < 1.0f) {
-      double cum = 0;
-      size_t n = 0;
-      while (n < keep) {
-        cum += prob[n];
-        ++n;
-        if (cum >= p.top_p) break;
+    const bool truncate = p.top_k > 0 || p.top_p < 1.0f || p.min_p > 0.0f;
+    std::vector<int32_t> idx;
+    if (truncate) {
+      // Grow the sorted head until it holds every token the filters could keep.
+      int64_t head = p.top_k > 0 ? std::min<int64_t>(p.top_k, vocab) : std::min<int64_t>(256, vocab);
+      for (;;) {
+        idx.resize(static_cast<size_t>(vocab));
+        std::iota(idx.begin(), idx.end(), 0);
+        std::partial_sort(idx.begin(), idx.begin() + head, idx.end(), better);
+        idx.resize(size_t(head));
+        if (p.top_k > 0 || head == vocab) break;
+        double mass = 0;
+        for (int32_t id : idx) mass += prob[size_t(id)];
+        bool top_p_covered = p.top_p >= 1.0f || mass >= p.top_p;
+        bool min_p_covered = p.min_p <= 0.0f || prob[size_t(idx.back())] < prob[size_t(idx[0])] * p.min_p;
+        if (p.top_p < 1.0f && p.min_p <= 0.0f ? top_p_covered
+            : p.min_p > 0.0f && p.top_p >= 1.0f ? min_p_covered
+                                                 : (top_p_covered || min_p_covered))
+          break;
+        head = std::min<int64_t>(head * 4, vocab);
       }
-      keep = std::max<size_t>(1, n);
+      size_t keep = idx.size();
+      // Renormalise over the top-k head before min-p / top-p, as llama.cpp's chain does.
+      double head_mass = 1.0;
+      if (p.top_k > 0) {
+        head_mass = 0;
+        for (size_t i = 0; i < keep; ++i) head_mass += prob[size_t(idx[i])];
+      }
+      if (p.min_p > 0.0f) {
+        double threshold = prob[size_t(idx[0])] * p.min_p;
+        size_t n = 1;
+        while (n < keep && prob[size_t(idx[n])] >= threshold) ++n;
+        keep = n;
+      }
+      if (p.top_p < 1.0f) {
+        double cum = 0;
+        size_t n = 0;
+        while (n < keep) {
+          cum += prob[size_t(idx[n])] / head_mass;
+          ++n;
+          if (cum >= p.top_p) break;
+        }
+        keep = std::max<size_t>(1, n);
+      }
+      idx.resize(keep);
     }
     double total = 0;
-    for (size_t i = 0; i < keep; ++i) total += prob[i];
+    if (truncate)
+      for (int32_t id : idx) total += prob[size_t(id)];
+    else
+      total = 1.0;
     std::uniform_real_distribution<double> uni(0.0, total);
     double r = uni(rng_), acc = 0;
-    chosen = idx[keep - 1];
-    for (size_t i = 0; i < keep; ++i) {
-      acc += prob[i];
-      if (r < acc) {
-        chosen = idx[i];
-        break;
+    if (truncate) {
+      chosen = idx.back();
+      for (int32_t id : idx) {
+        acc += prob[size_t(id)];
+        if (r < acc) {
+          chosen = id;
+          break;
+        }
+      }
+    } else {
+      chosen = argmax(logits, vocab);  // only reached through rounding at the very end
+      for (int64_t i = 0; i < vocab; ++i) {
+        acc += prob[size_t(i)];
+        if (r < acc) {
+          chosen = int32_t(i);
+          break;
+        }
       }
     }
   }

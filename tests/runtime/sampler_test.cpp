@@ -1,0 +1,125 @@
+#include "runtime/sampler.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+
+namespace meshlm::runtime {
+namespace {
+
+std::vector<float> logits_of(std::initializer_list<float> v) { return std::vector<float>(v); }
+
+int32_t sample_once(SamplingParams p, std::vector<float> l) {
+  SequenceSampler s(p);
+  return s.sample(l.data(), int64_t(l.size())).token;
+}
+
+TEST(Sampler, GreedyIsArgmaxFirstOnTies) {
+  SamplingParams p;
+  p.temperature = 0;
+  EXPECT_EQ(sample_once(p, logits_of({1, 3, 3, 2})), 1);
+  EXPECT_EQ(argmax(logits_of({-5, -1, -3}).data(), 3), 1);
+}
+
+TEST(Sampler, TruncationsThatLeaveOneTokenAreGreedy) {
+  std::vector<float> l = {0.1f, 2.0f, 1.9f, -1.0f, 0.5f};
+  for (int i = 0; i < 50; ++i) {
+    SamplingParams p;
+    p.temperature = 1.5f;
+    p.seed = uint64_t(i);
+    p.has_seed = true;
+    p.top_k = 1;
+    EXPECT_EQ(sample_once(p, l), 1);
+    p.top_k = 0;
+    p.top_p = 1e-6f;
+    EXPECT_EQ(sample_once(p, l), 1);
+    p.top_p = 1.0f;
+    p.min_p = 0.999f;
+    EXPECT_EQ(sample_once(p, l), 1);
+  }
+}
+
+TEST(Sampler, SeedReproducesAndFrequenciesFollowSoftmax) {
+  std::vector<float> l = {0.0f, 1.0f, 2.0f};
+  SamplingParams p;
+  p.temperature = 1.0f;
+  p.seed = 42;
+  p.has_seed = true;
+  SequenceSampler a(p), b(p);
+  std::map<int32_t, int> counts;
+  const int n = 20000;
+  for (int i = 0; i < n; ++i) {
+    auto la = l, lb = l;
+    int32_t x = a.sample(la.data(), 3).token;
+    EXPECT_EQ(x, b.sample(lb.data(), 3).token);
+    ++counts[x];
+  }
+  double z = 1 + std::exp(1.0) + std::exp(2.0);
+  for (int id = 0; id < 3; ++id) EXPECT_NEAR(counts[id] / double(n), std::exp(double(id)) / z, 0.015) << id;
+}
+
+TEST(Sampler, TopPKeepsSmallestSetAboveMass) {
+  // probabilities ~ 0.64, 0.24, 0.09, 0.03: top_p 0.8 keeps the first two only.
+  std::vector<float> l = {3.0f, 2.0f, 1.0f, 0.0f};
+  SamplingParams p;
+  p.temperature = 1.0f;
+  p.top_p = 0.8f;
+  std::map<int32_t, int> counts;
+  for (int i = 0; i < 3000; ++i) {
+    p.seed = uint64_t(i);
+    p.has_seed = true;
+    ++counts[sample_once(p, l)];
+  }
+  EXPECT_EQ(counts[2] + counts[3], 0);
+  EXPECT_GT(counts[1], 500);
+}
+
+TEST(Sampler, LargeVocabularyTopP) {
+  std::vector<float> l(151936);
+  for (size_t i = 0; i < l.size(); ++i) l[i] = float((i * 2654435761u) % 1000) / 100.0f;
+  SamplingParams p;
+  p.temperature = 0.7f;
+  p.top_p = 0.9f;
+  p.seed = 3;
+  p.has_seed = true;
+  int32_t t = sample_once(p, l);
+  EXPECT_GT(l[size_t(t)], 8.0f);  // only the top of the distribution survives top-p
+}
+
+TEST(Sampler, PenaltiesChangeTheChoice) {
+  SamplingParams p;
+  p.temperature = 0;
+  p.repetition_penalty = 2.0f;
+  SequenceSampler s(p);
+  int32_t prompt[] = {0};
+  s.observe_prompt(prompt, 1);
+  auto l = logits_of({2.0f, 1.5f});
+  EXPECT_EQ(s.sample(l.data(), 2).token, 1);  // 2.0 / 2 = 1.0 < 1.5
+  SamplingParams q;
+  q.temperature = 0;
+  q.presence_penalty = 1.0f;
+  SequenceSampler t(q);
+  auto l1 = logits_of({1.0f, 0.5f});
+  EXPECT_EQ(t.sample(l1.data(), 2).token, 0);
+  auto l2 = logits_of({1.0f, 0.5f});
+  EXPECT_EQ(t.sample(l2.data(), 2).token, 1);  // token 0 was generated: 1.0 - 1.0 < 0.5
+}
+
+TEST(Sampler, LogprobsOfRawDistribution) {
+  SamplingParams p;
+  p.temperature = 0;
+  p.logprobs = true;
+  p.top_logprobs = 2;
+  SequenceSampler s(p);
+  auto l = logits_of({0.0f, std::log(3.0f)});
+  auto r = s.sample(l.data(), 2);
+  EXPECT_EQ(r.token, 1);
+  EXPECT_NEAR(r.logprob, std::log(0.75), 1e-5);
+  ASSERT_EQ(r.top.size(), 2u);
+  EXPECT_EQ(r.top[1].first, 0);
+  EXPECT_NEAR(r.top[1].second, std::log(0.25), 1e-5);
+}
+
+}  // namespace
+}  // namespace meshlm::runtime
