@@ -29,6 +29,11 @@ class KvCache {
   int64_t max_context() const { return max_context_; }
   size_t bytes_per_token() const { return size_t(n_layers_) * 2 * size_t(kv_dim_) * sizeof(float); }
   size_t sequences() const { return seqs_.size(); }
+  int64_t total_length() const {
+    int64_t n = 0;
+    for (auto& [id, s] : seqs_) n += s.length;
+    return n;
+  }
 
  private:
   struct Seq {

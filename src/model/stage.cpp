@@ -122,6 +122,9 @@ int64_t Stage::layer_begin() const { return impl_->begin; }
 int64_t Stage::layer_end() const { return impl_->end; }
 size_t Stage::weight_bytes() const { return impl_->w.bytes; }
 size_t Stage::kv_bytes_per_token() const { return impl_->kv.bytes_per_token(); }
+size_t Stage::kv_bytes_in_use() const {
+  return size_t(impl_->kv.total_length()) * impl_->kv.bytes_per_token();
+}
 ThreadPool& Stage::pool() { return impl_->pool; }
 void Stage::release(int64_t seq_id) { impl_->kv.release(seq_id); }
 void Stage::release_all() { impl_->kv.release_all(); }

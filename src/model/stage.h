@@ -64,6 +64,7 @@ class Stage {
   // Bytes of weights this stage reads (its tensors only) and KV bytes per cached token.
   size_t weight_bytes() const;
   size_t kv_bytes_per_token() const;
+  size_t kv_bytes_in_use() const;  // cached tokens of all sequences x kv_bytes_per_token()
   ThreadPool& pool();
 
  private:

@@ -1,6 +1,8 @@
 // All stages in this process, run one after the other for each micro-batch. Used for a single
 // machine (one stage) and for in-process multi-stage exactness tests.
+#include <chrono>
 #include <deque>
+#include <mutex>
 
 #include "core/error.h"
 #include "runtime/pipeline.h"
@@ -20,7 +22,9 @@ class LocalPipeline final : public Pipeline {
     for (size_t i = 0; i + 1 < splits.size(); ++i) {
       if (splits[i] >= splits[i + 1]) throw Error("pipeline", "layer splits must increase");
       stages_.push_back(std::make_unique<model::Stage>(dir, splits[i], splits[i + 1], options));
+      busy_.push_back(0.0);
     }
+    refresh_info();
   }
 
   const model::ModelConfig& config() const override { return stages_.front()->config(); }
@@ -32,7 +36,11 @@ class LocalPipeline final : public Pipeline {
     try {
       for (auto& [seq, params] : batch.new_sequences) samplers_.add(seq, params);
       int64_t rows = 0;
-      for (auto& stage : stages_) rows = stage->forward(batch.chunks, batch.tokens, hidden_, logits_);
+      for (size_t i = 0; i < stages_.size(); ++i) {
+        auto t0 = std::chrono::steady_clock::now();
+        rows = stages_[i]->forward(batch.chunks, batch.tokens, hidden_, logits_);
+        busy_[i] += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      }
       const int64_t vocab = config().vocab;
       if (batch.return_logits) {
         result.logits.assign(logits_.begin(), logits_.begin() + rows * vocab);
@@ -43,6 +51,7 @@ class LocalPipeline final : public Pipeline {
       result.error = e.what();
     }
     done_.push_back(std::move(result));
+    refresh_info();
   }
 
   MicroBatchResult wait() override {
@@ -55,19 +64,34 @@ class LocalPipeline final : public Pipeline {
   void release(int64_t seq_id) override {
     for (auto& s : stages_) s->release(seq_id);
     samplers_.release(seq_id);
+    refresh_info();
   }
 
+  // Safe from any thread: a snapshot refreshed after every micro-batch and release.
   std::vector<StageInfo> stages() const override {
-    std::vector<StageInfo> out;
-    for (auto& s : stages_) out.push_back({"local", s->layer_begin(), s->layer_end(), "ready"});
-    return out;
+    std::lock_guard<std::mutex> lock(info_mutex_);
+    return info_;
   }
 
  private:
+  void refresh_info() {
+    std::vector<StageInfo> out;
+    for (size_t i = 0; i < stages_.size(); ++i) {
+      const auto& s = stages_[i];
+      out.push_back({"local", s->layer_begin(), s->layer_end(), "ready",
+                     uint64_t(s->weight_bytes() + s->kv_bytes_in_use()), busy_[i]});
+    }
+    std::lock_guard<std::mutex> lock(info_mutex_);
+    info_ = std::move(out);
+  }
+
   std::vector<std::unique_ptr<model::Stage>> stages_;
+  mutable std::mutex info_mutex_;
+  std::vector<StageInfo> info_;
   SamplerSet samplers_;
   std::vector<float> hidden_, logits_;
   std::deque<MicroBatchResult> done_;
+  std::vector<double> busy_;  // seconds of compute per stage
 };
 
 }  // namespace

@@ -37,6 +37,8 @@ struct StageInfo {
   std::string node;  // "local" or host:port
   int64_t layer_begin = 0, layer_end = 0;
   std::string state;  // "ready", "down", ...
+  uint64_t memory_bytes = 0;  // weights + KV cache in use (0 where unknown)
+  double busy_seconds = 0;    // time spent computing micro-batches
 };
 
 class Pipeline {

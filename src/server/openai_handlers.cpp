@@ -372,7 +372,7 @@ void handle_chat_completions(Server::State& st, const httplib::Request& req,
     ChatRequest r = parse_chat_request(req.body);
     if (!st.chat_template)
       throw ApiError(400, "This model has no chat template; use /v1/completions instead.");
-    json ctx = st.base_context;
+    nlohmann::ordered_json ctx = nlohmann::ordered_json::parse(st.base_context.dump());
     ctx["messages"] = r.messages;
     ctx["add_generation_prompt"] = true;
     const bool tools = !r.tools.is_null() && !r.tool_choice_none;

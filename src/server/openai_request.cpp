@@ -118,7 +118,8 @@ GenerationParams parse_common(const json& j) {
 }
 
 // Message content: a string, or a list of text parts joined with newlines.
-json normalise_content(const json& content, size_t index, const std::string& role) {
+template <class J>
+J normalise_content(const J& content, size_t index, const std::string& role) {
   const std::string param = "messages[" + std::to_string(index) + "].content";
   if (content.is_string() || content.is_null()) return content;
   if (!content.is_array())
@@ -135,20 +136,21 @@ json normalise_content(const json& content, size_t index, const std::string& rol
     if (!part.contains("text") || !part["text"].is_string())
       bad(param, "A text content part needs a string 'text'.");
     if (!first) text += "\n";
-    text += part["text"].get<std::string>();
+    text += part["text"].template get<std::string>();
     first = false;
   }
   return text;
 }
 
-json normalise_messages(const json& j) {
+template <class J>
+J normalise_messages(const J& j) {
   if (!j.contains("messages")) bad("messages", "Missing required parameter: 'messages'.");
-  const json& in = j.at("messages");
+  const J& in = j.at("messages");
   if (!in.is_array()) bad("messages", "'messages' must be a list of message objects.");
   if (in.empty()) bad("messages", "'messages' must contain at least one message.");
-  json out = json::array();
+  J out = J::array();
   for (size_t i = 0; i < in.size(); ++i) {
-    const json& m = in[i];
+    const J& m = in[i];
     const std::string at = "messages[" + std::to_string(i) + "]";
     if (!m.is_object()) bad(at, "'" + at + "' must be an object.");
     if (!m.contains("role") || !m["role"].is_string())
@@ -158,24 +160,24 @@ json normalise_messages(const json& j) {
     if (role != "system" && role != "user" && role != "assistant" && role != "tool")
       bad(at + ".role", "Invalid value for '" + at + ".role': '" + role +
                             "'. Supported roles are system, developer, user, assistant and tool.");
-    json msg = m;
+    J msg = m;
     msg["role"] = role;
-    json content = m.contains("content") ? m["content"] : json(nullptr);
+    J content = m.contains("content") ? m["content"] : J(nullptr);
     msg["content"] = normalise_content(content, i, role);
     // Templates test and concatenate content; null (assistant tool calls) becomes "".
     if (msg["content"].is_null()) msg["content"] = "";
     if (m.contains("tool_calls") && !m["tool_calls"].is_null()) {
       if (!m["tool_calls"].is_array()) bad(at + ".tool_calls", "'tool_calls' must be a list.");
-      json calls = json::array();
-      for (const json& call : m["tool_calls"]) {
+      J calls = J::array();
+      for (const J& call : m["tool_calls"]) {
         if (!call.is_object() || !call.contains("function") || !call["function"].is_object())
           bad(at + ".tool_calls", "Each tool call needs a 'function' object.");
-        json c = call;
+        J c = call;
         // Templates expect arguments as an object (transformers' convention); OpenAI sends a
         // JSON string.
-        json& args = c["function"]["arguments"];
+        J& args = c["function"]["arguments"];
         if (args.is_string()) {
-          json parsed = json::parse(args.get<std::string>(), nullptr, false);
+          J parsed = J::parse(args.template get<std::string>(), nullptr, false);
           if (!parsed.is_discarded()) args = parsed;
         }
         calls.push_back(c);
@@ -192,7 +194,10 @@ json normalise_messages(const json& j) {
 ChatRequest parse_chat_request(const std::string& body) {
   json j = parse_body(body);
   ChatRequest r;
-  r.messages = normalise_messages(j);
+  normalise_messages(j);  // validates; the prompt is built from the key-order-preserving parse
+  // JSON key order is visible in prompts (tools | tojson), so keep the client's order.
+  const auto oj = nlohmann::ordered_json::parse(body, nullptr, false);
+  r.messages = normalise_messages(oj);
   r.gen = parse_common(j);
   if (present(j, "logprobs")) r.gen.sampling.logprobs = boolean(j, "logprobs");
   if (present(j, "top_logprobs")) {
@@ -210,7 +215,7 @@ ChatRequest parse_chat_request(const std::string& body) {
         bad("tools[" + std::to_string(i) + "]",
             "Each tool must be {\"type\": \"function\", \"function\": {\"name\": ...}}.");
     }
-    if (!t.empty()) r.tools = t;
+    if (!t.empty()) r.tools = oj.at("tools");
   }
   if (present(j, "tool_choice")) {
     const json& c = j.at("tool_choice");
@@ -219,7 +224,7 @@ ChatRequest parse_chat_request(const std::string& body) {
   if (present(j, "chat_template_kwargs")) {
     if (!j.at("chat_template_kwargs").is_object())
       bad("chat_template_kwargs", "'chat_template_kwargs' must be an object.");
-    r.template_kwargs = j.at("chat_template_kwargs");
+    r.template_kwargs = oj.at("chat_template_kwargs");
   }
   return r;
 }

@@ -25,10 +25,10 @@ struct GenerationParams {
 
 struct ChatRequest {
   GenerationParams gen;
-  nlohmann::json messages;  // normalised: content is a string (or null), roles checked
-  nlohmann::json tools;     // null when absent
+  nlohmann::ordered_json messages;  // normalised: content is a string (or null), roles checked
+  nlohmann::ordered_json tools;     // null when absent
   bool tool_choice_none = false;
-  nlohmann::json template_kwargs = nlohmann::json::object();  // chat_template_kwargs
+  nlohmann::ordered_json template_kwargs = nlohmann::ordered_json::object();  // chat_template_kwargs
 };
 
 struct CompletionRequest {

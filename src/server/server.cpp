@@ -70,7 +70,9 @@ json health_json(const Server::State& st, bool& healthy) {
     healthy &= s.state == "ready";
     stages.push_back({{"node", s.node},
                       {"layers", json::array({s.layer_begin, s.layer_end})},
-                      {"state", s.state}});
+                      {"state", s.state},
+                      {"memory_bytes", s.memory_bytes},
+                      {"busy_seconds", s.busy_seconds}});
   }
   const auto stats = st.engine->stats();
   const auto& cfg = st.engine->config();
