@@ -44,6 +44,7 @@ struct Remote {
   std::string address;
   int64_t layer_begin = 0, layer_end = 0;
   std::string state = "connecting";
+  uint64_t weight_bytes = 0;  // as the worker reported it
   std::unique_ptr<Connection> conn;
   std::thread reader;
 };
@@ -157,8 +158,11 @@ class RemotePipeline final : public runtime::Pipeline {
   std::vector<runtime::StageInfo> stages() const override {
     std::lock_guard lock(mutex_);
     std::vector<runtime::StageInfo> out;
-    out.push_back({"local", stage0_->layer_begin(), stage0_->layer_end(), "ready"});
-    for (auto& r : remotes_) out.push_back({r->address, r->layer_begin, r->layer_end, r->state});
+    out.push_back({"local", stage0_->layer_begin(), stage0_->layer_end(), "ready",
+                   stage0_->weight_bytes(), stage0_busy_seconds_});
+    for (auto& r : remotes_) {
+      out.push_back({r->address, r->layer_begin, r->layer_end, r->state, r->weight_bytes, 0.0});
+    }
     return out;
   }
 
@@ -207,6 +211,7 @@ class RemotePipeline final : public runtime::Pipeline {
         LoadedMsg loaded = decode_loaded(f.payload);
         log::info("[pipeline] {} loaded layers {}-{} ({:.1f} MiB of weights)", stage_label(i),
                   r.layer_begin, r.layer_end, loaded.weight_bytes / 1048576.0);
+        r.weight_bytes = loaded.weight_bytes;
         r.state = "ready";
       } catch (const std::exception& e) {
         r.state = "down";
@@ -272,7 +277,13 @@ class RemotePipeline final : public runtime::Pipeline {
       if (remotes_.empty()) {
         for (auto& [seq, params] : batch.new_sequences) local_samplers_.add(seq, params);
       }
+      auto t0 = std::chrono::steady_clock::now();
       int64_t rows = stage0_->forward(batch.chunks, batch.tokens, hidden_, logits_);
+      {
+        std::lock_guard lock(mutex_);
+        stage0_busy_seconds_ +=
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      }
       if (remotes_.empty()) {  // a single stage: finish here
         runtime::MicroBatchResult r;
         r.id = batch.id;
@@ -355,6 +366,7 @@ class RemotePipeline final : public runtime::Pipeline {
   std::condition_variable cv_;
   std::deque<uint64_t> in_flight_;                       // launch order
   std::map<uint64_t, runtime::MicroBatchResult> done_;  // completed, not yet returned
+  double stage0_busy_seconds_ = 0;
   std::string broken_;  // non-empty: a stage is down; the next launch reconnects
 };
 

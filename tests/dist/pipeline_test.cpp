@@ -184,6 +184,7 @@ TEST_F(DistPipeline, OneTwoThreeStagesAreBitIdentical) {
     EXPECT_EQ(st[1].node, w1.address());
     EXPECT_EQ(st[2].layer_begin, 3);
     EXPECT_EQ(st[2].state, "ready");
+    EXPECT_GT(st[2].memory_bytes, 0u);  // weights the worker reported
     auto logits = prompt_logits(*three, 0);
     ASSERT_EQ(logits.size(), ref_logits.size());
     EXPECT_EQ(std::memcmp(logits.data(), ref_logits.data(), logits.size() * 4), 0);
