@@ -23,9 +23,11 @@ const rss = (pid) => {
   return m ? Number(m[1]) * 1024 : 0;
 };
 
+const T0 = Date.now(); const stamp = (w) => console.error(`[${((Date.now() - T0) / 1000).toFixed(1)}s] ${w}`);
 const model = synthModel(a.meshlm, a.work, tokenizerDir);
 const server = await startServer(a.meshlm, model, ['--stages', '2', '--ctx', '256', '--parallel', String(clients),
   '--max-queue', String(clients * 2)]);
+stamp('server up');
 const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'none', maxRetries: 0, timeout: 120000 });
 const MODEL = (await client.models.list()).data[0].id;
 let failures = [];
@@ -61,11 +63,13 @@ try {
   deadline = Date.now() + Math.min(20, seconds / 6) * 1000;
   await Promise.all(Array.from({ length: clients }, (_, i) => worker(i)));
   await new Promise((r) => setTimeout(r, 1000));
+  stamp('warm-up done');
   const before = rss(server.proc.pid);
   requests = tokens = errors = unfinished = 0;
   const t0 = Date.now();
   deadline = t0 + seconds * 1000;
   await Promise.all(Array.from({ length: clients }, (_, i) => worker(i)));
+  stamp('load done');
   const elapsed = (Date.now() - t0) / 1000;
   await new Promise((r) => setTimeout(r, 1000));
   const health = await (await fetch(`${server.url}/health`)).json();
@@ -79,6 +83,12 @@ try {
   // Memory back to where it started: KV of finished requests freed, nothing accumulating.
   assert.ok(after <= before * 1.1 + 16 * 2 ** 20, `RSS grew from ${before} to ${after}`);
   console.log('load test passed');
+} catch (e) {
+  console.log(`FAIL: ${e && e.stack || e}`);
+  process.exitCode = 1;
 } finally {
+  stamp('stopping');
   await server.stop();
+  stamp('stopped');
+  process.exit(process.exitCode || 0);  // keep-alive sockets of the HTTP client must not hold us
 }

@@ -3,7 +3,12 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <atomic>
+#include <chrono>
 #include <fstream>
+#include <thread>
+
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 
@@ -33,6 +38,8 @@ int run_worker(int argc, char** argv) {
   app.add_option("--threads", options.threads, "compute threads")->capture_default_str();
   app.add_option("--model", options.model_dir,
                  "model folder this worker holds (its fingerprint is checked in the handshake)");
+  long parent_pid = 0;
+  app.add_option("--exit-with-parent", parent_pid, "stop when process PID is gone (workers started by --stages)");
   app.add_option("--port-file", port_file, "write the bound port here once listening (tests)");
   try {
     app.parse(argc, argv);
@@ -58,7 +65,22 @@ int run_worker(int argc, char** argv) {
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   std::signal(SIGPIPE, SIG_IGN);
+  // A worker started by `--stages N` must not outlive its coordinator, even one killed with -9.
+  std::atomic<bool> done{false};
+  std::thread watchdog;
+  if (parent_pid > 0)
+    watchdog = std::thread([&] {
+      while (!done.load()) {
+        if (::getppid() != pid_t(parent_pid)) {
+          worker.stop();
+          return;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(250));
+      }
+    });
   worker.run();
+  done.store(true);
+  if (watchdog.joinable()) watchdog.join();
   g_worker = nullptr;
   return 0;
 }

@@ -71,13 +71,27 @@ class LocalWorkers {
     for (int i = 0; i < n; ++i) {
       std::string port_file = (dir_ / ("port" + std::to_string(i))).string();
       std::vector<std::string> args = {exe, "worker", "--listen", "127.0.0.1:0", "--port-file", port_file,
-                                       "--secret", secret, "--threads", std::to_string(threads)};
+                                       "--secret", secret, "--threads", std::to_string(threads),
+                                       "--exit-with-parent", std::to_string(::getpid())};
       std::vector<char*> argv;
       for (auto& a : args) argv.push_back(a.data());
       argv.push_back(nullptr);
+      // The child must not inherit a signal mask that blocks SIGTERM (serve waits for signals
+      // with them blocked), or it could never be stopped.
+      posix_spawnattr_t attr;
+      posix_spawnattr_init(&attr);
+      sigset_t none, defaults;
+      sigemptyset(&none);
+      sigemptyset(&defaults);
+      sigaddset(&defaults, SIGTERM);
+      sigaddset(&defaults, SIGINT);
+      posix_spawnattr_setsigmask(&attr, &none);
+      posix_spawnattr_setsigdefault(&attr, &defaults);
+      posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
       pid_t pid;
-      if (posix_spawn(&pid, exe.c_str(), nullptr, nullptr, argv.data(), environ) != 0)
-        throw Error("cli", "cannot start a local worker (" + exe + ")");
+      int rc = posix_spawn(&pid, exe.c_str(), nullptr, &attr, argv.data(), environ);
+      posix_spawnattr_destroy(&attr);
+      if (rc != 0) throw Error("cli", "cannot start a local worker (" + exe + ")");
       pids_.push_back(pid);
       port_files_.push_back(port_file);
     }
