@@ -113,10 +113,23 @@ TEST_F(ServerHttp, PipelineFailureBeforeOutputIs503) {
 
 TEST_F(ServerHttp, FailureMidStreamIsAnErrorEvent) {
   // The stream has sent tokens (status 200) when the pipeline fails: an error event follows.
-  std::thread breaker([this] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(40));
+  // Fail once several batches (tokens) have gone through, however slow the machine (ASan) is.
+  int64_t start_batches;
+  {
     std::lock_guard lock(fake_->shared().mutex);
-    fake_->shared().fail_message = "[dist] lost stage 1";
+    start_batches = fake_->shared().batches;
+  }
+  std::thread breaker([this, start_batches] {
+    for (;;) {
+      {
+        std::lock_guard lock(fake_->shared().mutex);
+        if (fake_->shared().batches >= start_batches + 5) {
+          fake_->shared().fail_message = "[dist] lost stage 1";
+          return;
+        }
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
   });
   auto r = post(chat(true, 200));
   breaker.join();
