@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/json_file.h"
 #include "model/architectures.h"
 
 namespace meshlm::model {
@@ -108,18 +109,8 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
 }
 
 ModelConfig ModelConfig::from_dir(const std::string& dir) {
-  std::string path = dir + "/config.json";
-  std::ifstream f(path);
-  if (!f) throw Error("config", "cannot open '" + path + "' (is --model a Hugging Face model folder?)");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(ss.str());
-  } catch (const nlohmann::json::exception& e) {
-    throw Error("config", "'" + path + "' is not valid JSON: " + e.what());
-  }
-  return from_json(j);
+  return from_json(read_json_file(dir + "/config.json", "config",
+                                  " (is --model a Hugging Face model folder?)"));
 }
 
 std::vector<float> ModelConfig::rope_inv_freq() const {

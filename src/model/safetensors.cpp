@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/json_file.h"
 
 namespace meshlm::model {
 
@@ -103,15 +104,7 @@ std::unique_ptr<SafetensorsSet> SafetensorsSet::open_dir(const std::string& dir)
   std::vector<std::string> files;
   fs::path index = fs::path(dir) / "model.safetensors.index.json";
   if (fs::exists(index)) {
-    std::ifstream f(index);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(ss.str());
-    } catch (const nlohmann::json::exception& e) {
-      throw Error("safetensors", "'" + index.string() + "' is not valid JSON: " + e.what());
-    }
+    nlohmann::json j = read_json_file(index.string(), "safetensors");
     if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
       throw Error("safetensors", "'" + index.string() + "' has no weight_map object");
     std::set<std::string> unique;
