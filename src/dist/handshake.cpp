@@ -108,8 +108,8 @@ HandshakeResult handshake_client(Connection& conn, const HandshakeOptions& optio
   auth.proof = proof(options.secret, "meshlm client", hello.nonce, challenge.nonce,
                      hello.fingerprint);
   conn.send(FrameType::Auth, encode_auth(auth));
-  expect(conn, FrameType::Welcome, options.timeout_ms);
-  return {hello.role, challenge.fingerprint, ""};
+  Frame w = expect(conn, FrameType::Welcome, options.timeout_ms);
+  return {hello.role, challenge.fingerprint, "", decode_node_info(w.payload)};
 }
 
 HandshakeResult handshake_server(Connection& conn, const HandshakeOptions& options) {
@@ -140,7 +140,7 @@ HandshakeResult handshake_server(Connection& conn, const HandshakeOptions& optio
     refuse(conn, "cluster secret mismatch: " + options.name + " " + conn.peer() +
                      " does not share this node's secret (--secret / MESHLM_SECRET)");
   }
-  conn.send(FrameType::Welcome);
+  conn.send(FrameType::Welcome, encode_node_info(options.info));
   return {hello.role, hello.fingerprint, hello.client_id};
 }
 

@@ -9,11 +9,12 @@
 //   hello {version, role, fp, Nc} ->
 //                                 <- challenge {version, fp, Ns, HMAC(secret, "server"|Nc|Ns|fp)}
 //   auth {HMAC(secret, "client"|Nc|Ns|fp)} ->
-//                                 <- welcome
+//                                 <- welcome {node info: memory, cores, backend}
 #pragma once
 
 #include <string>
 
+#include "dist/messages.h"
 #include "dist/transport.h"
 
 namespace meshlm::dist {
@@ -26,12 +27,14 @@ struct HandshakeOptions {
   std::string client_id;             // client only: identifies one coordinator instance
   int timeout_ms = 10000;
   uint32_t version = kProtocolVersion;  // tests only
+  NodeInfo info;  // server only: sent in the welcome frame
 };
 
 struct HandshakeResult {
   std::string role;              // what the client said it is
   std::string peer_fingerprint;  // "" when the peer has none
   std::string client_id;         // server side: what the client sent
+  NodeInfo peer_info;            // client side: what the server offers
 };
 
 // Each throws Error("handshake", reason) on refusal (after telling the peer why) and

@@ -3,6 +3,8 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "core/sysinfo.h"
+#include "kernels/kernels.h"
 
 namespace meshlm::dist {
 namespace {
@@ -72,6 +74,39 @@ AuthMsg decode_auth(std::span<const uint8_t> payload) {
   AuthMsg m;
   r.raw(m.proof);
   r.expect_end();
+  return m;
+}
+
+std::vector<uint8_t> encode_node_info(const NodeInfo& m) {
+  PayloadWriter w;
+  w.str(m.version);
+  w.u64(m.mem_total);
+  w.u64(m.mem_available);
+  w.i32(m.cores);
+  w.str(m.backend);
+  return w.take();
+}
+
+NodeInfo decode_node_info(std::span<const uint8_t> payload) {
+  PayloadReader r(payload);
+  NodeInfo m;
+  m.version = r.str(64);
+  m.mem_total = r.u64();
+  m.mem_available = r.u64();
+  m.cores = r.i32();
+  m.backend = r.str(64);
+  r.expect_end();
+  if (m.cores < 0) invalid("negative core count");
+  return m;
+}
+
+NodeInfo this_node_info(int threads) {
+  NodeInfo m;
+  m.version = MESHLM_VERSION_STRING;
+  m.mem_total = sys::total_memory_bytes();
+  m.mem_available = sys::available_memory_bytes();
+  m.cores = threads > 0 ? threads : sys::cpu_cores();
+  m.backend = std::string("cpu/") + kernels::simd_target_name();
   return m;
 }
 

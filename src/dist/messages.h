@@ -43,6 +43,15 @@ struct AuthMsg {
   Mac proof{};  // the client's proof of the secret
 };
 
+// Sent by a worker in its welcome frame, so only an authenticated coordinator learns it: what the
+// node offers (the planner sizes its layer range from mem_available).
+struct NodeInfo {
+  std::string version;  // meshlm version
+  uint64_t mem_total = 0, mem_available = 0;
+  int32_t cores = 0;
+  std::string backend;  // compute backend, e.g. "cpu/AVX2"
+};
+
 struct LoadMsg {
   std::string model_dir;  // on the worker's filesystem
   int64_t layer_begin = 0, layer_end = 0;
@@ -83,6 +92,9 @@ std::vector<uint8_t> encode_challenge(const ChallengeMsg& m);
 ChallengeMsg decode_challenge(std::span<const uint8_t> payload);
 std::vector<uint8_t> encode_auth(const AuthMsg& m);
 AuthMsg decode_auth(std::span<const uint8_t> payload);
+std::vector<uint8_t> encode_node_info(const NodeInfo& m);
+NodeInfo decode_node_info(std::span<const uint8_t> payload);
+NodeInfo this_node_info(int threads);  // this process's machine
 std::vector<uint8_t> encode_load(const LoadMsg& m);
 LoadMsg decode_load(std::span<const uint8_t> payload);
 std::vector<uint8_t> encode_loaded(const LoadedMsg& m);

@@ -26,7 +26,7 @@ int main(int argc, char** argv) {
     return argc < 2 ? 2 : 0;
   }
   if (!std::strcmp(argv[1], "--version")) {
-    std::printf("meshlm 0.1.0\n");
+    std::printf("meshlm %s\n", MESHLM_VERSION_STRING);
     return 0;
   }
   auto& reg = meshlm::cli::registry();
