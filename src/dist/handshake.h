@@ -22,7 +22,7 @@ namespace meshlm::dist {
 struct HandshakeOptions {
   std::string secret;       // the shared cluster secret ("" is a valid, weak secret)
   std::string fingerprint;  // this side's model fingerprint, "" when it has none
-  std::string role = "coordinator";  // client only: "coordinator" or "upstream"
+  std::string role = "coordinator";  // client only: "coordinator", "upstream" or "probe"
   std::string name = "peer";         // how this side names the other in messages ("worker")
   std::string client_id;             // client only: identifies one coordinator instance
   int timeout_ms = 10000;

@@ -78,6 +78,7 @@ struct Worker::Impl {
       log::warn("[worker] refused {}: {}", conn->peer(), e.what());
       return;
     }
+    if (hs.role == "probe") return;  // `meshlm plan` asking what this node offers: done
     if (hs.role == "coordinator") {
       // The same coordinator reconnecting (after a failure it noticed first) takes over.
       bool same = session && !hs.client_id.empty() && hs.client_id == session_client_id;
