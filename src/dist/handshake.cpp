@@ -141,7 +141,7 @@ HandshakeResult handshake_server(Connection& conn, const HandshakeOptions& optio
                      " does not share this node's secret (--secret / MESHLM_SECRET)");
   }
   conn.send(FrameType::Welcome, encode_node_info(options.info));
-  return {hello.role, hello.fingerprint, hello.client_id};
+  return {hello.role, hello.fingerprint, hello.client_id, {}};
 }
 
 }  // namespace meshlm::dist
