@@ -31,6 +31,12 @@ std::string frame_type_name(uint16_t type) {
     case FrameType::Welcome: return "welcome";
     case FrameType::Load: return "load";
     case FrameType::Loaded: return "loaded";
+    case FrameType::ManifestRequest: return "manifest-request";
+    case FrameType::Manifest: return "manifest";
+    case FrameType::TensorRequest: return "tensor-request";
+    case FrameType::TensorData: return "tensor-data";
+    case FrameType::TensorsDone: return "tensors-done";
+    case FrameType::SyncRefused: return "sync-refused";
     case FrameType::Forward: return "forward";
     case FrameType::Result: return "result";
     case FrameType::Release: return "release";

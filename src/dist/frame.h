@@ -28,7 +28,7 @@ static_assert(std::endian::native == std::endian::little,
               "meshlm's wire format copies f32 arrays verbatim and assumes a little-endian host");
 
 inline constexpr uint32_t kFrameMagic = 0x464D4C4Du;  // "MLMF" as bytes on the wire
-inline constexpr uint16_t kProtocolVersion = 2;  // 2: welcome carries NodeInfo
+inline constexpr uint16_t kProtocolVersion = 3;  // 2: welcome carries NodeInfo; 3: model sync
 inline constexpr size_t kFrameHeaderSize = 20;
 inline constexpr uint64_t kMaxPayload = uint64_t{1} << 30;  // 1 GiB
 inline constexpr uint64_t kMaxHandshakePayload = 64 * 1024;  // before the peer is authenticated
@@ -40,6 +40,13 @@ enum class FrameType : uint16_t {
   Welcome = 4,    // server -> client: handshake accepted
   Load = 10,      // coordinator -> worker: model dir, layer range, next stage
   Loaded = 11,    // worker -> coordinator: stage ready
+  // Model sync during a load (model_sync.h): the worker asks, the coordinator answers.
+  ManifestRequest = 12,  // worker -> coordinator: layer range
+  Manifest = 13,         // coordinator -> worker: config.json, the range's tensors and hashes
+  TensorRequest = 14,    // worker -> coordinator: (tensor name, start offset) list
+  TensorData = 15,       // coordinator -> worker: request index, offset, raw bytes
+  TensorsDone = 16,      // coordinator -> worker: every requested range was sent
+  SyncRefused = 17,      // coordinator -> worker: a request was refused; the connection stays
   Forward = 20,   // a micro-batch's chunks, tokens and activations
   Result = 21,    // last stage -> coordinator: sampled tokens / logits / error
   Release = 22,   // free sequences' KV caches and samplers

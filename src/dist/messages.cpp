@@ -1,6 +1,7 @@
 #include "dist/messages.h"
 
 #include <cmath>
+#include <set>
 
 #include "core/error.h"
 #include "core/sysinfo.h"
@@ -119,6 +120,7 @@ std::vector<uint8_t> encode_load(const LoadMsg& m) {
   w.i64(m.layer_end);
   w.i64(m.max_context);
   w.str(m.next);
+  w.boolean(m.sync);
   return w.take();
 }
 
@@ -130,6 +132,7 @@ LoadMsg decode_load(std::span<const uint8_t> payload) {
   m.layer_end = r.i64();
   m.max_context = r.i64();
   m.next = r.str(1024);
+  m.sync = r.boolean();
   r.expect_end();
   if (m.layer_begin < 0 || m.layer_end <= m.layer_begin || m.layer_end > (1 << 20)) {
     invalid("layer range [" + std::to_string(m.layer_begin) + ", " + std::to_string(m.layer_end) +
@@ -328,6 +331,129 @@ ResultMsg decode_result(std::span<const uint8_t> payload) {
   m.error = r.str(1 << 16);
   r.expect_end();
   return m;
+}
+
+// ---- model sync ----
+
+size_t sync_dtype_size(const std::string& dtype) {
+  if (dtype == "F32") return 4;
+  if (dtype == "BF16" || dtype == "F16") return 2;
+  return 0;
+}
+
+std::vector<uint8_t> encode_manifest_request(const ManifestRequestMsg& m) {
+  PayloadWriter w;
+  w.i64(m.layer_begin);
+  w.i64(m.layer_end);
+  return w.take();
+}
+
+ManifestRequestMsg decode_manifest_request(std::span<const uint8_t> payload) {
+  PayloadReader r(payload);
+  ManifestRequestMsg m;
+  m.layer_begin = r.i64();
+  m.layer_end = r.i64();
+  r.expect_end();
+  if (m.layer_begin < 0 || m.layer_end <= m.layer_begin || m.layer_end > (1 << 20)) {
+    invalid("layer range [" + std::to_string(m.layer_begin) + ", " + std::to_string(m.layer_end) +
+            ")");
+  }
+  return m;
+}
+
+std::vector<uint8_t> encode_manifest(const ManifestMsg& m) {
+  PayloadWriter w;
+  w.str(m.fingerprint);
+  w.str(m.config_json);
+  w.u64(m.tensors.size());
+  for (const auto& t : m.tensors) {
+    w.str(t.name);
+    w.str(t.dtype);
+    w.i64_array(t.shape);
+    w.u64(t.nbytes);
+    w.u64(t.hash.low);
+    w.u64(t.hash.high);
+  }
+  return w.take();
+}
+
+ManifestMsg decode_manifest(std::span<const uint8_t> payload) {
+  PayloadReader r(payload);
+  ManifestMsg m;
+  m.fingerprint = r.str(128);
+  m.config_json = r.str(kMaxConfigJson);
+  constexpr size_t kMinEntryBytes = 4 + 1 + 4 + 8 + 8 + 16;  // name >= 1 byte, no dims
+  uint64_t n = r.count(kMinEntryBytes, kMaxSyncTensors, "manifest entry");
+  m.tensors.resize(n);
+  std::set<std::string> names;
+  for (auto& t : m.tensors) {
+    t.name = r.str(kMaxTensorName);
+    t.dtype = r.str(16);
+    t.shape = r.i64_array(kMaxTensorDims);
+    t.nbytes = r.u64();
+    t.hash.low = r.u64();
+    t.hash.high = r.u64();
+    if (t.name.empty()) invalid("manifest entry without a name");
+    if (!names.insert(t.name).second) invalid("tensor '" + t.name + "' listed twice");
+    size_t size = sync_dtype_size(t.dtype);
+    if (size == 0) invalid("tensor '" + t.name + "' has unsupported dtype '" + t.dtype + "'");
+    uint64_t bytes = size;
+    for (int64_t d : t.shape) {
+      if (d < 0) invalid("tensor '" + t.name + "' has a negative dimension");
+      if (d != 0 && bytes > (uint64_t{1} << 50) / static_cast<uint64_t>(d)) {
+        invalid("tensor '" + t.name + "' is impossibly large");
+      }
+      bytes *= static_cast<uint64_t>(d);
+    }
+    if (bytes != t.nbytes) {
+      invalid("tensor '" + t.name + "' has " + std::to_string(t.nbytes) + " bytes, its shape " +
+              "and dtype make " + std::to_string(bytes));
+    }
+  }
+  r.expect_end();
+  return m;
+}
+
+std::vector<uint8_t> encode_tensor_request(const TensorRequestMsg& m) {
+  PayloadWriter w;
+  w.u64(m.ranges.size());
+  for (const auto& t : m.ranges) {
+    w.str(t.name);
+    w.u64(t.offset);
+  }
+  return w.take();
+}
+
+TensorRequestMsg decode_tensor_request(std::span<const uint8_t> payload) {
+  PayloadReader r(payload);
+  TensorRequestMsg m;
+  uint64_t n = r.count(4 + 8, kMaxSyncTensors, "tensor range");
+  if (n == 0) invalid("tensor request without tensors");
+  m.ranges.resize(n);
+  for (auto& t : m.ranges) {
+    t.name = r.str(kMaxTensorName);
+    t.offset = r.u64();
+  }
+  r.expect_end();
+  return m;
+}
+
+std::vector<uint8_t> encode_tensor_data_head(const TensorDataHead& h) {
+  PayloadWriter w;
+  w.u32(h.range);
+  w.u64(h.offset);
+  return w.take();
+}
+
+TensorDataHead decode_tensor_data(std::span<const uint8_t> payload,
+                                  std::span<const uint8_t>& data) {
+  PayloadReader r(payload);
+  TensorDataHead h;
+  h.range = r.u32();
+  h.offset = r.u64();
+  data = payload.subspan(kTensorDataHeadSize);
+  if (data.empty()) invalid("tensor data frame without data");
+  return h;
 }
 
 // ---- small frames ----

@@ -57,6 +57,9 @@ struct LoadMsg {
   int64_t layer_begin = 0, layer_end = 0;
   int64_t max_context = 4096;
   std::string next;  // host:port of the next stage; "" = last stage, reply to the coordinator
+  // The coordinator serves its tensors (model_sync.h): a worker without the model (model_dir ""
+  // or not this model) fetches its layers into its cache. Protocol 3.
+  bool sync = false;
 };
 
 struct LoadedMsg {
@@ -80,6 +83,53 @@ struct ResultMsg {
   std::vector<std::pair<int64_t, runtime::SampledToken>> sampled;
   std::vector<float> logits;
   std::string error;
+};
+
+// ---- model sync (model_sync.h) ----
+
+inline constexpr uint64_t kMaxSyncTensors = 1 << 20;
+inline constexpr size_t kMaxTensorName = 1024;
+inline constexpr size_t kMaxTensorDims = 8;
+inline constexpr size_t kMaxConfigJson = 16 << 20;
+
+struct ManifestRequestMsg {
+  int64_t layer_begin = 0, layer_end = 0;
+};
+
+// XXH3-128 of a tensor's bytes.
+struct Hash128 {
+  uint64_t low = 0, high = 0;
+  bool operator==(const Hash128&) const = default;
+};
+
+struct ManifestEntry {
+  std::string name;
+  std::string dtype;  // safetensors dtype name: "F32", "BF16", "F16"
+  std::vector<int64_t> shape;
+  uint64_t nbytes = 0;
+  Hash128 hash;
+};
+
+struct ManifestMsg {
+  std::string fingerprint;
+  std::string config_json;  // the bytes of the coordinator's config.json
+  std::vector<ManifestEntry> tensors;
+};
+
+struct TensorRange {
+  std::string name;
+  uint64_t offset = 0;  // first byte wanted; the rest of the tensor follows
+};
+
+struct TensorRequestMsg {
+  std::vector<TensorRange> ranges;
+};
+
+// payload = encode_tensor_data_head(h) || the bytes; decode returns the head and the bytes' span
+// (a view into the payload).
+struct TensorDataHead {
+  uint32_t range = 0;   // index into the request's ranges
+  uint64_t offset = 0;  // byte offset of the data in the tensor
 };
 
 struct ReleaseMsg {
@@ -109,6 +159,20 @@ ForwardMsg decode_forward(std::span<const uint8_t> payload);
 
 std::vector<uint8_t> encode_result(const ResultMsg& m);
 ResultMsg decode_result(std::span<const uint8_t> payload);
+std::vector<uint8_t> encode_manifest_request(const ManifestRequestMsg& m);
+ManifestRequestMsg decode_manifest_request(std::span<const uint8_t> payload);
+std::vector<uint8_t> encode_manifest(const ManifestMsg& m);
+// Checks each entry on its own (dtype known, dims non-negative, nbytes == elements x dtype size,
+// names unique); whether they are the right tensors is the receiver's business.
+ManifestMsg decode_manifest(std::span<const uint8_t> payload);
+std::vector<uint8_t> encode_tensor_request(const TensorRequestMsg& m);
+TensorRequestMsg decode_tensor_request(std::span<const uint8_t> payload);
+inline constexpr size_t kTensorDataHeadSize = 12;
+std::vector<uint8_t> encode_tensor_data_head(const TensorDataHead& h);
+TensorDataHead decode_tensor_data(std::span<const uint8_t> payload, std::span<const uint8_t>& data);
+// Bytes of a safetensors dtype name the sync accepts (F32 4, BF16 2, F16 2); 0 = not accepted.
+size_t sync_dtype_size(const std::string& dtype);
+
 std::vector<uint8_t> encode_release(const ReleaseMsg& m);
 ReleaseMsg decode_release(std::span<const uint8_t> payload);
 std::vector<uint8_t> encode_text(const std::string& text);  // error frames

@@ -2,11 +2,14 @@
 
 #include <poll.h>
 
+#include <filesystem>
 #include <vector>
 
 #include "core/log.h"
 #include "dist/handshake.h"
 #include "dist/messages.h"
+#include "dist/model_sync.h"
+#include "dist/tensor_cache.h"
 #include "dist/tcp_transport.h"
 #include "model/stage.h"
 #include "runtime/sampler.h"
@@ -28,12 +31,15 @@ struct Worker::Impl {
 
   std::unique_ptr<model::Stage> stage;
   LoadMsg loaded;  // the assignment `stage` was built for
+  std::string loaded_dir;  // the folder it was loaded from
+  std::string cache_dir;   // for model sync
   std::string loaded_fingerprint;
   runtime::SamplerSet samplers;
   std::vector<float> logits;
 
   explicit Impl(const WorkerOptions& o) : options(o), listener(o.listen) {
     if (!o.model_dir.empty()) own_fingerprint = fingerprint(o.model_dir);
+    cache_dir = o.cache_dir;  // the default is looked up when first needed
   }
 
   std::string name() const { return "worker " + listener.address(); }
@@ -104,28 +110,65 @@ struct Worker::Impl {
 
   // ---- frames ----
 
+  // The folder and fingerprint a load uses (see worker.h); "" dir = sync into the cache.
+  std::pair<std::string, std::string> choose_model_dir(const LoadMsg& m) {
+    const std::string& want = session_fingerprint;
+    auto mismatch = [&](const std::string& dir, const std::string& fp) {
+      return Error("worker", "model fingerprint mismatch: " + dir + " on " + name() + " is " +
+                                 fp.substr(0, 16) + "..., the coordinator serves " +
+                                 want.substr(0, 16) + "...");
+    };
+    if (!m.sync) {  // the coordinator's path must hold its model
+      std::string fp = fingerprint(m.model_dir);
+      if (!want.empty() && fp != want) throw mismatch(m.model_dir, fp);
+      return {m.model_dir, fp};
+    }
+    std::error_code ec;
+    if (!m.model_dir.empty() && std::filesystem::exists(
+                                    std::filesystem::path(m.model_dir) / "config.json", ec)) {
+      std::string fp = fingerprint(m.model_dir);
+      if (fp == want) return {m.model_dir, fp};
+      log::info("[worker] {} is not the coordinator's model; syncing instead", m.model_dir);
+    }
+    if (!options.model_dir.empty() && own_fingerprint == want) {
+      return {options.model_dir, own_fingerprint};
+    }
+    if (!is_hex_fingerprint(want)) {
+      throw Error("worker", name() + " has no copy of the model and the coordinator sent no "
+                                     "usable fingerprint to sync it by");
+    }
+    return {"", want};
+  }
+
   void handle_load(const Frame& f) {
     LoadMsg m = decode_load(f.payload);
-    std::string fp = fingerprint(m.model_dir);
-    if (!session_fingerprint.empty() && fp != session_fingerprint) {
-      throw Error("worker", "model fingerprint mismatch: " + m.model_dir + " on " + name() +
-                                " is " + fp.substr(0, 16) + "..., the coordinator serves " +
-                                session_fingerprint.substr(0, 16) + "...");
+    auto [dir, fp] = choose_model_dir(m);
+    const bool from_cache = dir.empty();
+    if (from_cache) {
+      if (cache_dir.empty()) cache_dir = default_cache_dir();
+      dir = (std::filesystem::path(cache_dir) / fp).string();
     }
-    bool same = stage && loaded.model_dir == m.model_dir && loaded.layer_begin == m.layer_begin &&
+    bool same = stage && loaded_dir == dir && loaded.layer_begin == m.layer_begin &&
                 loaded.layer_end == m.layer_end && loaded.max_context == m.max_context &&
                 loaded_fingerprint == fp;
     if (same) {
       stage->release_all();
     } else {
-      stage.reset();  // free the old weights first
+      stage.reset();  // free (and unmap) the old weights first
       model::StageOptions so;
       so.threads = options.threads;
       so.max_context = m.max_context;
-      log::info("[worker] loading layers {}-{} of {}", m.layer_begin, m.layer_end, m.model_dir);
-      stage = std::make_unique<model::Stage>(m.model_dir, m.layer_begin, m.layer_end, so);
+      std::unique_ptr<CacheLock> lock;
+      if (from_cache) {
+        auto synced = sync_stage_to_cache(*session, cache_dir, fp, m.layer_begin, m.layer_end,
+                                          options.sync_timeout_ms);
+        lock = std::move(synced.lock);  // held until the files are mapped
+      }
+      log::info("[worker] loading layers {}-{} of {}", m.layer_begin, m.layer_end, dir);
+      stage = std::make_unique<model::Stage>(dir, m.layer_begin, m.layer_end, so);
     }
     loaded = m;
+    loaded_dir = dir;
     loaded_fingerprint = fp;
     samplers.clear();
     downstream.reset();

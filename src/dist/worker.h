@@ -8,6 +8,11 @@
 // A malformed frame or a broken connection closes that connection only; the worker keeps
 // listening. Losing the coordinator resets the session (KV freed, weights kept for the next
 // coordinator that asks for the same layers).
+//
+// Which folder a load uses: the path in the load frame when it holds the coordinator's model
+// (same fingerprint); else this worker's own --model when it is that model; else, when the
+// coordinator offers sync, the cache folder for the model's fingerprint, after fetching the
+// missing or damaged tensors of the layer range from the coordinator (model_sync.h).
 #pragma once
 
 #include <atomic>
@@ -21,6 +26,10 @@ struct WorkerOptions {
   std::string secret;
   int threads = 1;
   std::string model_dir;  // optional: its fingerprint is checked in the handshake
+  // Model sync (tensor_cache.h): where layers fetched from the coordinator are kept when this
+  // worker has no folder of the coordinator's model. "" = default_cache_dir().
+  std::string cache_dir;
+  int sync_timeout_ms = 300000;  // per frame while syncing (the coordinator hashes first)
   int handshake_timeout_ms = 5000;
   int frame_timeout_ms = 30000;  // for the rest of a frame once it has started
 };
