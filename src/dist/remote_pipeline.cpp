@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "dist/handshake.h"
 #include "dist/messages.h"
+#include "dist/model_sync.h"
 #include "dist/tcp_transport.h"
 
 namespace meshlm::dist {
@@ -52,7 +53,13 @@ struct Remote {
 class RemotePipeline final : public runtime::Pipeline {
  public:
   explicit RemotePipeline(const RemotePipelineOptions& options) : options_(options) {
-    if (options_.worker_model_dir.empty()) options_.worker_model_dir = options_.model_dir;
+    sync_ = options_.sync == SyncMode::Always ||
+            (options_.sync == SyncMode::Auto && options_.worker_model_dir.empty());
+    if (options_.sync == SyncMode::Always) {
+      options_.worker_model_dir.clear();
+    } else if (options_.worker_model_dir.empty()) {
+      options_.worker_model_dir = options_.model_dir;
+    }
     auto cfg = model::ModelConfig::from_dir(options_.model_dir);
     const int n_stages = static_cast<int>(options_.peers.size()) + 1;
     auto splits = options_.splits.empty() ? even_splits(cfg.n_layers, n_stages) : options_.splits;
@@ -69,6 +76,13 @@ class RemotePipeline final : public runtime::Pipeline {
     client_id_ = random_client_id();
     stage0_ = std::make_unique<model::Stage>(options_.model_dir, splits[0], splits[1],
                                              options_.stage);
+    if (sync_ && !options_.peers.empty()) {
+      TensorServerOptions so;
+      so.chunk_bytes = options_.sync_chunk_bytes;
+      so.stop_after_bytes = options_.sync_stop_after_bytes;
+      so.counters = options_.sync_counters;
+      tensor_server_ = std::make_unique<TensorServer>(options_.model_dir, fingerprint_, so);
+    }
     for (size_t k = 0; k < options_.peers.size(); ++k) {
       auto r = std::make_unique<Remote>();
       r->address = options_.peers[k];
@@ -203,8 +217,18 @@ class RemotePipeline final : public runtime::Pipeline {
         load.layer_end = r.layer_end;
         load.max_context = options_.stage.max_context;
         load.next = i + 1 < remotes_.size() ? remotes_[i + 1]->address : "";
+        load.sync = sync_;
         r.conn->send(FrameType::Load, encode_load(load));
         Frame f = recv_checked(*r.conn, options_.load_timeout_ms);
+        // A worker without the model syncs it from us before it reports loaded.
+        int refused = 0;
+        while (tensor_server_ && TensorServer::is_sync_frame(f.type())) {
+          if (!tensor_server_->handle(*r.conn, f, stage_label(i)) && ++refused >= kMaxRefusals) {
+            throw Error("sync", "the worker made " + std::to_string(refused) +
+                                    " refused requests; dropping it");
+          }
+          f = recv_checked(*r.conn, options_.load_timeout_ms);
+        }
         if (f.type() != FrameType::Loaded) {
           throw Error("protocol", "expected loaded, got " + frame_type_name(f.header.type));
         }
@@ -354,7 +378,11 @@ class RemotePipeline final : public runtime::Pipeline {
     }
   }
 
+  static constexpr int kMaxRefusals = 8;  // refused sync requests before a worker is dropped
+
   RemotePipelineOptions options_;
+  bool sync_ = false;
+  std::unique_ptr<TensorServer> tensor_server_;
   std::string fingerprint_;
   std::string client_id_;
   std::unique_ptr<model::Stage> stage0_;

@@ -12,6 +12,7 @@
 // every worker (KV caches start empty: sequences that were active are lost).
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -19,6 +20,16 @@
 #include "runtime/pipeline.h"
 
 namespace meshlm::dist {
+
+struct SyncCounters;  // model_sync.h
+
+// Model sync (model_sync.h): whether workers may fetch their layers from the coordinator.
+enum class SyncMode {
+  Auto,    // when worker_model_dir is empty: workers use the coordinator's path if it holds the
+           // model there (same machine), else their own --model, else they sync into their cache
+  Always,  // no path is sent: workers use their own --model when it is the model, else sync
+  Off,     // workers must find the model at worker_model_dir (or model_dir)
+};
 
 struct RemotePipelineOptions {
   std::string model_dir;          // the coordinator's copy (stage 0 and the fingerprint)
@@ -31,6 +42,10 @@ struct RemotePipelineOptions {
   int connect_timeout_ms = 5000;
   int load_timeout_ms = 300000;
   int result_timeout_ms = 300000;  // no result for this long: the pipeline is marked down
+  SyncMode sync = SyncMode::Auto;
+  std::shared_ptr<SyncCounters> sync_counters;  // optional: what the tensor server sent
+  uint64_t sync_chunk_bytes = uint64_t{8} << 20;  // tensor bytes per frame
+  uint64_t sync_stop_after_bytes = 0;  // tests: break a transfer after this many bytes (once)
 };
 
 // Connects, hands out the layer ranges and waits until every worker has loaded. Throws
