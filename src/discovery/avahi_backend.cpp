@@ -188,6 +188,7 @@ struct Advertiser::Impl final : ServerListener {
   AvahiIfIndex interface = AVAHI_IF_UNSPEC;
   AvahiProtocol protocol = AVAHI_PROTO_UNSPEC;
   int renames = 0;
+  bool committed = false;  // the group holds the service under the current host name
   std::atomic<bool> established{false};
   mutable std::mutex name_mu;
   std::string shown_name;
@@ -204,6 +205,10 @@ struct Advertiser::Impl final : ServerListener {
   // With the poll lock held. Adds the service to a fresh group and commits it.
   void publish() {
     AvahiServer* server = stack->server();
+    // Only once the host name is ours (probed, ~1 s): a service added earlier would be announced
+    // under a host name that may still collide, and two cloned hosts with the same name and port
+    // would publish identical SRV records that no probe tells apart (measured: the second host's
+    // goodbyes then erased the first one's records from every browser's cache).
     if (avahi_server_get_state(server) != AVAHI_SERVER_RUNNING) return;  // on_server_state will
     if (!group) {
       group = avahi_s_entry_group_new(server, on_group, this);
@@ -214,6 +219,7 @@ struct Advertiser::Impl final : ServerListener {
       }
     }
     avahi_s_entry_group_reset(group);
+    committed = false;
     AvahiStringList* list = nullptr;
     for (auto it = txt.rbegin(); it != txt.rend(); ++it)  // avahi prepends
       list = avahi_string_list_add_arbitrary(list, reinterpret_cast<const uint8_t*>(it->data()),
@@ -233,15 +239,19 @@ struct Advertiser::Impl final : ServerListener {
       return;
     }
     rc = avahi_s_entry_group_commit(group);
-    if (rc < 0) log::warn("[discovery] cannot announce '{}': {}", name, avahi_error_text(rc));
+    if (rc < 0)
+      log::warn("[discovery] cannot announce '{}': {}", name, avahi_error_text(rc));
+    else
+      committed = true;
   }
 
   void on_server_state(AvahiServerState state) override {
     if (state == AVAHI_SERVER_RUNNING) {
-      publish();
+      if (!committed) publish();
     } else if (group && (state == AVAHI_SERVER_REGISTERING || state == AVAHI_SERVER_COLLISION)) {
       // The host name is changing: the service will be re-added once the server runs again.
       avahi_s_entry_group_reset(group);
+      committed = false;
       established.store(false);
     }
   }
@@ -281,6 +291,7 @@ struct Advertiser::Impl final : ServerListener {
       if (group) avahi_s_entry_group_free(group);  // sends goodbye packets
       group = nullptr;
     }
+    committed = false;
     established.store(false);
     stack.reset();
   }

@@ -1,5 +1,7 @@
 // meshlm worker: serve one pipeline stage for a coordinator (see src/dist/worker.h).
-//   meshlm worker --listen 0.0.0.0:7070 --secret S --threads 8 [--model DIR]
+//   meshlm worker --listen 0.0.0.0:7070 --secret S --threads 8 [--model DIR] [--no-discovery]
+// A worker on a LAN address advertises itself as `_meshlm._tcp` (src/discovery) so that
+// `meshlm cluster status` and coordinators can find it; the secret is never advertised.
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -16,12 +18,51 @@
 #include "common.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "discovery/discovery.h"
+#include "discovery/node_record.h"
+#include "dist/frame.h"
+#include "dist/messages.h"
+#include "dist/transport.h"
 #include "dist/worker.h"
 
 namespace meshlm::cli {
 namespace {
 
 dist::Worker* g_worker = nullptr;
+
+bool is_loopback(const std::string& host) {
+  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
+
+// Publishes this worker on the LAN unless it listens on loopback only. Discovery is a
+// convenience: when the mDNS stack cannot start, the worker runs on without it.
+void advertise(discovery::Advertiser& advertiser, const std::string& address, int threads) {
+  auto [host, port] = dist::parse_host_port(address);
+  if (is_loopback(host)) {
+    log::info("[worker] LAN discovery off: {} is a loopback address (use --listen 0.0.0.0:PORT "
+              "or a LAN address to be found by `meshlm cluster status`)", host);
+    return;
+  }
+  if (!discovery::discovery_available()) {
+    log::info("[worker] LAN discovery off: this build has no mDNS backend");
+    return;
+  }
+  dist::NodeInfo node = dist::this_node_info(threads);
+  discovery::NodeRecord record;
+  record.id = discovery::random_node_id();
+  record.version = node.version;
+  record.proto = dist::kProtocolVersion;
+  record.mem = node.mem_available;
+  record.mem_total = node.mem_total;
+  record.cores = uint32_t(node.cores);
+  record.backend = node.backend;
+  try {
+    advertiser.start(discovery::default_instance_name(port), port, discovery::node_txt(record),
+                     host);
+  } catch (const Error& e) {
+    log::warn("[worker] LAN discovery off: {}", e.what());
+  }
+}
 
 extern "C" void on_signal(int) {
   if (g_worker) g_worker->stop();
@@ -41,6 +82,9 @@ int run_worker(int argc, char** argv) {
   long parent_pid = 0;
   app.add_option("--exit-with-parent", parent_pid, "stop when process PID is gone (workers started by --stages)");
   app.add_option("--port-file", port_file, "write the bound port here once listening (tests)");
+  bool no_discovery = false;
+  app.add_flag("--no-discovery", no_discovery,
+               "do not advertise this worker on the LAN (DNS-SD `_meshlm._tcp` over mDNS)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -61,6 +105,8 @@ int run_worker(int argc, char** argv) {
     std::ofstream(port_file + ".tmp") << addr.substr(addr.rfind(':') + 1) << "\n";
     std::rename((port_file + ".tmp").c_str(), port_file.c_str());
   }
+  discovery::Advertiser advertiser;
+  if (!no_discovery) advertise(advertiser, worker.address(), options.threads);
   g_worker = &worker;
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
