@@ -97,6 +97,7 @@ int run_serve(int argc, char** argv) {
   stage.threads = threads;
   stage.max_context = ctx;
   // The pipeline: one local stage by default; --stages/--peers/--layers spread it over workers.
+  popts.kv_tokens = ctx * parallel;  // the planner leaves KV room for every parallel sequence
   auto pipeline = popts.make(model_dir, stage);
   eopt.max_context = ctx;
   eopt.max_active = parallel;

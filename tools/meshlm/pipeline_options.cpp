@@ -19,7 +19,10 @@
 #include "common.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "dist/messages.h"
+#include "dist/node_probe.h"
 #include "dist/remote_pipeline.h"
+#include "model/weights.h"
 
 extern char** environ;
 
@@ -167,6 +170,79 @@ void PipelineOptions::add_to(CLI::App& app) {
   app.add_option("--secret", secret, "cluster secret (default: $MESHLM_SECRET)");
   app.add_option("--worker-model", worker_model_dir, "the model's path on the workers (default: same)");
   app.add_option("--local-splits", local_splits, "in-process stages split at these layers, e.g. 0,2,4");
+  app.add_option("--plan-memory", plan_memory,
+                 "plan layers as if the stages had this much memory, e.g. 24G,8G (default: ask them)");
+}
+
+int PipelineOptions::stage_count() const {
+  int n = int(split_list(peers).size()) + 1;
+  return n > 1 ? n : std::max(1, stages);
+}
+
+std::string PipelineOptions::resolved_secret() const {
+  if (!secret.empty()) return secret;
+  const char* env = std::getenv("MESHLM_SECRET");
+  return env ? env : "";
+}
+
+dist::Plan PipelineOptions::plan(const std::string& model_dir,
+                                 const model::StageOptions& stage) const {
+  auto cfg = model::ModelConfig::from_dir(model_dir);
+  auto sizes = dist::tensor_sizes(model_dir);
+  std::vector<std::string> peer_list = split_list(peers);
+  const int n = stage_count();
+  std::vector<dist::PlanNode> nodes;
+  if (!plan_memory.empty()) {
+    auto mems = split_list(plan_memory);
+    if (int(mems.size()) != n)
+      throw Error("plan", "--plan-memory gives " + std::to_string(mems.size()) + " sizes for " +
+                              std::to_string(n) + " stages");
+    for (int k = 0; k < n; ++k)
+      nodes.push_back({k == 0 ? "local" : k <= int(peer_list.size()) ? peer_list[k - 1]
+                                                                        : "local worker " + std::to_string(k),
+                       dist::parse_bytes(mems[k])});
+  } else {
+    uint64_t here = dist::this_node_info(stage.threads).mem_available;
+    // Local workers share this machine's memory with this process.
+    int local = peer_list.empty() ? n : 1;
+    nodes.push_back({"local", here / uint64_t(local)});
+    for (int k = 1; k < local; ++k) nodes.push_back({"local worker " + std::to_string(k), here / uint64_t(local)});
+    for (const auto& p : peer_list) {
+      dist::NodeInfo info;
+      try {
+        info = dist::probe_node(p, resolved_secret());
+      } catch (const std::exception& e) {
+        throw Error("plan", "could not ask worker " + p + " for its memory: " + e.what());
+      }
+      log::info("[plan] {}: meshlm {}, {} available of {}, {} cores, {}", p, info.version,
+                dist::format_bytes(info.mem_available), dist::format_bytes(info.mem_total),
+                info.cores, info.backend);
+      nodes.push_back({p, info.mem_available});
+    }
+  }
+  dist::PlanOptions po;
+  po.kv_tokens = kv_tokens > 0 ? kv_tokens : stage.max_context;
+  if (!layers.empty()) {
+    // Explicit ranges: report them with the same accounting, without refusing.
+    auto splits = parse_layer_ranges(layers, cfg.n_layers);
+    if (int(splits.size()) != n + 1)
+      throw Error("cli", "--layers gives " + std::to_string(splits.size() - 1) + " ranges for " +
+                             std::to_string(n) + " stages");
+    dist::Plan p;
+    p.splits = splits;
+    for (int k = 0; k < n; ++k) {
+      dist::StagePlan s;
+      s.node = nodes[k].name;
+      s.mem_available = nodes[k].mem_available;
+      s.layer_begin = splits[k];
+      s.layer_end = splits[k + 1];
+      for (auto& t : model::stage_tensor_names(cfg, s.layer_begin, s.layer_end)) s.weight_bytes += sizes.at(t);
+      s.kv_bytes = uint64_t(s.layer_end - s.layer_begin) * 2 * uint64_t(cfg.kv_dim()) * 4 * uint64_t(po.kv_tokens);
+      p.stages.push_back(s);
+    }
+    return p;
+  }
+  return dist::plan_layers(cfg, sizes, nodes, po);
 }
 
 std::unique_ptr<runtime::Pipeline> PipelineOptions::make(const std::string& model_dir,
@@ -179,29 +255,28 @@ std::unique_ptr<runtime::Pipeline> PipelineOptions::make(const std::string& mode
     std::vector<int64_t> splits = parse_splits(local_splits);
     return runtime::make_local_pipeline(model_dir, stage, splits);
   }
-  std::string sec = secret;
-  if (sec.empty() && std::getenv("MESHLM_SECRET")) sec = std::getenv("MESHLM_SECRET");
+  std::string sec = resolved_secret();
+  if (stages > 1 && !peer_list.empty() && stages != int(peer_list.size()) + 1)
+    throw Error("cli", "--stages " + std::to_string(stages) + " but " + std::to_string(peer_list.size()) +
+                           " peers (+ this process) given");
+  if (stage_count() > cfg.n_layers)
+    throw Error("cli", std::to_string(stage_count()) + " stages for a model of " +
+                           std::to_string(cfg.n_layers) + " layers");
+  // Planned before any local worker starts; remote workers are asked for their memory.
+  dist::Plan layer_plan = plan(model_dir, stage);
+  log::info("[plan] layers per stage:\n{}", dist::format_plan(layer_plan));
   std::unique_ptr<LocalWorkers> workers;
   if (peer_list.empty()) {
     if (sec.empty()) sec = random_secret();
     workers = std::make_unique<LocalWorkers>(stages - 1, sec, stage.threads);
     peer_list = workers->addresses();
-  } else if (stages > 1 && stages != int(peer_list.size()) + 1) {
-    throw Error("cli", "--stages " + std::to_string(stages) + " but " + std::to_string(peer_list.size()) +
-                           " peers (+ this process) given");
   }
   int n_stages = int(peer_list.size()) + 1;
-  if (n_stages > cfg.n_layers)
-    throw Error("cli", std::to_string(n_stages) + " stages for a model of " + std::to_string(cfg.n_layers) +
-                           " layers");
   dist::RemotePipelineOptions ro;
   ro.model_dir = model_dir;
   ro.worker_model_dir = worker_model_dir;
   ro.peers = peer_list;
-  ro.splits = layers.empty() ? dist::even_splits(cfg.n_layers, n_stages) : parse_layer_ranges(layers, cfg.n_layers);
-  if (int(ro.splits.size()) != n_stages + 1)
-    throw Error("cli", "--layers gives " + std::to_string(ro.splits.size() - 1) + " ranges for " +
-                           std::to_string(n_stages) + " stages");
+  ro.splits = layer_plan.splits;
   ro.stage = stage;
   ro.secret = sec;
   auto inner = dist::make_remote_pipeline(ro);

@@ -8,6 +8,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "dist/planner.h"
 #include "runtime/pipeline.h"
 
 namespace meshlm::cli {
@@ -19,8 +20,16 @@ struct PipelineOptions {
   std::string local_splits;  // "0,2,4": in-process stages (exactness tests)
   std::string secret;        // default: $MESHLM_SECRET (a random one for --stages)
   std::string worker_model_dir;
+  std::string plan_memory;   // "24G,8G": memory per stage for the planner instead of asking nodes
+  int64_t kv_tokens = 0;     // KV positions per stage the planner leaves room for (0: the context)
 
   void add_to(CLI::App& app);
+  // Stage count and worker addresses these options describe (no worker is started).
+  int stage_count() const;
+  std::string resolved_secret() const;  // --secret, else $MESHLM_SECRET
+  // The layer plan: --layers when given, else memory-proportional over this machine and the
+  // peers (each asked for its free memory), or over --plan-memory. Throws Error("plan", ...).
+  dist::Plan plan(const std::string& model_dir, const model::StageOptions& stage) const;
   // Builds the pipeline (starting local workers if asked). Throws Error on bad options.
   std::unique_ptr<runtime::Pipeline> make(const std::string& model_dir,
                                           const model::StageOptions& stage) const;

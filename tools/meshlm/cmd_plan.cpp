@@ -1,0 +1,66 @@
+// meshlm plan: print the layer plan (layers, bytes of weights, KV room per node) before anything
+// loads. Workers given with --peers are asked for their free memory; --plan-memory plans for
+// machines that are not there yet.
+//   meshlm plan --model DIR --peers h1:7070,h2:7070 [--ctx 4096 --parallel 8] [--json]
+#include <cstdio>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "command.h"
+#include "common.h"
+#include "core/error.h"
+#include "dist/planner.h"
+#include "model/config.h"
+#include "pipeline_options.h"
+
+namespace meshlm::cli {
+namespace {
+
+int run_plan(int argc, char** argv) {
+  CLI::App app{"meshlm plan: which layers each stage would hold, and the memory they need"};
+  std::string model_dir;
+  int64_t ctx = 4096;
+  int parallel = 8;
+  bool json = false;
+  app.add_option("--model,-m", model_dir, "Hugging Face model folder")->required();
+  app.add_option("--ctx,-c", ctx, "context length per sequence")->check(CLI::Range(int64_t(1), int64_t(1) << 24));
+  app.add_option("--parallel", parallel, "sequences decoded at once (KV room for each)")
+      ->check(CLI::Range(1, 4096));
+  app.add_flag("--json", json, "print the plan as JSON");
+  PipelineOptions popts;
+  popts.add_to(app);
+  CLI11_PARSE(app, argc, argv);
+
+  model::StageOptions stage;
+  stage.max_context = ctx;
+  popts.kv_tokens = ctx * parallel;
+  auto cfg = model::ModelConfig::from_dir(model_dir);
+  dist::Plan plan = popts.plan(model_dir, stage);
+  if (json) {
+    nlohmann::json out;
+    out["model"] = model_dir;
+    out["n_layers"] = cfg.n_layers;
+    out["kv_tokens"] = popts.kv_tokens;
+    out["splits"] = plan.splits;
+    for (const auto& s : plan.stages)
+      out["stages"].push_back({{"node", s.node},
+                               {"layer_begin", s.layer_begin},
+                               {"layer_end", s.layer_end},
+                               {"weight_bytes", s.weight_bytes},
+                               {"kv_bytes", s.kv_bytes},
+                               {"mem_available", s.mem_available}});
+    std::printf("%s\n", out.dump(2).c_str());
+    return 0;
+  }
+  std::printf("model %s: %s, %lld layers; KV room for %lld positions per stage (ctx %lld x %d)\n",
+              model_dir.c_str(), cfg.model_type.c_str(), static_cast<long long>(cfg.n_layers),
+              static_cast<long long>(popts.kv_tokens), static_cast<long long>(ctx), parallel);
+  std::printf("%s", dist::format_plan(plan).c_str());
+  return 0;
+}
+
+Registrar reg("plan", "print the layer plan per node (memory-proportional) before loading", run_plan);
+
+}  // namespace
+}  // namespace meshlm::cli
