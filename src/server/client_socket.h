@@ -1,6 +1,7 @@
 // Noticing that an HTTP client went away while its request is still being generated, so the
 // request can be cancelled and its KV cache freed at once. cpp-httplib 0.11 does not expose the
-// connection's socket to handlers, so it is found by its addresses among this process's fds.
+// connection's socket to handlers, so it is found by its addresses among this process's fds (listed with /proc on Linux,
+// proc_pidinfo on macOS).
 #pragma once
 
 #include <string>

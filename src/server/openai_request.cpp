@@ -218,8 +218,32 @@ ChatRequest parse_chat_request(const std::string& body) {
     if (!t.empty()) r.tools = oj.at("tools");
   }
   if (present(j, "tool_choice")) {
+    // "none" | "auto" | "required" | {"type": "function", "function": {"name": N}}, as OpenAI.
     const json& c = j.at("tool_choice");
-    r.tool_choice_none = c.is_string() && c.get<std::string>() == "none";
+    auto tool_named = [&](const std::string& name) {
+      for (const auto& t : r.tools)
+        if (t["function"]["name"] == name) return true;
+      return false;
+    };
+    if (c.is_string()) {
+      std::string v = c.get<std::string>();
+      if (v != "none" && v != "auto" && v != "required")
+        bad("tool_choice", "'tool_choice' must be 'none', 'auto', 'required' or a function object; got '" + v + "'.");
+      if (v == "required" && r.tools.is_null())
+        bad("tool_choice", "'tool_choice' is 'required' but no 'tools' were given.");
+      r.tool_choice_none = v == "none";
+      r.tool_choice_required = v == "required";
+    } else if (c.is_object()) {
+      if (!c.contains("function") || !c["function"].is_object() || !c["function"].contains("name") ||
+          !c["function"]["name"].is_string())
+        bad("tool_choice", "'tool_choice' object must be {\"type\": \"function\", \"function\": {\"name\": ...}}.");
+      std::string name = c["function"]["name"].get<std::string>();
+      if (!tool_named(name))
+        bad("tool_choice", "'tool_choice' names function '" + name + "', which is not in 'tools'.");
+      r.tool_choice_function = name;
+    } else {
+      bad("tool_choice", "'tool_choice' must be a string or an object.");
+    }
   }
   if (present(j, "chat_template_kwargs")) {
     if (!j.at("chat_template_kwargs").is_object())

@@ -28,6 +28,8 @@ struct ChatRequest {
   nlohmann::ordered_json messages;  // normalised: content is a string (or null), roles checked
   nlohmann::ordered_json tools;     // null when absent
   bool tool_choice_none = false;
+  bool tool_choice_required = false;  // validated; the model is not constrained to call one
+  std::string tool_choice_function;   // a named function (validated against tools)
   nlohmann::ordered_json template_kwargs = nlohmann::ordered_json::object();  // chat_template_kwargs
 };
 

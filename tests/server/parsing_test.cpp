@@ -63,6 +63,24 @@ TEST(ChatRequest, RejectsClientMistakesWith400) {
             200);
 }
 
+TEST(ChatRequest, ToolChoice) {
+  const std::string tools =
+      R"("tools":[{"type":"function","function":{"name":"get_weather","parameters":{}}}])";
+  auto with = [&](const std::string& extra) {
+    return R"({"messages":[{"role":"user","content":"x"}],)" + extra + "}";
+  };
+  EXPECT_EQ(status_of(with(tools + R"(,"tool_choice":"auto")")), 200);
+  EXPECT_EQ(status_of(with(tools + R"(,"tool_choice":"required")")), 200);
+  EXPECT_EQ(status_of(with(tools + R"(,"tool_choice":{"type":"function","function":{"name":"get_weather"}})")), 200);
+  EXPECT_EQ(status_of(with(tools + R"(,"tool_choice":{"type":"function","function":{"name":"nope"}})")), 400);
+  EXPECT_EQ(status_of(with(tools + R"(,"tool_choice":"sometimes")")), 400);
+  EXPECT_EQ(status_of(with(tools + R"(,"tool_choice":5)")), 400);
+  EXPECT_EQ(status_of(with(R"("tool_choice":"required")")), 400);
+  auto r = parse_chat_request(with(tools + R"(,"tool_choice":{"type":"function","function":{"name":"get_weather"}})"));
+  EXPECT_EQ(r.tool_choice_function, "get_weather");
+  EXPECT_TRUE(parse_chat_request(with(tools + R"(,"tool_choice":"none")")).tool_choice_none);
+}
+
 TEST(CompletionRequest, PromptForms) {
   EXPECT_EQ(parse_completion_request(R"({"prompt":"hi"})").prompt, "hi");
   EXPECT_EQ(parse_completion_request(R"({"prompt":["hi"]})").prompt, "hi");
