@@ -60,7 +60,9 @@ bool is_hex_fingerprint(const std::string& s) {
 
 namespace {
 
-double mib(uint64_t bytes) { return static_cast<double>(bytes) / 1048576.0; }
+double mib(uint64_t bytes) {
+  return static_cast<double>(bytes) / 1048576.0;
+}
 
 // A peer's string, safe for a log line: printable ASCII, at most 80 characters.
 std::string printable(const std::string& s) {
@@ -92,8 +94,7 @@ void SyncProgress::add(uint64_t bytes) {
 void SyncProgress::finish() {
   if (finished_) return;
   finished_ = true;
-  double secs =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   log::info("[sync] {}: {:.1f} MiB in {:.2f} s ({:.0f} MiB/s)", what_, mib(done_), secs,
             secs > 0 ? mib(done_) / secs : 0.0);
 }
@@ -119,9 +120,12 @@ TensorServer::TensorServer(const std::string& model_dir, std::string fingerprint
 
 bool TensorServer::handle(Connection& conn, const Frame& frame, const std::string& peer) {
   switch (frame.type()) {
-    case FrameType::ManifestRequest: return serve_manifest(conn, frame, peer);
-    case FrameType::TensorRequest: return serve_tensors(conn, frame, peer);
-    default: break;
+    case FrameType::ManifestRequest:
+      return serve_manifest(conn, frame, peer);
+    case FrameType::TensorRequest:
+      return serve_tensors(conn, frame, peer);
+    default:
+      break;
   }
   throw Error("protocol", "not a sync frame: " + frame_type_name(frame.header.type));
 }
@@ -151,12 +155,14 @@ bool TensorServer::serve_manifest(Connection& conn, const Frame& frame, const st
   try {
     cfg = model::ModelConfig::from_json(nlohmann::json::parse(config_json_));
   } catch (const std::exception& e) {
-    return refuse(conn, peer, std::string("the coordinator's config.json is unusable: ") + e.what());
+    return refuse(conn, peer,
+                  std::string("the coordinator's config.json is unusable: ") + e.what());
   }
   if (req.layer_end > cfg.n_layers) {
-    return refuse(conn, peer, "layers [" + std::to_string(req.layer_begin) + ", " +
-                                  std::to_string(req.layer_end) + ") are outside a model of " +
-                                  std::to_string(cfg.n_layers) + " layers");
+    return refuse(conn, peer,
+                  "layers [" + std::to_string(req.layer_begin) + ", " +
+                      std::to_string(req.layer_end) + ") are outside a model of " +
+                      std::to_string(cfg.n_layers) + " layers");
   }
   ManifestMsg m;
   m.fingerprint = fingerprint_;
@@ -166,8 +172,9 @@ bool TensorServer::serve_manifest(Connection& conn, const Frame& frame, const st
     if (!set_->has(name)) return refuse(conn, peer, "the coordinator's model lacks " + name);
     const model::TensorInfo& t = set_->info(name);
     if (sync_dtype_size(t.dtype_name) == 0) {
-      return refuse(conn, peer, "tensor " + name + " has dtype " + t.dtype_name +
-                                    ", which model sync does not carry");
+      return refuse(
+          conn, peer,
+          "tensor " + name + " has dtype " + t.dtype_name + ", which model sync does not carry");
     }
     m.tensors.push_back({name, t.dtype_name, t.shape, t.nbytes, tensor_hash(t)});
     total += t.nbytes;
@@ -191,13 +198,15 @@ bool TensorServer::serve_tensors(Connection& conn, const Frame& frame, const std
       return refuse(conn, peer, "tensor name '" + printable(n) + "' is not a tensor name");
     }
     if (!set_->has(n)) {
-      return refuse(conn, peer, "tensor '" + printable(n) + "' is not part of model " +
-                                    fingerprint_.substr(0, 16) + "...");
+      return refuse(conn, peer,
+                    "tensor '" + printable(n) + "' is not part of model " +
+                        fingerprint_.substr(0, 16) + "...");
     }
     const model::TensorInfo& t = set_->info(n);
     if (r.offset > t.nbytes) {
-      return refuse(conn, peer, "offset " + std::to_string(r.offset) + " is past the end of " +
-                                    n + " (" + std::to_string(t.nbytes) + " bytes)");
+      return refuse(conn, peer,
+                    "offset " + std::to_string(r.offset) + " is past the end of " + n + " (" +
+                        std::to_string(t.nbytes) + " bytes)");
     }
     infos.push_back(&t);
     total += t.nbytes - r.offset;

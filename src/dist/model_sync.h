@@ -74,7 +74,7 @@ struct SyncCounters {
   std::atomic<uint64_t> tensor_bytes{0};  // tensor bytes sent in tensor-data frames
   std::atomic<uint64_t> ranges{0};        // tensor ranges served
   std::atomic<uint64_t> manifests{0};
-  std::atomic<uint64_t> refused{0};       // requests answered with sync-refused
+  std::atomic<uint64_t> refused{0};  // requests answered with sync-refused
 };
 
 struct TensorServerOptions {

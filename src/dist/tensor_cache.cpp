@@ -9,10 +9,9 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
-
-#include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "core/log.h"
@@ -27,9 +26,13 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string errno_text() { return std::strerror(errno); }
+std::string errno_text() {
+  return std::strerror(errno);
+}
 
-[[noreturn]] void fail(const std::string& message) { throw Error("sync", message); }
+[[noreturn]] void fail(const std::string& message) {
+  throw Error("sync", message);
+}
 
 class Fd {
  public:
@@ -119,7 +122,7 @@ struct Group {
   std::vector<uint64_t> starts;  // data offsets (relative to the end of the header)
   std::vector<uint8_t> header;   // u64 length + JSON, padded to a multiple of 8
   uint64_t data_bytes = 0;
-  bool partial = false;          // being written as file + ".partial"
+  bool partial = false;  // being written as file + ".partial"
   Fd fd;
 };
 
@@ -153,10 +156,10 @@ bool header_matches(const fs::path& path, const std::vector<uint8_t>& header) {
 // A tensor range still to fetch, and the state of its transfer.
 struct Pending {
   size_t group = 0;
-  size_t entry = 0;           // manifest index
-  uint64_t file_offset = 0;   // of the tensor's first byte in its file
-  uint64_t next = 0;          // next tensor byte expected
-  StreamHash hash;            // of bytes [0, next)
+  size_t entry = 0;          // manifest index
+  uint64_t file_offset = 0;  // of the tensor's first byte in its file
+  uint64_t next = 0;         // next tensor byte expected
+  StreamHash hash;           // of bytes [0, next)
 };
 
 ManifestMsg fetch_manifest(Connection& conn, const std::string& fingerprint, int64_t begin,
@@ -253,7 +256,8 @@ uint64_t check_group(const fs::path& dir, size_t gi, Group& g, const ManifestMsg
       log::info("[sync] resuming {} at byte {} of {}", e.name, p.next, e.nbytes);
     }
     if (e.nbytes == 0) {
-      if (hash_bytes({}) != e.hash) fail("the manifest's hash of empty tensor " + e.name + " is wrong");
+      if (hash_bytes({}) != e.hash)
+        fail("the manifest's hash of empty tensor " + e.name + " is wrong");
       continue;
     }
     pending.push_back(std::move(p));
@@ -339,12 +343,14 @@ CacheSyncResult sync_stage_to_cache(Connection& conn, const std::string& cache_d
       req.ranges.push_back({m.tensors[p.entry].name, p.next});
       total += m.tensors[p.entry].nbytes - p.next;
     }
-    log::info("[sync] layers {}-{}: {:.1f} MiB in the cache, fetching {:.1f} MiB ({} tensors) "
-              "from the coordinator", begin, end, result.reused_bytes / 1048576.0,
-              total / 1048576.0, pending.size());
+    log::info(
+        "[sync] layers {}-{}: {:.1f} MiB in the cache, fetching {:.1f} MiB ({} tensors) "
+        "from the coordinator",
+        begin, end, result.reused_bytes / 1048576.0, total / 1048576.0, pending.size());
     conn.send(FrameType::TensorRequest, encode_tensor_request(req));
-    SyncProgress progress("receiving layers " + std::to_string(begin) + "-" +
-                              std::to_string(end) + " from " + conn.peer(), total);
+    SyncProgress progress("receiving layers " + std::to_string(begin) + "-" + std::to_string(end) +
+                              " from " + conn.peer(),
+                          total);
     size_t complete = 0;
     for (;;) {
       Frame f = recv_checked(conn, timeout_ms);

@@ -42,9 +42,9 @@ class CacheLock {
 };
 
 struct CacheSyncResult {
-  std::string dir;             // the model folder to load layers [begin, end) from
-  uint64_t fetched_bytes = 0;  // tensor bytes received now
-  uint64_t reused_bytes = 0;   // tensor bytes already in the cache (verified)
+  std::string dir;                  // the model folder to load layers [begin, end) from
+  uint64_t fetched_bytes = 0;       // tensor bytes received now
+  uint64_t reused_bytes = 0;        // tensor bytes already in the cache (verified)
   std::unique_ptr<CacheLock> lock;  // keep until the files are mapped
 };
 

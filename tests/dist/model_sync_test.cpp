@@ -3,6 +3,8 @@
 // gets nothing the second time, resumes an interrupted transfer from the byte where it stopped,
 // re-fetches only a damaged tensor, and a hostile worker's requests are refused while the
 // coordinator keeps serving.
+#include "dist/model_sync.h"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -11,7 +13,6 @@
 #include <fstream>
 
 #include "dist/handshake.h"
-#include "dist/model_sync.h"
 #include "dist/remote_pipeline.h"
 #include "dist/tcp_transport.h"
 #include "model/safetensors.h"
@@ -26,10 +27,13 @@ namespace fs = std::filesystem;
 const std::string kSecret = "sync-secret";
 
 fs::path test_root() {
-  static fs::path root = fs::temp_directory_path() / ("meshlm_sync_test_" + std::to_string(getpid()));
+  static fs::path root =
+      fs::temp_directory_path() / ("meshlm_sync_test_" + std::to_string(getpid()));
   return root;
 }
-fs::path model_dir() { return test_root() / "model"; }
+fs::path model_dir() {
+  return test_root() / "model";
+}
 
 const std::vector<int32_t> kPrompt = {1, 17, 200, 42, 7, 99, 250, 3};
 

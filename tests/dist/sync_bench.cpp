@@ -49,9 +49,10 @@ int main(int argc, char** argv) {
       auto p = dist::make_remote_pipeline(o);
       double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       double mib = counters->tensor_bytes.load() / 1048576.0;
-      std::printf("%s: %.1f MiB sent in %.2f s of load (%.0f MiB/s including hashing on both "
-                  "sides and the stage loads)\n",
-                  round == 0 ? "empty cache" : "restart", mib, s, s > 0 ? mib / s : 0.0);
+      std::printf(
+          "%s: %.1f MiB sent in %.2f s of load (%.0f MiB/s including hashing on both "
+          "sides and the stage loads)\n",
+          round == 0 ? "empty cache" : "restart", mib, s, s > 0 ? mib / s : 0.0);
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

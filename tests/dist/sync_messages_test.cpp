@@ -102,13 +102,18 @@ TEST(SyncMessages, InvalidFieldsAreRejected) {
   bad([](ManifestMsg& m) { m.tensors[0].nbytes = 255; }, "shape and dtype make 256");
   bad([](ManifestMsg& m) { m.tensors[1].name = m.tensors[0].name; }, "listed twice");
   bad([](ManifestMsg& m) { m.tensors[0].name = ""; }, "without a name");
-  bad([](ManifestMsg& m) { m.tensors[0].shape = {1 << 30, 1 << 30, 1 << 30}; },
-      "impossibly large");
+  bad([](ManifestMsg& m) { m.tensors[0].shape = {1 << 30, 1 << 30, 1 << 30}; }, "impossibly large");
   bad([](ManifestMsg& m) { m.tensors[0].shape = std::vector<int64_t>(9, 1); }, "exceeds");
-  expect_protocol_error([] { decode_manifest_request(encode_manifest_request({5, 5})); },
-                        "layer range");
-  expect_protocol_error([] { decode_manifest_request(encode_manifest_request({-1, 5})); },
-                        "layer range");
+  expect_protocol_error(
+      [] {
+        decode_manifest_request(encode_manifest_request({5, 5}));
+      },
+      "layer range");
+  expect_protocol_error(
+      [] {
+        decode_manifest_request(encode_manifest_request({-1, 5}));
+      },
+      "layer range");
   expect_protocol_error([] { decode_tensor_request(encode_tensor_request({})); },
                         "without tensors");
   // A count that claims more entries than the payload could hold.

@@ -20,9 +20,15 @@ void same(const std::vector<uint8_t>& again, std::span<const uint8_t> p) {
 
 void decode_one(uint8_t which, std::span<const uint8_t> p) {
   switch (which % 5) {
-    case 0: same(encode_manifest_request(decode_manifest_request(p)), p); break;
-    case 1: same(encode_manifest(decode_manifest(p)), p); break;
-    case 2: same(encode_tensor_request(decode_tensor_request(p)), p); break;
+    case 0:
+      same(encode_manifest_request(decode_manifest_request(p)), p);
+      break;
+    case 1:
+      same(encode_manifest(decode_manifest(p)), p);
+      break;
+    case 2:
+      same(encode_tensor_request(decode_tensor_request(p)), p);
+      break;
     case 3: {
       std::span<const uint8_t> data;
       TensorDataHead h = decode_tensor_data(p, data);
@@ -31,7 +37,9 @@ void decode_one(uint8_t which, std::span<const uint8_t> p) {
       if (head.size() + data.size() != p.size()) __builtin_trap();
       break;
     }
-    default: same(encode_load(decode_load(p)), p); break;
+    default:
+      same(encode_load(decode_load(p)), p);
+      break;
   }
 }
 
