@@ -98,7 +98,8 @@ void DownloadProgress::finish() {
 double DownloadProgress::rate() const {
   if (samples_.size() < 2) return 0;
   double dt = std::chrono::duration<double>(samples_.back().first - samples_.front().first).count();
-  return dt > 0 ? double(samples_.back().second - samples_.front().second) / dt : 0;
+  if (dt < 1.0) return 0;  // too early to say
+  return double(samples_.back().second - samples_.front().second) / dt;
 }
 
 void DownloadProgress::render(bool force) {
