@@ -42,7 +42,8 @@ bool has_bad_segment(const std::string& s) {
   size_t start = 0;
   while (true) {
     size_t slash = s.find('/', start);
-    std::string seg = s.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
+    std::string seg =
+        s.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
     if (seg.empty() || seg == "." || seg == "..") return true;
     if (slash == std::string::npos) return false;
     start = slash + 1;
@@ -116,8 +117,8 @@ std::string blob_name_from_etag(const std::string& etag_header) {
   if (e.size() >= 2 && e.front() == '"' && e.back() == '"') e = e.substr(1, e.size() - 2);
   bool ok = !e.empty() && e.size() <= 128;
   for (char c : e)
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-          c == '-' || c == '_'))
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+          c == '_'))
       ok = false;
   if (!ok) throw Error("hub", "the server sent an unusable ETag " + quoted(etag_header));
   return e;
@@ -174,7 +175,8 @@ void RepoCache::link_snapshot_file(const std::string& commit, const std::string&
   fs::path link = snapshot_file(commit, file);
   std::error_code ec;
   fs::create_directories(link.parent_path(), ec);
-  if (ec) throw Error("hub", "cannot create '" + link.parent_path().string() + "': " + ec.message());
+  if (ec)
+    throw Error("hub", "cannot create '" + link.parent_path().string() + "': " + ec.message());
   fs::path target = fs::path("..") / "..";
   for (size_t i = 0; i < file.size(); ++i)
     if (file[i] == '/') target /= "..";

@@ -9,12 +9,13 @@ namespace meshlm::hub {
 
 namespace {
 
-constexpr const char* kMetaFiles[] = {"config.json",          "generation_config.json",
-                                      "tokenizer.json",       "tokenizer_config.json",
-                                      "special_tokens_map.json", "chat_template.jinja"};
+constexpr const char* kMetaFiles[] = {
+    "config.json",           "generation_config.json",  "tokenizer.json",
+    "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"};
 
 bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 }  // namespace
@@ -58,7 +59,8 @@ std::vector<std::string> shards_from_index(const nlohmann::json& index,
   std::set<std::string> shards;
   for (const auto& [tensor, file] : index["weight_map"].items()) {
     if (!file.is_string())
-      throw Error("hub", std::string(kIndexFile) + ": weight_map[\"" + tensor + "\"] is not a string");
+      throw Error("hub",
+                  std::string(kIndexFile) + ": weight_map[\"" + tensor + "\"] is not a string");
     std::string name = file.get<std::string>();
     validate_repo_file_name(name, kIndexFile);
     if (!siblings.count(name))

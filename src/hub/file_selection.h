@@ -2,11 +2,10 @@
 // safetensors weights; never .bin / .gguf / .pt / onnx copies or READMEs.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <set>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace meshlm::hub {
 

@@ -62,9 +62,8 @@ Url parse_url(const std::string& url) {
     throw Error("hub", "unsupported URL '" + url + "' (need http:// or https://)");
   size_t host_start = scheme_end + 3;
   size_t path_start = url.find_first_of("/?#", host_start);
-  std::string authority = url.substr(host_start, path_start == std::string::npos
-                                                     ? std::string::npos
-                                                     : path_start - host_start);
+  std::string authority = url.substr(
+      host_start, path_start == std::string::npos ? std::string::npos : path_start - host_start);
   if (authority.empty() || authority.find('@') != std::string::npos ||
       authority.find_first_of(" \t\r\n\\") != std::string::npos)
     throw Error("hub", "unsupported URL '" + url + "'");
@@ -93,7 +92,8 @@ std::string url_quote(const std::string& s, bool keep_slash) {
   static const char* kHex = "0123456789ABCDEF";
   std::string out;
   for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || (keep_slash && c == '/')) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' ||
+        (keep_slash && c == '/')) {
       out += char(c);
     } else {
       out += '%';

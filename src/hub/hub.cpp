@@ -6,9 +6,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <set>
-
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "core/json_file.h"
 #include "core/log.h"
@@ -60,8 +59,8 @@ struct RepoInfo {
 };
 
 RepoInfo fetch_repo_info(HttpClient& http, const HubContext& ctx) {
-  std::string url = ctx.endpoint + "/api/models/" + ctx.repo + "/revision/" +
-                    url_quote(ctx.revision, false);
+  std::string url =
+      ctx.endpoint + "/api/models/" + ctx.repo + "/revision/" + url_quote(ctx.revision, false);
   HttpResponse r = http.get(url);
   if (r.status != 200) throw_for_status(r, ctx, "the file list of " + ctx.repo);
   RepoInfo info;
@@ -130,8 +129,8 @@ PullResult from_cache(const RepoCache& cache, const std::string& repo, const std
 
 class Puller {
  public:
-  Puller(const std::string& repo, const PullOptions& opts, const RepoCache& cache,
-         HttpClient& http, const HubContext& ctx, const std::string& commit)
+  Puller(const std::string& repo, const PullOptions& opts, const RepoCache& cache, HttpClient& http,
+         const HubContext& ctx, const std::string& commit)
       : repo_(repo), opts_(opts), cache_(cache), http_(http), ctx_(ctx), commit_(commit) {}
 
   // Makes every file in `files` present in the snapshot; only missing blobs are downloaded.

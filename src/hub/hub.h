@@ -30,8 +30,8 @@ struct PullOptions {
   std::string token;                                // HF_TOKEN; empty: anonymous
   std::string cache_dir;                            // hub cache root; empty: default_cache_dir()
   bool offline = false;                             // HF_HUB_OFFLINE=1: cache only, no network
-  int max_retries = 5;            // per file, after a dropped connection or a 5xx (resumes)
-  int retry_backoff_ms = 1000;    // first wait between retries; doubles, capped at 30 s
+  int max_retries = 5;          // per file, after a dropped connection or a 5xx (resumes)
+  int retry_backoff_ms = 1000;  // first wait between retries; doubles, capped at 30 s
   int connect_timeout_s = 15;
   int read_timeout_s = 60;
   ProgressMode progress = ProgressMode::kAuto;
@@ -42,12 +42,12 @@ struct PullOptions {
 };
 
 struct PullResult {
-  std::string snapshot_dir;           // absolute path of snapshots/<commit>
-  std::string commit;                 // 40-hex commit sha
-  std::vector<std::string> files;     // the model's files in the snapshot, sorted
-  int files_downloaded = 0;           // files whose bytes came over the network in this call
+  std::string snapshot_dir;        // absolute path of snapshots/<commit>
+  std::string commit;              // 40-hex commit sha
+  std::vector<std::string> files;  // the model's files in the snapshot, sorted
+  int files_downloaded = 0;        // files whose bytes came over the network in this call
   uint64_t bytes_downloaded = 0;
-  bool used_cache_only = false;       // offline, or the hub was unreachable and the cache was used
+  bool used_cache_only = false;  // offline, or the hub was unreachable and the cache was used
 };
 
 // The hub cache root: $HF_HUB_CACHE, $HUGGINGFACE_HUB_CACHE, $HF_HOME/hub,

@@ -29,7 +29,10 @@ std::string format_bytes(double bytes) {
   if (u == 0)
     std::snprintf(buf, sizeof buf, "%.0f %s", bytes, units[u]);
   else
-    std::snprintf(buf, sizeof buf, bytes < 10 ? "%.2f %s" : bytes < 100 ? "%.1f %s" : "%.0f %s",
+    std::snprintf(buf, sizeof buf,
+                  bytes < 10    ? "%.2f %s"
+                  : bytes < 100 ? "%.1f %s"
+                                : "%.0f %s",
                   bytes, units[u]);
   return buf;
 }
@@ -62,7 +65,9 @@ void DownloadProgress::start_file(const std::string& name) {
   render(true);
 }
 
-void DownloadProgress::add_existing(uint64_t bytes) { done_ += bytes; }
+void DownloadProgress::add_existing(uint64_t bytes) {
+  done_ += bytes;
+}
 
 void DownloadProgress::add(uint64_t bytes) {
   done_ += bytes;
@@ -70,7 +75,9 @@ void DownloadProgress::add(uint64_t bytes) {
   render(false);
 }
 
-void DownloadProgress::rewind(uint64_t bytes) { done_ -= std::min(done_, bytes); }
+void DownloadProgress::rewind(uint64_t bytes) {
+  done_ -= std::min(done_, bytes);
+}
 
 void DownloadProgress::end_file() {
   if (mode_ == ProgressMode::kNone) return;

@@ -122,7 +122,9 @@ void check_free_space(const fs::path& dir, uint64_t needed) {
                            " free (set HF_HUB_CACHE to a folder on a bigger disk)");
 }
 
-bool retryable_status(int status) { return status == 429 || status >= 500; }
+bool retryable_status(int status) {
+  return status == 429 || status >= 500;
+}
 
 }  // namespace
 
@@ -135,8 +137,8 @@ void throw_for_status(const HttpResponse& r, const HubContext& ctx, const std::s
   if (r.status == 401 || r.status == 403) {
     if (code == "GatedRepo" || r.status == 403) {
       if (ctx.has_token)
-        throw Error("hub", status + " for " + what + ": your HF_TOKEN has no access to " + ctx.repo +
-                               ", a gated or private model; request access on " + page +
+        throw Error("hub", status + " for " + what + ": your HF_TOKEN has no access to " +
+                               ctx.repo + ", a gated or private model; request access on " + page +
                                " and use a token with read permission" + detail);
       throw Error("hub", status + " for " + what + ": " + ctx.repo +
                              " is gated or private; accept its conditions on " + page +
@@ -149,13 +151,15 @@ void throw_for_status(const HttpResponse& r, const HubContext& ctx, const std::s
                              detail);
     throw Error("hub", status + " for " + what + ": " + ctx.repo +
                            " does not exist or is private/gated; if you have access, set HF_TOKEN "
-                           "to a read token (" + ctx.endpoint + "/settings/tokens)" + detail);
+                           "to a read token (" +
+                           ctx.endpoint + "/settings/tokens)" + detail);
   }
   if (r.status == 404) {
     if (code == "RevisionNotFound")
       throw Error("hub", "revision '" + ctx.revision + "' not found in " + ctx.repo + detail);
     if (code == "EntryNotFound")
-      throw Error("hub", what + " not found in " + ctx.repo + " at '" + ctx.revision + "'" + detail);
+      throw Error("hub",
+                  what + " not found in " + ctx.repo + " at '" + ctx.revision + "'" + detail);
     throw Error("hub", "model " + ctx.repo + " (revision '" + ctx.revision + "') not found on " +
                            ctx.endpoint + "; check the id" + detail);
   }
@@ -193,8 +197,8 @@ FileMeta fetch_file_meta(HttpClient& http, const std::string& url, const std::st
 }
 
 uint64_t download_blob(HttpClient& http, const std::string& url, const FileMeta& meta,
-                       const fs::path& blob_path, const HubContext& ctx,
-                       const PullOptions& options, DownloadProgress& progress) {
+                       const fs::path& blob_path, const HubContext& ctx, const PullOptions& options,
+                       DownloadProgress& progress) {
   fs::path part = blob_path;
   part += ".incomplete";
   std::error_code ec;
@@ -235,7 +239,8 @@ uint64_t download_blob(HttpClient& http, const std::string& url, const FileMeta&
     progress.add_existing(offset);
   }
   if (meta.size) check_free_space(blob_path.parent_path(), *meta.size - offset);
-  if (::lseek(fd.get(), off_t(offset), SEEK_SET) < 0) throw Error("hub", write_failure(part, errno));
+  if (::lseek(fd.get(), off_t(offset), SEEK_SET) < 0)
+    throw Error("hub", write_failure(part, errno));
 
   uint64_t received = 0;
   int backoff_ms = std::max(0, options.retry_backoff_ms);
@@ -312,8 +317,7 @@ uint64_t download_blob(HttpClient& http, const std::string& url, const FileMeta&
     }
     if (attempt >= options.max_retries)
       throw NetworkError(failure + " while downloading " + meta.file + " (" +
-                         format_bytes(double(offset)) +
-                         " kept in the cache; run again to resume)");
+                         format_bytes(double(offset)) + " kept in the cache; run again to resume)");
     log::warn("hub: {} ({}); retry {}/{} in {} ms from byte {}", meta.file, failure, attempt + 1,
               options.max_retries, backoff_ms, offset);
     if (offset > start_offset) attempt = std::max(-1, attempt - 1);  // progress made: not counted

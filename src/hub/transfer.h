@@ -27,11 +27,11 @@ struct HubContext {
                                    const std::string& what);
 
 struct FileMeta {
-  std::string file;                // path in the repository
-  std::string commit;              // X-Repo-Commit
-  std::string blob;                // blob name: X-Linked-Etag (LFS) or ETag, unquoted
-  std::optional<uint64_t> size;    // X-Linked-Size or Content-Length
-  bool lfs = false;                // X-Linked-Etag present: the ETag is the content's sha256
+  std::string file;              // path in the repository
+  std::string commit;            // X-Repo-Commit
+  std::string blob;              // blob name: X-Linked-Etag (LFS) or ETag, unquoted
+  std::optional<uint64_t> size;  // X-Linked-Size or Content-Length
+  bool lfs = false;              // X-Linked-Etag present: the ETag is the content's sha256
 };
 
 // HEAD {endpoint}/{repo}/resolve/{commit}/{file}.

@@ -42,9 +42,9 @@ class PullCli : public ::testing::Test {
   int run(const std::string& args, const std::string& extra_env = "") {
     std::string cmd = "env -u HF_TOKEN -u HF_HUB_OFFLINE HF_HOME='" + (root_ / "home").string() +
                       "' HF_ENDPOINT='" + hub_.endpoint() + "' HF_HUB_CACHE='" +
-                      (root_ / "cache").string() + "' " + extra_env + " '" + MESHLM_BINARY +
-                      "' " + args + " >'" + (root_ / "out").string() + "' 2>'" +
-                      (root_ / "err").string() + "'";
+                      (root_ / "cache").string() + "' " + extra_env + " '" + MESHLM_BINARY + "' " +
+                      args + " >'" + (root_ / "out").string() + "' 2>'" + (root_ / "err").string() +
+                      "'";
     int rc = std::system(cmd.c_str());
     out_ = slurp(root_ / "out");
     err_ = slurp(root_ / "err");
@@ -58,7 +58,8 @@ class PullCli : public ::testing::Test {
 
 TEST_F(PullCli, PullsPrintsSnapshotAndReusesCache) {
   ASSERT_EQ(run("pull acme/tiny"), 0) << err_;
-  fs::path snap = root_ / "cache/models--acme--tiny/snapshots/89abcdef0123456789abcdef0123456789abcdef";
+  fs::path snap =
+      root_ / "cache/models--acme--tiny/snapshots/89abcdef0123456789abcdef0123456789abcdef";
   EXPECT_EQ(out_, snap.string() + "\n");
   EXPECT_TRUE(fs::is_symlink(snap / "model.safetensors"));
   EXPECT_EQ(fs::file_size(snap / "model.safetensors"), 300000u);

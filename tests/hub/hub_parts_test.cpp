@@ -14,11 +14,12 @@
 using namespace meshlm::hub;
 
 TEST(HubIds, RepoIdShape) {
-  for (const char* ok : {"Qwen/Qwen3-0.6B", "meta-llama/Llama-3.2-1B-Instruct", "a/b", "org_1/x.y_z"})
+  for (const char* ok :
+       {"Qwen/Qwen3-0.6B", "meta-llama/Llama-3.2-1B-Instruct", "a/b", "org_1/x.y_z"})
     EXPECT_TRUE(is_repo_id(ok)) << ok;
-  for (const char* bad : {"", "qwen", "/x", "x/", "a/b/c", "a/../b", "../a", "a/..", "a--b/c",
-                          "a/b--c", "a/.b", "a/b.", "-a/b", "a/b.git", "a/b c", "a/b\\c", "a/ü",
-                          "a/b?x", "~/b"})
+  for (const char* bad :
+       {"", "qwen", "/x", "x/", "a/b/c", "a/../b", "../a", "a/..", "a--b/c", "a/b--c", "a/.b",
+        "a/b.", "-a/b", "a/b.git", "a/b c", "a/b\\c", "a/ü", "a/b?x", "~/b"})
     EXPECT_FALSE(is_repo_id(bad)) << bad;
   EXPECT_FALSE(is_repo_id("a/" + std::string(97, 'x')));
   EXPECT_TRUE(is_repo_id("a/" + std::string(96, 'x')));
@@ -27,8 +28,8 @@ TEST(HubIds, RepoIdShape) {
 TEST(HubIds, FileNamesAndRevisions) {
   for (const char* ok : {"config.json", "onnx/model.onnx", "a b.json"})
     EXPECT_NO_THROW(validate_repo_file_name(ok, "t")) << ok;
-  for (const char* bad : {"", "/etc/passwd", "../x", "a/../../x", "a//b", "./x", "a/.", "a\\b",
-                          "a\nb", "x/"})
+  for (const char* bad :
+       {"", "/etc/passwd", "../x", "a/../../x", "a//b", "./x", "a/.", "a\\b", "a\nb", "x/"})
     EXPECT_THROW(validate_repo_file_name(bad, "t"), meshlm::Error) << bad;
   for (const char* ok : {"main", "v1.0", "refs/pr/3", "0123456789abcdef0123456789abcdef01234567"})
     EXPECT_NO_THROW(validate_revision(ok)) << ok;
@@ -49,24 +50,28 @@ TEST(HubCache, LayoutPaths) {
   EXPECT_EQ(c.dir(), "/c/models--Org--Name");
   EXPECT_EQ(c.blob_path("ab"), "/c/models--Org--Name/blobs/ab");
   std::string sha(40, 'a');
-  EXPECT_EQ(c.snapshot_file(sha, "x/y.json"), "/c/models--Org--Name/snapshots/" + sha + "/x/y.json");
+  EXPECT_EQ(c.snapshot_file(sha, "x/y.json"),
+            "/c/models--Org--Name/snapshots/" + sha + "/x/y.json");
   EXPECT_EQ(c.lock_path("ab"), "/c/.locks/models--Org--Name/ab.lock");
   EXPECT_THROW(c.snapshot_dir("../../x"), meshlm::Error);
   EXPECT_THROW(RepoCache("/c", "../x"), meshlm::Error);
 }
 
 TEST(HubSelection, PicksModelFilesOnly) {
-  std::vector<std::string> sib = {"config.json", "README.md", "model.safetensors", "pytorch_model.bin",
-                                  "tokenizer.json", "chat_template.jinja", "onnx/model.safetensors",
-                                  "special_tokens_map.json", "model.gguf", ".gitattributes"};
+  std::vector<std::string> sib = {
+      "config.json",    "README.md",           "model.safetensors",      "pytorch_model.bin",
+      "tokenizer.json", "chat_template.jinja", "onnx/model.safetensors", "special_tokens_map.json",
+      "model.gguf",     ".gitattributes"};
   EXPECT_EQ(select_model_files(sib, "r"),
             (std::vector<std::string>{"chat_template.jinja", "config.json", "model.safetensors",
                                       "special_tokens_map.json", "tokenizer.json"}));
   // No model.safetensors and no index: every top-level safetensors file.
-  EXPECT_EQ(select_model_files({"config.json", "consolidated.safetensors", "sub/x.safetensors"}, "r"),
-            (std::vector<std::string>{"config.json", "consolidated.safetensors"}));
+  EXPECT_EQ(
+      select_model_files({"config.json", "consolidated.safetensors", "sub/x.safetensors"}, "r"),
+      (std::vector<std::string>{"config.json", "consolidated.safetensors"}));
   EXPECT_EQ(select_model_files({"config.json", "model.safetensors.index.json", "m-1.safetensors",
-                                "consolidated.safetensors"}, "r"),
+                                "consolidated.safetensors"},
+                               "r"),
             (std::vector<std::string>{"config.json", "model.safetensors.index.json"}));
   EXPECT_THROW(select_model_files({"model.safetensors"}, "r"), meshlm::Error);
   EXPECT_THROW(select_model_files({"config.json", "model.gguf"}, "r"), meshlm::Error);
@@ -81,7 +86,8 @@ TEST(HubSelection, ShardsFromIndex) {
   EXPECT_THROW(shards_from_index(index, {"m-1.safetensors"}), meshlm::Error);  // not listed
   EXPECT_THROW(shards_from_index(nlohmann::json::parse(R"({"weight_map":{"a":1}})"), sib),
                meshlm::Error);
-  EXPECT_THROW(shards_from_index(nlohmann::json::parse(R"({"weight_map":{}})"), sib), meshlm::Error);
+  EXPECT_THROW(shards_from_index(nlohmann::json::parse(R"({"weight_map":{}})"), sib),
+               meshlm::Error);
   EXPECT_THROW(shards_from_index(nlohmann::json::parse("[]"), sib), meshlm::Error);
 }
 
@@ -129,8 +135,9 @@ class EnvGuard {
 
 TEST(HubEnv, OptionsFromEnvironment) {
   EnvGuard env;
-  for (const char* v : {"HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN",
-                        "HF_TOKEN_PATH", "HF_ENDPOINT", "HF_HUB_OFFLINE", "XDG_CACHE_HOME"})
+  for (const char* v :
+       {"HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN",
+        "HF_TOKEN_PATH", "HF_ENDPOINT", "HF_HUB_OFFLINE", "XDG_CACHE_HOME"})
     env.set(v, nullptr);
   env.set("HOME", "/home/u");
   env.set("HF_HOME", nullptr);

@@ -62,10 +62,13 @@ MockRepo tiny_repo(const std::string& commit = kCommit) {
   return r;
 }
 
-const std::vector<std::string> kNeeded = {
-    "config.json",          "generation_config.json",           "model-00001-of-00002.safetensors",
-    "model-00002-of-00002.safetensors", "model.safetensors.index.json", "tokenizer.json",
-    "tokenizer_config.json"};
+const std::vector<std::string> kNeeded = {"config.json",
+                                          "generation_config.json",
+                                          "model-00001-of-00002.safetensors",
+                                          "model-00002-of-00002.safetensors",
+                                          "model.safetensors.index.json",
+                                          "tokenizer.json",
+                                          "tokenizer_config.json"};
 
 class HubPull : public ::testing::Test {
  protected:

@@ -37,7 +37,9 @@ int start(httplib::Server& s, std::thread& th) {
 
 }  // namespace
 
-std::string MockHub::sha256_hex(const std::string& data) { return digest(EVP_sha256(), data); }
+std::string MockHub::sha256_hex(const std::string& data) {
+  return digest(EVP_sha256(), data);
+}
 
 std::string MockHub::git_sha1_hex(const std::string& data) {
   return digest(EVP_sha1(), "blob " + std::to_string(data.size()) + '\0' + data);
@@ -46,10 +48,9 @@ std::string MockHub::git_sha1_hex(const std::string& data) {
 MockHub::MockHub() {
   hub_.Get(R"(/api/models/([^/]+)/([^/]+)/revision/(.+))",
            [this](const httplib::Request& req, httplib::Response& res) { handle_info(req, res); });
-  hub_.Get(R"(/([^/]+)/([^/]+)/resolve/([^/]+)/(.+))",
-           [this](const httplib::Request& req, httplib::Response& res) {
-             handle_resolve(req, res);
-           });
+  hub_.Get(
+      R"(/([^/]+)/([^/]+)/resolve/([^/]+)/(.+))",
+      [this](const httplib::Request& req, httplib::Response& res) { handle_resolve(req, res); });
   cdn_.Get(R"(/cdn/([^/]+)/([^/]+)/([^/]+)/(.+))",
            [this](const httplib::Request& req, httplib::Response& res) { handle_cdn(req, res); });
   hub_port_ = start(hub_, hub_thread_);
@@ -63,7 +64,9 @@ MockHub::~MockHub() {
   cdn_thread_.join();
 }
 
-std::string MockHub::endpoint() const { return "http://127.0.0.1:" + std::to_string(hub_port_); }
+std::string MockHub::endpoint() const {
+  return "http://127.0.0.1:" + std::to_string(hub_port_);
+}
 
 void MockHub::set_repo(const std::string& id, MockRepo repo) {
   std::lock_guard<std::mutex> lk(mu_);
@@ -177,8 +180,8 @@ void MockHub::handle_resolve(const httplib::Request& req, httplib::Response& res
   const MockFile& f = it->second;
   res.set_header("X-Repo-Commit", commit);
   if (!f.lfs) {
-    res.set_header("ETag", f.etag_override.empty() ? "\"" + git_sha1_hex(f.content) + "\""
-                                                   : f.etag_override);
+    res.set_header(
+        "ETag", f.etag_override.empty() ? "\"" + git_sha1_hex(f.content) + "\"" : f.etag_override);
     res.set_content(f.content, "application/octet-stream");
     return;
   }

@@ -23,18 +23,18 @@ struct MockFile {
 
   std::string content;
   bool lfs = false;
-  bool corrupt = false;                     // the CDN serves bytes that do not match the sha256
-  std::string etag_override;                // sent verbatim as (X-Linked-)ETag when set
-  std::optional<uint64_t> size_override;    // sent as X-Linked-Size when set
+  bool corrupt = false;                   // the CDN serves bytes that do not match the sha256
+  std::string etag_override;              // sent verbatim as (X-Linked-)ETag when set
+  std::optional<uint64_t> size_override;  // sent as X-Linked-Size when set
 };
 
 struct MockRepo {
-  std::string commit;                          // 40 hex
-  std::map<std::string, std::string> refs;     // revision -> commit ("main" is added)
+  std::string commit;                       // 40 hex
+  std::map<std::string, std::string> refs;  // revision -> commit ("main" is added)
   std::map<std::string, MockFile> files;
-  std::vector<std::string> extra_siblings;     // listed by the API, not served
-  std::string token;                           // private: 401 without it, 401 with a wrong one
-  bool gated = false;                          // files need `token`: 401 without, 403 wrong
+  std::vector<std::string> extra_siblings;  // listed by the API, not served
+  std::string token;                        // private: 401 without it, 401 with a wrong one
+  bool gated = false;                       // files need `token`: 401 without, 403 wrong
 };
 
 struct MockRequest {

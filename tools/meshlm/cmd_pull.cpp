@@ -21,7 +21,8 @@ int run_pull(int argc, char** argv) {
   bool quiet = false;
   app.add_option("model", repo, "model id on the hub, ORG/NAME (e.g. Qwen/Qwen3-0.6B)")->required();
   app.add_option("--revision", opts.revision, "branch, tag or commit (default main)");
-  app.add_option("--cache-dir", opts.cache_dir, "hub cache folder (default: " + opts.cache_dir + ")");
+  app.add_option("--cache-dir", opts.cache_dir,
+                 "hub cache folder (default: " + opts.cache_dir + ")");
   app.add_flag("--offline", opts.offline, "use the cache only, like HF_HUB_OFFLINE=1");
   app.add_flag("-q,--quiet", quiet, "no progress bar");
   try {
@@ -33,7 +34,7 @@ int run_pull(int argc, char** argv) {
   meshlm::hub::PullResult res = meshlm::hub::pull(repo, opts);
   std::fprintf(stderr, "%s: %zu files at commit %s%s\n", repo.c_str(), res.files.size(),
                res.commit.c_str(),
-               res.used_cache_only       ? " (from the cache)"
+               res.used_cache_only         ? " (from the cache)"
                : res.files_downloaded == 0 ? " (already in the cache)"
                                            : "");
   std::printf("%s\n", res.snapshot_dir.c_str());
