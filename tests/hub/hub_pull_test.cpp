@@ -341,6 +341,9 @@ TEST_F(HubPull, UnreachableHubFallsBackToTheCache) {
   opts_.endpoint = "http://127.0.0.1:1";
   std::string err = expect_error("acme/tiny");
   EXPECT_NE(err.find("cannot reach http://127.0.0.1:1"), std::string::npos) << err;
+  opts_.endpoint = "https" + hub_.endpoint().substr(4);  // TLS to a plain-HTTP server
+  err = expect_error("acme/tiny");
+  EXPECT_NE(err.find("cannot reach https://127.0.0.1"), std::string::npos) << err;
   opts_.endpoint = hub_.endpoint();
   auto online = meshlm::hub::pull("acme/tiny", opts_);
   opts_.endpoint = "http://127.0.0.1:1";
