@@ -230,7 +230,7 @@ PullResult pull(const std::string& repo_id, const PullOptions& options) {
   } catch (const NetworkError& e) {
     try {
       PullResult cached = from_cache(cache, repo_id, opts.revision, "");
-      log::warn("hub: {}; using the cached snapshot {}", e.what(), cached.snapshot_dir);
+      log::warn("{}; using the cached snapshot {}", e.what(), cached.snapshot_dir);
       return cached;
     } catch (const Error&) {
       throw Error("hub", std::string(e.what()) + " (no network? " + repo_id +
