@@ -37,7 +37,9 @@ namespace {
 
 constexpr int kMaxRenames = 32;  // collisions handled before giving up on a name
 
-std::string avahi_error_text(int code) { return avahi_strerror(code); }
+std::string avahi_error_text(int code) {
+  return avahi_strerror(code);
+}
 
 extern "C" void avahi_log_to_meshlm(AvahiLogLevel level, const char* text) {
   // avahi's own errors do not stop meshlm (discovery is best effort): warnings for us.
@@ -139,7 +141,8 @@ class Stack {
     } else if (state == AVAHI_SERVER_RUNNING) {
       log::debug("[discovery] mDNS host name {}", avahi_server_get_host_name_fqdn(s));
     }
-    for (ServerListener* l : std::vector<ServerListener*>(self->listeners_)) l->on_server_state(state);
+    for (ServerListener* l : std::vector<ServerListener*>(self->listeners_))
+      l->on_server_state(state);
   }
 
   AvahiThreadedPoll* poll_ = nullptr;
@@ -175,7 +178,9 @@ std::pair<AvahiIfIndex, AvahiProtocol> publish_scope(const std::string& host) {
 
 }  // namespace
 
-bool discovery_available() { return true; }
+bool discovery_available() {
+  return true;
+}
 
 // ---- Advertiser ----
 
@@ -226,8 +231,9 @@ struct Advertiser::Impl final : ServerListener {
                                              it->size());
     int rc = 0;
     for (;;) {
-      rc = avahi_server_add_service_strlst(server, group, interface, protocol, AvahiPublishFlags(0),
-                                           name.c_str(), kServiceType, nullptr, nullptr, port, list);
+      rc =
+          avahi_server_add_service_strlst(server, group, interface, protocol, AvahiPublishFlags(0),
+                                          name.c_str(), kServiceType, nullptr, nullptr, port, list);
       if (rc != AVAHI_ERR_COLLISION) break;
       if (++renames > kMaxRenames) break;
       avahi_s_entry_group_reset(group);
@@ -298,7 +304,9 @@ struct Advertiser::Impl final : ServerListener {
 };
 
 Advertiser::Advertiser() : impl_(std::make_unique<Impl>()) {}
-Advertiser::~Advertiser() { impl_->stop(); }
+Advertiser::~Advertiser() {
+  impl_->stop();
+}
 
 void Advertiser::start(const std::string& instance, uint16_t port, const TxtRecords& txt,
                        const std::string& listen_host) {
@@ -320,14 +328,18 @@ void Advertiser::start(const std::string& instance, uint16_t port, const TxtReco
   m.publish();
 }
 
-void Advertiser::stop() { impl_->stop(); }
+void Advertiser::stop() {
+  impl_->stop();
+}
 
 std::string Advertiser::instance() const {
   std::lock_guard lock(impl_->name_mu);
   return impl_->shown_name;
 }
 
-bool Advertiser::established() const { return impl_->established.load(); }
+bool Advertiser::established() const {
+  return impl_->established.load();
+}
 
 // ---- Browser ----
 
@@ -373,7 +385,8 @@ struct Browser::Impl {
     const Sighting* best = nullptr;
     for (const auto& [key, s] : sightings) {
       if (s->name != name || !s->service) continue;
-      if (!best || (s->protocol == AVAHI_PROTO_INET && best->protocol != AVAHI_PROTO_INET)) best = s.get();
+      if (!best || (s->protocol == AVAHI_PROTO_INET && best->protocol != AVAHI_PROTO_INET))
+        best = s.get();
     }
     std::optional<BrowserEvent> event;
     {
@@ -453,9 +466,9 @@ struct Browser::Impl {
       s->name = name;
       // Resolve to an address of the family the service was seen on; the resolver stays open
       // and reports changes (a worker's TXT update, a new address) until the service goes.
-      s->resolver = avahi_s_service_resolver_new(self->stack->server(), interface, protocol, name,
-                                                 type, domain, protocol, AvahiLookupFlags(0),
-                                                 on_resolved, s.get());
+      s->resolver =
+          avahi_s_service_resolver_new(self->stack->server(), interface, protocol, name, type,
+                                       domain, protocol, AvahiLookupFlags(0), on_resolved, s.get());
       if (!s->resolver) {
         log::debug("[discovery] cannot resolve '{}': {}", printable(name, kMaxInstanceBytes),
                    avahi_error_text(avahi_server_errno(self->stack->server())));

@@ -15,8 +15,8 @@ namespace meshlm::discovery {
 inline constexpr size_t kMaxRecordText = 64;  // bytes kept of each string field on parse
 
 struct NodeRecord {
-  std::string id;       // random per worker process, stable while it runs
-  std::string version;  // meshlm version
+  std::string id;                     // random per worker process, stable while it runs
+  std::string version;                // meshlm version
   std::optional<uint32_t> proto;      // wire protocol version (dist::kProtocolVersion)
   std::optional<uint64_t> mem;        // available memory, bytes
   std::optional<uint64_t> mem_total;  // bytes

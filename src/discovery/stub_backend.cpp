@@ -12,7 +12,9 @@ namespace {
 
 }  // namespace
 
-bool discovery_available() { return false; }
+bool discovery_available() {
+  return false;
+}
 
 struct Advertiser::Impl {};
 Advertiser::Advertiser() = default;
@@ -21,14 +23,24 @@ void Advertiser::start(const std::string&, uint16_t, const TxtRecords&, const st
   unavailable();
 }
 void Advertiser::stop() {}
-std::string Advertiser::instance() const { return ""; }
-bool Advertiser::established() const { return false; }
+std::string Advertiser::instance() const {
+  return "";
+}
+bool Advertiser::established() const {
+  return false;
+}
 
 struct Browser::Impl {};
-Browser::Browser(BrowserCallback) { unavailable(); }
+Browser::Browser(BrowserCallback) {
+  unavailable();
+}
 Browser::~Browser() = default;
-std::vector<Service> Browser::snapshot() const { return {}; }
+std::vector<Service> Browser::snapshot() const {
+  return {};
+}
 
-std::vector<Service> browse_for(std::chrono::milliseconds) { unavailable(); }
+std::vector<Service> browse_for(std::chrono::milliseconds) {
+  unavailable();
+}
 
 }  // namespace meshlm::discovery

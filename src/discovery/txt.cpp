@@ -15,7 +15,9 @@
 namespace meshlm::discovery {
 namespace {
 
-bool is_key_char(unsigned char c) { return c >= 0x20 && c <= 0x7e && c != '='; }
+bool is_key_char(unsigned char c) {
+  return c >= 0x20 && c <= 0x7e && c != '=';
+}
 
 std::string lower(std::string_view s) {
   std::string out(s);
@@ -32,8 +34,8 @@ std::vector<std::string> encode_txt(const TxtRecords& txt) {
   for (const auto& [key, value] : txt) {
     if (key.empty()) throw Error("discovery", "TXT record with an empty key");
     if (!std::all_of(key.begin(), key.end(), [](char c) { return is_key_char(c); }))
-      throw Error("discovery", "TXT key '" + printable(key, 64) +
-                                   "' must be printable ASCII without '='");
+      throw Error("discovery",
+                  "TXT key '" + printable(key, 64) + "' must be printable ASCII without '='");
     std::string entry = key + "=" + value;
     if (entry.size() > kMaxTxtEntryBytes)
       throw Error("discovery", "TXT record '" + key + "' is " + std::to_string(entry.size()) +

@@ -19,10 +19,13 @@ using Clock = std::chrono::steady_clock;
 static int browse(double seconds) {
   Clock::time_point start = Clock::now();
   Browser browser([&](const BrowserEvent& e) {
-    long ms = long(std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count());
-    char kind = e.kind == BrowserEvent::Kind::kAdded ? '+' : e.kind == BrowserEvent::Kind::kUpdated ? '~' : '-';
-    std::printf("%c %ld %s %s:%u\n", kind, ms, e.service.instance.c_str(), e.service.address.c_str(),
-                unsigned(e.service.port));
+    long ms =
+        long(std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count());
+    char kind = e.kind == BrowserEvent::Kind::kAdded     ? '+'
+                : e.kind == BrowserEvent::Kind::kUpdated ? '~'
+                                                         : '-';
+    std::printf("%c %ld %s %s:%u\n", kind, ms, e.service.instance.c_str(),
+                e.service.address.c_str(), unsigned(e.service.port));
     std::fflush(stdout);
   });
   std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
@@ -63,6 +66,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "discovery_probe: %s\n", e.what());
     return 1;
   }
-  std::fprintf(stderr, "usage: discovery_probe browse SECONDS | advertise NAME PORT SECONDS [k=v...]\n");
+  std::fprintf(stderr,
+               "usage: discovery_probe browse SECONDS | advertise NAME PORT SECONDS [k=v...]\n");
   return 2;
 }

@@ -40,15 +40,15 @@ TEST(Txt, EncodeRejectsBadKeysAndSizes) {
 
 TEST(Txt, ParseIsRobust) {
   std::vector<std::string> wire = {
-      "",                         // empty string: ignored
-      "=value",                   // empty key: ignored
-      "flag",                     // boolean attribute: present, empty value
-      "Mem=123",                  // keys are case-insensitive
-      "mem=999",                  // duplicate: the first wins
-      "k\x01y=1",                 // control character in the key: ignored
-      "note=a\x1b[31mred\x07",    // control characters in values are neutralised
+      "",                          // empty string: ignored
+      "=value",                    // empty key: ignored
+      "flag",                      // boolean attribute: present, empty value
+      "Mem=123",                   // keys are case-insensitive
+      "mem=999",                   // duplicate: the first wins
+      "k\x01y=1",                  // control character in the key: ignored
+      "note=a\x1b[31mred\x07",     // control characters in values are neutralised
       std::string("nul=a\0b", 7),  // embedded NUL
-      std::string(300, 'x'),      // longer than a TXT string can be: ignored
+      std::string(300, 'x'),       // longer than a TXT string can be: ignored
   };
   TxtRecords txt = parse_txt(wire);
   EXPECT_EQ(txt.size(), 4u);

@@ -1,13 +1,12 @@
 // meshlm cluster status: the workers advertising `_meshlm._tcp` on this LAN (src/discovery).
 //   meshlm cluster status [--timeout SEC] [--json]
+#include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
 #include <map>
 #include <mutex>
-#include <thread>
-
-#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "command.h"
 #include "core/error.h"
@@ -89,17 +88,17 @@ int run_status(double timeout_s, bool json) {
                 discovery::kServiceType);
     return 0;
   }
-  std::printf("%-34s %-22s %-8s %-10s %5s  %-12s %s\n", "INSTANCE", "ADDRESS", "VERSION",
-              "MEMORY", "CORES", "BACKEND", "");
+  std::printf("%-34s %-22s %-8s %-10s %5s  %-12s %s\n", "INSTANCE", "ADDRESS", "VERSION", "MEMORY",
+              "CORES", "BACKEND", "");
   for (const auto& s : services) {
     discovery::NodeRecord r = discovery::parse_node_txt(s.txt);
     std::string note;
     if (r.proto != dist::kProtocolVersion)
       note = "incompatible (protocol " + (r.proto ? std::to_string(*r.proto) : "?") +
              ", this meshlm speaks " + std::to_string(dist::kProtocolVersion) + ")";
-    std::printf("%-34s %-22s %-8s %-10s %5s  %-12s %s\n", s.instance.c_str(),
-                endpoint(s).c_str(), r.version.empty() ? "?" : r.version.c_str(),
-                memory_text(r.mem).c_str(), r.cores ? std::to_string(*r.cores).c_str() : "?",
+    std::printf("%-34s %-22s %-8s %-10s %5s  %-12s %s\n", s.instance.c_str(), endpoint(s).c_str(),
+                r.version.empty() ? "?" : r.version.c_str(), memory_text(r.mem).c_str(),
+                r.cores ? std::to_string(*r.cores).c_str() : "?",
                 r.backend.empty() ? "?" : r.backend.c_str(), note.c_str());
   }
   std::printf("%zu worker%s found in %.1f s\n", services.size(), services.size() == 1 ? "" : "s",

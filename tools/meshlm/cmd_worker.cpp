@@ -2,17 +2,16 @@
 //   meshlm worker --listen 0.0.0.0:7070 --secret S --threads 8 [--model DIR] [--no-discovery]
 // A worker on a LAN address advertises itself as `_meshlm._tcp` (src/discovery) so that
 // `meshlm cluster status` and coordinators can find it; the secret is never advertised.
-#include <csignal>
-#include <cstdio>
-#include <cstdlib>
-#include <atomic>
-#include <chrono>
-#include <fstream>
-#include <thread>
-
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <thread>
 
 #include "command.h"
 #include "common.h"
@@ -39,8 +38,10 @@ bool is_loopback(const std::string& host) {
 void advertise(discovery::Advertiser& advertiser, const std::string& address, int threads) {
   auto [host, port] = dist::parse_host_port(address);
   if (is_loopback(host)) {
-    log::info("[worker] LAN discovery off: {} is a loopback address (use --listen 0.0.0.0:PORT "
-              "or a LAN address to be found by `meshlm cluster status`)", host);
+    log::info(
+        "[worker] LAN discovery off: {} is a loopback address (use --listen 0.0.0.0:PORT "
+        "or a LAN address to be found by `meshlm cluster status`)",
+        host);
     return;
   }
   if (!discovery::discovery_available()) {
@@ -80,7 +81,8 @@ int run_worker(int argc, char** argv) {
   app.add_option("--model", options.model_dir,
                  "model folder this worker holds (its fingerprint is checked in the handshake)");
   long parent_pid = 0;
-  app.add_option("--exit-with-parent", parent_pid, "stop when process PID is gone (workers started by --stages)");
+  app.add_option("--exit-with-parent", parent_pid,
+                 "stop when process PID is gone (workers started by --stages)");
   app.add_option("--port-file", port_file, "write the bound port here once listening (tests)");
   bool no_discovery = false;
   app.add_flag("--no-discovery", no_discovery,
@@ -94,8 +96,10 @@ int run_worker(int argc, char** argv) {
     if (const char* s = std::getenv("MESHLM_SECRET")) options.secret = s;
   }
   if (options.secret.empty()) {
-    log::warn("[worker] no cluster secret (--secret or MESHLM_SECRET): anyone who can reach {} "
-              "can use this worker", options.listen);
+    log::warn(
+        "[worker] no cluster secret (--secret or MESHLM_SECRET): anyone who can reach {} "
+        "can use this worker",
+        options.listen);
   }
   if (options.threads < 1) throw Error("cli", "--threads must be at least 1");
 
@@ -131,8 +135,7 @@ int run_worker(int argc, char** argv) {
   return 0;
 }
 
-Registrar reg("worker", "serve pipeline stages for a coordinator (--listen host:port)",
-              run_worker);
+Registrar reg("worker", "serve pipeline stages for a coordinator (--listen host:port)", run_worker);
 
 }  // namespace
 }  // namespace meshlm::cli
