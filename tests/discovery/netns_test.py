@@ -156,7 +156,9 @@ def main():
         check(len(ws) == 1, "found again by a new browser")
         if ws:
             print(f"time to discovery of an announced worker: {ws[0]['discovered_ms']} ms")
-            check(ws[0]["discovered_ms"] < 1500, "announced worker answers in under 1.5 s")
+            # Usually < 0.2 s; up to ~1.2 s when the previous browser's query was answered less
+            # than a second ago (RFC 6762 6: a record is multicast at most once a second).
+            check(ws[0]["discovered_ms"] < 2000, "announced worker answers in under 2 s")
 
         # 3. Same instance name from the other namespace: renamed.
         name = workers[0]["instance"] if workers else "meshlm@x:1"
