@@ -14,11 +14,13 @@ class Error : public std::runtime_error {
  public:
   Error(std::string_view component, std::string_view message)
       : std::runtime_error("[" + std::string(component) + "] " + std::string(message)),
-        component_(component) {}
+        component_(component),
+        message_(message) {}
   const std::string& component() const { return component_; }
+  const std::string& message() const { return message_; }  // without the "[component] " tag
 
  private:
-  std::string component_;
+  std::string component_, message_;
 };
 
 }  // namespace meshlm

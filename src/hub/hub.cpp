@@ -233,7 +233,7 @@ PullResult pull(const std::string& repo_id, const PullOptions& options) {
       log::warn("{}; using the cached snapshot {}", e.what(), cached.snapshot_dir);
       return cached;
     } catch (const Error&) {
-      throw Error("hub", std::string(e.what()) + " (no network? " + repo_id +
+      throw Error("hub", e.message() + " (no network? " + repo_id +
                              " is not in the cache either; HF_ENDPOINT=" + opts.endpoint + ")");
     }
   }

@@ -43,7 +43,7 @@ int run_bench(int argc, char** argv) {
   int64_t n_prompt = 128, n_gen = 64;
   int threads = default_threads(), reps = 5, streams = 1;
   bool json = false;
-  app.add_option("--model,-m", model_dir, "Hugging Face model folder")->required();
+  app.add_option("--model,-m", model_dir, "Hugging Face model folder, or ORG/NAME to pull from the hub")->required();
   app.add_option("-p,--n-prompt", n_prompt, "prompt tokens (0 to skip)")->check(CLI::Range(int64_t(0), int64_t(1) << 16));
   app.add_option("-n,--n-gen", n_gen, "generated tokens (0 to skip)")->check(CLI::Range(int64_t(0), int64_t(1) << 16));
   app.add_option("--threads,-t", threads, "threads per stage")->check(CLI::Range(1, 1024));
@@ -53,6 +53,7 @@ int run_bench(int argc, char** argv) {
   PipelineOptions popts;
   popts.add_to(app);
   CLI11_PARSE(app, argc, argv);
+  model_dir = resolve_model(model_dir);  // a folder, or ORG/NAME from the Hugging Face hub
 
   model::StageOptions so;
   so.threads = threads;

@@ -26,7 +26,7 @@ int run_generate(int argc, char** argv) {
   runtime::SamplingParams sp;
   sp.temperature = 0.0f;
   int64_t seed = -1;
-  app.add_option("--model,-m", model_dir, "Hugging Face model folder")->required();
+  app.add_option("--model,-m", model_dir, "Hugging Face model folder, or ORG/NAME to pull from the hub")->required();
   auto* p_opt = app.add_option("--prompt,-p", prompt, "prompt text (needs tokenizer.json)");
   auto* ids_opt = app.add_option("--prompt-ids", prompt_ids, "prompt as comma-separated token ids");
   p_opt->excludes(ids_opt);
@@ -47,6 +47,7 @@ int run_generate(int argc, char** argv) {
   PipelineOptions popts;
   popts.add_to(app);
   CLI11_PARSE(app, argc, argv);
+  model_dir = resolve_model(model_dir);  // a folder, or ORG/NAME from the Hugging Face hub
   if (seed >= 0) sp.seed = uint64_t(seed), sp.has_seed = true;
 
   std::unique_ptr<tok::Tokenizer> tokenizer;

@@ -32,7 +32,7 @@ int run_perplexity(int argc, char** argv) {
   int64_t ctx = 512;
   int threads = default_threads();
   bool bos = false;
-  app.add_option("--model,-m", model_dir, "Hugging Face model folder")->required();
+  app.add_option("--model,-m", model_dir, "Hugging Face model folder, or ORG/NAME to pull from the hub")->required();
   auto* f_opt = app.add_option("-f,--file", text_file, "text file");
   auto* i_opt = app.add_option("--ids-file", ids_file, "token ids (comma/space separated) instead of text");
   f_opt->excludes(i_opt);
@@ -42,6 +42,7 @@ int run_perplexity(int argc, char** argv) {
   PipelineOptions popts;
   popts.add_to(app);
   CLI11_PARSE(app, argc, argv);
+  model_dir = resolve_model(model_dir);  // a folder, or ORG/NAME from the Hugging Face hub
 
   std::vector<int32_t> tokens;
   std::unique_ptr<tok::Tokenizer> tokenizer;

@@ -23,7 +23,7 @@ int run_plan(int argc, char** argv) {
   int64_t ctx = 4096;
   int parallel = 8;
   bool json = false;
-  app.add_option("--model,-m", model_dir, "Hugging Face model folder")->required();
+  app.add_option("--model,-m", model_dir, "Hugging Face model folder, or ORG/NAME to pull from the hub")->required();
   app.add_option("--ctx,-c", ctx, "context length per sequence")->check(CLI::Range(int64_t(1), int64_t(1) << 24));
   app.add_option("--parallel", parallel, "sequences decoded at once (KV room for each)")
       ->check(CLI::Range(1, 4096));
@@ -31,6 +31,7 @@ int run_plan(int argc, char** argv) {
   PipelineOptions popts;
   popts.add_to(app);
   CLI11_PARSE(app, argc, argv);
+  model_dir = resolve_model(model_dir);  // a folder, or ORG/NAME from the Hugging Face hub
 
   model::StageOptions stage;
   stage.max_context = ctx;

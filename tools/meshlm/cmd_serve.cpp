@@ -49,7 +49,7 @@ int run_serve(int argc, char** argv) {
   int64_t ctx = 4096;
   int parallel = 8;
   int64_t max_queue = 64;
-  app.add_option("--model,-m", model_dir, "Hugging Face model folder")->required();
+  app.add_option("--model,-m", model_dir, "Hugging Face model folder, or ORG/NAME to pull from the hub")->required();
   app.add_option("--port", sopt.port, "TCP port (0: any free port)")->check(CLI::Range(0, 65535));
   app.add_option("--host", sopt.host, "address to listen on");
   app.add_option("--api-key", sopt.api_key,
@@ -71,6 +71,7 @@ int run_serve(int argc, char** argv) {
   PipelineOptions popts;  // --stages / --peers / --layers: the pipeline's layout
   popts.add_to(app);
   CLI11_PARSE(app, argc, argv);
+  model_dir = resolve_model(model_dir);  // a folder, or ORG/NAME from the Hugging Face hub
 
   // Before any thread starts, so that only the watcher thread receives SIGINT/SIGTERM.
   watch_signals();

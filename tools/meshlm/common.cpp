@@ -1,5 +1,7 @@
 #include "common.h"
 
+#include "hub/hub.h"
+
 #include <cstdlib>
 
 #include "core/error.h"
@@ -30,5 +32,9 @@ std::vector<int32_t> parse_id_list(const std::string& text) {
 }
 
 std::vector<int64_t> parse_splits(const std::string& text) { return parse_numbers(text, "layer split"); }
+
+std::string resolve_model(const std::string& model_arg) {
+  return hub::resolve_model_dir(model_arg, hub::PullOptions::from_env());
+}
 
 }  // namespace meshlm::cli

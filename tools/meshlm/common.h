@@ -12,6 +12,9 @@ namespace meshlm::cli {
 std::vector<int32_t> parse_id_list(const std::string& text);
 // Layer split points ("0,14,28"); empty text gives an empty vector.
 std::vector<int64_t> parse_splits(const std::string& text);
+// --model: an existing folder as is; otherwise ORG/NAME, pulled from the Hugging Face hub into its
+// standard cache when not there yet (see src/hub/hub.h). Returns the folder.
+std::string resolve_model(const std::string& model_arg);
 inline int default_threads() {
   unsigned n = std::thread::hardware_concurrency();
   return n == 0 ? 1 : int(n);

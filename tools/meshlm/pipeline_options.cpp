@@ -169,6 +169,11 @@ void PipelineOptions::add_to(CLI::App& app) {
   app.add_option("--layers", layers, "explicit layer ranges per stage, e.g. 0-13,14-27");
   app.add_option("--secret", secret, "cluster secret (default: $MESHLM_SECRET)");
   app.add_option("--worker-model", worker_model_dir, "the model's path on the workers (default: same)");
+  app.add_option("--sync", sync,
+                 "send workers the tensors of their layers when they lack them: auto (workers on "
+                 "this machine read the files here), always, off")
+      ->check(CLI::IsMember({"auto", "always", "off"}))
+      ->capture_default_str();
   app.add_option("--local-splits", local_splits, "in-process stages split at these layers, e.g. 0,2,4");
   app.add_option("--plan-memory", plan_memory,
                  "plan layers as if the stages had this much memory, e.g. 24G,8G (default: ask them)");
@@ -275,6 +280,8 @@ std::unique_ptr<runtime::Pipeline> PipelineOptions::make(const std::string& mode
   dist::RemotePipelineOptions ro;
   ro.model_dir = model_dir;
   ro.worker_model_dir = worker_model_dir;
+  ro.sync = sync == "off" ? dist::SyncMode::Off : sync == "always" ? dist::SyncMode::Always
+                                                                   : dist::SyncMode::Auto;
   ro.peers = peer_list;
   ro.splits = layer_plan.splits;
   ro.stage = stage;

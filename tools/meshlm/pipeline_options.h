@@ -20,6 +20,7 @@ struct PipelineOptions {
   std::string local_splits;  // "0,2,4": in-process stages (exactness tests)
   std::string secret;        // default: $MESHLM_SECRET (a random one for --stages)
   std::string worker_model_dir;
+  std::string sync = "auto";  // model sync: auto | always | off (see dist::SyncMode)
   std::string plan_memory;   // "24G,8G": memory per stage for the planner instead of asking nodes
   int64_t kv_tokens = 0;     // KV positions per stage the planner leaves room for (0: the context)
 
