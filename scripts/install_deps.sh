@@ -5,10 +5,10 @@ set -e
 cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
-PKGS="build-essential cmake ninja-build pkg-config git
+PKGS="build-essential cmake ninja-build pkg-config git ccache
   libhwy-dev nlohmann-json3-dev libcpp-httplib-dev libpcre2-dev libcli11-dev libspdlog-dev
   libxxhash-dev libssl-dev libgtest-dev libgmock-dev libbenchmark-dev
-  libopenmpi-dev openmpi-bin
+  libopenmpi-dev openmpi-bin libavahi-core-dev
   clang-14 libclang-rt-14-dev
   python3 python3-numpy python3-torch
   nodejs npm chromium iproute2"

@@ -5,6 +5,8 @@ set -e
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 ./scripts/install_deps.sh
+# ccache (when installed) keys objects by paths relative to the checkout, so any clone reuses them.
+export CCACHE_BASEDIR="$(pwd)"
 echo "== Release build"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 ninja -C build -j"$JOBS"
@@ -12,8 +14,9 @@ echo "== Tests"
 (cd build && ctest --output-on-failure -j"$JOBS" --timeout 600)
 if [ "$1" != "--no-sanitize" ]; then
   echo "== ASan + UBSan build"
+  # -O1 -g1: line numbers in reports at a fraction of the compile time of -O2 -g.
   cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMESHLM_SANITIZE=ON \
-    -DMESHLM_BUILD_BENCH=OFF >/dev/null
+    -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" -DMESHLM_BUILD_BENCH=OFF >/dev/null
   ninja -C build-asan -j"$JOBS"
   echo "== Tests under ASan + UBSan"
   (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
