@@ -64,7 +64,14 @@ class WorkerProcess {
     if (!(in >> p)) throw std::runtime_error("meshlm worker did not report its port");
     port_ = static_cast<uint16_t>(p);
   }
-  ~WorkerProcess() { kill(SIGTERM); }
+  ~WorkerProcess() {
+    signal(SIGCONT);
+    kill(SIGTERM);
+  }
+  // Sends sig without waiting for the process to end (SIGSTOP / SIGCONT).
+  void signal(int sig) {
+    if (pid_ > 0) ::kill(pid_, sig);
+  }
   void kill(int sig) {
     if (pid_ > 0) {
       ::kill(pid_, sig);
@@ -253,6 +260,33 @@ TEST_F(DistPipeline, DeadWorkerIsReportedAndReconnected) {
   EXPECT_NE(r.error.find("is down"), std::string::npos) << r.error;
   // The worker comes back on the same port: the next launch reconnects.
   w2 = std::make_unique<WorkerProcess>(port2);
+  EXPECT_EQ(greedy(*p, 100, 2), ref);
+  EXPECT_EQ(p->stages()[2].state, "ready");
+}
+
+TEST_F(DistPipeline, HungWorkerIsDetectedByTimeoutAndRecovers) {
+  auto w1 = std::make_unique<WorkerProcess>();
+  auto w2 = std::make_unique<WorkerProcess>();
+  auto o = options({w1->address(), w2->address()}, {0, 1, 3, 4});
+  o.result_timeout_ms = 1500;
+  auto p = make_remote_pipeline(o);
+  auto ref = greedy(*p, 0, 2);
+  ASSERT_EQ(ref.size(), 2u);
+  w2->signal(SIGSTOP);  // alive, connected, silent
+  runtime::MicroBatch b;
+  b.id = 1;
+  b.tokens = kPrompts[0];
+  b.chunks = {{50, 0, int32_t(b.tokens.size()), true, false}};
+  auto t0 = std::chrono::steady_clock::now();
+  p->launch(b);
+  auto r = p->wait();
+  double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_NE(r.error.find("timed out"), std::string::npos) << r.error;
+  EXPECT_GE(waited, 1.4);
+  EXPECT_LT(waited, 10.0);
+  EXPECT_EQ(p->stages()[2].state, "down");
+  // The worker wakes up: the next launch reconnects (its old session is replaced) and works.
+  w2->signal(SIGCONT);
   EXPECT_EQ(greedy(*p, 100, 2), ref);
   EXPECT_EQ(p->stages()[2].state, "ready");
 }

@@ -78,6 +78,9 @@ int run_worker(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--secret", options.secret, "shared cluster secret (default: $MESHLM_SECRET)");
   app.add_option("--threads", options.threads, "compute threads")->capture_default_str();
+  app.add_option("--cache-dir", options.cache_dir,
+                 "where layers received from the coordinator are kept (default: "
+                 "$XDG_CACHE_HOME/meshlm or ~/.cache/meshlm)");
   app.add_option("--model", options.model_dir,
                  "model folder this worker holds (its fingerprint is checked in the handshake)");
   long parent_pid = 0;

@@ -175,6 +175,10 @@ void PipelineOptions::add_to(CLI::App& app) {
       ->check(CLI::IsMember({"auto", "always", "off"}))
       ->capture_default_str();
   app.add_option("--local-splits", local_splits, "in-process stages split at these layers, e.g. 0,2,4");
+  app.add_option("--stage-timeout", stage_timeout_s,
+                 "seconds without a result before the workers are reported down (a hung worker)")
+      ->check(CLI::Range(1, 86400))
+      ->capture_default_str();
   app.add_option("--plan-memory", plan_memory,
                  "plan layers as if the stages had this much memory, e.g. 24G,8G (default: ask them)");
 }
@@ -286,6 +290,7 @@ std::unique_ptr<runtime::Pipeline> PipelineOptions::make(const std::string& mode
   ro.splits = layer_plan.splits;
   ro.stage = stage;
   ro.secret = sec;
+  ro.result_timeout_ms = stage_timeout_s * 1000;
   auto inner = dist::make_remote_pipeline(ro);
   log::info("pipeline of {} stages ready", n_stages);
   if (!workers) return inner;

@@ -22,6 +22,7 @@ struct PipelineOptions {
   std::string worker_model_dir;
   std::string sync = "auto";  // model sync: auto | always | off (see dist::SyncMode)
   std::string plan_memory;   // "24G,8G": memory per stage for the planner instead of asking nodes
+  int stage_timeout_s = 120; // no result from the workers for this long: the stages are down
   int64_t kv_tokens = 0;     // KV positions per stage the planner leaves room for (0: the context)
 
   void add_to(CLI::App& app);
