@@ -54,6 +54,7 @@ int run_bench(int argc, char** argv) {
   popts.add_to(app);
   CLI11_PARSE(app, argc, argv);
   model_dir = resolve_model(model_dir);  // a folder, or ORG/NAME from the Hugging Face hub
+  popts.discover_peers();
 
   model::StageOptions so;
   so.threads = threads;

@@ -43,6 +43,7 @@ int run_perplexity(int argc, char** argv) {
   popts.add_to(app);
   CLI11_PARSE(app, argc, argv);
   model_dir = resolve_model(model_dir);  // a folder, or ORG/NAME from the Hugging Face hub
+  popts.discover_peers();
 
   std::vector<int32_t> tokens;
   std::unique_ptr<tok::Tokenizer> tokenizer;

@@ -32,6 +32,7 @@ int run_plan(int argc, char** argv) {
   popts.add_to(app);
   CLI11_PARSE(app, argc, argv);
   model_dir = resolve_model(model_dir);  // a folder, or ORG/NAME from the Hugging Face hub
+  popts.discover_peers();
 
   model::StageOptions stage;
   stage.max_context = ctx;

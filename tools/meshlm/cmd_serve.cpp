@@ -69,7 +69,7 @@ int run_serve(int argc, char** argv) {
   bool no_reasoning = false;
   app.add_flag("--no-reasoning-split", no_reasoning, "leave <think>...</think> in the content");
   PipelineOptions popts;  // --stages / --peers / --layers: the pipeline's layout
-  popts.add_to(app);
+  popts.add_to(app, /*discover_by_default=*/true);
   CLI11_PARSE(app, argc, argv);
   model_dir = resolve_model(model_dir);  // a folder, or ORG/NAME from the Hugging Face hub
 
@@ -98,6 +98,7 @@ int run_serve(int argc, char** argv) {
   stage.threads = threads;
   stage.max_context = ctx;
   // The pipeline: one local stage by default; --stages/--peers/--layers spread it over workers.
+  popts.discover_peers();
   popts.kv_tokens = ctx * parallel;  // the planner leaves KV room for every parallel sequence
   auto pipeline = popts.make(model_dir, stage);
   eopt.max_context = ctx;

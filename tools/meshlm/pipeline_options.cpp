@@ -5,7 +5,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <set>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -19,6 +21,9 @@
 #include "common.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "discovery/discovery.h"
+#include "discovery/node_record.h"
+#include "dist/frame.h"
 #include "dist/messages.h"
 #include "dist/node_probe.h"
 #include "dist/remote_pipeline.h"
@@ -162,7 +167,15 @@ std::vector<int64_t> parse_layer_ranges(const std::string& text, int64_t n_layer
   return splits;
 }
 
-void PipelineOptions::add_to(CLI::App& app) {
+void PipelineOptions::add_to(CLI::App& app, bool discover_by_default) {
+  discover = discover_by_default;
+  if (discover_by_default)
+    app.add_flag("!--no-discovery", discover, "do not look for workers announced on the LAN");
+  else
+    app.add_flag("--discover", discover, "use workers announced on the LAN (DNS-SD) as the peers");
+  app.add_option("--discover-seconds", discover_seconds, "how long to browse the LAN for workers")
+      ->check(CLI::Range(0.1, 60.0))
+      ->capture_default_str();
   app.add_option("--peers", peers, "workers host:port,... in stage order (this process is stage 0)");
   app.add_option("--stages", stages, "start N-1 local worker processes and split the model N ways")
       ->check(CLI::Range(1, 64));
@@ -181,6 +194,44 @@ void PipelineOptions::add_to(CLI::App& app) {
       ->capture_default_str();
   app.add_option("--plan-memory", plan_memory,
                  "plan layers as if the stages had this much memory, e.g. 24G,8G (default: ask them)");
+}
+
+void PipelineOptions::discover_peers() {
+  if (!discover || !peers.empty() || stages > 1 || !local_splits.empty()) return;
+  if (!discovery::discovery_available()) {
+    log::info("[discovery] not built in (avahi-core missing): pass --peers to use workers");
+    return;
+  }
+  auto found = discovery::browse_for(std::chrono::milliseconds(int64_t(discover_seconds * 1000)));
+  std::sort(found.begin(), found.end(),
+            [](const auto& a, const auto& b) { return a.instance < b.instance; });
+  std::vector<std::string> usable;
+  std::set<std::string> ids;
+  for (const auto& svc : found) {
+    auto rec = discovery::parse_node_txt(svc.txt);
+    std::string addr = (svc.address.find(':') != std::string::npos ? "[" + svc.address + "]"
+                                                                     : svc.address) +
+                       ":" + std::to_string(svc.port);
+    if (rec.proto != dist::kProtocolVersion) {
+      log::warn("[discovery] {} at {} speaks protocol {}, this node {}: not used", svc.instance, addr,
+                rec.proto ? std::to_string(*rec.proto) : "?", dist::kProtocolVersion);
+      continue;
+    }
+    if (!rec.id.empty() && !ids.insert(rec.id).second) continue;  // seen on another interface
+    try {
+      auto info = dist::probe_node(addr, resolved_secret(), 3000);
+      log::info("[discovery] using {} at {}: {} free, {} cores, {}", svc.instance, addr,
+                dist::format_bytes(info.mem_available), info.cores, info.backend);
+      usable.push_back(addr);
+    } catch (const std::exception& e) {
+      log::warn("[discovery] {} at {} not used: {}", svc.instance, addr, e.what());
+    }
+  }
+  if (usable.empty()) {
+    log::info("[discovery] no usable worker on the LAN ({} announced): one stage here", found.size());
+    return;
+  }
+  for (size_t i = 0; i < usable.size(); ++i) peers += (i ? "," : "") + usable[i];
 }
 
 int PipelineOptions::stage_count() const {

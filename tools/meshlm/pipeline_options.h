@@ -22,10 +22,16 @@ struct PipelineOptions {
   std::string worker_model_dir;
   std::string sync = "auto";  // model sync: auto | always | off (see dist::SyncMode)
   std::string plan_memory;   // "24G,8G": memory per stage for the planner instead of asking nodes
+  bool discover = false;     // no --peers/--stages: use workers announced on the LAN (serve: on)
+  double discover_seconds = 3;
   int stage_timeout_s = 120; // no result from the workers for this long: the stages are down
   int64_t kv_tokens = 0;     // KV positions per stage the planner leaves room for (0: the context)
 
-  void add_to(CLI::App& app);
+  void add_to(CLI::App& app, bool discover_by_default = false);
+  // With discovery on and no --peers/--stages/--layers: browses the LAN for `meshlm worker`s, keeps
+  // the compatible ones that accept this cluster's secret and makes them the peers (in instance
+  // name order). Call after parsing, before plan()/make().
+  void discover_peers();
   // Stage count and worker addresses these options describe (no worker is started).
   int stage_count() const;
   std::string resolved_secret() const;  // --secret, else $MESHLM_SECRET
