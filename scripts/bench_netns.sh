@@ -180,7 +180,7 @@ for d in $DELAYS; do
   done
   stop_relay
 done
-grep -h "\[sync\] receiving\|ready in" "$WORK/w/worker.log" | sed 's/^/  worker: /' >&2 || true
+grep -h "\[sync\] receiving.* MiB in \|ready in" "$WORK/w/worker.log" | sed 's/^/  worker: /' >&2 || true
 echo "  worker cache: $(du -sh "$WORK/w/cache" | cut -f1) in $(find "$WORK/w/cache" -name '*.safetensors' | wc -l) safetensors files" >&2
 
 RTTS=""

@@ -24,7 +24,9 @@ Checks:
   3. A second run against the same workers syncs nothing; a third, after restarting the
      workers (same disks), fetches 0 bytes and leaves the cached files untouched. Same output.
 Exit 77 (skip) without root, `ip netns`, `tc`, `unshare` or tbf. Namespaces, mounts and
-processes are always cleaned up.
+processes are always cleaned up; after a kill -9, workers and relays stop by themselves
+(--exit-with-parent), the mounts vanish with the test's mount namespace, and the next run
+deletes the namespace names left in /run/netns.
 """
 import glob
 import json
@@ -81,7 +83,29 @@ def in_ns(ns, *cmd):
     return ["ip", "netns", "exec", ns, *cmd]
 
 
+def sweep_stale_namespaces():
+    """Namespaces of an earlier run that was killed (-9, a ctest timeout) before its cleanup."""
+    try:
+        names = os.listdir("/run/netns")
+    except OSError:
+        return
+    for name in names:
+        m = re.fullmatch(r"np(?:B|C|W1|W2)(\d+)", name)
+        if m and not os.path.exists(f"/proc/{m.group(1)}"):
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    # Its folder (empty: the hosts' disks were tmpfs mounts of its mount namespace).
+    for d in glob.glob(os.path.join(tempfile.gettempdir(), "meshlm-netns-*-*")):
+        m = re.fullmatch(r"meshlm-netns-(\d+)-\w+", os.path.basename(d))
+        if m and not os.path.exists(f"/proc/{m.group(1)}"):
+            for sub in glob.glob(os.path.join(d, "*")) + [d]:
+                try:
+                    os.rmdir(sub)
+                except OSError:
+                    pass
+
+
 def setup_network():
+    sweep_stale_namespaces()
     for ns in (NS_BR, NS_C, NS_W1, NS_W2):
         run("ip", "netns", "add", ns)
     run("ip", "-n", NS_BR, "link", "add", BRIDGE, "type", "bridge")
@@ -351,7 +375,7 @@ def main():
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     signal.signal(signal.SIGINT, lambda *_: sys.exit(1))
-    tmp = tempfile.mkdtemp(prefix="meshlm-netns-")
+    tmp = tempfile.mkdtemp(prefix=f"meshlm-netns-{TAG}-")
     t0 = time.monotonic()
     try:
         for name in HOSTS:  # each host's own disk
