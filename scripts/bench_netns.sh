@@ -13,8 +13,8 @@
 # namespace) and gets its layers over the network (--sync always) once, kept for all runs.
 #
 # For each number of streams: `meshlm bench -p N_PROMPT -n N_GEN --threads 1 --streams S` on one
-# stage in C, then on 2 stages (C + W, half the layers each, 1 thread each) with DELAY = each
-# value of DELAYS. Reported: tg tokens/s (mean of REPS runs after a warm-up) and
+# stage in C, then on 2 stages (C + W, half the layers each, 1 thread each): straight to the
+# worker (no relay), then through the relay with DELAY = each value of DELAYS. Reported: tg tokens/s (mean of REPS runs after a warm-up) and
 #   per-hop cost per token = (1/tps_2stages - 1/tps_1stage) / 2 hops, in µs
 #   (tps is aggregate tokens/s: for S streams, the wall time per generated token of all
 #   streams; 2 stages let 2 micro-batches overlap, so with S > 1 this may come out negative),
