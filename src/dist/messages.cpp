@@ -224,6 +224,7 @@ std::vector<uint8_t> encode_forward_head(const ForwardMsg& m) {
     encode_sampling(w, params);
   }
   w.boolean(m.return_logits);
+  w.i64_array(m.stage_us);
   w.i64(m.hidden_dim);
   w.u64(m.hidden.size());  // the f32 values follow
   return w.take();
@@ -274,6 +275,9 @@ ForwardMsg decode_forward(std::span<const uint8_t> payload) {
     params = decode_sampling(r);
   }
   m.return_logits = r.boolean();
+  m.stage_us = r.i64_array(kMaxStages);
+  for (int64_t us : m.stage_us)
+    if (us < 0) invalid("negative stage time");
   m.hidden_dim = r.i64();
   if (m.hidden_dim < 0 || m.hidden_dim > kMaxHidden) {
     invalid("hidden size " + std::to_string(m.hidden_dim));
@@ -305,6 +309,7 @@ std::vector<uint8_t> encode_result(const ResultMsg& m) {
   }
   w.f32_array(m.logits);
   w.str(m.error);
+  w.i64_array(m.stage_us);
   return w.take();
 }
 
@@ -329,6 +334,9 @@ ResultMsg decode_result(std::span<const uint8_t> payload) {
   }
   m.logits = r.f32_array(kMaxPayload / sizeof(float));
   m.error = r.str(1 << 16);
+  m.stage_us = r.i64_array(kMaxStages);
+  for (int64_t us : m.stage_us)
+    if (us < 0) invalid("negative stage time");
   r.expect_end();
   return m;
 }

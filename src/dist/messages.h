@@ -23,6 +23,7 @@ inline constexpr uint64_t kMaxChunks = 1 << 16;
 inline constexpr uint64_t kMaxTokens = 1 << 22;
 inline constexpr int64_t kMaxHidden = 1 << 18;
 inline constexpr int32_t kMaxTopLogprobs = 20;
+inline constexpr uint64_t kMaxStages = 1024;
 
 struct HelloMsg {
   uint32_t version = kProtocolVersion;
@@ -74,6 +75,7 @@ struct ForwardMsg {
   std::vector<int32_t> tokens;  // all chunks' ids, concatenated
   std::vector<std::pair<int64_t, runtime::SamplingParams>> new_sequences;
   bool return_logits = false;
+  std::vector<int64_t> stage_us;  // compute time of each remote stage so far (µs), in order
   int64_t hidden_dim = 0;
   std::vector<float> hidden;  // [total_tokens, hidden_dim]
 };
@@ -83,6 +85,7 @@ struct ResultMsg {
   std::vector<std::pair<int64_t, runtime::SampledToken>> sampled;
   std::vector<float> logits;
   std::string error;
+  std::vector<int64_t> stage_us;  // compute time of every remote stage for this micro-batch (µs)
 };
 
 // ---- model sync (model_sync.h) ----

@@ -46,6 +46,7 @@ struct Remote {
   int64_t layer_begin = 0, layer_end = 0;
   std::string state = "connecting";
   uint64_t weight_bytes = 0;  // as the worker reported it
+  double busy_seconds = 0;    // compute time it reported for its micro-batches
   std::unique_ptr<Connection> conn;
   std::thread reader;
 };
@@ -173,9 +174,10 @@ class RemotePipeline final : public runtime::Pipeline {
     std::lock_guard lock(mutex_);
     std::vector<runtime::StageInfo> out;
     out.push_back({"local", stage0_->layer_begin(), stage0_->layer_end(), "ready",
-                   stage0_->weight_bytes(), stage0_busy_seconds_});
+                   stage0_->weight_bytes(), stage0_busy_seconds_, transfer_seconds_});
     for (auto& r : remotes_) {
-      out.push_back({r->address, r->layer_begin, r->layer_end, r->state, r->weight_bytes, 0.0});
+      out.push_back({r->address, r->layer_begin, r->layer_end, r->state, r->weight_bytes,
+                     r->busy_seconds, 0.0});
     }
     return out;
   }
@@ -336,6 +338,10 @@ class RemotePipeline final : public runtime::Pipeline {
     std::span<const uint8_t> pieces[2] = {
         head, {reinterpret_cast<const uint8_t*>(hidden_.data()), hidden_.size() * sizeof(float)}};
     try {
+      {
+        std::lock_guard lock(mutex_);
+        sent_at_[m.id] = std::chrono::steady_clock::now();
+      }
       remotes_[0]->conn->send_pieces(FrameType::Forward, pieces);
     } catch (const std::exception& e) {
       mark_down(0, e.what());
@@ -369,6 +375,19 @@ class RemotePipeline final : public runtime::Pipeline {
         r.logits = std::move(m.logits);
         r.error = std::move(m.error);
         std::lock_guard lock(mutex_);
+        // Per-stage compute as the workers measured it; the rest of the round trip is links and
+        // waiting in front of busy stages.
+        double compute = 0;
+        for (size_t i = 0; i < m.stage_us.size() && i < remotes_.size(); ++i) {
+          remotes_[i]->busy_seconds += double(m.stage_us[i]) * 1e-6;
+          compute += double(m.stage_us[i]) * 1e-6;
+        }
+        if (auto it = sent_at_.find(r.id); it != sent_at_.end()) {
+          double round_trip =
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - it->second).count();
+          transfer_seconds_ += std::max(0.0, round_trip - compute);
+          sent_at_.erase(it);
+        }
         done_[r.id] = std::move(r);
         cv_.notify_all();
       } catch (const std::exception& e) {
@@ -395,6 +414,8 @@ class RemotePipeline final : public runtime::Pipeline {
   std::deque<uint64_t> in_flight_;                       // launch order
   std::map<uint64_t, runtime::MicroBatchResult> done_;  // completed, not yet returned
   double stage0_busy_seconds_ = 0;
+  double transfer_seconds_ = 0;  // round trips to the workers minus their compute
+  std::map<uint64_t, std::chrono::steady_clock::time_point> sent_at_;  // micro-batch -> sent
   std::string broken_;  // non-empty: a stage is down; the next launch reconnects
 };
 

@@ -2,6 +2,7 @@
 
 #include <poll.h>
 
+#include <chrono>
 #include <filesystem>
 #include <vector>
 
@@ -217,7 +218,12 @@ struct Worker::Impl {
       if (stage->is_last() && !m.return_logits) {
         for (auto& [seq, params] : m.new_sequences) samplers.add(seq, params);
       }
+      auto t0 = std::chrono::steady_clock::now();
       int64_t rows = stage->forward(m.chunks, m.tokens, m.hidden, logits);
+      m.stage_us.push_back(std::chrono::duration_cast<std::chrono::microseconds>(
+                               std::chrono::steady_clock::now() - t0)
+                               .count());
+      result.stage_us = m.stage_us;
       if (!stage->is_last()) {
         m.hidden_dim = cfg.hidden;
         forward_downstream(m);

@@ -39,6 +39,9 @@ struct StageInfo {
   std::string state;  // "ready", "down", ...
   uint64_t memory_bytes = 0;  // weights + KV cache in use (0 where unknown)
   double busy_seconds = 0;    // time spent computing micro-batches
+  // Time micro-batches spent after this stage outside any stage's compute: activations and results
+  // on the links plus waiting in front of busy stages. Measured by the coordinator (its row).
+  double transfer_seconds = 0;
 };
 
 class Pipeline {

@@ -104,6 +104,20 @@ std::string Metrics::render(const runtime::EngineStats& stats,
            "\",layers=\"" + std::to_string(stages[i].layer_begin) + "-" +
            std::to_string(stages[i].layer_end) + "\"} " + (stages[i].state == "ready" ? "1" : "0") +
            "\n";
+  auto stage_labels = [&](size_t i) {
+    return "{stage=\"" + std::to_string(i) + "\",node=\"" + stages[i].node + "\"}";
+  };
+  out += "# HELP meshlm_stage_compute_seconds_total Time each stage spent computing micro-batches.\n";
+  out += "# TYPE meshlm_stage_compute_seconds_total counter\n";
+  for (size_t i = 0; i < stages.size(); ++i)
+    out += "meshlm_stage_compute_seconds_total" + stage_labels(i) + " " +
+           fmt(stages[i].busy_seconds) + "\n";
+  out += "# HELP meshlm_stage_transfer_seconds_total Time micro-batches spent after a stage outside "
+         "any compute (links, waiting for busy stages); measured on the coordinator's row.\n";
+  out += "# TYPE meshlm_stage_transfer_seconds_total counter\n";
+  for (size_t i = 0; i < stages.size(); ++i)
+    out += "meshlm_stage_transfer_seconds_total" + stage_labels(i) + " " +
+           fmt(stages[i].transfer_seconds) + "\n";
   return out;
 }
 

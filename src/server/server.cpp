@@ -72,7 +72,8 @@ json health_json(const Server::State& st, bool& healthy) {
                       {"layers", json::array({s.layer_begin, s.layer_end})},
                       {"state", s.state},
                       {"memory_bytes", s.memory_bytes},
-                      {"busy_seconds", s.busy_seconds}});
+                      {"busy_seconds", s.busy_seconds},
+                      {"transfer_seconds", s.transfer_seconds}});
   }
   const auto stats = st.engine->stats();
   const auto& cfg = st.engine->config();

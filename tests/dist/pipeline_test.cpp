@@ -240,6 +240,10 @@ TEST_F(DistPipeline, DeadWorkerIsReportedAndReconnected) {
   auto p = make_remote_pipeline(options({w1->address(), w2->address()}, {0, 1, 3, 4}));
   auto ref = greedy(*p, 0, 2);
   ASSERT_EQ(ref.size(), 2u);
+  // Every stage reports its compute; the coordinator the rest of the round trips.
+  auto times = p->stages();
+  for (const auto& st : times) EXPECT_GT(st.busy_seconds, 0.0) << st.node;
+  EXPECT_GT(times[0].transfer_seconds, 0.0);
   const uint16_t port2 = w2->port();
   const std::string addr2 = w2->address();
   w2->kill(SIGKILL);

@@ -36,7 +36,7 @@ export function synthModel(meshlm, work, tokenizerDir) {
 // Starts `meshlm serve --port 0 ...`; resolves with {url, proc, stop()} once it listens.
 export function startServer(meshlm, model, extra = []) {
   return new Promise((resolve, reject) => {
-    const proc = spawn(meshlm, ['serve', '--model', model, '--port', '0', '--threads', '1', ...extra],
+    const proc = spawn(meshlm, ['serve', '--model', model, '--port', '0', '--threads', '1', '--no-discovery', ...extra],
       { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MESHLM_LOG: process.env.MESHLM_LOG || 'warn' } });
     let out = '';
     let err = '';
