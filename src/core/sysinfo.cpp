@@ -6,7 +6,11 @@
 #include <cstring>
 #include <thread>
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #if defined(__APPLE__)
+#include <malloc/malloc.h>
 #include <mach/mach.h>
 #include <sys/sysctl.h>
 #endif
@@ -55,6 +59,14 @@ uint64_t available_memory_bytes() {
 int cpu_cores() {
   unsigned n = std::thread::hardware_concurrency();
   return n > 0 ? int(n) : 1;
+}
+
+void release_free_memory() {
+#if defined(__GLIBC__)
+  malloc_trim(0);
+#elif defined(__APPLE__)
+  malloc_zone_pressure_relief(nullptr, 0);
+#endif
 }
 
 }  // namespace meshlm::sys

@@ -10,5 +10,9 @@ uint64_t total_memory_bytes();
 // purgeable pages). Falls back to total_memory_bytes() when the OS does not say.
 uint64_t available_memory_bytes();
 int cpu_cores();
+// Hands memory the allocator holds but no longer uses back to the OS (glibc malloc_trim, macOS
+// malloc_zone_pressure_relief). Called when a server goes idle so its resident size returns to
+// where it started after a burst of requests.
+void release_free_memory();
 
 }  // namespace meshlm::sys

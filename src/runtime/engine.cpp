@@ -19,6 +19,7 @@
 #include <unordered_set>
 
 #include "core/log.h"
+#include "core/sysinfo.h"
 
 namespace meshlm::runtime {
 namespace {
@@ -394,13 +395,24 @@ void Engine::Impl::drain_on_stop() {
 }
 
 void Engine::Impl::run() {
+  bool worked = false;  // since the engine last went idle
   for (;;) {
     {
       std::unique_lock lock(mutex);
+      if (in_flight.empty() && active.empty() && waiting.empty() && cancels.empty() && !stop &&
+          worked) {
+        // Going idle after a burst: give the allocator's free pages back (resident size returns
+        // to its starting level).
+        lock.unlock();
+        sys::release_free_memory();
+        worked = false;
+        lock.lock();
+      }
       if (in_flight.empty() && active.empty())
         wake.wait(lock, [&] { return stop || !waiting.empty() || !cancels.empty(); });
       if (stop) break;
     }
+    worked = true;
     apply_cancels();
     admit();
     const int depth = std::max(1, pipeline->depth());
