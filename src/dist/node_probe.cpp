@@ -10,7 +10,7 @@ NodeInfo probe_node(const std::string& address, const std::string& secret, int t
   HandshakeOptions h;
   h.secret = secret;
   h.role = "probe";
-  h.name = "worker " + address;
+  h.name = "worker";  // handshake messages add the address
   h.timeout_ms = timeout_ms;
   HandshakeResult r = handshake_client(*conn, h);
   conn->close();

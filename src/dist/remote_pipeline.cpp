@@ -99,6 +99,10 @@ class RemotePipeline final : public runtime::Pipeline {
   }
 
   ~RemotePipeline() override {
+    {
+      std::lock_guard lock(mutex_);
+      closing_ = true;  // connections closing from here on are expected, not failures
+    }
     for (auto& r : remotes_) {
       if (r->conn) {
         try {
@@ -291,7 +295,7 @@ class RemotePipeline final : public runtime::Pipeline {
     remotes_[k]->state = "down";
     if (broken_.empty()) {
       broken_ = stage_label(k) + " is down: " + why;
-      log::warn("[pipeline] {}", broken_);
+      if (!closing_) log::warn("[pipeline] {}", broken_);
     }
     cv_.notify_all();
   }
@@ -414,7 +418,8 @@ class RemotePipeline final : public runtime::Pipeline {
   std::deque<uint64_t> in_flight_;                       // launch order
   std::map<uint64_t, runtime::MicroBatchResult> done_;  // completed, not yet returned
   double stage0_busy_seconds_ = 0;
-  double transfer_seconds_ = 0;  // round trips to the workers minus their compute
+  double transfer_seconds_ = 0;
+  bool closing_ = false;  // the destructor is shutting the workers down  // round trips to the workers minus their compute
   std::map<uint64_t, std::chrono::steady_clock::time_point> sent_at_;  // micro-batch -> sent
   std::string broken_;  // non-empty: a stage is down; the next launch reconnects
 };

@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -293,6 +294,102 @@ TEST_F(DistPipeline, HungWorkerIsDetectedByTimeoutAndRecovers) {
   w2->signal(SIGCONT);
   EXPECT_EQ(greedy(*p, 100, 2), ref);
   EXPECT_EQ(p->stages()[2].state, "ready");
+}
+
+// Every architecture, 1 to 4 stages over TCP, 4 sequences in flight at once: prompts longer than
+// one prefill chunk (three chunks each), the logits of every prompt position, then greedy decoding.
+struct ArchRun {
+  std::vector<float> logits;                // all sequences' prompt logits, in order
+  std::vector<std::vector<int32_t>> ids;    // greedy continuation per sequence
+};
+
+ArchRun run_arch(runtime::Pipeline& p, int64_t vocab, int steps) {
+  constexpr int kSeqs = 4, kLen = 40, kChunk = 16;
+  std::vector<std::vector<int32_t>> prompts(kSeqs);
+  for (int s = 0; s < kSeqs; ++s)
+    for (int i = 0; i < kLen; ++i) prompts[s].push_back(int32_t((s * 97 + i * 31 + 5) % vocab));
+  ArchRun out;
+  std::vector<std::vector<float>> seq_logits(kSeqs);
+  uint64_t id = 1;
+  for (int pos = 0; pos < kLen; pos += kChunk) {
+    const int n = std::min(kChunk, kLen - pos);
+    for (int s = 0; s < kSeqs; ++s) {  // all four launched before the first wait
+      runtime::MicroBatch b;
+      b.id = id++;
+      b.return_logits = true;
+      b.chunks = {{1000 + s, pos, n, true, true}};
+      b.tokens.assign(prompts[s].begin() + pos, prompts[s].begin() + pos + n);
+      p.launch(std::move(b));
+    }
+    for (int s = 0; s < kSeqs; ++s) {
+      auto r = p.wait();
+      EXPECT_EQ(r.error, "");
+      seq_logits[s].insert(seq_logits[s].end(), r.logits.begin(), r.logits.end());
+    }
+  }
+  out.ids.resize(kSeqs);
+  for (int s = 0; s < kSeqs; ++s) {
+    out.logits.insert(out.logits.end(), seq_logits[s].begin(), seq_logits[s].end());
+    if (seq_logits[s].size() < size_t(vocab)) return out;
+    auto last = seq_logits[s].end() - vocab;
+    out.ids[s].push_back(int32_t(std::max_element(last, seq_logits[s].end()) - last));
+  }
+  for (int step = 0; step < steps; ++step) {
+    for (int s = 0; s < kSeqs; ++s) {
+      runtime::MicroBatch b;
+      b.id = id++;
+      if (step == 0) {
+        runtime::SamplingParams params;
+        params.temperature = 0;
+        b.new_sequences = {{1000 + s, params}};
+      }
+      b.tokens = {out.ids[s].back()};
+      b.chunks = {{1000 + s, kLen + step, 1, true, false}};
+      p.launch(std::move(b));
+    }
+    for (int s = 0; s < kSeqs; ++s) {
+      auto r = p.wait();
+      EXPECT_EQ(r.error, "");
+      if (r.sampled.size() != 1) return out;
+      out.ids[s].push_back(r.sampled[0].second.token);
+    }
+  }
+  for (int s = 0; s < kSeqs; ++s) p.release(1000 + s);
+  return out;
+}
+
+TEST_F(DistPipeline, EveryArchitectureOneToFourStagesFourInFlight) {
+  WorkerProcess w1, w2, w3;
+  for (const std::string arch : {"qwen3", "qwen2", "llama", "mistral"}) {
+    SCOPED_TRACE(arch);
+    fs::path dir = fs::path(MESHLM_TEST_DIR) / ("synth-" + arch + "-arch");
+    if (!fs::exists(dir / "config.json")) {
+      std::vector<std::string> cmd = {MESHLM_BIN, "synth", "--arch", arch, "--out", dir.string(),
+                                      "--hidden", "64", "--intermediate", "128", "--layers", "4",
+                                      "--heads", "4", "--kv-heads", "2", "--head-dim", "16",
+                                      "--vocab", "384", "--dtype", "bf16", "--seed", "11"};
+      if (arch == "llama") cmd.push_back("--untied");
+      ASSERT_EQ(run_command(cmd), 0) << "meshlm synth failed";
+    }
+    auto one = runtime::make_local_pipeline(dir.string(), {1, 128});
+    const int64_t vocab = one->config().vocab;
+    ArchRun ref = run_arch(*one, vocab, 12);
+    ASSERT_EQ(ref.logits.size(), size_t(4 * 40 * vocab));
+    const std::vector<std::vector<std::string>> peer_sets = {
+        {w1.address()}, {w1.address(), w2.address()}, {w1.address(), w2.address(), w3.address()}};
+    const std::vector<std::vector<int64_t>> splits = {{0, 2, 4}, {0, 1, 3, 4}, {0, 1, 2, 3, 4}};
+    for (size_t k = 0; k < peer_sets.size(); ++k) {
+      SCOPED_TRACE(std::to_string(k + 2) + " stages");
+      auto o = options(peer_sets[k], splits[k]);
+      o.model_dir = dir.string();
+      o.stage.max_context = 128;
+      auto p = make_remote_pipeline(o);
+      ArchRun got = run_arch(*p, vocab, 12);
+      ASSERT_EQ(got.logits.size(), ref.logits.size());
+      EXPECT_EQ(std::memcmp(got.logits.data(), ref.logits.data(), ref.logits.size() * 4), 0);
+      EXPECT_EQ(got.ids, ref.ids);
+    }
+  }
 }
 
 }  // namespace
