@@ -54,7 +54,7 @@ async function stream(i) {
   }
   const tokens = usage ? usage.completion_tokens : n;
   return { ttft: (first - t0) / 1000, tokens, decodeSeconds: (last - first) / 1000,
-           total: (last - t0) / 1000 };
+           total: (last - t0) / 1000, first, last };
 }
 
 const mean = (a) => a.reduce((x, y) => x + y, 0) / a.length;
@@ -67,18 +67,23 @@ for (let r = 0; r < reps; ++r) {
   single.push((s.tokens - 1) / s.decodeSeconds);
   ttfts.push(s.ttft);
 }
-const multi = [], multiTtft = [];
+const multi = [], multiTtft = [], multiDecode = [];
 for (let r = 0; r < reps; ++r) {
   const t0 = performance.now();
   const all = await Promise.all(Array.from({ length: streams }, (_, i) => stream(i + r)));
   const seconds = (performance.now() - t0) / 1000;
   multi.push(all.reduce((x, s) => x + s.tokens, 0) / seconds);
+  // Decode only: tokens after each stream's first, over the span from the first first-token to the
+  // last token (prompts of streams admitted later still share that span).
+  const span = (Math.max(...all.map((s) => s.last)) - Math.min(...all.map((s) => s.first))) / 1000;
+  multiDecode.push(all.reduce((x, s) => x + s.tokens - 1, 0) / span);
   multiTtft.push(mean(all.map((s) => s.ttft)));
 }
 const out = {
   url, n, streams, reps,
   one_stream_tps: mean(single), one_stream_sd: sd(single), ttft_s: mean(ttfts),
   multi_stream_tps: mean(multi), multi_stream_sd: sd(multi), multi_ttft_s: mean(multiTtft),
+  multi_decode_tps: mean(multiDecode), decode_speedup: mean(multiDecode) / mean(single),
   speedup: mean(multi) / mean(single),
 };
 if (json) {
@@ -87,5 +92,6 @@ if (json) {
   console.log(`1 stream : ${out.one_stream_tps.toFixed(2)} ± ${out.one_stream_sd.toFixed(2)} tokens/s, ` +
               `TTFT ${(out.ttft_s * 1000).toFixed(0)} ms`);
   console.log(`${streams} streams: ${out.multi_stream_tps.toFixed(2)} ± ${out.multi_stream_sd.toFixed(2)} ` +
-              `tokens/s aggregate (${out.speedup.toFixed(2)}x), mean TTFT ${(out.multi_ttft_s * 1000).toFixed(0)} ms`);
+              `tokens/s aggregate (${out.speedup.toFixed(2)}x), mean TTFT ${(out.multi_ttft_s * 1000).toFixed(0)} ms; ` +
+              `decode phase ${out.multi_decode_tps.toFixed(2)} tokens/s (${out.decode_speedup.toFixed(2)}x)`);
 }
