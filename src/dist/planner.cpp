@@ -33,6 +33,26 @@ std::vector<std::string> layer_only(const model::ModelConfig& c, int64_t i) {
   return out;
 }
 
+uint64_t kv_bytes_per_layer(const model::ModelConfig& c, const PlanOptions& options) {
+  return uint64_t(2) * uint64_t(c.kv_dim()) * sizeof(float) *
+         uint64_t(std::max<int64_t>(options.kv_tokens, 0));
+}
+
+// plan.stages from plan.splits: each stage's tensors (layers + the fixed ones it holds) and KV room.
+void add_stages(Plan& plan, const model::ModelConfig& c, const TensorSizes& sizes,
+                const std::vector<PlanNode>& nodes) {
+  for (size_t k = 0; k + 1 < plan.splits.size(); ++k) {
+    StagePlan s;
+    s.node = nodes[k].name;
+    s.mem_available = nodes[k].mem_available;
+    s.layer_begin = plan.splits[k];
+    s.layer_end = plan.splits[k + 1];
+    s.kv_bytes = uint64_t(s.layer_end - s.layer_begin) * plan.kv_bytes_per_layer;
+    s.weight_bytes = sum_bytes(sizes, model::stage_tensor_names(c, s.layer_begin, s.layer_end));
+    plan.stages.push_back(s);
+  }
+}
+
 }  // namespace
 
 TensorSizes tensor_sizes(const std::string& model_dir) {
@@ -76,8 +96,7 @@ Plan plan_layers(const model::ModelConfig& c, const TensorSizes& sizes,
   Plan plan;
   for (int64_t i = 0; i < L; ++i)
     plan.layer_bytes = std::max(plan.layer_bytes, sum_bytes(sizes, layer_only(c, i)));
-  plan.kv_bytes_per_layer = uint64_t(2) * uint64_t(c.kv_dim()) * sizeof(float) *
-                            uint64_t(std::max<int64_t>(options.kv_tokens, 0));
+  plan.kv_bytes_per_layer = kv_bytes_per_layer(c, options);
   // Fixed tensors: what stage 0 holds besides layers, and what the last stage holds.
   auto fixed_of = [&](int64_t begin, int64_t end) {
     std::set<std::string> layer_names;
@@ -147,18 +166,21 @@ Plan plan_layers(const model::ModelConfig& c, const TensorSizes& sizes,
     ++assigned;
   }
   plan.splits = {0};
-  for (size_t k = 0; k < n; ++k) {
-    StagePlan s;
-    s.node = nodes[k].name;
-    s.layer_begin = plan.splits.back();
-    s.layer_end = s.layer_begin + count[k];
-    s.mem_available = nodes[k].mem_available;
-    s.kv_bytes = uint64_t(count[k]) * plan.kv_bytes_per_layer;
-    s.weight_bytes = n == 1 ? plan.total_weight_bytes
-                            : sum_bytes(sizes, model::stage_tensor_names(c, s.layer_begin, s.layer_end));
-    plan.splits.push_back(s.layer_end);
-    plan.stages.push_back(s);
-  }
+  for (size_t k = 0; k < n; ++k) plan.splits.push_back(plan.splits.back() + count[k]);
+  add_stages(plan, c, sizes, nodes);
+  return plan;
+}
+
+Plan plan_for_splits(const model::ModelConfig& config, const TensorSizes& sizes,
+                     const std::vector<PlanNode>& nodes, const std::vector<int64_t>& splits,
+                     const PlanOptions& options) {
+  if (splits.size() != nodes.size() + 1)
+    throw Error("plan", std::to_string(splits.size() - 1) + " layer ranges for " +
+                            std::to_string(nodes.size()) + " stages");
+  Plan plan;
+  plan.kv_bytes_per_layer = kv_bytes_per_layer(config, options);
+  plan.splits = splits;
+  add_stages(plan, config, sizes, nodes);
   return plan;
 }
 

@@ -51,6 +51,11 @@ TensorSizes tensor_sizes(const std::string& model_dir);
 Plan plan_layers(const model::ModelConfig& config, const TensorSizes& sizes,
                  const std::vector<PlanNode>& nodes, const PlanOptions& options);
 
+// The same accounting for layer ranges given explicitly (`--layers`); never refuses.
+Plan plan_for_splits(const model::ModelConfig& config, const TensorSizes& sizes,
+                     const std::vector<PlanNode>& nodes, const std::vector<int64_t>& splits,
+                     const PlanOptions& options);
+
 // The table `meshlm plan` prints.
 std::string format_plan(const Plan& plan);
 // "1.50 GiB", "300.0 MiB"

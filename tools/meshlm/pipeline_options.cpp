@@ -288,19 +288,7 @@ dist::Plan PipelineOptions::plan(const std::string& model_dir,
     if (int(splits.size()) != n + 1)
       throw Error("cli", "--layers gives " + std::to_string(splits.size() - 1) + " ranges for " +
                              std::to_string(n) + " stages");
-    dist::Plan p;
-    p.splits = splits;
-    for (int k = 0; k < n; ++k) {
-      dist::StagePlan s;
-      s.node = nodes[k].name;
-      s.mem_available = nodes[k].mem_available;
-      s.layer_begin = splits[k];
-      s.layer_end = splits[k + 1];
-      for (auto& t : model::stage_tensor_names(cfg, s.layer_begin, s.layer_end)) s.weight_bytes += sizes.at(t);
-      s.kv_bytes = uint64_t(s.layer_end - s.layer_begin) * 2 * uint64_t(cfg.kv_dim()) * 4 * uint64_t(po.kv_tokens);
-      p.stages.push_back(s);
-    }
-    return p;
+    return dist::plan_for_splits(cfg, sizes, nodes, splits, po);
   }
   return dist::plan_layers(cfg, sizes, nodes, po);
 }
