@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -49,14 +50,9 @@ class MpiConnection : public Connection {
     if (closed_) throw ConnectionError("MPI connection to " + peer() + " is closed");
     auto header = encode_header({send_version_, static_cast<uint16_t>(type), 0, size});
     std::lock_guard send_lock(send_mutex_);  // a frame's messages must not interleave
-    auto lock = mpi_lock();
-    check(MPI_Send(header.data(), static_cast<int>(header.size()), MPI_BYTE, peer_, tag_,
-                   MPI_COMM_WORLD),
-          "send");
+    send_message(header.data(), header.size());
     for (auto p : pieces) {
-      if (p.empty()) continue;
-      check(MPI_Send(p.data(), static_cast<int>(p.size()), MPI_BYTE, peer_, tag_, MPI_COMM_WORLD),
-            "send");
+      if (!p.empty()) send_message(p.data(), p.size());
     }
   }
 
@@ -78,6 +74,37 @@ class MpiConnection : public Connection {
   std::string peer() const override { return "rank " + std::to_string(peer_); }
 
  private:
+  // With MPI_THREAD_MULTIPLE a plain MPI_Send. Serialised, an MPI_Isend tested with the lock
+  // released in between: a send that waits for the peer to receive must not keep this
+  // process's readers from receiving (two ranks sending large frames to each other would
+  // deadlock).
+  void send_message(const uint8_t* data, size_t size) {
+    if (!g_serialise) {
+      check(MPI_Send(data, static_cast<int>(size), MPI_BYTE, peer_, tag_, MPI_COMM_WORLD), "send");
+      return;
+    }
+    MPI_Request request;
+    {
+      auto lock = mpi_lock();
+      check(MPI_Isend(data, static_cast<int>(size), MPI_BYTE, peer_, tag_, MPI_COMM_WORLD,
+                      &request),
+            "send");
+    }
+    for (int spins = 0;; ++spins) {
+      int done = 0;
+      {
+        auto lock = mpi_lock();
+        check(MPI_Test(&request, &done, MPI_STATUS_IGNORE), "send");
+      }
+      if (done) return;
+      if (spins < 64) {
+        std::this_thread::yield();
+      } else {
+        std::this_thread::sleep_for(std::chrono::microseconds(50));
+      }
+    }
+  }
+
   // Receives one MPI message of at most `capacity` bytes; polls so that timeouts and close()
   // work without MPI cancellation.
   size_t recv_message(uint8_t* out, size_t capacity, int timeout_ms, bool first) {
@@ -99,7 +126,9 @@ class MpiConnection : public Connection {
                                       std::to_string(timeout_ms) + " ms");
         throw ConnectionError(peer() + " stalled in the middle of a frame");
       }
-      std::this_thread::sleep_for(std::chrono::microseconds(waited < 10 ? 20 : 500));
+      // Quick polls while a frame is likely close behind; an idle reader costs ~1000 probes/s.
+      std::this_thread::sleep_for(
+          std::chrono::microseconds(waited < 10 ? 20 : waited < 200 ? 200 : 1000));
     }
     int count = 0;
     MPI_Get_count(&status, MPI_BYTE, &count);
@@ -127,7 +156,10 @@ void mpi_init(int* argc, char*** argv) {
   MPI_Initialized(&initialized);
   if (initialized) return;
   int provided = 0;
-  if (MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided) != MPI_SUCCESS) {
+  const char* level = std::getenv("MESHLM_MPI_THREAD");
+  int wanted = level && std::string(level) == "serialized" ? MPI_THREAD_SERIALIZED
+                                                            : MPI_THREAD_MULTIPLE;
+  if (MPI_Init_thread(argc, argv, wanted, &provided) != MPI_SUCCESS) {
     throw Error("mpi", "MPI_Init_thread failed");
   }
   if (provided < MPI_THREAD_SERIALIZED) {
@@ -135,6 +167,23 @@ void mpi_init(int* argc, char*** argv) {
   }
   g_serialise = provided < MPI_THREAD_MULTIPLE;
   std::atexit(finalize_at_exit);
+}
+
+bool mpi_initialized() {
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  return initialized && !finalized;
+}
+
+std::string mpi_thread_level() {
+  mpi_init();
+  return g_serialise ? "serialized" : "multiple";
+}
+
+void mpi_abort(int code) {
+  if (mpi_initialized()) MPI_Abort(MPI_COMM_WORLD, code);
+  std::_Exit(code);
 }
 
 int mpi_rank() {

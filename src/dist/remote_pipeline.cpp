@@ -13,6 +13,7 @@
 #include "dist/handshake.h"
 #include "dist/messages.h"
 #include "dist/model_sync.h"
+#include "dist/mpi_transport.h"
 #include "dist/tcp_transport.h"
 
 namespace meshlm::dist {
@@ -49,11 +50,23 @@ struct Remote {
   double busy_seconds = 0;    // compute time it reported for its micro-batches
   std::unique_ptr<Connection> conn;
   std::thread reader;
+  bool shut_down = false;  // MPI: the worker acknowledged the shutdown and has stopped
 };
 
 class RemotePipeline final : public runtime::Pipeline {
  public:
   explicit RemotePipeline(const RemotePipelineOptions& options) : options_(options) {
+    for (const auto& p : options_.peers) mpi_ |= is_mpi_address(p);
+    if (mpi_) {
+      for (const auto& p : options_.peers) {
+        if (!is_mpi_address(p)) throw Error("pipeline", "cannot mix MPI ranks and TCP workers");
+      }
+      if (options_.sync == SyncMode::Always) {
+        throw Error("pipeline", "model sync is not available over MPI: every rank needs the "
+                                "model at the same path");
+      }
+      options_.sync = SyncMode::Off;
+    }
     sync_ = options_.sync == SyncMode::Always ||
             (options_.sync == SyncMode::Auto && options_.worker_model_dir.empty());
     if (options_.sync == SyncMode::Always) {
@@ -102,6 +115,11 @@ class RemotePipeline final : public runtime::Pipeline {
     {
       std::lock_guard lock(mutex_);
       closing_ = true;  // connections closing from here on are expected, not failures
+    }
+    if (mpi_) {
+      shut_down_ranks();
+      teardown();
+      return;
     }
     for (auto& r : remotes_) {
       if (r->conn) {
@@ -208,14 +226,16 @@ class RemotePipeline final : public runtime::Pipeline {
     for (size_t i = remotes_.size(); i-- > 0;) {
       Remote& r = *remotes_[i];
       try {
-        r.conn = tcp_connect(r.address, options_.connect_timeout_ms);
+        r.conn = connect_address(r.address, kMpiSessionTag, options_.connect_timeout_ms);
         HandshakeOptions h;
         h.secret = options_.secret;
         h.fingerprint = fingerprint_;
         h.role = "coordinator";
         h.name = "worker";
         h.client_id = client_id_;
-        h.timeout_ms = options_.connect_timeout_ms;
+        // A worker rank may still be starting (mpirun starts every rank at once).
+        h.timeout_ms = mpi_ ? std::max(options_.connect_timeout_ms, kMpiStartMs)
+                            : options_.connect_timeout_ms;
         handshake_client(*r.conn, h);
         LoadMsg load;
         load.model_dir = options_.worker_model_dir;
@@ -266,7 +286,44 @@ class RemotePipeline final : public runtime::Pipeline {
     }
   }
 
+  // MPI: the worker ranks stop for good. The shutdown follows the forwards' path (rank 1, then
+  // each rank passes it on), so it reaches every rank after the frames sent before it; each
+  // rank acknowledges it on its session. Waiting for every acknowledgement (while the readers
+  // still drain results) means no rank sends anything afterwards, so every rank can call
+  // MPI_Finalize. A rank that does not answer would leave mpirun hanging: the job is aborted.
+  void shut_down_ranks() {
+    if (remotes_.empty() || !remotes_[0]->conn) return;
+    bool readers_up = true;
+    for (auto& r : remotes_) readers_up &= r->reader.joinable();
+    try {
+      remotes_[0]->conn->send(FrameType::Shutdown);
+    } catch (const std::exception& e) {
+      log::error("[pipeline] cannot send the shutdown to {}: {}", stage_label(0), e.what());
+      mpi_abort(1);
+    }
+    std::unique_lock lock(mutex_);
+    auto all_done = [&] {
+      for (auto& r : remotes_) {
+        if (!r->shut_down) return false;
+      }
+      return true;
+    };
+    if (readers_up && cv_.wait_for(lock, std::chrono::milliseconds(kMpiShutdownMs), all_done)) {
+      return;
+    }
+    std::string missing;
+    for (size_t k = 0; k < remotes_.size(); ++k) {
+      if (!remotes_[k]->shut_down) missing += (missing.empty() ? "" : ", ") + stage_label(k);
+    }
+    log::error("[pipeline] {} did not acknowledge the shutdown: aborting the MPI job", missing);
+    mpi_abort(1);
+  }
+
   std::string try_reconnect() {
+    if (mpi_) {  // MPI ranks cannot be restarted from here
+      std::lock_guard lock(mutex_);
+      return broken_ + " (an MPI pipeline does not reconnect: restart the mpirun job)";
+    }
     {
       std::lock_guard lock(mutex_);
       if (in_flight_.size() > 1) return broken_;  // wait until the failed batches drained
@@ -369,6 +426,13 @@ class RemotePipeline final : public runtime::Pipeline {
       try {
         Frame f = recv_checked(conn, -1);
         if (f.type() == FrameType::Pong) continue;
+        if (f.type() == FrameType::Shutdown && mpi_) {  // the rank's acknowledgement: its last frame
+          std::lock_guard lock(mutex_);
+          remotes_[k]->shut_down = true;
+          remotes_[k]->state = "stopped";
+          cv_.notify_all();
+          return;
+        }
         if (f.type() != FrameType::Result) {
           throw Error("protocol", "unexpected " + frame_type_name(f.header.type) + " frame");
         }
@@ -402,6 +466,10 @@ class RemotePipeline final : public runtime::Pipeline {
   }
 
   static constexpr int kMaxRefusals = 8;  // refused sync requests before a worker is dropped
+  static constexpr int kMpiStartMs = 60000;     // MPI: handshake wait for a starting rank
+  static constexpr int kMpiShutdownMs = 30000;  // MPI: wait for the ranks' acknowledgements
+
+  bool mpi_ = false;  // the workers are MPI ranks ("mpi:RANK" peers)
 
   RemotePipelineOptions options_;
   bool sync_ = false;
@@ -418,8 +486,8 @@ class RemotePipeline final : public runtime::Pipeline {
   std::deque<uint64_t> in_flight_;                       // launch order
   std::map<uint64_t, runtime::MicroBatchResult> done_;  // completed, not yet returned
   double stage0_busy_seconds_ = 0;
-  double transfer_seconds_ = 0;
-  bool closing_ = false;  // the destructor is shutting the workers down  // round trips to the workers minus their compute
+  double transfer_seconds_ = 0;  // round trips to the workers minus their compute
+  bool closing_ = false;  // the destructor is shutting the workers down
   std::map<uint64_t, std::chrono::steady_clock::time_point> sent_at_;  // micro-batch -> sent
   std::string broken_;  // non-empty: a stage is down; the next launch reconnects
 };

@@ -10,6 +10,12 @@
 // A worker that dies or times out fails the in-flight micro-batches with
 // "stage N (host:port) is down", shows as "down" in stages(), and the next launch() reconnects
 // every worker (KV caches start empty: sequences that were active are lost).
+//
+// Over MPI the peers are "mpi:RANK" addresses (every frame goes over mpi_transport.h
+// connections: the session on kMpiSessionTag, activations on kMpiUpstreamTag), the worker ranks
+// run run_mpi_worker (worker.h), there is no model sync (each rank reads its layers from the
+// path in the load frame) and no reconnect; destroying the pipeline stops every rank and waits
+// for their acknowledgements, so that all ranks can call MPI_Finalize (else the job is aborted).
 #pragma once
 
 #include <cstdint>
@@ -34,7 +40,7 @@ enum class SyncMode {
 struct RemotePipelineOptions {
   std::string model_dir;          // the coordinator's copy (stage 0 and the fingerprint)
   std::string worker_model_dir;   // the path on the workers; "" = same as model_dir
-  std::vector<std::string> peers;  // host:port of the workers, in stage order
+  std::vector<std::string> peers;  // host:port (or mpi:RANK) of the workers, in stage order
   // Layer boundaries {0, a, ..., n_layers}, one more than the stages; empty = even split.
   std::vector<int64_t> splits;
   model::StageOptions stage;      // stage 0's options; max_context also goes to the workers

@@ -3,13 +3,19 @@
 #include <poll.h>
 
 #include <chrono>
+#include <condition_variable>
+#include <deque>
 #include <filesystem>
+#include <mutex>
+#include <optional>
+#include <thread>
 #include <vector>
 
 #include "core/log.h"
 #include "dist/handshake.h"
 #include "dist/messages.h"
 #include "dist/model_sync.h"
+#include "dist/mpi_transport.h"
 #include "dist/tensor_cache.h"
 #include "dist/tcp_transport.h"
 #include "model/stage.h"
@@ -19,7 +25,8 @@ namespace meshlm::dist {
 
 struct Worker::Impl {
   WorkerOptions options;
-  TcpListener listener;
+  std::unique_ptr<TcpListener> listener;  // null when attached to ready-made connections
+  bool attached = false;
   std::string own_fingerprint;  // of options.model_dir, "" without one
   std::atomic<bool> stopping{false};
 
@@ -38,12 +45,15 @@ struct Worker::Impl {
   runtime::SamplerSet samplers;
   std::vector<float> logits;
 
-  explicit Impl(const WorkerOptions& o) : options(o), listener(o.listen) {
+  explicit Impl(const WorkerOptions& o) : options(o) {
     if (!o.model_dir.empty()) own_fingerprint = fingerprint(o.model_dir);
     cache_dir = o.cache_dir;  // the default is looked up when first needed
   }
 
-  std::string name() const { return "worker " + listener.address(); }
+  std::string name() const {
+    if (!options.name.empty()) return options.name;
+    return "worker " + (listener ? listener->address() : session ? session->peer() : "");
+  }
 
   std::string stage_name() const {
     if (!stage) return name();
@@ -74,7 +84,7 @@ struct Worker::Impl {
   }
 
   void accept_one() {
-    auto conn = listener.accept(0);
+    auto conn = listener->accept(0);
     if (!conn) return;
     std::string fp = session ? loaded_fingerprint : own_fingerprint;
     if (session && fp.empty()) fp = session_fingerprint;
@@ -145,6 +155,11 @@ struct Worker::Impl {
     LoadMsg m = decode_load(f.payload);
     auto [dir, fp] = choose_model_dir(m);
     const bool from_cache = dir.empty();
+    if (from_cache && attached) {  // the session's reader thread owns its receiving side
+      throw Error("worker", name() + " has no copy of the model at '" + m.model_dir +
+                                "'; model sync is not available over MPI: every rank needs the "
+                                "model at the same path");
+    }
     if (from_cache) {
       if (cache_dir.empty()) cache_dir = default_cache_dir();
       dir = (std::filesystem::path(cache_dir) / fp).string();
@@ -188,7 +203,11 @@ struct Worker::Impl {
   }
 
   void connect_downstream() {
-    auto conn = tcp_connect(next_address, 5000);
+    auto conn = connect_address(next_address, kMpiUpstreamTag, 5000);
+    if (is_mpi_address(next_address)) {  // ranks of one mpirun job: no handshake (worker.h)
+      downstream = std::move(conn);
+      return;
+    }
     HandshakeOptions h = handshake_options(loaded_fingerprint);
     h.role = "upstream";
     h.name = "next stage";
@@ -287,6 +306,10 @@ struct Worker::Impl {
         }
         break;
       case FrameType::Shutdown:
+        if (attached) {
+          finish_attached();
+          return;
+        }
         if (from_session) {
           end_session("shut down by the coordinator");
           return;
@@ -315,11 +338,117 @@ struct Worker::Impl {
     }
   }
 
+  // Attached: the shutdown came after every frame before it on the forwards' path. Passes it on,
+  // tells the coordinator, and ends run().
+  void finish_attached() {
+    if (downstream) {
+      try {
+        downstream->send(FrameType::Shutdown);
+      } catch (const std::exception& e) {
+        log::warn("[worker] cannot pass the shutdown on to {}: {}", next_address, e.what());
+      }
+    }
+    try {
+      session->send(FrameType::Shutdown);
+    } catch (const std::exception& e) {
+      log::warn("[worker] cannot acknowledge the shutdown: {}", e.what());
+    }
+    stopping.store(true);
+  }
+
+  // ---- attached: one reader thread per connection feeds the handling thread ----
+
+  struct Event {
+    bool from_session = false;
+    std::optional<Frame> frame;  // empty: the connection failed with `error`
+    std::string error;
+  };
+  std::mutex events_mutex;
+  std::condition_variable events_cv;
+  std::deque<Event> events;
+
+  void read_into_queue(Connection* conn, bool from_session) {
+    for (;;) {
+      Event ev;
+      ev.from_session = from_session;
+      try {
+        ev.frame = recv_checked(*conn, -1);
+      } catch (const std::exception& e) {
+        ev.error = e.what();
+      }
+      bool failed = !ev.frame;
+      {
+        std::lock_guard lock(events_mutex);
+        events.push_back(std::move(ev));
+      }
+      events_cv.notify_one();
+      if (failed) return;
+    }
+  }
+
+  void run_attached() {
+    // The coordinator may load its own stage for a long time before it connects.
+    HandshakeOptions h = handshake_options(own_fingerprint);
+    h.timeout_ms = -1;
+    HandshakeResult hs;
+    try {
+      hs = handshake_server(*session, h);
+    } catch (const std::exception& e) {
+      log::error("[worker] {}: handshake with the coordinator failed: {}", name(), e.what());
+      return;
+    }
+    session_fingerprint = hs.peer_fingerprint;
+    session_client_id = hs.client_id;
+    log::info("[worker] {}: coordinator {} connected", name(), session->peer());
+    std::vector<std::thread> readers;
+    readers.emplace_back([this] { read_into_queue(session.get(), true); });
+    if (upstream) readers.emplace_back([this] { read_into_queue(upstream.get(), false); });
+    while (!stopping.load()) {
+      Event ev;
+      {
+        std::unique_lock lock(events_mutex);
+        if (!events_cv.wait_for(lock, std::chrono::milliseconds(200),
+                                [&] { return !events.empty(); })) {
+          continue;
+        }
+        ev = std::move(events.front());
+        events.pop_front();
+      }
+      Connection& conn = ev.from_session ? *session : *upstream;
+      if (!ev.frame) {
+        if (ev.from_session) {
+          log::warn("[worker] {}: lost the coordinator: {}", name(), ev.error);
+          break;
+        }
+        log::warn("[worker] {}: previous stage {} failed: {}", name(), conn.peer(), ev.error);
+        continue;
+      }
+      try {
+        handle(*ev.frame, ev.from_session);
+      } catch (const std::exception& e) {
+        send_error_quietly(conn, e.what());
+        if (ev.from_session) {
+          log::warn("[worker] {}: ending the session: {}", name(), e.what());
+          break;
+        }
+        log::warn("[worker] {}: bad frame from the previous stage: {}", name(), e.what());
+      }
+    }
+    session->close();
+    if (upstream) upstream->close();
+    for (auto& t : readers) t.join();
+    end_session("session over");
+  }
+
   void run() {
-    log::info("[worker] listening on {}{}", listener.address(),
+    if (attached) {
+      run_attached();
+      return;
+    }
+    log::info("[worker] listening on {}{}", listener->address(),
               own_fingerprint.empty() ? "" : " (model " + own_fingerprint.substr(0, 16) + "...)");
     while (!stopping.load()) {
-      pollfd fds[3] = {{listener.fd(), POLLIN, 0}, {-1, POLLIN, 0}, {-1, POLLIN, 0}};
+      pollfd fds[3] = {{listener->fd(), POLLIN, 0}, {-1, POLLIN, 0}, {-1, POLLIN, 0}};
       if (session) fds[1].fd = session->poll_fd();
       if (upstream) fds[2].fd = upstream->poll_fd();
       int r = ::poll(fds, 3, 200);
@@ -334,10 +463,37 @@ struct Worker::Impl {
   }
 };
 
-Worker::Worker(const WorkerOptions& options) : impl_(std::make_unique<Impl>(options)) {}
+Worker::Worker(const WorkerOptions& options) : impl_(std::make_unique<Impl>(options)) {
+  impl_->listener = std::make_unique<TcpListener>(options.listen);
+}
+
+Worker::Worker(const WorkerOptions& options, std::unique_ptr<Connection> session,
+               std::unique_ptr<Connection> upstream)
+    : impl_(std::make_unique<Impl>(options)) {
+  if (!session) throw Error("worker", "an attached worker needs a session connection");
+  impl_->attached = true;
+  impl_->session = std::move(session);
+  impl_->upstream = std::move(upstream);
+}
+
 Worker::~Worker() = default;
-std::string Worker::address() const { return impl_->listener.address(); }
+std::string Worker::address() const {
+  return impl_->listener ? impl_->listener->address() : std::string();
+}
 void Worker::run() { impl_->run(); }
 void Worker::stop() { impl_->stopping.store(true); }
+
+void run_mpi_worker(const WorkerOptions& options) {
+  const int rank = mpi_rank();
+  if (rank < 1) throw Error("worker", "rank 0 is the coordinator, not a worker");
+  WorkerOptions o = options;
+  if (o.name.empty()) o.name = "worker rank " + std::to_string(rank);
+  auto session = mpi_connect(0, kMpiSessionTag);
+  std::unique_ptr<Connection> upstream;
+  if (rank > 1) upstream = mpi_connect(rank - 1, kMpiUpstreamTag);
+  log::info("[worker] rank {} of {} (MPI thread level {})", rank, mpi_size(), mpi_thread_level());
+  Worker worker(o, std::move(session), std::move(upstream));
+  worker.run();
+}
 
 }  // namespace meshlm::dist

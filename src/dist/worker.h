@@ -9,6 +9,14 @@
 // listening. Losing the coordinator resets the session (KV freed, weights kept for the next
 // coordinator that asks for the same layers).
 //
+// Over MPI (`mpirun ... meshlm serve --transport mpi`) a worker rank serves over connections
+// that already exist instead of a listening socket (run_mpi_worker): the session to rank 0 and
+// the upstream from the previous rank. Its whole life is one session: a shutdown frame, which
+// travels the forwards' path so that it comes after everything sent before it, is passed on to
+// the next rank, acknowledged to the coordinator with a shutdown frame, and run() returns. There
+// is no handshake on the upstream link (mpirun vouches for its ranks; the session handshake still
+// checks the secret and the model fingerprint) and no model sync.
+//
 // Which folder a load uses: the path in the load frame when it holds the coordinator's model
 // (same fingerprint); else this worker's own --model when it is that model; else, when the
 // coordinator offers sync, the cache folder for the model's fingerprint, after fetching the
@@ -18,6 +26,8 @@
 #include <atomic>
 #include <memory>
 #include <string>
+
+#include "dist/transport.h"
 
 namespace meshlm::dist {
 
@@ -32,22 +42,32 @@ struct WorkerOptions {
   int sync_timeout_ms = 300000;  // per frame while syncing (the coordinator hashes first)
   int handshake_timeout_ms = 5000;
   int frame_timeout_ms = 30000;  // for the rest of a frame once it has started
+  std::string name;  // how logs and errors name this worker; "" = "worker HOST:PORT"
 };
 
 class Worker {
  public:
   explicit Worker(const WorkerOptions& options);  // binds the listening socket
+  // Serves one coordinator over `session` (the coordinator) and `upstream` (the previous stage;
+  // null when the coordinator is the previous stage): no socket, no upstream handshake.
+  Worker(const WorkerOptions& options, std::unique_ptr<Connection> session,
+         std::unique_ptr<Connection> upstream);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
-  std::string address() const;  // host:port actually bound (port 0 picks one)
-  void run();                    // serves until stop()
+  std::string address() const;  // host:port actually bound (port 0 picks one), "" when attached
+  void run();                    // serves until stop() (attached: until the session ends)
   void stop();                   // async-signal-safe
 
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// The worker of this MPI rank (1..size-1): connects to rank 0 (kMpiSessionTag) and the
+// previous rank (kMpiUpstreamTag) and serves until the coordinator shuts the pipeline down.
+// options.listen is ignored; options.model_dir is the rank's copy of the model.
+void run_mpi_worker(const WorkerOptions& options);
 
 }  // namespace meshlm::dist

@@ -73,8 +73,10 @@ int run_serve(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   model_dir = resolve_model(model_dir);  // a folder, or ORG/NAME from the Hugging Face hub
 
-  // Before any thread starts, so that only the watcher thread receives SIGINT/SIGTERM.
+  // Before any thread starts (MPI's included), so that only the watcher thread receives
+  // SIGINT/SIGTERM.
   watch_signals();
+  if (popts.serve_if_mpi_worker(model_dir, threads)) return 0;  // MPI ranks 1..N-1
   if (sopt.api_key.empty())
     if (const char* k = std::getenv("MESHLM_API_KEY")) sopt.api_key = k;
   sopt.model_dir = model_dir;

@@ -5,6 +5,7 @@
 
 #include "command.h"
 #include "core/log.h"
+#include "dist/mpi_transport.h"
 
 namespace meshlm::cli {
 std::map<std::string, Command>& registry() {
@@ -40,6 +41,8 @@ int main(int argc, char** argv) {
     return it->second.run(argc - 1, argv + 1);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "meshlm %s: error: %s\n", argv[1], e.what());
+    // Under mpirun the other ranks may be waiting for this one: end the whole job.
+    if (meshlm::dist::mpi_initialized() && meshlm::dist::mpi_size() > 1) meshlm::dist::mpi_abort(1);
     return 1;
   }
 }

@@ -25,8 +25,10 @@
 #include "discovery/node_record.h"
 #include "dist/frame.h"
 #include "dist/messages.h"
+#include "dist/mpi_transport.h"
 #include "dist/node_probe.h"
 #include "dist/remote_pipeline.h"
+#include "dist/worker.h"
 #include "model/weights.h"
 
 extern char** environ;
@@ -192,12 +194,36 @@ void PipelineOptions::add_to(CLI::App& app, bool discover_by_default) {
                  "seconds without a result before the workers are reported down (a hung worker)")
       ->check(CLI::Range(1, 86400))
       ->capture_default_str();
+  app.add_option("--transport", transport,
+                 "tcp, or mpi: under `mpirun -np N` rank 0 runs this command and stage 0, ranks "
+                 "1..N-1 serve stages 1..N-1 (same --model path on every rank)")
+      ->check(CLI::IsMember({"tcp", "mpi"}))
+      ->capture_default_str();
   app.add_option("--plan-memory", plan_memory,
                  "plan layers as if the stages had this much memory, e.g. 24G,8G (default: ask them)");
 }
 
+bool PipelineOptions::serve_if_mpi_worker(const std::string& model_dir, int threads) {
+  if (!mpi()) return false;
+  if (!dist::mpi_available()) dist::mpi_init();  // throws: how to get an MPI build
+  if (!peers.empty() || !local_splits.empty())
+    throw Error("cli", "--transport mpi takes its stages from mpirun's ranks, not --peers or --local-splits");
+  dist::mpi_init();
+  const int size = dist::mpi_size(), rank = dist::mpi_rank();
+  if (stages > 1 && stages != size)
+    throw Error("cli", "--stages " + std::to_string(stages) + " but mpirun started " + std::to_string(size) +
+                           " ranks (one stage per rank)");
+  if (rank == 0) return false;
+  dist::WorkerOptions wo;
+  wo.secret = resolved_secret();
+  wo.threads = threads;
+  wo.model_dir = worker_model_dir.empty() ? model_dir : worker_model_dir;
+  dist::run_mpi_worker(wo);
+  return true;
+}
+
 void PipelineOptions::discover_peers() {
-  if (!discover || !peers.empty() || stages > 1 || !local_splits.empty()) return;
+  if (!discover || mpi() || !peers.empty() || stages > 1 || !local_splits.empty()) return;
   if (!discovery::discovery_available()) {
     log::info("[discovery] not built in (avahi-core missing): pass --peers to use workers");
     return;
@@ -235,6 +261,7 @@ void PipelineOptions::discover_peers() {
 }
 
 int PipelineOptions::stage_count() const {
+  if (mpi()) return dist::mpi_size();
   int n = int(split_list(peers).size()) + 1;
   return n > 1 ? n : std::max(1, stages);
 }
@@ -263,9 +290,14 @@ dist::Plan PipelineOptions::plan(const std::string& model_dir,
                        dist::parse_bytes(mems[k])});
   } else {
     uint64_t here = dist::this_node_info(stage.threads).mem_available;
+    if (mpi()) {
+      // Ranks cannot be asked before they are connected: each is assumed to have this node's
+      // free memory (--plan-memory when they differ or share a machine).
+      for (int k = 0; k < n; ++k) nodes.push_back({k == 0 ? "local" : "rank " + std::to_string(k), here});
+    }
     // Local workers share this machine's memory with this process.
-    int local = peer_list.empty() ? n : 1;
-    nodes.push_back({"local", here / uint64_t(local)});
+    int local = mpi() ? 0 : peer_list.empty() ? n : 1;
+    if (local > 0) nodes.push_back({"local", here / uint64_t(local)});
     for (int k = 1; k < local; ++k) nodes.push_back({"local worker " + std::to_string(k), here / uint64_t(local)});
     for (const auto& p : peer_list) {
       dist::NodeInfo info;
@@ -299,6 +331,32 @@ std::unique_ptr<runtime::Pipeline> PipelineOptions::make(const std::string& mode
   std::vector<std::string> peer_list = split_list(peers);
   if (!local_splits.empty() && (!peer_list.empty() || stages > 1))
     throw Error("cli", "--local-splits cannot be combined with --peers or --stages");
+  if (mpi()) {
+    if (!dist::mpi_initialized() || dist::mpi_rank() != 0)
+      throw Error("cli", "--transport mpi: call serve_if_mpi_worker() first");
+    const int n = dist::mpi_size();
+    if (n == 1) {
+      log::info("[mpi] one rank: one stage here (start with mpirun -np N for N stages)");
+      return runtime::make_local_pipeline(model_dir, stage, {});
+    }
+    if (n > cfg.n_layers)
+      throw Error("cli", std::to_string(n) + " MPI ranks for a model of " + std::to_string(cfg.n_layers) + " layers");
+    dist::Plan layer_plan = plan(model_dir, stage);
+    log::info("[plan] layers per rank (MPI thread level {}):\n{}", dist::mpi_thread_level(),
+              dist::format_plan(layer_plan));
+    dist::RemotePipelineOptions ro;
+    ro.model_dir = model_dir;
+    ro.worker_model_dir = worker_model_dir.empty() ? model_dir : worker_model_dir;
+    ro.sync = dist::SyncMode::Off;  // every rank reads the model from its own disk
+    for (int r = 1; r < n; ++r) ro.peers.push_back(dist::mpi_address(r));
+    ro.splits = layer_plan.splits;
+    ro.stage = stage;
+    ro.secret = resolved_secret();
+    ro.result_timeout_ms = stage_timeout_s * 1000;
+    auto inner = dist::make_remote_pipeline(ro);
+    log::info("pipeline of {} stages over MPI ready", n);
+    return inner;
+  }
   if (peer_list.empty() && stages <= 1) {
     std::vector<int64_t> splits = parse_splits(local_splits);
     return runtime::make_local_pipeline(model_dir, stage, splits);

@@ -1,6 +1,7 @@
 // The options every command that runs a model shares to choose its layout: one stage in this
-// process (default), in-process splits (tests), remote workers (--peers), or N-1 local worker
-// processes started here (--stages N).
+// process (default), in-process splits (tests), remote workers (--peers), N-1 local worker
+// processes started here (--stages N), or the ranks of an mpirun job (--transport mpi: rank 0 is
+// this command, ranks 1..N-1 serve stages 1..N-1 over MPI).
 #pragma once
 
 #include <memory>
@@ -26,8 +27,15 @@ struct PipelineOptions {
   double discover_seconds = 3;
   int stage_timeout_s = 120; // no result from the workers for this long: the stages are down
   int64_t kv_tokens = 0;     // KV positions per stage the planner leaves room for (0: the context)
+  std::string transport = "tcp";  // tcp | mpi
 
   void add_to(CLI::App& app, bool discover_by_default = false);
+  bool mpi() const { return transport == "mpi"; }
+  // --transport mpi: initialises MPI (call right after parsing, before any thread starts) and
+  // checks the options. On ranks 1..N-1 it then serves that rank's stage until rank 0 shuts the
+  // pipeline down and returns true: the command must exit 0 without doing anything else.
+  // Returns false on rank 0 and for TCP. Throws Error("mpi", ...) in a build without MPI.
+  bool serve_if_mpi_worker(const std::string& model_dir, int threads);
   // With discovery on and no --peers/--stages/--layers: browses the LAN for `meshlm worker`s, keeps
   // the compatible ones that accept this cluster's secret and makes them the peers (in instance
   // name order). Call after parsing, before plan()/make().
