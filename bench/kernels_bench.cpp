@@ -90,6 +90,8 @@ void MatmulArgs(benchmark::internal::Benchmark* b) {
       b->Args({dt, 2048, 6144, 1, threads});    // MLP down, decode
       b->Args({dt, 6144, 2048, 128, threads});  // prompt processing
     }
+    for (int n_tok : {2, 4, 8, 16})  // batched decode (continuous batching, micro-batches)
+      b->Args({int(DType::BF16), 6144, 2048, n_tok, threads});
     b->Args({int(DType::F16), 6144, 2048, 1, threads});
     b->Args({int(DType::BF16), 151936, 2048, 1, threads});  // LM head, decode
   }
