@@ -1,0 +1,194 @@
+// ReplanningPipeline: a new layout goes in only between requests, requests give the same tokens
+// before and after, a failed build fails micro-batches (not the process) and is retried, and
+// stages() answers from other threads throughout.
+#include <gtest/gtest.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <future>
+#include <thread>
+
+#include "core/error.h"
+#include "runtime/engine.h"
+#include "runtime/replanning_pipeline.h"
+
+extern char** environ;
+
+namespace meshlm::runtime {
+namespace {
+
+namespace fs = std::filesystem;
+
+fs::path model_dir() { return fs::path(MESHLM_TEST_DIR) / "synth-replan"; }
+
+class Replanning : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (fs::exists(model_dir() / "config.json")) return;
+    std::vector<std::string> args = {MESHLM_BIN, "synth", "--arch", "qwen3", "--out",
+                                     model_dir().string(), "--hidden", "64", "--intermediate",
+                                     "128", "--layers", "4", "--heads", "4", "--kv-heads", "2",
+                                     "--head-dim", "16", "--vocab", "256", "--dtype", "f32"};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    pid_t pid;
+    ASSERT_EQ(posix_spawn(&pid, argv[0], nullptr, nullptr, argv.data(), environ), 0);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "meshlm synth failed";
+  }
+
+  static std::unique_ptr<Pipeline> local(std::vector<int64_t> splits) {
+    return make_local_pipeline(model_dir().string(), {1, 256}, std::move(splits));
+  }
+
+  struct Outcome {
+    std::vector<int32_t> ids;
+    FinishReason reason = FinishReason::None;
+    std::string error;
+  };
+
+  // Submits a greedy request and returns a future of its tokens. `started` (optional) is set once
+  // the first token has come out.
+  static std::future<Outcome> submit(Engine& engine, int64_t max_tokens,
+                                     std::atomic<bool>* started = nullptr) {
+    auto promise = std::make_shared<std::promise<Outcome>>();
+    auto out = std::make_shared<Outcome>();
+    Request r;
+    r.prompt = {1, 5, 9, 17, 33, 65, 129, 200};
+    r.sampling.temperature = 0;
+    r.max_tokens = max_tokens;
+    r.ignore_eos = true;
+    r.on_event = [promise, out, started](const TokenEvent& e) {
+      if (e.has_token) out->ids.push_back(e.sampled.token);
+      if (started && e.has_token) started->store(true);
+      if (e.finished) {
+        out->reason = e.reason;
+        out->error = e.error;
+        promise->set_value(*out);
+      }
+      return true;
+    };
+    auto fut = promise->get_future();
+    engine.submit(std::move(r));
+    return fut;
+  }
+};
+
+TEST_F(Replanning, NewLayoutBetweenRequestsSameTokens) {
+  auto wrapper = std::make_unique<ReplanningPipeline>(local({}));
+  ReplanningPipeline* rp = wrapper.get();
+  Engine engine(std::move(wrapper), EngineOptions{});
+  const auto reference = submit(engine, 24).get();
+  ASSERT_EQ(reference.reason, FinishReason::Length) << reference.error;
+  ASSERT_EQ(reference.ids.size(), 24u);
+  EXPECT_EQ(engine.stages().size(), 1u);
+
+  // /health-like readers hammer stages() from another thread all along.
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> reads{0};
+  std::thread reader([&] {
+    while (!stop) {
+      auto s = rp->stages();
+      EXPECT_FALSE(s.empty());
+      ++reads;
+    }
+  });
+  struct Join {
+    std::atomic<bool>& stop;
+    std::thread& t;
+    ~Join() {
+      stop = true;
+      t.join();
+    }
+  } join{stop, reader};
+  while (reads == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+
+  // A re-plan requested while a request is decoding waits for it to finish.
+  std::atomic<bool> started{false};
+  auto running = submit(engine, 200, &started);
+  while (!started) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  std::atomic<int> builds{0};
+  rp->request_rebuild(
+      [&] {
+        ++builds;
+        return local({0, 1, 3, 4});
+      },
+      "test: three stages");
+  EXPECT_FALSE(rp->rebuild_if_idle());  // a sequence is active
+  EXPECT_EQ(builds.load(), 0);
+  auto long_run = running.get();
+  ASSERT_EQ(long_run.reason, FinishReason::Length) << long_run.error;
+  ASSERT_EQ(long_run.ids.size(), 200u);
+  EXPECT_TRUE(std::equal(reference.ids.begin(), reference.ids.end(), long_run.ids.begin()));
+  EXPECT_EQ(builds.load(), 0);  // finished on the old layout
+
+  // The next request goes to the new layout and gives the same tokens.
+  auto after = submit(engine, 24).get();
+  EXPECT_EQ(builds.load(), 1);
+  EXPECT_EQ(rp->rebuilds(), 1u);
+  EXPECT_FALSE(rp->rebuild_pending());
+  EXPECT_EQ(after.ids, reference.ids);
+  auto stages = engine.stages();
+  ASSERT_EQ(stages.size(), 3u);
+  EXPECT_EQ(stages[1].layer_begin, 1);
+  EXPECT_EQ(stages[1].layer_end, 3);
+
+  // rebuild_if_idle() from a watcher thread, with nothing running, swaps at once.
+  rp->request_rebuild([&] { return local({0, 2, 4}); }, "test: two stages");
+  EXPECT_TRUE(rp->rebuild_if_idle());
+  EXPECT_EQ(engine.stages().size(), 2u);
+  EXPECT_EQ(submit(engine, 24).get().ids, reference.ids);
+}
+
+TEST_F(Replanning, FailedBuildFailsRequestsThenRecovers) {
+  auto wrapper =
+      std::make_unique<ReplanningPipeline>(local({}), std::chrono::milliseconds(0));
+  ReplanningPipeline* rp = wrapper.get();
+  Engine engine(std::move(wrapper), EngineOptions{});
+  const auto reference = submit(engine, 12).get();
+  ASSERT_EQ(reference.ids.size(), 12u);
+
+  std::atomic<int> attempts{0};
+  rp->request_rebuild(
+      [&]() -> std::unique_ptr<Pipeline> {
+        ++attempts;
+        throw Error("plan", "node 10.0.0.7:7070 left and the rest cannot hold the model");
+      },
+      "test: worker left");
+  auto failed = submit(engine, 12).get();
+  EXPECT_EQ(failed.reason, FinishReason::Error);
+  EXPECT_NE(failed.error.find("cannot hold the model"), std::string::npos) << failed.error;
+  for (const auto& s : engine.stages()) EXPECT_EQ(s.state, "down");
+  EXPECT_TRUE(rp->rebuild_pending());
+
+  // Retried at the next request (retry interval 0 here), still failing: still a clean error.
+  auto again = submit(engine, 12).get();
+  EXPECT_EQ(again.reason, FinishReason::Error);
+  EXPECT_GE(attempts.load(), 2);
+
+  // A worker comes back: the next plan works and requests are served as before.
+  rp->request_rebuild([&] { return local({0, 3, 4}); }, "test: worker back");
+  auto ok = submit(engine, 12).get();
+  EXPECT_EQ(ok.reason, FinishReason::Length) << ok.error;
+  EXPECT_EQ(ok.ids, reference.ids);
+  EXPECT_EQ(engine.stages().size(), 2u);
+  EXPECT_FALSE(rp->rebuild_pending());
+}
+
+TEST_F(Replanning, BuilderForAnotherModelIsRefused) {
+  auto wrapper =
+      std::make_unique<ReplanningPipeline>(local({}), std::chrono::milliseconds(0));
+  ReplanningPipeline* rp = wrapper.get();
+  rp->request_rebuild([]() -> std::unique_ptr<Pipeline> { return nullptr; }, "test: null");
+  EXPECT_FALSE(rp->rebuild_if_idle());
+  EXPECT_TRUE(rp->rebuild_pending());
+  EXPECT_THROW(ReplanningPipeline(nullptr), Error);
+}
+
+}  // namespace
+}  // namespace meshlm::runtime
