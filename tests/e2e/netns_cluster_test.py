@@ -22,6 +22,10 @@ Checks:
   4. A chat request (temperature 0, 16 tokens, ignore_eos, logprobs) gives the same message,
      tokens and logprobs as a one-stage `meshlm serve --no-discovery` in C.
   5. Everything restarted (same disks): zero model bytes sent, same answer.
+  6. While C serves, W2 stops (mDNS goodbye): C re-plans to C + W1 by itself; W2 starts again:
+     back to 3 stages with the first plan, W2's layers from its cache; W1 is killed with SIGKILL
+     (no goodbye): C sees the stage down, probes, re-plans to C + W2. Every answer equals the
+     one-stage answer, and C never restarts.
 Exit 77 (skip) without root, `ip netns`, `unshare`, LAN discovery in this build, or the
 tokenizer (tests/js/node_modules). Namespaces, mounts and processes are always cleaned up.
 """
@@ -309,6 +313,23 @@ def near_mib(logged, want_bytes):
     return logged is not None and abs(logged - want_bytes / MIB) <= 0.051
 
 
+def wait_nodes(port, want, timeout=40):
+    """Polls /health until its stages are `want` (node names), all ready; returns the last seen."""
+    deadline = time.monotonic() + timeout
+    nodes = None
+    while time.monotonic() < deadline:
+        try:
+            _, health = http("GET", port, "/health")
+            stages = health.get("stages", [])
+            nodes = [s["node"] for s in stages]
+            if nodes == want and all(s["state"] == "ready" for s in stages):
+                return nodes
+        except Exception as e:  # noqa: BLE001 - keep polling through a re-plan
+            nodes = f"error: {e}"
+        time.sleep(0.5)
+    return nodes
+
+
 def check_stages(health, n_layers):
     stages = health.get("stages", [])
     want_nodes = ["local"] + [f"{HOSTS[n][1]}:{WORKER_PORT}" for n in ("w1", "w2")]
@@ -450,6 +471,38 @@ def scenario(meshlm, tokenizer_dir, tmp):
         check(now == first_cache[name], f"restart: {name}'s cached files untouched")
     answer2 = chat(SERVE_PORT)
     check(answer2 == ref, "restart: same answer as one stage")
+
+    # 6. Workers leave and join while C serves: it re-plans between requests by itself.
+    w1_node, w2_node = (f"{HOSTS[n][1]}:{WORKER_PORT}" for n in ("w1", "w2"))
+    stop(cl.workers.pop("w2")[0])  # clean stop: the worker says goodbye on mDNS
+    t0 = time.monotonic()
+    nodes = wait_nodes(SERVE_PORT, ["local", w1_node])
+    check(nodes == ["local", w1_node],
+          f"W2 leaves: C re-plans to C + W1 by itself ({nodes}, {time.monotonic() - t0:.1f} s)")
+    check(chat(SERVE_PORT) == ref, "after W2 left: same answer as one stage")
+    cl.start_worker("w2")
+    cl.wait_workers()
+    t0 = time.monotonic()
+    nodes = wait_nodes(SERVE_PORT, ["local", w1_node, w2_node])
+    check(nodes == ["local", w1_node, w2_node],
+          f"W2 joins again: C re-plans to 3 stages ({nodes}, {time.monotonic() - t0:.1f} s)")
+    _, health = http("GET", SERVE_PORT, "/health")
+    check(check_stages(health, N_LAYERS) == worker_ranges, "W2 back: the first plan again")
+    ready = worker_ready_lines(cl.workers["w2"][1])
+    check(len(ready) == 1 and float(ready[0][3]) == 0,
+          f"W2 back: its layers came from its cache, 0 MiB fetched ({ready})")
+    check(chat(SERVE_PORT) == ref, "after W2 joined: same answer as one stage")
+    # kill -9 sends no goodbye: C finds the stage down, probes, and re-plans without it.
+    p1, _ = cl.workers.pop("w1")
+    p1.kill()
+    p1.wait()
+    t0 = time.monotonic()
+    nodes = wait_nodes(SERVE_PORT, ["local", w2_node], timeout=60)
+    check(nodes == ["local", w2_node],
+          f"W1 killed: C re-plans to C + W2 ({nodes}, {time.monotonic() - t0:.1f} s)")
+    check(chat(SERVE_PORT) == ref, "after W1 was killed: same answer as one stage")
+    log2 = open(log2_path).read()
+    check(serve2.poll() is None and "re-planned" in log2, "C kept serving through every change")
     stop(serve2)
     cl.stop_workers()
 
