@@ -261,7 +261,9 @@ void PipelineOptions::discover_peers() {
 }
 
 int PipelineOptions::stage_count() const {
-  if (mpi()) return dist::mpi_size();
+  // Without mpirun (`meshlm plan --transport mpi --stages N`): the plan for N ranks.
+  if (mpi() && dist::mpi_initialized()) return dist::mpi_size();
+  if (mpi()) return std::max(1, stages);
   int n = int(split_list(peers).size()) + 1;
   return n > 1 ? n : std::max(1, stages);
 }
@@ -333,7 +335,8 @@ std::unique_ptr<runtime::Pipeline> PipelineOptions::make(const std::string& mode
     throw Error("cli", "--local-splits cannot be combined with --peers or --stages");
   if (mpi()) {
     if (!dist::mpi_initialized() || dist::mpi_rank() != 0)
-      throw Error("cli", "--transport mpi: call serve_if_mpi_worker() first");
+      throw Error("cli", "--transport mpi works with serve, generate and bench (this command does "
+                         "not start the worker ranks)");
     const int n = dist::mpi_size();
     if (n == 1) {
       log::info("[mpi] one rank: one stage here (start with mpirun -np N for N stages)");

@@ -40,7 +40,8 @@ struct PipelineOptions {
   // the compatible ones that accept this cluster's secret and makes them the peers (in instance
   // name order). Call after parsing, before plan()/make().
   void discover_peers();
-  // Stage count and worker addresses these options describe (no worker is started).
+  // Stage count these options describe (no worker is started); --transport mpi: the ranks
+  // (--stages N before MPI is initialised, for `meshlm plan`).
   int stage_count() const;
   std::string resolved_secret() const;  // --secret, else $MESHLM_SECRET
   // The layer plan: --layers when given, else memory-proportional over this machine and the
