@@ -46,6 +46,10 @@ constexpr auto kRetryDelay = std::chrono::seconds(2);     // after the daemon we
 constexpr DNSServiceErrorType kErrServiceNotRunning = -65563;     // Apple only
 constexpr DNSServiceErrorType kErrDefunctConnection = -65569;     // Apple only
 constexpr size_t kMaxHostBytes = 255;
+// A service whose host has only answered with IPv6 so far is shown after this long without an
+// IPv4 answer (which usually follows within milliseconds): browsers then see it once, with the
+// IPv4 address, rather than with a link-local IPv6 one and an update right after.
+constexpr auto kIpv4Grace = std::chrono::milliseconds(300);
 
 // Apple's header defines _DNS_SD_H to its version number; avahi's defines it empty. Only the
 // native mDNSResponder takes kDNSServiceFlagsNoAutoRename (avahi's library refuses any flag and
@@ -529,6 +533,7 @@ struct Browser::Impl {
   // AAAA records looked up there. The service shown is the best resolved sighting (IPv4 first).
   struct Sighting {
     Impl* owner = nullptr;
+    uint64_t serial = 0;  // tells this sighting from a later one under the same key
     uint32_t interface = 0;
     std::string name, type, domain;  // as received (name is the key; instance its printable())
     int adds = 0;                    // avahi reports a service once per IP protocol
@@ -538,9 +543,11 @@ struct Browser::Impl {
     uint16_t port = 0;
     TxtRecords txt;
     std::vector<std::string> v4, v6;  // addresses of the target, oldest first
+    bool ipv6_will_do = false;        // kIpv4Grace has passed since the lookups started
 
     std::optional<Service> service() const {
-      if (!resolved || port == 0 || (v4.empty() && v6.empty())) return std::nullopt;
+      if (!resolved || port == 0 || (v4.empty() && (v6.empty() || !ipv6_will_do)))
+        return std::nullopt;
       Service s;
       s.instance = printable(name, kMaxInstanceBytes);
       s.host = host_text(target.c_str());
@@ -557,6 +564,7 @@ struct Browser::Impl {
   // Loop thread:
   Ref browse;
   std::map<Key, std::unique_ptr<Sighting>> sightings;
+  uint64_t next_serial = 0;
   bool retry_logged = false;
   bool closing = false;
   // Any thread:
@@ -661,6 +669,7 @@ struct Browser::Impl {
       }
       auto s = std::make_unique<Sighting>();
       s->owner = self;
+      s->serial = ++self->next_serial;
       s->interface = interface;
       s->name = name;
       s->type = type;
@@ -712,6 +721,18 @@ struct Browser::Impl {
       s->query_aaaa.reset();
       query(s, kDNSServiceType_A, s->query_a);
       query(s, kDNSServiceType_AAAA, s->query_aaaa);
+      s->ipv6_will_do = false;
+      Impl* owner = s->owner;
+      Key key{s->interface, s->name};
+      uint64_t serial = s->serial;
+      owner->loop->after(kIpv4Grace, [owner, key, serial, target = s->target] {
+        auto it = owner->sightings.find(key);
+        if (it == owner->sightings.end() || it->second->serial != serial ||
+            it->second->target != target)
+          return;  // gone, or looking up another host now
+        it->second->ipv6_will_do = true;
+        owner->refresh(key.second);
+      });
     }
     s->owner->refresh(s->name);
   }

@@ -1,8 +1,11 @@
 // A small driver of the discovery API for the multicast test (netns_test.py):
 //   discovery_probe browse SECONDS
-//       prints one line per Browser event: "+ MS INSTANCE ADDRESS:PORT", "~ ...", "- MS INSTANCE"
-//   discovery_probe advertise NAME PORT SECONDS [key=value ...]
-//       publishes NAME; prints "established NAME" once announced (the name after any renaming)
+//       prints one line per Browser event: "+ MS INSTANCE ADDRESS:PORT [HOST] k=v ...", "~ ..."
+//       (updated), "- ..." (removed), then "snapshot N"
+//   discovery_probe advertise NAME PORT SECONDS [--listen HOST] [--stop-at S] [key=value ...]
+//       publishes NAME (on the interface of HOST if given); prints "established NAME" once
+//       announced (the name after any renaming); with --stop-at, calls stop() after S seconds
+//       (prints "stopped") and stays alive until SECONDS
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -24,8 +27,11 @@ static int browse(double seconds) {
     char kind = e.kind == BrowserEvent::Kind::kAdded     ? '+'
                 : e.kind == BrowserEvent::Kind::kUpdated ? '~'
                                                          : '-';
-    std::printf("%c %ld %s %s:%u\n", kind, ms, e.service.instance.c_str(),
-                e.service.address.c_str(), unsigned(e.service.port));
+    std::string txt;
+    for (const auto& [key, value] : e.service.txt) txt += " " + key + "=" + value;
+    std::printf("%c %ld %s %s:%u [%s]%s\n", kind, ms, e.service.instance.c_str(),
+                e.service.address.c_str(), unsigned(e.service.port), e.service.host.c_str(),
+                txt.c_str());
     std::fflush(stdout);
   });
   std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
@@ -35,17 +41,36 @@ static int browse(double seconds) {
 
 static int advertise(const std::string& name, int port, double seconds, int argc, char** argv) {
   TxtRecords txt;
+  std::string listen;
+  double stop_at = -1;
   for (int i = 0; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--listen") && i + 1 < argc) {
+      listen = argv[++i];
+      continue;
+    }
+    if (!std::strcmp(argv[i], "--stop-at") && i + 1 < argc) {
+      stop_at = std::atof(argv[++i]);
+      continue;
+    }
     const char* eq = std::strchr(argv[i], '=');
     if (!eq) return 2;
     txt[std::string(argv[i], size_t(eq - argv[i]))] = eq + 1;
   }
   Advertiser advertiser;
-  advertiser.start(name, uint16_t(port), txt);
+  Clock::time_point begin = Clock::now();
+  advertiser.start(name, uint16_t(port), txt, listen);
+  bool stopped = false;
   Clock::time_point end = Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                              std::chrono::duration<double>(seconds));
   bool reported = false;
   while (Clock::now() < end) {
+    if (stop_at >= 0 && !stopped &&
+        Clock::now() - begin >= std::chrono::duration<double>(stop_at)) {
+      advertiser.stop();
+      stopped = true;
+      std::printf("stopped %s\n", advertiser.instance().c_str());
+      std::fflush(stdout);
+    }
     if (!reported && advertiser.established()) {
       std::printf("established %s\n", advertiser.instance().c_str());
       std::fflush(stdout);
@@ -67,6 +92,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::fprintf(stderr,
-               "usage: discovery_probe browse SECONDS | advertise NAME PORT SECONDS [k=v...]\n");
+               "usage: discovery_probe browse SECONDS | advertise NAME PORT SECONDS [--listen HOST] "
+               "[--stop-at S] [k=v...]\n");
   return 2;
 }
