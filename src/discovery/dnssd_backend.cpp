@@ -30,6 +30,7 @@
 #include <map>
 #include <mutex>
 #include <thread>
+#include <utility>
 
 #include "core/error.h"
 #include "core/log.h"
@@ -41,10 +42,10 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr const char* kDomain = "local.";
-constexpr int kMaxRenames = 32;                           // collisions handled before giving up
-constexpr auto kRetryDelay = std::chrono::seconds(2);     // after the daemon went away
-constexpr DNSServiceErrorType kErrServiceNotRunning = -65563;     // Apple only
-constexpr DNSServiceErrorType kErrDefunctConnection = -65569;     // Apple only
+constexpr int kMaxRenames = 32;                        // collisions handled before giving up
+constexpr auto kRetryDelay = std::chrono::seconds(2);  // after the daemon went away
+constexpr DNSServiceErrorType kErrServiceNotRunning = -65563;  // Apple only
+constexpr DNSServiceErrorType kErrDefunctConnection = -65569;  // Apple only
 constexpr size_t kMaxHostBytes = 255;
 // A service whose host has only answered with IPv6 so far is shown after this long without an
 // IPv4 answer (which usually follows within milliseconds): browsers then see it once, with the
@@ -58,25 +59,26 @@ constexpr auto kIpv4Grace = std::chrono::milliseconds(300);
 constexpr bool kNativeMdnsResponder = MESHLM_DNSSD_VERSION_OR_ZERO > 0;
 
 std::string error_text(DNSServiceErrorType code) {
-  const char* name = nullptr;
-  switch (code) {
-    case kDNSServiceErr_Unknown: name = "unknown error"; break;
-    case kDNSServiceErr_NoSuchName: name = "no such name"; break;
-    case kDNSServiceErr_NoMemory: name = "out of memory"; break;
-    case kDNSServiceErr_BadParam: name = "bad parameter"; break;
-    case kDNSServiceErr_BadState: name = "bad state"; break;
-    case kDNSServiceErr_BadFlags: name = "bad flags"; break;
-    case kDNSServiceErr_Unsupported: name = "unsupported"; break;
-    case kDNSServiceErr_NameConflict: name = "name conflict"; break;
-    case kDNSServiceErr_Invalid: name = "invalid"; break;
-    case kDNSServiceErr_Incompatible: name = "client library incompatible with the daemon"; break;
-    case kDNSServiceErr_BadInterfaceIndex: name = "bad interface index"; break;
-    case kDNSServiceErr_Refused: name = "refused"; break;
-    case kErrServiceNotRunning: name = "service not running"; break;
-    case kErrDefunctConnection: name = "connection to the daemon lost"; break;
-    default: break;
-  }
-  return std::string(name ? name : "error") + " (" + std::to_string(code) + ")";
+  static constexpr std::pair<DNSServiceErrorType, const char*> kNames[] = {
+      {kDNSServiceErr_Unknown, "unknown error"},
+      {kDNSServiceErr_NoSuchName, "no such name"},
+      {kDNSServiceErr_NoMemory, "out of memory"},
+      {kDNSServiceErr_BadParam, "bad parameter"},
+      {kDNSServiceErr_BadState, "bad state"},
+      {kDNSServiceErr_BadFlags, "bad flags"},
+      {kDNSServiceErr_Unsupported, "unsupported"},
+      {kDNSServiceErr_NameConflict, "name conflict"},
+      {kDNSServiceErr_Invalid, "invalid"},
+      {kDNSServiceErr_Incompatible, "client library incompatible with the daemon"},
+      {kDNSServiceErr_BadInterfaceIndex, "bad interface index"},
+      {kDNSServiceErr_Refused, "refused"},
+      {kErrServiceNotRunning, "service not running"},
+      {kErrDefunctConnection, "connection to the daemon lost"},
+  };
+  const char* name = "error";
+  for (const auto& [c, n] : kNames)
+    if (c == code) name = n;
+  return std::string(name) + " (" + std::to_string(code) + ")";
 }
 
 // The daemon is absent or went away (as opposed to a bad argument).
@@ -87,8 +89,8 @@ bool daemon_gone(DNSServiceErrorType code) {
 
 Error dnssd_error(const std::string& what, DNSServiceErrorType code) {
   if (daemon_gone(code))
-    return Error("discovery", what + ": mDNSResponder / avahi-daemon not reachable (" +
-                                  error_text(code) + ")");
+    return Error("discovery",
+                 what + ": mDNSResponder / avahi-daemon not reachable (" + error_text(code) + ")");
   return Error("discovery", what + ": " + error_text(code));
 }
 
@@ -192,8 +194,8 @@ class Loop {
       int timeout_ms = -1;
       if (!timers_.empty()) {
         auto wait = timers_.begin()->first - Clock::now();
-        timeout_ms = int(std::max<int64_t>(
-            0, std::chrono::ceil<std::chrono::milliseconds>(wait).count()));
+        timeout_ms =
+            int(std::max<int64_t>(0, std::chrono::ceil<std::chrono::milliseconds>(wait).count()));
       }
       if (poll(fds.data(), nfds_t(fds.size()), timeout_ms) < 0 && errno != EINTR) {
         log::warn("[discovery] poll failed: {}", errno_text());
@@ -375,7 +377,8 @@ struct Advertiser::Impl {
   DNSServiceErrorType publish() {
     for (;;) {
       DNSServiceRef ref = nullptr;
-      DNSServiceFlags flags = kNativeMdnsResponder ? kDNSServiceFlagsNoAutoRename : 0;
+      DNSServiceFlags flags =
+          kNativeMdnsResponder ? DNSServiceFlags(kDNSServiceFlagsNoAutoRename) : DNSServiceFlags(0);
       DNSServiceErrorType err = DNSServiceRegister(
           &ref, flags, interface, name.c_str(), kServiceType, kDomain, nullptr, htons(port),
           uint16_t(txt.size()), txt.empty() ? nullptr : txt.data(), on_register, this);
@@ -425,16 +428,15 @@ struct Advertiser::Impl {
     });
   }
 
-  static void DNSSD_API on_register(DNSServiceRef, DNSServiceFlags flags,
-                                    DNSServiceErrorType err, const char* registered,
-                                    const char*, const char*, void* context) {
+  static void DNSSD_API on_register(DNSServiceRef, DNSServiceFlags flags, DNSServiceErrorType err,
+                                    const char* registered, const char*, const char*,
+                                    void* context) {
     auto* self = static_cast<Impl*>(context);
     if (err == kDNSServiceErr_NoError) {
       if (registered && *registered) {
         std::string n = printable(registered, kMaxInstanceBytes);
         if (n != self->name)
-          log::info("[discovery] service name '{}' is taken on the LAN; using '{}'", self->name,
-                    n);
+          log::info("[discovery] service name '{}' is taken on the LAN; using '{}'", self->name, n);
         self->name = n;
         self->show_name(n);
       }
@@ -613,12 +615,11 @@ struct Browser::Impl {
 
   DNSServiceErrorType start_browse() {
     DNSServiceRef ref = nullptr;
-    DNSServiceErrorType err = DNSServiceBrowse(&ref, 0, kDNSServiceInterfaceIndexAny,
-                                               kServiceType, kDomain, on_browse, this);
+    DNSServiceErrorType err = DNSServiceBrowse(&ref, 0, kDNSServiceInterfaceIndexAny, kServiceType,
+                                               kDomain, on_browse, this);
     if (err != kDNSServiceErr_NoError) return err;
-    browse.adopt(loop.get(), ref, [this](DNSServiceErrorType e) {
-      loop->post([this, e] { lost(e); });
-    });
+    browse.adopt(loop.get(), ref,
+                 [this](DNSServiceErrorType e) { loop->post([this, e] { lost(e); }); });
     return err;
   }
 

@@ -91,8 +91,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "discovery_probe: %s\n", e.what());
     return 1;
   }
-  std::fprintf(stderr,
-               "usage: discovery_probe browse SECONDS | advertise NAME PORT SECONDS [--listen HOST] "
-               "[--stop-at S] [k=v...]\n");
+  std::fprintf(
+      stderr,
+      "usage: discovery_probe browse SECONDS | advertise NAME PORT SECONDS [--listen HOST] "
+      "[--stop-at S] [k=v...]\n");
   return 2;
 }

@@ -13,6 +13,9 @@ private /run in a private mount namespace so that two daemons can run on one mac
      by another process on the same host (one avahi-daemon).
   4. Advertising on a given listen address (one interface) is found too.
   5. The same Browser sees a service of its own host (A browses while A advertises).
+  6. avahi-daemon restarting under a Browser: the Browser reports the services gone, browses
+     again once the daemon is back, and finds them again; restarting under an Advertiser: it
+     registers again once the daemon is back.
 Exit 77 (skip) without root, `ip netns`, dbus-daemon or avahi-daemon. Everything started is
 killed and the namespaces are deleted.
 """
@@ -141,6 +144,26 @@ def wait_for(pred, timeout, what):
     raise RuntimeError(f"timed out waiting for {what}")
 
 
+daemons = {}
+
+
+def start_avahi(side, log_name):
+    d = os.path.join(tmp, side)
+    aconf = os.path.join(d, "avahi-daemon.conf")
+    log_path = os.path.join(d, log_name)
+    # A private /run (ip netns exec already unshares the mount namespace): the daemon's pid file
+    # and socket live in /run/avahi-daemon, one per namespace.
+    avahi = spawn(side, "sh", "-c",
+                  "mount -t tmpfs tmpfs /run && mkdir -p /run/avahi-daemon && "
+                  f"exec avahi-daemon -f {aconf} --no-drop-root --no-chroot --no-rlimits "
+                  "--no-proc-title", stdout=open(log_path, "w"))
+    wait_for(lambda: "Server startup complete" in open(log_path).read() or
+             avahi.poll() is not None, 15, "avahi-daemon")
+    if avahi.poll() is not None:
+        raise RuntimeError("avahi-daemon exited: " + open(log_path).read())
+    daemons[side] = avahi
+
+
 def start_daemons(side):
     d = os.path.join(tmp, side)
     os.makedirs(d)
@@ -154,17 +177,7 @@ def start_daemons(side):
         raise RuntimeError("dbus-daemon exited: " + open(os.path.join(d, "dbus.log")).read())
     aconf = os.path.join(d, "avahi-daemon.conf")
     open(aconf, "w").write(AVAHI_CONF.format(host=f"meshlm-{side.lower()}", veth=VETH[side]))
-    log_path = os.path.join(d, "avahi.log")
-    # A private /run (ip netns exec already unshares the mount namespace): the daemon's pid file
-    # and socket live in /run/avahi-daemon, one per namespace.
-    avahi = spawn(side, "sh", "-c",
-                  "mount -t tmpfs tmpfs /run && mkdir -p /run/avahi-daemon && "
-                  f"exec avahi-daemon -f {aconf} --no-drop-root --no-chroot --no-rlimits "
-                  "--no-proc-title", stdout=open(log_path, "w"))
-    wait_for(lambda: "Server startup complete" in open(log_path).read() or
-             avahi.poll() is not None, 15, "avahi-daemon")
-    if avahi.poll() is not None:
-        raise RuntimeError("avahi-daemon exited: " + open(log_path).read())
+    start_avahi(side, "avahi.log")
 
 
 class Lines:
@@ -343,10 +356,41 @@ def run_checks():
     # When the process exits, its registration goes too.
     ev = browser.wait(lambda e: e["kind"] == "-" and e["instance"] == "meshlm@listen:7080", 5)
     check(ev is not None, "service gone when its process exits")
+
+    # 6. The daemon under the browser restarts.
+    survivor = advertise("A", "meshlm@survivor:7090", 7090, 30)
+    ev = browser.wait(lambda e: e["kind"] == "+" and e["instance"] == "meshlm@survivor:7090", 10)
+    check(ev is not None, "browser found another service")
+    since = browser.mark()
+    daemons["B"].terminate()
+    daemons["B"].wait(timeout=10)
+    ev = browser.wait(lambda e: e["kind"] == "-" and e["instance"] == "meshlm@survivor:7090", 5,
+                      since)
+    check(ev is not None, "avahi-daemon gone: the browser reports the service gone")
+    since = browser.mark()
+    start_avahi("B", "avahi2.log")
+    ev = browser.wait(lambda e: e["kind"] == "+" and e["instance"] == "meshlm@survivor:7090", 10,
+                      since)
+    check(ev is not None, "avahi-daemon back: the browser finds the service again")
+    check(browser.proc.poll() is None, "the browser process survived the daemon restart")
+    since = browser.mark()
+    daemons["A"].terminate()
+    daemons["A"].wait(timeout=10)
+    ev = browser.wait(lambda e: e["kind"] == "-" and e["instance"] == "meshlm@survivor:7090", 5,
+                      since)
+    check(ev is not None, "advertiser's avahi-daemon gone: the service leaves")
+    since = browser.mark()
+    start_avahi("A", "avahi2.log")
+    ev = browser.wait(lambda e: e["kind"] == "+" and e["instance"] == "meshlm@survivor:7090", 10,
+                      since)
+    check(ev is not None, "advertiser's avahi-daemon back: the service is registered again")
+    check(survivor.proc.poll() is None, "the advertiser process survived the daemon restart")
     browser.proc.terminate()
+    survivor.proc.terminate()
     if failures or os.environ.get("VERBOSE"):
         print("--- browser in B\n" + "\n".join(l for l in browser.out.lines if l))
         print("--- advertisers\n" + "\n".join([out_b, out_a]))
+        print("\n".join(l for l in survivor.lines if l))
 
 
 if __name__ == "__main__":
