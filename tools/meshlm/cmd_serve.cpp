@@ -11,8 +11,10 @@
 #include "command.h"
 #include "common.h"
 #include "core/log.h"
+#include "discovery/cluster_watch.h"
 #include "pipeline_options.h"
 #include "runtime/engine.h"
+#include "runtime/replanning_pipeline.h"
 #include "server/server.h"
 #include "template/chat_template.h"
 #include "tokenizer/tokenizer.h"
@@ -100,9 +102,20 @@ int run_serve(int argc, char** argv) {
   stage.threads = threads;
   stage.max_context = ctx;
   // The pipeline: one local stage by default; --stages/--peers/--layers spread it over workers.
+  // With discovery deciding the workers (no --peers/--stages/--layers), serve keeps following the
+  // LAN and re-plans between requests when workers join or leave (discovery/cluster_watch.h).
+  const bool follow_lan = popts.discover && popts.peers.empty() && popts.stages <= 1 &&
+                          popts.layers.empty() && popts.plan_memory.empty() && !popts.mpi() &&
+                          popts.local_splits.empty() && discovery::discovery_available();
   popts.discover_peers();
   popts.kv_tokens = ctx * parallel;  // the planner leaves KV room for every parallel sequence
-  auto pipeline = popts.make(model_dir, stage);
+  std::unique_ptr<runtime::Pipeline> pipeline = popts.make(model_dir, stage);
+  runtime::ReplanningPipeline* replanning = nullptr;
+  if (follow_lan) {
+    auto wrapper = std::make_unique<runtime::ReplanningPipeline>(std::move(pipeline));
+    replanning = wrapper.get();
+    pipeline = std::move(wrapper);
+  }
   eopt.max_context = ctx;
   eopt.max_active = parallel;
   eopt.max_queue = max_queue;
@@ -111,6 +124,28 @@ int run_serve(int argc, char** argv) {
 
   server::Server srv(std::move(engine), std::move(tokenizer), std::move(chat_template), sopt);
   int port = srv.bind();
+  std::unique_ptr<discovery::ClusterWatch> cluster_watch;  // stops before srv (and its engine) go
+  if (replanning) {
+    auto make = [popts, model_dir, stage](const std::vector<std::string>& peers) {
+      PipelineOptions o = popts;
+      o.peers.clear();
+      for (const auto& p : peers) o.peers += (o.peers.empty() ? "" : ",") + p;
+      return o.make(model_dir, stage);
+    };
+    std::vector<std::string> current;
+    for (size_t a = 0, b; a < popts.peers.size(); a = b + 1) {
+      b = popts.peers.find(',', a);
+      if (b == std::string::npos) b = popts.peers.size();
+      if (b > a) current.push_back(popts.peers.substr(a, b - a));
+    }
+    try {
+      discovery::ClusterWatchOptions wopt;
+      wopt.secret = popts.resolved_secret();
+      cluster_watch = std::make_unique<discovery::ClusterWatch>(*replanning, current, make, wopt);
+    } catch (const std::exception& e) {
+      log::warn("[serve] not following workers on the LAN: {}", e.what());
+    }
+  }
   g_server = &srv;
   log::info("[serve] {} on http://{}:{} ({} parallel, context {})", sopt.model_name, sopt.host,
             port, parallel, ctx);
