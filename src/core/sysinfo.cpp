@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <thread>
 
@@ -66,6 +67,14 @@ void release_free_memory() {
   malloc_trim(0);
 #elif defined(__APPLE__)
   malloc_zone_pressure_relief(nullptr, 0);
+#endif
+}
+
+void limit_allocator_arenas(int arenas) {
+#if defined(__GLIBC__)
+  if (arenas > 0 && std::getenv("MALLOC_ARENA_MAX") == nullptr) mallopt(M_ARENA_MAX, arenas);
+#else
+  (void)arenas;
 #endif
 }
 

@@ -14,5 +14,9 @@ int cpu_cores();
 // malloc_zone_pressure_relief). Called when a server goes idle so its resident size returns to
 // where it started after a burst of requests.
 void release_free_memory();
+// Caps how many malloc arenas the threads of this process share (glibc M_ARENA_MAX; by default
+// glibc allows 8 per core, each with its own fragmentation and top chunk that malloc_trim leaves
+// resident). No-op on other C libraries, or when MALLOC_ARENA_MAX is set in the environment.
+void limit_allocator_arenas(int arenas);
 
 }  // namespace meshlm::sys
