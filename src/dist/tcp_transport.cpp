@@ -10,6 +10,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <vector>
@@ -152,22 +153,28 @@ void TcpConnection::read_exact(uint8_t* out, size_t n, int timeout_ms, bool firs
 }
 
 Frame TcpConnection::recv(int timeout_ms, uint64_t max_payload) {
+  Frame f;
+  recv_into(f, timeout_ms, max_payload);
+  return f;
+}
+
+void TcpConnection::recv_into(Frame& f, int timeout_ms, uint64_t max_payload) {
   std::array<uint8_t, kFrameHeaderSize> header;
   read_exact(header.data(), header.size(), timeout_ms, true);
-  Frame f;
   f.header = decode_header(header, max_payload);
   // Grow the buffer as data arrives so that a lying length cannot make us allocate 1 GiB
-  // up front.
+  // up front. What the buffer already holds is reused as it is (resize() only clears bytes
+  // beyond its current size), so frames of one size cost no allocation and no clearing.
   constexpr size_t kStep = size_t{64} << 20;
-  size_t size = static_cast<size_t>(f.header.payload_size);
+  const size_t size = static_cast<size_t>(f.header.payload_size);
   size_t done = 0;
   while (done < size) {
-    size_t step = std::min(size - done, std::max(kStep, done));
-    f.payload.resize(done + step);
+    size_t step = std::min(size - done, std::max({kStep, done, f.payload.size()}));
+    if (f.payload.size() != done + step) f.payload.resize(done + step);
     read_exact(f.payload.data() + done, step, timeout_ms, false);
     done += step;
   }
-  return f;
+  if (size == 0) f.payload.clear();
 }
 
 std::unique_ptr<TcpConnection> tcp_connect(const std::string& address, int timeout_ms) {

@@ -22,6 +22,7 @@ class TcpConnection : public Connection {
 
   void send_pieces(FrameType type, std::span<const std::span<const uint8_t>> pieces) override;
   Frame recv(int timeout_ms, uint64_t max_payload = kMaxPayload) override;
+  void recv_into(Frame& frame, int timeout_ms, uint64_t max_payload = kMaxPayload) override;
   void close() override;
   std::string peer() const override { return peer_; }
   int poll_fd() const override { return fd_; }

@@ -352,8 +352,9 @@ CacheSyncResult sync_stage_to_cache(Connection& conn, const std::string& cache_d
                               " from " + conn.peer(),
                           total);
     size_t complete = 0;
+    Frame f;  // its payload buffer is reused from one tensor-data frame to the next
     for (;;) {
-      Frame f = recv_checked(conn, timeout_ms);
+      recv_checked_into(conn, f, timeout_ms);
       if (f.type() == FrameType::TensorsDone) {
         decode_u64(f.payload);
         if (complete != pending.size()) {

@@ -6,15 +6,28 @@
 
 namespace meshlm::dist {
 
-Frame recv_checked(Connection& conn, int timeout_ms, uint64_t max_payload) {
-  Frame f = conn.recv(timeout_ms, max_payload);
+namespace {
+
+void check_received(const Connection& conn, const Frame& f) {
   if (f.header.version != kProtocolVersion) {
     throw Error("protocol", conn.peer() + " speaks protocol version " +
                                 std::to_string(f.header.version) + ", this build speaks " +
                                 std::to_string(kProtocolVersion));
   }
   if (f.type() == FrameType::Error) throw Error("remote", decode_text(f.payload));
+}
+
+}  // namespace
+
+Frame recv_checked(Connection& conn, int timeout_ms, uint64_t max_payload) {
+  Frame f = conn.recv(timeout_ms, max_payload);
+  check_received(conn, f);
   return f;
+}
+
+void recv_checked_into(Connection& conn, Frame& frame, int timeout_ms, uint64_t max_payload) {
+  conn.recv_into(frame, timeout_ms, max_payload);
+  check_received(conn, frame);
 }
 
 void send_error_quietly(Connection& conn, const std::string& message) {

@@ -41,6 +41,12 @@ class Connection {
   // refused. Throws TimeoutError, ConnectionError, or Error("protocol") for a malformed header.
   // The version is not checked here (see Frame::header.version).
   virtual Frame recv(int timeout_ms, uint64_t max_payload = kMaxPayload) = 0;
+  // Like recv(), but into `frame`, reusing its payload's memory: a loop receiving frames of one
+  // size (tensor data) allocates and clears its buffer once instead of once per frame. The
+  // default implementation calls recv().
+  virtual void recv_into(Frame& frame, int timeout_ms, uint64_t max_payload = kMaxPayload) {
+    frame = recv(timeout_ms, max_payload);
+  }
   // Closes both directions; a recv() blocked in another thread returns with ConnectionError.
   virtual void close() = 0;
   virtual std::string peer() const = 0;
@@ -57,6 +63,9 @@ class Connection {
 // Receives a frame of our protocol version; an Error frame from the peer is rethrown as
 // Error("remote", its message). Any other version throws Error("protocol", ...).
 Frame recv_checked(Connection& conn, int timeout_ms, uint64_t max_payload = kMaxPayload);
+// recv_checked() through Connection::recv_into().
+void recv_checked_into(Connection& conn, Frame& frame, int timeout_ms,
+                       uint64_t max_payload = kMaxPayload);
 
 // Sends an Error frame and swallows failures (the connection is being dropped anyway).
 void send_error_quietly(Connection& conn, const std::string& message);

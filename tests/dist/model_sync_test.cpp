@@ -329,5 +329,34 @@ TEST_F(ModelSync, HostileRequestsAreRefusedAndTheCoordinatorKeepsServing) {
   expect_reference(*p);
 }
 
+// recv_into() reuses one frame's buffer: frames of different sizes, empty ones included, each
+// arrive whole and alone (nothing of a longer earlier frame is left over).
+TEST(TcpRecvInto, ReusedFrameHoldsExactlyEachPayload) {
+  TcpListener listener("127.0.0.1:0");
+  std::unique_ptr<TcpConnection> server;
+  std::thread accepter([&] { server = listener.accept(10000); });
+  auto client = tcp_connect(listener.address());
+  accepter.join();
+  ASSERT_TRUE(server);
+  const std::vector<size_t> sizes = {8u << 20, 5, 0, (8u << 20) + 3, 1u << 20, 8u << 20};
+  std::vector<std::vector<uint8_t>> sent;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    std::vector<uint8_t> p(sizes[i]);
+    for (size_t k = 0; k < p.size(); ++k) p[k] = static_cast<uint8_t>(k * 31 + i);
+    sent.push_back(std::move(p));
+  }
+  std::thread sender([&] {
+    for (auto& p : sent) client->send(FrameType::TensorData, p);
+  });
+  Frame f;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    recv_checked_into(*server, f, 10000);
+    EXPECT_EQ(f.type(), FrameType::TensorData);
+    ASSERT_EQ(f.payload.size(), sizes[i]) << "frame " << i;
+    EXPECT_TRUE(f.payload == sent[i]) << "frame " << i;
+  }
+  sender.join();
+}
+
 }  // namespace
 }  // namespace meshlm::dist
