@@ -258,6 +258,15 @@ class Ref {
     ref_ = ref;
     id_ = loop->watch(ref, std::move(on_failure));
   }
+  void swap(Ref& other) {
+    std::swap(loop_, other.loop_);
+    std::swap(ref_, other.ref_);
+    std::swap(id_, other.id_);
+  }
+  // Stops polling the ref but keeps it (deallocated on reset or destruction).
+  void detach() {
+    if (ref_) loop_->unwatch(id_);
+  }
   void reset() {
     if (!ref_) return;
     loop_->unwatch(id_);
@@ -618,23 +627,35 @@ struct Browser::Impl {
     DNSServiceErrorType err = DNSServiceBrowse(&ref, 0, kDNSServiceInterfaceIndexAny, kServiceType,
                                                kDomain, on_browse, this);
     if (err != kDNSServiceErr_NoError) return err;
-    browse.adopt(loop.get(), ref,
-                 [this](DNSServiceErrorType e) { loop->post([this, e] { lost(e); }); });
+    browse.adopt(loop.get(), ref, [this](DNSServiceErrorType e) { lost(e); });
     return err;
   }
 
-  // Loop thread: browsing failed (the daemon went away). What was seen is gone with it; browse
-  // again later.
+  // Loop thread: browsing failed (the daemon went away), as reported by any of the refs. What
+  // was seen is gone with it; browse again later. No ref is processed after this: avahi's
+  // libdns_sd was seen to crash (a call through a stale pointer in libavahi-client) when each
+  // of many refs went on to process the disconnect. They are released on the next loop turn
+  // (not inside the callback of one of them).
   void lost(DNSServiceErrorType err) {
     if (!browse) return;  // already handled
-    browse.reset();
     if (!retry_logged)
       log::warn("[discovery] browsing for {} stopped: {}; retrying every {} s", kServiceType,
                 error_text(err), std::chrono::seconds(kRetryDelay).count());
     retry_logged = true;
+    auto dead = std::make_shared<std::vector<std::unique_ptr<Sighting>>>();
+    auto dead_browse = std::make_shared<Ref>();
+    browse.detach();
+    dead_browse->swap(browse);
     std::vector<std::string> names;
-    for (const auto& [key, s] : sightings) names.push_back(key.second);
+    for (auto& [key, s] : sightings) {
+      names.push_back(key.second);
+      s->resolver.detach();
+      s->query_a.detach();
+      s->query_aaaa.detach();
+      dead->push_back(std::move(s));
+    }
     sightings.clear();
+    loop->post([dead, dead_browse] {});  // deallocated when this task is dropped
     for (const std::string& n : names) refresh(n);
     schedule_retry();
   }
@@ -657,7 +678,7 @@ struct Browser::Impl {
                                   const char* domain, void* context) {
     auto* self = static_cast<Impl*>(context);
     if (err != kDNSServiceErr_NoError) {
-      self->loop->post([self, err] { self->lost(err); });
+      self->lost(err);
       return;
     }
     if (!name || !type || !domain) return;
@@ -689,6 +710,7 @@ struct Browser::Impl {
       s->resolver.adopt(self->loop.get(), ref, [raw](DNSServiceErrorType e2) {
         log::debug("[discovery] resolving '{}' failed: {}", printable(raw->name, kMaxInstanceBytes),
                    error_text(e2));
+        if (daemon_gone(e2)) raw->owner->lost(e2);
       });
       self->sightings.emplace(std::move(key), std::move(s));
     } else {
@@ -703,6 +725,10 @@ struct Browser::Impl {
                                     uint16_t port, uint16_t txt_len, const unsigned char* txt,
                                     void* context) {
     auto* s = static_cast<Sighting*>(context);
+    if (daemon_gone(err)) {
+      s->owner->lost(err);
+      return;
+    }
     if (err != kDNSServiceErr_NoError || !target || !*target ||
         std::strlen(target) > kDNSServiceMaxDomainName) {
       log::debug("[discovery] cannot resolve '{}': {}", printable(s->name, kMaxInstanceBytes),
@@ -747,7 +773,9 @@ struct Browser::Impl {
                  error_text(err));
       return;
     }
-    slot.adopt(s->owner->loop.get(), ref, {});
+    slot.adopt(s->owner->loop.get(), ref, [s](DNSServiceErrorType e) {
+      if (daemon_gone(e)) s->owner->lost(e);
+    });
   }
 
   static void DNSSD_API on_address(DNSServiceRef, DNSServiceFlags flags, uint32_t interface,
@@ -755,6 +783,10 @@ struct Browser::Impl {
                                    uint16_t rrclass, uint16_t rdlen, const void* rdata, uint32_t,
                                    void* context) {
     auto* s = static_cast<Sighting*>(context);
+    if (daemon_gone(err)) {
+      s->owner->lost(err);
+      return;
+    }
     if (err != kDNSServiceErr_NoError || !rdata || rrclass != kDNSServiceClass_IN) return;
     char buf[INET6_ADDRSTRLEN] = {};
     std::vector<std::string>* list = nullptr;
