@@ -9,6 +9,7 @@ PKGS="build-essential cmake ninja-build pkg-config git ccache
   libhwy-dev nlohmann-json3-dev libcpp-httplib-dev libpcre2-dev libcli11-dev libspdlog-dev
   libxxhash-dev libssl-dev libgtest-dev libgmock-dev libbenchmark-dev
   libopenmpi-dev openmpi-bin libavahi-core-dev
+  libavahi-compat-libdnssd-dev avahi-daemon dbus-daemon
   clang-14 libclang-rt-14-dev
   python3 python3-numpy python3-torch
   nodejs npm chromium iproute2"
