@@ -153,6 +153,9 @@ struct Worker::Impl {
 
   void handle_load(const Frame& f) {
     LoadMsg m = decode_load(f.payload);
+    if (is_mpi_address(m.next) && !attached) {
+      throw Error("worker", name() + " is not an MPI rank: it cannot pass activations to " + m.next);
+    }
     auto [dir, fp] = choose_model_dir(m);
     const bool from_cache = dir.empty();
     if (from_cache && attached) {  // the session's reader thread owns its receiving side
