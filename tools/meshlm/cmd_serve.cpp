@@ -11,6 +11,7 @@
 #include "command.h"
 #include "common.h"
 #include "core/log.h"
+#include "dist/mpi_transport.h"
 #include "discovery/cluster_watch.h"
 #include "pipeline_options.h"
 #include "runtime/engine.h"
@@ -23,6 +24,9 @@ namespace meshlm::cli {
 namespace {
 
 std::atomic<server::Server*> g_server{nullptr};
+// An MPI worker rank leaves stopping to rank 0: mpirun signals every rank, and rank 0's pipeline
+// shutdown then ends this rank cleanly.
+std::atomic<bool> g_mpi_worker{false};
 
 // Stops the server from a thread that is not the signal handler (stop() takes locks).
 void watch_signals() {
@@ -34,6 +38,10 @@ void watch_signals() {
   std::thread([set] {
     int sig = 0;
     sigwait(&set, &sig);
+    while (g_mpi_worker.load()) {
+      log::info("[serve] signal {}: MPI worker rank, waiting for rank 0 to stop the pipeline", sig);
+      sigwait(&set, &sig);
+    }
     log::info("[serve] signal {}: shutting down", sig);
     if (server::Server* srv = g_server.load())
       srv->stop();
@@ -78,6 +86,10 @@ int run_serve(int argc, char** argv) {
   // Before any thread starts (MPI's included), so that only the watcher thread receives
   // SIGINT/SIGTERM.
   watch_signals();
+  if (popts.mpi() && dist::mpi_available()) {
+    dist::mpi_init();
+    g_mpi_worker = dist::mpi_rank() != 0;
+  }
   if (popts.serve_if_mpi_worker(model_dir, threads)) return 0;  // MPI ranks 1..N-1
   if (sopt.api_key.empty())
     if (const char* k = std::getenv("MESHLM_API_KEY")) sopt.api_key = k;
