@@ -1,5 +1,6 @@
 #include "pipeline_options.h"
 
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -213,6 +214,12 @@ bool PipelineOptions::serve_if_mpi_worker(const std::string& model_dir, int thre
   if (stages > 1 && stages != size)
     throw Error("cli", "--stages " + std::to_string(stages) + " but mpirun started " + std::to_string(size) +
                            " ranks (one stage per rank)");
+  // mpirun binds each rank to one core by default (np <= 2), which starves a multi-threaded stage.
+  cpu_set_t cpus;
+  if (sched_getaffinity(0, sizeof(cpus), &cpus) == 0 && CPU_COUNT(&cpus) < threads)
+    log::warn("[mpi] rank {} may run on {} core(s) but uses {} threads: start mpirun with --bind-to none "
+              "(or --map-by ppr:1:node:pe=N) to give each stage its cores",
+              rank, CPU_COUNT(&cpus), threads);
   if (rank == 0) return false;
   dist::WorkerOptions wo;
   wo.secret = resolved_secret();
