@@ -190,7 +190,12 @@ def serve_parts(model):
         except subprocess.TimeoutExpired:
             check(False, f"{signal.Signals(sig).name} to rank 0: mpirun still running after 30 s")
         finally:
-            if proc.poll() is None:
+            if proc.poll() is None:  # failed: leave no rank behind
+                for p in descendants(proc.pid):
+                    try:
+                        os.kill(p, signal.SIGKILL)
+                    except OSError:
+                        pass
                 proc.kill()
                 proc.wait()
 
