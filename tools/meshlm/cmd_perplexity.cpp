@@ -43,6 +43,7 @@ int run_perplexity(int argc, char** argv) {
   popts.add_to(app);
   CLI11_PARSE(app, argc, argv);
   model_dir = resolve_model(model_dir);  // a folder, or ORG/NAME from the Hugging Face hub
+  if (popts.serve_if_mpi_worker(model_dir, threads)) return 0;  // MPI ranks 1..N-1
   popts.discover_peers();
 
   std::vector<int32_t> tokens;
