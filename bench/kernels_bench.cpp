@@ -94,6 +94,8 @@ void MatmulArgs(benchmark::internal::Benchmark* b) {
       b->Args({int(DType::BF16), 6144, 2048, n_tok, threads});
     b->Args({int(DType::F16), 6144, 2048, 1, threads});
     b->Args({int(DType::BF16), 151936, 2048, 1, threads});  // LM head, decode
+    b->Args({int(DType::BF16), 3072, 1024, 1, threads});    // 0.6B MLP gate/up, decode
+    b->Args({int(DType::F32), 3072, 1024, 1, threads});
   }
 }
 BENCHMARK(BM_Matmul)->Apply(MatmulArgs)->UseRealTime()->Unit(benchmark::kMillisecond);

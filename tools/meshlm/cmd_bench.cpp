@@ -134,10 +134,23 @@ int run_bench(int argc, char** argv) {
   if (n_prompt > 0) run_pp();  // warm-up: pages in the weights
   if (n_gen > 0) run_tg();
   std::vector<double> pp, tg;
+  // Per stage, the share of the generation runs' wall time it spent computing (pipeline balance).
+  std::vector<double> tg_busy(pipeline->stages().size(), 0.0);
+  double tg_wall = 0;
   for (int r = 0; r < reps; ++r) {
     if (n_prompt > 0) pp.push_back(run_pp());
-    if (n_gen > 0) tg.push_back(run_tg());
+    if (n_gen > 0) {
+      auto before = pipeline->stages();
+      auto t0 = Clock::now();
+      tg.push_back(run_tg());
+      tg_wall += std::chrono::duration<double>(Clock::now() - t0).count();
+      auto after = pipeline->stages();
+      for (size_t i = 0; i < tg_busy.size() && i < after.size() && i < before.size(); ++i)
+        tg_busy[i] += after[i].busy_seconds - before[i].busy_seconds;
+    }
   }
+  std::vector<double> tg_util;
+  for (double b : tg_busy) tg_util.push_back(tg_wall > 0 ? b / tg_wall : 0.0);
   Stats sp = stats(pp), st = stats(tg);
   if (json) {
     nlohmann::json j = {{"model", model_dir}, {"architecture", cfg.architecture},
@@ -145,6 +158,7 @@ int run_bench(int argc, char** argv) {
                         {"repetitions", reps}, {"pp_tps", sp.mean}, {"pp_sd", sp.sd},
                         {"tg_tps", st.mean}, {"tg_sd", st.sd}, {"simd", kernels::simd_target_name()},
                         {"stages", pipeline->stages().size()}, {"streams", streams},
+                        {"tg_stage_busy", tg_util},
                         {"peak_rss_bytes", peak_resident_bytes()}};
     std::printf("%s\n", j.dump().c_str());
   } else {
