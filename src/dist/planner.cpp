@@ -138,13 +138,18 @@ Plan plan_layers(const model::ModelConfig& c, const TensorSizes& sizes,
                             std::to_string(total_max) + " of them: short by about " +
                             format_bytes(missing) + "; add a node, or lower --ctx/--parallel");
   }
-  // Proportional targets, floored and capped, then the remainder by largest shortfall.
+  // Work in proportion to memory: each node's share of the whole forward pass (its layers, plus
+  // on the last stage the LM head, which costs as much as `head` layers: a matrix-vector product
+  // reads every weight once) follows its memory. Equal nodes thus get equal compute, the last
+  // one fewer layers. Targets floored and capped, then the remainder by largest shortfall.
+  const double head = n > 1 && plan.layer_bytes > 0 ? double(last_fixed) / double(plan.layer_bytes)
+                                                     : 0.0;
   double total_cap = 0;
   for (double x : cap) total_cap += x;
   std::vector<double> target(n);
   int64_t assigned = 0;
   for (size_t k = 0; k < n; ++k) {
-    target[k] = double(L) * cap[k] / total_cap;
+    target[k] = (double(L) + head) * cap[k] / total_cap - (k == n - 1 ? head : 0.0);
     count[k] = std::clamp<int64_t>(int64_t(std::floor(target[k])), 1, max_layers[k]);
     assigned += count[k];
   }

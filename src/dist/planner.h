@@ -1,8 +1,10 @@
 // The layer planner: which contiguous layers each node of a pipeline holds.
 //
-// Layers go to nodes in proportion to the memory each can give them: what the node has
+// Work goes to nodes in proportion to the memory each can give them: what the node has
 // available, less a reserve for the runtime, less the tensors that live with a stage regardless of
-// its layers (the embedding on stage 0; final norm + LM head on the last stage), less nothing else.
+// its layers (the embedding on stage 0; final norm + LM head on the last stage). A node's work is
+// its layers, plus on the last stage the LM head counted as the layers it weighs (decode reads
+// each weight once), so equal nodes get equal compute and the last stage fewer layers.
 // Each layer costs its weights plus its KV cache room (kv_tokens positions at f32). A node that
 // cannot hold even one layer, or a cluster that cannot hold the model, is an Error("plan", ...)
 // saying by how much it falls short.

@@ -48,12 +48,15 @@ TensorSizes sizes_of(const model::ModelConfig& c) {
 
 int64_t layers_of(const StagePlan& s) { return s.layer_end - s.layer_begin; }
 
-TEST(Planner, EqualNodesSplitEvenlyAndCoverEveryLayer) {
+TEST(Planner, EqualNodesGetEqualComputeAndCoverEveryLayer) {
   auto c = config(28, true);
   Plan p = plan_layers(c, sizes_of(c), {{"a", 16 * kGiB}, {"b", 16 * kGiB}}, {});
-  ASSERT_EQ(p.splits, (std::vector<int64_t>{0, 14, 28}));
+  // The LM head (151936 x 2048) weighs 6.2 layers: (28 + 6.2) / 2 = 17.1 layers of work each,
+  // the last stage holding 10.9 layers + the head -> 17 / 11 (measured: both stages ~93% busy
+  // with 8 streams on the 1.7B model, against 70% / 95% for 14 / 14).
+  ASSERT_EQ(p.splits, (std::vector<int64_t>{0, 17, 28}));
   EXPECT_EQ(p.stages[0].node, "a");
-  EXPECT_EQ(p.stages[1].layer_begin, 14);
+  EXPECT_EQ(p.stages[1].layer_begin, 17);
   // Tied embeddings: both ends hold the embedding matrix.
   uint64_t embed = uint64_t(c.vocab * c.hidden) * 2;
   EXPECT_GT(p.stages[0].weight_bytes, embed);
