@@ -121,7 +121,7 @@ TEST(Safetensors, RandomMutationsNeverCrash) {
 }
 
 TEST(Weights, WrongShapeDtypeAndMissingTensorAreNamed) {
-  REQUIRE_GOLDEN();
+  REQUIRE_MODEL();
   auto set = model::SafetensorsSet::open_dir(MESHLM_GOLDEN_MODEL);
   auto cfg = model::ModelConfig::from_dir(MESHLM_GOLDEN_MODEL);
   auto bad = cfg;

@@ -57,7 +57,7 @@ bool bit_equal(const std::vector<float>& a, const std::vector<float>& b) {
 }
 
 TEST(Stage, SplitsGiveBitIdenticalLogits) {
-  REQUIRE_GOLDEN();
+  REQUIRE_MODEL();
   model::StageOptions so;
   so.threads = 2;
   so.max_context = 512;
@@ -72,7 +72,7 @@ TEST(Stage, SplitsGiveBitIdenticalLogits) {
 }
 
 TEST(Stage, ChunkSizeAndThreadsDoNotChangeLogits) {
-  REQUIRE_GOLDEN();
+  REQUIRE_MODEL();
   model::StageOptions so;
   so.threads = 1;
   so.max_context = 512;
@@ -87,7 +87,7 @@ TEST(Stage, ChunkSizeAndThreadsDoNotChangeLogits) {
 }
 
 TEST(Stage, BatchedSequencesMatchSequencesAlone) {
-  REQUIRE_GOLDEN();
+  REQUIRE_MODEL();
   model::StageOptions so;
   so.threads = 2;
   so.max_context = 256;
@@ -120,7 +120,7 @@ TEST(Stage, BatchedSequencesMatchSequencesAlone) {
 }
 
 TEST(Stage, RejectsInconsistentBatches) {
-  REQUIRE_GOLDEN();
+  REQUIRE_MODEL();
   model::StageOptions so;
   so.threads = 1;
   so.max_context = 64;

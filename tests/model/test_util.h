@@ -18,10 +18,22 @@ inline nlohmann::json read_json(const std::string& path) {
   return nlohmann::json::parse(ss.str());
 }
 
+// The test model exists (from ../shared's generator, or `meshlm synth` without ../shared).
+inline bool model_available() {
+  return std::filesystem::exists(std::string(MESHLM_GOLDEN_MODEL) + "/.complete");
+}
+
+// The test model is the one ../shared/golden was computed on, and the goldens are there.
 inline bool golden_available() {
-  return std::filesystem::exists(std::string(MESHLM_GOLDEN_MODEL) + "/.complete") &&
+  return model_available() &&
+         !std::filesystem::exists(std::string(MESHLM_GOLDEN_MODEL) + "/.not-golden") &&
          std::filesystem::exists(std::string(MESHLM_SHARED_DIR) + "/golden/llamacpp_tiny_f32_greedy.json");
 }
+
+#define REQUIRE_MODEL()                                                           \
+  do {                                                                            \
+    if (!::meshlm::test::model_available()) GTEST_SKIP() << "test model absent";  \
+  } while (0)
 
 #define REQUIRE_GOLDEN()                                                          \
   do {                                                                            \
