@@ -17,11 +17,6 @@ namespace meshlm::discovery {
 
 namespace {
 
-std::string address_of(const Service& svc) {
-  const bool v6 = svc.address.find(':') != std::string::npos;
-  return (v6 ? "[" + svc.address + "]" : svc.address) + ":" + std::to_string(svc.port);
-}
-
 std::string join(const std::vector<std::string>& v) {
   std::string out;
   for (const auto& s : v) out += (out.empty() ? "" : ",") + s;
@@ -31,6 +26,11 @@ std::string join(const std::vector<std::string>& v) {
 constexpr int kDeadReprobeEvery = 5;  // polls between probes of a worker seen failing
 
 }  // namespace
+
+std::string service_address(const Service& svc) {
+  const bool v6 = svc.address.find(':') != std::string::npos;
+  return (v6 ? "[" + svc.address + "]" : svc.address) + ":" + std::to_string(svc.port);
+}
 
 std::vector<std::string> usable_workers(const std::vector<Service>& found,
                                         const std::function<bool(const std::string&)>& accepts) {
@@ -44,7 +44,7 @@ std::vector<std::string> usable_workers(const std::vector<Service>& found,
     auto rec = parse_node_txt(svc->txt);
     if (rec.proto != dist::kProtocolVersion) continue;
     if (svc->address.empty() || svc->port == 0) continue;
-    std::string addr = address_of(*svc);
+    std::string addr = service_address(*svc);
     if (!rec.id.empty() && ids.count(rec.id)) continue;  // the same worker on another interface
     if (addresses.count(addr)) continue;
     if (!accepts(addr)) continue;
@@ -100,8 +100,8 @@ struct ClusterWatch::Impl {
     std::map<std::string, std::string> id_of;
     for (const auto& s : services) {
       auto rec = parse_node_txt(s.txt);
-      keys.insert(address_of(s) + "#" + rec.id);
-      id_of[address_of(s)] = rec.id;
+      keys.insert(service_address(s) + "#" + rec.id);
+      id_of[service_address(s)] = rec.id;
     }
     for (auto it = probed.begin(); it != probed.end();)
       it = keys.count(it->first) ? std::next(it) : probed.erase(it);

@@ -30,6 +30,9 @@ struct ClusterWatchOptions {
   int probe_timeout_ms = 3000;
 };
 
+// "host:port" of a service ("[v6]:port" for IPv6), as workers are addressed for connecting.
+std::string service_address(const Service& svc);
+
 // Workers worth using among `found`: right protocol version, one entry per worker id (a worker
 // seen on two interfaces), sorted by instance name; addresses as "host:port" ("[v6]:port").
 // `accepts(address)` decides the rest (the secret probe); it is not called for the others.

@@ -848,10 +848,4 @@ std::vector<Service> Browser::snapshot() const {
   return out;
 }
 
-std::vector<Service> browse_for(std::chrono::milliseconds duration) {
-  Browser browser;
-  std::this_thread::sleep_for(duration);
-  return browser.snapshot();
-}
-
 }  // namespace meshlm::discovery

@@ -39,8 +39,4 @@ std::vector<Service> Browser::snapshot() const {
   return {};
 }
 
-std::vector<Service> browse_for(std::chrono::milliseconds) {
-  unavailable();
-}
-
 }  // namespace meshlm::discovery

@@ -7,6 +7,7 @@
 #include <charconv>
 #include <climits>
 #include <random>
+#include <thread>
 
 #include "core/error.h"
 #include "discovery/discovery.h"
@@ -138,6 +139,13 @@ std::string random_node_id() {
   std::string out(16, '0');
   for (int i = 15; i >= 0; --i, v >>= 4) out[i] = kHex[v & 15];
   return out;
+}
+
+// Backend-neutral: whichever backend provides Browser (the stub's throws "not built in").
+std::vector<Service> browse_for(std::chrono::milliseconds duration) {
+  Browser browser;
+  std::this_thread::sleep_for(duration);
+  return browser.snapshot();
 }
 
 }  // namespace meshlm::discovery

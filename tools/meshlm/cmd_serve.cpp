@@ -144,16 +144,11 @@ int run_serve(int argc, char** argv) {
       for (const auto& p : peers) o.peers += (o.peers.empty() ? "" : ",") + p;
       return o.make(model_dir, stage);
     };
-    std::vector<std::string> current;
-    for (size_t a = 0, b; a < popts.peers.size(); a = b + 1) {
-      b = popts.peers.find(',', a);
-      if (b == std::string::npos) b = popts.peers.size();
-      if (b > a) current.push_back(popts.peers.substr(a, b - a));
-    }
     try {
       discovery::ClusterWatchOptions wopt;
       wopt.secret = popts.resolved_secret();
-      cluster_watch = std::make_unique<discovery::ClusterWatch>(*replanning, current, make, wopt);
+      cluster_watch =
+          std::make_unique<discovery::ClusterWatch>(*replanning, popts.peer_list(), make, wopt);
     } catch (const std::exception& e) {
       log::warn("[serve] not following workers on the LAN: {}", e.what());
     }

@@ -8,7 +8,7 @@
 
 #include <algorithm>
 #include <chrono>
-#include <set>
+#include <map>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -22,6 +22,7 @@
 #include "common.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "discovery/cluster_watch.h"
 #include "discovery/discovery.h"
 #include "discovery/node_record.h"
 #include "dist/frame.h"
@@ -236,36 +237,34 @@ void PipelineOptions::discover_peers() {
     return;
   }
   auto found = discovery::browse_for(std::chrono::milliseconds(int64_t(discover_seconds * 1000)));
-  std::sort(found.begin(), found.end(),
-            [](const auto& a, const auto& b) { return a.instance < b.instance; });
-  std::vector<std::string> usable;
-  std::set<std::string> ids;
+  std::map<std::string, std::string> instance_at;  // address -> instance, for the log
   for (const auto& svc : found) {
     auto rec = discovery::parse_node_txt(svc.txt);
-    std::string addr = (svc.address.find(':') != std::string::npos ? "[" + svc.address + "]"
-                                                                     : svc.address) +
-                       ":" + std::to_string(svc.port);
-    if (rec.proto != dist::kProtocolVersion) {
+    std::string addr = discovery::service_address(svc);
+    instance_at[addr] = svc.instance;
+    if (rec.proto != dist::kProtocolVersion)
       log::warn("[discovery] {} at {} speaks protocol {}, this node {}: not used", svc.instance, addr,
                 rec.proto ? std::to_string(*rec.proto) : "?", dist::kProtocolVersion);
-      continue;
-    }
-    if (!rec.id.empty() && !ids.insert(rec.id).second) continue;  // seen on another interface
+  }
+  auto usable = discovery::usable_workers(found, [&](const std::string& addr) {
     try {
       auto info = dist::probe_node(addr, resolved_secret(), 3000);
-      log::info("[discovery] using {} at {}: {} free, {} cores, {}", svc.instance, addr,
+      log::info("[discovery] using {} at {}: {} free, {} cores, {}", instance_at[addr], addr,
                 dist::format_bytes(info.mem_available), info.cores, info.backend);
-      usable.push_back(addr);
+      return true;
     } catch (const std::exception& e) {
-      log::warn("[discovery] {} at {} not used: {}", svc.instance, addr, e.what());
+      log::warn("[discovery] {} at {} not used: {}", instance_at[addr], addr, e.what());
+      return false;
     }
-  }
+  });
   if (usable.empty()) {
     log::info("[discovery] no usable worker on the LAN ({} announced): one stage here", found.size());
     return;
   }
   for (size_t i = 0; i < usable.size(); ++i) peers += (i ? "," : "") + usable[i];
 }
+
+std::vector<std::string> PipelineOptions::peer_list() const { return split_list(peers); }
 
 int PipelineOptions::stage_count() const {
   // Without mpirun (`meshlm plan --transport mpi --stages N`): the plan for N ranks.

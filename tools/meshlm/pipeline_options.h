@@ -40,6 +40,7 @@ struct PipelineOptions {
   // the compatible ones that accept this cluster's secret and makes them the peers (in instance
   // name order). Call after parsing, before plan()/make().
   void discover_peers();
+  std::vector<std::string> peer_list() const;  // --peers (or the discovered ones), in stage order
   // Stage count these options describe (no worker is started); --transport mpi: the ranks
   // (--stages N before MPI is initialised, for `meshlm plan`).
   int stage_count() const;
