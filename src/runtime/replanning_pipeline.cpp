@@ -25,6 +25,7 @@ void ReplanningPipeline::request_rebuild(Builder builder, std::string reason) {
   log::info("[pipeline] re-plan requested: {}", reason);
   pending_ = std::move(builder);
   pending_reason_ = std::move(reason);
+  ++requests_;
   last_attempt_ = {};  // a new layout is worth trying at once
 }
 
@@ -59,6 +60,7 @@ bool ReplanningPipeline::rebuild_locked(std::unique_lock<std::mutex>& lock) {
   users_drained_.wait(lock, [&] { return users_ == 0; });
   Builder builder = pending_;
   std::string reason = pending_reason_;
+  const uint64_t request = requests_;
   std::unique_ptr<Pipeline> old = std::move(inner_);
   for (auto& s : last_stages_) s.state = "replanning";
   lock.unlock();
@@ -88,7 +90,7 @@ bool ReplanningPipeline::rebuild_locked(std::unique_lock<std::mutex>& lock) {
     build_error_.clear();
     ++rebuilds_;
     // A newer request made during the build stays pending; this one is done.
-    if (pending_reason_ == reason) pending_ = nullptr;
+    if (requests_ == request) pending_ = nullptr;
     log::info("[pipeline] re-planned in {:.1f} s ({}): {} stage(s)", secs, reason,
               last_stages_.size());
   } else {

@@ -71,6 +71,7 @@ class ReplanningPipeline final : public Pipeline {
   mutable int users_ = 0;            // calls into inner_ in progress outside the lock
   Builder pending_;
   std::string pending_reason_;
+  uint64_t requests_ = 0;    // request_rebuild() calls: tells a newer request from the one built
   std::string build_error_;  // last failed build
   std::chrono::steady_clock::time_point last_attempt_{};
   std::chrono::milliseconds retry_interval_;
