@@ -88,6 +88,7 @@ TEST(Engine, ManyConcurrentSequencesBatchAndStayCorrect) {
     opt.prefill_chunk = 16;
     opt.max_batch_tokens = 40;
     opt.max_active = 12;
+    fake->shared().hold = true;  // nothing finishes until all 20 are queued
     Engine engine(std::move(pipe), opt);
     constexpr int kN = 20;
     std::vector<std::unique_ptr<Collector>> cs;
@@ -97,6 +98,7 @@ TEST(Engine, ManyConcurrentSequencesBatchAndStayCorrect) {
       prompts.push_back(prompt_of(5 + i * 3, i));
       engine.submit(cs.back()->request(prompts.back(), 20 + i % 5));
     }
+    fake->open();
     for (int i = 0; i < kN; ++i) {
       ASSERT_TRUE(cs[i]->wait()) << i;
       EXPECT_EQ(cs[i]->tokens, FakePipeline::reference(prompts[i], 20 + i % 5, 1000)) << i;

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <condition_variable>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -35,7 +36,19 @@ class FakePipeline : public runtime::Pipeline {
     std::string fail_message;     // non-empty: every batch from now on fails with it
     bool throw_on_wait = false;
     std::string stage_state = "ready";
+    bool hold = false;              // wait() blocks while set (see open())
+    std::condition_variable hold_cv;
   };
+
+  // Lets held batches finish: tests that need every request queued before the first result
+  // set shared().hold, submit, then call this, so the outcome does not depend on scheduling.
+  void open() {
+    {
+      std::lock_guard lock(shared_.mutex);
+      shared_.hold = false;
+    }
+    shared_.hold_cv.notify_all();
+  }
 
   explicit FakePipeline(int depth = 1, int64_t vocab = 1000, int delay_ms = 0)
       : depth_(depth), delay_ms_(delay_ms) {
@@ -92,7 +105,8 @@ class FakePipeline : public runtime::Pipeline {
 
   runtime::MicroBatchResult wait() override {
     if (delay_ms_ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms_));
-    std::lock_guard lock(shared_.mutex);
+    std::unique_lock lock(shared_.mutex);
+    shared_.hold_cv.wait(lock, [&] { return !shared_.hold; });
     if (queue_.empty()) throw std::runtime_error("[fake] wait with nothing in flight");
     runtime::MicroBatch batch = std::move(queue_.front());
     queue_.pop_front();
