@@ -30,6 +30,14 @@ class ThreadPool {
   // The split depends only on n and size(), never on timing.
   void parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn);
 
+  // Splits [0, n) into chunks of `grain` (the last may be shorter) that the threads take in turn
+  // from a shared counter: fn(begin, end, thread_index), called any number of times per thread.
+  // Which thread runs a chunk depends on timing, the chunks themselves do not. A thread that the
+  // OS preempts (an HTTP or network thread wanting the core) then delays the job by at most one
+  // chunk instead of by its whole static share.
+  void parallel_chunks(int64_t n, int64_t grain,
+                       const std::function<void(int64_t, int64_t, int)>& fn);
+
  private:
   void worker_loop(int index);
 

@@ -9,7 +9,8 @@
 //
 // n_tok == 1 (decode): tiles of kDecodeRows rows x 1 token stream each weight once; x stays in L1.
 // n_tok > 1: tiles of kRows rows x kToks tokens reuse each loaded+converted weight vector kToks
-// times. Tokens are taken in panels whose x fits in L2; rows are split among threads in whole rows.
+// times. Tokens are taken in panels whose x fits in L2; rows are split into chunks of whole rows
+// that the threads take from a shared counter (ThreadPool::parallel_chunks).
 
 #include <algorithm>
 #include <cstdint>
@@ -164,6 +165,15 @@ namespace {
 // Below this many multiply-adds a matmul runs on the calling thread alone: waking the pool costs
 // more than it saves. (Threading never changes the result, see the contract above.)
 constexpr int64_t kMinParallelWork = 1 << 16;
+// Rows per chunk handed to a thread: about 8 chunks per thread, so that a thread the OS takes away
+// for a while (the server's HTTP threads, a stage's network thread) costs the others little, in
+// multiples of 12 so that tiles of 3 (batched) and 4 (decode) rows never straddle two chunks.
+constexpr int64_t kChunksPerThread = 8;
+constexpr int64_t kRowMultiple = 12;
+int64_t row_grain(int64_t rows, int threads) {
+  const int64_t per = (rows + threads * kChunksPerThread - 1) / (threads * kChunksPerThread);
+  return std::max<int64_t>(kRowMultiple, (per + kRowMultiple - 1) / kRowMultiple * kRowMultiple);
+}
 }  // namespace
 
 void matmul(const MatView& w, const float* x, int64_t n_tok, float* y, const float* bias,
@@ -180,7 +190,7 @@ void matmul(const MatView& w, const float* x, int64_t n_tok, float* y, const flo
     rows_fn(w.data, w.dtype, w.rows, w.cols, x, n_tok, y, bias, 0, w.rows);
     return;
   }
-  pool.parallel_for(w.rows, [&](int64_t r0, int64_t r1, int) {
+  pool.parallel_chunks(w.rows, row_grain(w.rows, pool.size()), [&](int64_t r0, int64_t r1, int) {
     rows_fn(w.data, w.dtype, w.rows, w.cols, x, n_tok, y, bias, r0, r1);
   });
 }

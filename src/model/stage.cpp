@@ -89,7 +89,9 @@ struct Stage::Impl {
     }
     const int64_t group = cfg.n_heads / cfg.n_kv_heads;
     const float scale = 1.0f / std::sqrt(float(hd));
-    pool.parallel_for(T * cfg.n_heads, [&](int64_t i0, int64_t i1, int thread) {
+    // One head of one token per chunk: heads of sequences at different positions cost different
+    // amounts, so they are taken from a shared counter rather than split evenly.
+    pool.parallel_chunks(T * cfg.n_heads, 1, [&](int64_t i0, int64_t i1, int thread) {
       float* sc = scratch.data() + size_t(thread) * size_t(opts.max_context);
       for (int64_t i = i0; i < i1; ++i) {
         int64_t t = i / cfg.n_heads, h = i % cfg.n_heads, kvh = h / group;
