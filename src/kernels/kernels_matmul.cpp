@@ -8,7 +8,7 @@
 // output does not depend on the tile shape, n_tok, the panel size or which thread computed it.
 //
 // n_tok == 1 (decode): tiles of kDecodeRows rows x 1 token stream each weight once; x stays in L1;
-// the next tile's rows are prefetched meanwhile.
+// the next tile's rows are prefetched meanwhile (batched tiles too, see MatmulRowsT).
 // n_tok > 1: tiles of kRows rows x kToks tokens reuse each loaded+converted weight vector kToks
 // times. Tokens are taken in panels whose x fits in L2; rows are split into chunks of whole rows
 // that the threads take from a shared counter (ThreadPool::parallel_chunks).
@@ -36,7 +36,7 @@ constexpr int64_t kPanelBytes = 256 * 1024;  // x panel (f32) kept in L2
 
 // Computes the kR x kT outputs y[t * y_stride + r] for r < kR, t < kT from weight rows
 // w + r * cols and token rows x + t * cols.
-// `next` (decode only, may be null): the first of the next tile's rows, same layout; its lines are
+// `next` (may be null): the first of the next row tile's rows, same layout; its lines are
 // prefetched while this tile streams (a decode tile's rows are short streams that the hardware
 // prefetcher alone picks up late: +20-35% on 1024-column rows).
 template <DType kDt, int kR, int kT>
@@ -94,31 +94,32 @@ HWY_INLINE void DotTile(const WeightT<kDt>* HWY_RESTRICT w, const float* HWY_RES
 // A tile of nr <= kRows rows x nt <= kToks tokens (edges of the row range or token panel).
 template <DType kDt, int kR>
 HWY_INLINE void DotTileRows(int nt, const WeightT<kDt>* w, const float* x, int64_t cols, float* y,
-                            int64_t y_stride, const float* bias) {
+                            int64_t y_stride, const float* bias, const WeightT<kDt>* next) {
   static_assert(kToks == 4, "update the cases below");
   switch (nt) {
     case 1:
-      return DotTile<kDt, kR, 1>(w, x, cols, y, y_stride, bias);
+      return DotTile<kDt, kR, 1>(w, x, cols, y, y_stride, bias, next);
     case 2:
-      return DotTile<kDt, kR, 2>(w, x, cols, y, y_stride, bias);
+      return DotTile<kDt, kR, 2>(w, x, cols, y, y_stride, bias, next);
     case 3:
-      return DotTile<kDt, kR, 3>(w, x, cols, y, y_stride, bias);
+      return DotTile<kDt, kR, 3>(w, x, cols, y, y_stride, bias, next);
     default:
-      return DotTile<kDt, kR, 4>(w, x, cols, y, y_stride, bias);
+      return DotTile<kDt, kR, 4>(w, x, cols, y, y_stride, bias, next);
   }
 }
 
 template <DType kDt>
 HWY_INLINE void DotTileAny(int nr, int nt, const WeightT<kDt>* w, const float* x, int64_t cols,
-                           float* y, int64_t y_stride, const float* bias) {
+                           float* y, int64_t y_stride, const float* bias,
+                           const WeightT<kDt>* next = nullptr) {
   static_assert(kRows == 3, "update the cases below");
   switch (nr) {
     case 1:
-      return DotTileRows<kDt, 1>(nt, w, x, cols, y, y_stride, bias);
+      return DotTileRows<kDt, 1>(nt, w, x, cols, y, y_stride, bias, next);
     case 2:
-      return DotTileRows<kDt, 2>(nt, w, x, cols, y, y_stride, bias);
+      return DotTileRows<kDt, 2>(nt, w, x, cols, y, y_stride, bias, next);
     default:
-      return DotTileRows<kDt, 3>(nt, w, x, cols, y, y_stride, bias);
+      return DotTileRows<kDt, 3>(nt, w, x, cols, y, y_stride, bias, next);
   }
 }
 
@@ -144,8 +145,11 @@ void MatmulRowsT(const WeightT<kDt>* w, int64_t rows, int64_t cols, const float*
       const int nr = int(std::min<int64_t>(kRows, r1 - r));
       for (int64_t t = t0; t < t1; t += kToks) {
         const int nt = int(std::min<int64_t>(kToks, t1 - t));
+        // The first token tile of a row tile streams its weights from memory (the others find
+        // them in L1): it prefetches the next row tile's.
+        const bool pf = t == t0 && r + 2 * kRows <= r1;
         DotTileAny<kDt>(nr, nt, w + r * cols, x + t * cols, cols, y + t * rows + r, rows,
-                        bias_at(r));
+                        bias_at(r), pf ? w + (r + kRows) * cols : nullptr);
       }
     }
   }
