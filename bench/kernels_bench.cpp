@@ -90,9 +90,13 @@ void MatmulArgs(benchmark::internal::Benchmark* b) {
       b->Args({dt, 2048, 6144, 1, threads});    // MLP down, decode
       b->Args({dt, 6144, 2048, 128, threads});  // prompt processing
     }
-    for (int n_tok : {2, 4, 8, 16})  // batched decode (continuous batching, micro-batches)
-      b->Args({int(DType::BF16), 6144, 2048, n_tok, threads});
+    for (int dt : {int(DType::BF16), int(DType::F32)})
+      for (int n_tok : {2, 4, 8, 16})  // batched decode (continuous batching, micro-batches)
+        b->Args({dt, 6144, 2048, n_tok, threads});
     b->Args({int(DType::F16), 6144, 2048, 1, threads});
+    b->Args({int(DType::BF16), 24, 512, 4, threads});  // cache-resident: the tile loop alone
+    b->Args({int(DType::BF16), 24, 512, 16, threads});
+    b->Args({int(DType::F32), 24, 512, 16, threads});
     b->Args({int(DType::BF16), 151936, 2048, 1, threads});  // LM head, decode
     b->Args({int(DType::BF16), 3072, 1024, 1, threads});    // 0.6B MLP gate/up, decode
     b->Args({int(DType::F32), 3072, 1024, 1, threads});

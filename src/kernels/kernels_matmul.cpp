@@ -51,14 +51,7 @@ HWY_INLINE void DotTile(const WeightT<kDt>* HWY_RESTRICT w, const float* HWY_RES
 #pragma GCC unroll 16
     for (int t = 0; t < kT; ++t) acc[r][t] = hn::Zero(df);
 
-  // One prefetch per 64-byte line of each of the next tile's rows.
-  constexpr int64_t kLine = 64 / int64_t(sizeof(WeightT<kDt>));
-  int64_t k = 0;
-  for (; k + n <= cols; k += n) {
-    if (next != nullptr && k % kLine < n) {
-#pragma GCC unroll 16
-      for (int r = 0; r < kR; ++r) hwy::Prefetch(next + r * cols + k);
-    }
+  auto step = [&](int64_t k) HWY_ATTR {
     VF wv[kR];
 #pragma GCC unroll 16
     for (int r = 0; r < kR; ++r) wv[r] = LoadWeights<kDt>(df, w + r * cols + k);
@@ -68,7 +61,21 @@ HWY_INLINE void DotTile(const WeightT<kDt>* HWY_RESTRICT w, const float* HWY_RES
 #pragma GCC unroll 16
       for (int r = 0; r < kR; ++r) acc[r][t] = hn::MulAdd(wv[r], xv, acc[r][t]);
     }
+  };
+  // Whole 64-byte lines of weights per iteration (one prefetch per line of each of the next
+  // tile's rows), unrolled; then the remaining whole vectors. Chunks still run in column order.
+  constexpr int64_t kLine = 64 / int64_t(sizeof(WeightT<kDt>));
+  const int64_t blk = std::max<int64_t>(kLine, n);
+  int64_t k = 0;
+  for (; k + blk <= cols; k += blk) {
+    if (next != nullptr) {
+#pragma GCC unroll 16
+      for (int r = 0; r < kR; ++r) hwy::Prefetch(next + r * cols + k);
+    }
+#pragma GCC unroll 16
+    for (int64_t j = 0; j < blk; j += n) step(k + j);
   }
+  for (; k + n <= cols; k += n) step(k);
   if (k < cols) {
     const size_t rest = size_t(cols - k);
     VF wv[kR];
