@@ -94,6 +94,12 @@ void MatmulArgs(benchmark::internal::Benchmark* b) {
       for (int n_tok : {2, 4, 8, 16})  // batched decode (continuous batching, micro-batches)
         b->Args({dt, 6144, 2048, n_tok, threads});
     b->Args({int(DType::F16), 6144, 2048, 1, threads});
+    for (int n_tok : {4, 16}) {  // the other shapes of a 1.7B-dims layer, and its LM head
+      b->Args({int(DType::BF16), 2048, 2048, n_tok, threads});
+      b->Args({int(DType::BF16), 1024, 2048, n_tok, threads});
+      b->Args({int(DType::BF16), 2048, 6144, n_tok, threads});
+      b->Args({int(DType::BF16), 151936, 2048, n_tok, threads});
+    }
     b->Args({int(DType::BF16), 24, 512, 4, threads});  // cache-resident: the tile loop alone
     b->Args({int(DType::BF16), 24, 512, 16, threads});
     b->Args({int(DType::F32), 24, 512, 16, threads});

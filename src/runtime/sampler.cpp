@@ -196,8 +196,11 @@ std::vector<std::pair<int64_t, SampledToken>> SamplerSet::sample_batch(
   int64_t row = 0;
   for (const auto& ch : chunks) {
     auto it = samplers_.find(ch.seq_id);
-    if (it == samplers_.end())
-      it = samplers_.emplace(ch.seq_id, Entry{SequenceSampler(SamplingParams{}), false}).first;
+    if (it == samplers_.end()) {
+      SamplingParams greedy;
+      greedy.temperature = 0.0f;
+      it = samplers_.emplace(ch.seq_id, Entry{SequenceSampler(greedy), false}).first;
+    }
     Entry& e = it->second;
     if (!e.sampled_any) e.sampler.observe_prompt(tokens.data() + t, ch.n_tokens);
     t += size_t(ch.n_tokens);

@@ -22,6 +22,23 @@ TEST(Sampler, GreedyIsArgmaxFirstOnTies) {
   EXPECT_EQ(argmax(logits_of({-5, -1, -3}).data(), 3), 1);
 }
 
+TEST(Sampler, SetSamplesUnregisteredSequencesGreedily) {
+  // A sequence never add()ed (meshlm bench, raw pipeline users) is sampled greedily: with a flat
+  // distribution, temperature 1 would pick other tokens in some of 200 draws.
+  SamplerSet set;
+  const int64_t vocab = 64;
+  std::vector<float> l(size_t(vocab), 1.0f);
+  l[17] = 1.01f;
+  for (int64_t seq = 0; seq < 200; ++seq) {
+    model::SeqChunk ch{seq, 0, 1, true, false};
+    const int32_t tok = 3;
+    std::vector<float> row = l;
+    auto out = set.sample_batch(std::span(&ch, 1), std::span(&tok, 1), row.data(), vocab);
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_EQ(out[0].second.token, 17);
+  }
+}
+
 TEST(Sampler, TruncationsThatLeaveOneTokenAreGreedy) {
   std::vector<float> l = {0.1f, 2.0f, 1.9f, -1.0f, 0.5f};
   for (int i = 0; i < 50; ++i) {
