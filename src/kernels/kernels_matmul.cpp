@@ -16,7 +16,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstring>
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/kernels_matmul.cpp"
@@ -133,9 +132,39 @@ HWY_INLINE void DotTileAny(int nr, int nt, const WeightT<kDt>* w, const float* x
   }
 }
 
+// Floats of x packed by PackX: every token tile holds nt x chunks x Lanes.
+int64_t PackedXFloats(int64_t cols, int64_t n_tok) {
+  const int64_t n = int64_t(hn::Lanes(DF()));
+  return n_tok * ((cols + n - 1) / n) * n;
+}
+
+// Packs x [n_tok, cols] for the batched path, per token tile of kToks tokens (the last may be
+// shorter) as [chunk][token][lane], the last chunk zero-padded: the tile starting at token t
+// begins at xp + t * chunks * Lanes. A step of a tile then loads its x vectors from one
+// contiguous, aligned run instead of kToks rows `cols` apart. Same values, same FMAs.
+void PackX(const float* HWY_RESTRICT x, int64_t cols, int64_t n_tok, float* HWY_RESTRICT xp) {
+  const DF df;
+  const int64_t n = int64_t(hn::Lanes(df));
+  const int64_t chunks = (cols + n - 1) / n;
+  for (int64_t t = 0; t < n_tok; t += kToks) {
+    const int64_t nt = std::min<int64_t>(kToks, n_tok - t);
+    float* dst = xp + t * chunks * n;
+    for (int64_t c = 0; c < chunks; ++c) {
+      const int64_t k = c * n;
+      for (int64_t tt = 0; tt < nt; ++tt) {
+        const float* src = x + (t + tt) * cols + k;
+        const VF v = k + n <= cols ? hn::LoadU(df, src) : LoadTail(df, src, size_t(cols - k));
+        hn::Store(v, df, dst + (c * nt + tt) * n);
+      }
+    }
+  }
+}
+
+// Rows [r0, r1) of y. n_tok > 1 reads x packed by PackX (xp); decode reads x itself.
 template <DType kDt>
-void MatmulRowsT(const WeightT<kDt>* w, int64_t rows, int64_t cols, const float* x, int64_t n_tok,
-                 float* y, const float* bias, int64_t r0, int64_t r1) {
+void MatmulRowsT(const WeightT<kDt>* w, int64_t rows, int64_t cols, const float* x,
+                 const float* xp, int64_t n_tok, float* y, const float* bias, int64_t r0,
+                 int64_t r1) {
   auto bias_at = [&](int64_t r) { return bias ? bias + r : nullptr; };
   if (n_tok == 1) {
     int64_t r = r0;
@@ -149,33 +178,10 @@ void MatmulRowsT(const WeightT<kDt>* w, int64_t rows, int64_t cols, const float*
   }
   const int64_t row_bytes = std::max<int64_t>(cols, 1) * int64_t(sizeof(float));
   const int64_t panel = std::max<int64_t>(kToks, kPanelBytes / row_bytes / kToks * kToks);
-  // x of each panel is packed per token tile as [chunk][token][lane] (zero-padded last chunk):
-  // a tile's kToks x vectors of a step are one contiguous, aligned 128-byte run instead of kToks
-  // streams `cols` apart. Same values, same FMAs.
-  const DF df;
-  const int64_t n = int64_t(hn::Lanes(df));
+  const int64_t n = int64_t(hn::Lanes(DF()));
   const int64_t chunks = (cols + n - 1) / n;
-  thread_local hwy::AlignedFreeUniquePtr<float[]> xbuf;
-  thread_local int64_t xcap = 0;
-  const int64_t xneed = std::min(panel, (n_tok + kToks - 1) / kToks * kToks) * chunks * n;
-  if (xcap < xneed) {
-    xbuf = hwy::AllocateAligned<float>(size_t(xneed));
-    xcap = xneed;
-  }
   for (int64_t t0 = 0; t0 < n_tok; t0 += panel) {
     const int64_t t1 = std::min(n_tok, t0 + panel);
-    for (int64_t t = t0; t < t1; t += kToks) {
-      const int64_t nt = std::min<int64_t>(kToks, t1 - t);
-      float* dst = xbuf.get() + (t - t0) * chunks * n;
-      for (int64_t c = 0; c < chunks; ++c) {
-        const int64_t len = std::min(n, cols - c * n);
-        for (int64_t tt = 0; tt < nt; ++tt) {
-          float* d = dst + (c * nt + tt) * n;
-          std::memcpy(d, x + (t + tt) * cols + c * n, size_t(len) * sizeof(float));
-          for (int64_t j = len; j < n; ++j) d[j] = 0.0f;
-        }
-      }
-    }
     for (int64_t r = r0; r < r1; r += kRows) {
       const int nr = int(std::min<int64_t>(kRows, r1 - r));
       for (int64_t t = t0; t < t1; t += kToks) {
@@ -183,7 +189,7 @@ void MatmulRowsT(const WeightT<kDt>* w, int64_t rows, int64_t cols, const float*
         // The first token tile of a row tile streams its weights from memory (the others find
         // them in L1): it prefetches the next row tile's.
         const bool pf = t == t0 && r + 2 * kRows <= r1;
-        DotTileAny<kDt>(nr, nt, w + r * cols, xbuf.get() + (t - t0) * chunks * n, cols,
+        DotTileAny<kDt>(nr, nt, w + r * cols, xp + t * chunks * n, cols,
                         y + t * rows + r, rows,
                         bias_at(r), pf ? w + (r + kRows) * cols : nullptr);
       }
@@ -193,17 +199,18 @@ void MatmulRowsT(const WeightT<kDt>* w, int64_t rows, int64_t cols, const float*
 
 // Rows [r0, r1) of y for all n_tok tokens.
 void MatmulRows(const void* w, DType dtype, int64_t rows, int64_t cols, const float* x,
-                int64_t n_tok, float* y, const float* bias, int64_t r0, int64_t r1) {
+                const float* xp, int64_t n_tok, float* y, const float* bias, int64_t r0,
+                int64_t r1) {
   switch (dtype) {
     case DType::F32:
-      return MatmulRowsT<DType::F32>(static_cast<const float*>(w), rows, cols, x, n_tok, y, bias,
-                                     r0, r1);
+      return MatmulRowsT<DType::F32>(static_cast<const float*>(w), rows, cols, x, xp, n_tok, y,
+                                     bias, r0, r1);
     case DType::BF16:
-      return MatmulRowsT<DType::BF16>(static_cast<const uint16_t*>(w), rows, cols, x, n_tok, y,
-                                      bias, r0, r1);
+      return MatmulRowsT<DType::BF16>(static_cast<const uint16_t*>(w), rows, cols, x, xp, n_tok,
+                                      y, bias, r0, r1);
     case DType::F16:
-      return MatmulRowsT<DType::F16>(static_cast<const uint16_t*>(w), rows, cols, x, n_tok, y, bias,
-                                     r0, r1);
+      return MatmulRowsT<DType::F16>(static_cast<const uint16_t*>(w), rows, cols, x, xp, n_tok,
+                                     y, bias, r0, r1);
   }
 }
 
@@ -214,6 +221,8 @@ HWY_AFTER_NAMESPACE();
 namespace meshlm::kernels {
 
 HWY_EXPORT(MatmulRows);
+HWY_EXPORT(PackX);
+HWY_EXPORT(PackedXFloats);
 
 namespace {
 // Below this many multiply-adds a matmul runs on the calling thread alone: waking the pool costs
@@ -239,13 +248,27 @@ void matmul(const MatView& w, const float* x, int64_t n_tok, float* y, const flo
   if ((w.cols > 0 && (w.data == nullptr || x == nullptr)) || y == nullptr)
     throw Error("kernels", "matmul: null pointer");
 
+  // Batched: x is packed once here, on the calling thread, for every thread and chunk.
+  const float* xp = nullptr;
+  if (n_tok > 1) {
+    thread_local hwy::AlignedFreeUniquePtr<float[]> buf;
+    thread_local int64_t cap = 0;
+    const int64_t need = HWY_DYNAMIC_DISPATCH(PackedXFloats)(w.cols, n_tok);
+    if (cap < need) {
+      buf = hwy::AllocateAligned<float>(size_t(need));
+      if (!buf) throw Error("kernels", "matmul: cannot allocate the packed input");
+      cap = need;
+    }
+    HWY_DYNAMIC_DISPATCH(PackX)(x, w.cols, n_tok, buf.get());
+    xp = buf.get();
+  }
   const auto rows_fn = HWY_DYNAMIC_DISPATCH(MatmulRows);
   if (pool.size() == 1 || w.rows * std::max<int64_t>(w.cols, 1) * n_tok < kMinParallelWork) {
-    rows_fn(w.data, w.dtype, w.rows, w.cols, x, n_tok, y, bias, 0, w.rows);
+    rows_fn(w.data, w.dtype, w.rows, w.cols, x, xp, n_tok, y, bias, 0, w.rows);
     return;
   }
   pool.parallel_chunks(w.rows, row_grain(w.rows, pool.size()), [&](int64_t r0, int64_t r1, int) {
-    rows_fn(w.data, w.dtype, w.rows, w.cols, x, n_tok, y, bias, r0, r1);
+    rows_fn(w.data, w.dtype, w.rows, w.cols, x, xp, n_tok, y, bias, r0, r1);
   });
 }
 
