@@ -41,7 +41,7 @@ int run_bench(int argc, char** argv) {
   CLI::App app{"Prompt-processing and generation speed"};
   std::string model_dir;
   int64_t n_prompt = 128, n_gen = 64;
-  int threads = default_threads(), reps = 5, streams = 1;
+  int threads = default_threads(), reps = 5, streams = 1, micro_batches = 0;
   bool json = false;
   app.add_option("--model,-m", model_dir, "Hugging Face model folder, or ORG/NAME to pull from the hub")->required();
   app.add_option("-p,--n-prompt", n_prompt, "prompt tokens (0 to skip)")->check(CLI::Range(int64_t(0), int64_t(1) << 16));
@@ -50,6 +50,10 @@ int run_bench(int argc, char** argv) {
   app.add_option("-r,--repetitions", reps, "repetitions")->check(CLI::Range(1, 1000));
   app.add_flag("--json", json, "print one JSON object");
   app.add_option("--streams", streams, "concurrent sequences for tg (aggregate tokens/s)")->check(CLI::Range(1, 4096));
+  app.add_option("--micro-batches", micro_batches,
+                 "groups the streams are split into (default: one per stage); 1 runs the stages "
+                 "one after the other, which gives each stage's compute time without the others")
+      ->check(CLI::Range(1, 4096));
   PipelineOptions popts;
   popts.add_to(app);
   CLI11_PARSE(app, argc, argv);
@@ -77,10 +81,14 @@ int run_bench(int argc, char** argv) {
     pipeline->release(seq++);
     return double(n_prompt) / s;
   };
-  // `streams` sequences decode n_gen tokens each; they are split into up to depth() groups so
-  // that with N stages N micro-batches are in flight. Returns aggregate tokens/s.
+  // `streams` sequences decode n_gen tokens each; they are split into up to depth() groups (or
+  // --micro-batches) so that with N stages N micro-batches are in flight. Returns aggregate
+  // tokens/s.
+  auto tg_groups = [&]() {
+    return std::min(streams, micro_batches > 0 ? micro_batches : pipeline->depth());
+  };
   auto run_tg_streams = [&]() {
-    const int groups = std::min(streams, pipeline->depth());
+    const int groups = tg_groups();
     std::vector<std::vector<int64_t>> seqs(static_cast<size_t>(groups));
     std::vector<std::vector<int32_t>> last(static_cast<size_t>(groups));
     for (int s = 0; s < streams; ++s) {
@@ -149,8 +157,11 @@ int run_bench(int argc, char** argv) {
         tg_busy[i] += after[i].busy_seconds - before[i].busy_seconds;
     }
   }
-  std::vector<double> tg_util;
+  std::vector<double> tg_util, tg_batch_ms;
   for (double b : tg_busy) tg_util.push_back(tg_wall > 0 ? b / tg_wall : 0.0);
+  // Mean compute per micro-batch per stage: every stage runs every micro-batch once per step.
+  const double batches = double(reps) * double(n_gen) * (streams > 1 ? tg_groups() : 1);
+  for (double b : tg_busy) tg_batch_ms.push_back(batches > 0 ? 1e3 * b / batches : 0.0);
   Stats sp = stats(pp), st = stats(tg);
   if (json) {
     nlohmann::json j = {{"model", model_dir}, {"architecture", cfg.architecture},
@@ -158,7 +169,8 @@ int run_bench(int argc, char** argv) {
                         {"repetitions", reps}, {"pp_tps", sp.mean}, {"pp_sd", sp.sd},
                         {"tg_tps", st.mean}, {"tg_sd", st.sd}, {"simd", kernels::simd_target_name()},
                         {"stages", pipeline->stages().size()}, {"streams", streams},
-                        {"tg_stage_busy", tg_util},
+                        {"tg_stage_busy", tg_util}, {"tg_stage_batch_ms", tg_batch_ms},
+                        {"micro_batches", streams > 1 ? tg_groups() : 1},
                         {"peak_rss_bytes", peak_resident_bytes()}};
     std::printf("%s\n", j.dump().c_str());
   } else {
