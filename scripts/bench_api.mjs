@@ -65,15 +65,14 @@ const mean = (a) => a.reduce((x, y) => x + y, 0) / a.length;
 const sd = (a) => { const m = mean(a); return Math.sqrt(mean(a.map((x) => (x - m) ** 2))); };
 
 await stream(0);  // warm-up
+// Rounds alternate one stream and N streams, so that a slow spell of a shared machine hits both.
 const single = [], singleTotal = [], ttfts = [];
+const multi = [], multiTtft = [], multiDecode = [], multiSteady = [];
 for (let r = 0; r < reps; ++r) {
   const s = await stream(r);
   single.push((s.tokens - 1) / s.decodeSeconds);
   singleTotal.push(s.tokens / s.total);
   ttfts.push(s.ttft);
-}
-const multi = [], multiTtft = [], multiDecode = [], multiSteady = [];
-for (let r = 0; r < reps; ++r) {
   const t0 = performance.now();
   const all = await Promise.all(Array.from({ length: streams }, (_, i) => stream(i + r)));
   const seconds = (performance.now() - t0) / 1000;
@@ -99,6 +98,7 @@ const out = {
   speedup: mean(multi) / mean(single),
   // like for like: whole run of N streams against one stream's whole request (TTFT included)
   speedup_whole: mean(multi) / mean(singleTotal),
+  round_speedups_whole: multi.map((m, r) => m / singleTotal[r]),
   multi_steady_tps: multiSteady.length ? mean(multiSteady) : null,
   steady_speedup: multiSteady.length ? mean(multiSteady) / mean(single) : null,
 };
@@ -114,4 +114,5 @@ if (json) {
               `(${out.one_stream_total_tps.toFixed(2)} tokens/s incl. TTFT)` +
               (out.multi_steady_tps === null ? '' : `; all ${streams} decoding: ` +
                `${out.multi_steady_tps.toFixed(2)} tokens/s (${out.steady_speedup.toFixed(2)}x one stream's decode)`));
+  console.log(`  per round, whole: ${out.round_speedups_whole.map((x) => x.toFixed(2) + 'x').join(' ')}`);
 }

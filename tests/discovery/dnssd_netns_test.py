@@ -29,7 +29,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import netns_lib
 from netns_lib import (add_veth_pair, check, exit_on_signals, failures, in_ns, ip, procs,
-                       require_root, skip, stop, summary)
+                       require_root, skip, stop, summary, sweep_stale_namespaces)
 
 PROBE = sys.argv[1]
 TAG = str(os.getpid())
@@ -233,7 +233,8 @@ def main():
             skip(f"no `{tool}` (packages iproute2, dbus-daemon, avahi-daemon)")
     os.environ["PATH"] = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
     exit_on_signals()
-    tmp = tempfile.mkdtemp(prefix="meshlm-dnssd-")
+    sweep_stale_namespaces(r"mds(?:A|B)(\d+)", "meshlm-dnssd")  # of runs killed before clean-up
+    tmp = tempfile.mkdtemp(prefix=f"meshlm-dnssd-{TAG}-")
     try:
         try:
             setup_network()

@@ -26,7 +26,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import netns_lib
 from netns_lib import (add_veth_pair, check, exit_on_signals, in_ns, ip, kill_procs, require_root,
-                       skip, summary)
+                       skip, summary, sweep_stale_namespaces)
 
 MESHLM, PROBE = sys.argv[1], sys.argv[2]
 TAG = str(os.getpid())
@@ -72,7 +72,8 @@ def main():
     if not shutil.which("ip"):
         skip("no `ip` command (iproute2)")
     exit_on_signals()
-    tmp = tempfile.mkdtemp(prefix="meshlm-disc-")
+    sweep_stale_namespaces(r"md(?:A|B)(\d+)", "meshlm-disc")  # of runs killed before clean-up
+    tmp = tempfile.mkdtemp(prefix=f"meshlm-disc-{TAG}-")
     try:
         try:
             add_veth_pair(((NS_A, VETH_A, ADDR_A), (NS_B, VETH_B, ADDR_B)))
