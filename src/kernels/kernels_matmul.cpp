@@ -85,7 +85,8 @@ HWY_INLINE void DotTile(const WeightT<kDt>* HWY_RESTRICT w, const float* HWY_RES
     for (int r = 0; r < kR; ++r) wv[r] = LoadWeightsTail<kDt>(df, w + r * cols + k, rest);
 #pragma GCC unroll 16
     for (int t = 0; t < kT; ++t) {
-      const VF xv = kPackedX ? hn::Load(df, x + k * kT + t * n) : LoadTail(df, x + t * cols + k, rest);
+      const VF xv =
+          kPackedX ? hn::Load(df, x + k * kT + t * n) : LoadTail(df, x + t * cols + k, rest);
 #pragma GCC unroll 16
       for (int r = 0; r < kR; ++r) acc[r][t] = hn::MulAdd(wv[r], xv, acc[r][t]);
     }
@@ -132,29 +133,30 @@ HWY_INLINE void DotTileAny(int nr, int nt, const WeightT<kDt>* w, const float* x
   }
 }
 
-// Floats of x packed by PackX: every token tile holds nt x chunks x Lanes.
-int64_t PackedXFloats(int64_t cols, int64_t n_tok) {
+// Where the token tile starting at token t begins in x packed by PackX (each token holds
+// ceil(cols / Lanes) zero-padded vectors); PackedXOffset(n_tok, cols) is the whole size.
+HWY_INLINE int64_t PackedXOffset(int64_t t, int64_t cols) {
   const int64_t n = int64_t(hn::Lanes(DF()));
-  return n_tok * ((cols + n - 1) / n) * n;
+  return t * ((cols + n - 1) / n) * n;
 }
 
+int64_t PackedXFloats(int64_t cols, int64_t n_tok) { return PackedXOffset(n_tok, cols); }
+
 // Packs x [n_tok, cols] for the batched path, per token tile of kToks tokens (the last may be
-// shorter) as [chunk][token][lane], the last chunk zero-padded: the tile starting at token t
-// begins at xp + t * chunks * Lanes. A step of a tile then loads its x vectors from one
-// contiguous, aligned run instead of kToks rows `cols` apart. Same values, same FMAs.
+// shorter) as [chunk][token][lane], the last chunk zero-padded, each tile at PackedXOffset. A
+// step of a tile then loads its x vectors from one contiguous, aligned run instead of kToks rows
+// `cols` apart. Same values, same FMAs.
 void PackX(const float* HWY_RESTRICT x, int64_t cols, int64_t n_tok, float* HWY_RESTRICT xp) {
   const DF df;
   const int64_t n = int64_t(hn::Lanes(df));
-  const int64_t chunks = (cols + n - 1) / n;
   for (int64_t t = 0; t < n_tok; t += kToks) {
     const int64_t nt = std::min<int64_t>(kToks, n_tok - t);
-    float* dst = xp + t * chunks * n;
-    for (int64_t c = 0; c < chunks; ++c) {
-      const int64_t k = c * n;
+    float* dst = xp + PackedXOffset(t, cols);
+    for (int64_t k = 0; k < cols; k += n) {
       for (int64_t tt = 0; tt < nt; ++tt) {
         const float* src = x + (t + tt) * cols + k;
         const VF v = k + n <= cols ? hn::LoadU(df, src) : LoadTail(df, src, size_t(cols - k));
-        hn::Store(v, df, dst + (c * nt + tt) * n);
+        hn::Store(v, df, dst + k * nt + tt * n);
       }
     }
   }
@@ -178,8 +180,6 @@ void MatmulRowsT(const WeightT<kDt>* w, int64_t rows, int64_t cols, const float*
   }
   const int64_t row_bytes = std::max<int64_t>(cols, 1) * int64_t(sizeof(float));
   const int64_t panel = std::max<int64_t>(kToks, kPanelBytes / row_bytes / kToks * kToks);
-  const int64_t n = int64_t(hn::Lanes(DF()));
-  const int64_t chunks = (cols + n - 1) / n;
   for (int64_t t0 = 0; t0 < n_tok; t0 += panel) {
     const int64_t t1 = std::min(n_tok, t0 + panel);
     for (int64_t r = r0; r < r1; r += kRows) {
@@ -189,9 +189,8 @@ void MatmulRowsT(const WeightT<kDt>* w, int64_t rows, int64_t cols, const float*
         // The first token tile of a row tile streams its weights from memory (the others find
         // them in L1): it prefetches the next row tile's.
         const bool pf = t == t0 && r + 2 * kRows <= r1;
-        DotTileAny<kDt>(nr, nt, w + r * cols, xp + t * chunks * n, cols,
-                        y + t * rows + r, rows,
-                        bias_at(r), pf ? w + (r + kRows) * cols : nullptr);
+        DotTileAny<kDt>(nr, nt, w + r * cols, xp + PackedXOffset(t, cols), cols, y + t * rows + r,
+                        rows, bias_at(r), pf ? w + (r + kRows) * cols : nullptr);
       }
     }
   }

@@ -160,7 +160,7 @@ int run_bench(int argc, char** argv) {
   std::vector<double> tg_util, tg_batch_ms;
   for (double b : tg_busy) tg_util.push_back(tg_wall > 0 ? b / tg_wall : 0.0);
   // Mean compute per micro-batch per stage: every stage runs every micro-batch once per step.
-  const double batches = double(reps) * double(n_gen) * (streams > 1 ? tg_groups() : 1);
+  const double batches = double(reps) * double(n_gen) * tg_groups();
   for (double b : tg_busy) tg_batch_ms.push_back(batches > 0 ? 1e3 * b / batches : 0.0);
   Stats sp = stats(pp), st = stats(tg);
   if (json) {
@@ -170,7 +170,7 @@ int run_bench(int argc, char** argv) {
                         {"tg_tps", st.mean}, {"tg_sd", st.sd}, {"simd", kernels::simd_target_name()},
                         {"stages", pipeline->stages().size()}, {"streams", streams},
                         {"tg_stage_busy", tg_util}, {"tg_stage_batch_ms", tg_batch_ms},
-                        {"micro_batches", streams > 1 ? tg_groups() : 1},
+                        {"micro_batches", tg_groups()},
                         {"peak_rss_bytes", peak_resident_bytes()}};
     std::printf("%s\n", j.dump().c_str());
   } else {
