@@ -27,6 +27,20 @@ struct MatView {
 void matmul(const MatView& w, const float* x, int64_t n_tok, float* y, const float* bias,
             ThreadPool& pool);
 
+// One output of matmul_multi: y[t, r] = x[t, :] . w[r, :] (+ bias[r]), y: [n_tok, w.rows].
+struct MatmulOut {
+  MatView w;
+  float* y = nullptr;
+  const float* bias = nullptr;  // may be null
+};
+
+// Several matmuls that read the same input x [n_tok, cols] (a layer's q/k/v, or gate/up): every
+// output bit-identical to matmul(out.w, x, n_tok, out.y, out.bias, pool), but x is packed once and
+// the pool forks and joins once for all of them, their rows taken from one shared counter. All
+// w.cols must be equal; no y may alias x or another y.
+void matmul_multi(const MatmulOut* outs, int n_outs, const float* x, int64_t n_tok,
+                  ThreadPool& pool);
+
 // out[i] = x[i] / sqrt(mean(x^2) + eps) * weight[i], i < n. out may alias x.
 void rmsnorm(const float* x, const float* weight, int64_t n, float eps, float* out);
 

@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/kernels_matmul.cpp"
@@ -238,37 +239,77 @@ int64_t row_grain(int64_t rows, int threads) {
 }
 }  // namespace
 
-void matmul(const MatView& w, const float* x, int64_t n_tok, float* y, const float* bias,
-            ThreadPool& pool) {
-  if (w.rows < 0 || w.cols < 0 || n_tok < 0) throw Error("kernels", "matmul: negative shape");
+namespace {
+void check_view(const MatView& w, const float* x, int64_t n_tok, const float* y) {
+  if (w.rows < 0 || w.cols < 0) throw Error("kernels", "matmul: negative shape");
   if (w.dtype != DType::F32 && w.dtype != DType::BF16 && w.dtype != DType::F16)
     throw Error("kernels", "matmul: unsupported weight dtype");
-  if (w.rows == 0 || n_tok == 0) return;
+  if (w.rows == 0 || n_tok == 0) return;  // nothing is read or written
   if ((w.cols > 0 && (w.data == nullptr || x == nullptr)) || y == nullptr)
     throw Error("kernels", "matmul: null pointer");
+}
+
+// Rows [r0, r1) of one output of a job: the unit the threads take from the shared counter.
+struct RowChunk {
+  int out;
+  int64_t r0, r1;
+};
+}  // namespace
+
+void matmul_multi(const MatmulOut* outs, int n_outs, const float* x, int64_t n_tok,
+                  ThreadPool& pool) {
+  if (n_tok < 0) throw Error("kernels", "matmul: negative shape");
+  if (n_outs < 0 || (n_outs > 0 && outs == nullptr)) throw Error("kernels", "matmul: no outputs");
+  int64_t total_rows = 0;
+  for (int i = 0; i < n_outs; ++i) {
+    check_view(outs[i].w, x, n_tok, outs[i].y);
+    if (outs[i].w.cols != outs[0].w.cols)
+      throw Error("kernels", "matmul_multi: the matrices have different input widths");
+    total_rows += outs[i].w.rows;
+  }
+  if (total_rows == 0 || n_tok == 0) return;
+  const int64_t cols = outs[0].w.cols;
 
   // Batched: x is packed once here, on the calling thread, for every thread and chunk.
   const float* xp = nullptr;
   if (n_tok > 1) {
     thread_local hwy::AlignedFreeUniquePtr<float[]> buf;
     thread_local int64_t cap = 0;
-    const int64_t need = HWY_DYNAMIC_DISPATCH(PackedXFloats)(w.cols, n_tok);
+    const int64_t need = HWY_DYNAMIC_DISPATCH(PackedXFloats)(cols, n_tok);
     if (cap < need) {
       buf = hwy::AllocateAligned<float>(size_t(need));
       if (!buf) throw Error("kernels", "matmul: cannot allocate the packed input");
       cap = need;
     }
-    HWY_DYNAMIC_DISPATCH(PackX)(x, w.cols, n_tok, buf.get());
+    HWY_DYNAMIC_DISPATCH(PackX)(x, cols, n_tok, buf.get());
     xp = buf.get();
   }
   const auto rows_fn = HWY_DYNAMIC_DISPATCH(MatmulRows);
-  if (pool.size() == 1 || w.rows * std::max<int64_t>(w.cols, 1) * n_tok < kMinParallelWork) {
-    rows_fn(w.data, w.dtype, w.rows, w.cols, x, xp, n_tok, y, bias, 0, w.rows);
+  auto run = [&](const RowChunk& c) {
+    const MatmulOut& o = outs[c.out];
+    rows_fn(o.w.data, o.w.dtype, o.w.rows, cols, x, xp, n_tok, o.y, o.bias, c.r0, c.r1);
+  };
+  if (pool.size() == 1 || total_rows * std::max<int64_t>(cols, 1) * n_tok < kMinParallelWork) {
+    for (int i = 0; i < n_outs; ++i) run(RowChunk{i, 0, outs[i].w.rows});
     return;
   }
-  pool.parallel_chunks(w.rows, row_grain(w.rows, pool.size()), [&](int64_t r0, int64_t r1, int) {
-    rows_fn(w.data, w.dtype, w.rows, w.cols, x, xp, n_tok, y, bias, r0, r1);
+  // Chunks of whole row tiles, sized from all the rows together, never straddling two outputs.
+  const int64_t grain = row_grain(total_rows, pool.size());
+  thread_local std::vector<RowChunk> chunks;
+  chunks.clear();
+  for (int i = 0; i < n_outs; ++i)
+    for (int64_t r = 0; r < outs[i].w.rows; r += grain)
+      chunks.push_back(RowChunk{i, r, std::min(outs[i].w.rows, r + grain)});
+  const std::vector<RowChunk>& list = chunks;  // this thread's; workers only read it
+  pool.parallel_chunks(int64_t(list.size()), 1, [&](int64_t c0, int64_t c1, int) {
+    for (int64_t c = c0; c < c1; ++c) run(list[size_t(c)]);
   });
+}
+
+void matmul(const MatView& w, const float* x, int64_t n_tok, float* y, const float* bias,
+            ThreadPool& pool) {
+  const MatmulOut out{w, y, bias};
+  matmul_multi(&out, 1, x, n_tok, pool);
 }
 
 }  // namespace meshlm::kernels

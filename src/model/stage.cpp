@@ -68,9 +68,12 @@ struct Stage::Impl {
     const int64_t I = cfg.intermediate;
     // Attention block.
     rmsnorm_rows(hidden, L.attn_norm, T, H, normed.data());
-    kernels::matmul(L.wq, normed.data(), T, q.data(), L.bq.empty() ? nullptr : L.bq.data(), pool);
-    kernels::matmul(L.wk, normed.data(), T, k.data(), L.bk.empty() ? nullptr : L.bk.data(), pool);
-    kernels::matmul(L.wv, normed.data(), T, v.data(), L.bv.empty() ? nullptr : L.bv.data(), pool);
+    // q, k and v read the same input: one packing of it and one fork-join for the three.
+    const kernels::MatmulOut qkv[] = {
+        {L.wq, q.data(), L.bq.empty() ? nullptr : L.bq.data()},
+        {L.wk, k.data(), L.bk.empty() ? nullptr : L.bk.data()},
+        {L.wv, v.data(), L.bv.empty() ? nullptr : L.bv.data()}};
+    kernels::matmul_multi(qkv, 3, normed.data(), T, pool);
     for (int64_t t = 0; t < T; ++t) {
       float* qt = q.data() + t * Q;
       float* kt = k.data() + t * KV;
@@ -105,8 +108,9 @@ struct Stage::Impl {
     kernels::add_inplace(hidden, proj.data(), T * H);
     // MLP block.
     rmsnorm_rows(hidden, L.mlp_norm, T, H, normed.data());
-    kernels::matmul(L.w_gate, normed.data(), T, gate.data(), nullptr, pool);
-    kernels::matmul(L.w_up, normed.data(), T, up.data(), nullptr, pool);
+    const kernels::MatmulOut gate_up[] = {{L.w_gate, gate.data(), nullptr},
+                                          {L.w_up, up.data(), nullptr}};
+    kernels::matmul_multi(gate_up, 2, normed.data(), T, pool);
     kernels::silu_mul(gate.data(), up.data(), T * I, gate.data());
     kernels::matmul(L.w_down, gate.data(), T, proj.data(), nullptr, pool);
     kernels::add_inplace(hidden, proj.data(), T * H);

@@ -114,14 +114,58 @@ TEST_P(MatmulDeterminism, BitExactAcrossBatchAndThreads) {
   }
 }
 
+// matmul_multi: each output bit-identical to its own matmul call, whatever the mix of shapes,
+// dtypes and biases, the token count and the thread count (chunks never straddle two outputs).
+using MatmulMulti = PerTarget;
+
+TEST_P(MatmulMulti, EachOutputEqualsItsOwnMatmul) {
+  const int64_t cols = 300;
+  // Rows chosen so that chunk edges fall inside and at the ends of the outputs; one empty.
+  const int64_t rows[] = {67, 12, 0, 131};
+  const DType dts[] = {DType::BF16, DType::F32, DType::F16, DType::BF16};
+  std::vector<Weights> ws;
+  std::vector<std::vector<float>> biases;
+  for (int i = 0; i < 4; ++i) {
+    ws.emplace_back(dts[i], rows[i], cols, random_floats(size_t(rows[i] * cols), 700 + i), 0);
+    biases.push_back(random_floats(size_t(rows[i]), 710 + i));
+  }
+  for (int64_t n_tok : {1, 2, 5, 16}) {
+    std::vector<float> x = random_floats(size_t(n_tok * cols), 720 + uint32_t(n_tok), -2, 2);
+    for (int threads = 1; threads <= 4; ++threads) {
+      SCOPED_TRACE(::testing::Message() << "n_tok=" << n_tok << " threads=" << threads);
+      std::vector<std::vector<float>> ys(4), alone(4);
+      std::vector<MatmulOut> outs;
+      for (int i = 0; i < 4; ++i) {
+        ys[size_t(i)].assign(size_t(n_tok * rows[i]), NAN);
+        alone[size_t(i)].assign(size_t(n_tok * rows[i]), NAN);
+        const float* b = i % 2 == 0 ? biases[size_t(i)].data() : nullptr;
+        outs.push_back(MatmulOut{ws[size_t(i)].view(), ys[size_t(i)].data(), b});
+        matmul(ws[size_t(i)].view(), x.data(), n_tok, alone[size_t(i)].data(), b, pool_of(1));
+      }
+      matmul_multi(outs.data(), int(outs.size()), x.data(), n_tok, pool_of(threads));
+      for (int i = 0; i < 4; ++i)
+        ASSERT_EQ(0, std::memcmp(ys[size_t(i)].data(), alone[size_t(i)].data(),
+                                 ys[size_t(i)].size() * sizeof(float)))
+            << "output " << i;
+    }
+  }
+}
+
 MESHLM_INSTANTIATE_PER_TARGET(MatmulParity);
 MESHLM_INSTANTIATE_PER_TARGET(MatmulDeterminism);
+MESHLM_INSTANTIATE_PER_TARGET(MatmulMulti);
 
 TEST(MatmulErrors, BadInputsThrow) {
   float x[4] = {}, y[4] = {};
   EXPECT_THROW(matmul(MatView{x, DType(7), 2, 2}, x, 1, y, nullptr, pool_of(1)), Error);
   EXPECT_THROW(matmul(MatView{x, DType::F32, -1, 2}, x, 1, y, nullptr, pool_of(1)), Error);
   EXPECT_THROW(matmul(MatView{nullptr, DType::F32, 2, 2}, x, 1, y, nullptr, pool_of(1)), Error);
+  EXPECT_THROW(matmul(MatView{x, DType::F32, 2, 2}, x, -1, y, nullptr, pool_of(1)), Error);
+  // matmul_multi: the inputs must have one width.
+  const MatmulOut mixed[] = {{MatView{x, DType::F32, 1, 2}, y, nullptr},
+                             {MatView{x, DType::F32, 1, 4}, y + 2, nullptr}};
+  EXPECT_THROW(matmul_multi(mixed, 2, x, 1, pool_of(2)), Error);
+  EXPECT_THROW(matmul_multi(nullptr, 1, x, 1, pool_of(1)), Error);
 }
 
 }  // namespace
