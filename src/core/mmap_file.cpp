@@ -73,6 +73,23 @@ void MappedFile::advise_willneed(size_t offset, size_t len) const {
   ::madvise(const_cast<uint8_t*>(data_) + start, end - start, MADV_WILLNEED);
 }
 
+std::string lock_pages(const void* p, size_t n) {
+  if (p == nullptr || n == 0) return "";
+  const auto page = uintptr_t(::sysconf(_SC_PAGESIZE));
+  const uintptr_t start = reinterpret_cast<uintptr_t>(p) / page * page;
+  const uintptr_t end = reinterpret_cast<uintptr_t>(p) + n;
+  if (::mlock(reinterpret_cast<const void*>(start), size_t(end - start)) == 0) return "";
+  const int e = errno;
+  std::string why = std::strerror(e);
+  if (e == ENOMEM || e == EPERM || e == EAGAIN) {
+    struct rlimit lim{};
+    if (::getrlimit(RLIMIT_MEMLOCK, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY)
+      why += " (locked-memory limit " + std::to_string(lim.rlim_cur >> 10) +
+             " KiB: raise it with `ulimit -l unlimited` or LimitMEMLOCK=infinity)";
+  }
+  return why;
+}
+
 size_t resident_bytes() {
 #if defined(__APPLE__)
   mach_task_basic_info info;

@@ -32,6 +32,11 @@ class MappedFile {
   size_t size_ = 0;
 };
 
+// Locks the pages holding [p, p + n) in RAM (mlock): they are read in now and then neither paged
+// out nor, for a file map, dropped under memory pressure, until unlocked or unmapped. Returns ""
+// or why it failed (typically RLIMIT_MEMLOCK: `ulimit -l`).
+std::string lock_pages(const void* p, size_t n);
+
 // Resident set size of this process in bytes (0 where unknown).
 size_t resident_bytes();
 // Peak resident set size of this process in bytes.

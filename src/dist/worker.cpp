@@ -177,6 +177,7 @@ struct Worker::Impl {
       model::StageOptions so;
       so.threads = options.threads;
       so.max_context = m.max_context;
+      so.lock_memory = options.lock_memory;
       std::unique_ptr<CacheLock> lock;
       if (from_cache) {
         auto synced = sync_stage_to_cache(*session, cache_dir, fp, m.layer_begin, m.layer_end,

@@ -3,6 +3,8 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "core/log.h"
+#include "core/mmap_file.h"
 #include "kernels/kernels.h"
 #include "model/kv_cache.h"
 #include "model/safetensors.h"
@@ -41,6 +43,32 @@ struct Stage::Impl {
         kv(e - b, cfg.kv_dim(), o.max_context),
         pool(o.threads) {
     scratch.resize(size_t(pool.size()) * size_t(o.max_context));
+    if (o.lock_memory) lock_weights();
+  }
+
+  size_t locked = 0;
+
+  // mlock every matrix of the stage (the small vectors are heap copies). Stops at the first
+  // failure, with one warning that says how much was locked and why the rest was not.
+  void lock_weights() {
+    std::vector<const kernels::MatView*> mats;
+    if (w.embed.data) mats.push_back(&w.embed);
+    if (w.lm_head.data && w.lm_head.data != w.embed.data) mats.push_back(&w.lm_head);
+    for (const auto& L : w.layers)
+      for (const auto* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down})
+        if (m->data) mats.push_back(m);
+    for (const auto* m : mats) {
+      const size_t n = size_t(m->rows) * size_t(m->cols) * dtype_size(m->dtype);
+      std::string err = lock_pages(m->data, n);
+      if (!err.empty()) {
+        log::warn("[stage] --mlock: locked {} MiB of layers [{}, {}) weights, then: {}",
+                  locked >> 20, begin, end, err);
+        return;
+      }
+      locked += n;
+    }
+    log::info("[stage] --mlock: {} MiB of weights of layers [{}, {}) locked in RAM", locked >> 20,
+              begin, end);
   }
 
   void grow(int64_t T) {
@@ -127,6 +155,7 @@ const ModelConfig& Stage::config() const { return impl_->cfg; }
 int64_t Stage::layer_begin() const { return impl_->begin; }
 int64_t Stage::layer_end() const { return impl_->end; }
 size_t Stage::weight_bytes() const { return impl_->w.bytes; }
+size_t Stage::locked_bytes() const { return impl_->locked; }
 size_t Stage::kv_bytes_per_token() const { return impl_->kv.bytes_per_token(); }
 size_t Stage::kv_bytes_in_use() const {
   return size_t(impl_->kv.total_length()) * impl_->kv.bytes_per_token();

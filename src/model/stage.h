@@ -26,6 +26,9 @@ struct SeqChunk {
 struct StageOptions {
   int threads = 1;
   int64_t max_context = 4096;  // per sequence; KV is reserved virtually, committed as used
+  // --mlock: lock the stage's weights in RAM once loaded (read in at once, never paged out or
+  // dropped from the page cache while the stage lives). Failure is a warning, not an error.
+  bool lock_memory = false;
 };
 
 class Stage {
@@ -63,6 +66,7 @@ class Stage {
 
   // Bytes of weights this stage reads (its tensors only) and KV bytes per cached token.
   size_t weight_bytes() const;
+  size_t locked_bytes() const;  // weight bytes locked in RAM (StageOptions::lock_memory)
   size_t kv_bytes_per_token() const;
   size_t kv_bytes_in_use() const;  // cached tokens of all sequences x kv_bytes_per_token()
   ThreadPool& pool();

@@ -1,7 +1,13 @@
 // Exactness of the stage split and of batching: N in-process stages give bit-identical logits to
 // one; a sequence batched with others, or prefilled in different chunk sizes, gives bit-identical
 // logits to the sequence alone.
+#include <sys/mman.h>
+#include <sys/resource.h>
+
 #include <cstring>
+#include <fstream>
+#include <string>
+#include <utility>
 
 #include "core/error.h"
 #include "model/stage.h"
@@ -141,6 +147,65 @@ TEST(Stage, RejectsInconsistentBatches) {
   model::Stage middle(MESHLM_GOLDEN_MODEL, 1, 3, so);
   std::vector<float> wrong(7);
   EXPECT_THROW(middle.forward(c, t, wrong, logits), Error);  // activations of the wrong size
+}
+
+#if defined(__linux__)
+// VmLck of this process (bytes), from /proc/self/status.
+size_t locked_kib_now() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("VmLck:", 0) == 0) return size_t(std::stoull(line.substr(6))) << 10;
+  return 0;
+}
+#endif
+
+TEST(Stage, MlockLocksExactlyTheStagesWeights) {
+  REQUIRE_MODEL();
+  model::StageOptions so;
+  so.threads = 1;
+  so.max_context = 64;
+  struct rlimit lim{};
+  ASSERT_EQ(0, getrlimit(RLIMIT_MEMLOCK, &lim));
+  const auto cfg = model::ModelConfig::from_dir(MESHLM_GOLDEN_MODEL);
+  {
+    model::Stage plain(MESHLM_GOLDEN_MODEL, 0, cfg.n_layers, so);
+    EXPECT_EQ(plain.locked_bytes(), 0u);  // off by default
+    // Without CAP_IPC_LOCK the locked-memory limit applies (often 8 MiB): then --mlock only
+    // warns. Probe with a buffer of the weights' size whether this process may lock that much.
+    std::vector<char> buf(plain.weight_bytes() + (1 << 20), 1);
+    if (mlock(buf.data(), buf.size()) != 0)
+      GTEST_SKIP() << "this process may not lock " << buf.size() << " bytes (RLIMIT_MEMLOCK "
+                   << lim.rlim_cur << ", no CAP_IPC_LOCK)";
+    munlock(buf.data(), buf.size());
+  }
+  so.lock_memory = true;
+  for (auto [b, e] : {std::pair<int64_t, int64_t>{1, 3}, {0, cfg.n_layers}}) {
+    SCOPED_TRACE(::testing::Message() << "layers " << b << "-" << e);
+#if defined(__linux__)
+    const size_t before = locked_kib_now();
+#endif
+    {
+      model::Stage stage(MESHLM_GOLDEN_MODEL, b, e, so);
+      EXPECT_GT(stage.weight_bytes(), 0u);
+      EXPECT_EQ(stage.locked_bytes(), stage.weight_bytes());
+#if defined(__linux__)
+      // Whole pages: at least the weights, at most a page more per matrix (and the embedding
+      // shared by a tied LM head is locked once).
+      const size_t now = locked_kib_now() - before;
+      EXPECT_GE(now, stage.weight_bytes());
+      EXPECT_LE(now, stage.weight_bytes() + size_t(8 * (e - b) + 2) * 2 * 4096);
+#endif
+      // Still computes.
+      std::vector<float> hidden(b == 0 ? 0 : size_t(2 * cfg.hidden), 0.5f), logits;
+      std::vector<model::SeqChunk> c = {{1, 0, 2, true, false}};
+      std::vector<int32_t> t = {1, 2};
+      EXPECT_NO_THROW(stage.forward(c, t, hidden, logits));
+    }
+#if defined(__linux__)
+    EXPECT_EQ(locked_kib_now(), before);  // unmapped with the stage: nothing stays locked
+#endif
+  }
 }
 
 }  // namespace

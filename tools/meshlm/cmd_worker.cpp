@@ -78,6 +78,8 @@ int run_worker(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--secret", options.secret, "shared cluster secret (default: $MESHLM_SECRET)");
   app.add_option("--threads", options.threads, "compute threads")->capture_default_str();
+  app.add_flag("--mlock", options.lock_memory,
+               "lock the weights of this worker's layers in RAM once loaded (needs `ulimit -l`)");
   app.add_option("--cache-dir", options.cache_dir,
                  "where layers received from the coordinator are kept (default: "
                  "$XDG_CACHE_HOME/meshlm or ~/.cache/meshlm)");

@@ -76,7 +76,7 @@ std::string random_secret() {
 // Local worker processes started for --stages N, stopped when the pipeline goes.
 class LocalWorkers {
  public:
-  LocalWorkers(int n, const std::string& secret, int threads) {
+  LocalWorkers(int n, const std::string& secret, int threads, bool lock_memory) {
     dir_ = std::filesystem::temp_directory_path() / ("meshlm-workers-" + std::to_string(::getpid()));
     std::filesystem::create_directories(dir_);
     std::string exe = self_exe();
@@ -85,6 +85,7 @@ class LocalWorkers {
       std::vector<std::string> args = {exe, "worker", "--listen", "127.0.0.1:0", "--port-file", port_file,
                                        "--secret", secret, "--threads", std::to_string(threads),
                                        "--exit-with-parent", std::to_string(::getpid())};
+      if (lock_memory) args.push_back("--mlock");
       std::vector<char*> argv;
       for (auto& a : args) argv.push_back(a.data());
       argv.push_back(nullptr);
@@ -205,7 +206,8 @@ void PipelineOptions::add_to(CLI::App& app, bool discover_by_default) {
                  "plan layers as if the stages had this much memory, e.g. 24G,8G (default: ask them)");
 }
 
-bool PipelineOptions::serve_if_mpi_worker(const std::string& model_dir, int threads) {
+bool PipelineOptions::serve_if_mpi_worker(const std::string& model_dir, int threads,
+                                          bool lock_memory) {
   if (!mpi()) return false;
   if (!dist::mpi_available()) dist::mpi_init();  // throws: how to get an MPI build
   if (!peers.empty() || !local_splits.empty())
@@ -225,6 +227,7 @@ bool PipelineOptions::serve_if_mpi_worker(const std::string& model_dir, int thre
   dist::WorkerOptions wo;
   wo.secret = resolved_secret();
   wo.threads = threads;
+  wo.lock_memory = lock_memory;
   wo.model_dir = worker_model_dir.empty() ? model_dir : worker_model_dir;
   dist::run_mpi_worker(wo);
   return true;
@@ -383,7 +386,7 @@ std::unique_ptr<runtime::Pipeline> PipelineOptions::make(const std::string& mode
   std::unique_ptr<LocalWorkers> workers;
   if (peer_list.empty()) {
     if (sec.empty()) sec = random_secret();
-    workers = std::make_unique<LocalWorkers>(stages - 1, sec, stage.threads);
+    workers = std::make_unique<LocalWorkers>(stages - 1, sec, stage.threads, stage.lock_memory);
     peer_list = workers->addresses();
   }
   int n_stages = int(peer_list.size()) + 1;

@@ -35,7 +35,7 @@ struct PipelineOptions {
   // checks the options. On ranks 1..N-1 it then serves that rank's stage until rank 0 shuts the
   // pipeline down and returns true: the command must exit 0 without doing anything else.
   // Returns false on rank 0 and for TCP. Throws Error("mpi", ...) in a build without MPI.
-  bool serve_if_mpi_worker(const std::string& model_dir, int threads);
+  bool serve_if_mpi_worker(const std::string& model_dir, int threads, bool lock_memory = false);
   // With discovery on and no --peers/--stages/--layers: browses the LAN for `meshlm worker`s, keeps
   // the compatible ones that accept this cluster's secret and makes them the peers (in instance
   // name order). Call after parsing, before plan()/make().
