@@ -152,21 +152,21 @@ TEST(Stage, RejectsInconsistentBatches) {
 // AddressSanitizer replaces mlock with a no-op: the kernel's locked-page count (VmLck) is then
 // only checked in builds without it.
 #if defined(__SANITIZE_ADDRESS__)
-#define MESHLM_REAL_MLOCK 0
+#define MESHLM_ASAN 1
 #elif defined(__has_feature)
 #if __has_feature(address_sanitizer)
-#define MESHLM_REAL_MLOCK 0
+#define MESHLM_ASAN 1
 #endif
 #endif
-#if !defined(MESHLM_REAL_MLOCK) && defined(__linux__)
+#if defined(__linux__) && !defined(MESHLM_ASAN)
 #define MESHLM_REAL_MLOCK 1
-#elif !defined(MESHLM_REAL_MLOCK)
+#else
 #define MESHLM_REAL_MLOCK 0
 #endif
 
 #if MESHLM_REAL_MLOCK
-// VmLck of this process (bytes), from /proc/self/status.
-size_t locked_kib_now() {
+// VmLck of this process in bytes, from /proc/self/status.
+size_t locked_bytes_now() {
   std::ifstream f("/proc/self/status");
   std::string line;
   while (std::getline(f, line))
@@ -198,7 +198,7 @@ TEST(Stage, MlockLocksExactlyTheStagesWeights) {
   for (auto [b, e] : {std::pair<int64_t, int64_t>{1, 3}, {0, cfg.n_layers}}) {
     SCOPED_TRACE(::testing::Message() << "layers " << b << "-" << e);
 #if MESHLM_REAL_MLOCK
-    const size_t before = locked_kib_now();
+    const size_t before = locked_bytes_now();
 #endif
     {
       model::Stage stage(MESHLM_GOLDEN_MODEL, b, e, so);
@@ -207,7 +207,7 @@ TEST(Stage, MlockLocksExactlyTheStagesWeights) {
 #if MESHLM_REAL_MLOCK
       // Whole pages: at least the weights, at most a page more per matrix (and the embedding
       // shared by a tied LM head is locked once).
-      const size_t now = locked_kib_now() - before;
+      const size_t now = locked_bytes_now() - before;
       EXPECT_GE(now, stage.weight_bytes());
       EXPECT_LE(now, stage.weight_bytes() + size_t(8 * (e - b) + 2) * 2 * 4096);
 #endif
@@ -218,7 +218,7 @@ TEST(Stage, MlockLocksExactlyTheStagesWeights) {
       EXPECT_NO_THROW(stage.forward(c, t, hidden, logits));
     }
 #if MESHLM_REAL_MLOCK
-    EXPECT_EQ(locked_kib_now(), before);  // unmapped with the stage: nothing stays locked
+    EXPECT_EQ(locked_bytes_now(), before);  // unmapped with the stage: nothing stays locked
 #endif
   }
 }

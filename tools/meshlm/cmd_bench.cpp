@@ -49,8 +49,6 @@ int run_bench(int argc, char** argv) {
   app.add_option("--threads,-t", threads, "threads per stage")->check(CLI::Range(1, 1024));
   app.add_option("-r,--repetitions", reps, "repetitions")->check(CLI::Range(1, 1000));
   app.add_flag("--json", json, "print one JSON object");
-  bool mlock = false;
-  app.add_flag("--mlock", mlock, "lock the model's weights in RAM once loaded (never paged out or dropped from the page cache; needs `ulimit -l`)");
   app.add_option("--streams", streams, "concurrent sequences for tg (aggregate tokens/s)")->check(CLI::Range(1, 4096));
   app.add_option("--micro-batches", micro_batches,
                  "groups the streams are split into (default: one per stage); 1 runs the stages "
@@ -60,13 +58,12 @@ int run_bench(int argc, char** argv) {
   popts.add_to(app);
   CLI11_PARSE(app, argc, argv);
   model_dir = resolve_model(model_dir);  // a folder, or ORG/NAME from the Hugging Face hub
-  if (popts.serve_if_mpi_worker(model_dir, threads, mlock)) return 0;  // MPI ranks 1..N-1
+  if (popts.serve_if_mpi_worker(model_dir, threads)) return 0;  // MPI ranks 1..N-1
   popts.discover_peers();
 
   model::StageOptions so;
   so.threads = threads;
   so.max_context = std::max<int64_t>(n_prompt, n_gen) + 16;
-  so.lock_memory = mlock;
   auto pipeline = popts.make(model_dir, so);
   const auto& cfg = pipeline->config();
   std::mt19937 rng(1234);

@@ -41,8 +41,6 @@ int run_generate(int argc, char** argv) {
   app.add_option("--seed,-s", seed, "RNG seed (reproducible sampling)");
   app.add_flag("--ids", print_ids, "print generated token ids instead of text");
   app.add_flag("--ignore-eos", ignore_eos, "do not stop at end-of-sequence tokens");
-  bool mlock = false;
-  app.add_flag("--mlock", mlock, "lock the model's weights in RAM once loaded (needs `ulimit -l`)");
   app.add_option("--threads,-t", threads, "threads per stage")->check(CLI::Range(1, 1024));
   app.add_option("--ctx,-c", ctx, "context length (prompt + generated)")->check(CLI::Range(int64_t(1), int64_t(1) << 24));
   app.add_option("--logits-out", logits_out, "write the logits of every generated step (f32 [n, vocab])");
@@ -50,7 +48,7 @@ int run_generate(int argc, char** argv) {
   popts.add_to(app);
   CLI11_PARSE(app, argc, argv);
   model_dir = resolve_model(model_dir);  // a folder, or ORG/NAME from the Hugging Face hub
-  if (popts.serve_if_mpi_worker(model_dir, threads, mlock)) return 0;  // MPI ranks 1..N-1
+  if (popts.serve_if_mpi_worker(model_dir, threads)) return 0;  // MPI ranks 1..N-1
   popts.discover_peers();
   if (seed >= 0) sp.seed = uint64_t(seed), sp.has_seed = true;
 
@@ -80,7 +78,6 @@ int run_generate(int argc, char** argv) {
   model::StageOptions so;
   so.threads = threads;
   so.max_context = ctx;
-  so.lock_memory = mlock;
   auto pipeline = popts.make(model_dir, so);
   const auto& cfg = pipeline->config();
   std::ofstream logits_file;

@@ -76,8 +76,6 @@ int run_serve(int argc, char** argv) {
       ->check(CLI::Range(int64_t(1), int64_t(1) << 20));
   app.add_option("--name", name, "model id reported by /v1/models (default: the folder's name)");
   app.add_option("--max-body", sopt.max_body_bytes, "largest request body in bytes");
-  bool mlock = false;
-  app.add_flag("--mlock", mlock, "lock the model's weights in RAM once loaded (never paged out or dropped from the page cache; needs `ulimit -l`)");
   bool no_reasoning = false;
   app.add_flag("--no-reasoning-split", no_reasoning, "leave <think>...</think> in the content");
   PipelineOptions popts;  // --stages / --peers / --layers: the pipeline's layout
@@ -92,7 +90,7 @@ int run_serve(int argc, char** argv) {
     dist::mpi_init();
     g_mpi_worker = dist::mpi_rank() != 0;
   }
-  if (popts.serve_if_mpi_worker(model_dir, threads, mlock)) return 0;  // MPI ranks 1..N-1
+  if (popts.serve_if_mpi_worker(model_dir, threads)) return 0;  // MPI ranks 1..N-1
   if (sopt.api_key.empty())
     if (const char* k = std::getenv("MESHLM_API_KEY")) sopt.api_key = k;
   sopt.model_dir = model_dir;
@@ -115,7 +113,6 @@ int run_serve(int argc, char** argv) {
   model::StageOptions stage;
   stage.threads = threads;
   stage.max_context = ctx;
-  stage.lock_memory = mlock;
   // The pipeline: one local stage by default; --stages/--peers/--layers spread it over workers.
   // With discovery deciding the workers (no --peers/--stages/--layers), serve keeps following the
   // LAN and re-plans between requests when workers join or leave (discovery/cluster_watch.h).

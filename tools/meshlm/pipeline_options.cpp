@@ -204,10 +204,12 @@ void PipelineOptions::add_to(CLI::App& app, bool discover_by_default) {
       ->capture_default_str();
   app.add_option("--plan-memory", plan_memory,
                  "plan layers as if the stages had this much memory, e.g. 24G,8G (default: ask them)");
+  app.add_flag("--mlock", lock_memory,
+               "lock the model's weights in RAM once loaded (never paged out or dropped from the "
+               "page cache; needs `ulimit -l`); workers --stages starts get it too");
 }
 
-bool PipelineOptions::serve_if_mpi_worker(const std::string& model_dir, int threads,
-                                          bool lock_memory) {
+bool PipelineOptions::serve_if_mpi_worker(const std::string& model_dir, int threads) {
   if (!mpi()) return false;
   if (!dist::mpi_available()) dist::mpi_init();  // throws: how to get an MPI build
   if (!peers.empty() || !local_splits.empty())
@@ -337,7 +339,9 @@ dist::Plan PipelineOptions::plan(const std::string& model_dir,
 }
 
 std::unique_ptr<runtime::Pipeline> PipelineOptions::make(const std::string& model_dir,
-                                                         const model::StageOptions& stage) const {
+                                                         const model::StageOptions& options) const {
+  model::StageOptions stage = options;
+  stage.lock_memory = lock_memory;
   auto cfg = model::ModelConfig::from_dir(model_dir);
   std::vector<std::string> peer_list = split_list(peers);
   if (!local_splits.empty() && (!peer_list.empty() || stages > 1))

@@ -28,6 +28,8 @@ struct PipelineOptions {
   int stage_timeout_s = 120; // no result from the workers for this long: the stages are down
   int64_t kv_tokens = 0;     // KV positions per stage the planner leaves room for (0: the context)
   std::string transport = "tcp";  // tcp | mpi
+  bool lock_memory = false;  // --mlock: every stage's weights locked in RAM (StageOptions), here,
+                             // in the workers --stages starts and in MPI ranks
 
   void add_to(CLI::App& app, bool discover_by_default = false);
   bool mpi() const { return transport == "mpi"; }
@@ -35,7 +37,7 @@ struct PipelineOptions {
   // checks the options. On ranks 1..N-1 it then serves that rank's stage until rank 0 shuts the
   // pipeline down and returns true: the command must exit 0 without doing anything else.
   // Returns false on rank 0 and for TCP. Throws Error("mpi", ...) in a build without MPI.
-  bool serve_if_mpi_worker(const std::string& model_dir, int threads, bool lock_memory = false);
+  bool serve_if_mpi_worker(const std::string& model_dir, int threads);
   // With discovery on and no --peers/--stages/--layers: browses the LAN for `meshlm worker`s, keeps
   // the compatible ones that accept this cluster's secret and makes them the peers (in instance
   // name order). Call after parsing, before plan()/make().
@@ -48,7 +50,8 @@ struct PipelineOptions {
   // The layer plan: --layers when given, else memory-proportional over this machine and the
   // peers (each asked for its free memory), or over --plan-memory. Throws Error("plan", ...).
   dist::Plan plan(const std::string& model_dir, const model::StageOptions& stage) const;
-  // Builds the pipeline (starting local workers if asked). Throws Error on bad options.
+  // Builds the pipeline (starting local workers if asked); `stage.lock_memory` is taken from
+  // --mlock. Throws Error on bad options.
   std::unique_ptr<runtime::Pipeline> make(const std::string& model_dir,
                                           const model::StageOptions& stage) const;
 };
