@@ -28,10 +28,13 @@ static_assert(std::endian::native == std::endian::little,
               "meshlm's wire format copies f32 arrays verbatim and assumes a little-endian host");
 
 inline constexpr uint32_t kFrameMagic = 0x464D4C4Du;  // "MLMF" as bytes on the wire
-inline constexpr uint16_t kProtocolVersion = 4;  // 2: welcome carries NodeInfo; 3: model sync; 4: stage times
+inline constexpr uint16_t kProtocolVersion = 5;  // 2: welcome carries NodeInfo; 3: model sync; 4: stage times; 5: heartbeats, prompt_tokens in sampling
 inline constexpr size_t kFrameHeaderSize = 20;
 inline constexpr uint64_t kMaxPayload = uint64_t{1} << 30;  // 1 GiB
 inline constexpr uint64_t kMaxHandshakePayload = 64 * 1024;  // before the peer is authenticated
+// A loaded worker sends a pong to its coordinator this often, and the coordinator a ping to each
+// worker, whatever else they are doing: silence means the peer is gone (remote_pipeline.h).
+inline constexpr int kHeartbeatIntervalMs = 1000;
 
 enum class FrameType : uint16_t {
   Hello = 1,      // client -> server: version, role, model fingerprint, nonce

@@ -176,6 +176,7 @@ void encode_sampling(PayloadWriter& w, const runtime::SamplingParams& p) {
   w.boolean(p.has_seed);
   w.i32(p.top_logprobs);
   w.boolean(p.logprobs);
+  w.i64(p.prompt_tokens);
 }
 
 runtime::SamplingParams decode_sampling(PayloadReader& r) {
@@ -191,6 +192,8 @@ runtime::SamplingParams decode_sampling(PayloadReader& r) {
   p.has_seed = r.boolean();
   p.top_logprobs = r.i32();
   p.logprobs = r.boolean();
+  p.prompt_tokens = r.i64();
+  if (p.prompt_tokens < -1) invalid("prompt_tokens " + std::to_string(p.prompt_tokens));
   check_finite(p.temperature, "temperature");
   check_finite(p.top_p, "top_p");
   check_finite(p.min_p, "min_p");

@@ -48,8 +48,12 @@ struct Remote {
   std::string state = "connecting";
   uint64_t weight_bytes = 0;  // as the worker reported it
   double busy_seconds = 0;    // compute time it reported for its micro-batches
-  std::unique_ptr<Connection> conn;
+  // Shared so that the monitor can ping it while the engine thread uses it; replaced only with
+  // op_mutex_ held.
+  std::shared_ptr<Connection> conn;
   std::thread reader;
+  std::chrono::steady_clock::time_point last_heard{};  // any frame from the worker
+  std::chrono::steady_clock::time_point last_ping{};
   bool shut_down = false;  // MPI: the worker acknowledged the shutdown and has stopped
 };
 
@@ -109,6 +113,9 @@ class RemotePipeline final : public runtime::Pipeline {
       teardown();
       throw Error("pipeline", error);
     }
+    if (!mpi_ && !remotes_.empty() && options_.reconnect_in_background) {
+      monitor_ = std::thread([this] { monitor(); });
+    }
   }
 
   ~RemotePipeline() override {
@@ -116,6 +123,8 @@ class RemotePipeline final : public runtime::Pipeline {
       std::lock_guard lock(mutex_);
       closing_ = true;  // connections closing from here on are expected, not failures
     }
+    cv_.notify_all();
+    if (monitor_.joinable()) monitor_.join();
     if (mpi_) {
       shut_down_ranks();
       teardown();
@@ -136,18 +145,24 @@ class RemotePipeline final : public runtime::Pipeline {
   int depth() const override { return static_cast<int>(remotes_.size()) + 1; }
 
   void launch(runtime::MicroBatch batch) override {
+    std::lock_guard op(op_mutex_);
     {
       std::lock_guard lock(mutex_);
       in_flight_.push_back(batch.id);
     }
     std::string error;
-    if (is_broken()) error = try_reconnect();
-    if (error.empty()) error = run_stage0_and_send(batch);
+    bool retryable = false;
+    if (is_broken()) {
+      error = try_reconnect();
+      retryable = !mpi_;
+    }
+    if (error.empty()) error = run_stage0_and_send(batch, retryable);
     if (!error.empty()) {
       std::lock_guard lock(mutex_);
       runtime::MicroBatchResult r;
       r.id = batch.id;
       r.error = error;
+      r.retryable = retryable;
       done_[batch.id] = std::move(r);
       cv_.notify_all();
     }
@@ -168,18 +183,22 @@ class RemotePipeline final : public runtime::Pipeline {
       done_.erase(id);
     } else if (!broken_.empty()) {
       r.error = broken_;
+      r.retryable = !mpi_;
     } else if (!ready) {
       broken_ = "no result for micro-batch " + std::to_string(id) + " within " +
                 std::to_string(options_.result_timeout_ms / 1000) + " s; stages " +
                 describe_remotes() + " timed out";
       for (auto& rem : remotes_) rem->state = "down";
       r.error = broken_;
+      r.retryable = !mpi_;
+      cv_.notify_all();
     }
     in_flight_.pop_front();
     return r;
   }
 
   void release(int64_t seq_id) override {
+    std::lock_guard op(op_mutex_);
     stage0_->release(seq_id);
     local_samplers_.release(seq_id);
     if (remotes_.empty() || is_broken() || !remotes_[0]->conn) return;
@@ -226,7 +245,12 @@ class RemotePipeline final : public runtime::Pipeline {
     for (size_t i = remotes_.size(); i-- > 0;) {
       Remote& r = *remotes_[i];
       try {
-        r.conn = connect_address(r.address, kMpiSessionTag, options_.connect_timeout_ms);
+        {
+          std::shared_ptr<Connection> c =
+              connect_address(r.address, kMpiSessionTag, options_.connect_timeout_ms);
+          std::lock_guard lock(mutex_);
+          r.conn = std::move(c);
+        }
         HandshakeOptions h;
         h.secret = options_.secret;
         h.fingerprint = fingerprint_;
@@ -261,9 +285,12 @@ class RemotePipeline final : public runtime::Pipeline {
         LoadedMsg loaded = decode_loaded(f.payload);
         log::info("[pipeline] {} loaded layers {}-{} ({:.1f} MiB of weights)", stage_label(i),
                   r.layer_begin, r.layer_end, loaded.weight_bytes / 1048576.0);
+        std::lock_guard lock(mutex_);
         r.weight_bytes = loaded.weight_bytes;
         r.state = "ready";
+        r.last_heard = std::chrono::steady_clock::now();
       } catch (const std::exception& e) {
+        std::lock_guard lock(mutex_);
         r.state = "down";
         r.conn.reset();
         return stage_label(i) + " is down: " + e.what();
@@ -282,7 +309,71 @@ class RemotePipeline final : public runtime::Pipeline {
     }
     for (auto& r : remotes_) {
       if (r->reader.joinable()) r->reader.join();
+      std::lock_guard lock(mutex_);
       r->conn.reset();
+    }
+  }
+
+  // The monitor thread (TCP): heartbeats while the pipeline is whole, reconnects when it is not.
+  void monitor() {
+    using Clock = std::chrono::steady_clock;
+    const auto min_backoff = std::chrono::milliseconds(250);
+    auto backoff = min_backoff;
+    Clock::time_point next_try{};
+    std::unique_lock lock(mutex_);
+    while (!closing_) {
+      cv_.wait_for(lock, std::chrono::milliseconds(100));
+      if (closing_) break;
+      const auto now = Clock::now();
+      if (broken_.empty()) {
+        backoff = min_backoff;
+        std::vector<std::shared_ptr<Connection>> ping;
+        std::string silent;
+        size_t silent_k = 0;
+        for (size_t k = 0; k < remotes_.size(); ++k) {
+          Remote& r = *remotes_[k];
+          if (r.state != "ready" || !r.conn) continue;
+          if (options_.heartbeat_timeout_ms > 0 &&
+              now - r.last_heard > std::chrono::milliseconds(options_.heartbeat_timeout_ms)) {
+            silent = "nothing heard from it for " +
+                     std::to_string(options_.heartbeat_timeout_ms / 1000.0).substr(0, 4) +
+                     " s (heartbeat timeout)";
+            silent_k = k;
+            break;
+          }
+          if (now - r.last_ping >= std::chrono::milliseconds(kHeartbeatIntervalMs)) {
+            r.last_ping = now;
+            ping.push_back(r.conn);
+          }
+        }
+        lock.unlock();
+        if (!silent.empty()) mark_down(silent_k, silent);
+        for (auto& c : ping) {
+          try {
+            c->send(FrameType::Ping);
+          } catch (const std::exception&) {
+            // the reader sees the broken connection and marks the stage down
+          }
+        }
+        lock.lock();
+        continue;
+      }
+      if (!in_flight_.empty() || now < next_try) continue;
+      lock.unlock();
+      std::string error;
+      {
+        std::lock_guard op(op_mutex_);
+        if (is_broken()) error = try_reconnect();
+      }
+      lock.lock();
+      if (error.empty()) {
+        backoff = min_backoff;
+        next_try = {};
+      } else {
+        log::debug("[pipeline] reconnect failed (next try in {} ms): {}", backoff.count(), error);
+        next_try = Clock::now() + backoff;
+        backoff = std::min<std::chrono::milliseconds>(backoff * 2, std::chrono::seconds(5));
+      }
     }
   }
 
@@ -326,7 +417,8 @@ class RemotePipeline final : public runtime::Pipeline {
     }
     {
       std::lock_guard lock(mutex_);
-      if (in_flight_.size() > 1) return broken_;  // wait until the failed batches drained
+      // Wait until the failed batches drained (launch() counts its own batch).
+      if (in_flight_.size() > 1) return broken_;
     }
     teardown();
     stage0_->release_all();
@@ -358,7 +450,8 @@ class RemotePipeline final : public runtime::Pipeline {
   }
 
   // Runs stage 0 and sends its activations to stage 1. Returns "" or the micro-batch's error.
-  std::string run_stage0_and_send(runtime::MicroBatch& batch) {
+  // `retryable` is set when the failure is a lost stage.
+  std::string run_stage0_and_send(runtime::MicroBatch& batch, bool& retryable) {
     ForwardMsg m;
     try {
       if (remotes_.empty()) {
@@ -406,6 +499,7 @@ class RemotePipeline final : public runtime::Pipeline {
       remotes_[0]->conn->send_pieces(FrameType::Forward, pieces);
     } catch (const std::exception& e) {
       mark_down(0, e.what());
+      retryable = !mpi_;
       return stage_label(0) + " is down: " + e.what();
     }
     return "";
@@ -425,6 +519,10 @@ class RemotePipeline final : public runtime::Pipeline {
     for (;;) {
       try {
         Frame f = recv_checked(conn, -1);
+        {
+          std::lock_guard lock(mutex_);
+          remotes_[k]->last_heard = std::chrono::steady_clock::now();
+        }
         if (f.type() == FrameType::Pong) continue;
         if (f.type() == FrameType::Shutdown && mpi_) {  // the rank's acknowledgement: its last frame
           std::lock_guard lock(mutex_);
@@ -481,6 +579,9 @@ class RemotePipeline final : public runtime::Pipeline {
   runtime::SamplerSet local_samplers_;
   std::vector<float> hidden_, logits_;
 
+  // Held by launch(), release() and reconnects: the connections they use stay in place.
+  std::mutex op_mutex_;
+  std::thread monitor_;
   mutable std::mutex mutex_;
   std::condition_variable cv_;
   std::deque<uint64_t> in_flight_;                       // launch order

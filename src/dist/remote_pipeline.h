@@ -7,9 +7,13 @@
 // so they reach each stage after the micro-batches launched before them. Up to depth() = number
 // of stages micro-batches are in flight.
 //
-// A worker that dies or times out fails the in-flight micro-batches with
-// "stage N (host:port) is down", shows as "down" in stages(), and the next launch() reconnects
-// every worker (KV caches start empty: sequences that were active are lost).
+// A worker that dies, times out or falls silent (no heartbeat for heartbeat_timeout_ms: workers
+// send one a second whatever they are computing) fails the in-flight micro-batches with
+// "stage N (host:port) is down" (retryable: the engine replays its sequences), shows as "down"
+// in stages(), and is reconnected in the background: a monitor thread retries with back-off
+// (0.25 s doubling to 5 s) once nothing is in flight, and launch() retries too. A reconnect
+// reconnects every worker; KV caches start empty. The coordinator pings every worker once a
+// second, so that a worker notices a vanished coordinator.
 //
 // Over MPI the peers are "mpi:RANK" addresses (every frame goes over mpi_transport.h
 // connections: the session on kMpiSessionTag, activations on kMpiUpstreamTag), the worker ranks
@@ -48,6 +52,10 @@ struct RemotePipelineOptions {
   int connect_timeout_ms = 5000;
   int load_timeout_ms = 300000;
   int result_timeout_ms = 300000;  // no result for this long: the pipeline is marked down
+  // Nothing (results, heartbeats) heard from a worker for this long: it is marked down. Workers
+  // send a heartbeat every kHeartbeatIntervalMs (frame.h). 0 = off. Not over MPI.
+  int heartbeat_timeout_ms = 6000;
+  bool reconnect_in_background = true;  // the monitor thread (TCP only)
   SyncMode sync = SyncMode::Auto;
   std::shared_ptr<SyncCounters> sync_counters;  // optional: what the tensor server sent
   uint64_t sync_chunk_bytes = uint64_t{8} << 20;  // tensor bytes per frame

@@ -37,6 +37,16 @@ struct Worker::Impl {
   std::unique_ptr<Connection> downstream;  // the next stage ("" next: we are last)
   std::string next_address;
 
+  // Heartbeats (TCP): a thread sends a pong on the session once a second while a stage is loaded,
+  // whatever the main thread is computing. session_mutex guards `session` against it being
+  // replaced during a heartbeat; only the main thread changes it.
+  std::mutex session_mutex;
+  bool session_loaded = false;  // under session_mutex: heartbeats may go out
+  std::thread heartbeat;
+  std::condition_variable heartbeat_cv;
+  std::chrono::steady_clock::time_point session_heard{};  // last frame from the coordinator
+  bool session_pinged = false;  // the coordinator pings: its silence means it is gone
+
   std::unique_ptr<model::Stage> stage;
   LoadMsg loaded;  // the assignment `stage` was built for
   std::string loaded_dir;  // the folder it was loaded from
@@ -48,6 +58,11 @@ struct Worker::Impl {
   explicit Impl(const WorkerOptions& o) : options(o) {
     if (!o.model_dir.empty()) own_fingerprint = fingerprint(o.model_dir);
     cache_dir = o.cache_dir;  // the default is looked up when first needed
+  }
+  ~Impl() {
+    stopping.store(true);
+    heartbeat_cv.notify_all();
+    if (heartbeat.joinable()) heartbeat.join();
   }
 
   std::string name() const {
@@ -75,7 +90,12 @@ struct Worker::Impl {
 
   void end_session(const std::string& why) {
     if (session) log::info("[worker] coordinator {} gone: {}", session->peer(), why);
-    session.reset();
+    {
+      std::lock_guard lock(session_mutex);
+      session.reset();
+      session_loaded = false;
+    }
+    session_pinged = false;
     upstream.reset();
     downstream.reset();
     next_address.clear();
@@ -106,7 +126,11 @@ struct Worker::Impl {
       }
       log::info("[worker] coordinator {} connected", conn->peer());
       end_session("replaced");
-      session = std::move(conn);
+      {
+        std::lock_guard lock(session_mutex);
+        session = std::move(conn);
+      }
+      session_heard = std::chrono::steady_clock::now();
       session_fingerprint = hs.peer_fingerprint;
       session_client_id = hs.client_id;
     } else {  // upstream
@@ -152,6 +176,10 @@ struct Worker::Impl {
   }
 
   void handle_load(const Frame& f) {
+    {
+      std::lock_guard lock(session_mutex);
+      session_loaded = false;  // no heartbeat may come between the load and the loaded frame
+    }
     LoadMsg m = decode_load(f.payload);
     if (is_mpi_address(m.next) && !attached) {
       throw Error("worker", name() + " is not an MPI rank: it cannot pass activations to " + m.next);
@@ -203,7 +231,23 @@ struct Worker::Impl {
     reply.n_layers = stage->config().n_layers;
     reply.weight_bytes = stage->weight_bytes();
     reply.fingerprint = fp;
+    std::lock_guard lock(session_mutex);
     session->send(FrameType::Loaded, encode_loaded(reply));
+    session_loaded = true;
+  }
+
+  void send_heartbeats() {
+    std::unique_lock lock(session_mutex);
+    while (!stopping.load()) {
+      heartbeat_cv.wait_for(lock, std::chrono::milliseconds(kHeartbeatIntervalMs));
+      if (stopping.load()) break;
+      if (!session || !session_loaded) continue;
+      try {
+        session->send(FrameType::Pong);
+      } catch (const std::exception&) {
+        // the main thread sees the broken connection
+      }
+    }
   }
 
   void connect_downstream() {
@@ -227,6 +271,7 @@ struct Worker::Impl {
     ForwardMsg m = decode_forward(f.payload);
     ResultMsg result;
     result.id = m.id;
+    bool pass_on = false;
     if (!stage) {
       result.error = name() + " has no stage loaded";
       send_result(result);
@@ -249,16 +294,19 @@ struct Worker::Impl {
       result.stage_us = m.stage_us;
       if (!stage->is_last()) {
         m.hidden_dim = cfg.hidden;
-        forward_downstream(m);
-        return;
-      }
-      if (m.return_logits) {
+        pass_on = true;
+      } else if (m.return_logits) {
         result.logits.assign(logits.begin(), logits.begin() + rows * cfg.vocab);
       } else {
         result.sampled = samplers.sample_batch(m.chunks, m.tokens, logits.data(), cfg.vocab);
       }
     } catch (const std::exception& e) {
       result.error = stage_name() + ": " + e.what();
+      pass_on = false;
+    }
+    if (pass_on) {
+      forward_downstream(m);  // ends the session when the next stage is gone
+      return;
     }
     send_result(result);
   }
@@ -272,10 +320,20 @@ struct Worker::Impl {
       downstream->send_pieces(FrameType::Forward, pieces);
     } catch (const std::exception& e) {
       downstream.reset();
-      ResultMsg r;
-      r.id = m.id;
-      r.error = "next stage " + next_address + " is unreachable from " + name() + ": " + e.what();
-      send_result(r);
+      std::string why =
+          "next stage " + next_address + " is unreachable from " + name() + ": " + e.what();
+      if (attached) {  // MPI: the job does not reconnect; the coordinator gets the error
+        ResultMsg r;
+        r.id = m.id;
+        r.error = why;
+        send_result(r);
+        return;
+      }
+      // The pipeline is broken past this stage: ending the session tells the coordinator, which
+      // reconnects every stage (and replays its sequences) once the next one is back.
+      log::warn("[worker] {}", why);
+      if (session) send_error_quietly(*session, why);
+      end_session(why);
     }
   }
 
@@ -328,6 +386,10 @@ struct Worker::Impl {
   void serve(std::unique_ptr<Connection>& conn, bool from_session) {
     try {
       Frame f = recv_checked(*conn, options.frame_timeout_ms);
+      if (from_session) {
+        session_heard = std::chrono::steady_clock::now();
+        if (f.type() == FrameType::Ping) session_pinged = true;
+      }
       handle(f, from_session);
     } catch (const std::exception& e) {
       if (!conn) return;  // a shutdown already ended the session
@@ -451,7 +513,14 @@ struct Worker::Impl {
     }
     log::info("[worker] listening on {}{}", listener->address(),
               own_fingerprint.empty() ? "" : " (model " + own_fingerprint.substr(0, 16) + "...)");
+    heartbeat = std::thread([this] { send_heartbeats(); });
     while (!stopping.load()) {
+      if (session && session_pinged && options.coordinator_timeout_ms > 0 &&
+          std::chrono::steady_clock::now() - session_heard >
+              std::chrono::milliseconds(options.coordinator_timeout_ms)) {
+        end_session("nothing heard from it for " +
+                    std::to_string(options.coordinator_timeout_ms / 1000) + " s");
+      }
       pollfd fds[3] = {{listener->fd(), POLLIN, 0}, {-1, POLLIN, 0}, {-1, POLLIN, 0}};
       if (session) fds[1].fd = session->poll_fd();
       if (upstream) fds[2].fd = upstream->poll_fd();
@@ -464,6 +533,8 @@ struct Worker::Impl {
     }
     if (session) send_error_quietly(*session, name() + " is shutting down");
     end_session("worker stopped");
+    heartbeat_cv.notify_all();
+    if (heartbeat.joinable()) heartbeat.join();
   }
 };
 

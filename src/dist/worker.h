@@ -43,6 +43,10 @@ struct WorkerOptions {
   int sync_timeout_ms = 300000;  // per frame while syncing (the coordinator hashes first)
   int handshake_timeout_ms = 5000;
   int frame_timeout_ms = 30000;  // for the rest of a frame once it has started
+  // A coordinator that has pinged this session and then is silent this long is gone (power loss,
+  // cable): the session ends so that it, or another coordinator, can take the worker again.
+  // 0 = never. (TCP only; the worker itself sends a heartbeat every kHeartbeatIntervalMs.)
+  int coordinator_timeout_ms = 15000;
   std::string name;  // how logs and errors name this worker; "" = "worker HOST:PORT"
 };
 

@@ -5,15 +5,24 @@
 // ready sequences plus prefill chunks of prompts, and (4) waits for the oldest micro-batch and
 // delivers its tokens. A sequence is in at most one in-flight micro-batch at a time, since its
 // next token depends on the previous one.
+//
+// A lost stage (a retryable failure) starts an outage: launching pauses, the batches in flight
+// drain, and every active sequence is rewound to be re-prefilled from its prompt and the tokens
+// it has produced (its KV is gone everywhere). Once the pipeline's stages are all ready again (or
+// once a second, to let a pipeline that reconnects on launch try) the sequences are launched
+// again and continue where they stopped; the sampler draws by (seed, position), so the text is
+// the one an undisturbed run gives. After recovery_timeout_ms they fail with the reason.
 #include "runtime/engine.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <map>
 #include <mutex>
+#include <random>
 #include <stdexcept>
 #include <thread>
 #include <unordered_set>
@@ -29,15 +38,29 @@ using Clock = std::chrono::steady_clock;
 struct Sequence {
   uint64_t id = 0;
   Request request;
-  int64_t prefilled = 0;    // prompt tokens already launched into the pipeline
+  int64_t prefilled = 0;    // tokens of the prefill already launched into the pipeline
+  // Tokens to run through the model before decoding: the prompt, or after an outage the prompt
+  // and every generated token but the last (which is the next decode step's input).
+  int64_t prefill_target = 0;
   int64_t generated = 0;    // tokens sampled so far
   int32_t last_token = -1;  // the latest sampled token: input of the next decode step
+  std::vector<int32_t> output;  // every sampled token, for a replay
+  uint64_t replayed_in = 0;     // the outage (Impl::outages) that last rewound it
   bool params_sent = false;
   bool in_flight = false;
   bool cancelled = false;  // cancelled while in flight: dropped when its batch returns
 
   int64_t prompt_len() const { return static_cast<int64_t>(request.prompt.size()); }
-  bool prefill_done() const { return prefilled >= prompt_len(); }
+  bool prefill_done() const { return prefilled >= prefill_target; }
+  int32_t token_at(int64_t i) const {
+    return i < prompt_len() ? request.prompt[size_t(i)] : output[size_t(i - prompt_len())];
+  }
+  // Forgets the KV the pipeline held: the next launches prefill prompt + output[:-1] again.
+  void rewind() {
+    prefilled = 0;
+    prefill_target = prompt_len() + std::max<int64_t>(0, generated - 1);
+    params_sent = false;
+  }
   // Decoding sequences have a sampled token that still has to go through the model.
   bool ready_to_decode() const { return prefill_done() && generated > 0; }
 };
@@ -68,6 +91,19 @@ struct Engine::Impl {
   uint64_t next_batch_id = 1;
   std::thread thread;
 
+  // Outage (scheduler thread): see the top of this file.
+  struct Outage {
+    bool active = false;    // since the first retryable failure, until a batch succeeds
+    bool paused = false;    // not launching: draining, then waiting for the stages
+    bool rewound = false;   // this pause's rewind is done
+    bool gave_up = false;   // past the deadline: retryable failures fail at once
+    Clock::time_point since, deadline, next_try;
+    std::string error;      // the failure that started it (the latest one)
+    int64_t replays = 0;    // sequences rewound during it
+  } outage;
+  int64_t replayed_before = 0;  // sequences replayed in earlier outages
+  uint64_t outages = 0;         // outages started
+
   void run();
   void apply_cancels();
   void admit();
@@ -77,6 +113,10 @@ struct Engine::Impl {
   void finish(Sequence& seq, FinishReason reason, const std::string& error = {});
   bool deliver(Sequence& seq, const TokenEvent& event);
   void drain_on_stop();
+  void start_outage(const std::string& error);
+  void pause_step();
+  bool stages_ready() const;
+  void set_outage_stats();
 };
 
 Engine::Engine(std::unique_ptr<Pipeline> pipeline, const EngineOptions& options)
@@ -109,6 +149,15 @@ uint64_t Engine::submit(Request request) {
   if (request.max_tokens < 1) throw std::invalid_argument("[engine] max_tokens must be >= 1");
   auto seq = std::make_unique<Sequence>();
   seq->request = std::move(request);
+  seq->prefill_target = n;
+  // The sampler's random numbers are a function of (seed, position): with the seed fixed here, a
+  // sequence replayed after a lost stage samples the same tokens.
+  if (!seq->request.sampling.has_seed) {
+    std::random_device rd;
+    seq->request.sampling.seed = (uint64_t(rd()) << 32) ^ rd();
+    seq->request.sampling.has_seed = true;
+  }
+  seq->request.sampling.prompt_tokens = n;
   uint64_t id;
   {
     std::lock_guard lock(impl_->mutex);
@@ -242,15 +291,16 @@ bool Engine::Impl::launch_one() {
   for (auto& [id, seq] : active) {
     if (budget < 1) break;
     if (seq->in_flight || seq->cancelled || seq->prefill_done()) continue;
-    const int64_t n = std::min({options.prefill_chunk, budget, seq->prompt_len() - seq->prefilled});
+    const int64_t n = std::min({options.prefill_chunk, budget, seq->prefill_target - seq->prefilled});
     model::SeqChunk chunk;
     chunk.seq_id = static_cast<int64_t>(id);
     chunk.pos = static_cast<int32_t>(seq->prefilled);
     chunk.n_tokens = static_cast<int32_t>(n);
-    chunk.want_logits = seq->prefilled + n == seq->prompt_len();
+    // A replayed prefill samples nothing: its next token is already known (last_token).
+    chunk.want_logits = seq->prefilled + n == seq->prefill_target && seq->generated == 0;
     batch.chunks.push_back(chunk);
-    batch.tokens.insert(batch.tokens.end(), seq->request.prompt.begin() + seq->prefilled,
-                        seq->request.prompt.begin() + seq->prefilled + n);
+    for (int64_t i = seq->prefilled; i < seq->prefilled + n; ++i)
+      batch.tokens.push_back(seq->token_at(i));
     if (!seq->params_sent) {
       batch.new_sequences.emplace_back(static_cast<int64_t>(id), seq->request.sampling);
       seq->params_sent = true;
@@ -306,6 +356,22 @@ void Engine::Impl::complete_one() {
   }
   std::vector<Member> members = std::move(in_flight.front());
   in_flight.pop_front();
+  if (!result.error.empty() && result.retryable && options.recovery_timeout_ms > 0) {
+    start_outage(result.error);
+  } else if (result.error.empty() && outage.active && !outage.paused) {
+    log::info("[engine] the pipeline is whole again after {:.1f} s{}",
+              std::chrono::duration<double>(Clock::now() - outage.since).count(),
+              outage.gave_up ? "" : "; " + std::to_string(outage.replays) +
+                                        " sequence(s) replayed");
+    {
+      std::lock_guard lock(mutex);
+      ++stats.recoveries_total;
+      replayed_before += outage.replays;
+      stats.replayed_total = replayed_before;
+    }
+    outage = Outage{};
+    set_outage_stats();
+  }
 
   std::map<int64_t, const SampledToken*> sampled;
   for (auto& [seq_id, token] : result.sampled) sampled[seq_id] = &token;
@@ -322,7 +388,12 @@ void Engine::Impl::complete_one() {
       active.erase(it);
     };
     if (!result.error.empty()) {
-      end_seq(seq.cancelled ? FinishReason::Cancelled : FinishReason::Error, result.error);
+      if (result.retryable && !seq.cancelled && options.recovery_timeout_ms > 0 &&
+          !outage.gave_up) {
+        continue;  // kept: rewound and replayed once the pipeline is whole (start_outage)
+      }
+      end_seq(seq.cancelled ? FinishReason::Cancelled : FinishReason::Error,
+              outage.gave_up ? result.error + "; " + outage.error : result.error);
       continue;
     }
     if (seq.cancelled) {
@@ -337,6 +408,7 @@ void Engine::Impl::complete_one() {
     const SampledToken& token = *found->second;
     ++seq.generated;
     seq.last_token = token.token;
+    seq.output.push_back(token.token);
 
     FinishReason reason = FinishReason::None;
     const bool is_eos = std::find(seq.request.eos_ids.begin(), seq.request.eos_ids.end(),
@@ -394,6 +466,90 @@ void Engine::Impl::drain_on_stop() {
   for (auto& seq : rest) finish(*seq, FinishReason::Cancelled, "server shutting down");
 }
 
+bool Engine::Impl::stages_ready() const {
+  try {
+    for (const auto& st : pipeline->stages())
+      if (st.state != "ready") return false;
+    return true;
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+void Engine::Impl::set_outage_stats() {
+  std::lock_guard lock(mutex);
+  stats.recovering = outage.active && !outage.gave_up;
+  stats.recovery_gave_up = outage.gave_up;
+}
+
+void Engine::Impl::start_outage(const std::string& error) {
+  const auto now = Clock::now();
+  if (!outage.active) {
+    ++outages;
+    outage.active = true;
+    outage.since = now;
+    outage.deadline = now + std::chrono::milliseconds(options.recovery_timeout_ms);
+    log::warn("[engine] {}: pausing {} sequence(s) until the pipeline is whole again (up to {} s)",
+              error, active.size(), options.recovery_timeout_ms / 1000.0);
+  }
+  outage.error = error;
+  if (outage.gave_up) return;  // failing at once until a batch succeeds
+  outage.paused = true;
+  outage.rewound = false;
+  outage.next_try = now + std::chrono::seconds(1);
+  set_outage_stats();
+}
+
+// One turn of the scheduler while paused by an outage: drain what is in flight, rewind every
+// sequence once, then resume when the stages are ready (or to try, once a second), or give up.
+void Engine::Impl::pause_step() {
+  if (!in_flight.empty()) {
+    complete_one();
+    return;
+  }
+  if (!outage.rewound) {
+    for (auto& [id, seq] : active) {
+      pipeline->release(static_cast<int64_t>(id));  // lets a re-planning pipeline go idle
+      if ((seq->prefilled > 0 || seq->generated > 0) && seq->replayed_in != outages) {
+        seq->replayed_in = outages;  // counted once per outage, however many tries it takes
+        ++outage.replays;
+      }
+      seq->rewind();
+    }
+    outage.rewound = true;
+    std::lock_guard lock(mutex);
+    stats.replayed_total = replayed_before + outage.replays;
+  }
+  const auto now = Clock::now();
+  if (stages_ready() || now >= outage.next_try) {
+    outage.paused = false;
+    return;
+  }
+  if (now >= outage.deadline) {
+    char secs[32];
+    std::snprintf(secs, sizeof(secs), "%g", options.recovery_timeout_ms / 1000.0);
+    const std::string why = outage.error + "; the pipeline was not whole again within " + secs +
+                            " s (--recovery-timeout)";
+    log::error("[engine] {}: failing {} sequence(s)", why, active.size());
+    outage.paused = false;
+    outage.gave_up = true;
+    outage.error = why;
+    set_outage_stats();  // before the events: a client that sees its error sees the state too
+    std::map<uint64_t, std::unique_ptr<Sequence>> failed;
+    failed.swap(active);
+    {
+      std::lock_guard lock(mutex);
+      stats.active = 0;
+    }
+    for (auto& [id, seq] : failed) {
+      finish(*seq, seq->cancelled ? FinishReason::Cancelled : FinishReason::Error, why);
+    }
+    return;
+  }
+  std::unique_lock lock(mutex);
+  wake.wait_for(lock, std::chrono::milliseconds(100), [&] { return stop || !cancels.empty(); });
+}
+
 void Engine::Impl::run() {
   bool worked = false;  // since the engine last went idle
   for (;;) {
@@ -415,6 +571,10 @@ void Engine::Impl::run() {
     worked = true;
     apply_cancels();
     admit();
+    if (outage.paused) {
+      pause_step();
+      continue;
+    }
     const int depth = std::max(1, pipeline->depth());
     while (static_cast<int>(in_flight.size()) < depth && launch_one()) {
     }

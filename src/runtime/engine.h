@@ -43,6 +43,11 @@ struct EngineOptions {
   int64_t max_active = 64;          // sequences decoding at once
   int64_t max_queue = 256;          // waiting requests; beyond this submit() throws QueueFull
   int64_t max_context = 4096;       // prompt + generated tokens per sequence
+  // A stage lost mid-generation (a retryable micro-batch failure): every active sequence is kept
+  // (prompt + tokens so far) and re-prefilled once the pipeline is whole again, so clients see a
+  // pause, not an error. After this long without recovery they fail with the reason; 0 = fail at
+  // once.
+  int64_t recovery_timeout_ms = 60000;
 };
 
 class QueueFull : public std::runtime_error {
@@ -54,6 +59,10 @@ struct EngineStats {
   int64_t queued = 0, active = 0;
   int64_t prompt_tokens_total = 0, generated_tokens_total = 0;
   double busy_seconds = 0;
+  bool recovering = false;       // waiting for a lost stage (requests paused, not failed)
+  bool recovery_gave_up = false;  // the pipeline stayed broken past recovery_timeout_ms
+  int64_t recoveries_total = 0;   // outages the engine came through
+  int64_t replayed_total = 0;     // sequences re-prefilled after an outage
 };
 
 class Engine {

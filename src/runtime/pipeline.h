@@ -31,6 +31,10 @@ struct MicroBatchResult {
   std::vector<std::pair<int64_t, SampledToken>> sampled;
   std::vector<float> logits;  // [rows, vocab] when return_logits
   std::string error;          // non-empty: the micro-batch failed (e.g. a stage is down)
+  // With an error: the failure was the pipeline's (a stage lost, a re-plan under way), not the
+  // micro-batch's, and its sequences may be re-run once the pipeline is whole again. Every
+  // sequence's KV is then gone: the pipeline starts empty when it comes back.
+  bool retryable = false;
 };
 
 struct StageInfo {

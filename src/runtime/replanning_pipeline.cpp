@@ -129,6 +129,7 @@ void ReplanningPipeline::launch(MicroBatch batch) {
     r.id = batch.id;
     r.error = "the cluster is being re-planned and has no pipeline yet" +
               (build_error_.empty() ? std::string() : ": " + build_error_);
+    r.retryable = true;  // a layout is coming: the engine waits for it
     in_flight_.push_back(std::move(r));
     return;
   }

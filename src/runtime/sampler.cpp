@@ -18,7 +18,7 @@ nlohmann::json SamplingParams::to_json() const {
   return {{"temperature", temperature}, {"top_k", top_k}, {"top_p", top_p}, {"min_p", min_p},
           {"repetition_penalty", repetition_penalty}, {"presence_penalty", presence_penalty},
           {"frequency_penalty", frequency_penalty}, {"seed", seed}, {"has_seed", has_seed},
-          {"top_logprobs", top_logprobs}, {"logprobs", logprobs}};
+          {"top_logprobs", top_logprobs}, {"logprobs", logprobs}, {"prompt_tokens", prompt_tokens}};
 }
 
 SamplingParams SamplingParams::from_json(const nlohmann::json& j) {
@@ -34,19 +34,37 @@ SamplingParams SamplingParams::from_json(const nlohmann::json& j) {
   p.has_seed = j.value("has_seed", p.has_seed);
   p.top_logprobs = j.value("top_logprobs", p.top_logprobs);
   p.logprobs = j.value("logprobs", p.logprobs);
+  p.prompt_tokens = j.value("prompt_tokens", p.prompt_tokens);
   return p;
 }
 
+namespace {
+
+// SplitMix64's finaliser: a well-mixed 64-bit value of (seed, position).
+uint64_t mix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+}  // namespace
+
 SequenceSampler::SequenceSampler(const SamplingParams& params) : params_(params) {
-  uint64_t seed = params.has_seed ? params.seed : (uint64_t(std::random_device{}()) << 32) ^ std::random_device{}();
-  rng_.seed(seed);
+  seed_ = params.has_seed ? params.seed
+                          : (uint64_t(std::random_device{}()) << 32) ^ std::random_device{}();
 }
 
 void SequenceSampler::observe_prompt(const int32_t* ids, int64_t n) {
   for (int64_t i = 0; i < n; ++i) ++prompt_counts_[ids[i]];
 }
 
-SampledToken SequenceSampler::sample(float* logits, int64_t vocab) {
+void SequenceSampler::observe_generated(const int32_t* ids, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) ++generated_counts_[ids[i]];
+}
+
+SampledToken SequenceSampler::sample(float* logits, int64_t vocab, int64_t position) {
+  if (position < 0) position = (int64_t{1} << 62) + draws_++;
   SampledToken out;
   const SamplingParams& p = params_;
   // Log-probabilities of the raw distribution, reported to clients.
@@ -153,8 +171,9 @@ SampledToken SequenceSampler::sample(float* logits, int64_t vocab) {
       for (int32_t id : idx) total += prob[size_t(id)];
     else
       total = 1.0;
-    std::uniform_real_distribution<double> uni(0.0, total);
-    double r = uni(rng_), acc = 0;
+    // One uniform draw in [0, total) from (seed, position): 53 random bits.
+    const uint64_t bits = mix64(seed_ ^ mix64(uint64_t(position)));
+    double r = double(bits >> 11) * 0x1.0p-53 * total, acc = 0;
     if (truncate) {
       chosen = idx.back();
       for (int32_t id : idx) {
@@ -183,7 +202,7 @@ SampledToken SequenceSampler::sample(float* logits, int64_t vocab) {
 
 void SamplerSet::add(int64_t seq_id, const SamplingParams& params) {
   samplers_.erase(seq_id);
-  samplers_.emplace(seq_id, Entry{SequenceSampler(params), false});
+  samplers_.emplace(seq_id, Entry{SequenceSampler(params), false, 0});
 }
 
 void SamplerSet::release(int64_t seq_id) { samplers_.erase(seq_id); }
@@ -199,18 +218,33 @@ std::vector<std::pair<int64_t, SampledToken>> SamplerSet::sample_batch(
     if (it == samplers_.end()) {
       SamplingParams greedy;
       greedy.temperature = 0.0f;
-      it = samplers_.emplace(ch.seq_id, Entry{SequenceSampler(greedy), false}).first;
+      it = samplers_.emplace(ch.seq_id, Entry{SequenceSampler(greedy), false, 0}).first;
     }
     Entry& e = it->second;
-    if (!e.sampled_any) e.sampler.observe_prompt(tokens.data() + t, ch.n_tokens);
+    // Input tokens join the penalty history once: prompt positions as prompt, later ones (a
+    // replayed sequence's earlier output, or a sampled token fed back) as generated unless this
+    // sampler already counted them when it sampled them.
+    const int64_t boundary = e.sampler.params().prompt_tokens;
+    for (int64_t i = 0; i < ch.n_tokens; ++i) {
+      const int64_t q = ch.pos + i;
+      if (q < e.counted_until) continue;
+      const bool prompt = boundary >= 0 ? q < boundary : !e.sampled_any;
+      if (prompt)
+        e.sampler.observe_prompt(tokens.data() + t + size_t(i), 1);
+      else
+        e.sampler.observe_generated(tokens.data() + t + size_t(i), 1);
+    }
+    e.counted_until = std::max<int64_t>(e.counted_until, ch.pos + ch.n_tokens);
     t += size_t(ch.n_tokens);
     if (ch.all_logits) {
       row += ch.n_tokens;  // raw logits are returned; nothing to sample
       continue;
     }
     if (!ch.want_logits) continue;
-    out.emplace_back(ch.seq_id, e.sampler.sample(logits + row * vocab, vocab));
+    const int64_t last_pos = ch.pos + ch.n_tokens - 1;
+    out.emplace_back(ch.seq_id, e.sampler.sample(logits + row * vocab, vocab, last_pos));
     e.sampled_any = true;
+    e.counted_until = std::max<int64_t>(e.counted_until, last_pos + 2);  // the sampled token
     ++row;
   }
   return out;

@@ -24,6 +24,11 @@ struct SamplingParams {
   float frequency_penalty = 0.0f;   // OpenAI style, over generated tokens
   uint64_t seed = 0;
   bool has_seed = false;     // without a seed, one is drawn from std::random_device
+  // Where the prompt ends (positions < prompt_tokens are prompt, the rest generated), for the
+  // penalties; -1: the tokens before the first sampled one are the prompt. The engine sets it so
+  // that a sequence re-prefilled after a lost stage (prompt + generated tokens in one go) keeps
+  // the same penalty history.
+  int64_t prompt_tokens = -1;
   int32_t top_logprobs = 0;  // how many alternatives to report (0..20)
   bool logprobs = false;     // report the chosen token's log-probability
 
@@ -42,13 +47,18 @@ class SequenceSampler {
   explicit SequenceSampler(const SamplingParams& params);
   // Appends prompt or generated ids to the history used by penalties.
   void observe_prompt(const int32_t* ids, int64_t n);
-  // Samples from logits[vocab] (modified in place) and records the token as generated.
-  SampledToken sample(float* logits, int64_t vocab);
+  // Appends generated ids that come back as input (a replayed sequence's earlier output).
+  void observe_generated(const int32_t* ids, int64_t n);
+  // Samples from logits[vocab] (modified in place) and records the token as generated. The random
+  // number is a function of the seed and `position` (the position of the last input token), so a
+  // sequence replayed from its tokens draws the same numbers; position < 0 uses a running count.
+  SampledToken sample(float* logits, int64_t vocab, int64_t position = -1);
   const SamplingParams& params() const { return params_; }
 
  private:
   SamplingParams params_;
-  std::mt19937_64 rng_;
+  uint64_t seed_ = 0;
+  int64_t draws_ = 0;  // samples taken without a position
   std::unordered_map<int32_t, int32_t> prompt_counts_;     // for repetition_penalty
   std::unordered_map<int32_t, int32_t> generated_counts_;  // for all penalties
 };
@@ -72,6 +82,7 @@ class SamplerSet {
   struct Entry {
     SequenceSampler sampler;
     bool sampled_any = false;
+    int64_t counted_until = 0;  // positions below this are in the penalty history
   };
   std::unordered_map<int64_t, Entry> samplers_;
 };

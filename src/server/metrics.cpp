@@ -97,6 +97,15 @@ std::string Metrics::render(const runtime::EngineStats& stats,
   out += "# HELP meshlm_engine_busy_seconds_total Time the pipeline had work in flight.\n";
   out += "# TYPE meshlm_engine_busy_seconds_total counter\n";
   out += "meshlm_engine_busy_seconds_total " + fmt(stats.busy_seconds) + "\n";
+  out += "# HELP meshlm_recovering Whether requests are paused waiting for a lost stage (1).\n";
+  out += "# TYPE meshlm_recovering gauge\n";
+  out += "meshlm_recovering " + std::string(stats.recovering ? "1" : "0") + "\n";
+  out += "# HELP meshlm_recoveries_total Outages (lost stages) the engine came through.\n";
+  out += "# TYPE meshlm_recoveries_total counter\n";
+  out += "meshlm_recoveries_total " + std::to_string(stats.recoveries_total) + "\n";
+  out += "# HELP meshlm_replayed_sequences_total Sequences re-prefilled after a lost stage.\n";
+  out += "# TYPE meshlm_replayed_sequences_total counter\n";
+  out += "meshlm_replayed_sequences_total " + std::to_string(stats.replayed_total) + "\n";
   out += "# HELP meshlm_stage_up Whether each pipeline stage is ready (1) or not (0).\n";
   out += "# TYPE meshlm_stage_up gauge\n";
   for (size_t i = 0; i < stages.size(); ++i)

@@ -167,6 +167,10 @@ std::string step_events(const Shape& s, const CompletionStep& step, const Comple
 }
 
 void check_stages(Server::State& st) {
+  // With recovery on, a request made while a stage is down waits like the running ones do (the
+  // stage comes back, or a re-plan happens, within --recovery-timeout); once the engine gave up
+  // on the outage, or without recovery, it is refused at once.
+  if (st.engine->options().recovery_timeout_ms > 0 && !st.engine->stats().recovery_gave_up) return;
   auto stages = st.engine->stages();
   for (size_t i = 0; i < stages.size(); ++i)
     if (stages[i].state != "ready")

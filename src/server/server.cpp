@@ -87,7 +87,11 @@ json health_json(const Server::State& st, bool& healthy) {
           {"stages", stages},
           {"queued", stats.queued},
           {"active", stats.active},
-          {"max_active", st.engine->options().max_active}};
+          {"max_active", st.engine->options().max_active},
+          // A lost stage: requests are paused (not failed) while it comes back or is re-planned.
+          {"recovering", stats.recovering},
+          {"recoveries", stats.recoveries_total},
+          {"replayed_sequences", stats.replayed_total}};
 }
 
 }  // namespace

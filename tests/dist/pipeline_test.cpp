@@ -256,6 +256,7 @@ TEST_F(DistPipeline, DeadWorkerIsReportedAndReconnected) {
   p->launch(b);
   auto r = p->wait();
   EXPECT_NE(r.error.find("stage 2 (" + addr2 + ") is down"), std::string::npos) << r.error;
+  EXPECT_TRUE(r.retryable);  // a lost stage: the engine may replay its sequences
   auto st = p->stages();
   EXPECT_EQ(st[2].state, "down");
   // Still down: the next launch fails fast with the same kind of message.
@@ -294,6 +295,59 @@ TEST_F(DistPipeline, HungWorkerIsDetectedByTimeoutAndRecovers) {
   w2->signal(SIGCONT);
   EXPECT_EQ(greedy(*p, 100, 2), ref);
   EXPECT_EQ(p->stages()[2].state, "ready");
+}
+
+// Polls p.stages() until pred holds or ~limit_s pass (a bound, not a timing assertion).
+template <class Pred>
+bool eventually(runtime::Pipeline& p, Pred pred, double limit_s = 60) {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(limit_s);
+  while (std::chrono::steady_clock::now() < end) {
+    if (pred(p.stages())) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return pred(p.stages());
+}
+
+bool all_ready(const std::vector<runtime::StageInfo>& st) {
+  for (const auto& s : st)
+    if (s.state != "ready") return false;
+  return true;
+}
+
+// The README's promise, without any traffic: a worker killed and started again on the same
+// address is taken back by the coordinator's background reconnect (issue: it never was).
+TEST_F(DistPipeline, RestartedWorkerIsTakenBackWithoutTraffic) {
+  auto w1 = std::make_unique<WorkerProcess>();
+  auto w2 = std::make_unique<WorkerProcess>();
+  auto p = make_remote_pipeline(options({w1->address(), w2->address()}, {0, 1, 3, 4}));
+  auto ref = greedy(*p, 0, 2);
+  ASSERT_EQ(ref.size(), 2u);
+  const uint16_t port2 = w2->port();
+  w2->kill(SIGKILL);
+  EXPECT_TRUE(eventually(*p, [](auto st) { return st[2].state != "ready"; }));
+  w2 = std::make_unique<WorkerProcess>(port2);
+  EXPECT_TRUE(eventually(*p, all_ready)) << "the restarted worker was not taken back";
+  EXPECT_EQ(greedy(*p, 100, 2), ref);
+}
+
+// A worker that stops answering without closing its connection (SIGSTOP: a suspended laptop, a
+// pulled cable) is noticed by the missing heartbeats with nothing in flight, long before the
+// result timeout, and taken back by itself once it answers again.
+TEST_F(DistPipeline, SilentWorkerIsNoticedByHeartbeatsAndTakenBack) {
+  auto w1 = std::make_unique<WorkerProcess>();
+  auto w2 = std::make_unique<WorkerProcess>();
+  auto o = options({w1->address(), w2->address()}, {0, 1, 3, 4});
+  o.heartbeat_timeout_ms = 3000;
+  o.result_timeout_ms = 600000;  // not what notices it
+  auto p = make_remote_pipeline(o);
+  auto ref = greedy(*p, 0, 2);
+  ASSERT_EQ(ref.size(), 2u);
+  w2->signal(SIGSTOP);
+  EXPECT_TRUE(eventually(*p, [](auto st) { return st[2].state != "ready"; }))
+      << "a silent worker was not noticed";
+  w2->signal(SIGCONT);
+  EXPECT_TRUE(eventually(*p, all_ready)) << "the worker was not taken back";
+  EXPECT_EQ(greedy(*p, 100, 2), ref);
 }
 
 // Every architecture, 1 to 4 stages over TCP, 4 sequences in flight at once: prompts longer than

@@ -253,6 +253,89 @@ TEST(Engine, BatchErrorFailsItsSequencesAndEngineRecovers) {
   EXPECT_EQ(c.tokens, FakePipeline::reference(prompt_of(4, 3), 5, 1000));
 }
 
+// A lost stage mid-generation (a retryable failure): the engine pauses every sequence, waits for
+// the stages to be ready again, re-prefills prompt + tokens so far and continues; the tokens are
+// those of an undisturbed run and nothing fails.
+TEST(Engine, LostStagePausesAndReplaysWithIdenticalTokens) {
+  auto pipe = std::make_unique<FakePipeline>(2);
+  auto* fake = pipe.get();
+  {
+    std::lock_guard lock(fake->shared().mutex);
+    fake->shared().fail_message = "[dist] stage 1 (10.0.0.2:9000) is down";
+    fake->shared().fail_retryable = true;
+    fake->shared().fail_after = 12;  // a few tokens each, then the stage is "lost"
+    fake->shared().stage_state = "down";
+  }
+  EngineOptions opt;
+  opt.recovery_timeout_ms = 600000;  // never reached: the test brings the stage back
+  opt.prefill_chunk = 3;
+  Engine engine(std::move(pipe), opt);
+  Collector a, b, c;
+  engine.submit(a.request(prompt_of(7, 1), 30));
+  engine.submit(b.request(prompt_of(5, 2), 30));
+  engine.submit(c.request(prompt_of(9, 3), 30));
+  // Wait (bounded) until the engine has met the failure and paused, then bring the stage back.
+  for (int i = 0; i < 3000 && !engine.stats().recovering; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_TRUE(engine.stats().recovering);
+  EXPECT_FALSE(a.done || b.done || c.done);
+  {
+    std::lock_guard lock(fake->shared().mutex);
+    fake->shared().fail_message.clear();
+    fake->shared().stage_state = "ready";
+  }
+  ASSERT_TRUE(a.wait(60000));
+  ASSERT_TRUE(b.wait(60000));
+  ASSERT_TRUE(c.wait(60000));
+  EXPECT_EQ(a.last.reason, FinishReason::Length) << a.last.error;
+  EXPECT_EQ(a.tokens, FakePipeline::reference(prompt_of(7, 1), 30, 1000));
+  EXPECT_EQ(b.tokens, FakePipeline::reference(prompt_of(5, 2), 30, 1000));
+  EXPECT_EQ(c.tokens, FakePipeline::reference(prompt_of(9, 3), 30, 1000));
+  auto st = engine.stats();
+  EXPECT_FALSE(st.recovering);
+  EXPECT_EQ(st.recoveries_total, 1);
+  EXPECT_GE(st.replayed_total, 1);
+  std::lock_guard lock(fake->shared().mutex);
+  EXPECT_TRUE(fake->shared().violations.empty()) << fake->shared().violations[0];
+}
+
+// The stage never comes back: requests fail after the recovery timeout with the reason, new ones
+// fail at once while it stays down, and service resumes when it returns.
+TEST(Engine, LostStageGivesUpAfterRecoveryTimeout) {
+  auto pipe = std::make_unique<FakePipeline>(1);
+  auto* fake = pipe.get();
+  {
+    std::lock_guard lock(fake->shared().mutex);
+    fake->shared().fail_message = "[dist] stage 1 (10.0.0.2:9000) is down";
+    fake->shared().fail_retryable = true;
+    fake->shared().stage_state = "down";
+  }
+  EngineOptions opt;
+  opt.recovery_timeout_ms = 200;
+  Engine engine(std::move(pipe), opt);
+  Collector a;
+  engine.submit(a.request(prompt_of(4, 1), 5));
+  ASSERT_TRUE(a.wait(60000));
+  EXPECT_EQ(a.last.reason, FinishReason::Error);
+  EXPECT_NE(a.last.error.find("is down"), std::string::npos) << a.last.error;
+  EXPECT_NE(a.last.error.find("--recovery-timeout"), std::string::npos) << a.last.error;
+  EXPECT_TRUE(engine.stats().recovery_gave_up);
+  Collector b;  // still down: fails without another wait
+  engine.submit(b.request(prompt_of(4, 2), 5));
+  ASSERT_TRUE(b.wait(60000));
+  EXPECT_EQ(b.last.reason, FinishReason::Error);
+  {
+    std::lock_guard lock(fake->shared().mutex);
+    fake->shared().fail_message.clear();
+    fake->shared().stage_state = "ready";
+  }
+  Collector c;
+  engine.submit(c.request(prompt_of(4, 3), 5));
+  ASSERT_TRUE(c.wait(60000));
+  EXPECT_EQ(c.tokens, FakePipeline::reference(prompt_of(4, 3), 5, 1000));
+  EXPECT_FALSE(engine.stats().recovery_gave_up);
+}
+
 TEST(Engine, ThrowingCallbackDoesNotKillTheEngine) {
   Engine engine(std::make_unique<FakePipeline>(1), EngineOptions{});
   Request r;

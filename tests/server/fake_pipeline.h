@@ -34,6 +34,8 @@ class FakePipeline : public runtime::Pipeline {
     int64_t batches = 0;
     int64_t max_decode_rows = 0;  // most decode (1-token) chunks in one batch
     std::string fail_message;     // non-empty: every batch from now on fails with it
+    bool fail_retryable = false;  // ... as a lost stage (the engine pauses and replays)
+    int64_t fail_after = 0;       // ... once this many more batches have succeeded
     bool throw_on_wait = false;
     std::string stage_state = "ready";
     bool hold = false;              // wait() blocks while set (see open())
@@ -114,8 +116,11 @@ class FakePipeline : public runtime::Pipeline {
     if (shared_.throw_on_wait) throw std::runtime_error("[fake] connection to stage 1 lost");
     runtime::MicroBatchResult result;
     result.id = batch.id;
-    if (!shared_.fail_message.empty()) {
+    if (!shared_.fail_message.empty() && shared_.fail_after > 0) {
+      --shared_.fail_after;
+    } else if (!shared_.fail_message.empty()) {
       result.error = shared_.fail_message;
+      result.retryable = shared_.fail_retryable;
       return result;
     }
     size_t offset = 0;

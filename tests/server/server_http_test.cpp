@@ -1,6 +1,8 @@
 // The HTTP server in-process over a fake pipeline: what a real model cannot easily show —
 // a stage that is down (503), a pipeline that fails mid-stream, shutdown with requests open.
 #include <gtest/gtest.h>
+
+#include <future>
 #include <httplib.h>
 
 #include <filesystem>
@@ -26,6 +28,7 @@ class ServerHttp : public ::testing::Test {
     fake_ = pipe.get();
     runtime::EngineOptions eo;
     eo.max_context = 256;
+    eo.recovery_timeout_ms = recovery_ms_;
     auto engine = std::make_unique<runtime::Engine>(std::move(pipe), eo);
     ServerOptions so;
     so.port = 0;
@@ -57,6 +60,7 @@ class ServerHttp : public ::testing::Test {
   }
 
   testing::FakePipeline* fake_ = nullptr;
+  int64_t recovery_ms_ = 0;  // the engine's recovery_timeout_ms: 0 = a lost stage fails at once
   std::unique_ptr<Server> server_;
   std::thread thread_;
   int port_ = 0;
@@ -89,6 +93,58 @@ TEST_F(ServerHttp, StageDownIs503) {
   ASSERT_TRUE(h);
   EXPECT_EQ(h->status, 503);
   EXPECT_EQ(json::parse(h->body)["status"], "degraded");
+}
+
+// With --recovery-timeout: a request made while a stage is down is not refused; it waits with the
+// engine's recovery and completes, identical, once the stage is back.
+class ServerHttpRecovery : public ServerHttp {
+ protected:
+  void SetUp() override {
+    recovery_ms_ = 600000;
+    ServerHttp::SetUp();
+  }
+};
+
+TEST_F(ServerHttpRecovery, RequestDuringOutageWaitsAndCompletes) {
+  auto reference = post(chat(false, 6));
+  ASSERT_TRUE(reference);
+  ASSERT_EQ(reference->status, 200) << reference->body;
+  {
+    std::lock_guard lock(fake_->shared().mutex);
+    fake_->shared().stage_state = "down";
+    fake_->shared().fail_message = "[dist] stage 1 (10.0.0.2:9000) is down";
+    fake_->shared().fail_retryable = true;
+  }
+  std::promise<httplib::Result> done;
+  auto result = done.get_future();
+  std::thread client([&] {
+    httplib::Client cli("127.0.0.1", port_);
+    cli.set_read_timeout(120, 0);
+    done.set_value(cli.Post("/v1/chat/completions", chat(false, 6).dump(), "application/json"));
+  });
+  // /health says the engine is recovering (bounded wait), then the stage comes back.
+  bool recovering = false;
+  httplib::Client health("127.0.0.1", port_);
+  for (int i = 0; i < 3000 && !recovering; ++i) {
+    auto h = health.Get("/health");
+    recovering = h && json::parse(h->body).value("recovering", false);
+    if (!recovering) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(recovering);
+  {
+    std::lock_guard lock(fake_->shared().mutex);
+    fake_->shared().stage_state = "ready";
+    fake_->shared().fail_message.clear();
+  }
+  auto r = result.get();
+  client.join();
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  auto a = json::parse(reference->body), b = json::parse(r->body);
+  EXPECT_EQ(a["choices"][0]["message"]["content"], b["choices"][0]["message"]["content"]);
+  auto h = health.Get("/health");
+  ASSERT_TRUE(h);
+  EXPECT_EQ(json::parse(h->body)["recoveries"], 1);
 }
 
 TEST_F(ServerHttp, PipelineFailureBeforeOutputIs503) {

@@ -74,6 +74,12 @@ int run_serve(int argc, char** argv) {
       ->check(CLI::Range(int64_t(1), int64_t(1) << 20));
   app.add_option("--prefill-chunk", eopt.prefill_chunk, "longest prompt piece per micro-batch")
       ->check(CLI::Range(int64_t(1), int64_t(1) << 20));
+  double recovery_timeout_s = 60;
+  app.add_option("--recovery-timeout", recovery_timeout_s,
+                 "when a worker is lost, requests pause (not fail) this many seconds for it to come "
+                 "back or for a re-plan, then are replayed from their tokens so far; 0 = fail at once")
+      ->check(CLI::Range(0.0, 86400.0))
+      ->capture_default_str();
   app.add_option("--name", name, "model id reported by /v1/models (default: the folder's name)");
   app.add_option("--max-body", sopt.max_body_bytes, "largest request body in bytes");
   bool no_reasoning = false;
@@ -93,6 +99,10 @@ int run_serve(int argc, char** argv) {
   if (popts.serve_if_mpi_worker(model_dir, threads)) return 0;  // MPI ranks 1..N-1
   if (sopt.api_key.empty())
     if (const char* k = std::getenv("MESHLM_API_KEY")) sopt.api_key = k;
+  if (sopt.api_key.empty() && sopt.host != "127.0.0.1" && sopt.host != "localhost" &&
+      sopt.host != "::1" && sopt.host.rfind("127.", 0) != 0)
+    log::warn("[serve] listening on {} without an API key: anyone who can reach it can use the "
+              "model (--api-key KEY or MESHLM_API_KEY)", sopt.host);
   sopt.model_dir = model_dir;
   sopt.parse_reasoning = !no_reasoning;
   sopt.model_name = !name.empty()
@@ -131,6 +141,7 @@ int run_serve(int argc, char** argv) {
   eopt.max_context = ctx;
   eopt.max_active = parallel;
   eopt.max_queue = max_queue;
+  eopt.recovery_timeout_ms = int64_t(recovery_timeout_s * 1000);
   eopt.prefill_chunk = std::min(eopt.prefill_chunk, eopt.max_batch_tokens);
   auto engine = std::make_unique<runtime::Engine>(std::move(pipeline), eopt);
 

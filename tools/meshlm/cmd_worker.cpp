@@ -89,6 +89,16 @@ int run_worker(int argc, char** argv) {
   app.add_option("--exit-with-parent", parent_pid,
                  "stop when process PID is gone (workers started by --stages)");
   app.add_option("--port-file", port_file, "write the bound port here once listening (tests)");
+  double coordinator_timeout_s = options.coordinator_timeout_ms / 1000.0;
+  app.add_option("--heartbeat-timeout", coordinator_timeout_s,
+                 "seconds of silence from a coordinator that pings before its session is dropped "
+                 "(it vanished: power, cable); 0 = never")
+      ->check(CLI::Range(0.0, 86400.0))
+      ->capture_default_str();
+  bool insecure = false;
+  app.add_flag("--insecure", insecure,
+               "allow listening beyond loopback without a cluster secret (anyone who can reach "
+               "the port can use this worker)");
   bool no_discovery = false;
   app.add_flag("--no-discovery", no_discovery,
                "do not advertise this worker on the LAN (DNS-SD `_meshlm._tcp` over mDNS)");
@@ -100,7 +110,17 @@ int run_worker(int argc, char** argv) {
   if (options.secret.empty()) {
     if (const char* s = std::getenv("MESHLM_SECRET")) options.secret = s;
   }
+  options.coordinator_timeout_ms = int(coordinator_timeout_s * 1000);
   if (options.secret.empty()) {
+    const std::string host = dist::parse_host_port(options.listen).first;
+    const bool loopback = host == "localhost" || host == "::1" || host == "[::1]" ||
+                          host.rfind("127.", 0) == 0;
+    if (!loopback && !insecure) {
+      throw Error("cli", "refusing to listen on " + options.listen +
+                             " without a cluster secret: anyone who can reach it could use this "
+                             "worker. Set one on every machine of the cluster (MESHLM_SECRET="
+                             "$(openssl rand -hex 16), or --secret S), or pass --insecure");
+    }
     log::warn(
         "[worker] no cluster secret (--secret or MESHLM_SECRET): anyone who can reach {} "
         "can use this worker",

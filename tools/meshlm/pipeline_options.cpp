@@ -197,6 +197,11 @@ void PipelineOptions::add_to(CLI::App& app, bool discover_by_default) {
                  "seconds without a result before the workers are reported down (a hung worker)")
       ->check(CLI::Range(1, 86400))
       ->capture_default_str();
+  app.add_option("--heartbeat-timeout", heartbeat_timeout_s,
+                 "seconds without a heartbeat before a worker is reported down (workers send one "
+                 "a second; a suspended or unplugged machine); 0 = off")
+      ->check(CLI::Range(0.0, 86400.0))
+      ->capture_default_str();
   app.add_option("--transport", transport,
                  "tcp, or mpi: under `mpirun -np N` rank 0 runs this command and stage 0, ranks "
                  "1..N-1 serve stages 1..N-1 (same --model path on every rank)")
@@ -404,6 +409,7 @@ std::unique_ptr<runtime::Pipeline> PipelineOptions::make(const std::string& mode
   ro.stage = stage;
   ro.secret = sec;
   ro.result_timeout_ms = stage_timeout_s * 1000;
+  ro.heartbeat_timeout_ms = int(heartbeat_timeout_s * 1000);
   auto inner = dist::make_remote_pipeline(ro);
   log::info("pipeline of {} stages ready", n_stages);
   if (!workers) return inner;

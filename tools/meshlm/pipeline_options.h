@@ -26,6 +26,7 @@ struct PipelineOptions {
   bool discover = false;     // no --peers/--stages: use workers announced on the LAN (serve: on)
   double discover_seconds = 3;
   int stage_timeout_s = 120; // no result from the workers for this long: the stages are down
+  double heartbeat_timeout_s = 6;  // nothing heard from a worker for this long: it is down
   int64_t kv_tokens = 0;     // KV positions per stage the planner leaves room for (0: the context)
   std::string transport = "tcp";  // tcp | mpi
   bool lock_memory = false;  // --mlock: every stage's weights locked in RAM (StageOptions), here,
