@@ -50,7 +50,9 @@ std::vector<TensorInfo> parse_safetensors_header(const uint8_t* data, size_t siz
   std::vector<TensorInfo> out;
   for (auto& [name, t] : header.items()) {
     if (name == "__metadata__") continue;
-    auto tfail = [&](const std::string& msg) { return fail("tensor '" + name + "': " + msg); };
+    // A named reference, not the structured binding: lambdas capture bindings only from clang 16.
+    const std::string& tensor_name = name;
+    auto tfail = [&](const std::string& msg) { return fail("tensor '" + tensor_name + "': " + msg); };
     if (!t.is_object() || !t.contains("dtype") || !t["dtype"].is_string() || !t.contains("shape") ||
         !t["shape"].is_array() || !t.contains("data_offsets") || !t["data_offsets"].is_array() ||
         t["data_offsets"].size() != 2)

@@ -1,58 +1,63 @@
-// libFuzzer target for the frame and message decoders: any bytes must either decode or throw
-// meshlm::Error, never crash, hang or read out of bounds. Decoded messages are re-encoded and
-// decoded again to check that the round trip is stable.
+// libFuzzer target for the frame layer (dist/frame.h): the 20-byte header and whole frames, and
+// behind them every message decoder. Three views of each input:
+//   1. the bytes as one whole frame (magic, version, type, flags, length, payload);
+//   2. the bytes as a header alone, with a small and the default payload limit;
+//   3. structure-aware: byte 0 picks a frame type, byte 1 the version (mostly ours), the rest is
+//      the payload, wrapped in a valid header by encode_frame: the fuzzer gets past the magic and
+//      length checks every time and spends its effort on the payload decoders.
+// Any input must decode or throw meshlm::Error; decoded payloads re-encode to the same bytes.
 #include <cstddef>
 #include <cstdint>
 #include <span>
 
 #include "core/error.h"
 #include "dist/frame.h"
-#include "dist/messages.h"
+#include "dist_payloads.h"
 
 using namespace meshlm::dist;
+using meshlm::fuzz::decode_payload;
+using meshlm::fuzz::require;
 
-namespace {
-
-void decode_payload(uint16_t type, std::span<const uint8_t> p) {
-  switch (static_cast<FrameType>(type)) {
-    case FrameType::Hello: encode_hello(decode_hello(p)); break;
-    case FrameType::Challenge: encode_challenge(decode_challenge(p)); break;
-    case FrameType::Auth: encode_auth(decode_auth(p)); break;
-    case FrameType::Load: decode_load(encode_load(decode_load(p))); break;
-    case FrameType::Loaded: decode_loaded(p); break;
-    case FrameType::Forward: {
-      ForwardMsg m = decode_forward(p);
-      auto again = encode_forward(m);
-      if (again.size() != p.size()) __builtin_trap();  // a canonical encoding
-      decode_forward(again);
-      break;
-    }
-    case FrameType::Result: decode_result(encode_result(decode_result(p))); break;
-    case FrameType::Release: decode_release(p); break;
-    case FrameType::Ping:
-    case FrameType::Pong: decode_u64(p); break;
-    case FrameType::Error: decode_text(p); break;
-    default: break;
-  }
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  meshlm::fuzz::quiet_logs();
+  return 0;
 }
-
-}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::span<const uint8_t> bytes(data, size);
-  // As a whole frame (header + payload) ...
+  // 1. A whole frame.
   try {
     Frame f = decode_frame(bytes, 1 << 20);
-    decode_payload(f.header.type, f.payload);
+    require(f.payload.size() == f.header.payload_size && f.payload.size() + kFrameHeaderSize == size);
+    // Type and flags are checked for our version only (another one is the handshake's to report).
+    if (f.header.version == kProtocolVersion) require(is_known_frame_type(f.header.type));
+    decode_payload(f.type(), f.payload);
   } catch (const meshlm::Error&) {
   }
-  // ... and as a bare payload of the type named by the first byte, so that the fuzzer reaches
-  // the message decoders without first having to find the magic.
-  if (size >= 1) {
-    static const uint16_t kTypes[] = {1, 2, 3, 10, 11, 20, 21, 22, 30, 40};
-    uint16_t type = kTypes[data[0] % (sizeof(kTypes) / sizeof(kTypes[0]))];
+  // 2. A header alone.
+  if (size >= kFrameHeaderSize) {
+    for (uint64_t limit : {uint64_t{64}, kMaxPayload}) {
+      try {
+        FrameHeader h = decode_header(bytes.first(kFrameHeaderSize), limit);
+        require(h.payload_size <= limit);
+        if (h.version == kProtocolVersion) require(is_known_frame_type(h.type) && h.flags == 0);
+        auto again = encode_header(h);
+        require(std::equal(again.begin(), again.end(), data));  // canonical, flags included
+      } catch (const meshlm::Error&) {
+      }
+    }
+  }
+  // 3. A valid header around a fuzzed payload.
+  if (size >= 2) {
+    const FrameType type = meshlm::fuzz::kAllFrameTypes[data[0] % meshlm::fuzz::kNumFrameTypes];
+    const uint16_t version = data[1] < 0xf0 ? kProtocolVersion : uint16_t(data[1] - 0xf0);
+    std::span<const uint8_t> payload = bytes.subspan(2);
+    auto frame = encode_frame(type, payload, version);
+    Frame f = decode_frame(frame);  // must accept what encode_frame wrote
+    require(f.type() == type && f.header.version == version);
+    require(std::equal(f.payload.begin(), f.payload.end(), payload.begin(), payload.end()));
     try {
-      decode_payload(type, bytes.subspan(1));
+      decode_payload(type, f.payload);
     } catch (const meshlm::Error&) {
     }
   }
