@@ -128,14 +128,27 @@ def main():
     worker = start_worker(wport, wlog)
     slog_path = os.path.join(tmp, "serve.log")
     slog = open(slog_path, "w")
-    serve = subprocess.Popen([meshlm, "serve", "--model", model, "--port", str(sport),
-                              "--peers", f"127.0.0.1:{wport}", "--secret", SECRET,
-                              "--threads", "1", "--no-discovery", "--ctx", "2048",
-                              "--heartbeat-timeout", "3", "--recovery-timeout", "120"],
-                             stdout=slog, stderr=slog)
+    serve_cmd = [meshlm, "serve", "--model", model, "--port", str(sport),
+                 "--peers", f"127.0.0.1:{wport}", "--secret", SECRET, "--threads", "1",
+                 "--no-discovery", "--ctx", "2048", "--heartbeat-timeout", "3",
+                 "--recovery-timeout", "120"]
+    serve = subprocess.Popen(serve_cmd, stdout=slog, stderr=slog)
     procs.append(serve)
     base = f"http://127.0.0.1:{sport}"
     check(wait_for(lambda: http("GET", base + "/health")[0] == 200, 120), "serve is up (2 stages)")
+
+    # 0. The coordinator killed and started again: the worker keeps its layers (no reload).
+    serve.kill()
+    serve.wait()
+    t0 = time.monotonic()
+    serve = subprocess.Popen(serve_cmd, stdout=slog, stderr=slog)
+    procs.append(serve)
+    check(wait_for(lambda: http("GET", base + "/health")[0] == 200, 120),
+          f"a restarted coordinator serves again ({time.monotonic() - t0:.1f} s)")
+    wlog.flush()
+    loads = open(os.path.join(tmp, "worker.log")).read().count("loading layers")
+    check(loads == 1, f"the worker kept its layers across the coordinator's restart "
+                      f"(loaded {loads} time(s))")
 
     # 1. The restarted worker is taken back with no traffic in between.
     ref_short = completion(base, 16, temperature=0)

@@ -149,7 +149,11 @@ TEST_F(Replanning, FailedBuildFailsRequestsThenRecovers) {
   auto wrapper =
       std::make_unique<ReplanningPipeline>(local({}), std::chrono::milliseconds(0));
   ReplanningPipeline* rp = wrapper.get();
-  Engine engine(std::move(wrapper), EngineOptions{});
+  // A layout that cannot be built is a lost stage for the engine: requests wait for a re-plan
+  // this long (--recovery-timeout), then fail with the builder's reason.
+  EngineOptions options;
+  options.recovery_timeout_ms = 300;
+  Engine engine(std::move(wrapper), options);
   const auto reference = submit(engine, 12).get();
   ASSERT_EQ(reference.ids.size(), 12u);
 
