@@ -4,6 +4,8 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+#include "core/log.h"
+#include "dist/aead.h"
 #include "dist/messages.h"
 
 namespace meshlm::dist {
@@ -78,6 +80,20 @@ void check_fingerprints(Connection& conn, const std::string& ours, const std::st
   }
 }
 
+// Turns encryption on once the handshake has succeeded: the next frame each side sends is
+// sealed. No secret: anyone could derive the keys, so the link stays plain (loopback workers).
+bool start_encryption(Connection& conn, const HandshakeOptions& options, const Nonce& client_nonce,
+                      const Nonce& server_nonce, bool client_side) {
+  if (options.secret.empty()) return false;
+  bool on =
+      conn.enable_aead(derive_aead_keys(options.secret, client_nonce, server_nonce, client_side));
+  if (on) {
+    log::debug("[handshake] link with {} encrypted ({})", conn.peer(),
+               aead_cipher_name(kLinkCipher));
+  }
+  return on;
+}
+
 }  // namespace
 
 HandshakeResult handshake_client(Connection& conn, const HandshakeOptions& options) {
@@ -109,7 +125,12 @@ HandshakeResult handshake_client(Connection& conn, const HandshakeOptions& optio
                      hello.fingerprint);
   conn.send(FrameType::Auth, encode_auth(auth));
   Frame w = expect(conn, FrameType::Welcome, options.timeout_ms);
-  return {hello.role, challenge.fingerprint, "", decode_node_info(w.payload)};
+  HandshakeResult result;
+  result.role = hello.role;
+  result.peer_fingerprint = challenge.fingerprint;
+  result.peer_info = decode_node_info(w.payload);
+  result.encrypted = start_encryption(conn, options, hello.nonce, challenge.nonce, true);
+  return result;
 }
 
 HandshakeResult handshake_server(Connection& conn, const HandshakeOptions& options) {
@@ -141,7 +162,12 @@ HandshakeResult handshake_server(Connection& conn, const HandshakeOptions& optio
                      " does not share this node's secret (--secret / MESHLM_SECRET)");
   }
   conn.send(FrameType::Welcome, encode_node_info(options.info));
-  return {hello.role, hello.fingerprint, hello.client_id, {}};
+  HandshakeResult result;
+  result.role = hello.role;
+  result.peer_fingerprint = hello.fingerprint;
+  result.client_id = hello.client_id;
+  result.encrypted = start_encryption(conn, options, hello.nonce, challenge.nonce, false);
+  return result;
 }
 
 }  // namespace meshlm::dist

@@ -10,6 +10,11 @@
 //                                 <- challenge {version, fp, Ns, HMAC(secret, "server"|Nc|Ns|fp)}
 //   auth {HMAC(secret, "client"|Nc|Ns|fp)} ->
 //                                 <- welcome {node info: memory, cores, backend}
+//
+// With a secret (not ""), both sides then derive one AEAD key per direction from the secret and
+// both nonces (aead.h) and turn encryption on: every frame after welcome, in both directions, is
+// sealed, so a tampered, replayed or reordered frame drops the link. Without a secret (workers
+// on loopback only) links stay plain. MPI links stay plain (Connection::enable_aead).
 #pragma once
 
 #include <string>
@@ -35,6 +40,7 @@ struct HandshakeResult {
   std::string peer_fingerprint;  // "" when the peer has none
   std::string client_id;         // server side: what the client sent
   NodeInfo peer_info;            // client side: what the server offers
+  bool encrypted = false;        // every later frame on the connection is sealed (aead.h)
 };
 
 // Each throws Error("handshake", reason) on refusal (after telling the peer why) and

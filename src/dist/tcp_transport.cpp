@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "core/log.h"
@@ -30,6 +31,11 @@ void set_socket_options(int fd) {
   setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof(one));
 #endif
 }
+
+// Receive buffers grow by at most this much before the bytes are there (a lying length).
+constexpr size_t kRecvStep = size_t{64} << 20;
+// Sealed frames are encrypted / decrypted this many bytes at a time (fits in L2).
+constexpr size_t kSealChunk = size_t{256} << 10;
 
 #ifdef MSG_NOSIGNAL
 constexpr int kSendFlags = MSG_NOSIGNAL;
@@ -81,6 +87,11 @@ void TcpConnection::send_pieces(FrameType type, std::span<const std::span<const 
   if (size > kMaxPayload) {
     throw Error("protocol", "frame payload of " + std::to_string(size) + " bytes exceeds 1 GiB");
   }
+  std::lock_guard lock(send_mutex_);
+  if (sealer_) {
+    send_sealed(type, pieces, size);
+    return;
+  }
   auto header = encode_header({send_version_, static_cast<uint16_t>(type), 0, size});
   std::vector<iovec> iov;
   iov.reserve(pieces.size() + 1);
@@ -88,7 +99,6 @@ void TcpConnection::send_pieces(FrameType type, std::span<const std::span<const 
   for (auto p : pieces) {
     if (!p.empty()) iov.push_back({const_cast<uint8_t*>(p.data()), p.size()});
   }
-  std::lock_guard lock(send_mutex_);
   size_t first = 0;
   while (first < iov.size()) {
     msghdr msg{};
@@ -108,24 +118,88 @@ void TcpConnection::send_pieces(FrameType type, std::span<const std::span<const 
   }
 }
 
-void TcpConnection::send_raw(std::span<const uint8_t> bytes) {
+bool TcpConnection::enable_aead(const AeadKeys& keys) {
+  auto sealer = std::make_unique<AeadStream>(keys.cipher, keys.send, true);
+  auto opener = std::make_unique<AeadStream>(keys.cipher, keys.recv, false);
   std::lock_guard lock(send_mutex_);
+  sealer_ = std::move(sealer);
+  opener_ = std::move(opener);
+  recv_failed_ = false;
+  aead_on_.store(true);
+  return true;
+}
+
+// A sealed frame goes out through one buffer of at most kSealChunk bytes: header, then the
+// pieces encrypted into it (sent whenever it fills: a large frame is encrypted while it is still
+// in cache, and the buffer stays small), then the tag. A frame that fits is one send().
+void TcpConnection::send_sealed(FrameType type, std::span<const std::span<const uint8_t>> pieces,
+                                uint64_t size) {
+  const uint64_t wire = size + kAeadTagSize;
+  auto header = encode_header({send_version_, static_cast<uint16_t>(type), 0, wire});
+  const size_t cap = static_cast<size_t>(std::min<uint64_t>(kFrameHeaderSize + wire, kSealChunk));
+  if (send_buf_.size() < cap) send_buf_.resize(cap);
+  uint8_t* buf = send_buf_.data();
+  std::memcpy(buf, header.data(), header.size());
+  size_t pos = header.size();
+  sealer_->begin(header);
+  for (auto p : pieces) {
+    size_t off = 0;
+    while (off < p.size()) {
+      if (pos == cap) {
+        write_all(buf, pos);
+        pos = 0;
+      }
+      size_t n = std::min(p.size() - off, cap - pos);
+      sealer_->update(p.data() + off, buf + pos, n);
+      pos += n;
+      off += n;
+    }
+  }
+  if (cap - pos < kAeadTagSize) {
+    write_all(buf, pos);
+    pos = 0;
+  }
+  sealer_->seal_final(buf + pos);
+  write_all(buf, pos + kAeadTagSize);
+}
+
+void TcpConnection::write_all(const uint8_t* data, size_t n) {
   size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t n = ::send(fd_.load(), bytes.data() + done, bytes.size() - done, kSendFlags);
-    if (n < 0) {
+  while (done < n) {
+    ssize_t got = ::send(fd_.load(), data + done, n - done, kSendFlags);
+    if (got < 0) {
       if (errno == EINTR) continue;
       throw ConnectionError("send to " + peer_ + " failed: " + errno_text());
     }
-    done += static_cast<size_t>(n);
+    done += static_cast<size_t>(got);
   }
 }
 
+void TcpConnection::send_raw(std::span<const uint8_t> bytes) {
+  std::lock_guard lock(send_mutex_);
+  write_all(bytes.data(), bytes.size());
+}
+
 // Reads exactly n bytes. The timeout applies to the wait for the first byte of a frame; once a
-// frame has started, the rest must arrive within 30 s of silence (a stalled peer).
+// frame has started, the rest must arrive within 30 s of silence (a stalled peer). Bytes already
+// waiting are taken without a poll() first (one system call per read on a busy link).
 void TcpConnection::read_exact(uint8_t* out, size_t n, int timeout_ms, bool first) {
   size_t done = 0;
   while (done < n) {
+    ssize_t got = ::recv(fd_.load(), out + done, n - done, MSG_DONTWAIT);
+    if (got > 0) {
+      done += static_cast<size_t>(got);
+      continue;
+    }
+    if (got == 0) {
+      throw ConnectionError(done == 0 && first ? "connection closed by " + peer_
+                                               : "connection to " + peer_ +
+                                                     " closed in the middle of a frame");
+    }
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      throw ConnectionError("receive from " + peer_ + " failed: " + errno_text());
+    }
     int wait = (first && done == 0) ? timeout_ms : 30000;
     pollfd p{fd_.load(), POLLIN, 0};
     int r = ::poll(&p, 1, wait);
@@ -138,17 +212,6 @@ void TcpConnection::read_exact(uint8_t* out, size_t n, int timeout_ms, bool firs
                                                  std::to_string(timeout_ms) + " ms");
       throw ConnectionError("peer " + peer_ + " stalled in the middle of a frame");
     }
-    ssize_t got = ::recv(fd_.load(), out + done, n - done, 0);
-    if (got < 0) {
-      if (errno == EINTR || errno == EAGAIN) continue;
-      throw ConnectionError("receive from " + peer_ + " failed: " + errno_text());
-    }
-    if (got == 0) {
-      throw ConnectionError(done == 0 && first ? "connection closed by " + peer_
-                                               : "connection to " + peer_ +
-                                                     " closed in the middle of a frame");
-    }
-    done += static_cast<size_t>(got);
   }
 }
 
@@ -159,22 +222,62 @@ Frame TcpConnection::recv(int timeout_ms, uint64_t max_payload) {
 }
 
 void TcpConnection::recv_into(Frame& f, int timeout_ms, uint64_t max_payload) {
+  if (recv_failed_) fail_authentication(f);  // the stream is out of step for good
   std::array<uint8_t, kFrameHeaderSize> header;
   read_exact(header.data(), header.size(), timeout_ms, true);
+  if (opener_) {
+    recv_sealed(f, header, timeout_ms, max_payload);
+    return;
+  }
   f.header = decode_header(header, max_payload);
   // Grow the buffer as data arrives so that a lying length cannot make us allocate 1 GiB
   // up front. What the buffer already holds is reused as it is (resize() only clears bytes
   // beyond its current size), so frames of one size cost no allocation and no clearing.
-  constexpr size_t kStep = size_t{64} << 20;
   const size_t size = static_cast<size_t>(f.header.payload_size);
   size_t done = 0;
   while (done < size) {
-    size_t step = std::min(size - done, std::max({kStep, done, f.payload.size()}));
+    size_t step = std::min(size - done, std::max({kRecvStep, done, f.payload.size()}));
     if (f.payload.size() != done + step) f.payload.resize(done + step);
     read_exact(f.payload.data() + done, step, timeout_ms, false);
     done += step;
   }
   if (size == 0) f.payload.clear();
+}
+
+// Like the plain path (same buffer growth), decrypting in place kSealChunk bytes at a time as
+// they arrive; the payload is only handed out once the tag checks. payload_size on the wire
+// counts the tag; the frame returned has the plaintext size.
+void TcpConnection::recv_sealed(Frame& f, const std::array<uint8_t, kFrameHeaderSize>& header,
+                                int timeout_ms, uint64_t max_payload) {
+  const uint64_t limit = max_payload > std::numeric_limits<uint64_t>::max() - kAeadTagSize
+                             ? max_payload
+                             : max_payload + kAeadTagSize;
+  f.header = decode_header(header, limit);
+  if (f.header.payload_size < kAeadTagSize) fail_authentication(f);
+  opener_->begin(header);
+  const size_t size = static_cast<size_t>(f.header.payload_size - kAeadTagSize);
+  size_t done = 0;
+  while (done < size) {
+    size_t step = std::min(size - done, std::max({kRecvStep, done, f.payload.size()}));
+    if (f.payload.size() != done + step) f.payload.resize(done + step);
+    for (size_t end = done + step; done < end;) {
+      size_t n = std::min(end - done, kSealChunk);
+      read_exact(f.payload.data() + done, n, timeout_ms, false);
+      opener_->update(f.payload.data() + done, f.payload.data() + done, n);
+      done += n;
+    }
+  }
+  if (size == 0) f.payload.clear();
+  uint8_t tag[kAeadTagSize];
+  read_exact(tag, sizeof(tag), timeout_ms, false);
+  if (!opener_->open_final(tag)) fail_authentication(f);
+  f.header.payload_size = size;
+}
+
+void TcpConnection::fail_authentication(Frame& f) {
+  recv_failed_ = true;
+  f.payload.clear();  // never hand out what did not authenticate
+  throw ConnectionError(aead_failure_message(peer_));
 }
 
 std::unique_ptr<TcpConnection> tcp_connect(const std::string& address, int timeout_ms) {

@@ -14,6 +14,8 @@
 
 namespace meshlm::dist {
 
+struct AeadKeys;  // aead.h
+
 // Thrown by recv() when nothing arrived within the timeout (the connection is still usable).
 class TimeoutError : public Error {
  public:
@@ -31,7 +33,8 @@ class Connection {
   virtual ~Connection() = default;
 
   // Sends one frame whose payload is the concatenation of `pieces` (sent from the caller's
-  // buffers, no copy). Safe to call from one thread while another thread is in recv().
+  // buffers, no copy, on a plain link; encrypted through a small buffer on a sealed one). Safe
+  // to call from several threads at once and while another thread is in recv().
   virtual void send_pieces(FrameType type, std::span<const std::span<const uint8_t>> pieces) = 0;
   void send(FrameType type, std::span<const uint8_t> payload = {}) {
     std::span<const uint8_t> one[1] = {payload};
@@ -52,6 +55,18 @@ class Connection {
   virtual std::string peer() const = 0;
   // A descriptor that becomes readable when a frame may be waiting (for poll()), or -1.
   virtual int poll_fd() const { return -1; }
+
+  // Encrypted links (aead.h): from the next frame on, every frame sent is sealed with
+  // keys.send and every frame received must authenticate with keys.recv, both counters from 0;
+  // one that does not makes recv() throw ConnectionError. The handshake calls it on both sides
+  // when a secret is set, before any other thread uses the connection. Returns whether the
+  // link is now encrypted: the default does nothing, so MPI links stay plain (mpirun starts
+  // and vouches for its ranks over the job's own interconnect), as do test doubles.
+  virtual bool enable_aead(const AeadKeys& keys) {
+    (void)keys;
+    return false;
+  }
+  virtual bool aead_enabled() const { return false; }
 
   // Tests only: the protocol version written into outgoing headers.
   void set_send_version(uint16_t v) { send_version_ = v; }
