@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include "core/error.h"
@@ -31,7 +32,30 @@ T get_or(const nlohmann::json& j, const char* key, T fallback) {
   if (it == j.end() || it->is_null()) return fallback;
   if (!it->is_number() && !it->is_boolean())
     throw Error("config", std::string("\"") + key + "\" has the wrong type: " + it->dump());
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+    // A float (or an unsigned past T's range) would not convert: undefined behaviour, or a wrap.
+    const double x = it->get<double>();
+    if (!(x >= double(std::numeric_limits<T>::min()) && x < -double(std::numeric_limits<T>::min())))
+      throw Error("config", std::string("\"") + key + "\" is out of range: " + it->dump());
+  }
   return it->get<T>();
+}
+
+// A string field of `j` (`fallback` when absent or null); Error("config") for another type.
+std::string string_or(const nlohmann::json& j, const char* key, const std::string& fallback) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return fallback;
+  if (!it->is_string())
+    throw Error("config", std::string("\"") + key + "\" must be a string, got " + it->dump());
+  return it->get<std::string>();
+}
+
+// Sizes past these are no model meshlm can run; refusing them here keeps a hostile config.json
+// from making the engine allocate terabytes (RoPE tables, buffers) before any weight is read.
+void check_at_most(int64_t v, int64_t limit, const char* key) {
+  if (v > limit)
+    throw Error("config", std::string("\"") + key + "\" is " + std::to_string(v) +
+                              ", implausibly large (at most " + std::to_string(limit) + ")");
 }
 
 }  // namespace
@@ -79,12 +103,18 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
     throw Error("config", "num_attention_heads (" + std::to_string(c.n_heads) +
                               ") is not a multiple of num_key_value_heads (" +
                               std::to_string(c.n_kv_heads) + ")");
+  check_at_most(c.hidden, int64_t{1} << 18, "hidden_size");
+  check_at_most(c.n_layers, int64_t{1} << 16, "num_hidden_layers");
+  check_at_most(c.n_heads, int64_t{1} << 12, "num_attention_heads");
+  check_at_most(c.head_dim, int64_t{1} << 12, "head_dim");
+  check_at_most(c.intermediate, int64_t{1} << 20, "intermediate_size");
+  check_at_most(c.vocab, int64_t{1} << 24, "vocab_size");
   c.max_position = get_or<int64_t>(j, "max_position_embeddings", 4096);
   c.rms_eps = get_or<float>(j, "rms_norm_eps", arch->default_rms_eps);
   c.rope_theta = get_or<double>(j, "rope_theta", arch->default_rope_theta);
   c.tie_embeddings = get_or<bool>(j, "tie_word_embeddings", false);
   if (auto rs = j.find("rope_scaling"); rs != j.end() && rs->is_object()) {
-    std::string type = rs->value("rope_type", rs->value("type", std::string("default")));
+    std::string type = string_or(*rs, "rope_type", string_or(*rs, "type", "default"));
     if (type == "llama3") {
       c.rope_scaling = RopeScaling::Llama3;
       c.rope_factor = get_or<double>(*rs, "factor", 8.0);

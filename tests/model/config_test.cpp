@@ -75,5 +75,45 @@ TEST(Config, Llama3RopeScaling) {
   EXPECT_THROW(model::ModelConfig::from_json(j), Error);
 }
 
+// Found by fuzz_config: each of these escaped as nlohmann::json::type_error, converted 1e300 to
+// int64 (undefined behaviour) or made rope_inv_freq() allocate terabytes.
+TEST(Config, HostileValuesAreConfigErrors) {
+  auto expect_config_error = [](const nlohmann::json& j, const char* what) {
+    try {
+      model::ModelConfig::from_json(j);
+      ADD_FAILURE() << what << ": accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.component(), "config") << what;
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << what << ": " << e.what();
+    }
+  };
+  auto j = base();
+  j["rope_scaling"] = {{"type", 1}};
+  expect_config_error(j, "rope_scaling.type a number");
+  j["rope_scaling"] = {{"rope_type", nlohmann::json::array()}};
+  expect_config_error(j, "rope_scaling.rope_type an array");
+  j = base();
+  j["max_position_embeddings"] = 1e300;
+  expect_config_error(j, "max_position_embeddings 1e300");
+  j["max_position_embeddings"] = 18446744073709551615ull;
+  expect_config_error(j, "max_position_embeddings 2^64-1");
+  j = base();
+  j["rope_scaling"] = {{"rope_type", "llama3"}, {"original_max_position_embeddings", -1e19}};
+  expect_config_error(j, "original_max_position_embeddings -1e19");
+  j = base();
+  j["hidden_size"] = int64_t{1} << 40;
+  j["num_attention_heads"] = 1;
+  j["num_key_value_heads"] = 1;
+  expect_config_error(j, "hidden_size 2^40");
+  j = base();
+  j["vocab_size"] = int64_t{1} << 40;
+  expect_config_error(j, "vocab_size 2^40");
+  // Null rope_type / type are absent: the default (no scaling).
+  j = base();
+  j["rope_scaling"] = {{"rope_type", nullptr}, {"type", nullptr}};
+  EXPECT_EQ(model::ModelConfig::from_json(j).rope_scaling, model::RopeScaling::None);
+}
+
 }  // namespace
 }  // namespace meshlm
