@@ -515,16 +515,19 @@ struct Worker::Impl {
               own_fingerprint.empty() ? "" : " (model " + own_fingerprint.substr(0, 16) + "...)");
     heartbeat = std::thread([this] { send_heartbeats(); });
     while (!stopping.load()) {
-      if (session && session_pinged && options.coordinator_timeout_ms > 0 &&
-          std::chrono::steady_clock::now() - session_heard >
-              std::chrono::milliseconds(options.coordinator_timeout_ms)) {
-        end_session("nothing heard from it for " +
-                    std::to_string(options.coordinator_timeout_ms / 1000) + " s");
-      }
       pollfd fds[3] = {{listener->fd(), POLLIN, 0}, {-1, POLLIN, 0}, {-1, POLLIN, 0}};
       if (session) fds[1].fd = session->poll_fd();
       if (upstream) fds[2].fd = upstream->poll_fd();
       int r = ::poll(fds, 3, 200);
+      // Silence is judged only when nothing from the coordinator is waiting to be read: after a
+      // long computation its pings are in the socket, not missing.
+      if (session && session_pinged && fds[1].revents == 0 && options.coordinator_timeout_ms > 0 &&
+          std::chrono::steady_clock::now() - session_heard >
+              std::chrono::milliseconds(options.coordinator_timeout_ms)) {
+        end_session("nothing heard from it for " +
+                    std::to_string(options.coordinator_timeout_ms / 1000) + " s");
+        continue;
+      }
       if (r <= 0) continue;
       // Upstream first: it carries the forwards that keep the pipeline moving.
       if (upstream && fds[2].revents) serve(upstream, false);
