@@ -360,6 +360,33 @@ TEST(Aead, DifferentSecretsNeverGetThatFar) {
   EXPECT_FALSE(link.server->aead_enabled());
 }
 
+// A handshake recorded on the wire and replayed to a worker later: the worker's challenge carries
+// a fresh nonce, so the recorded proof does not answer it and the replay is refused (and could not
+// derive the link keys anyway).
+TEST(Aead, ReplayedHandshakeIsRefused) {
+  std::vector<Bytes> recorded;
+  {
+    Relayed r(opts("s3cret"), opts("s3cret"));
+    ASSERT_TRUE(r.client_side.ok) << r.client_side.error;
+    ASSERT_TRUE(r.server_side.ok) << r.server_side.error;
+    recorded = r.seen(0);  // hello, auth
+  }
+  ASSERT_GE(recorded.size(), 2u);
+  TcpListener listener("127.0.0.1:0");
+  auto server_side = std::async(std::launch::async, [&] {
+    auto conn = listener.accept(kGuardMs);
+    return run([&] { return handshake_server(*conn, opts("s3cret")); });
+  });
+  auto attacker = tcp_connect(listener.address(), kGuardMs);
+  attacker->send_raw(recorded[0]);   // the old hello
+  Frame challenge = attacker->recv(kGuardMs);  // a fresh challenge
+  EXPECT_EQ(challenge.type(), FrameType::Challenge);
+  attacker->send_raw(recorded[1]);   // the old proof
+  Side s = server_side.get();
+  EXPECT_FALSE(s.ok) << "a replayed handshake was accepted";
+  EXPECT_TRUE(contains(s.error, "secret")) << s.error;
+}
+
 TEST(Aead, NoSecretStaysPlain) {
   Relayed link(opts(""), opts(""));
   ASSERT_TRUE(link.client_side.ok) << link.client_side.error;
