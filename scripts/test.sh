@@ -1,6 +1,7 @@
 #!/bin/sh
 # Builds meshlm and runs the whole test suite, then the unit tests again under
-# AddressSanitizer + UndefinedBehaviorSanitizer. Usage: scripts/test.sh [--no-sanitize]
+# AddressSanitizer + UndefinedBehaviorSanitizer, then every fuzz target for FUZZ_SECONDS (10) on
+# its seed corpus (scripts/fuzz.sh). Usage: scripts/test.sh [--no-sanitize]
 set -e
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
@@ -21,5 +22,7 @@ if [ "$1" != "--no-sanitize" ]; then
   echo "== Tests under ASan + UBSan"
   (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
     ctest --output-on-failure -j"$JOBS" --timeout 900 -LE no_sanitize)
+  echo "== Fuzz targets (libFuzzer + ASan + UBSan, seed corpus, ${FUZZ_SECONDS:-10} s each)"
+  FUZZ_SECONDS=${FUZZ_SECONDS:-10} ./scripts/fuzz.sh
 fi
 echo "== all tests passed"
