@@ -76,7 +76,9 @@ std::string pick_template(const nlohmann::ordered_json& value, const std::string
   if (value.is_string()) return value.get<std::string>();
   if (value.is_array()) {
     for (const auto& entry : value) {
-      if (entry.is_object() && entry.value("name", "") == "default" && entry.contains("template") &&
+      // (== rather than value(): a "name" that is not a string is no match, not a json error)
+      if (entry.is_object() && entry.contains("name") && entry["name"] == "default" &&
+          entry.contains("template") &&
           entry["template"].is_string())
         return entry["template"].get<std::string>();
     }

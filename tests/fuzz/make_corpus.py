@@ -224,6 +224,18 @@ def json_corpus():
         "{{ messages|length }}{{ (messages[0].content ~ '!')|upper }}{{ tools|tojson(indent=2) }}"
         "{% macro m(x, y=2) %}{{ x + y }}{% endmacro %}{{ m(1) }}{{ raise_exception('no') if n > 5 }}")
 
+    # fuzz_template_load: byte 0 odd: chat_template.json, even: tokenizer_config.json.
+    add("fuzz_template_load", "tokenizer_config",
+        u8(0) + dump({"bos_token": {"content": "<s>", "lstrip": False}, "eos_token": "</s>",
+                      "unk_token": None, "additional_special_tokens": ["<a>", {"content": "<b>"}],
+                      "chat_template": "{{ bos_token }}{% for m in messages %}{{ m.content }}"
+                                       "{% endfor %}{{ eos_token }}"}))
+    add("fuzz_template_load", "named_templates",
+        u8(0) + dump({"chat_template": [{"name": "tool_use", "template": "T"},
+                                        {"name": "default", "template": "{{ messages[0].role }}"}]}))
+    add("fuzz_template_load", "chat_template_json",
+        u8(1) + dump({"chat_template": "{% for m in messages %}[{{ m.role }}]{% endfor %}"}))
+
     config = {"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "hidden_size": 1024,
               "num_hidden_layers": 28, "num_attention_heads": 16, "num_key_value_heads": 8,
               "head_dim": 128, "intermediate_size": 3072, "vocab_size": 151936,

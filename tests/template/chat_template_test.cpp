@@ -51,6 +51,20 @@ TEST_F(ModelDir, ListTemplateUsesDefault) {
   EXPECT_EQ(ChatTemplate::load_from_dir(dir_.string())->render(ojson::object()), "plain");
 }
 
+// Found by fuzz_template_load: a "name" that is not a string escaped as json::type_error.
+TEST_F(ModelDir, ListTemplateWithOddEntriesIsTemplateError) {
+  write("chat_template.json", R"({"chat_template": [{"name": 5, "template": "x"}, 7, null]})");
+  try {
+    ChatTemplate::load_from_dir(dir_.string());
+    FAIL() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.component(), "template");
+  }
+  write("chat_template.json", R"({"chat_template": [{"name": ["default"], "template": "x"},
+                                                   {"name": "default", "template": "ok"}]})");
+  EXPECT_EQ(ChatTemplate::load_from_dir(dir_.string())->render(ojson::object()), "ok");
+}
+
 TEST_F(ModelDir, JinjaFileTakesPrecedence) {
   write("tokenizer_config.json", R"({"chat_template": "from config"})");
   write("chat_template.jinja", "from jinja file\n");
