@@ -34,10 +34,12 @@ import json
 import os
 import re
 import shutil
+import signal
 import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -420,14 +422,35 @@ def scenario(meshlm, tokenizer_dir, tmp):
     check(len(ready) == 1 and float(ready[0][3]) == 0,
           f"W2 back: its layers came from its cache, 0 MiB fetched ({ready})")
     check(chat(SERVE_PORT) == ref, "after W2 joined: same answer as one stage")
-    # kill -9 sends no goodbye: C finds the stage down, probes, and re-plans without it.
+    # kill -9 sends no goodbye: C finds the stage down, probes, and re-plans without it. A request
+    # running at that moment (W1 is suspended first, so the request waits on it) is not failed:
+    # it pauses, and is replayed on the new layout with the same answer.
     p1, _ = cl.workers.pop("w1")
+    p1.send_signal(signal.SIGSTOP)
+    running = {}
+
+    def chat_in_flight():
+        try:
+            running["answer"] = chat(SERVE_PORT)
+        except Exception as e:  # noqa: BLE001 - reported by the check below
+            running["error"] = str(e)
+    t_chat = threading.Thread(target=chat_in_flight)
+    t_chat.start()
+    time.sleep(1.0)  # the request reaches W1 (if not, it simply starts after the re-plan)
     p1.kill()
     p1.wait()
     t0 = time.monotonic()
     nodes = wait_nodes(SERVE_PORT, ["local", w2_node], timeout=60)
     check(nodes == ["local", w2_node],
           f"W1 killed: C re-plans to C + W2 ({nodes}, {time.monotonic() - t0:.1f} s)")
+    t_chat.join(timeout=180)
+    check(running.get("answer") == ref,
+          f"a request running when W1 was killed completes on C + W2 with the same answer "
+          f"({running.get('error', 'ok')})")
+    _, health = http("GET", SERVE_PORT, "/health")
+    check(health.get("replayed_sequences", 0) >= 1,
+          f"... replayed after the re-plan (/health replayed_sequences "
+          f"{health.get('replayed_sequences')})")
     check(chat(SERVE_PORT) == ref, "after W1 was killed: same answer as one stage")
     log2 = open(log2_path).read()
     check(serve2.poll() is None and "re-planned" in log2, "C kept serving through every change")
