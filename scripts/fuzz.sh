@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 SECONDS_EACH=${FUZZ_SECONDS:-20}
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
-BUILD=build-fuzz
+BUILD=${FUZZ_BUILD_DIR:-build-fuzz}
 CXX_FUZZ=${FUZZ_CXX:-clang++-14}
 
 if [ -z "${FUZZ_NO_BUILD:-}" ]; then
@@ -73,17 +73,22 @@ for t in "${TARGETS[@]}"; do
   fi
   printf '%-24s FAILED (exit %s) after %s runs\n' "$t" "$rc" "${runs:-?}"
   failed+=("$t")
-  echo "---- $t: libFuzzer report (last 60 lines)"
-  tail -n 60 "$log"
+  echo "---- $t: libFuzzer report"
+  # From the first error line on, without ASan's shadow-memory dump; at most 120 lines.
+  awk '/ERROR:|runtime error:|deadly signal|timeout after|out-of-memory|uncaught exception|terminate called/ {on = 1}
+       /^Shadow bytes around the buggy address/ {skip = 1}
+       /^==[0-9]+==ABORTING/ {skip = 0}
+       on && !skip' "$log" | head -n 120
   mkdir -p "$BUILD/fuzz-crashes"
   for a in "$WORK/$t/artifacts/"*; do
     [ -f "$a" ] || continue
     keep="$BUILD/fuzz-crashes/$t-$(basename "$a")"
     cp "$a" "$keep"
-    echo "---- reproducer: $(stat -c %s "$a") bytes, kept in $keep"
+    bytes=$(wc -c <"$a" | tr -d ' ')
+    echo "---- reproducer: $bytes bytes, kept in $keep"
     echo "     run: $bin $keep"
     echo "     base64: $(base64 -w0 "$a")"
-    if [ "$(stat -c %s "$a")" -le 4096 ]; then
+    if [ "$bytes" -le 4096 ]; then
       od -A x -t x1z -v "$a"
     fi
   done
