@@ -99,6 +99,16 @@ def dist_corpus():
         add("fuzz_frame", "frame_" + name, frame(name, payload))
         add("fuzz_frame", "typed_" + name, u8(TYPE_INDEX[name]) + u8(0) + payload)
     add("fuzz_frame", "old_version_hello", frame("hello", PAYLOADS["hello"], version=3))
+    # fuzz_tcp_recv: byte 0 bit 0 clear: a plain stream of frames (bit 1: 1 MiB payload limit);
+    # set: frames [type index][u8 length][payload] the harness seals, after a byte naming a bit
+    # to flip (0: none).
+    stream = b"".join(frame(n, PAYLOADS[n]) for n in ["load", "forward", "ping", "release"])
+    add("fuzz_tcp_recv", "plain_stream", u8(0) + stream)
+    add("fuzz_tcp_recv", "plain_truncated", u8(2) + stream[:-5])
+    sealed = b"".join(u8(TYPE_INDEX[n]) + u8(len(PAYLOADS[n])) + PAYLOADS[n]
+                      for n in ["forward", "result", "ping", "shutdown"])
+    add("fuzz_tcp_recv", "sealed_stream", u8(1) + u8(0) + sealed)
+    add("fuzz_tcp_recv", "sealed_flipped", u8(3) + u8(77) + sealed)
     # fuzz_sync_messages: byte 0 % 5 picks manifest-request, manifest, tensor-request,
     # tensor-data, load.
     for i, name in enumerate(["manifest_request", "manifest", "tensor_request", "tensor_data",
