@@ -30,7 +30,9 @@ template <typename T>
 T get_or(const nlohmann::json& j, const char* key, T fallback) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return fallback;
-  if (!it->is_number() && !it->is_boolean())
+  // A bool field takes true/false, a number field a number (json's get<> throws its own
+  // type_error for the other pairings).
+  if (std::is_same_v<T, bool> ? !it->is_boolean() : !it->is_number())
     throw Error("config", std::string("\"") + key + "\" has the wrong type: " + it->dump());
   if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
     // A float (or an unsigned past T's range) would not convert: undefined behaviour, or a wrap.

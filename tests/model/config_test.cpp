@@ -75,8 +75,8 @@ TEST(Config, Llama3RopeScaling) {
   EXPECT_THROW(model::ModelConfig::from_json(j), Error);
 }
 
-// Found by fuzz_config: each of these escaped as nlohmann::json::type_error, converted 1e300 to
-// int64 (undefined behaviour) or made rope_inv_freq() allocate terabytes.
+// Run through fuzz_config while writing it: each of these escaped as nlohmann::json::type_error,
+// converted 1e300 to int64 (undefined behaviour) or made rope_inv_freq() allocate terabytes.
 TEST(Config, HostileValuesAreConfigErrors) {
   auto expect_config_error = [](const nlohmann::json& j, const char* what) {
     try {
@@ -109,6 +109,19 @@ TEST(Config, HostileValuesAreConfigErrors) {
   j = base();
   j["vocab_size"] = int64_t{1} << 40;
   expect_config_error(j, "vocab_size 2^40");
+  // A boolean where a number belongs and the reverse (found by fuzz_config: json::type_error).
+  j = base();
+  j["rope_theta"] = false;
+  expect_config_error(j, "rope_theta false");
+  j = base();
+  j["rms_norm_eps"] = true;
+  expect_config_error(j, "rms_norm_eps true");
+  j = base();
+  j["tie_word_embeddings"] = 1;
+  expect_config_error(j, "tie_word_embeddings 1");
+  j = base();
+  j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", true}};
+  expect_config_error(j, "rope_scaling.factor true");
   // Null rope_type / type are absent: the default (no scaling).
   j = base();
   j["rope_scaling"] = {{"rope_type", nullptr}, {"type", nullptr}};
