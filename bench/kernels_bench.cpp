@@ -4,6 +4,7 @@
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -11,7 +12,8 @@
 #include <tuple>
 #include <vector>
 
-#include "core/dtype.h"
+#include "core/half.h"
+#include "formats/weight_format.h"
 #include "core/thread_pool.h"
 #include "kernels/kernels.h"
 
@@ -32,13 +34,13 @@ struct WeightSet {
   std::vector<std::vector<uint8_t>> copies;
 };
 
-const WeightSet& weights(DType dt, int64_t rows, int64_t cols) {
+const WeightSet& weights(WeightType dt, int64_t rows, int64_t cols) {
   static WeightSet set;
   const auto key = std::make_tuple(int(dt), rows, cols);
   if (set.key == key) return set;
   set.copies.clear();
   set.key = key;
-  const size_t n = size_t(rows * cols), bytes = n * dtype_size(dt);
+  const size_t n = size_t(rows * cols), bytes = formats::tensor_bytes_or_throw(dt, std::array{rows, cols});
   const size_t n_copies = std::clamp<size_t>((size_t(256) << 20) / bytes, 1, 8);
   std::mt19937 rng(1);
   std::uniform_real_distribution<float> dist(-0.05f, 0.05f);
@@ -46,10 +48,10 @@ const WeightSet& weights(DType dt, int64_t rows, int64_t cols) {
     std::vector<uint8_t> buf(bytes);
     for (size_t i = 0; i < n; ++i) {
       const float f = dist(rng);
-      if (dt == DType::F32) {
+      if (dt == WeightType::F32) {
         std::memcpy(buf.data() + 4 * i, &f, 4);
       } else {
-        const uint16_t h = dt == DType::BF16 ? f32_to_bf16(f) : f32_to_f16(f);
+        const uint16_t h = dt == WeightType::BF16 ? f32_to_bf16(f) : f32_to_f16(f);
         std::memcpy(buf.data() + 2 * i, &h, 2);
       }
     }
@@ -60,7 +62,7 @@ const WeightSet& weights(DType dt, int64_t rows, int64_t cols) {
 
 // Args: dtype, rows, cols, n_tok, threads.
 void BM_Matmul(benchmark::State& state) {
-  const auto dt = DType(state.range(0));
+  const auto dt = WeightType(state.range(0));
   const int64_t rows = state.range(1), cols = state.range(2), n_tok = state.range(3);
   const int threads = int(state.range(4));
   const WeightSet& w = weights(dt, rows, cols);
@@ -79,33 +81,33 @@ void BM_Matmul(benchmark::State& state) {
       benchmark::Counter(iters * double(w.copies[0].size()) / 1e9, benchmark::Counter::kIsRate);
   state.counters["GFLOP"] = benchmark::Counter(
       iters * 2.0 * double(rows) * double(cols) * double(n_tok) / 1e9, benchmark::Counter::kIsRate);
-  state.SetLabel(std::string(dtype_name(dt)) + " " + simd_target_name());
+  state.SetLabel(std::string(formats::name(dt)) + " " + simd_target_name());
 }
 
 void MatmulArgs(benchmark::internal::Benchmark* b) {
   b->ArgNames({"dtype", "rows", "cols", "n_tok", "threads"});
   for (int threads : {1, 2}) {
-    for (int dt : {int(DType::BF16), int(DType::F32)}) {
+    for (int dt : {int(WeightType::BF16), int(WeightType::F32)}) {
       b->Args({dt, 6144, 2048, 1, threads});    // MLP gate/up of a 2048-wide model, decode
       b->Args({dt, 2048, 6144, 1, threads});    // MLP down, decode
       b->Args({dt, 6144, 2048, 128, threads});  // prompt processing
     }
-    for (int dt : {int(DType::BF16), int(DType::F32)})
+    for (int dt : {int(WeightType::BF16), int(WeightType::F32)})
       for (int n_tok : {2, 4, 8, 16})  // batched decode (continuous batching, micro-batches)
         b->Args({dt, 6144, 2048, n_tok, threads});
-    b->Args({int(DType::F16), 6144, 2048, 1, threads});
+    b->Args({int(WeightType::F16), 6144, 2048, 1, threads});
     for (int n_tok : {4, 16}) {  // the other shapes of a 1.7B-dims layer, and its LM head
-      b->Args({int(DType::BF16), 2048, 2048, n_tok, threads});
-      b->Args({int(DType::BF16), 1024, 2048, n_tok, threads});
-      b->Args({int(DType::BF16), 2048, 6144, n_tok, threads});
-      b->Args({int(DType::BF16), 151936, 2048, n_tok, threads});
+      b->Args({int(WeightType::BF16), 2048, 2048, n_tok, threads});
+      b->Args({int(WeightType::BF16), 1024, 2048, n_tok, threads});
+      b->Args({int(WeightType::BF16), 2048, 6144, n_tok, threads});
+      b->Args({int(WeightType::BF16), 151936, 2048, n_tok, threads});
     }
-    b->Args({int(DType::BF16), 24, 512, 4, threads});  // cache-resident: the tile loop alone
-    b->Args({int(DType::BF16), 24, 512, 16, threads});
-    b->Args({int(DType::F32), 24, 512, 16, threads});
-    b->Args({int(DType::BF16), 151936, 2048, 1, threads});  // LM head, decode
-    b->Args({int(DType::BF16), 3072, 1024, 1, threads});    // 0.6B MLP gate/up, decode
-    b->Args({int(DType::F32), 3072, 1024, 1, threads});
+    b->Args({int(WeightType::BF16), 24, 512, 4, threads});  // cache-resident: the tile loop alone
+    b->Args({int(WeightType::BF16), 24, 512, 16, threads});
+    b->Args({int(WeightType::F32), 24, 512, 16, threads});
+    b->Args({int(WeightType::BF16), 151936, 2048, 1, threads});  // LM head, decode
+    b->Args({int(WeightType::BF16), 3072, 1024, 1, threads});    // 0.6B MLP gate/up, decode
+    b->Args({int(WeightType::F32), 3072, 1024, 1, threads});
   }
 }
 BENCHMARK(BM_Matmul)->Apply(MatmulArgs)->UseRealTime()->Unit(benchmark::kMillisecond);

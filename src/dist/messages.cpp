@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/sysinfo.h"
+#include "formats/weight_format.h"
 #include "kernels/kernels.h"
 
 namespace meshlm::dist {
@@ -346,12 +347,6 @@ ResultMsg decode_result(std::span<const uint8_t> payload) {
 
 // ---- model sync ----
 
-size_t sync_dtype_size(const std::string& dtype) {
-  if (dtype == "F32") return 4;
-  if (dtype == "BF16" || dtype == "F16") return 2;
-  return 0;
-}
-
 std::vector<uint8_t> encode_manifest_request(const ManifestRequestMsg& m) {
   PayloadWriter w;
   w.i64(m.layer_begin);
@@ -406,16 +401,13 @@ ManifestMsg decode_manifest(std::span<const uint8_t> payload) {
     t.hash.high = r.u64();
     if (t.name.empty()) invalid("manifest entry without a name");
     if (!names.insert(t.name).second) invalid("tensor '" + t.name + "' listed twice");
-    size_t size = sync_dtype_size(t.dtype);
-    if (size == 0) invalid("tensor '" + t.name + "' has unsupported dtype '" + t.dtype + "'");
-    uint64_t bytes = size;
-    for (int64_t d : t.shape) {
+    const auto type = formats::from_name(t.dtype);
+    if (!type) invalid("tensor '" + t.name + "' has unsupported dtype '" + t.dtype + "'");
+    for (int64_t d : t.shape)
       if (d < 0) invalid("tensor '" + t.name + "' has a negative dimension");
-      if (d != 0 && bytes > (uint64_t{1} << 50) / static_cast<uint64_t>(d)) {
-        invalid("tensor '" + t.name + "' is impossibly large");
-      }
-      bytes *= static_cast<uint64_t>(d);
-    }
+    const auto sized = formats::tensor_bytes(*type, t.shape);
+    if (!sized) invalid("tensor '" + t.name + "' is impossibly large or not whole blocks");
+    const uint64_t bytes = *sized;
     if (bytes != t.nbytes) {
       invalid("tensor '" + t.name + "' has " + std::to_string(t.nbytes) + " bytes, its shape " +
               "and dtype make " + std::to_string(bytes));

@@ -173,8 +173,6 @@ TensorRequestMsg decode_tensor_request(std::span<const uint8_t> payload);
 inline constexpr size_t kTensorDataHeadSize = 12;
 std::vector<uint8_t> encode_tensor_data_head(const TensorDataHead& h);
 TensorDataHead decode_tensor_data(std::span<const uint8_t> payload, std::span<const uint8_t>& data);
-// Bytes of a safetensors dtype name the sync accepts (F32 4, BF16 2, F16 2); 0 = not accepted.
-size_t sync_dtype_size(const std::string& dtype);
 
 std::vector<uint8_t> encode_release(const ReleaseMsg& m);
 ReleaseMsg decode_release(std::span<const uint8_t> payload);

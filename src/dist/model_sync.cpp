@@ -11,7 +11,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "model/config.h"
-#include "model/weights.h"
+#include "model/schema.h"
 
 namespace meshlm::dist {
 
@@ -168,10 +168,10 @@ bool TensorServer::serve_manifest(Connection& conn, const Frame& frame, const st
   m.fingerprint = fingerprint_;
   m.config_json = config_json_;
   uint64_t total = 0;
-  for (const std::string& name : model::stage_tensor_names(cfg, req.layer_begin, req.layer_end)) {
+  for (const std::string& name : model::stage_tensor_names(cfg, {req.layer_begin, req.layer_end})) {
     if (!set_->has(name)) return refuse(conn, peer, "the coordinator's model lacks " + name);
     const model::TensorInfo& t = set_->info(name);
-    if (sync_dtype_size(t.dtype_name) == 0) {
+    if (!t.dtype_supported) {
       return refuse(
           conn, peer,
           "tensor " + name + " has dtype " + t.dtype_name + ", which model sync does not carry");

@@ -5,7 +5,7 @@
 //   worker                                   coordinator (TensorServer)
 //   manifest-request {layers [b, e)}     ->
 //                                        <- manifest {fingerprint, config.json, for every tensor
-//                                              of stage_tensor_names(b, e): name, dtype, shape,
+//                                              of model::stage_tensor_names(cfg, {b, e}): name, dtype, shape,
 //                                              bytes, XXH3-128}
 //   tensor-request [(name, offset)...]   ->  (only what is missing; offset resumes mid-tensor)
 //                                        <- tensor-data {range, offset, bytes} ... (from the mmap)

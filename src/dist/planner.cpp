@@ -7,7 +7,7 @@
 
 #include "core/error.h"
 #include "model/safetensors.h"
-#include "model/weights.h"
+#include "model/schema.h"
 
 namespace meshlm::dist {
 namespace {
@@ -27,9 +27,8 @@ uint64_t sum_bytes(const TensorSizes& sizes, const std::vector<std::string>& nam
 std::vector<std::string> layer_only(const model::ModelConfig& c, int64_t i) {
   // Tensors of [i, i+1) that are not the embedding / head / final norm.
   std::vector<std::string> out;
-  std::string prefix = "model.layers." + std::to_string(i) + ".";
-  for (auto& n : model::stage_tensor_names(c, i, i + 1))
-    if (n.rfind(prefix, 0) == 0) out.push_back(n);
+  for (auto& d : model::stage_tensors(c, {i, i + 1}))
+    if (d.layer == i) out.push_back(std::move(d.name));
   return out;
 }
 
@@ -48,7 +47,7 @@ void add_stages(Plan& plan, const model::ModelConfig& c, const TensorSizes& size
     s.layer_begin = plan.splits[k];
     s.layer_end = plan.splits[k + 1];
     s.kv_bytes = uint64_t(s.layer_end - s.layer_begin) * plan.kv_bytes_per_layer;
-    s.weight_bytes = sum_bytes(sizes, model::stage_tensor_names(c, s.layer_begin, s.layer_end));
+    s.weight_bytes = sum_bytes(sizes, model::stage_tensor_names(c, {s.layer_begin, s.layer_end}));
     plan.stages.push_back(s);
   }
 }
@@ -102,7 +101,7 @@ Plan plan_layers(const model::ModelConfig& c, const TensorSizes& sizes,
     std::set<std::string> layer_names;
     for (int64_t i = begin; i < end; ++i)
       for (auto& nm : layer_only(c, i)) layer_names.insert(nm);
-    return sum_bytes(sizes, model::stage_tensor_names(c, begin, end), layer_names);
+    return sum_bytes(sizes, model::stage_tensor_names(c, {begin, end}), layer_names);
   };
   uint64_t first_fixed = n == 1 ? fixed_of(0, L) : fixed_of(0, 1);
   uint64_t last_fixed = n == 1 ? 0 : fixed_of(L - 1, L);

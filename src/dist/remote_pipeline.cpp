@@ -15,6 +15,7 @@
 #include "dist/model_sync.h"
 #include "dist/mpi_transport.h"
 #include "dist/tcp_transport.h"
+#include "runtime/stage_runner.h"
 
 namespace meshlm::dist {
 
@@ -94,6 +95,7 @@ class RemotePipeline final : public runtime::Pipeline {
     client_id_ = random_client_id();
     stage0_ = std::make_unique<model::Stage>(options_.model_dir, splits[0], splits[1],
                                              options_.stage);
+    runner0_ = std::make_unique<runtime::StageRunner>(*stage0_);
     if (sync_ && !options_.peers.empty()) {
       TensorServerOptions so;
       so.chunk_bytes = options_.sync_chunk_bytes;
@@ -200,7 +202,7 @@ class RemotePipeline final : public runtime::Pipeline {
   void release(int64_t seq_id) override {
     std::lock_guard op(op_mutex_);
     stage0_->release(seq_id);
-    local_samplers_.release(seq_id);
+    runner0_->release(seq_id);
     if (remotes_.empty() || is_broken() || !remotes_[0]->conn) return;
     try {
       ReleaseMsg m;
@@ -422,7 +424,7 @@ class RemotePipeline final : public runtime::Pipeline {
     }
     teardown();
     stage0_->release_all();
-    local_samplers_.clear();
+    runner0_->clear();
     {
       std::lock_guard lock(mutex_);
       for (auto& r : remotes_) r->state = "connecting";
@@ -454,26 +456,17 @@ class RemotePipeline final : public runtime::Pipeline {
   std::string run_stage0_and_send(runtime::MicroBatch& batch, bool& retryable) {
     ForwardMsg m;
     try {
-      if (remotes_.empty()) {
-        for (auto& [seq, params] : batch.new_sequences) local_samplers_.add(seq, params);
-      }
-      auto t0 = std::chrono::steady_clock::now();
-      int64_t rows = stage0_->forward(batch.chunks, batch.tokens, hidden_, logits_);
+      runner0_->run({batch.chunks, batch.tokens, batch.new_sequences, batch.return_logits},
+                    hidden_, out0_);
       {
         std::lock_guard lock(mutex_);
-        stage0_busy_seconds_ +=
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        stage0_busy_seconds_ += out0_.seconds;
       }
-      if (remotes_.empty()) {  // a single stage: finish here
+      if (out0_.last) {  // a single stage: finish here
         runtime::MicroBatchResult r;
         r.id = batch.id;
-        const int64_t vocab = config().vocab;
-        if (batch.return_logits) {
-          r.logits.assign(logits_.begin(), logits_.begin() + rows * vocab);
-        } else {
-          r.sampled = local_samplers_.sample_batch(batch.chunks, batch.tokens, logits_.data(),
-                                                   vocab);
-        }
+        r.sampled = std::move(out0_.sampled);
+        r.logits = std::move(out0_.logits);
         std::lock_guard lock(mutex_);
         done_[batch.id] = std::move(r);
         cv_.notify_all();
@@ -576,8 +569,9 @@ class RemotePipeline final : public runtime::Pipeline {
   std::string client_id_;
   std::unique_ptr<model::Stage> stage0_;
   std::vector<std::unique_ptr<Remote>> remotes_;
-  runtime::SamplerSet local_samplers_;
-  std::vector<float> hidden_, logits_;
+  std::unique_ptr<runtime::StageRunner> runner0_;  // over stage0_; samples when it is the only one
+  runtime::StageOutput out0_;
+  std::vector<float> hidden_;
 
   // Held by launch(), release() and reconnects: the connections they use stay in place.
   std::mutex op_mutex_;

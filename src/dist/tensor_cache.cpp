@@ -19,7 +19,7 @@
 #include "dist/model_sync.h"
 #include "model/config.h"
 #include "model/safetensors_writer.h"
-#include "model/weights.h"
+#include "model/schema.h"
 
 namespace meshlm::dist {
 namespace {
@@ -93,24 +93,15 @@ std::string read_small_file(const fs::path& path) {
 
 // The cache file that holds tensor `name` (one of our own stage_tensor_names).
 std::string cache_file_for(const std::string& name) {
-  static const std::string kLayer = "model.layers.";
-  if (name.rfind(kLayer, 0) == 0) {
-    size_t i = kLayer.size();
-    long long layer = 0;
-    int digits = 0;
-    while (i < name.size() && name[i] >= '0' && name[i] <= '9' && digits < 7) {
-      layer = layer * 10 + (name[i++] - '0');
-      ++digits;
-    }
-    if (digits > 0 && i < name.size() && name[i] == '.') {
-      char buf[48];
-      std::snprintf(buf, sizeof(buf), "layer-%05lld.safetensors", layer);
-      return buf;
-    }
+  using model::TensorRole;
+  if (const int64_t layer = model::layer_of(name); layer >= 0) {
+    char buf[48];
+    std::snprintf(buf, sizeof(buf), "layer-%05lld.safetensors", static_cast<long long>(layer));
+    return buf;
   }
-  if (name == "model.embed_tokens.weight") return "embed.safetensors";
-  if (name == "model.norm.weight") return "norm.safetensors";
-  if (name == "lm_head.weight") return "lm-head.safetensors";
+  if (name == model::tensor_name(TensorRole::Embed)) return "embed.safetensors";
+  if (name == model::tensor_name(TensorRole::FinalNorm)) return "norm.safetensors";
+  if (name == model::tensor_name(TensorRole::LmHead)) return "lm-head.safetensors";
   auto h = hash_bytes({reinterpret_cast<const uint8_t*>(name.data()), name.size()});
   return "tensor-" + hash_hex(h).substr(0, 16) + ".safetensors";
 }
@@ -180,7 +171,7 @@ ManifestMsg fetch_manifest(Connection& conn, const std::string& fingerprint, int
     fail(std::string("the coordinator's config.json is unusable: ") + e.what());
   }
   if (end > cfg.n_layers) fail("layers past the model's " + std::to_string(cfg.n_layers));
-  auto want = model::stage_tensor_names(cfg, begin, end);
+  auto want = model::stage_tensor_names(cfg, {begin, end});
   std::set<std::string> want_set(want.begin(), want.end());
   std::set<std::string> got;
   for (const auto& e : m.tensors) got.insert(e.name);

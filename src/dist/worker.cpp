@@ -19,7 +19,7 @@
 #include "dist/tensor_cache.h"
 #include "dist/tcp_transport.h"
 #include "model/stage.h"
-#include "runtime/sampler.h"
+#include "runtime/stage_runner.h"
 
 namespace meshlm::dist {
 
@@ -52,8 +52,8 @@ struct Worker::Impl {
   std::string loaded_dir;  // the folder it was loaded from
   std::string cache_dir;   // for model sync
   std::string loaded_fingerprint;
-  runtime::SamplerSet samplers;
-  std::vector<float> logits;
+  std::unique_ptr<runtime::StageRunner> runner;  // runs `stage`; samples when it is the last
+  runtime::StageOutput out;
 
   explicit Impl(const WorkerOptions& o) : options(o) {
     if (!o.model_dir.empty()) own_fingerprint = fingerprint(o.model_dir);
@@ -99,7 +99,7 @@ struct Worker::Impl {
     upstream.reset();
     downstream.reset();
     next_address.clear();
-    samplers.clear();
+    if (runner) runner->clear();
     if (stage) stage->release_all();
   }
 
@@ -201,6 +201,7 @@ struct Worker::Impl {
     if (same) {
       stage->release_all();
     } else {
+      runner.reset();
       stage.reset();  // free (and unmap) the old weights first
       model::StageOptions so;
       so.threads = options.threads;
@@ -214,11 +215,12 @@ struct Worker::Impl {
       }
       log::info("[worker] loading layers {}-{} of {}", m.layer_begin, m.layer_end, dir);
       stage = std::make_unique<model::Stage>(dir, m.layer_begin, m.layer_end, so);
+      runner = std::make_unique<runtime::StageRunner>(*stage);
     }
     loaded = m;
     loaded_dir = dir;
     loaded_fingerprint = fp;
-    samplers.clear();
+    runner->clear();
     downstream.reset();
     next_address = m.next;
     if (stage->is_last() != m.next.empty()) {
@@ -283,22 +285,15 @@ struct Worker::Impl {
         throw Error("worker", "activations have hidden size " + std::to_string(m.hidden_dim) +
                                   ", the model has " + std::to_string(cfg.hidden));
       }
-      if (stage->is_last() && !m.return_logits) {
-        for (auto& [seq, params] : m.new_sequences) samplers.add(seq, params);
-      }
-      auto t0 = std::chrono::steady_clock::now();
-      int64_t rows = stage->forward(m.chunks, m.tokens, m.hidden, logits);
-      m.stage_us.push_back(std::chrono::duration_cast<std::chrono::microseconds>(
-                               std::chrono::steady_clock::now() - t0)
-                               .count());
+      runner->run({m.chunks, m.tokens, m.new_sequences, m.return_logits}, m.hidden, out);
+      m.stage_us.push_back(int64_t(out.seconds * 1e6));
       result.stage_us = m.stage_us;
-      if (!stage->is_last()) {
+      if (!out.last) {
         m.hidden_dim = cfg.hidden;
         pass_on = true;
-      } else if (m.return_logits) {
-        result.logits.assign(logits.begin(), logits.begin() + rows * cfg.vocab);
       } else {
-        result.sampled = samplers.sample_batch(m.chunks, m.tokens, logits.data(), cfg.vocab);
+        result.sampled = std::move(out.sampled);
+        result.logits = std::move(out.logits);
       }
     } catch (const std::exception& e) {
       result.error = stage_name() + ": " + e.what();
@@ -341,7 +336,7 @@ struct Worker::Impl {
     ReleaseMsg m = decode_release(f.payload);
     for (int64_t seq : m.seq_ids) {
       if (stage) stage->release(seq);
-      samplers.release(seq);
+      if (runner) runner->release(seq);
     }
     if (downstream) {
       try {

@@ -9,7 +9,8 @@
 
 #include <cstdint>
 
-#include "core/dtype.h"
+#include "core/half.h"
+#include "formats/weight_format.h"
 #include "core/thread_pool.h"
 
 namespace meshlm::kernels {
@@ -17,7 +18,7 @@ namespace meshlm::kernels {
 // A non-owning view of a row-major weight matrix W[rows, cols] (PyTorch Linear layout: out, in).
 struct MatView {
   const void* data = nullptr;  // rows * cols elements of `dtype`, rows contiguous
-  DType dtype = DType::F32;
+  WeightType dtype = WeightType::F32;
   int64_t rows = 0;  // output features
   int64_t cols = 0;  // input features
 };

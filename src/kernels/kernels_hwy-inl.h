@@ -18,7 +18,8 @@
 #include <cstdint>
 #include <cstring>
 
-#include "core/dtype.h"
+#include "core/half.h"
+#include "formats/weight_format.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace meshlm::kernels::HWY_NAMESPACE {
@@ -30,16 +31,16 @@ using VF = hn::Vec<DF>;
 constexpr size_t kMaxLanesF = HWY_LANES(float);
 
 // Storage type of one weight element.
-template <DType kDt>
-using WeightT = std::conditional_t<kDt == DType::F32, float, uint16_t>;
+template <WeightType kDt>
+using WeightT = std::conditional_t<kDt == WeightType::F32, float, uint16_t>;
 
 // Lanes(df) weights starting at p, converted to f32. BF16 is the upper half of an f32: zero-extend
 // to 32 bits and shift left by 16. F16 goes through PromoteTo (F16C on AVX2).
-template <DType kDt>
+template <WeightType kDt>
 HWY_INLINE VF LoadWeights(DF df, const WeightT<kDt>* HWY_RESTRICT p) {
-  if constexpr (kDt == DType::F32) {
+  if constexpr (kDt == WeightType::F32) {
     return hn::LoadU(df, p);
-  } else if constexpr (kDt == DType::BF16) {
+  } else if constexpr (kDt == WeightType::BF16) {
     const hn::RebindToUnsigned<DF> du32;
     const hn::Rebind<uint16_t, DF> du16;
     return hn::BitCast(df, hn::ShiftLeft<16>(hn::PromoteTo(du32, hn::LoadU(du16, p))));
@@ -67,7 +68,7 @@ HWY_INLINE VF LoadWeights(DF df, const WeightT<kDt>* HWY_RESTRICT p) {
 }
 
 // The first n (< Lanes) weights at p, converted; the other lanes are zero.
-template <DType kDt>
+template <WeightType kDt>
 HWY_INLINE VF LoadWeightsTail(DF df, const WeightT<kDt>* HWY_RESTRICT p, size_t n) {
   HWY_ALIGN WeightT<kDt> buf[kMaxLanesF] = {};
   std::memcpy(buf, p, n * sizeof(WeightT<kDt>));

@@ -42,7 +42,7 @@ constexpr int64_t kPanelBytes = 256 * 1024;  // x panel (f32) kept in L2
 // `next` (may be null): the first of the next row tile's rows, same layout; its lines are
 // prefetched while this tile streams (a decode tile's rows are short streams that the hardware
 // prefetcher alone picks up late: +20-35% on 1024-column rows).
-template <DType kDt, int kR, int kT, bool kPackedX = false>
+template <WeightType kDt, int kR, int kT, bool kPackedX = false>
 HWY_INLINE void DotTile(const WeightT<kDt>* HWY_RESTRICT w, const float* HWY_RESTRICT x,
                         int64_t cols, float* HWY_RESTRICT y, int64_t y_stride,
                         const float* HWY_RESTRICT bias, const WeightT<kDt>* next = nullptr) {
@@ -103,7 +103,7 @@ HWY_INLINE void DotTile(const WeightT<kDt>* HWY_RESTRICT w, const float* HWY_RES
 }
 
 // A tile of nr <= kRows rows x nt <= kToks tokens (edges of the row range or token panel).
-template <DType kDt, int kR>
+template <WeightType kDt, int kR>
 HWY_INLINE void DotTileRows(int nt, const WeightT<kDt>* w, const float* x, int64_t cols, float* y,
                             int64_t y_stride, const float* bias, const WeightT<kDt>* next) {
   static_assert(kToks == 4, "update the cases below");
@@ -119,7 +119,7 @@ HWY_INLINE void DotTileRows(int nt, const WeightT<kDt>* w, const float* x, int64
   }
 }
 
-template <DType kDt>
+template <WeightType kDt>
 HWY_INLINE void DotTileAny(int nr, int nt, const WeightT<kDt>* w, const float* x, int64_t cols,
                            float* y, int64_t y_stride, const float* bias,
                            const WeightT<kDt>* next = nullptr) {
@@ -164,7 +164,7 @@ void PackX(const float* HWY_RESTRICT x, int64_t cols, int64_t n_tok, float* HWY_
 }
 
 // Rows [r0, r1) of y. n_tok > 1 reads x packed by PackX (xp); decode reads x itself.
-template <DType kDt>
+template <WeightType kDt>
 void MatmulRowsT(const WeightT<kDt>* w, int64_t rows, int64_t cols, const float* x,
                  const float* xp, int64_t n_tok, float* y, const float* bias, int64_t r0,
                  int64_t r1) {
@@ -198,18 +198,18 @@ void MatmulRowsT(const WeightT<kDt>* w, int64_t rows, int64_t cols, const float*
 }
 
 // Rows [r0, r1) of y for all n_tok tokens.
-void MatmulRows(const void* w, DType dtype, int64_t rows, int64_t cols, const float* x,
+void MatmulRows(const void* w, WeightType dtype, int64_t rows, int64_t cols, const float* x,
                 const float* xp, int64_t n_tok, float* y, const float* bias, int64_t r0,
                 int64_t r1) {
   switch (dtype) {
-    case DType::F32:
-      return MatmulRowsT<DType::F32>(static_cast<const float*>(w), rows, cols, x, xp, n_tok, y,
+    case WeightType::F32:
+      return MatmulRowsT<WeightType::F32>(static_cast<const float*>(w), rows, cols, x, xp, n_tok, y,
                                      bias, r0, r1);
-    case DType::BF16:
-      return MatmulRowsT<DType::BF16>(static_cast<const uint16_t*>(w), rows, cols, x, xp, n_tok,
+    case WeightType::BF16:
+      return MatmulRowsT<WeightType::BF16>(static_cast<const uint16_t*>(w), rows, cols, x, xp, n_tok,
                                       y, bias, r0, r1);
-    case DType::F16:
-      return MatmulRowsT<DType::F16>(static_cast<const uint16_t*>(w), rows, cols, x, xp, n_tok,
+    case WeightType::F16:
+      return MatmulRowsT<WeightType::F16>(static_cast<const uint16_t*>(w), rows, cols, x, xp, n_tok,
                                      y, bias, r0, r1);
   }
 }
@@ -242,7 +242,7 @@ int64_t row_grain(int64_t rows, int threads) {
 namespace {
 void check_view(const MatView& w, const float* x, int64_t n_tok, const float* y) {
   if (w.rows < 0 || w.cols < 0) throw Error("kernels", "matmul: negative shape");
-  if (w.dtype != DType::F32 && w.dtype != DType::BF16 && w.dtype != DType::F16)
+  if (w.dtype != WeightType::F32 && w.dtype != WeightType::BF16 && w.dtype != WeightType::F16)
     throw Error("kernels", "matmul: unsupported weight dtype");
   if (w.rows == 0 || n_tok == 0) return;  // nothing is read or written
   if ((w.cols > 0 && (w.data == nullptr || x == nullptr)) || y == nullptr)

@@ -5,21 +5,20 @@
 
 namespace meshlm::kernels::ref {
 
-float load(const void* data, DType dtype, int64_t index) {
-  switch (dtype) {
-    case DType::F32: return static_cast<const float*>(data)[index];
-    case DType::BF16: return bf16_to_f32(static_cast<const uint16_t*>(data)[index]);
-    case DType::F16: return f16_to_f32(static_cast<const uint16_t*>(data)[index]);
-  }
-  return 0.f;
+// Row r of w as f32: the format's own dequantization (the reference for every format).
+static void dequantize_row(const MatView& w, int64_t r, float* dst) {
+  const size_t stride = formats::row_bytes(w.dtype, w.cols);
+  formats::dequantize_row(w.dtype, static_cast<const uint8_t*>(w.data) + size_t(r) * stride,
+                          w.cols, dst);
 }
 
 void matmul(const MatView& w, const float* x, int64_t n_tok, float* y, const float* bias) {
-  for (int64_t t = 0; t < n_tok; ++t) {
-    for (int64_t r = 0; r < w.rows; ++r) {
+  std::vector<float> row(size_t(w.cols));
+  for (int64_t r = 0; r < w.rows; ++r) {
+    dequantize_row(w, r, row.data());
+    for (int64_t t = 0; t < n_tok; ++t) {
       double acc = bias ? bias[r] : 0.0;
-      for (int64_t k = 0; k < w.cols; ++k)
-        acc += double(load(w.data, w.dtype, r * w.cols + k)) * double(x[t * w.cols + k]);
+      for (int64_t k = 0; k < w.cols; ++k) acc += double(row[size_t(k)]) * double(x[t * w.cols + k]);
       y[t * w.rows + r] = float(acc);
     }
   }
@@ -82,7 +81,7 @@ void attention_head(const float* q, const float* k, const float* v, int64_t kv_s
 }
 
 void embed_row(const MatView& w, int64_t row, float* dst) {
-  for (int64_t k = 0; k < w.cols; ++k) dst[k] = load(w.data, w.dtype, row * w.cols + k);
+  dequantize_row(w, row, dst);
 }
 
 }  // namespace meshlm::kernels::ref

@@ -6,8 +6,6 @@
 
 namespace meshlm::kernels::ref {
 
-float load(const void* data, DType dtype, int64_t index);
-
 void matmul(const MatView& w, const float* x, int64_t n_tok, float* y, const float* bias);
 void rmsnorm(const float* x, const float* weight, int64_t n, float eps, float* out);
 void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t pos, const float* inv_freq);

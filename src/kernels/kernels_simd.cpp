@@ -289,7 +289,7 @@ void AddInplace(float* dst, const float* src, int64_t n) {
   for (; i < n; ++i) dst[i] += src[i];
 }
 
-template <DType kDt>
+template <WeightType kDt>
 void ConvertRow(const WeightT<kDt>* src, int64_t n, float* dst) {
   const DF df;
   const int64_t lanes = int64_t(hn::Lanes(df));
@@ -301,14 +301,14 @@ void ConvertRow(const WeightT<kDt>* src, int64_t n, float* dst) {
   }
 }
 
-void EmbedRow(const void* data, DType dtype, int64_t offset, int64_t n, float* dst) {
+void EmbedRow(const void* data, WeightType dtype, int64_t offset, int64_t n, float* dst) {
   switch (dtype) {
-    case DType::F32:
-      return ConvertRow<DType::F32>(static_cast<const float*>(data) + offset, n, dst);
-    case DType::BF16:
-      return ConvertRow<DType::BF16>(static_cast<const uint16_t*>(data) + offset, n, dst);
-    case DType::F16:
-      return ConvertRow<DType::F16>(static_cast<const uint16_t*>(data) + offset, n, dst);
+    case WeightType::F32:
+      return ConvertRow<WeightType::F32>(static_cast<const float*>(data) + offset, n, dst);
+    case WeightType::BF16:
+      return ConvertRow<WeightType::BF16>(static_cast<const uint16_t*>(data) + offset, n, dst);
+    case WeightType::F16:
+      return ConvertRow<WeightType::F16>(static_cast<const uint16_t*>(data) + offset, n, dst);
   }
 }
 
@@ -360,7 +360,7 @@ void embed_row(const MatView& w, int64_t row, float* dst) {
   if (row < 0 || row >= w.rows)
     throw Error("kernels", "embed_row: row " + std::to_string(row) + " out of range [0, " +
                                std::to_string(w.rows) + ")");
-  if (w.dtype != DType::F32 && w.dtype != DType::BF16 && w.dtype != DType::F16)
+  if (w.dtype != WeightType::F32 && w.dtype != WeightType::BF16 && w.dtype != WeightType::F16)
     throw Error("kernels", "embed_row: unsupported dtype");
   if (w.cols <= 0) return;
   HWY_DYNAMIC_DISPATCH(EmbedRow)(w.data, w.dtype, row * w.cols, w.cols, dst);

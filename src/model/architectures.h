@@ -2,6 +2,7 @@
 // by config.json's model_type. Adding a family that fits the decoder template is one row here.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,11 @@ struct ArchTraits {
   bool head_dim_from_config;    // config.json has "head_dim" (else hidden / heads)
   double default_rope_theta;
   float default_rms_eps;
+  // The family's usual vocabulary, context and special ids (what `meshlm synth` writes).
+  int64_t vocab;
+  int64_t max_position;
+  int64_t bos_id;
+  int64_t eos_id;
 };
 
 // nullptr when the model_type is not supported.

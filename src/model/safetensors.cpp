@@ -63,9 +63,10 @@ std::vector<TensorInfo> parse_safetensors_header(const uint8_t* data, size_t siz
     info.dtype_name = t["dtype"].get<std::string>();
     size_t esize = element_size(info.dtype_name);
     if (esize == 0) throw tfail("unknown dtype '" + info.dtype_name + "'");
-    if (info.dtype_name == "F32") info.dtype = DType::F32, info.dtype_supported = true;
-    if (info.dtype_name == "BF16") info.dtype = DType::BF16, info.dtype_supported = true;
-    if (info.dtype_name == "F16") info.dtype = DType::F16, info.dtype_supported = true;
+    if (auto type = formats::from_name(info.dtype_name)) {
+      info.dtype = *type;
+      info.dtype_supported = true;
+    }
     size_t count = 1;
     for (auto& d : t["shape"]) {
       if (!d.is_number_unsigned()) throw tfail("shape has a non-integer or negative dimension");

@@ -9,7 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "core/dtype.h"
+#include "core/half.h"
+#include "formats/weight_format.h"
 #include "core/mmap_file.h"
 
 namespace meshlm::model {
@@ -17,8 +18,8 @@ namespace meshlm::model {
 struct TensorInfo {
   std::string name;
   std::string dtype_name;       // as written in the header ("BF16", "F32", "I64", ...)
-  bool dtype_supported = false; // F32, BF16 or F16
-  DType dtype = DType::F32;
+  bool dtype_supported = false; // a weight format meshlm reads (formats::from_name)
+  WeightType dtype = WeightType::F32;
   std::vector<int64_t> shape;
   size_t file_index = 0;        // into SafetensorsSet::files()
   size_t offset = 0;            // absolute byte offset in its file

@@ -40,18 +40,18 @@ int64_t TensorSpec::elements() const {
   return n;
 }
 
-void encode_f32(std::span<const float> src, DType dtype, std::byte* dst) {
+void encode_f32(std::span<const float> src, WeightType dtype, std::byte* dst) {
   switch (dtype) {
-    case DType::F32:
+    case WeightType::F32:
       std::memcpy(dst, src.data(), src.size_bytes());
       return;
-    case DType::BF16:
+    case WeightType::BF16:
       for (size_t i = 0; i < src.size(); ++i) {
         uint16_t b = f32_to_bf16(src[i]);
         std::memcpy(dst + 2 * i, &b, 2);
       }
       return;
-    case DType::F16:
+    case WeightType::F16:
       for (size_t i = 0; i < src.size(); ++i) {
         uint16_t h = f32_to_f16(src[i]);
         std::memcpy(dst + 2 * i, &h, 2);
@@ -81,7 +81,7 @@ SafetensorsWriter::SafetensorsWriter(std::string path, std::vector<TensorSpec> t
     if (!seen.insert(t.name).second) fail("duplicate tensor name '" + t.name + "'");
     uint64_t n = t.nbytes();
     if (offset > UINT64_MAX - n) fail("total tensor size overflows");
-    header[t.name] = {{"dtype", std::string(dtype_name(t.dtype))},
+    header[t.name] = {{"dtype", std::string(formats::name(t.dtype))},
                       {"shape", t.shape},
                       {"data_offsets", {offset, offset + n}}};
     offset += n;

@@ -2,7 +2,7 @@
 // declared tensors, then each tensor's bytes in declared order, in as many pieces as the caller
 // likes, so a multi-GB model never has to be in memory at once.
 //
-//   SafetensorsWriter w("dir/model.safetensors", {{"a", DType::F32, {2, 3}}}, {{"format", "pt"}});
+//   SafetensorsWriter w("dir/model.safetensors", {{"a", WeightType::F32, {2, 3}}}, {{"format", "pt"}});
 //   w.append("a", bytes_of_a);   // 24 bytes, in one or more calls
 //   w.finish();                  // renames dir/model.safetensors.partial into place
 //
@@ -23,22 +23,23 @@
 #include <string_view>
 #include <vector>
 
-#include "core/dtype.h"
+#include "core/half.h"
+#include "formats/weight_format.h"
 
 namespace meshlm::model {
 
 struct TensorSpec {
   std::string name;
-  DType dtype = DType::F32;
+  WeightType dtype = WeightType::F32;
   std::vector<int64_t> shape;
 
   int64_t elements() const;
-  uint64_t nbytes() const { return uint64_t(elements()) * dtype_size(dtype); }
+  uint64_t nbytes() const { return formats::tensor_bytes_or_throw(dtype, shape); }
 };
 
 // Converts f32 values to `dtype` (round to nearest even for BF16/F16) into dst, which holds
-// src.size() * dtype_size(dtype) bytes; stored little-endian.
-void encode_f32(std::span<const float> src, DType dtype, std::byte* dst);
+// formats::row_bytes(dtype, src.size()) bytes; stored little-endian.
+void encode_f32(std::span<const float> src, WeightType dtype, std::byte* dst);
 
 class SafetensorsWriter {
  public:

@@ -38,7 +38,7 @@ struct Stage::Impl {
         end(e),
         opts(o),
         files(SafetensorsSet::open_dir(dir)),
-        w(load_stage_weights(*files, cfg, b, e)),
+        w(load_stage_weights(*files, cfg, LayerRange{b, e})),
         inv_freq(cfg.rope_inv_freq()),
         kv(e - b, cfg.kv_dim(), o.max_context),
         pool(o.threads) {
@@ -58,7 +58,7 @@ struct Stage::Impl {
       for (const auto* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down})
         if (m->data) mats.push_back(m);
     for (const auto* m : mats) {
-      const size_t n = size_t(m->rows) * size_t(m->cols) * dtype_size(m->dtype);
+      const size_t n = size_t(m->rows) * formats::row_bytes(m->dtype, m->cols);
       std::string err = lock_pages(m->data, n);
       if (!err.empty()) {
         log::warn("[stage] --mlock: locked {} MiB of layers [{}, {}) weights, then: {}",

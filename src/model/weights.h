@@ -1,4 +1,4 @@
-// The weights of one stage, looked up by their Hugging Face names. Matrices are views into the
+// The weights of one stage, found through the tensor schema (model/schema.h). Matrices are views into the
 // memory map (used by the kernels as stored: F32, BF16 or F16); small vectors (norm weights,
 // biases) are converted to f32 copies.
 #pragma once
@@ -9,6 +9,8 @@
 
 #include "kernels/kernels.h"
 #include "model/config.h"
+#include "model/layer_range.h"
+#include "model/schema.h"
 #include "model/safetensors.h"
 
 namespace meshlm::model {
@@ -29,10 +31,8 @@ struct StageWeights {
   size_t bytes = 0;             // bytes of mapped weights this stage uses
 };
 
-// Names of the tensors a stage [begin, end) needs (what model sync will send a worker).
-std::vector<std::string> stage_tensor_names(const ModelConfig& c, int64_t begin, int64_t end);
-
-StageWeights load_stage_weights(const SafetensorsSet& st, const ModelConfig& c, int64_t begin,
-                                int64_t end);
+// The tensors of the stage holding `layers` (model/schema.h), checked against the schema's shapes
+// and mapped. Throws Error("weights") / Error("safetensors") for a missing or mis-shaped tensor.
+StageWeights load_stage_weights(const SafetensorsSet& st, const ModelConfig& c, LayerRange layers);
 
 }  // namespace meshlm::model

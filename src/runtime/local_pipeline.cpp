@@ -1,11 +1,12 @@
 // All stages in this process, run one after the other for each micro-batch. Used for a single
 // machine (one stage) and for in-process multi-stage exactness tests.
-#include <chrono>
 #include <deque>
 #include <mutex>
 
 #include "core/error.h"
+#include "model/layer_range.h"
 #include "runtime/pipeline.h"
+#include "runtime/stage_runner.h"
 
 namespace meshlm::runtime {
 
@@ -19,9 +20,11 @@ class LocalPipeline final : public Pipeline {
     if (splits.empty()) splits = {0, cfg.n_layers};
     if (splits.size() < 2 || splits.front() != 0 || splits.back() != cfg.n_layers)
       throw Error("pipeline", "layer splits must start at 0 and end at " + std::to_string(cfg.n_layers));
-    for (size_t i = 0; i + 1 < splits.size(); ++i) {
+    for (size_t i = 0; i + 1 < splits.size(); ++i)
       if (splits[i] >= splits[i + 1]) throw Error("pipeline", "layer splits must increase");
-      stages_.push_back(std::make_unique<model::Stage>(dir, splits[i], splits[i + 1], options));
+    for (const model::LayerRange& r : model::ranges_from_splits(splits, cfg.n_layers)) {
+      stages_.push_back(std::make_unique<model::Stage>(dir, r.begin, r.end, options));
+      runners_.push_back(std::make_unique<StageRunner>(*stages_.back()));
       busy_.push_back(0.0);
     }
     refresh_info();
@@ -34,19 +37,13 @@ class LocalPipeline final : public Pipeline {
     MicroBatchResult result;
     result.id = batch.id;
     try {
-      for (auto& [seq, params] : batch.new_sequences) samplers_.add(seq, params);
-      int64_t rows = 0;
-      for (size_t i = 0; i < stages_.size(); ++i) {
-        auto t0 = std::chrono::steady_clock::now();
-        rows = stages_[i]->forward(batch.chunks, batch.tokens, hidden_, logits_);
-        busy_[i] += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const StageInput in{batch.chunks, batch.tokens, batch.new_sequences, batch.return_logits};
+      for (size_t i = 0; i < runners_.size(); ++i) {
+        runners_[i]->run(in, hidden_, out_);
+        busy_[i] += out_.seconds;
       }
-      const int64_t vocab = config().vocab;
-      if (batch.return_logits) {
-        result.logits.assign(logits_.begin(), logits_.begin() + rows * vocab);
-      } else {
-        result.sampled = samplers_.sample_batch(batch.chunks, batch.tokens, logits_.data(), vocab);
-      }
+      result.sampled = std::move(out_.sampled);
+      result.logits = std::move(out_.logits);
     } catch (const std::exception& e) {
       result.error = e.what();
     }
@@ -63,7 +60,7 @@ class LocalPipeline final : public Pipeline {
 
   void release(int64_t seq_id) override {
     for (auto& s : stages_) s->release(seq_id);
-    samplers_.release(seq_id);
+    runners_.back()->release(seq_id);
     refresh_info();
   }
 
@@ -86,10 +83,11 @@ class LocalPipeline final : public Pipeline {
   }
 
   std::vector<std::unique_ptr<model::Stage>> stages_;
+  std::vector<std::unique_ptr<StageRunner>> runners_;  // one per stage; the last one samples
   mutable std::mutex info_mutex_;
   std::vector<StageInfo> info_;
-  SamplerSet samplers_;
-  std::vector<float> hidden_, logits_;
+  std::vector<float> hidden_;
+  StageOutput out_;
   std::deque<MicroBatchResult> done_;
   std::vector<double> busy_;  // seconds of compute per stage
 };

@@ -114,7 +114,7 @@ class ModelSync : public ::testing::Test {
     auto cfg = model::ModelConfig::from_dir(model_dir().string());
     auto set = model::SafetensorsSet::open_dir(model_dir().string());
     uint64_t total = 0;
-    for (const auto& n : model::stage_tensor_names(cfg, begin, end)) total += set->info(n).nbytes;
+    for (const auto& n : model::stage_tensor_names(cfg, {begin, end})) total += set->info(n).nbytes;
     return total;
   }
 
@@ -154,7 +154,7 @@ TEST_F(ModelSync, EmptyCacheReceivesExactlyItsTensorsThenNothing) {
   EXPECT_FALSE(fs::exists(dir / "layer-00001.safetensors"));
   auto set = model::SafetensorsSet::open_dir(dir.string());
   auto cfg = model::ModelConfig::from_dir(model_dir().string());
-  EXPECT_EQ(set->tensors().size(), model::stage_tensor_names(cfg, 2, 4).size());
+  EXPECT_EQ(set->tensors().size(), model::stage_tensor_names(cfg, {2, 4}).size());
 
   // A restarted worker and coordinator: the cache is re-verified and nothing is sent.
   counters_ = std::make_shared<SyncCounters>();

@@ -44,7 +44,7 @@ inline void write_tiny_model(const fs::path& dir, int64_t hidden = 64, int64_t l
 
   std::vector<model::TensorSpec> specs;
   auto add = [&](const std::string& name, std::vector<int64_t> shape) {
-    specs.push_back({name, DType::F32, std::move(shape)});
+    specs.push_back({name, WeightType::F32, std::move(shape)});
   };
   add("model.embed_tokens.weight", {vocab, hidden});
   for (int64_t i = 0; i < layers; ++i) {

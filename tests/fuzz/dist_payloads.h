@@ -25,7 +25,7 @@ inline void decode_payload(dist::FrameType type, std::span<const uint8_t> p) {
       break;
     case FrameType::Manifest: {
       ManifestMsg m = decode_manifest(p);
-      for (const auto& t : m.tensors) require(!t.name.empty() && sync_dtype_size(t.dtype) != 0);
+      for (const auto& t : m.tensors) require(!t.name.empty() && meshlm::formats::from_name(t.dtype).has_value());
       require_same(encode_manifest(m), p);
       break;
     }

@@ -51,7 +51,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         require(d >= 0);
         elements *= static_cast<uint64_t>(d);
       }
-      if (t.dtype_supported) require(t.nbytes == elements * meshlm::dtype_size(t.dtype));
+      if (t.dtype_supported) require(t.nbytes == meshlm::formats::tensor_bytes(t.dtype, t.shape));
       spans.emplace_back(t.offset, t.nbytes);
     }
     std::sort(spans.begin(), spans.end());

@@ -16,10 +16,10 @@ namespace {
 // f32 accumulation in vector lanes; observed errors are ~1e-7 of that sum.
 constexpr double kMatmulRelTol = 1e-5;
 
-void check_matmul(DType dtype, int64_t rows, int64_t cols, int64_t n_tok, int n_threads,
+void check_matmul(WeightType dtype, int64_t rows, int64_t cols, int64_t n_tok, int n_threads,
                   bool with_bias, size_t misalign, uint32_t seed) {
   SCOPED_TRACE(::testing::Message()
-               << dtype_name(dtype) << " rows=" << rows << " cols=" << cols << " n_tok=" << n_tok
+               << formats::name(dtype) << " rows=" << rows << " cols=" << cols << " n_tok=" << n_tok
                << " threads=" << n_threads << " bias=" << with_bias << " misalign=" << misalign);
   Weights w(dtype, rows, cols, random_floats(size_t(rows * cols), seed), misalign);
   FloatBuf x(random_floats(size_t(n_tok * cols), seed + 1), misalign);
@@ -45,7 +45,7 @@ TEST_P(MatmulParity, OddShapesAllDTypes) {
   const int64_t kRows[] = {1, 3, 7, 17, 65};
   const int64_t kCols[] = {1, 3, 7, 17, 63, 65, 127, 129, 1000, 2048};
   uint32_t seed = 1;
-  for (DType dt : kAllDTypes)
+  for (WeightType dt : kAllDTypes)
     for (int64_t rows : kRows)
       for (int64_t cols : kCols)
         for (int64_t n_tok : {int64_t(1), int64_t(6)}) {
@@ -56,7 +56,7 @@ TEST_P(MatmulParity, OddShapesAllDTypes) {
 }
 
 TEST_P(MatmulParity, ThreadCountsAndMisalignment) {
-  for (DType dt : kAllDTypes)
+  for (WeightType dt : kAllDTypes)
     for (int threads = 1; threads <= 4; ++threads)
       for (size_t misalign : {size_t(0), size_t(1), size_t(3)}) {
         check_matmul(dt, 129, 1000, 1, threads, true, misalign, uint32_t(threads * 10 + misalign));
@@ -66,21 +66,21 @@ TEST_P(MatmulParity, ThreadCountsAndMisalignment) {
 
 TEST_P(MatmulParity, LargerThanOnePanel) {
   // 2048 columns: x panels of 32 tokens; 37 tokens cross a panel edge.
-  check_matmul(DType::BF16, 31, 2048, 37, 2, true, 1, 99);
+  check_matmul(WeightType::BF16, 31, 2048, 37, 2, true, 1, 99);
 }
 
 TEST_P(MatmulParity, ZeroColumnsGivesBias) {
   std::vector<float> bias = {1.5f, -2.0f, 3.0f};
   std::vector<float> y(6, NAN);
   const float x[1] = {0.0f};
-  matmul(MatView{x, DType::F32, 3, 0}, x, 2, y.data(), bias.data(), pool_of(2));
+  matmul(MatView{x, WeightType::F32, 3, 0}, x, 2, y.data(), bias.data(), pool_of(2));
   EXPECT_EQ(y, (std::vector<float>{1.5f, -2.0f, 3.0f, 1.5f, -2.0f, 3.0f}));
 }
 
 // Every output must be bit-identical to the one computed alone (n_tok = 1, one thread).
-void check_invariance(DType dtype, int64_t rows, int64_t cols, int64_t n_tok, uint32_t seed) {
+void check_invariance(WeightType dtype, int64_t rows, int64_t cols, int64_t n_tok, uint32_t seed) {
   SCOPED_TRACE(::testing::Message()
-               << dtype_name(dtype) << " rows=" << rows << " cols=" << cols << " n_tok=" << n_tok);
+               << formats::name(dtype) << " rows=" << rows << " cols=" << cols << " n_tok=" << n_tok);
   Weights w(dtype, rows, cols, random_floats(size_t(rows * cols), seed), 1);
   std::vector<float> x = random_floats(size_t(n_tok * cols), seed + 1, -2.0f, 2.0f);
   std::vector<float> bias = random_floats(size_t(rows), seed + 2);
@@ -107,7 +107,7 @@ using MatmulDeterminism = PerTarget;
 
 TEST_P(MatmulDeterminism, BitExactAcrossBatchAndThreads) {
   uint32_t seed = 500;
-  for (DType dt : kAllDTypes) {
+  for (WeightType dt : kAllDTypes) {
     check_invariance(dt, 67, 1000, 11, seed++);  // 67 rows: odd splits over 2, 3, 4 threads
     check_invariance(dt, 13, 129, 9, seed++);    // serial path (small work)
     check_invariance(dt, 41, 2048, 37, seed++);  // crosses a 32-token panel
@@ -122,7 +122,7 @@ TEST_P(MatmulMulti, EachOutputEqualsItsOwnMatmul) {
   const int64_t cols = 300;
   // Rows chosen so that chunk edges fall inside and at the ends of the outputs; one empty.
   const int64_t rows[] = {67, 12, 0, 131};
-  const DType dts[] = {DType::BF16, DType::F32, DType::F16, DType::BF16};
+  const WeightType dts[] = {WeightType::BF16, WeightType::F32, WeightType::F16, WeightType::BF16};
   std::vector<Weights> ws;
   std::vector<std::vector<float>> biases;
   for (int i = 0; i < 4; ++i) {
@@ -160,13 +160,13 @@ MESHLM_INSTANTIATE_PER_TARGET(MatmulMulti);
 
 TEST(MatmulErrors, BadInputsThrow) {
   float x[4] = {}, y[4] = {};
-  EXPECT_THROW(matmul(MatView{x, DType(7), 2, 2}, x, 1, y, nullptr, pool_of(1)), Error);
-  EXPECT_THROW(matmul(MatView{x, DType::F32, -1, 2}, x, 1, y, nullptr, pool_of(1)), Error);
-  EXPECT_THROW(matmul(MatView{nullptr, DType::F32, 2, 2}, x, 1, y, nullptr, pool_of(1)), Error);
-  EXPECT_THROW(matmul(MatView{x, DType::F32, 2, 2}, x, -1, y, nullptr, pool_of(1)), Error);
+  EXPECT_THROW(matmul(MatView{x, WeightType(7), 2, 2}, x, 1, y, nullptr, pool_of(1)), Error);
+  EXPECT_THROW(matmul(MatView{x, WeightType::F32, -1, 2}, x, 1, y, nullptr, pool_of(1)), Error);
+  EXPECT_THROW(matmul(MatView{nullptr, WeightType::F32, 2, 2}, x, 1, y, nullptr, pool_of(1)), Error);
+  EXPECT_THROW(matmul(MatView{x, WeightType::F32, 2, 2}, x, -1, y, nullptr, pool_of(1)), Error);
   // matmul_multi: the inputs must have one width.
-  const MatmulOut mixed[] = {{MatView{x, DType::F32, 1, 2}, y, nullptr},
-                             {MatView{x, DType::F32, 1, 4}, y + 2, nullptr}};
+  const MatmulOut mixed[] = {{MatView{x, WeightType::F32, 1, 2}, y, nullptr},
+                             {MatView{x, WeightType::F32, 1, 4}, y + 2, nullptr}};
   EXPECT_THROW(matmul_multi(mixed, 2, x, 1, pool_of(2)), Error);
   EXPECT_THROW(matmul_multi(nullptr, 1, x, 1, pool_of(1)), Error);
 }

@@ -112,9 +112,9 @@ TEST_P(Elementwise, AddInplaceExact) {
 }
 
 TEST_P(Elementwise, EmbedRowExact) {
-  for (DType dt : kAllDTypes)
+  for (WeightType dt : kAllDTypes)
     for (int64_t cols : {1, 3, 17, 65, 1000}) {
-      SCOPED_TRACE(::testing::Message() << dtype_name(dt) << " cols=" << cols);
+      SCOPED_TRACE(::testing::Message() << formats::name(dt) << " cols=" << cols);
       std::vector<float> v = random_floats(size_t(5 * cols), uint32_t(cols), -70000.0f, 70000.0f);
       v[0] = std::numeric_limits<float>::infinity();
       if (cols > 2) v[size_t(cols + 1)] = 3e-7f;  // f16 subnormal
@@ -158,7 +158,7 @@ MESHLM_INSTANTIATE_PER_TARGET(Elementwise);
 TEST(KernelsErrors, EmbedRowOutOfRange) {
   float data[6] = {};
   float dst[3];
-  const MatView w{data, DType::F32, 2, 3};
+  const MatView w{data, WeightType::F32, 2, 3};
   EXPECT_THROW(embed_row(w, 2, dst), Error);
   EXPECT_THROW(embed_row(w, -1, dst), Error);
 }

@@ -12,7 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "core/dtype.h"
+#include "core/half.h"
+#include "formats/weight_format.h"
 #include "core/thread_pool.h"
 #include "kernels/kernels.h"
 #include "kernels/kernels_targets.h"
@@ -51,22 +52,22 @@ class FloatBuf {
 // exact f32 values it holds.
 class Weights {
  public:
-  Weights(DType dtype, int64_t rows, int64_t cols, const std::vector<float>& values,
+  Weights(WeightType dtype, int64_t rows, int64_t cols, const std::vector<float>& values,
           size_t offset_elems)
       : dtype_(dtype), rows_(rows), cols_(cols), exact_(values.size()) {
-    const size_t es = dtype_size(dtype);
+    const size_t es = formats::row_bytes(dtype, 1);  // plain element types only
     bytes_.resize(values.size() * es + offset_elems * es + 128);
     auto addr = reinterpret_cast<uintptr_t>(bytes_.data());
     start_ = (64 - addr % 64) % 64 + offset_elems * es;
     for (size_t i = 0; i < values.size(); ++i) {
       uint8_t* p = bytes_.data() + start_ + i * es;
-      if (dtype == DType::F32) {
+      if (dtype == WeightType::F32) {
         std::memcpy(p, &values[i], 4);
         exact_[i] = values[i];
       } else {
-        uint16_t h = dtype == DType::BF16 ? f32_to_bf16(values[i]) : f32_to_f16(values[i]);
+        uint16_t h = dtype == WeightType::BF16 ? f32_to_bf16(values[i]) : f32_to_f16(values[i]);
         std::memcpy(p, &h, 2);
-        exact_[i] = dtype == DType::BF16 ? bf16_to_f32(h) : f16_to_f32(h);
+        exact_[i] = dtype == WeightType::BF16 ? bf16_to_f32(h) : f16_to_f32(h);
       }
     }
   }
@@ -74,7 +75,7 @@ class Weights {
   const std::vector<float>& values() const { return exact_; }
 
  private:
-  DType dtype_;
+  WeightType dtype_;
   int64_t rows_, cols_;
   std::vector<uint8_t> bytes_;
   size_t start_ = 0;
@@ -91,7 +92,7 @@ inline ThreadPool& pool_of(int n_threads) {
   return *pools.at(size_t(n_threads - 1));
 }
 
-inline const DType kAllDTypes[] = {DType::F32, DType::BF16, DType::F16};
+inline const WeightType kAllDTypes[] = {WeightType::F32, WeightType::BF16, WeightType::F16};
 
 // Runs the test once per SIMD target (AVX2, SSE4, EMU128/scalar... as this CPU supports).
 class PerTarget : public ::testing::TestWithParam<int64_t> {

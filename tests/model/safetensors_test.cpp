@@ -56,7 +56,7 @@ TEST(Safetensors, ValidFileParses) {
                      32));
   auto set = model::SafetensorsSet::open_dir(d.path.string());
   EXPECT_TRUE(set->has("a"));
-  EXPECT_EQ(set->info("b").dtype, DType::BF16);
+  EXPECT_EQ(set->info("b").dtype, WeightType::BF16);
   EXPECT_EQ(set->info("a").shape, (std::vector<int64_t>{2, 3}));
   EXPECT_THROW(set->info("c"), Error);
 }
@@ -127,7 +127,7 @@ TEST(Weights, WrongShapeDtypeAndMissingTensorAreNamed) {
   auto bad = cfg;
   bad.intermediate = 100;
   try {
-    model::load_stage_weights(*set, bad, 0, 1);
+    model::load_stage_weights(*set, bad, {0, 1});
     FAIL();
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("mlp.gate_proj.weight' has shape [768, 256], expected [100, 256]"),
@@ -137,15 +137,15 @@ TEST(Weights, WrongShapeDtypeAndMissingTensorAreNamed) {
   bad = cfg;
   bad.qkv_bias = true;
   try {
-    model::load_stage_weights(*set, bad, 0, 1);
+    model::load_stage_weights(*set, bad, {0, 1});
     FAIL();
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("missing tensor 'model.layers.0.self_attn.q_proj.bias'"),
               std::string::npos)
         << e.what();
   }
-  EXPECT_THROW(model::load_stage_weights(*set, cfg, 3, 2), Error);
-  EXPECT_THROW(model::load_stage_weights(*set, cfg, 0, 5), Error);
+  EXPECT_THROW(model::load_stage_weights(*set, cfg, {3, 2}), Error);
+  EXPECT_THROW(model::load_stage_weights(*set, cfg, {0, 5}), Error);
 }
 
 }  // namespace

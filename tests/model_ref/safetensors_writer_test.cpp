@@ -65,11 +65,11 @@ class WriterTest : public ::testing::Test {
 
 TEST_F(WriterTest, SingleFileHeaderOffsetsAndData) {
   std::vector<TensorSpec> specs = {
-      {"model.embed_tokens.weight", DType::F32, {5, 3}},
-      {"scalar", DType::BF16, {}},
-      {"empty", DType::F16, {0, 4}},
-      {"model.norm.weight", DType::BF16, {7}},
-      {"h", DType::F16, {2, 3, 2}},
+      {"model.embed_tokens.weight", WeightType::F32, {5, 3}},
+      {"scalar", WeightType::BF16, {}},
+      {"empty", WeightType::F16, {0, 4}},
+      {"model.norm.weight", WeightType::BF16, {7}},
+      {"h", WeightType::F16, {2, 3, 2}},
   };
   fs::path path = dir_ / "model.safetensors";
   std::vector<std::vector<std::byte>> payload;
@@ -100,7 +100,7 @@ TEST_F(WriterTest, SingleFileHeaderOffsetsAndData) {
     SCOPED_TRACE(specs[i].name);
     ASSERT_TRUE(f.header.contains(specs[i].name));
     const auto& h = f.header[specs[i].name];
-    EXPECT_EQ(h["dtype"].get<std::string>(), std::string(dtype_name(specs[i].dtype)));
+    EXPECT_EQ(h["dtype"].get<std::string>(), std::string(formats::name(specs[i].dtype)));
     EXPECT_EQ(h["shape"].get<std::vector<int64_t>>(), specs[i].shape);
     auto off = h["data_offsets"].get<std::vector<uint64_t>>();
     ASSERT_EQ(off.size(), 2u);
@@ -117,7 +117,7 @@ TEST_F(WriterTest, SingleFileHeaderOffsetsAndData) {
 TEST_F(WriterTest, HeaderIsPaddedWithSpaces) {
   for (int len = 1; len <= 9; ++len) {
     fs::path path = dir_ / ("pad" + std::to_string(len) + ".safetensors");
-    SafetensorsWriter w(path.string(), {{std::string(size_t(len), 'x'), DType::F32, {1}}});
+    SafetensorsWriter w(path.string(), {{std::string(size_t(len), 'x'), WeightType::F32, {1}}});
     float one = 1.0f;
     w.append(std::string(size_t(len), 'x'), std::as_bytes(std::span(&one, 1)));
     w.finish();
@@ -135,16 +135,16 @@ TEST_F(WriterTest, HeaderIsPaddedWithSpaces) {
 
 TEST_F(WriterTest, RejectsMisuse) {
   fs::path path = dir_ / "bad.safetensors";
-  EXPECT_THROW(SafetensorsWriter(path.string(), {{"a", DType::F32, {1}}, {"a", DType::F32, {1}}}),
+  EXPECT_THROW(SafetensorsWriter(path.string(), {{"a", WeightType::F32, {1}}, {"a", WeightType::F32, {1}}}),
                Error);
-  EXPECT_THROW(SafetensorsWriter(path.string(), {{"", DType::F32, {1}}}), Error);
-  EXPECT_THROW(SafetensorsWriter(path.string(), {{"__metadata__", DType::F32, {1}}}), Error);
-  EXPECT_THROW(SafetensorsWriter(path.string(), {{"neg", DType::F32, {2, -1}}}), Error);
+  EXPECT_THROW(SafetensorsWriter(path.string(), {{"", WeightType::F32, {1}}}), Error);
+  EXPECT_THROW(SafetensorsWriter(path.string(), {{"__metadata__", WeightType::F32, {1}}}), Error);
+  EXPECT_THROW(SafetensorsWriter(path.string(), {{"neg", WeightType::F32, {2, -1}}}), Error);
   EXPECT_THROW(
-      SafetensorsWriter((dir_ / "no/such/dir/x.safetensors").string(), {{"a", DType::F32, {1}}}),
+      SafetensorsWriter((dir_ / "no/such/dir/x.safetensors").string(), {{"a", WeightType::F32, {1}}}),
       Error);
   {
-    SafetensorsWriter w(path.string(), {{"a", DType::F32, {2}}, {"b", DType::BF16, {3}}});
+    SafetensorsWriter w(path.string(), {{"a", WeightType::F32, {2}}, {"b", WeightType::BF16, {3}}});
     auto four = pattern_bytes(4, 0), twelve = pattern_bytes(12, 0);
     EXPECT_THROW(w.append("b", four), Error);    // out of order
     EXPECT_THROW(w.append("a", twelve), Error);  // past the end of "a"
@@ -160,7 +160,7 @@ TEST_F(WriterTest, RejectsMisuse) {
   {
     fs::path unfinished = dir_ / "unfinished.safetensors";
     {
-      SafetensorsWriter w(unfinished.string(), {{"a", DType::F32, {2}}});
+      SafetensorsWriter w(unfinished.string(), {{"a", WeightType::F32, {2}}});
       EXPECT_TRUE(fs::exists(unfinished.string() + ".partial"));
     }
     EXPECT_FALSE(fs::exists(unfinished.string() + ".partial"));  // removed, not left half-written
@@ -171,9 +171,9 @@ TEST_F(WriterTest, RejectsMisuse) {
 TEST(EncodeF32, MatchesDtypeConversions) {
   std::vector<float> v = {0.0f, -0.0f, 1.0f, -2.5f, 3.14159265f, 1e-8f, 65504.0f, 1e30f, 0.1f};
   std::vector<std::byte> f32(v.size() * 4), b16(v.size() * 2), h16(v.size() * 2);
-  encode_f32(v, DType::F32, f32.data());
-  encode_f32(v, DType::BF16, b16.data());
-  encode_f32(v, DType::F16, h16.data());
+  encode_f32(v, WeightType::F32, f32.data());
+  encode_f32(v, WeightType::BF16, b16.data());
+  encode_f32(v, WeightType::F16, h16.data());
   for (size_t i = 0; i < v.size(); ++i) {
     float f;
     uint16_t b, h;
@@ -187,7 +187,7 @@ TEST(EncodeF32, MatchesDtypeConversions) {
   // Round to nearest even on the upper 16 bits: 1 + 2^-8 (exactly half an ulp) rounds to 1.
   float tie = 1.0f + 1.0f / 256.0f;
   std::byte out[2];
-  encode_f32(std::span(&tie, 1), DType::BF16, out);
+  encode_f32(std::span(&tie, 1), WeightType::BF16, out);
   uint16_t bits;
   std::memcpy(&bits, out, 2);
   EXPECT_EQ(bits, 0x3f80);
@@ -195,8 +195,8 @@ TEST(EncodeF32, MatchesDtypeConversions) {
 
 TEST(SplitIntoShards, BalancedContiguousNonEmpty) {
   std::vector<TensorSpec> specs;
-  for (int i = 0; i < 10; ++i) specs.push_back({"t" + std::to_string(i), DType::F32, {100}});
-  specs.push_back({"big", DType::F32, {1000}});  // 4000 bytes at the end
+  for (int i = 0; i < 10; ++i) specs.push_back({"t" + std::to_string(i), WeightType::F32, {100}});
+  specs.push_back({"big", WeightType::F32, {1000}});  // 4000 bytes at the end
   for (int n : {1, 2, 3, 4, 11}) {
     SCOPED_TRACE(n);
     auto groups = split_into_shards(specs, n);
@@ -220,7 +220,7 @@ TEST(SplitIntoShards, BalancedContiguousNonEmpty) {
 TEST_F(WriterTest, ShardedWritesIndexAndShards) {
   std::vector<TensorSpec> specs;
   for (int i = 0; i < 7; ++i)
-    specs.push_back({"layer." + std::to_string(i), i % 2 ? DType::BF16 : DType::F32, {3, i + 1}});
+    specs.push_back({"layer." + std::to_string(i), i % 2 ? WeightType::BF16 : WeightType::F32, {3, i + 1}});
   std::map<std::string, std::vector<std::byte>> payload;
   uint64_t total = 0;
   {
@@ -262,7 +262,7 @@ TEST_F(WriterTest, ShardedWritesIndexAndShards) {
 }
 
 TEST_F(WriterTest, OneShardIsPlainModelFile) {
-  std::vector<TensorSpec> specs = {{"a", DType::F32, {4}}, {"b", DType::BF16, {4}}};
+  std::vector<TensorSpec> specs = {{"a", WeightType::F32, {4}}, {"b", WeightType::BF16, {4}}};
   ShardedSafetensorsWriter w(dir_.string(), specs, 1);
   w.append("a", pattern_bytes(16, 1));
   EXPECT_THROW(w.append("zzz", pattern_bytes(8, 2)), Error);

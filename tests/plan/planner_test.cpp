@@ -28,7 +28,7 @@ model::ModelConfig config(int64_t layers, bool tied) {
 // BF16 sizes from the tensor shapes, as a safetensors header would give them.
 TensorSizes sizes_of(const model::ModelConfig& c) {
   TensorSizes s;
-  for (const auto& n : model::stage_tensor_names(c, 0, c.n_layers)) {
+  for (const auto& n : model::stage_tensor_names(c, {0, c.n_layers})) {
     uint64_t elems;
     if (n.find("embed_tokens") != std::string::npos || n.find("lm_head") != std::string::npos)
       elems = uint64_t(c.vocab * c.hidden);

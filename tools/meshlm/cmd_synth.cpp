@@ -23,7 +23,10 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/thread_pool.h"
+#include "model/architectures.h"
+#include "model/config.h"
 #include "model/safetensors_writer.h"
+#include "model/schema.h"
 
 namespace meshlm::cli {
 namespace {
@@ -38,6 +41,7 @@ constexpr double kGain = 1.5, kLogitStd = 3.0, kNormNoise = 0.1, kBiasStd = 0.5;
 
 // ---- architectures ---------------------------------------------------------------------------
 
+// The architecture table (model/architectures.cpp) seen by synth: its row plus the name.
 struct ArchInfo {
   std::string name, hf_class;
   bool qk_norm, qkv_bias;
@@ -45,20 +49,11 @@ struct ArchInfo {
   int64_t bos, eos;
 };
 
-const std::vector<ArchInfo>& archs() {
-  static const std::vector<ArchInfo> table = {
-      {"qwen3", "Qwen3ForCausalLM", true, false, 151936, 40960, 151643, 151645},
-      {"qwen2", "Qwen2ForCausalLM", false, true, 151936, 32768, 151643, 151645},
-      {"llama", "LlamaForCausalLM", false, false, 128256, 131072, 128000, 128001},
-      {"mistral", "MistralForCausalLM", false, false, 32768, 32768, 1, 2},
-  };
-  return table;
-}
-
-const ArchInfo& arch_info(const std::string& name) {
-  for (const ArchInfo& a : archs())
-    if (a.name == name) return a;
-  throw Error("synth", "unknown --arch '" + name + "'");
+ArchInfo arch_info(const std::string& name) {
+  const model::ArchTraits* t = model::find_arch(name);
+  if (!t) throw Error("synth", "unknown --arch '" + name + "' (" + model::supported_architectures() + ")");
+  return {t->model_type, t->hf_class, t->qk_norm, t->qkv_bias,
+          t->vocab,      t->max_position, t->bos_id, t->eos_id};
 }
 
 // ---- arguments ---------------------------------------------------------------------------------
@@ -82,15 +77,15 @@ constexpr Preset kPresets[] = {
     {"qwen3-1.7b", 2048, 6144, 28, 16, 8, 128},
 };
 
-DType parse_dtype(const std::string& s) {
-  if (s == "f32") return DType::F32;
-  if (s == "bf16") return DType::BF16;
-  if (s == "f16") return DType::F16;
+WeightType parse_dtype(const std::string& s) {
+  if (s == "f32") return WeightType::F32;
+  if (s == "bf16") return WeightType::BF16;
+  if (s == "f16") return WeightType::F16;
   throw Error("synth", "unknown --dtype '" + s + "' (f32, bf16, f16)");
 }
 
-const char* torch_dtype_name(DType t) {
-  return t == DType::F32 ? "float32" : t == DType::BF16 ? "bfloat16" : "float16";
+const char* torch_dtype_name(WeightType t) {
+  return t == WeightType::F32 ? "float32" : t == WeightType::BF16 ? "bfloat16" : "float16";
 }
 
 // argv without --out / --tokenizer-dir / --threads (what regenerates the same weights).
@@ -115,7 +110,7 @@ ordered_json token_id(int64_t id, int64_t vocab) {
   return id < vocab ? ordered_json(id) : nullptr;
 }
 
-ordered_json make_config(const SynthArgs& a, const ArchInfo& arch, DType dtype) {
+ordered_json make_config(const SynthArgs& a, const ArchInfo& arch, WeightType dtype) {
   ordered_json c;
   c["architectures"] = {arch.hf_class};
   if (arch.name != "qwen2" && arch.name != "mistral") c["attention_bias"] = false;
@@ -190,39 +185,29 @@ ordered_json make_generation_config(const SynthArgs& a, const ArchInfo& arch) {
 
 // ---- tensors -------------------------------------------------------------------------------
 
-enum class Kind { Matrix, Embedding, Norm, Bias };
+using Kind = model::TensorKind;
 
 struct PlannedTensor {
   TensorSpec spec;
   Kind kind;
 };
 
-std::vector<PlannedTensor> tensor_plan(const SynthArgs& a, const ArchInfo& arch, DType dt) {
+// Every tensor of the model, from the tensor schema (model/schema.h), in file order.
+std::vector<PlannedTensor> tensor_plan(const SynthArgs& a, const ArchInfo& arch, WeightType dt) {
+  model::ModelConfig c;
+  c.hidden = a.hidden;
+  c.n_layers = a.layers;
+  c.n_heads = a.heads;
+  c.n_kv_heads = a.kv_heads;
+  c.head_dim = a.head_dim;
+  c.intermediate = a.intermediate;
+  c.vocab = a.vocab;
+  c.tie_embeddings = !a.untied;
+  c.qk_norm = arch.qk_norm;
+  c.qkv_bias = arch.qkv_bias;
   std::vector<PlannedTensor> plan;
-  auto add = [&](std::string name, std::vector<int64_t> shape, Kind kind) {
-    plan.push_back({TensorSpec{std::move(name), dt, std::move(shape)}, kind});
-  };
-  const int64_t h = a.hidden, q_rows = a.heads * a.head_dim, kv_rows = a.kv_heads * a.head_dim;
-  add("model.embed_tokens.weight", {a.vocab, h}, Kind::Embedding);
-  for (int64_t i = 0; i < a.layers; ++i) {
-    std::string p = "model.layers." + std::to_string(i) + ".";
-    add(p + "input_layernorm.weight", {h}, Kind::Norm);
-    for (auto [x, rows] : {std::pair{"q", q_rows}, {"k", kv_rows}, {"v", kv_rows}}) {
-      add(p + "self_attn." + x + "_proj.weight", {rows, h}, Kind::Matrix);
-      if (arch.qkv_bias) add(p + "self_attn." + x + "_proj.bias", {rows}, Kind::Bias);
-    }
-    if (arch.qk_norm) {
-      add(p + "self_attn.q_norm.weight", {a.head_dim}, Kind::Norm);
-      add(p + "self_attn.k_norm.weight", {a.head_dim}, Kind::Norm);
-    }
-    add(p + "self_attn.o_proj.weight", {h, q_rows}, Kind::Matrix);
-    add(p + "post_attention_layernorm.weight", {h}, Kind::Norm);
-    add(p + "mlp.gate_proj.weight", {a.intermediate, h}, Kind::Matrix);
-    add(p + "mlp.up_proj.weight", {a.intermediate, h}, Kind::Matrix);
-    add(p + "mlp.down_proj.weight", {h, a.intermediate}, Kind::Matrix);
-  }
-  add("model.norm.weight", {h}, Kind::Norm);
-  if (a.untied) add("lm_head.weight", {a.vocab, h}, Kind::Embedding);
+  for (auto& d : model::model_tensors(c))
+    plan.push_back({TensorSpec{std::move(d.name), dt, std::move(d.shape)}, d.kind});
   return plan;
 }
 
@@ -350,7 +335,7 @@ void write_tensor(const PlannedTensor& t, uint64_t seed, ThreadPool& pool,
                   model::ShardedSafetensorsWriter& writer, std::vector<std::byte>& bytes,
                   std::vector<std::vector<float>>& scratch) {
   const int64_t n = t.spec.elements();
-  const size_t esize = dtype_size(t.spec.dtype);
+  const size_t esize = formats::row_bytes(t.spec.dtype, 1);  // synth writes plain types
   const uint64_t name_hash = fnv1a64(t.spec.name);
   const Distribution d = distribution(t);
   const int64_t n_chunks = (n + kChunk - 1) / kChunk;
@@ -480,8 +465,8 @@ int run_synth(int argc, char** argv) {
       if (!o_hd->count()) a.head_dim = p.head_dim;
     }
   }
-  const ArchInfo& arch = arch_info(a.arch);
-  const DType dtype = parse_dtype(a.dtype);
+  const ArchInfo arch = arch_info(a.arch);
+  const WeightType dtype = parse_dtype(a.dtype);
   if (a.max_position == 0) a.max_position = arch.max_position;
   if (a.vocab == 0) a.vocab = arch.vocab;
   validate(a, arch);
@@ -528,7 +513,7 @@ int run_synth(int argc, char** argv) {
       {"rng",
        "per chunk of 65536 elements: xoshiro256** seeded by splitmix64 from (seed, "
        "fnv1a64(tensor name), chunk index); 128-layer ziggurat normals"},
-      {"rounding", dtype == DType::F32 ? "none" : "round to nearest even from float32"}};
+      {"rounding", dtype == WeightType::F32 ? "none" : "round to nearest even from float32"}};
   if (arch.qkv_bias) info["weights"]["qkv_biases"] = "N(0, 0.5^2)";
   info["tensor_bytes"] = writer.total_bytes();
   info["shards"] = writer.n_shards();

@@ -1,23 +1,11 @@
-// Element types of weights and activations, and scalar conversions between them.
+// Scalar conversions between f32 and the 16-bit floats (bfloat16, IEEE binary16). How a weight
+// tensor is stored (element type, block layout) is formats/weight_format.h's business.
 #pragma once
 
 #include <cstdint>
 #include <cstring>
-#include <string_view>
 
 namespace meshlm {
-
-enum class DType : uint8_t { F32, BF16, F16 };
-
-inline size_t dtype_size(DType t) { return t == DType::F32 ? 4 : 2; }
-inline std::string_view dtype_name(DType t) {
-  switch (t) {
-    case DType::F32: return "F32";
-    case DType::BF16: return "BF16";
-    case DType::F16: return "F16";
-  }
-  return "?";
-}
 
 inline float bf16_to_f32(uint16_t b) {
   uint32_t u = uint32_t(b) << 16;

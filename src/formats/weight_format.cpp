@@ -1,0 +1,92 @@
+#include "formats/weight_format.h"
+
+#include <string>
+
+#include "core/error.h"
+#include "core/half.h"
+
+namespace meshlm::formats {
+
+namespace {
+
+void dequantize_f32(const void* src, int64_t n, float* dst) {
+  const auto* s = static_cast<const float*>(src);
+  for (int64_t i = 0; i < n; ++i) dst[i] = s[i];
+}
+
+void dequantize_bf16(const void* src, int64_t n, float* dst) {
+  const auto* s = static_cast<const uint16_t*>(src);
+  for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(s[i]);
+}
+
+void dequantize_f16(const void* src, int64_t n, float* dst) {
+  const auto* s = static_cast<const uint16_t*>(src);
+  for (int64_t i = 0; i < n; ++i) dst[i] = f16_to_f32(s[i]);
+}
+
+constexpr FormatInfo kFormats[] = {
+    {WeightType::F32, "F32", 1, 4, dequantize_f32},
+    {WeightType::BF16, "BF16", 1, 2, dequantize_bf16},
+    {WeightType::F16, "F16", 1, 2, dequantize_f16},
+};
+
+constexpr uint64_t kMaxTensorBytes = uint64_t(1) << 50;
+
+}  // namespace
+
+std::span<const FormatInfo> all() { return kFormats; }
+
+const FormatInfo& info(WeightType t) {
+  const size_t i = size_t(t);
+  if (i >= std::size(kFormats)) throw Error("format", "unknown weight type " + std::to_string(i));
+  return kFormats[i];
+}
+
+std::optional<WeightType> from_name(std::string_view name) {
+  for (const FormatInfo& f : kFormats)
+    if (f.name == name) return f.type;
+  return std::nullopt;
+}
+
+size_t row_bytes(WeightType t, int64_t n) {
+  const FormatInfo& f = info(t);
+  if (n < 0 || n % f.block_elems != 0)
+    throw Error("format", "a row of " + std::to_string(n) + " elements is not a whole number of " +
+                              std::string(f.name) + " blocks of " +
+                              std::to_string(f.block_elems));
+  return size_t(n / f.block_elems) * f.block_bytes;
+}
+
+std::optional<uint64_t> tensor_bytes(WeightType t, std::span<const int64_t> shape) {
+  const FormatInfo& f = info(t);
+  const int64_t row = shape.empty() ? 1 : shape.back();
+  if (row < 0 || row % f.block_elems != 0) return std::nullopt;
+  uint64_t bytes = uint64_t(row / f.block_elems) * f.block_bytes;
+  if (bytes > kMaxTensorBytes) return std::nullopt;
+  for (size_t i = 0; i + 1 < shape.size(); ++i) {
+    const int64_t d = shape[i];
+    if (d < 0) return std::nullopt;
+    if (d != 0 && bytes > kMaxTensorBytes / uint64_t(d)) return std::nullopt;
+    bytes *= uint64_t(d);
+  }
+  return bytes;
+}
+
+size_t tensor_bytes_or_throw(WeightType t, std::span<const int64_t> shape) {
+  auto b = tensor_bytes(t, shape);
+  if (!b) {
+    std::string s = "[";
+    for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+    throw Error("format", "a " + std::string(name(t)) + " tensor of shape " + s +
+                              "] has no valid size (rows must be whole blocks, size below 2^50)");
+  }
+  return size_t(*b);
+}
+
+void dequantize_row(WeightType t, const void* src, int64_t n, float* dst) {
+  const FormatInfo& f = info(t);
+  row_bytes(t, n);  // validates n
+  f.dequantize(src, n / f.block_elems, dst);
+}
+
+}  // namespace meshlm::formats

@@ -1,0 +1,143 @@
+#include "model/schema.h"
+
+#include "core/error.h"
+
+namespace meshlm::model {
+
+namespace {
+
+enum class Dim : uint8_t { Hidden, QDim, KvDim, HeadDim, Inter, Vocab };
+enum class When : uint8_t { Always, QkNorm, QkvBias, Untied };
+
+struct Row {
+  TensorRole role;
+  TensorKind kind;
+  const char* name;  // for layer tensors, the part after "model.layers.<i>."
+  bool per_layer;
+  Dim d0, d1;        // d1 == d0 marks a vector of d0 values
+  bool vector;
+  When when;
+  SplitAxis split;
+};
+
+constexpr const char* kLayerPrefix = "model.layers.";
+
+// In file order. The table is the schema; functions below only walk it.
+constexpr Row kRows[] = {
+    {TensorRole::Embed, TensorKind::Embedding, "model.embed_tokens.weight", false, Dim::Vocab, Dim::Hidden, false, When::Always, SplitAxis::None},
+    {TensorRole::AttnNorm, TensorKind::Norm, "input_layernorm.weight", true, Dim::Hidden, Dim::Hidden, true, When::Always, SplitAxis::None},
+    {TensorRole::Wq, TensorKind::Matrix, "self_attn.q_proj.weight", true, Dim::QDim, Dim::Hidden, false, When::Always, SplitAxis::Rows},
+    {TensorRole::Bq, TensorKind::Bias, "self_attn.q_proj.bias", true, Dim::QDim, Dim::QDim, true, When::QkvBias, SplitAxis::Rows},
+    {TensorRole::Wk, TensorKind::Matrix, "self_attn.k_proj.weight", true, Dim::KvDim, Dim::Hidden, false, When::Always, SplitAxis::Rows},
+    {TensorRole::Bk, TensorKind::Bias, "self_attn.k_proj.bias", true, Dim::KvDim, Dim::KvDim, true, When::QkvBias, SplitAxis::Rows},
+    {TensorRole::Wv, TensorKind::Matrix, "self_attn.v_proj.weight", true, Dim::KvDim, Dim::Hidden, false, When::Always, SplitAxis::Rows},
+    {TensorRole::Bv, TensorKind::Bias, "self_attn.v_proj.bias", true, Dim::KvDim, Dim::KvDim, true, When::QkvBias, SplitAxis::Rows},
+    {TensorRole::QNorm, TensorKind::Norm, "self_attn.q_norm.weight", true, Dim::HeadDim, Dim::HeadDim, true, When::QkNorm, SplitAxis::None},
+    {TensorRole::KNorm, TensorKind::Norm, "self_attn.k_norm.weight", true, Dim::HeadDim, Dim::HeadDim, true, When::QkNorm, SplitAxis::None},
+    {TensorRole::Wo, TensorKind::Matrix, "self_attn.o_proj.weight", true, Dim::Hidden, Dim::QDim, false, When::Always, SplitAxis::Cols},
+    {TensorRole::MlpNorm, TensorKind::Norm, "post_attention_layernorm.weight", true, Dim::Hidden, Dim::Hidden, true, When::Always, SplitAxis::None},
+    {TensorRole::WGate, TensorKind::Matrix, "mlp.gate_proj.weight", true, Dim::Inter, Dim::Hidden, false, When::Always, SplitAxis::Rows},
+    {TensorRole::WUp, TensorKind::Matrix, "mlp.up_proj.weight", true, Dim::Inter, Dim::Hidden, false, When::Always, SplitAxis::Rows},
+    {TensorRole::WDown, TensorKind::Matrix, "mlp.down_proj.weight", true, Dim::Hidden, Dim::Inter, false, When::Always, SplitAxis::Cols},
+    {TensorRole::FinalNorm, TensorKind::Norm, "model.norm.weight", false, Dim::Hidden, Dim::Hidden, true, When::Always, SplitAxis::None},
+    {TensorRole::LmHead, TensorKind::Embedding, "lm_head.weight", false, Dim::Vocab, Dim::Hidden, false, When::Untied, SplitAxis::Rows},
+};
+
+int64_t dim(const ModelConfig& c, Dim d) {
+  switch (d) {
+    case Dim::Hidden: return c.hidden;
+    case Dim::QDim: return c.q_dim();
+    case Dim::KvDim: return c.kv_dim();
+    case Dim::HeadDim: return c.head_dim;
+    case Dim::Inter: return c.intermediate;
+    case Dim::Vocab: return c.vocab;
+  }
+  return 0;
+}
+
+bool present(const ModelConfig& c, When w) {
+  switch (w) {
+    case When::Always: return true;
+    case When::QkNorm: return c.qk_norm;
+    case When::QkvBias: return c.qkv_bias;
+    case When::Untied: return !c.tie_embeddings;
+  }
+  return false;
+}
+
+const Row& row_of(TensorRole role) {
+  for (const Row& r : kRows)
+    if (r.role == role) return r;
+  throw Error("weights", "no schema row for tensor role " + std::to_string(int(role)));
+}
+
+std::string layer_name(int64_t layer, const char* suffix) {
+  return kLayerPrefix + std::to_string(layer) + "." + suffix;
+}
+
+TensorDesc describe(const ModelConfig& c, const Row& r, int64_t layer) {
+  TensorDesc d;
+  d.role = r.role;
+  d.kind = r.kind;
+  d.name = r.per_layer ? layer_name(layer, r.name) : std::string(r.name);
+  d.shape = r.vector ? std::vector<int64_t>{dim(c, r.d0)}
+                     : std::vector<int64_t>{dim(c, r.d0), dim(c, r.d1)};
+  d.layer = r.per_layer ? layer : -1;
+  d.split = r.split;
+  return d;
+}
+
+}  // namespace
+
+std::string tensor_name(TensorRole role, int64_t layer) {
+  const Row& r = row_of(role);
+  return r.per_layer ? layer_name(layer, r.name) : std::string(r.name);
+}
+
+std::vector<TensorDesc> model_tensors(const ModelConfig& c) {
+  return stage_tensors(c, LayerRange{0, c.n_layers});
+}
+
+std::vector<TensorDesc> stage_tensors(const ModelConfig& c, LayerRange layers) {
+  layers.check(c.n_layers, "weights");
+  const bool first = layers.is_first(), last = layers.is_last(c.n_layers);
+  std::vector<TensorDesc> out;
+  auto globals = [&](bool before_layers) {
+    for (const Row& r : kRows) {
+      if (r.per_layer || !present(c, r.when)) continue;
+      const bool is_embed = r.role == TensorRole::Embed;
+      if (before_layers != is_embed) continue;
+      // The embedding: on the first stage, and on the last when the head is tied to it.
+      const bool wanted = is_embed ? (first || (last && c.tie_embeddings)) : last;
+      if (wanted) out.push_back(describe(c, r, -1));
+    }
+  };
+  globals(true);
+  for (int64_t i = layers.begin; i < layers.end; ++i)
+    for (const Row& r : kRows)
+      if (r.per_layer && present(c, r.when)) out.push_back(describe(c, r, i));
+  globals(false);
+  return out;
+}
+
+std::vector<std::string> stage_tensor_names(const ModelConfig& c, LayerRange layers) {
+  std::vector<std::string> names;
+  for (auto& d : stage_tensors(c, layers)) names.push_back(std::move(d.name));
+  return names;
+}
+
+int64_t layer_of(std::string_view name) {
+  const std::string_view prefix = kLayerPrefix;
+  if (name.substr(0, prefix.size()) != prefix) return -1;
+  size_t i = prefix.size();
+  int64_t layer = 0;
+  int digits = 0;
+  while (i < name.size() && name[i] >= '0' && name[i] <= '9' && digits < 7) {
+    layer = layer * 10 + (name[i++] - '0');
+    ++digits;
+  }
+  if (digits == 0 || i >= name.size() || name[i] != '.') return -1;
+  return layer;
+}
+
+}  // namespace meshlm::model

@@ -1,0 +1,69 @@
+// The tensor schema: for a model configuration, every weight tensor it has — its Hugging Face
+// name, shape, role, the layer it belongs to, and along which axis it may be split for tensor
+// parallelism. Weights, the planner, the tensor cache, model sync and `meshlm synth` all read
+// this table; nothing else spells a tensor name.
+//
+// Today every supported architecture is the same pre-norm decoder; the rows that differ are
+// conditional on the architecture's traits (qk_norm, qkv_bias) and on tie_word_embeddings.
+// A new family either fits these rows (one line in architectures.cpp) or adds rows here.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "model/config.h"
+#include "model/layer_range.h"
+
+namespace meshlm::model {
+
+enum class TensorRole : uint8_t {
+  Embed,      // [vocab, hidden]
+  AttnNorm,   // [hidden]
+  Wq, Bq,     // [q_dim, hidden], [q_dim]
+  Wk, Bk,     // [kv_dim, hidden], [kv_dim]
+  Wv, Bv,     // [kv_dim, hidden], [kv_dim]
+  QNorm,      // [head_dim]
+  KNorm,      // [head_dim]
+  Wo,         // [hidden, q_dim]
+  MlpNorm,    // [hidden]
+  WGate,      // [intermediate, hidden]
+  WUp,        // [intermediate, hidden]
+  WDown,      // [hidden, intermediate]
+  FinalNorm,  // [hidden]
+  LmHead,     // [vocab, hidden]
+};
+
+// How tensor parallelism may divide a tensor among its members.
+enum class SplitAxis : uint8_t {
+  None,  // replicated (norms, embeddings)
+  Rows,  // by output features (column-parallel: q/k/v, gate/up and their biases, by heads)
+  Cols,  // by input features (row-parallel: o_proj, down_proj; partial outputs are summed)
+};
+
+// What kind of values a tensor holds (how `meshlm synth` draws it, how a loader keeps it).
+enum class TensorKind : uint8_t { Matrix, Embedding, Norm, Bias };
+
+struct TensorDesc {
+  TensorRole role;
+  TensorKind kind;
+  std::string name;
+  std::vector<int64_t> shape;
+  int64_t layer = -1;  // the decoder layer it belongs to; -1 for embedding, final norm, head
+  SplitAxis split = SplitAxis::None;
+};
+
+// Every tensor of the model, in the order Hugging Face files list them (what synth writes).
+std::vector<TensorDesc> model_tensors(const ModelConfig& c);
+// The tensors a stage holding `layers` reads, in the same order: its layers' tensors, the
+// embedding on the first stage, the final norm and head on the last (the embedding again when
+// the head is tied to it). Throws Error("weights") for an invalid range.
+std::vector<TensorDesc> stage_tensors(const ModelConfig& c, LayerRange layers);
+std::vector<std::string> stage_tensor_names(const ModelConfig& c, LayerRange layers);
+// The name of a layer's tensor of this role, or of a global one (layer ignored).
+std::string tensor_name(TensorRole role, int64_t layer = -1);
+// The decoder layer a tensor name belongs to, or -1 when it names no layer's tensor.
+int64_t layer_of(std::string_view name);
+
+}  // namespace meshlm::model
