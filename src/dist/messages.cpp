@@ -117,8 +117,8 @@ NodeInfo this_node_info(int threads) {
 std::vector<uint8_t> encode_load(const LoadMsg& m) {
   PayloadWriter w;
   w.str(m.model_dir);
-  w.i64(m.layer_begin);
-  w.i64(m.layer_end);
+  w.i64(m.layers.begin);
+  w.i64(m.layers.end);
   w.i64(m.max_context);
   w.str(m.next);
   w.boolean(m.sync);
@@ -129,14 +129,14 @@ LoadMsg decode_load(std::span<const uint8_t> payload) {
   PayloadReader r(payload);
   LoadMsg m;
   m.model_dir = r.str(4096);
-  m.layer_begin = r.i64();
-  m.layer_end = r.i64();
+  m.layers.begin = r.i64();
+  m.layers.end = r.i64();
   m.max_context = r.i64();
   m.next = r.str(1024);
   m.sync = r.boolean();
   r.expect_end();
-  if (m.layer_begin < 0 || m.layer_end <= m.layer_begin || m.layer_end > (1 << 20)) {
-    invalid("layer range [" + std::to_string(m.layer_begin) + ", " + std::to_string(m.layer_end) +
+  if (m.layers.begin < 0 || m.layers.end <= m.layers.begin || m.layers.end > (1 << 20)) {
+    invalid("layer range [" + std::to_string(m.layers.begin) + ", " + std::to_string(m.layers.end) +
             ")");
   }
   if (m.max_context <= 0 || m.max_context > (int64_t{1} << 24)) {
@@ -349,19 +349,19 @@ ResultMsg decode_result(std::span<const uint8_t> payload) {
 
 std::vector<uint8_t> encode_manifest_request(const ManifestRequestMsg& m) {
   PayloadWriter w;
-  w.i64(m.layer_begin);
-  w.i64(m.layer_end);
+  w.i64(m.layers.begin);
+  w.i64(m.layers.end);
   return w.take();
 }
 
 ManifestRequestMsg decode_manifest_request(std::span<const uint8_t> payload) {
   PayloadReader r(payload);
   ManifestRequestMsg m;
-  m.layer_begin = r.i64();
-  m.layer_end = r.i64();
+  m.layers.begin = r.i64();
+  m.layers.end = r.i64();
   r.expect_end();
-  if (m.layer_begin < 0 || m.layer_end <= m.layer_begin || m.layer_end > (1 << 20)) {
-    invalid("layer range [" + std::to_string(m.layer_begin) + ", " + std::to_string(m.layer_end) +
+  if (m.layers.begin < 0 || m.layers.end <= m.layers.begin || m.layers.end > (1 << 20)) {
+    invalid("layer range [" + std::to_string(m.layers.begin) + ", " + std::to_string(m.layers.end) +
             ")");
   }
   return m;

@@ -55,7 +55,7 @@ struct NodeInfo {
 
 struct LoadMsg {
   std::string model_dir;  // on the worker's filesystem
-  int64_t layer_begin = 0, layer_end = 0;
+  model::LayerRange layers;
   int64_t max_context = 4096;
   std::string next;  // host:port of the next stage; "" = last stage, reply to the coordinator
   // The coordinator serves its tensors (model_sync.h): a worker without the model (model_dir ""
@@ -96,7 +96,7 @@ inline constexpr size_t kMaxTensorDims = 8;
 inline constexpr size_t kMaxConfigJson = 16 << 20;
 
 struct ManifestRequestMsg {
-  int64_t layer_begin = 0, layer_end = 0;
+  model::LayerRange layers;
 };
 
 // XXH3-128 of a tensor's bytes.

@@ -158,17 +158,17 @@ bool TensorServer::serve_manifest(Connection& conn, const Frame& frame, const st
     return refuse(conn, peer,
                   std::string("the coordinator's config.json is unusable: ") + e.what());
   }
-  if (req.layer_end > cfg.n_layers) {
+  if (req.layers.end > cfg.n_layers) {
     return refuse(conn, peer,
-                  "layers [" + std::to_string(req.layer_begin) + ", " +
-                      std::to_string(req.layer_end) + ") are outside a model of " +
+                  "layers [" + std::to_string(req.layers.begin) + ", " +
+                      std::to_string(req.layers.end) + ") are outside a model of " +
                       std::to_string(cfg.n_layers) + " layers");
   }
   ManifestMsg m;
   m.fingerprint = fingerprint_;
   m.config_json = config_json_;
   uint64_t total = 0;
-  for (const std::string& name : model::stage_tensor_names(cfg, {req.layer_begin, req.layer_end})) {
+  for (const std::string& name : model::stage_tensor_names(cfg, {req.layers.begin, req.layers.end})) {
     if (!set_->has(name)) return refuse(conn, peer, "the coordinator's model lacks " + name);
     const model::TensorInfo& t = set_->info(name);
     if (!t.dtype_supported) {
@@ -180,8 +180,8 @@ bool TensorServer::serve_manifest(Connection& conn, const Frame& frame, const st
     total += t.nbytes;
   }
   options_.counters->manifests.fetch_add(1);
-  log::info("[sync] manifest for layers {}-{} to {}: {} tensors, {:.1f} MiB", req.layer_begin,
-            req.layer_end, peer, m.tensors.size(), mib(total));
+  log::info("[sync] manifest for layers {}-{} to {}: {} tensors, {:.1f} MiB", req.layers.begin,
+            req.layers.end, peer, m.tensors.size(), mib(total));
   conn.send(FrameType::Manifest, encode_manifest(m));
   return true;
 }

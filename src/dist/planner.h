@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "model/config.h"
+#include "model/layer_range.h"
 
 namespace meshlm::dist {
 
@@ -32,7 +33,7 @@ struct PlanOptions {
 
 struct StagePlan {
   std::string node;
-  int64_t layer_begin = 0, layer_end = 0;
+  model::LayerRange layers;
   uint64_t weight_bytes = 0;  // layers + the fixed tensors of this stage
   uint64_t kv_bytes = 0;      // KV room for its layers
   uint64_t mem_available = 0;

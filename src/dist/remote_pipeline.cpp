@@ -45,7 +45,7 @@ std::string random_client_id() {
 
 struct Remote {
   std::string address;
-  int64_t layer_begin = 0, layer_end = 0;
+  model::LayerRange layers;
   std::string state = "connecting";
   uint64_t weight_bytes = 0;  // as the worker reported it
   double busy_seconds = 0;    // compute time it reported for its micro-batches
@@ -93,7 +93,7 @@ class RemotePipeline final : public runtime::Pipeline {
     }
     fingerprint_ = fingerprint(options_.model_dir);
     client_id_ = random_client_id();
-    stage0_ = std::make_unique<model::Stage>(options_.model_dir, splits[0], splits[1],
+    stage0_ = std::make_unique<model::Stage>(options_.model_dir, model::LayerRange{splits[0], splits[1]},
                                              options_.stage);
     runner0_ = std::make_unique<runtime::StageRunner>(*stage0_);
     if (sync_ && !options_.peers.empty()) {
@@ -106,8 +106,8 @@ class RemotePipeline final : public runtime::Pipeline {
     for (size_t k = 0; k < options_.peers.size(); ++k) {
       auto r = std::make_unique<Remote>();
       r->address = options_.peers[k];
-      r->layer_begin = splits[k + 1];
-      r->layer_end = splits[k + 2];
+      r->layers.begin = splits[k + 1];
+      r->layers.end = splits[k + 2];
       remotes_.push_back(std::move(r));
     }
     std::string error = connect_all();
@@ -216,10 +216,10 @@ class RemotePipeline final : public runtime::Pipeline {
   std::vector<runtime::StageInfo> stages() const override {
     std::lock_guard lock(mutex_);
     std::vector<runtime::StageInfo> out;
-    out.push_back({"local", stage0_->layer_begin(), stage0_->layer_end(), "ready",
+    out.push_back({"local", stage0_->layers(), "ready",
                    stage0_->weight_bytes(), stage0_busy_seconds_, transfer_seconds_});
     for (auto& r : remotes_) {
-      out.push_back({r->address, r->layer_begin, r->layer_end, r->state, r->weight_bytes,
+      out.push_back({r->address, r->layers, r->state, r->weight_bytes,
                      r->busy_seconds, 0.0});
     }
     return out;
@@ -265,8 +265,8 @@ class RemotePipeline final : public runtime::Pipeline {
         handshake_client(*r.conn, h);
         LoadMsg load;
         load.model_dir = options_.worker_model_dir;
-        load.layer_begin = r.layer_begin;
-        load.layer_end = r.layer_end;
+        load.layers.begin = r.layers.begin;
+        load.layers.end = r.layers.end;
         load.max_context = options_.stage.max_context;
         load.next = i + 1 < remotes_.size() ? remotes_[i + 1]->address : "";
         load.sync = sync_;
@@ -286,7 +286,7 @@ class RemotePipeline final : public runtime::Pipeline {
         }
         LoadedMsg loaded = decode_loaded(f.payload);
         log::info("[pipeline] {} loaded layers {}-{} ({:.1f} MiB of weights)", stage_label(i),
-                  r.layer_begin, r.layer_end, loaded.weight_bytes / 1048576.0);
+                  r.layers.begin, r.layers.end, loaded.weight_bytes / 1048576.0);
         std::lock_guard lock(mutex_);
         r.weight_bytes = loaded.weight_bytes;
         r.state = "ready";

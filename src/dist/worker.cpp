@@ -195,8 +195,8 @@ struct Worker::Impl {
       if (cache_dir.empty()) cache_dir = default_cache_dir();
       dir = (std::filesystem::path(cache_dir) / fp).string();
     }
-    bool same = stage && loaded_dir == dir && loaded.layer_begin == m.layer_begin &&
-                loaded.layer_end == m.layer_end && loaded.max_context == m.max_context &&
+    bool same = stage && loaded_dir == dir && loaded.layers.begin == m.layers.begin &&
+                loaded.layers.end == m.layers.end && loaded.max_context == m.max_context &&
                 loaded_fingerprint == fp;
     if (same) {
       stage->release_all();
@@ -209,12 +209,12 @@ struct Worker::Impl {
       so.lock_memory = options.lock_memory;
       std::unique_ptr<CacheLock> lock;
       if (from_cache) {
-        auto synced = sync_stage_to_cache(*session, cache_dir, fp, m.layer_begin, m.layer_end,
+        auto synced = sync_stage_to_cache(*session, cache_dir, fp, m.layers.begin, m.layers.end,
                                           options.sync_timeout_ms);
         lock = std::move(synced.lock);  // held until the files are mapped
       }
-      log::info("[worker] loading layers {}-{} of {}", m.layer_begin, m.layer_end, dir);
-      stage = std::make_unique<model::Stage>(dir, m.layer_begin, m.layer_end, so);
+      log::info("[worker] loading layers {}-{} of {}", m.layers.begin, m.layers.end, dir);
+      stage = std::make_unique<model::Stage>(dir, m.layers, so);
       runner = std::make_unique<runtime::StageRunner>(*stage);
     }
     loaded = m;
@@ -225,7 +225,7 @@ struct Worker::Impl {
     next_address = m.next;
     if (stage->is_last() != m.next.empty()) {
       throw Error("worker", stage->is_last() ? "the last stage cannot have a next stage"
-                                             : "layers " + std::to_string(m.layer_end) +
+                                             : "layers " + std::to_string(m.layers.end) +
                                                    "... need a next stage");
     }
     if (!next_address.empty()) connect_downstream();

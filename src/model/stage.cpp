@@ -145,15 +145,13 @@ struct Stage::Impl {
   }
 };
 
-Stage::Stage(const std::string& model_dir, int64_t layer_begin, int64_t layer_end,
-             const StageOptions& options)
-    : impl_(std::make_unique<Impl>(model_dir, layer_begin, layer_end, options)) {}
+Stage::Stage(const std::string& model_dir, LayerRange layers, const StageOptions& options)
+    : impl_(std::make_unique<Impl>(model_dir, layers.begin, layers.end, options)) {}
 
 Stage::~Stage() = default;
 
 const ModelConfig& Stage::config() const { return impl_->cfg; }
-int64_t Stage::layer_begin() const { return impl_->begin; }
-int64_t Stage::layer_end() const { return impl_->end; }
+LayerRange Stage::layers() const { return {impl_->begin, impl_->end}; }
 size_t Stage::weight_bytes() const { return impl_->w.bytes; }
 size_t Stage::locked_bytes() const { return impl_->locked; }
 size_t Stage::kv_bytes_per_token() const { return impl_->kv.bytes_per_token(); }

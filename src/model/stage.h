@@ -11,6 +11,7 @@
 
 #include "core/thread_pool.h"
 #include "model/config.h"
+#include "model/layer_range.h"
 
 namespace meshlm::model {
 
@@ -33,15 +34,15 @@ struct StageOptions {
 
 class Stage {
  public:
-  Stage(const std::string& model_dir, int64_t layer_begin, int64_t layer_end,
-        const StageOptions& options);
+  Stage(const std::string& model_dir, LayerRange layers, const StageOptions& options);
   ~Stage();
   Stage(const Stage&) = delete;
   Stage& operator=(const Stage&) = delete;
 
   const ModelConfig& config() const;
-  int64_t layer_begin() const;
-  int64_t layer_end() const;
+  LayerRange layers() const;
+  int64_t layer_begin() const { return layers().begin; }
+  int64_t layer_end() const { return layers().end; }
   bool is_first() const { return layer_begin() == 0; }
   bool is_last() const { return layer_end() == config().n_layers; }
 

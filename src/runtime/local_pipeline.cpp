@@ -23,7 +23,7 @@ class LocalPipeline final : public Pipeline {
     for (size_t i = 0; i + 1 < splits.size(); ++i)
       if (splits[i] >= splits[i + 1]) throw Error("pipeline", "layer splits must increase");
     for (const model::LayerRange& r : model::ranges_from_splits(splits, cfg.n_layers)) {
-      stages_.push_back(std::make_unique<model::Stage>(dir, r.begin, r.end, options));
+      stages_.push_back(std::make_unique<model::Stage>(dir, r, options));
       runners_.push_back(std::make_unique<StageRunner>(*stages_.back()));
       busy_.push_back(0.0);
     }
@@ -75,7 +75,7 @@ class LocalPipeline final : public Pipeline {
     std::vector<StageInfo> out;
     for (size_t i = 0; i < stages_.size(); ++i) {
       const auto& s = stages_[i];
-      out.push_back({"local", s->layer_begin(), s->layer_end(), "ready",
+      out.push_back({"local", s->layers(), "ready",
                      uint64_t(s->weight_bytes() + s->kv_bytes_in_use()), busy_[i]});
     }
     std::lock_guard<std::mutex> lock(info_mutex_);

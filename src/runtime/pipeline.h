@@ -39,7 +39,7 @@ struct MicroBatchResult {
 
 struct StageInfo {
   std::string node;  // "local" or host:port
-  int64_t layer_begin = 0, layer_end = 0;
+  model::LayerRange layers;
   std::string state;  // "ready", "down", ...
   uint64_t memory_bytes = 0;  // weights + KV cache in use (0 where unknown)
   double busy_seconds = 0;    // time spent computing micro-batches

@@ -110,8 +110,8 @@ std::string Metrics::render(const runtime::EngineStats& stats,
   out += "# TYPE meshlm_stage_up gauge\n";
   for (size_t i = 0; i < stages.size(); ++i)
     out += "meshlm_stage_up{stage=\"" + std::to_string(i) + "\",node=\"" + stages[i].node +
-           "\",layers=\"" + std::to_string(stages[i].layer_begin) + "-" +
-           std::to_string(stages[i].layer_end) + "\"} " + (stages[i].state == "ready" ? "1" : "0") +
+           "\",layers=\"" + std::to_string(stages[i].layers.begin) + "-" +
+           std::to_string(stages[i].layers.end) + "\"} " + (stages[i].state == "ready" ? "1" : "0") +
            "\n";
   auto stage_labels = [&](size_t i) {
     return "{stage=\"" + std::to_string(i) + "\",node=\"" + stages[i].node + "\"}";

@@ -176,8 +176,8 @@ void check_stages(Server::State& st) {
     if (stages[i].state != "ready")
       throw ApiError(503,
                      "Pipeline stage " + std::to_string(i) + " (" + stages[i].node + ", layers " +
-                         std::to_string(stages[i].layer_begin) + "-" +
-                         std::to_string(stages[i].layer_end) + ") is " + stages[i].state +
+                         std::to_string(stages[i].layers.begin) + "-" +
+                         std::to_string(stages[i].layers.end) + ") is " + stages[i].state +
                          "; retry when it is back.",
                      "", "stage_unavailable");
 }

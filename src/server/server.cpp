@@ -71,7 +71,7 @@ json health_json(const Server::State& st, bool& healthy) {
   for (auto& s : st.engine->stages()) {
     healthy &= s.state == "ready";
     stages.push_back({{"node", s.node},
-                      {"layers", json::array({s.layer_begin, s.layer_end})},
+                      {"layers", json::array({s.layers.begin, s.layers.end})},
                       {"state", s.state},
                       {"memory_bytes", s.memory_bytes},
                       {"busy_seconds", s.busy_seconds},

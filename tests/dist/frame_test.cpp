@@ -219,11 +219,11 @@ TEST(Messages, SmallFramesRoundTrip) {
   LoadMsg l{"/models/x", 4, 8, 2048, "10.0.0.2:7000"};
   LoadMsg dl = decode_load(encode_load(l));
   EXPECT_EQ(dl.model_dir, l.model_dir);
-  EXPECT_EQ(dl.layer_begin, 4);
-  EXPECT_EQ(dl.layer_end, 8);
+  EXPECT_EQ(dl.layers.begin, 4);
+  EXPECT_EQ(dl.layers.end, 8);
   EXPECT_EQ(dl.max_context, 2048);
   EXPECT_EQ(dl.next, l.next);
-  l.layer_end = 2;
+  l.layers.end = 2;
   expect_protocol_error([&] { decode_load(encode_load(l)); }, "layer range");
   HelloMsg h;
   h.role = "upstream";

@@ -193,7 +193,7 @@ TEST_F(DistPipeline, OneTwoThreeStagesAreBitIdentical) {
     auto st = three->stages();
     ASSERT_EQ(st.size(), 3u);
     EXPECT_EQ(st[1].node, w1.address());
-    EXPECT_EQ(st[2].layer_begin, 3);
+    EXPECT_EQ(st[2].layers.begin, 3);
     EXPECT_EQ(st[2].state, "ready");
     EXPECT_GT(st[2].memory_bytes, 0u);  // weights the worker reported
     auto logits = prompt_logits(*three, 0);
@@ -368,8 +368,8 @@ TEST_F(DistPipeline, WorkerDropsASilentCoordinator) {
   handshake_client(*silent, h);
   LoadMsg load;
   load.model_dir = model_dir().string();
-  load.layer_begin = 0;
-  load.layer_end = 4;
+  load.layers.begin = 0;
+  load.layers.end = 4;
   load.max_context = 256;
   silent->send(FrameType::Load, encode_load(load));
   Frame f = recv_checked(*silent, 60000);

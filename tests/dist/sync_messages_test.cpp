@@ -52,8 +52,8 @@ TEST(SyncMessages, RoundTrips) {
   EXPECT_EQ(d.tensors[1].hash, (Hash128{3, 4}));
 
   auto r = decode_manifest_request(encode_manifest_request({4, 8}));
-  EXPECT_EQ(r.layer_begin, 4);
-  EXPECT_EQ(r.layer_end, 8);
+  EXPECT_EQ(r.layers.begin, 4);
+  EXPECT_EQ(r.layers.end, 8);
 
   TensorRequestMsg t{{{"a", 0}, {"b", 77}}};
   auto dt = decode_tensor_request(encode_tensor_request(t));

@@ -15,7 +15,7 @@ int main(int argc, char** argv) {
     meshlm::model::StageOptions so;
     so.threads = 1;
     so.max_context = 64;
-    meshlm::model::Stage stage(argv[1], std::atoll(argv[2]), std::atoll(argv[3]), so);
+    meshlm::model::Stage stage(argv[1], {std::atoll(argv[2]), std::atoll(argv[3])}, so);
     const auto& c = stage.config();
     std::vector<meshlm::model::SeqChunk> chunks = {{1, 0, 4, true, false}};
     std::vector<int32_t> tokens = {1, 2, 3, 4};

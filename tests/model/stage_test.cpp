@@ -130,7 +130,7 @@ TEST(Stage, RejectsInconsistentBatches) {
   model::StageOptions so;
   so.threads = 1;
   so.max_context = 64;
-  model::Stage stage(MESHLM_GOLDEN_MODEL, 0, 4, so);
+  model::Stage stage(MESHLM_GOLDEN_MODEL, {0, 4}, so);
   std::vector<float> hidden, logits;
   std::vector<model::SeqChunk> c = {{1, 5, 2, true, false}};  // position 5 without a cache
   std::vector<int32_t> t = {1, 2};
@@ -144,7 +144,7 @@ TEST(Stage, RejectsInconsistentBatches) {
   c = {{1, 0, 2, true, false}};
   EXPECT_EQ(stage.forward(c, t, hidden, logits), 1);  // and still works afterwards
   EXPECT_EQ(stage.cached_tokens(1), 2);
-  model::Stage middle(MESHLM_GOLDEN_MODEL, 1, 3, so);
+  model::Stage middle(MESHLM_GOLDEN_MODEL, {1, 3}, so);
   std::vector<float> wrong(7);
   EXPECT_THROW(middle.forward(c, t, wrong, logits), Error);  // activations of the wrong size
 }
@@ -184,7 +184,7 @@ TEST(Stage, MlockLocksExactlyTheStagesWeights) {
   ASSERT_EQ(0, getrlimit(RLIMIT_MEMLOCK, &lim));
   const auto cfg = model::ModelConfig::from_dir(MESHLM_GOLDEN_MODEL);
   {
-    model::Stage plain(MESHLM_GOLDEN_MODEL, 0, cfg.n_layers, so);
+    model::Stage plain(MESHLM_GOLDEN_MODEL, {0, cfg.n_layers}, so);
     EXPECT_EQ(plain.locked_bytes(), 0u);  // off by default
     // Without CAP_IPC_LOCK the locked-memory limit applies (often 8 MiB): then --mlock only
     // warns. Probe with a buffer of the weights' size whether this process may lock that much.
@@ -201,7 +201,7 @@ TEST(Stage, MlockLocksExactlyTheStagesWeights) {
     const size_t before = locked_bytes_now();
 #endif
     {
-      model::Stage stage(MESHLM_GOLDEN_MODEL, b, e, so);
+      model::Stage stage(MESHLM_GOLDEN_MODEL, {b, e}, so);
       EXPECT_GT(stage.weight_bytes(), 0u);
       EXPECT_EQ(stage.locked_bytes(), stage.weight_bytes());
 #if MESHLM_REAL_MLOCK

@@ -46,7 +46,7 @@ TensorSizes sizes_of(const model::ModelConfig& c) {
   return s;
 }
 
-int64_t layers_of(const StagePlan& s) { return s.layer_end - s.layer_begin; }
+int64_t layers_of(const StagePlan& s) { return s.layers.end - s.layers.begin; }
 
 TEST(Planner, EqualNodesGetEqualComputeAndCoverEveryLayer) {
   auto c = config(28, true);
@@ -56,7 +56,7 @@ TEST(Planner, EqualNodesGetEqualComputeAndCoverEveryLayer) {
   // with 8 streams on the 1.7B model, against 70% / 95% for 14 / 14).
   ASSERT_EQ(p.splits, (std::vector<int64_t>{0, 17, 28}));
   EXPECT_EQ(p.stages[0].node, "a");
-  EXPECT_EQ(p.stages[1].layer_begin, 17);
+  EXPECT_EQ(p.stages[1].layers.begin, 17);
   // Tied embeddings: both ends hold the embedding matrix.
   uint64_t embed = uint64_t(c.vocab * c.hidden) * 2;
   EXPECT_GT(p.stages[0].weight_bytes, embed);

@@ -135,8 +135,8 @@ TEST_F(Replanning, NewLayoutBetweenRequestsSameTokens) {
   EXPECT_EQ(after.ids, reference.ids);
   auto stages = engine.stages();
   ASSERT_EQ(stages.size(), 3u);
-  EXPECT_EQ(stages[1].layer_begin, 1);
-  EXPECT_EQ(stages[1].layer_end, 3);
+  EXPECT_EQ(stages[1].layers.begin, 1);
+  EXPECT_EQ(stages[1].layers.end, 3);
 
   // rebuild_if_idle() from a watcher thread, with nothing running, swaps at once.
   rp->request_rebuild([&] { return local({0, 2, 4}); }, "test: two stages");

@@ -47,8 +47,8 @@ int run_plan(int argc, char** argv) {
     out["splits"] = plan.splits;
     for (const auto& s : plan.stages)
       out["stages"].push_back({{"node", s.node},
-                               {"layer_begin", s.layer_begin},
-                               {"layer_end", s.layer_end},
+                               {"layer_begin", s.layers.begin},
+                               {"layer_end", s.layers.end},
                                {"weight_bytes", s.weight_bytes},
                                {"kv_bytes", s.kv_bytes},
                                {"mem_available", s.mem_available}});
