@@ -251,6 +251,7 @@ void Group::exchange(CollectiveOp op, std::shared_ptr<const std::vector<float>> 
   }
 
   // Peers that take our data late are waited for as long as their data would be.
+  if (error.empty() && options_.timeout_ms < 0) sent_result.wait();
   if (error.empty() &&
       sent_result.wait_for(std::chrono::milliseconds(std::max(0, options_.timeout_ms))) !=
           std::future_status::ready) {
@@ -258,7 +259,7 @@ void Group::exchange(CollectiveOp op, std::shared_ptr<const std::vector<float>> 
             std::to_string(options_.timeout_ms) + " ms";
   }
   if (!error.empty()) {
-    close_all();  // wakes a send blocked on a TCP peer
+    close_all();  // wakes a send blocked on a TCP peer at once
     if (sent_result.wait_for(std::chrono::seconds(1)) != std::future_status::ready) {
       // A send that closing cannot interrupt (MPI): leave it; it owns everything it touches.
       if (sender.joinable()) sender.detach();

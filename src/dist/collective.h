@@ -21,7 +21,9 @@
 //    each way: simple, not bandwidth-optimal (a ring would need a fixed per-element order to
 //    stay deterministic).
 //  - send/recv: point-to-point bytes between two ranks, in order per pair. A message sent
-//    before a collective must be received before it (they share the connection).
+//    before a collective must be received before it (they share the connection). send() runs
+//    on the caller's thread and has no timeout of its own: it returns once the transport took
+//    the message, which for a large one may wait for the peer to receive it.
 //  - Errors: anything wrong (a peer that closed or died, nothing within timeout_ms, a frame of
 //    another type, size, rank or sequence number, an Error frame) throws Error("collective",
 //    ...) naming this rank, the call and the peer, never hangs past the timeout and never
@@ -64,7 +66,8 @@ CollectiveHead decode_collective_head(std::span<const uint8_t> payload);
 
 struct GroupOptions {
   // How long a rank waits for each peer's message (and for its own sends to be taken) before
-  // the call fails. A failure guard: ranks reach a collective at different times.
+  // the call fails; < 0 waits forever. A failure guard: ranks reach a collective at different
+  // times.
   int timeout_ms = 60000;
 };
 

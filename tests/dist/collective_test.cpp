@@ -268,6 +268,12 @@ TEST(Collective, EncryptedLinks) {
   }));
 }
 
+TEST(Collective, WithoutTimeout) {
+  GroupOptions forever;
+  forever.timeout_ms = -1;
+  expect_no_errors(run_ranks(tcp_mesh(3), [](Group& g) { run_standard_checks(g); }, forever));
+}
+
 TEST(Collective, SendRecv) {
   const int n = 3;
   expect_no_errors(run_ranks(tcp_mesh(n), [](Group& g) {
