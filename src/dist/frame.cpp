@@ -44,6 +44,7 @@ std::string frame_type_name(uint16_t type) {
     case FrameType::Pong: return "pong";
     case FrameType::Error: return "error";
     case FrameType::Shutdown: return "shutdown";
+    case FrameType::Collective: return "collective";
   }
   return "unknown(" + std::to_string(type) + ")";
 }

@@ -57,6 +57,8 @@ enum class FrameType : uint16_t {
   Pong = 31,
   Error = 40,     // a message for the peer; the sender closes the connection after it
   Shutdown = 41,  // coordinator is done with this worker
+  // Tensor parallelism: one rank's data for a send/recv or collective of a Group (collective.h).
+  Collective = 50,
 };
 
 // Name for logs and errors ("forward", "unknown(77)").
