@@ -6,7 +6,6 @@
 #include "core/error.h"
 #include "core/sysinfo.h"
 #include "formats/weight_format.h"
-#include "kernels/kernels.h"
 
 namespace meshlm::dist {
 namespace {
@@ -102,13 +101,13 @@ NodeInfo decode_node_info(std::span<const uint8_t> payload) {
   return m;
 }
 
-NodeInfo this_node_info(int threads) {
+NodeInfo this_node_info(int threads, std::string backend) {
   NodeInfo m;
   m.version = MESHLM_VERSION_STRING;
   m.mem_total = sys::total_memory_bytes();
   m.mem_available = sys::available_memory_bytes();
   m.cores = threads > 0 ? threads : sys::cpu_cores();
-  m.backend = std::string("cpu/") + kernels::simd_target_name();
+  m.backend = std::move(backend);
   return m;
 }
 

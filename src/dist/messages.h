@@ -147,7 +147,9 @@ std::vector<uint8_t> encode_auth(const AuthMsg& m);
 AuthMsg decode_auth(std::span<const uint8_t> payload);
 std::vector<uint8_t> encode_node_info(const NodeInfo& m);
 NodeInfo decode_node_info(std::span<const uint8_t> payload);
-NodeInfo this_node_info(int threads);  // this process's machine
+// This process's machine; `backend` (NodeInfo::backend) comes from the caller, which knows the
+// kernels (the CLI: cli::compute_backend()).
+NodeInfo this_node_info(int threads, std::string backend);
 std::vector<uint8_t> encode_load(const LoadMsg& m);
 LoadMsg decode_load(std::span<const uint8_t> payload);
 std::vector<uint8_t> encode_loaded(const LoadedMsg& m);

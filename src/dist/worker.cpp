@@ -82,7 +82,7 @@ struct Worker::Impl {
     h.fingerprint = fp;
     h.name = "coordinator";
     h.timeout_ms = options.handshake_timeout_ms;
-    h.info = this_node_info(options.threads);
+    h.info = this_node_info(options.threads, options.backend);
     return h;
   }
 

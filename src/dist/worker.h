@@ -48,6 +48,8 @@ struct WorkerOptions {
   // 0 = never. (TCP only; the worker itself sends a heartbeat every kHeartbeatIntervalMs.)
   int coordinator_timeout_ms = 15000;
   std::string name;  // how logs and errors name this worker; "" = "worker HOST:PORT"
+  // NodeInfo::backend sent in the handshake, e.g. "cpu/AVX2" (the CLI fills it in from the kernels).
+  std::string backend;
 };
 
 class Worker {

@@ -14,30 +14,6 @@ int32_t argmax(const float* logits, int64_t n) {
   return int32_t(best);
 }
 
-nlohmann::json SamplingParams::to_json() const {
-  return {{"temperature", temperature}, {"top_k", top_k}, {"top_p", top_p}, {"min_p", min_p},
-          {"repetition_penalty", repetition_penalty}, {"presence_penalty", presence_penalty},
-          {"frequency_penalty", frequency_penalty}, {"seed", seed}, {"has_seed", has_seed},
-          {"top_logprobs", top_logprobs}, {"logprobs", logprobs}, {"prompt_tokens", prompt_tokens}};
-}
-
-SamplingParams SamplingParams::from_json(const nlohmann::json& j) {
-  SamplingParams p;
-  p.temperature = j.value("temperature", p.temperature);
-  p.top_k = j.value("top_k", p.top_k);
-  p.top_p = j.value("top_p", p.top_p);
-  p.min_p = j.value("min_p", p.min_p);
-  p.repetition_penalty = j.value("repetition_penalty", p.repetition_penalty);
-  p.presence_penalty = j.value("presence_penalty", p.presence_penalty);
-  p.frequency_penalty = j.value("frequency_penalty", p.frequency_penalty);
-  p.seed = j.value("seed", p.seed);
-  p.has_seed = j.value("has_seed", p.has_seed);
-  p.top_logprobs = j.value("top_logprobs", p.top_logprobs);
-  p.logprobs = j.value("logprobs", p.logprobs);
-  p.prompt_tokens = j.value("prompt_tokens", p.prompt_tokens);
-  return p;
-}
-
 namespace {
 
 // SplitMix64's finaliser: a well-mixed 64-bit value of (seed, position).

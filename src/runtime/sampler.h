@@ -8,8 +8,6 @@
 #include <unordered_map>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "model/stage.h"
 
 namespace meshlm::runtime {
@@ -31,9 +29,6 @@ struct SamplingParams {
   int64_t prompt_tokens = -1;
   int32_t top_logprobs = 0;  // how many alternatives to report (0..20)
   bool logprobs = false;     // report the chosen token's log-probability
-
-  nlohmann::json to_json() const;
-  static SamplingParams from_json(const nlohmann::json& j);
 };
 
 struct SampledToken {

@@ -1,6 +1,14 @@
 // A small, fast JSON reader for tokenizer.json. The loader walks the big arrays (vocab, merges)
 // with the cursor directly, and builds a JsonValue tree only for the small sections.
 // Every error throws meshlm::Error("tokenizer", ...) with the byte offset; nesting is bounded.
+//
+// Why not a library (issue 13; BENCHMARKS.md, "json_lite vs nlohmann/simdjson", bench/
+// tokenizer_json_bench.cpp): on real files (qwen3 11 MB, llama3 9 MB, gemma3 33 MB; CPU ms, AMD
+// EPYC 2.1 GHz) the whole Tokenizer load takes 68 / 114 / 251 ms, of which this cursor's parsing is
+// 17 / 13 / 44 ms. nlohmann::json::parse alone takes 231 / 250 / 877 ms: a load on nlohmann would
+// be 3-4x slower. simdjson (Debian 3.0.1) parses in 4.5 / 3.4 / 16 ms, so it could make the load at
+// most ~1.1-1.2x faster, but it rejects integers beyond 64 bits, which real tokenizer_config.json
+// files hold ("model_max_length": 1000000000000000019884624838656 in llama2/llama3).
 #pragma once
 
 #include <cstdint>

@@ -5,6 +5,7 @@
 #include <cstdlib>
 
 #include "core/error.h"
+#include "kernels/kernels.h"
 
 namespace meshlm::cli {
 
@@ -35,6 +36,10 @@ std::vector<int64_t> parse_splits(const std::string& text) { return parse_number
 
 std::string resolve_model(const std::string& model_arg) {
   return hub::resolve_model_dir(model_arg, hub::PullOptions::from_env());
+}
+
+std::string compute_backend() {
+  return std::string("cpu/") + kernels::simd_target_name();
 }
 
 }  // namespace meshlm::cli

@@ -236,6 +236,7 @@ bool PipelineOptions::serve_if_mpi_worker(const std::string& model_dir, int thre
   wo.threads = threads;
   wo.lock_memory = lock_memory;
   wo.model_dir = worker_model_dir.empty() ? model_dir : worker_model_dir;
+  wo.backend = compute_backend();
   dist::run_mpi_worker(wo);
   return true;
 }
@@ -307,7 +308,7 @@ dist::Plan PipelineOptions::plan(const std::string& model_dir,
                                                                         : "local worker " + std::to_string(k),
                        dist::parse_bytes(mems[k])});
   } else {
-    uint64_t here = dist::this_node_info(stage.threads).mem_available;
+    uint64_t here = dist::this_node_info(stage.threads, compute_backend()).mem_available;
     if (mpi()) {
       // Ranks cannot be asked before they are connected: each is assumed to have this node's
       // free memory (--plan-memory when they differ or share a machine).
