@@ -14,6 +14,10 @@
 namespace meshlm::dist {
 namespace {
 
+// Bounds waits for the other side of a loopback connection (a thread that may be scheduled late
+// on a busy machine); outcomes never depend on it.
+constexpr int kGuardMs = 20000;
+
 struct Outcome {
   bool ok = false;
   std::string error;
@@ -36,11 +40,11 @@ Outcome run(F&& f) {
 std::pair<Outcome, Outcome> handshake_pair(HandshakeOptions client, HandshakeOptions server) {
   TcpListener listener("127.0.0.1:0");
   auto server_side = std::async(std::launch::async, [&] {
-    auto conn = listener.accept(5000);
+    auto conn = listener.accept(kGuardMs);
     if (!conn) return Outcome{false, "no connection", {}};
     return run([&] { return handshake_server(*conn, server); });
   });
-  auto conn = tcp_connect(listener.address(), 5000);
+  auto conn = tcp_connect(listener.address(), kGuardMs);
   Outcome c = run([&] { return handshake_client(*conn, client); });
   Outcome s = server_side.get();
   return {c, s};
@@ -50,7 +54,7 @@ HandshakeOptions opts(std::string secret, std::string fp) {
   HandshakeOptions o;
   o.secret = std::move(secret);
   o.fingerprint = std::move(fp);
-  o.timeout_ms = 3000;
+  o.timeout_ms = kGuardMs;
   return o;
 }
 
@@ -103,10 +107,10 @@ TEST(Handshake, RefusesWrongVersion) {
 TEST(Handshake, RefusesGarbage) {
   TcpListener listener("127.0.0.1:0");
   auto server_side = std::async(std::launch::async, [&] {
-    auto conn = listener.accept(5000);
+    auto conn = listener.accept(kGuardMs);
     return run([&] { return handshake_server(*conn, opts("k", "")); });
   });
-  auto conn = tcp_connect(listener.address(), 5000);
+  auto conn = tcp_connect(listener.address(), kGuardMs);
   std::string junk = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
   conn->send_raw({reinterpret_cast<const uint8_t*>(junk.data()), junk.size()});
   Outcome s = server_side.get();
@@ -116,8 +120,8 @@ TEST(Handshake, RefusesGarbage) {
 
 TEST(Tcp, PiecesTimeoutAndClose) {
   TcpListener listener("127.0.0.1:0");
-  auto client = tcp_connect(listener.address(), 5000);
-  auto server = listener.accept(5000);
+  auto client = tcp_connect(listener.address(), kGuardMs);
+  auto server = listener.accept(kGuardMs);
   ASSERT_TRUE(server);
   std::vector<float> big(3 << 20);  // 12 MiB: exercises partial sendmsg writes
   for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<float>(i);
@@ -125,7 +129,7 @@ TEST(Tcp, PiecesTimeoutAndClose) {
   std::span<const uint8_t> pieces[2] = {
       head, {reinterpret_cast<const uint8_t*>(big.data()), big.size() * sizeof(float)}};
   auto sender = std::async(std::launch::async, [&] { client->send_pieces(FrameType::Forward, pieces); });
-  Frame f = server->recv(5000);
+  Frame f = server->recv(kGuardMs);
   sender.get();
   ASSERT_EQ(f.payload.size(), 3 + big.size() * sizeof(float));
   EXPECT_EQ(f.payload[0], 9);
@@ -135,7 +139,7 @@ TEST(Tcp, PiecesTimeoutAndClose) {
 
   EXPECT_THROW(server->recv(50), TimeoutError);
   client->send(FrameType::Error, encode_text("nope"));
-  EXPECT_THROW(recv_checked(*server, 1000), Error);
+  EXPECT_THROW(recv_checked(*server, kGuardMs), Error);
   // A recv blocked in another thread returns when the connection is closed.
   auto blocked = std::async(std::launch::async, [&] {
     try {

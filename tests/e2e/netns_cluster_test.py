@@ -436,7 +436,18 @@ def scenario(meshlm, tokenizer_dir, tmp):
             running["error"] = str(e)
     t_chat = threading.Thread(target=chat_in_flight)
     t_chat.start()
-    time.sleep(1.0)  # the request reaches W1 (if not, it simply starts after the re-plan)
+
+    def request_active():
+        try:
+            return http("GET", SERVE_PORT, "/health")[1].get("active", 0) >= 1
+        except Exception:  # noqa: BLE001 - keep polling
+            return False
+    # The engine holds the request (prefilled into W1's stage, which is suspended) before W1 is
+    # killed: polled, not a fixed sleep, so a slow machine cannot turn it into a fresh request.
+    deadline = time.monotonic() + 60
+    while not request_active() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    check(request_active(), "the request is active (waiting on the suspended W1)")
     p1.kill()
     p1.wait()
     t0 = time.monotonic()

@@ -54,7 +54,7 @@ try:
         p = subprocess.Popen([meshlm, "worker", "--listen", "127.0.0.1:0", "--secret", "rss-test",
                               "--threads", "1", "--no-discovery", "--port-file", port_file],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(500):
+        for _ in range(3000):  # up to 60 s to start and listen (a bound, not a timing check)
             if os.path.exists(port_file):
                 break
             time.sleep(0.02)

@@ -82,8 +82,10 @@ class HubPull : public ::testing::Test {
     opts_.progress = meshlm::hub::ProgressMode::kNone;
     opts_.retry_backoff_ms = 1;
     opts_.max_retries = 3;
-    opts_.connect_timeout_s = 2;
-    opts_.read_timeout_s = 5;
+    // Bounds only: no test here waits for a timeout, and the mock hub's thread may be scheduled
+    // late on a busy machine.
+    opts_.connect_timeout_s = 30;
+    opts_.read_timeout_s = 60;
     hub_.set_repo("acme/tiny", tiny_repo());
   }
   void TearDown() override { fs::remove_all(root_); }

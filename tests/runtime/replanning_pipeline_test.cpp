@@ -7,8 +7,10 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <filesystem>
 #include <future>
+#include <mutex>
 #include <thread>
 
 #include "core/error.h"
@@ -23,6 +25,67 @@ namespace {
 namespace fs = std::filesystem;
 
 fs::path model_dir() { return fs::path(MESHLM_TEST_DIR) / "synth-replan"; }
+
+// Bounds a wait on another thread; outcomes never depend on it (a broken test fails, not hangs).
+constexpr auto kGuard = std::chrono::seconds(60);
+
+// Holds the engine thread at a chosen launch until the test lets it go, so "a request is in
+// flight" is a fact the test arranges, not a race it hopes to win against the scheduler.
+struct LaunchGate {
+  std::mutex mutex;
+  std::condition_variable cv;
+  int64_t hold_at = -1;  // launches counted since arm(); this one blocks (-1: never)
+  int64_t launches = 0;
+  bool held = false;  // the engine thread is blocked in launch()
+  bool open = false;
+
+  // The launch `n` launches from now (the first is 0) blocks until release().
+  void arm(int64_t n) {
+    std::lock_guard lock(mutex);
+    hold_at = n;
+    launches = 0;
+    held = false;
+    open = false;
+  }
+  void on_launch() {
+    std::unique_lock lock(mutex);
+    if (hold_at < 0 || launches++ != hold_at) return;
+    held = true;
+    cv.notify_all();
+    cv.wait(lock, [&] { return open; });
+    held = false;
+  }
+  bool wait_held() {
+    std::unique_lock lock(mutex);
+    return cv.wait_for(lock, kGuard, [&] { return held; });
+  }
+  void release() {
+    std::lock_guard lock(mutex);
+    open = true;
+    hold_at = -1;
+    cv.notify_all();
+  }
+};
+
+// Passes everything to `inner`, stopping at the gate before each launch.
+class GatedPipeline final : public Pipeline {
+ public:
+  GatedPipeline(std::unique_ptr<Pipeline> inner, std::shared_ptr<LaunchGate> gate)
+      : inner_(std::move(inner)), gate_(std::move(gate)) {}
+  const model::ModelConfig& config() const override { return inner_->config(); }
+  int depth() const override { return inner_->depth(); }
+  void launch(MicroBatch batch) override {
+    gate_->on_launch();
+    inner_->launch(std::move(batch));
+  }
+  MicroBatchResult wait() override { return inner_->wait(); }
+  void release(int64_t seq_id) override { inner_->release(seq_id); }
+  std::vector<StageInfo> stages() const override { return inner_->stages(); }
+
+ private:
+  std::unique_ptr<Pipeline> inner_;
+  std::shared_ptr<LaunchGate> gate_;
+};
 
 class Replanning : public ::testing::Test {
  protected:
@@ -80,9 +143,19 @@ class Replanning : public ::testing::Test {
 };
 
 TEST_F(Replanning, NewLayoutBetweenRequestsSameTokens) {
-  auto wrapper = std::make_unique<ReplanningPipeline>(local({}));
+  // The first layout runs behind a gate that can hold a request mid-decode (the layouts built
+  // later run without one).
+  auto gate = std::make_shared<LaunchGate>();
+  auto wrapper =
+      std::make_unique<ReplanningPipeline>(std::make_unique<GatedPipeline>(local({}), gate));
   ReplanningPipeline* rp = wrapper.get();
   Engine engine(std::move(wrapper), EngineOptions{});
+  // Declared after the engine, so destroyed first: a failed assertion while the gate holds the
+  // engine thread must not leave the engine's destructor waiting on it.
+  struct Opener {
+    LaunchGate& gate;
+    ~Opener() { gate.release(); }
+  } opener{*gate};
   const auto reference = submit(engine, 24).get();
   ASSERT_EQ(reference.reason, FinishReason::Length) << reference.error;
   ASSERT_EQ(reference.ids.size(), 24u);
@@ -106,12 +179,19 @@ TEST_F(Replanning, NewLayoutBetweenRequestsSameTokens) {
       t.join();
     }
   } join{stop, reader};
-  while (reads == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  for (auto end = std::chrono::steady_clock::now() + kGuard;
+       reads == 0 && std::chrono::steady_clock::now() < end;)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_GT(reads.load(), 0);
 
-  // A re-plan requested while a request is decoding waits for it to finish.
+  // A re-plan requested while a request is decoding waits for it to finish. The request is held
+  // at its 5th launch (prefill + 3 decode steps done, so tokens are out and its KV is in the old
+  // stages) for as long as the test looks; nothing here depends on how fast it would decode.
   std::atomic<bool> started{false};
+  gate->arm(4);
   auto running = submit(engine, 200, &started);
-  while (!started) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_TRUE(gate->wait_held()) << "the request never reached its 5th launch";
+  EXPECT_TRUE(started.load());  // each decode step follows the previous token's delivery
   std::atomic<int> builds{0};
   rp->request_rebuild(
       [&] {
@@ -121,6 +201,8 @@ TEST_F(Replanning, NewLayoutBetweenRequestsSameTokens) {
       "test: three stages");
   EXPECT_FALSE(rp->rebuild_if_idle());  // a sequence is active
   EXPECT_EQ(builds.load(), 0);
+  gate->release();
+  ASSERT_EQ(running.wait_for(kGuard), std::future_status::ready);
   auto long_run = running.get();
   ASSERT_EQ(long_run.reason, FinishReason::Length) << long_run.error;
   ASSERT_EQ(long_run.ids.size(), 200u);

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <future>
 #include <mutex>
 #include <thread>
@@ -17,6 +18,10 @@ namespace {
 
 using testing::FakePipeline;
 
+// Bounds every wait on the engine thread; outcomes never depend on it (a broken test fails
+// instead of hanging, however slow or busy the machine is).
+constexpr int kGuardMs = 60000;
+
 // Collects one request's events and lets the test wait for the end.
 struct Collector {
   std::mutex mutex;
@@ -25,6 +30,8 @@ struct Collector {
   bool done = false;
   TokenEvent last;
   int cancel_after = -1;  // return false from on_event after this many tokens
+  // Called on the engine thread (with `mutex` held) after each token, with the count so far.
+  std::function<void(size_t)> on_token;
 
   Request request(std::vector<int32_t> prompt, int64_t max_tokens) {
     Request r;
@@ -32,21 +39,41 @@ struct Collector {
     r.max_tokens = max_tokens;
     r.on_event = [this](const TokenEvent& e) {
       std::lock_guard lock(mutex);
-      if (e.has_token) tokens.push_back(e.sampled.token);
+      if (e.has_token) {
+        tokens.push_back(e.sampled.token);
+        if (on_token) on_token(tokens.size());
+      }
       if (e.finished) {
         done = true;
         last = e;
-        done_cv.notify_all();
       }
+      done_cv.notify_all();
       return cancel_after < 0 || static_cast<int>(tokens.size()) < cancel_after;
     };
     return r;
   }
-  bool wait(int ms = 5000) {
+  bool wait(int ms = kGuardMs) {
     std::unique_lock lock(mutex);
     return done_cv.wait_for(lock, std::chrono::milliseconds(ms), [&] { return done; });
   }
+  // Until at least n tokens have come out (the request is then active, not queued).
+  bool wait_tokens(size_t n, int ms = kGuardMs) {
+    std::unique_lock lock(mutex);
+    return done_cv.wait_for(lock, std::chrono::milliseconds(ms),
+                            [&] { return tokens.size() >= n || done; }) &&
+           tokens.size() >= n;
+  }
+  bool is_done() {
+    std::lock_guard lock(mutex);
+    return done;
+  }
 };
+
+// Makes the fake's wait() block (see FakePipeline::open) from the engine thread.
+void hold(FakePipeline* fake) {
+  std::lock_guard lock(fake->shared().mutex);
+  fake->shared().hold = true;
+}
 
 std::vector<int32_t> prompt_of(int n, int seed) {
   std::vector<int32_t> p;
@@ -160,14 +187,24 @@ TEST(Engine, ContextLimitEndsWithLength) {
 }
 
 TEST(Engine, CancelFromAnotherThreadReleasesAtOnce) {
-  auto pipe = std::make_unique<FakePipeline>(1, 1000, /*delay_ms=*/2);
+  auto pipe = std::make_unique<FakePipeline>(1);
   auto* fake = pipe.get();
   Engine engine(std::move(pipe), EngineOptions{});
+  struct OpenAtExit {  // destroyed before the engine: a failed ASSERT cannot leave it held
+    FakePipeline* fake;
+    ~OpenAtExit() { fake->open(); }
+  } open_at_exit{fake};
   Collector running, other;
+  // The running request decodes a few tokens, then the pipeline holds its next batch until the
+  // cancel is in: it is cancelled mid-generation (KV held) however the threads are scheduled.
+  running.on_token = [fake](size_t n) {
+    if (n == 3) hold(fake);
+  };
   uint64_t id = engine.submit(running.request(prompt_of(5, 1), 100000));
   engine.submit(other.request(prompt_of(5, 2), 20));
-  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  ASSERT_TRUE(running.wait_tokens(3));
   std::thread([&] { engine.cancel(id); }).join();
+  fake->open();
   ASSERT_TRUE(running.wait());
   EXPECT_EQ(running.last.reason, FinishReason::Cancelled);
   EXPECT_LT(running.tokens.size(), 1000u);
@@ -203,7 +240,7 @@ TEST(Engine, QueueFullAndCancelWhileQueued) {
   Engine engine(std::move(pipe), opt);
   Collector a, b, c, d;
   uint64_t ida = engine.submit(a.request(prompt_of(4, 1), 100000));
-  std::this_thread::sleep_for(std::chrono::milliseconds(30));  // a becomes active
+  ASSERT_TRUE(a.wait_tokens(1));  // a is active (it has a token), not queued
   uint64_t idb = engine.submit(b.request(prompt_of(4, 2), 3));
   engine.submit(c.request(prompt_of(4, 3), 3));
   EXPECT_EQ(engine.stats().queued, 2);
@@ -278,7 +315,7 @@ TEST(Engine, LostStagePausesAndReplaysWithIdenticalTokens) {
   for (int i = 0; i < 3000 && !engine.stats().recovering; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   ASSERT_TRUE(engine.stats().recovering);
-  EXPECT_FALSE(a.done || b.done || c.done);
+  EXPECT_FALSE(a.is_done() || b.is_done() || c.is_done());
   {
     std::lock_guard lock(fake->shared().mutex);
     fake->shared().fail_message.clear();
@@ -357,7 +394,8 @@ TEST(Engine, DestructorFinishesPendingRequests) {
     Engine engine(std::make_unique<FakePipeline>(1, 1000, 2), opt);
     engine.submit(a.request(prompt_of(3, 1), 1000000));
     engine.submit(b.request(prompt_of(3, 2), 1000000));
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    // a is decoding and b queued behind it when the engine goes.
+    ASSERT_TRUE(a.wait_tokens(1));
   }
   EXPECT_TRUE(a.done);
   EXPECT_TRUE(b.done);
