@@ -5,6 +5,7 @@
 
 #include <span>
 
+#include "dist/collective.h"
 #include "dist/messages.h"
 #include "fuzz_common.h"
 
@@ -66,6 +67,13 @@ inline void decode_payload(dist::FrameType type, std::span<const uint8_t> p) {
     case FrameType::SyncRefused:
     case FrameType::Error: require_same(encode_text(decode_text(p)), p); break;
     case FrameType::Shutdown: break;  // no payload to read
+    case FrameType::Collective: {
+      // The head is canonical; the elements after it are data of the stated count.
+      const CollectiveHead h = decode_collective_head(p);
+      const auto head = encode_collective_head(h);
+      require_same(head, p.first(kCollectiveHeadSize));
+      break;
+    }
   }
 }
 

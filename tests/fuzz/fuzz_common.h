@@ -46,7 +46,7 @@ inline constexpr dist::FrameType kAllFrameTypes[] = {
     dist::FrameType::TensorData,    dist::FrameType::TensorsDone,     dist::FrameType::SyncRefused,
     dist::FrameType::Forward,       dist::FrameType::Result,          dist::FrameType::Release,
     dist::FrameType::Ping,          dist::FrameType::Pong,            dist::FrameType::Error,
-    dist::FrameType::Shutdown};
+    dist::FrameType::Shutdown,      dist::FrameType::Collective};
 inline constexpr size_t kNumFrameTypes = sizeof(kAllFrameTypes) / sizeof(kAllFrameTypes[0]);
 
 // A Connection with no socket behind it: recv() asks `next_frame` for what the peer sends (it may
