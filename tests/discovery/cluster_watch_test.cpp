@@ -1,11 +1,15 @@
 // usable_workers(): which announced workers a coordinator re-plans with.
 #include <gtest/gtest.h>
 
-#include "discovery/cluster_watch.h"
+#include "cluster/cluster_watch.h"
 #include "discovery/node_record.h"
 #include "dist/frame.h"
 
-namespace meshlm::discovery {
+namespace meshlm::cluster {
+
+using discovery::NodeRecord;
+using discovery::node_txt;
+using discovery::Service;
 namespace {
 
 Service worker(std::string instance, std::string address, uint16_t port, std::string id,
@@ -56,4 +60,4 @@ TEST(UsableWorkers, NothingAnnounced) {
 }
 
 }  // namespace
-}  // namespace meshlm::discovery
+}  // namespace meshlm::cluster

@@ -12,7 +12,7 @@
 #include "common.h"
 #include "core/log.h"
 #include "dist/mpi_transport.h"
-#include "discovery/cluster_watch.h"
+#include "cluster/cluster_watch.h"
 #include "pipeline_options.h"
 #include "runtime/engine.h"
 #include "runtime/replanning_pipeline.h"
@@ -125,7 +125,7 @@ int run_serve(int argc, char** argv) {
   stage.max_context = ctx;
   // The pipeline: one local stage by default; --stages/--peers/--layers spread it over workers.
   // With discovery deciding the workers (no --peers/--stages/--layers), serve keeps following the
-  // LAN and re-plans between requests when workers join or leave (discovery/cluster_watch.h).
+  // LAN and re-plans between requests when workers join or leave (cluster/cluster_watch.h).
   const bool follow_lan = popts.discover && popts.peers.empty() && popts.stages <= 1 &&
                           popts.layers.empty() && popts.plan_memory.empty() && !popts.mpi() &&
                           popts.local_splits.empty() && discovery::discovery_available();
@@ -147,7 +147,7 @@ int run_serve(int argc, char** argv) {
 
   server::Server srv(std::move(engine), std::move(tokenizer), std::move(chat_template), sopt);
   int port = srv.bind();
-  std::unique_ptr<discovery::ClusterWatch> cluster_watch;  // stops before srv (and its engine) go
+  std::unique_ptr<cluster::ClusterWatch> cluster_watch;  // stops before srv (and its engine) go
   if (replanning) {
     auto make = [popts, model_dir, stage](const std::vector<std::string>& peers) {
       PipelineOptions o = popts;
@@ -156,10 +156,10 @@ int run_serve(int argc, char** argv) {
       return o.make(model_dir, stage);
     };
     try {
-      discovery::ClusterWatchOptions wopt;
+      cluster::ClusterWatchOptions wopt;
       wopt.secret = popts.resolved_secret();
       cluster_watch =
-          std::make_unique<discovery::ClusterWatch>(*replanning, popts.peer_list(), make, wopt);
+          std::make_unique<cluster::ClusterWatch>(*replanning, popts.peer_list(), make, wopt);
     } catch (const std::exception& e) {
       log::warn("[serve] not following workers on the LAN: {}", e.what());
     }

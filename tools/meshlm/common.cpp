@@ -5,25 +5,13 @@
 #include <cstdlib>
 
 #include "core/error.h"
-#include "kernels/kernels.h"
+#include "cluster/layout.h"
 
 namespace meshlm::cli {
 
 namespace {
 std::vector<int64_t> parse_numbers(const std::string& text, const char* what) {
-  std::vector<int64_t> out;
-  const char* p = text.c_str();
-  while (*p) {
-    while (*p == ' ' || *p == ',' || *p == '\n' || *p == '\t' || *p == '[' || *p == ']') ++p;
-    if (!*p) break;
-    char* end = nullptr;
-    long long v = std::strtoll(p, &end, 10);
-    if (end == p || v < 0 || v > INT32_MAX)
-      throw Error("cli", std::string("bad ") + what + " near '" + std::string(p).substr(0, 16) + "'");
-    out.push_back(v);
-    p = end;
-  }
-  return out;
+  return cluster::parse_number_list(text, what);
 }
 }  // namespace
 
@@ -38,8 +26,6 @@ std::string resolve_model(const std::string& model_arg) {
   return hub::resolve_model_dir(model_arg, hub::PullOptions::from_env());
 }
 
-std::string compute_backend() {
-  return std::string("cpu/") + kernels::simd_target_name();
-}
+std::string compute_backend() { return cluster::compute_backend(); }
 
 }  // namespace meshlm::cli

@@ -1,63 +1,18 @@
-// The options every command that runs a model shares to choose its layout: one stage in this
-// process (default), in-process splits (tests), remote workers (--peers), N-1 local worker
-// processes started here (--stages N), or the ranks of an mpirun job (--transport mpi: rank 0 is
-// this command, ranks 1..N-1 serve stages 1..N-1 over MPI).
+// The flags every command that runs a model shares to choose its layout (--peers, --stages,
+// --layers, --transport, ...): parsed into cluster::LayoutOptions, which does the work
+// (src/cluster/layout.h).
 #pragma once
-
-#include <memory>
-#include <string>
 
 #include <CLI/CLI.hpp>
 
-#include "dist/planner.h"
-#include "runtime/pipeline.h"
+#include "cluster/layout.h"
 
 namespace meshlm::cli {
 
-struct PipelineOptions {
-  std::string peers;         // host:port,host:port (workers, in stage order)
-  int stages = 1;            // > 1 without --peers: start stages-1 local workers
-  std::string layers;        // "0-13,14-27" explicit layer ranges, one per stage
-  std::string local_splits;  // "0,2,4": in-process stages (exactness tests)
-  std::string secret;        // default: $MESHLM_SECRET (a random one for --stages)
-  std::string worker_model_dir;
-  std::string sync = "auto";  // model sync: auto | always | off (see dist::SyncMode)
-  std::string plan_memory;   // "24G,8G": memory per stage for the planner instead of asking nodes
-  bool discover = false;     // no --peers/--stages: use workers announced on the LAN (serve: on)
-  double discover_seconds = 3;
-  int stage_timeout_s = 120; // no result from the workers for this long: the stages are down
-  double heartbeat_timeout_s = 6;  // nothing heard from a worker for this long: it is down
-  int64_t kv_tokens = 0;     // KV positions per stage the planner leaves room for (0: the context)
-  std::string transport = "tcp";  // tcp | mpi
-  bool lock_memory = false;  // --mlock: every stage's weights locked in RAM (StageOptions), here,
-                             // in the workers --stages starts and in MPI ranks
-
+struct PipelineOptions : cluster::LayoutOptions {
   void add_to(CLI::App& app, bool discover_by_default = false);
-  bool mpi() const { return transport == "mpi"; }
-  // --transport mpi: initialises MPI (call right after parsing, before any thread starts) and
-  // checks the options. On ranks 1..N-1 it then serves that rank's stage until rank 0 shuts the
-  // pipeline down and returns true: the command must exit 0 without doing anything else.
-  // Returns false on rank 0 and for TCP. Throws Error("mpi", ...) in a build without MPI.
-  bool serve_if_mpi_worker(const std::string& model_dir, int threads);
-  // With discovery on and no --peers/--stages/--layers: browses the LAN for `meshlm worker`s, keeps
-  // the compatible ones that accept this cluster's secret and makes them the peers (in instance
-  // name order). Call after parsing, before plan()/make().
-  void discover_peers();
-  std::vector<std::string> peer_list() const;  // --peers (or the discovered ones), in stage order
-  // Stage count these options describe (no worker is started); --transport mpi: the ranks
-  // (--stages N before MPI is initialised, for `meshlm plan`).
-  int stage_count() const;
-  std::string resolved_secret() const;  // --secret, else $MESHLM_SECRET
-  // The layer plan: --layers when given, else memory-proportional over this machine and the
-  // peers (each asked for its free memory), or over --plan-memory. Throws Error("plan", ...).
-  dist::Plan plan(const std::string& model_dir, const model::StageOptions& stage) const;
-  // Builds the pipeline (starting local workers if asked); `stage.lock_memory` is taken from
-  // --mlock. Throws Error on bad options.
-  std::unique_ptr<runtime::Pipeline> make(const std::string& model_dir,
-                                          const model::StageOptions& stage) const;
 };
 
-// "0-13,14-27" -> {0, 14, 28}; checks contiguity and that the ranges cover [0, n_layers).
-std::vector<int64_t> parse_layer_ranges(const std::string& text, int64_t n_layers);
+using cluster::parse_layer_ranges;
 
 }  // namespace meshlm::cli

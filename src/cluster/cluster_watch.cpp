@@ -1,4 +1,4 @@
-#include "discovery/cluster_watch.h"
+#include "cluster/cluster_watch.h"
 
 #include <algorithm>
 #include <condition_variable>
@@ -13,7 +13,9 @@
 #include "dist/frame.h"
 #include "dist/node_probe.h"
 
-namespace meshlm::discovery {
+namespace meshlm::cluster {
+
+using discovery::parse_node_txt;
 
 namespace {
 
@@ -206,4 +208,4 @@ std::vector<std::string> ClusterWatch::peers() const {
   return impl_->current;
 }
 
-}  // namespace meshlm::discovery
+}  // namespace meshlm::cluster

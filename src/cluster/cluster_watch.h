@@ -21,7 +21,10 @@
 #include "discovery/discovery.h"
 #include "runtime/replanning_pipeline.h"
 
-namespace meshlm::discovery {
+namespace meshlm::cluster {
+
+using discovery::Browser;
+using discovery::Service;
 
 struct ClusterWatchOptions {
   std::string secret;
@@ -59,4 +62,4 @@ class ClusterWatch {
   std::unique_ptr<Impl> impl_;
 };
 
-}  // namespace meshlm::discovery
+}  // namespace meshlm::cluster

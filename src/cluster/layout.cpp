@@ -1,0 +1,398 @@
+#include "cluster/layout.h"
+
+#include <sched.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#if defined(__APPLE__)
+#include <mach-o/dyld.h>
+#endif
+
+#include "core/error.h"
+#include "core/log.h"
+#include "cluster/cluster_watch.h"
+#include "discovery/discovery.h"
+#include "discovery/node_record.h"
+#include "dist/frame.h"
+#include "dist/messages.h"
+#include "dist/mpi_transport.h"
+#include "dist/node_probe.h"
+#include "dist/remote_pipeline.h"
+#include "dist/worker.h"
+#include "kernels/kernels.h"
+#include "model/weights.h"
+
+extern char** environ;
+
+namespace meshlm::cluster {
+
+namespace {
+
+std::string self_exe() {
+#if defined(__APPLE__)
+  char buf[4096];
+  uint32_t size = sizeof(buf);
+  if (_NSGetExecutablePath(buf, &size) == 0) return buf;
+  return "meshlm";
+#else
+  std::error_code ec;
+  auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return ec ? std::string("meshlm") : p.string();
+#endif
+}
+
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= s.size()) {
+    size_t comma = s.find(',', start);
+    std::string item = s.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    if (!item.empty()) out.push_back(item);
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
+
+std::string random_secret() {
+  std::random_device rd;
+  std::string s;
+  const char* hex = "0123456789abcdef";
+  for (int i = 0; i < 32; ++i) s.push_back(hex[rd() % 16]);
+  return s;
+}
+
+// Local worker processes started for --stages N, stopped when the pipeline goes.
+class LocalWorkers {
+ public:
+  LocalWorkers(int n, const std::string& secret, int threads, bool lock_memory) {
+    dir_ = std::filesystem::temp_directory_path() / ("meshlm-workers-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir_);
+    std::string exe = self_exe();
+    for (int i = 0; i < n; ++i) {
+      std::string port_file = (dir_ / ("port" + std::to_string(i))).string();
+      std::vector<std::string> args = {exe, "worker", "--listen", "127.0.0.1:0", "--port-file", port_file,
+                                       "--secret", secret, "--threads", std::to_string(threads),
+                                       "--exit-with-parent", std::to_string(::getpid())};
+      if (lock_memory) args.push_back("--mlock");
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      // The child must not inherit a signal mask that blocks SIGTERM (serve waits for signals
+      // with them blocked), or it could never be stopped.
+      posix_spawnattr_t attr;
+      posix_spawnattr_init(&attr);
+      sigset_t none, defaults;
+      sigemptyset(&none);
+      sigemptyset(&defaults);
+      sigaddset(&defaults, SIGTERM);
+      sigaddset(&defaults, SIGINT);
+      posix_spawnattr_setsigmask(&attr, &none);
+      posix_spawnattr_setsigdefault(&attr, &defaults);
+      posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+      pid_t pid;
+      int rc = posix_spawn(&pid, exe.c_str(), nullptr, &attr, argv.data(), environ);
+      posix_spawnattr_destroy(&attr);
+      if (rc != 0) throw Error("cli", "cannot start a local worker (" + exe + ")");
+      pids_.push_back(pid);
+      port_files_.push_back(port_file);
+    }
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    for (auto& f : port_files_) {
+      std::string port;
+      while (port.empty()) {
+        std::ifstream in(f);
+        if (in) std::getline(in, port);
+        if (!port.empty()) break;
+        if (std::chrono::steady_clock::now() > deadline) throw Error("cli", "local worker did not start");
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+      addresses_.push_back("127.0.0.1:" + port);
+    }
+  }
+  ~LocalWorkers() {
+    for (pid_t p : pids_) ::kill(p, SIGTERM);
+    for (pid_t p : pids_) ::waitpid(p, nullptr, 0);
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+  const std::vector<std::string>& addresses() const { return addresses_; }
+
+ private:
+  std::filesystem::path dir_;
+  std::vector<pid_t> pids_;
+  std::vector<std::string> port_files_, addresses_;
+};
+
+// A pipeline that owns the local workers it runs on.
+class OwningPipeline final : public runtime::Pipeline {
+ public:
+  OwningPipeline(std::unique_ptr<LocalWorkers> workers, std::unique_ptr<runtime::Pipeline> inner)
+      : workers_(std::move(workers)), inner_(std::move(inner)) {}
+  ~OwningPipeline() override { inner_.reset(); }
+  const model::ModelConfig& config() const override { return inner_->config(); }
+  int depth() const override { return inner_->depth(); }
+  void launch(runtime::MicroBatch b) override { inner_->launch(std::move(b)); }
+  runtime::MicroBatchResult wait() override { return inner_->wait(); }
+  void release(int64_t s) override { inner_->release(s); }
+  std::vector<runtime::StageInfo> stages() const override { return inner_->stages(); }
+
+ private:
+  std::unique_ptr<LocalWorkers> workers_;
+  std::unique_ptr<runtime::Pipeline> inner_;
+};
+
+}  // namespace
+
+std::vector<int64_t> parse_layer_ranges(const std::string& text, int64_t n_layers) {
+  std::vector<int64_t> splits = {0};
+  for (const auto& r : split_list(text)) {
+    auto dash = r.find('-');
+    char* end = nullptr;
+    long long a = std::strtoll(r.c_str(), &end, 10);
+    long long b = dash == std::string::npos ? -1 : std::strtoll(r.c_str() + dash + 1, &end, 10);
+    if (dash == std::string::npos || b < a || a != splits.back())
+      throw Error("cli", "--layers wants contiguous ranges like 0-13,14-27 starting at 0; got '" + text + "'");
+    splits.push_back(b + 1);
+  }
+  if (splits.back() != n_layers)
+    throw Error("cli", "--layers covers layers 0-" + std::to_string(splits.back() - 1) + " but the model has " +
+                           std::to_string(n_layers));
+  return splits;
+}
+
+std::vector<int64_t> parse_number_list(const std::string& text, const char* what) {
+  std::vector<int64_t> out;
+  const char* p = text.c_str();
+  while (*p) {
+    while (*p == ' ' || *p == ',' || *p == '\n' || *p == '\t' || *p == '[' || *p == ']') ++p;
+    if (!*p) break;
+    char* end = nullptr;
+    long long v = std::strtoll(p, &end, 10);
+    if (end == p || v < 0 || v > INT32_MAX)
+      throw Error("cli", std::string("bad ") + what + " near '" + std::string(p).substr(0, 16) + "'");
+    out.push_back(v);
+    p = end;
+  }
+  return out;
+}
+
+std::string compute_backend() { return std::string("cpu/") + kernels::simd_target_name(); }
+
+bool LayoutOptions::serve_if_mpi_worker(const std::string& model_dir, int threads) {
+  if (!mpi()) return false;
+  if (!dist::mpi_available()) dist::mpi_init();  // throws: how to get an MPI build
+  if (!peers.empty() || !local_splits.empty())
+    throw Error("cli", "--transport mpi takes its stages from mpirun's ranks, not --peers or --local-splits");
+  dist::mpi_init();
+  const int size = dist::mpi_size(), rank = dist::mpi_rank();
+  if (stages > 1 && stages != size)
+    throw Error("cli", "--stages " + std::to_string(stages) + " but mpirun started " + std::to_string(size) +
+                           " ranks (one stage per rank)");
+  // mpirun binds each rank to one core by default (np <= 2), which starves a multi-threaded stage.
+#if defined(__linux__)
+  cpu_set_t cpus;
+  if (sched_getaffinity(0, sizeof(cpus), &cpus) == 0 && CPU_COUNT(&cpus) < threads)
+    log::warn("[mpi] rank {} may run on {} core(s) but uses {} threads: start mpirun with --bind-to none "
+              "(or --map-by ppr:1:node:pe=N) to give each stage its cores",
+              rank, CPU_COUNT(&cpus), threads);
+#endif
+  if (rank == 0) return false;
+  dist::WorkerOptions wo;
+  wo.secret = resolved_secret();
+  wo.threads = threads;
+  wo.lock_memory = lock_memory;
+  wo.model_dir = worker_model_dir.empty() ? model_dir : worker_model_dir;
+  wo.backend = compute_backend();
+  dist::run_mpi_worker(wo);
+  return true;
+}
+
+void LayoutOptions::discover_peers() {
+  if (!discover || mpi() || !peers.empty() || stages > 1 || !local_splits.empty()) return;
+  if (!discovery::discovery_available()) {
+    log::info("[discovery] not built in (avahi-core missing): pass --peers to use workers");
+    return;
+  }
+  auto found = discovery::browse_for(std::chrono::milliseconds(int64_t(discover_seconds * 1000)));
+  std::map<std::string, std::string> instance_at;  // address -> instance, for the log
+  for (const auto& svc : found) {
+    auto rec = discovery::parse_node_txt(svc.txt);
+    std::string addr = service_address(svc);
+    instance_at[addr] = svc.instance;
+    if (rec.proto != dist::kProtocolVersion)
+      log::warn("[discovery] {} at {} speaks protocol {}, this node {}: not used", svc.instance, addr,
+                rec.proto ? std::to_string(*rec.proto) : "?", dist::kProtocolVersion);
+  }
+  auto usable = usable_workers(found, [&](const std::string& addr) {
+    try {
+      auto info = dist::probe_node(addr, resolved_secret(), 3000);
+      log::info("[discovery] using {} at {}: {} free, {} cores, {}", instance_at[addr], addr,
+                dist::format_bytes(info.mem_available), info.cores, info.backend);
+      return true;
+    } catch (const std::exception& e) {
+      log::warn("[discovery] {} at {} not used: {}", instance_at[addr], addr, e.what());
+      return false;
+    }
+  });
+  if (usable.empty()) {
+    log::info("[discovery] no usable worker on the LAN ({} announced): one stage here", found.size());
+    return;
+  }
+  for (size_t i = 0; i < usable.size(); ++i) peers += (i ? "," : "") + usable[i];
+}
+
+std::vector<std::string> LayoutOptions::peer_list() const { return split_list(peers); }
+
+int LayoutOptions::stage_count() const {
+  // Without mpirun (`meshlm plan --transport mpi --stages N`): the plan for N ranks.
+  if (mpi() && dist::mpi_initialized()) return dist::mpi_size();
+  if (mpi()) return std::max(1, stages);
+  int n = int(split_list(peers).size()) + 1;
+  return n > 1 ? n : std::max(1, stages);
+}
+
+std::string LayoutOptions::resolved_secret() const {
+  if (!secret.empty()) return secret;
+  const char* env = std::getenv("MESHLM_SECRET");
+  return env ? env : "";
+}
+
+dist::Plan LayoutOptions::plan(const std::string& model_dir,
+                                 const model::StageOptions& stage) const {
+  auto cfg = model::ModelConfig::from_dir(model_dir);
+  auto sizes = dist::tensor_sizes(model_dir);
+  std::vector<std::string> peer_list = split_list(peers);
+  const int n = stage_count();
+  std::vector<dist::PlanNode> nodes;
+  if (!plan_memory.empty()) {
+    auto mems = split_list(plan_memory);
+    if (int(mems.size()) != n)
+      throw Error("plan", "--plan-memory gives " + std::to_string(mems.size()) + " sizes for " +
+                              std::to_string(n) + " stages");
+    for (int k = 0; k < n; ++k)
+      nodes.push_back({k == 0 ? "local" : k <= int(peer_list.size()) ? peer_list[k - 1]
+                                                                        : "local worker " + std::to_string(k),
+                       dist::parse_bytes(mems[k])});
+  } else {
+    uint64_t here = dist::this_node_info(stage.threads, compute_backend()).mem_available;
+    if (mpi()) {
+      // Ranks cannot be asked before they are connected: each is assumed to have this node's
+      // free memory (--plan-memory when they differ or share a machine).
+      for (int k = 0; k < n; ++k) nodes.push_back({k == 0 ? "local" : "rank " + std::to_string(k), here});
+    }
+    // Local workers share this machine's memory with this process.
+    int local = mpi() ? 0 : peer_list.empty() ? n : 1;
+    if (local > 0) nodes.push_back({"local", here / uint64_t(local)});
+    for (int k = 1; k < local; ++k) nodes.push_back({"local worker " + std::to_string(k), here / uint64_t(local)});
+    for (const auto& p : peer_list) {
+      dist::NodeInfo info;
+      try {
+        info = dist::probe_node(p, resolved_secret());
+      } catch (const std::exception& e) {
+        throw Error("plan", "could not ask worker " + p + " for its memory: " + e.what());
+      }
+      log::info("[plan] {}: meshlm {}, {} available of {}, {} cores, {}", p, info.version,
+                dist::format_bytes(info.mem_available), dist::format_bytes(info.mem_total),
+                info.cores, info.backend);
+      nodes.push_back({p, info.mem_available});
+    }
+  }
+  dist::PlanOptions po;
+  po.kv_tokens = kv_tokens > 0 ? kv_tokens : stage.max_context;
+  if (!layers.empty()) {
+    // Explicit ranges: report them with the same accounting, without refusing.
+    auto splits = parse_layer_ranges(layers, cfg.n_layers);
+    if (int(splits.size()) != n + 1)
+      throw Error("cli", "--layers gives " + std::to_string(splits.size() - 1) + " ranges for " +
+                             std::to_string(n) + " stages");
+    return dist::plan_for_splits(cfg, sizes, nodes, splits, po);
+  }
+  return dist::plan_layers(cfg, sizes, nodes, po);
+}
+
+std::unique_ptr<runtime::Pipeline> LayoutOptions::make(const std::string& model_dir,
+                                                         const model::StageOptions& options) const {
+  model::StageOptions stage = options;
+  stage.lock_memory = lock_memory;
+  auto cfg = model::ModelConfig::from_dir(model_dir);
+  std::vector<std::string> peer_list = split_list(peers);
+  if (!local_splits.empty() && (!peer_list.empty() || stages > 1))
+    throw Error("cli", "--local-splits cannot be combined with --peers or --stages");
+  if (mpi()) {
+    if (!dist::mpi_initialized() || dist::mpi_rank() != 0)
+      throw Error("cli", "--transport mpi works with serve, generate and bench (this command does "
+                         "not start the worker ranks)");
+    const int n = dist::mpi_size();
+    if (n == 1) {
+      log::info("[mpi] one rank: one stage here (start with mpirun -np N for N stages)");
+      return runtime::make_local_pipeline(model_dir, stage, {});
+    }
+    if (n > cfg.n_layers)
+      throw Error("cli", std::to_string(n) + " MPI ranks for a model of " + std::to_string(cfg.n_layers) + " layers");
+    dist::Plan layer_plan = plan(model_dir, stage);
+    log::info("[plan] layers per rank (MPI thread level {}):\n{}", dist::mpi_thread_level(),
+              dist::format_plan(layer_plan));
+    dist::RemotePipelineOptions ro;
+    ro.model_dir = model_dir;
+    ro.worker_model_dir = worker_model_dir.empty() ? model_dir : worker_model_dir;
+    ro.sync = dist::SyncMode::Off;  // every rank reads the model from its own disk
+    for (int r = 1; r < n; ++r) ro.peers.push_back(dist::mpi_address(r));
+    ro.splits = layer_plan.splits;
+    ro.stage = stage;
+    ro.secret = resolved_secret();
+    ro.result_timeout_ms = stage_timeout_s * 1000;
+    auto inner = dist::make_remote_pipeline(ro);
+    log::info("pipeline of {} stages over MPI ready", n);
+    return inner;
+  }
+  if (peer_list.empty() && stages <= 1) {
+    std::vector<int64_t> splits = parse_number_list(local_splits, "layer split");
+    return runtime::make_local_pipeline(model_dir, stage, splits);
+  }
+  std::string sec = resolved_secret();
+  if (stages > 1 && !peer_list.empty() && stages != int(peer_list.size()) + 1)
+    throw Error("cli", "--stages " + std::to_string(stages) + " but " + std::to_string(peer_list.size()) +
+                           " peers (+ this process) given");
+  if (stage_count() > cfg.n_layers)
+    throw Error("cli", std::to_string(stage_count()) + " stages for a model of " +
+                           std::to_string(cfg.n_layers) + " layers");
+  // Planned before any local worker starts; remote workers are asked for their memory.
+  dist::Plan layer_plan = plan(model_dir, stage);
+  log::info("[plan] layers per stage:\n{}", dist::format_plan(layer_plan));
+  std::unique_ptr<LocalWorkers> workers;
+  if (peer_list.empty()) {
+    if (sec.empty()) sec = random_secret();
+    workers = std::make_unique<LocalWorkers>(stages - 1, sec, stage.threads, stage.lock_memory);
+    peer_list = workers->addresses();
+  }
+  int n_stages = int(peer_list.size()) + 1;
+  dist::RemotePipelineOptions ro;
+  ro.model_dir = model_dir;
+  ro.worker_model_dir = worker_model_dir;
+  ro.sync = sync == "off" ? dist::SyncMode::Off : sync == "always" ? dist::SyncMode::Always
+                                                                   : dist::SyncMode::Auto;
+  ro.peers = peer_list;
+  ro.splits = layer_plan.splits;
+  ro.stage = stage;
+  ro.secret = sec;
+  ro.result_timeout_ms = stage_timeout_s * 1000;
+  ro.heartbeat_timeout_ms = int(heartbeat_timeout_s * 1000);
+  auto inner = dist::make_remote_pipeline(ro);
+  log::info("pipeline of {} stages ready", n_stages);
+  if (!workers) return inner;
+  return std::make_unique<OwningPipeline>(std::move(workers), std::move(inner));
+}
+
+}  // namespace meshlm::cluster
