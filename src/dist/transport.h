@@ -1,6 +1,6 @@
 // A connection carries whole frames between two nodes, blocking, with timeouts. TCP is the
-// default transport (tcp_transport.h); MPI is built when found (mpi_transport.h). Later this is
-// where collective operations for tensor parallelism go.
+// default transport (tcp_transport.h); MPI is built when found (mpi_transport.h). Collective
+// operations for tensor parallelism (all-reduce, all-gather) run over these: collective.h.
 #pragma once
 
 #include <cstdint>
