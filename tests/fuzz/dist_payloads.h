@@ -7,6 +7,7 @@
 
 #include "dist/collective.h"
 #include "dist/messages.h"
+#include "formats/weight_format.h"
 #include "fuzz_common.h"
 
 namespace meshlm::fuzz {
