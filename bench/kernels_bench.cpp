@@ -13,8 +13,8 @@
 #include <vector>
 
 #include "core/half.h"
-#include "formats/weight_format.h"
 #include "core/thread_pool.h"
+#include "formats/weight_format.h"
 #include "kernels/kernels.h"
 
 namespace meshlm::kernels {

@@ -14,6 +14,11 @@ namespace {
   throw Error("protocol", "malformed frame: " + what);
 }
 
+// A stage's layer range as the wire carries it: non-empty, within 2^20 layers.
+void check_layers(const model::LayerRange& r) {
+  if (r.begin < 0 || r.end <= r.begin || r.end > (1 << 20)) invalid("layer range " + r.str());
+}
+
 void check_finite(float v, const char* name) {
   if (!std::isfinite(v)) invalid(std::string("sampling ") + name + " is not finite");
 }
@@ -134,10 +139,7 @@ LoadMsg decode_load(std::span<const uint8_t> payload) {
   m.next = r.str(1024);
   m.sync = r.boolean();
   r.expect_end();
-  if (m.layers.begin < 0 || m.layers.end <= m.layers.begin || m.layers.end > (1 << 20)) {
-    invalid("layer range [" + std::to_string(m.layers.begin) + ", " + std::to_string(m.layers.end) +
-            ")");
-  }
+  check_layers(m.layers);
   if (m.max_context <= 0 || m.max_context > (int64_t{1} << 24)) {
     invalid("max_context " + std::to_string(m.max_context));
   }
@@ -359,10 +361,7 @@ ManifestRequestMsg decode_manifest_request(std::span<const uint8_t> payload) {
   m.layers.begin = r.i64();
   m.layers.end = r.i64();
   r.expect_end();
-  if (m.layers.begin < 0 || m.layers.end <= m.layers.begin || m.layers.end > (1 << 20)) {
-    invalid("layer range [" + std::to_string(m.layers.begin) + ", " + std::to_string(m.layers.end) +
-            ")");
-  }
+  check_layers(m.layers);
   return m;
 }
 

@@ -148,7 +148,7 @@ AuthMsg decode_auth(std::span<const uint8_t> payload);
 std::vector<uint8_t> encode_node_info(const NodeInfo& m);
 NodeInfo decode_node_info(std::span<const uint8_t> payload);
 // This process's machine; `backend` (NodeInfo::backend) comes from the caller, which knows the
-// kernels (the CLI: cli::compute_backend()).
+// kernels (cluster::compute_backend()).
 NodeInfo this_node_info(int threads, std::string backend);
 std::vector<uint8_t> encode_load(const LoadMsg& m);
 LoadMsg decode_load(std::span<const uint8_t> payload);

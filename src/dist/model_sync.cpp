@@ -168,7 +168,7 @@ bool TensorServer::serve_manifest(Connection& conn, const Frame& frame, const st
   m.fingerprint = fingerprint_;
   m.config_json = config_json_;
   uint64_t total = 0;
-  for (const std::string& name : model::stage_tensor_names(cfg, {req.layers.begin, req.layers.end})) {
+  for (const std::string& name : model::stage_tensor_names(cfg, req.layers)) {
     if (!set_->has(name)) return refuse(conn, peer, "the coordinator's model lacks " + name);
     const model::TensorInfo& t = set_->info(name);
     if (!t.dtype_supported) {

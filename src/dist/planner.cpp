@@ -44,10 +44,9 @@ void add_stages(Plan& plan, const model::ModelConfig& c, const TensorSizes& size
     StagePlan s;
     s.node = nodes[k].name;
     s.mem_available = nodes[k].mem_available;
-    s.layers.begin = plan.splits[k];
-    s.layers.end = plan.splits[k + 1];
-    s.kv_bytes = uint64_t(s.layers.end - s.layers.begin) * plan.kv_bytes_per_layer;
-    s.weight_bytes = sum_bytes(sizes, model::stage_tensor_names(c, {s.layers.begin, s.layers.end}));
+    s.layers = {plan.splits[k], plan.splits[k + 1]};
+    s.kv_bytes = uint64_t(s.layers.size()) * plan.kv_bytes_per_layer;
+    s.weight_bytes = sum_bytes(sizes, model::stage_tensor_names(c, s.layers));
     plan.stages.push_back(s);
   }
 }
@@ -196,7 +195,7 @@ std::string format_plan(const Plan& plan) {
   out += line;
   for (size_t k = 0; k < plan.stages.size(); ++k) {
     const auto& s = plan.stages[k];
-    std::string layers = std::to_string(s.layers.begin) + "-" + std::to_string(s.layers.end - 1);
+    const std::string layers = s.layers.inclusive_str();
     int64_t left = int64_t(s.mem_available) - int64_t(s.weight_bytes + s.kv_bytes);
     std::snprintf(line, sizeof line, "%-5zu %-24s %-9s %12s %12s %12s %12s\n", k, s.node.c_str(),
                   layers.c_str(), format_bytes(s.weight_bytes).c_str(),

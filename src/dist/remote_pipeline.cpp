@@ -106,8 +106,7 @@ class RemotePipeline final : public runtime::Pipeline {
     for (size_t k = 0; k < options_.peers.size(); ++k) {
       auto r = std::make_unique<Remote>();
       r->address = options_.peers[k];
-      r->layers.begin = splits[k + 1];
-      r->layers.end = splits[k + 2];
+      r->layers = {splits[k + 1], splits[k + 2]};
       remotes_.push_back(std::move(r));
     }
     std::string error = connect_all();
@@ -265,8 +264,7 @@ class RemotePipeline final : public runtime::Pipeline {
         handshake_client(*r.conn, h);
         LoadMsg load;
         load.model_dir = options_.worker_model_dir;
-        load.layers.begin = r.layers.begin;
-        load.layers.end = r.layers.end;
+        load.layers = r.layers;
         load.max_context = options_.stage.max_context;
         load.next = i + 1 < remotes_.size() ? remotes_[i + 1]->address : "";
         load.sync = sync_;

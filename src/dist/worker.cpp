@@ -195,8 +195,7 @@ struct Worker::Impl {
       if (cache_dir.empty()) cache_dir = default_cache_dir();
       dir = (std::filesystem::path(cache_dir) / fp).string();
     }
-    bool same = stage && loaded_dir == dir && loaded.layers.begin == m.layers.begin &&
-                loaded.layers.end == m.layers.end && loaded.max_context == m.max_context &&
+    bool same = stage && loaded_dir == dir && loaded.layers == m.layers && loaded.max_context == m.max_context &&
                 loaded_fingerprint == fp;
     if (same) {
       stage->release_all();

@@ -9,9 +9,8 @@
 
 #include <cstdint>
 
-#include "core/half.h"
-#include "formats/weight_format.h"
 #include "core/thread_pool.h"
+#include "formats/weight_format.h"
 
 namespace meshlm::kernels {
 

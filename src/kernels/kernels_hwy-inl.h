@@ -18,7 +18,6 @@
 #include <cstdint>
 #include <cstring>
 
-#include "core/half.h"
 #include "formats/weight_format.h"
 
 HWY_BEFORE_NAMESPACE();

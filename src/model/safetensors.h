@@ -9,9 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "core/half.h"
-#include "formats/weight_format.h"
 #include "core/mmap_file.h"
+#include "formats/weight_format.h"
 
 namespace meshlm::model {
 

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "core/half.h"
 #include "core/log.h"
 
 namespace meshlm::model {

@@ -23,7 +23,6 @@
 #include <string_view>
 #include <vector>
 
-#include "core/half.h"
 #include "formats/weight_format.h"
 
 namespace meshlm::model {

@@ -14,7 +14,7 @@ namespace meshlm::model {
 
 struct Stage::Impl {
   ModelConfig cfg;
-  int64_t begin = 0, end = 0;
+  LayerRange range;
   StageOptions opts;
   std::unique_ptr<SafetensorsSet> files;
   StageWeights w;
@@ -32,15 +32,14 @@ struct Stage::Impl {
   std::vector<float> scratch;  // [threads, max_context] attention scores
   std::vector<int64_t> tok_seq, tok_pos;  // per token: sequence id, position
 
-  Impl(const std::string& dir, int64_t b, int64_t e, const StageOptions& o)
+  Impl(const std::string& dir, LayerRange r, const StageOptions& o)
       : cfg(ModelConfig::from_dir(dir)),
-        begin(b),
-        end(e),
+        range(r),
         opts(o),
         files(SafetensorsSet::open_dir(dir)),
-        w(load_stage_weights(*files, cfg, LayerRange{b, e})),
+        w(load_stage_weights(*files, cfg, r)),
         inv_freq(cfg.rope_inv_freq()),
-        kv(e - b, cfg.kv_dim(), o.max_context),
+        kv(r.size(), cfg.kv_dim(), o.max_context),
         pool(o.threads) {
     scratch.resize(size_t(pool.size()) * size_t(o.max_context));
     if (o.lock_memory) lock_weights();
@@ -62,13 +61,13 @@ struct Stage::Impl {
       std::string err = lock_pages(m->data, n);
       if (!err.empty()) {
         log::warn("[stage] --mlock: locked {} MiB of layers [{}, {}) weights, then: {}",
-                  locked >> 20, begin, end, err);
+                  locked >> 20, range.begin, range.end, err);
         return;
       }
       locked += n;
     }
     log::info("[stage] --mlock: {} MiB of weights of layers [{}, {}) locked in RAM", locked >> 20,
-              begin, end);
+              range.begin, range.end);
   }
 
   void grow(int64_t T) {
@@ -146,12 +145,12 @@ struct Stage::Impl {
 };
 
 Stage::Stage(const std::string& model_dir, LayerRange layers, const StageOptions& options)
-    : impl_(std::make_unique<Impl>(model_dir, layers.begin, layers.end, options)) {}
+    : impl_(std::make_unique<Impl>(model_dir, layers, options)) {}
 
 Stage::~Stage() = default;
 
 const ModelConfig& Stage::config() const { return impl_->cfg; }
-LayerRange Stage::layers() const { return {impl_->begin, impl_->end}; }
+LayerRange Stage::layers() const { return impl_->range; }
 size_t Stage::weight_bytes() const { return impl_->w.bytes; }
 size_t Stage::locked_bytes() const { return impl_->locked; }
 size_t Stage::kv_bytes_per_token() const { return impl_->kv.bytes_per_token(); }
@@ -220,7 +219,7 @@ int64_t Stage::forward(std::span<const SeqChunk> chunks, std::span<const int32_t
   }
   if (is_first())
     for (int64_t i = 0; i < T; ++i) kernels::embed_row(m.w.embed, tokens[size_t(i)], hidden.data() + i * H);
-  for (int64_t li = 0; li < m.end - m.begin; ++li) m.layer(li, hidden.data(), T);
+  for (int64_t li = 0; li < m.range.size(); ++li) m.layer(li, hidden.data(), T);
   for (const auto& ch : chunks) m.kv.set_length(ch.seq_id, ch.pos + ch.n_tokens);
 
   if (!is_last()) return 0;

@@ -43,8 +43,8 @@ class Stage {
   LayerRange layers() const;
   int64_t layer_begin() const { return layers().begin; }
   int64_t layer_end() const { return layers().end; }
-  bool is_first() const { return layer_begin() == 0; }
-  bool is_last() const { return layer_end() == config().n_layers; }
+  bool is_first() const { return layers().is_first(); }
+  bool is_last() const { return layers().is_last(config().n_layers); }
 
   // Runs the chunks through this stage's layers.
   //   tokens: the ids of all chunks' tokens, concatenated (every stage gets them; the first

@@ -20,10 +20,10 @@ class LocalPipeline final : public Pipeline {
     if (splits.empty()) splits = {0, cfg.n_layers};
     if (splits.size() < 2 || splits.front() != 0 || splits.back() != cfg.n_layers)
       throw Error("pipeline", "layer splits must start at 0 and end at " + std::to_string(cfg.n_layers));
-    for (size_t i = 0; i + 1 < splits.size(); ++i)
+    for (size_t i = 0; i + 1 < splits.size(); ++i) {
       if (splits[i] >= splits[i + 1]) throw Error("pipeline", "layer splits must increase");
-    for (const model::LayerRange& r : model::ranges_from_splits(splits, cfg.n_layers)) {
-      stages_.push_back(std::make_unique<model::Stage>(dir, r, options));
+      stages_.push_back(
+          std::make_unique<model::Stage>(dir, model::LayerRange{splits[i], splits[i + 1]}, options));
       runners_.push_back(std::make_unique<StageRunner>(*stages_.back()));
       busy_.push_back(0.0);
     }

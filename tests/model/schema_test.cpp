@@ -100,17 +100,18 @@ TEST(Schema, LayerOfNames) {
   EXPECT_EQ(layer_of("model.layers.99999999.a"), -1);  // more digits than any model has
 }
 
-TEST(LayerRanges, FromSplitsAndBack) {
-  auto r = ranges_from_splits({0, 2, 5, 8}, 8);
-  ASSERT_EQ(r.size(), 3u);
-  EXPECT_EQ(r[1], (LayerRange{2, 5}));
-  EXPECT_EQ(r[1].str(), "[2, 5)");
-  EXPECT_EQ(r[1].inclusive_str(), "2-4");
-  EXPECT_EQ(splits_of(r), (std::vector<int64_t>{0, 2, 5, 8}));
-  EXPECT_THROW(ranges_from_splits({0, 3, 3, 8}, 8), Error);
-  EXPECT_THROW(ranges_from_splits({0, 4}, 8), Error);
-  EXPECT_THROW(ranges_from_splits({1, 8}, 8), Error);
-  EXPECT_THROW(ranges_from_splits({0}, 8), Error);
+TEST(LayerRanges, FormsAndChecks) {
+  const LayerRange r{2, 5};
+  EXPECT_EQ(r.size(), 3);
+  EXPECT_EQ(r.str(), "[2, 5)");
+  EXPECT_EQ(r.inclusive_str(), "2-4");
+  EXPECT_FALSE(r.is_first());
+  EXPECT_TRUE(r.is_last(5));
+  EXPECT_TRUE((LayerRange{0, 1}).is_first());
+  EXPECT_NO_THROW(r.check(8));
+  EXPECT_THROW((LayerRange{3, 3}).check(8), Error);
+  EXPECT_THROW((LayerRange{0, 9}).check(8), Error);
+  EXPECT_THROW((LayerRange{-1, 2}).check(8), Error);
 }
 
 TEST(WeightFormats, SizesNamesAndDequantization) {

@@ -14,6 +14,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "core/half.h"
 
 namespace meshlm::model {
 namespace {

@@ -13,6 +13,7 @@
 #include <fstream>
 #include <thread>
 
+#include "cluster/layout.h"
 #include "command.h"
 #include "common.h"
 #include "core/error.h"
@@ -48,7 +49,7 @@ void advertise(discovery::Advertiser& advertiser, const std::string& address, in
     log::info("[worker] LAN discovery off: this build has no mDNS backend");
     return;
   }
-  dist::NodeInfo node = dist::this_node_info(threads, compute_backend());
+  dist::NodeInfo node = dist::this_node_info(threads, cluster::compute_backend());
   discovery::NodeRecord record;
   record.id = discovery::random_node_id();
   record.version = node.version;
@@ -73,7 +74,7 @@ int run_worker(int argc, char** argv) {
   CLI::App app{"meshlm worker: serve pipeline stages for a coordinator"};
   dist::WorkerOptions options;
   options.threads = default_threads();
-  options.backend = compute_backend();
+  options.backend = cluster::compute_backend();
   std::string port_file;
   app.add_option("--listen", options.listen, "host:port to listen on (0.0.0.0 for all interfaces)")
       ->capture_default_str();

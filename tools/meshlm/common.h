@@ -10,14 +10,9 @@ namespace meshlm::cli {
 
 // Comma-separated token ids ("1,2,3"; spaces allowed). Throws Error("cli", ...) on junk.
 std::vector<int32_t> parse_id_list(const std::string& text);
-// Layer split points ("0,14,28"); empty text gives an empty vector.
-std::vector<int64_t> parse_splits(const std::string& text);
 // --model: an existing folder as is; otherwise ORG/NAME, pulled from the Hugging Face hub into its
 // standard cache when not there yet (see src/hub/hub.h). Returns the folder.
 std::string resolve_model(const std::string& model_arg);
-// What this process computes with, e.g. "cpu/AVX2": NodeInfo::backend (dist/messages.h), shown by
-// `meshlm cluster status` and in the coordinator's worker list.
-std::string compute_backend();
 inline int default_threads() {
   unsigned n = std::thread::hardware_concurrency();
   return n == 0 ? 1 : int(n);
