@@ -211,6 +211,22 @@ void MatmulRows(const void* w, WeightType dtype, int64_t rows, int64_t cols, con
     case WeightType::F16:
       return MatmulRowsT<WeightType::F16>(static_cast<const uint16_t*>(w), rows, cols, x, xp, n_tok,
                                      y, bias, r0, r1);
+    default:
+      break;
+  }
+  // Block formats without a kernel of their own: rows are decoded to f32 a few at a time and
+  // multiplied by the f32 path (same FMAs per output as an f32 matrix of those values).
+  constexpr int64_t kGroup = 12;  // whole decode (4) and batched (3) row tiles
+  thread_local std::vector<float> rows_f32;
+  rows_f32.resize(size_t(kGroup * cols));
+  const size_t rb = formats::row_bytes(dtype, cols);
+  for (int64_t g = r0; g < r1; g += kGroup) {
+    const int64_t n = std::min(kGroup, r1 - g);
+    for (int64_t r = 0; r < n; ++r)
+      formats::dequantize_row(dtype, static_cast<const uint8_t*>(w) + size_t(g + r) * rb, cols,
+                              rows_f32.data() + r * cols);
+    MatmulRowsT<WeightType::F32>(rows_f32.data(), rows, cols, x, xp, n_tok, y + g,
+                                 bias ? bias + g : nullptr, 0, n);
   }
 }
 
@@ -242,8 +258,9 @@ int64_t row_grain(int64_t rows, int threads) {
 namespace {
 void check_view(const MatView& w, const float* x, int64_t n_tok, const float* y) {
   if (w.rows < 0 || w.cols < 0) throw Error("kernels", "matmul: negative shape");
-  if (w.dtype != WeightType::F32 && w.dtype != WeightType::BF16 && w.dtype != WeightType::F16)
-    throw Error("kernels", "matmul: unsupported weight dtype");
+  formats::info(w.dtype);  // throws for a type outside the table
+  if (w.cols % formats::info(w.dtype).block_elems != 0)
+    throw Error("kernels", "matmul: rows are not whole blocks of their format");
   if (w.rows == 0 || n_tok == 0) return;  // nothing is read or written
   if ((w.cols > 0 && (w.data == nullptr || x == nullptr)) || y == nullptr)
     throw Error("kernels", "matmul: null pointer");

@@ -309,6 +309,8 @@ void EmbedRow(const void* data, WeightType dtype, int64_t offset, int64_t n, flo
       return ConvertRow<WeightType::BF16>(static_cast<const uint16_t*>(data) + offset, n, dst);
     case WeightType::F16:
       return ConvertRow<WeightType::F16>(static_cast<const uint16_t*>(data) + offset, n, dst);
+    default:
+      break;
   }
 }
 
@@ -360,9 +362,13 @@ void embed_row(const MatView& w, int64_t row, float* dst) {
   if (row < 0 || row >= w.rows)
     throw Error("kernels", "embed_row: row " + std::to_string(row) + " out of range [0, " +
                                std::to_string(w.rows) + ")");
-  if (w.dtype != WeightType::F32 && w.dtype != WeightType::BF16 && w.dtype != WeightType::F16)
-    throw Error("kernels", "embed_row: unsupported dtype");
   if (w.cols <= 0) return;
+  if (!formats::info(w.dtype).plain()) {  // block formats: the row decoded by its format
+    const size_t rb = formats::row_bytes(w.dtype, w.cols);
+    formats::dequantize_row(w.dtype, static_cast<const uint8_t*>(w.data) + size_t(row) * rb,
+                            w.cols, dst);
+    return;
+  }
   HWY_DYNAMIC_DISPATCH(EmbedRow)(w.data, w.dtype, row * w.cols, w.cols, dst);
 }
 

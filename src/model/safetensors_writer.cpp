@@ -58,8 +58,10 @@ void encode_f32(std::span<const float> src, WeightType dtype, std::byte* dst) {
         std::memcpy(dst + 2 * i, &h, 2);
       }
       return;
+    default:
+      break;
   }
-  fail("unknown dtype");
+  fail("safetensors holds plain dtypes only, not " + std::string(formats::name(dtype)));
 }
 
 // ---------------------------------------------------------------------------------------------
