@@ -76,7 +76,8 @@ std::string random_secret() {
 // Local worker processes started for --stages N, stopped when the pipeline goes.
 class LocalWorkers {
  public:
-  LocalWorkers(int n, const std::string& secret, int threads, bool lock_memory) {
+  LocalWorkers(int n, const std::string& secret, int threads, bool lock_memory,
+               const std::string& backend) {
     dir_ = std::filesystem::temp_directory_path() / ("meshlm-workers-" + std::to_string(::getpid()));
     std::filesystem::create_directories(dir_);
     std::string exe = self_exe();
@@ -86,6 +87,7 @@ class LocalWorkers {
                                        "--secret", secret, "--threads", std::to_string(threads),
                                        "--exit-with-parent", std::to_string(::getpid())};
       if (lock_memory) args.push_back("--mlock");
+      args.insert(args.end(), {"--backend", backend});
       std::vector<char*> argv;
       for (auto& a : args) argv.push_back(a.data());
       argv.push_back(nullptr);
@@ -188,7 +190,9 @@ std::vector<int64_t> parse_number_list(const std::string& text, const char* what
   return out;
 }
 
-std::string compute_backend() { return std::string("cpu/") + kernels::simd_target_name(); }
+std::string compute_backend(const std::string& backend) {
+  return backend == "cpu" ? std::string("cpu/") + kernels::simd_target_name() : backend;
+}
 
 bool LayoutOptions::serve_if_mpi_worker(const std::string& model_dir, int threads) {
   if (!mpi()) return false;
@@ -213,8 +217,9 @@ bool LayoutOptions::serve_if_mpi_worker(const std::string& model_dir, int thread
   wo.secret = resolved_secret();
   wo.threads = threads;
   wo.lock_memory = lock_memory;
+  wo.stage_backend = backend;
   wo.model_dir = worker_model_dir.empty() ? model_dir : worker_model_dir;
-  wo.backend = compute_backend();
+  wo.backend = compute_backend(backend);
   dist::run_mpi_worker(wo);
   return true;
 }
@@ -286,7 +291,7 @@ dist::Plan LayoutOptions::plan(const std::string& model_dir,
                                                                         : "local worker " + std::to_string(k),
                        dist::parse_bytes(mems[k])});
   } else {
-    uint64_t here = dist::this_node_info(stage.threads, compute_backend()).mem_available;
+    uint64_t here = dist::this_node_info(stage.threads, compute_backend(backend)).mem_available;
     if (mpi()) {
       // Ranks cannot be asked before they are connected: each is assumed to have this node's
       // free memory (--plan-memory when they differ or share a machine).
@@ -326,6 +331,7 @@ std::unique_ptr<runtime::Pipeline> LayoutOptions::make(const std::string& model_
                                                          const model::StageOptions& options) const {
   model::StageOptions stage = options;
   stage.lock_memory = lock_memory;
+  stage.backend = backend;
   auto cfg = model::ModelConfig::from_dir(model_dir);
   std::vector<std::string> peer_list = split_list(peers);
   if (!local_splits.empty() && (!peer_list.empty() || stages > 1))
@@ -374,7 +380,8 @@ std::unique_ptr<runtime::Pipeline> LayoutOptions::make(const std::string& model_
   std::unique_ptr<LocalWorkers> workers;
   if (peer_list.empty()) {
     if (sec.empty()) sec = random_secret();
-    workers = std::make_unique<LocalWorkers>(stages - 1, sec, stage.threads, stage.lock_memory);
+    workers = std::make_unique<LocalWorkers>(stages - 1, sec, stage.threads, stage.lock_memory,
+                                             stage.backend);
     peer_list = workers->addresses();
   }
   int n_stages = int(peer_list.size()) + 1;

@@ -33,6 +33,8 @@ struct LayoutOptions {
   std::string transport = "tcp";  // tcp | mpi
   bool lock_memory = false;  // --mlock: every stage's weights locked in RAM (StageOptions), here,
                              // in the workers --stages starts and in MPI ranks
+  std::string backend = "cpu";  // --backend: compute backend of every stage here, in the workers
+                                // --stages starts and in MPI ranks (backend/backend.h)
 
   bool mpi() const { return transport == "mpi"; }
   // --transport mpi: initialises MPI (call right after parsing, before any thread starts) and
@@ -62,8 +64,9 @@ struct LayoutOptions {
 std::vector<int64_t> parse_layer_ranges(const std::string& text, int64_t n_layers);
 // "0,2,4" (spaces, brackets allowed) -> numbers in [0, 2^31); throws Error("cli", "bad <what> ...").
 std::vector<int64_t> parse_number_list(const std::string& text, const char* what);
-// What this process computes with, e.g. "cpu/AVX2": NodeInfo::backend (dist/messages.h), shown by
-// `meshlm cluster status` and in the coordinator's worker list.
-std::string compute_backend();
+// What this process computes with, given its --backend, e.g. "cpu/AVX2" or "ref":
+// NodeInfo::backend (dist/messages.h), shown by `meshlm cluster status` and in the coordinator's
+// worker list.
+std::string compute_backend(const std::string& backend = "cpu");
 
 }  // namespace meshlm::cluster

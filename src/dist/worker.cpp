@@ -206,6 +206,7 @@ struct Worker::Impl {
       so.threads = options.threads;
       so.max_context = m.max_context;
       so.lock_memory = options.lock_memory;
+      so.backend = options.stage_backend;
       std::unique_ptr<CacheLock> lock;
       if (from_cache) {
         auto synced = sync_stage_to_cache(*session, cache_dir, fp, m.layers.begin, m.layers.end,

@@ -36,6 +36,7 @@ struct WorkerOptions {
   std::string secret;
   int threads = 1;
   bool lock_memory = false;  // --mlock: the stage's weights stay in RAM (StageOptions)
+  std::string stage_backend = "cpu";  // --backend: the stage's compute backend (StageOptions)
   std::string model_dir;  // optional: its fingerprint is checked in the handshake
   // Model sync (tensor_cache.h): where layers fetched from the coordinator are kept when this
   // worker has no folder of the coordinator's model. "" = default_cache_dir().

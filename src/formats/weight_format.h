@@ -41,6 +41,15 @@ struct FormatInfo {
   bool plain() const { return block_elems == 1; }
 };
 
+// A non-owning view of a row-major weight matrix W[rows, cols] (PyTorch Linear layout: out, in)
+// stored in any format: rows of row_bytes(type, cols) bytes, contiguous.
+struct WeightView {
+  const void* data = nullptr;
+  WeightType dtype = WeightType::F32;
+  int64_t rows = 0;  // output features
+  int64_t cols = 0;  // input features
+};
+
 // Every format meshlm reads, in WeightType order.
 std::span<const FormatInfo> all();
 const FormatInfo& info(WeightType t);

@@ -14,13 +14,8 @@
 
 namespace meshlm::kernels {
 
-// A non-owning view of a row-major weight matrix W[rows, cols] (PyTorch Linear layout: out, in).
-struct MatView {
-  const void* data = nullptr;  // rows * cols elements of `dtype`, rows contiguous
-  WeightType dtype = WeightType::F32;
-  int64_t rows = 0;  // output features
-  int64_t cols = 0;  // input features
-};
+// A weight matrix in any format (formats/weight_format.h).
+using MatView = formats::WeightView;
 
 // y[t, r] = sum_k x[t, k] * W[r, k] (+ bias[r] when bias != nullptr), t < n_tok, r < w.rows.
 // x: [n_tok, w.cols] f32, y: [n_tok, w.rows] f32 (y must not alias x).

@@ -380,6 +380,15 @@ std::vector<int64_t> simd_compiled_targets() {
   return hwy::SupportedAndGeneratedTargets();
 }
 
+std::vector<int64_t> simd_built_targets() {
+  std::vector<int64_t> out;
+  // HWY_TARGETS: the bits of the targets this file was compiled for (lower bit = better target).
+  for (int64_t bits = HWY_TARGETS; bits != 0; bits &= bits - 1) out.push_back(bits & -bits);
+  return out;
+}
+
+bool simd_target_supported(int64_t target) { return (hwy::SupportedTargets() & target) != 0; }
+
 void simd_force_target(int64_t target) {
   hwy::SetSupportedTargetsForTest(target);
 }

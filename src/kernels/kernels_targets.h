@@ -11,6 +11,11 @@ namespace meshlm::kernels {
 // Highway target bits that are both compiled in and supported by this CPU, best first.
 std::vector<int64_t> simd_compiled_targets();
 
+// Every target compiled into this build, whether or not this CPU runs it, best first: tests list
+// them all and skip, saying so, the ones this CPU lacks.
+std::vector<int64_t> simd_built_targets();
+bool simd_target_supported(int64_t target);
+
 // Restricts dispatch to `target` (one bit from simd_compiled_targets()); 0 restores the normal
 // choice. Process-wide and not thread-safe: for tests and benchmarks only.
 void simd_force_target(int64_t target);

@@ -1,17 +1,19 @@
-// Per-sequence key/value cache of a stage's layers, f32. Each sequence gets one anonymous memory
-// mapping reserved for max_context positions: the OS commits pages only as positions are written,
-// and release() returns the memory at once.
+// Per-sequence key/value cache of a stage's layers, f32, in the backend's memory. Each sequence
+// gets one buffer reserved for max_context positions (Backend::reserve: memory is committed only
+// as positions are written), and release() returns it at once.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <unordered_map>
 
+#include "backend/backend.h"
+
 namespace meshlm::model {
 
 class KvCache {
  public:
-  KvCache(int64_t n_layers, int64_t kv_dim, int64_t max_context);
+  KvCache(backend::Backend& be, int64_t n_layers, int64_t kv_dim, int64_t max_context);
   ~KvCache();
   KvCache(const KvCache&) = delete;
   KvCache& operator=(const KvCache&) = delete;
@@ -37,11 +39,11 @@ class KvCache {
 
  private:
   struct Seq {
-    float* base = nullptr;
-    size_t bytes = 0;
+    backend::Buffer mem;  // [n_layers][keys, values][max_context, kv_dim]
     int64_t length = 0;
   };
   Seq& get(int64_t seq_id);
+  backend::Backend& be_;
   int64_t n_layers_, kv_dim_, max_context_;
   std::unordered_map<int64_t, Seq> seqs_;
 };

@@ -5,7 +5,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/mmap_file.h"
-#include "kernels/kernels.h"
+#include "backend/backend.h"
 #include "model/kv_cache.h"
 #include "model/safetensors.h"
 #include "model/weights.h"
@@ -16,32 +16,35 @@ struct Stage::Impl {
   ModelConfig cfg;
   LayerRange range;
   StageOptions opts;
+  std::unique_ptr<backend::Backend> be;
   std::unique_ptr<SafetensorsSet> files;
   StageWeights w;
-  std::vector<float> inv_freq;  // [head_dim / 2]
+  backend::Buffer inv_freq;  // [head_dim / 2]
   KvCache kv;
-  ThreadPool pool;
 
-  // Activations, allocated once and grown to the largest micro-batch seen.
-  std::vector<float> normed;   // [T, hidden]
-  std::vector<float> q;        // [T, q_dim]
-  std::vector<float> k, v;     // [T, kv_dim]
-  std::vector<float> attn;     // [T, q_dim]
-  std::vector<float> proj;     // [T, hidden]
-  std::vector<float> gate, up; // [T, intermediate]
-  std::vector<float> scratch;  // [threads, max_context] attention scores
-  std::vector<int64_t> tok_seq, tok_pos;  // per token: sequence id, position
+  // Activations in the backend's memory, allocated once and grown to the largest micro-batch.
+  backend::Buffer x;           // [T, hidden] the residual stream
+  backend::Buffer normed;      // [T, hidden]
+  backend::Buffer q;           // [T, q_dim]
+  backend::Buffer k, v;        // [T, kv_dim]
+  backend::Buffer attn;        // [T, q_dim]
+  backend::Buffer proj;        // [T, hidden]
+  backend::Buffer gate, up;    // [T, intermediate]
+  backend::Buffer logits;      // [rows, vocab]
+  std::vector<int64_t> tok_seq, tok_pos;        // per token: sequence id, position
+  std::vector<backend::AttentionKeys> tok_keys;  // per token: its sequence's cache (one layer)
 
   Impl(const std::string& dir, LayerRange r, const StageOptions& o)
       : cfg(ModelConfig::from_dir(dir)),
         range(r),
         opts(o),
+        be(backend::create(o.backend, o.threads)),
         files(SafetensorsSet::open_dir(dir)),
-        w(load_stage_weights(*files, cfg, r)),
-        inv_freq(cfg.rope_inv_freq()),
-        kv(r.size(), cfg.kv_dim(), o.max_context),
-        pool(o.threads) {
-    scratch.resize(size_t(pool.size()) * size_t(o.max_context));
+        w(load_stage_weights(*files, cfg, r, *be)),
+        kv(*be, r.size(), cfg.kv_dim(), o.max_context) {
+    const std::vector<float> f = cfg.rope_inv_freq();
+    inv_freq = be->alloc(f.size());
+    be->upload(inv_freq.data(), f.data(), f.size());
     if (o.lock_memory) lock_weights();
   }
 
@@ -50,7 +53,7 @@ struct Stage::Impl {
   // mlock every matrix of the stage (the small vectors are heap copies). Stops at the first
   // failure, with one warning that says how much was locked and why the rest was not.
   void lock_weights() {
-    std::vector<const kernels::MatView*> mats;
+    std::vector<const formats::WeightView*> mats;
     if (w.embed.data) mats.push_back(&w.embed);
     if (w.lm_head.data && w.lm_head.data != w.embed.data) mats.push_back(&w.lm_head);
     for (const auto& L : w.layers)
@@ -70,10 +73,12 @@ struct Stage::Impl {
               range.begin, range.end);
   }
 
+  void fit(backend::Buffer& b, int64_t n) {
+    if (b.size() < size_t(n)) b = be->alloc(size_t(n));
+  }
+
   void grow(int64_t T) {
-    auto fit = [](std::vector<float>& b, int64_t n) {
-      if (b.size() < size_t(n)) b.resize(size_t(n));
-    };
+    fit(x, T * cfg.hidden);
     fit(normed, T * cfg.hidden);
     fit(q, T * cfg.q_dim());
     fit(k, T * cfg.kv_dim());
@@ -84,63 +89,49 @@ struct Stage::Impl {
     fit(up, T * cfg.intermediate);
   }
 
-  void rmsnorm_rows(const float* x, const std::vector<float>& weight, int64_t rows, int64_t n,
-                    float* out) {
-    for (int64_t r = 0; r < rows; ++r) kernels::rmsnorm(x + r * n, weight.data(), n, cfg.rms_eps, out + r * n);
-  }
+  static const float* opt(const backend::Buffer& b) { return b.empty() ? nullptr : b.data(); }
 
-  void layer(int64_t li, float* hidden, int64_t T) {
+  void layer(int64_t li, int64_t T) {
+    backend::Backend& B = *be;
     const LayerWeights& L = w.layers[size_t(li)];
-    const int64_t H = cfg.hidden, Q = cfg.q_dim(), KV = cfg.kv_dim(), hd = cfg.head_dim;
+    const int64_t H = cfg.hidden, KV = cfg.kv_dim(), hd = cfg.head_dim;
     const int64_t I = cfg.intermediate;
+    float* hidden = x.data();
     // Attention block.
-    rmsnorm_rows(hidden, L.attn_norm, T, H, normed.data());
-    // q, k and v read the same input: one packing of it and one fork-join for the three.
-    const kernels::MatmulOut qkv[] = {
-        {L.wq, q.data(), L.bq.empty() ? nullptr : L.bq.data()},
-        {L.wk, k.data(), L.bk.empty() ? nullptr : L.bk.data()},
-        {L.wv, v.data(), L.bv.empty() ? nullptr : L.bv.data()}};
-    kernels::matmul_multi(qkv, 3, normed.data(), T, pool);
-    for (int64_t t = 0; t < T; ++t) {
-      float* qt = q.data() + t * Q;
-      float* kt = k.data() + t * KV;
-      if (cfg.qk_norm) {
-        for (int64_t h = 0; h < cfg.n_heads; ++h)
-          kernels::rmsnorm(qt + h * hd, L.q_norm.data(), hd, cfg.rms_eps, qt + h * hd);
-        for (int64_t h = 0; h < cfg.n_kv_heads; ++h)
-          kernels::rmsnorm(kt + h * hd, L.k_norm.data(), hd, cfg.rms_eps, kt + h * hd);
-      }
-      kernels::rope(qt, cfg.n_heads, hd, tok_pos[size_t(t)], inv_freq.data());
-      kernels::rope(kt, cfg.n_kv_heads, hd, tok_pos[size_t(t)], inv_freq.data());
-      // Append to the sequence's cache.
-      int64_t s = tok_seq[size_t(t)], p = tok_pos[size_t(t)];
-      std::copy(kt, kt + KV, kv.keys(s, li) + p * KV);
-      std::copy(v.data() + t * KV, v.data() + (t + 1) * KV, kv.values(s, li) + p * KV);
+    B.rmsnorm(hidden, L.attn_norm.data(), T, H, cfg.rms_eps, normed.data());
+    // q, k and v read the same input: one matmul call for the three.
+    const backend::MatmulOut qkv[] = {{L.wq, q.data(), opt(L.bq)},
+                                      {L.wk, k.data(), opt(L.bk)},
+                                      {L.wv, v.data(), opt(L.bv)}};
+    B.matmul(qkv, normed.data(), T);
+    if (cfg.qk_norm) {
+      B.rmsnorm(q.data(), L.q_norm.data(), T * cfg.n_heads, hd, cfg.rms_eps, q.data());
+      B.rmsnorm(k.data(), L.k_norm.data(), T * cfg.n_kv_heads, hd, cfg.rms_eps, k.data());
     }
-    const int64_t group = cfg.n_heads / cfg.n_kv_heads;
-    const float scale = 1.0f / std::sqrt(float(hd));
-    // One head of one token per chunk: heads of sequences at different positions cost different
-    // amounts, so they are taken from a shared counter rather than split evenly.
-    pool.parallel_chunks(T * cfg.n_heads, 1, [&](int64_t i0, int64_t i1, int thread) {
-      float* sc = scratch.data() + size_t(thread) * size_t(opts.max_context);
-      for (int64_t i = i0; i < i1; ++i) {
-        int64_t t = i / cfg.n_heads, h = i % cfg.n_heads, kvh = h / group;
-        int64_t s = tok_seq[size_t(t)], p = tok_pos[size_t(t)];
-        kernels::attention_head(q.data() + t * Q + h * hd, kv.keys(s, li) + kvh * hd,
-                                kv.values(s, li) + kvh * hd, KV, p + 1, hd, scale,
-                                attn.data() + t * Q + h * hd, sc);
-      }
-    });
-    kernels::matmul(L.wo, attn.data(), T, proj.data(), nullptr, pool);
-    kernels::add_inplace(hidden, proj.data(), T * H);
+    B.rope(q.data(), T, cfg.n_heads, hd, tok_pos.data(), inv_freq.data());
+    B.rope(k.data(), T, cfg.n_kv_heads, hd, tok_pos.data(), inv_freq.data());
+    // Append to each sequence's cache; each token then sees its sequence up to itself.
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t s = tok_seq[size_t(t)], p = tok_pos[size_t(t)];
+      float* keys = kv.keys(s, li);
+      float* values = kv.values(s, li);
+      B.copy(keys + p * KV, k.data() + t * KV, size_t(KV));
+      B.copy(values + p * KV, v.data() + t * KV, size_t(KV));
+      tok_keys[size_t(t)] = {keys, values, p + 1};
+    }
+    const backend::AttentionShape shape{cfg.n_heads, cfg.n_kv_heads, hd,
+                                        1.0f / std::sqrt(float(hd))};
+    B.attention(q.data(), T, tok_keys.data(), shape, attn.data());
+    B.matmul(L.wo, attn.data(), T, proj.data());
+    B.add(hidden, proj.data(), T * H);
     // MLP block.
-    rmsnorm_rows(hidden, L.mlp_norm, T, H, normed.data());
-    const kernels::MatmulOut gate_up[] = {{L.w_gate, gate.data(), nullptr},
+    B.rmsnorm(hidden, L.mlp_norm.data(), T, H, cfg.rms_eps, normed.data());
+    const backend::MatmulOut gate_up[] = {{L.w_gate, gate.data(), nullptr},
                                           {L.w_up, up.data(), nullptr}};
-    kernels::matmul_multi(gate_up, 2, normed.data(), T, pool);
-    kernels::silu_mul(gate.data(), up.data(), T * I, gate.data());
-    kernels::matmul(L.w_down, gate.data(), T, proj.data(), nullptr, pool);
-    kernels::add_inplace(hidden, proj.data(), T * H);
+    B.matmul(gate_up, normed.data(), T);
+    B.silu_mul(gate.data(), up.data(), T * I, gate.data());
+    B.matmul(L.w_down, gate.data(), T, proj.data());
+    B.add(hidden, proj.data(), T * H);
   }
 };
 
@@ -157,7 +148,7 @@ size_t Stage::kv_bytes_per_token() const { return impl_->kv.bytes_per_token(); }
 size_t Stage::kv_bytes_in_use() const {
   return size_t(impl_->kv.total_length()) * impl_->kv.bytes_per_token();
 }
-ThreadPool& Stage::pool() { return impl_->pool; }
+std::string Stage::backend_description() const { return impl_->be->describe(); }
 void Stage::release(int64_t seq_id) { impl_->kv.release(seq_id); }
 void Stage::release_all() { impl_->kv.release_all(); }
 int64_t Stage::cached_tokens(int64_t seq_id) const { return impl_->kv.length(seq_id); }
@@ -209,6 +200,7 @@ int64_t Stage::forward(std::span<const SeqChunk> chunks, std::span<const int32_t
   m.grow(T);
   m.tok_seq.resize(size_t(T));
   m.tok_pos.resize(size_t(T));
+  m.tok_keys.resize(size_t(T));
   int64_t t = 0;
   for (const auto& ch : chunks) {
     m.kv.ensure(ch.seq_id);
@@ -217,28 +209,41 @@ int64_t Stage::forward(std::span<const SeqChunk> chunks, std::span<const int32_t
       m.tok_pos[size_t(t)] = ch.pos + i;
     }
   }
+  backend::Backend& B = *m.be;
   if (is_first())
-    for (int64_t i = 0; i < T; ++i) kernels::embed_row(m.w.embed, tokens[size_t(i)], hidden.data() + i * H);
-  for (int64_t li = 0; li < m.range.size(); ++li) m.layer(li, hidden.data(), T);
+    B.embed(m.w.embed, tokens.data(), T, m.x.data());
+  else
+    B.upload(m.x.data(), hidden.data(), size_t(T * H));
+  for (int64_t li = 0; li < m.range.size(); ++li) m.layer(li, T);
   for (const auto& ch : chunks) m.kv.set_length(ch.seq_id, ch.pos + ch.n_tokens);
 
-  if (!is_last()) return 0;
+  B.download(hidden.data(), m.x.data(), size_t(T * H));
+  if (!is_last()) {
+    B.synchronize();
+    return 0;
+  }
   // Final norm + LM head for the rows asked for.
   int64_t rows = logits_rows(chunks);
-  if (rows == 0) return 0;
-  std::vector<float>& sel = m.proj;  // [rows, H] (rows <= T)
+  if (rows == 0) {
+    B.synchronize();
+    return 0;
+  }
+  float* sel = m.proj.data();  // [rows, H] (rows <= T)
   int64_t r = 0;
   t = 0;
   for (const auto& ch : chunks) {
     for (int32_t i = 0; i < ch.n_tokens; ++i, ++t) {
       bool want = ch.all_logits || (ch.want_logits && i == ch.n_tokens - 1);
       if (!want) continue;
-      kernels::rmsnorm(hidden.data() + t * H, m.w.final_norm.data(), H, c.rms_eps, sel.data() + r * H);
+      B.rmsnorm(m.x.data() + t * H, m.w.final_norm.data(), 1, H, c.rms_eps, sel + r * H);
       ++r;
     }
   }
+  m.fit(m.logits, rows * c.vocab);
+  B.matmul(m.w.lm_head, sel, rows, m.logits.data());
   logits.resize(size_t(rows * c.vocab));
-  kernels::matmul(m.w.lm_head, sel.data(), rows, logits.data(), nullptr, m.pool);
+  B.download(logits.data(), m.logits.data(), logits.size());
+  B.synchronize();
   return rows;
 }
 

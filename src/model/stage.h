@@ -9,7 +9,6 @@
 #include <string>
 #include <vector>
 
-#include "core/thread_pool.h"
 #include "model/config.h"
 #include "model/layer_range.h"
 
@@ -30,6 +29,9 @@ struct StageOptions {
   // --mlock: lock the stage's weights in RAM once loaded (read in at once, never paged out or
   // dropped from the page cache while the stage lives). Failure is a warning, not an error.
   bool lock_memory = false;
+  // The compute backend (backend/backend.h): "cpu" (optimised kernels) or "ref" (the scalar
+  // reference kernels, one thread: the tests' oracle).
+  std::string backend = "cpu";
 };
 
 class Stage {
@@ -70,7 +72,8 @@ class Stage {
   size_t locked_bytes() const;  // weight bytes locked in RAM (StageOptions::lock_memory)
   size_t kv_bytes_per_token() const;
   size_t kv_bytes_in_use() const;  // cached tokens of all sequences x kv_bytes_per_token()
-  ThreadPool& pool();
+  // The backend computing this stage, e.g. "cpu (AVX2, 2 threads)".
+  std::string backend_description() const;
 
  private:
   struct Impl;

@@ -29,30 +29,34 @@ const TensorInfo& checked(const SafetensorsSet& st, const std::string& name,
   return t;
 }
 
-kernels::MatView matrix(const SafetensorsSet& st, const std::string& name, int64_t rows,
-                        int64_t cols, size_t& bytes) {
+formats::WeightView matrix(const SafetensorsSet& st, const std::string& name, int64_t rows,
+                           int64_t cols, size_t& bytes, backend::Backend& be) {
   const TensorInfo& t = checked(st, name, {rows, cols});
   bytes += t.nbytes;
-  return kernels::MatView{st.data(t), t.dtype, rows, cols};
+  return be.import_weights(formats::WeightView{st.data(t), t.dtype, rows, cols});
 }
 
-std::vector<float> vec(const SafetensorsSet& st, const std::string& name, int64_t n) {
+backend::Buffer vec(const SafetensorsSet& st, const std::string& name, int64_t n,
+                    backend::Backend& be) {
   const TensorInfo& t = checked(st, name, {n});
   std::vector<float> v(static_cast<size_t>(n));
   formats::dequantize_row(t.dtype, st.data(t), n, v.data());
-  return v;
+  backend::Buffer b = be.alloc(size_t(n));
+  be.upload(b.data(), v.data(), size_t(n));
+  return b;
 }
 
 }  // namespace
 
-StageWeights load_stage_weights(const SafetensorsSet& st, const ModelConfig& c, LayerRange layers) {
+StageWeights load_stage_weights(const SafetensorsSet& st, const ModelConfig& c, LayerRange layers,
+                                backend::Backend& be) {
   layers.check(c.n_layers, "weights");
   StageWeights w;
   w.layers.resize(size_t(layers.size()));
   for (const TensorDesc& d : stage_tensors(c, layers)) {
     LayerWeights* l = d.layer >= 0 ? &w.layers[size_t(d.layer - layers.begin)] : nullptr;
-    auto mat = [&] { return matrix(st, d.name, d.shape[0], d.shape[1], w.bytes); };
-    auto v = [&] { return vec(st, d.name, d.shape[0]); };
+    auto mat = [&] { return matrix(st, d.name, d.shape[0], d.shape[1], w.bytes, be); };
+    auto v = [&] { return vec(st, d.name, d.shape[0], be); };
     switch (d.role) {
       case TensorRole::Embed: w.embed = mat(); break;
       case TensorRole::AttnNorm: l->attn_norm = v(); break;

@@ -1,5 +1,6 @@
 // The engine against llama.cpp's greedy decoding on the golden model (../shared/golden): the same
-// token ids for 24 steps of three prompts, and the same top-1 logits.
+// token ids for 24 steps of three prompts, and the same top-1 logits, on each backend (cpu: the
+// optimised kernels; ref: the scalar reference kernels).
 #include <cmath>
 
 #include "runtime/pipeline.h"
@@ -8,10 +9,13 @@
 namespace meshlm {
 namespace {
 
-TEST(Golden, GreedyIdsAndLogitsMatchLlamaCpp) {
+class Golden : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(Golden, GreedyIdsAndLogitsMatchLlamaCpp) {
   REQUIRE_GOLDEN();
   auto golden = test::read_json(std::string(MESHLM_SHARED_DIR) + "/golden/llamacpp_tiny_f32_greedy.json");
   model::StageOptions so;
+  so.backend = GetParam();
   so.threads = 2;
   so.max_context = 256;
   auto pipe = runtime::make_local_pipeline(MESHLM_GOLDEN_MODEL, so);
@@ -41,6 +45,9 @@ TEST(Golden, GreedyIdsAndLogitsMatchLlamaCpp) {
     pipe->release(seq++);
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Backends, Golden, ::testing::Values("cpu", "ref"),
+                         [](const auto& info) { return info.param; });
 
 }  // namespace
 }  // namespace meshlm

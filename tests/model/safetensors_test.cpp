@@ -3,6 +3,7 @@
 #include <fstream>
 #include <random>
 
+#include "backend/backend.h"
 #include "core/error.h"
 #include "model/safetensors.h"
 #include "model/weights.h"
@@ -124,10 +125,11 @@ TEST(Weights, WrongShapeDtypeAndMissingTensorAreNamed) {
   REQUIRE_MODEL();
   auto set = model::SafetensorsSet::open_dir(MESHLM_GOLDEN_MODEL);
   auto cfg = model::ModelConfig::from_dir(MESHLM_GOLDEN_MODEL);
+  auto be = backend::create("ref", 1);
   auto bad = cfg;
   bad.intermediate = 100;
   try {
-    model::load_stage_weights(*set, bad, {0, 1});
+    model::load_stage_weights(*set, bad, {0, 1}, *be);
     FAIL();
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("mlp.gate_proj.weight' has shape [768, 256], expected [100, 256]"),
@@ -137,15 +139,15 @@ TEST(Weights, WrongShapeDtypeAndMissingTensorAreNamed) {
   bad = cfg;
   bad.qkv_bias = true;
   try {
-    model::load_stage_weights(*set, bad, {0, 1});
+    model::load_stage_weights(*set, bad, {0, 1}, *be);
     FAIL();
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("missing tensor 'model.layers.0.self_attn.q_proj.bias'"),
               std::string::npos)
         << e.what();
   }
-  EXPECT_THROW(model::load_stage_weights(*set, cfg, {3, 2}), Error);
-  EXPECT_THROW(model::load_stage_weights(*set, cfg, {0, 5}), Error);
+  EXPECT_THROW(model::load_stage_weights(*set, cfg, {3, 2}, *be), Error);
+  EXPECT_THROW(model::load_stage_weights(*set, cfg, {0, 5}, *be), Error);
 }
 
 }  // namespace

@@ -36,7 +36,8 @@ bool is_loopback(const std::string& host) {
 
 // Publishes this worker on the LAN unless it listens on loopback only. Discovery is a
 // convenience: when the mDNS stack cannot start, the worker runs on without it.
-void advertise(discovery::Advertiser& advertiser, const std::string& address, int threads) {
+void advertise(discovery::Advertiser& advertiser, const std::string& address, int threads,
+               const std::string& backend) {
   auto [host, port] = dist::parse_host_port(address);
   if (is_loopback(host)) {
     log::info(
@@ -49,7 +50,7 @@ void advertise(discovery::Advertiser& advertiser, const std::string& address, in
     log::info("[worker] LAN discovery off: this build has no mDNS backend");
     return;
   }
-  dist::NodeInfo node = dist::this_node_info(threads, cluster::compute_backend());
+  dist::NodeInfo node = dist::this_node_info(threads, backend);
   discovery::NodeRecord record;
   record.id = discovery::random_node_id();
   record.version = node.version;
@@ -74,7 +75,6 @@ int run_worker(int argc, char** argv) {
   CLI::App app{"meshlm worker: serve pipeline stages for a coordinator"};
   dist::WorkerOptions options;
   options.threads = default_threads();
-  options.backend = cluster::compute_backend();
   std::string port_file;
   app.add_option("--listen", options.listen, "host:port to listen on (0.0.0.0 for all interfaces)")
       ->capture_default_str();
@@ -101,6 +101,11 @@ int run_worker(int argc, char** argv) {
   app.add_flag("--insecure", insecure,
                "allow listening beyond loopback without a cluster secret (anyone who can reach "
                "the port can use this worker)");
+  app.add_option("--backend", options.stage_backend,
+                 "compute backend: cpu (optimised kernels) or ref (scalar reference kernels, "
+                 "one thread: for checking results)")
+      ->check(CLI::IsMember({"cpu", "ref"}))
+      ->capture_default_str();
   bool no_discovery = false;
   app.add_flag("--no-discovery", no_discovery,
                "do not advertise this worker on the LAN (DNS-SD `_meshlm._tcp` over mDNS)");
@@ -113,6 +118,7 @@ int run_worker(int argc, char** argv) {
     if (const char* s = std::getenv("MESHLM_SECRET")) options.secret = s;
   }
   options.coordinator_timeout_ms = int(coordinator_timeout_s * 1000);
+  options.backend = cluster::compute_backend(options.stage_backend);
   if (options.secret.empty()) {
     const std::string host = dist::parse_host_port(options.listen).first;
     const bool loopback = host == "localhost" || host == "::1" || host == "[::1]" ||
@@ -137,7 +143,7 @@ int run_worker(int argc, char** argv) {
     std::rename((port_file + ".tmp").c_str(), port_file.c_str());
   }
   discovery::Advertiser advertiser;
-  if (!no_discovery) advertise(advertiser, worker.address(), options.threads);
+  if (!no_discovery) advertise(advertiser, worker.address(), options.threads, options.backend);
   g_worker = &worker;
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);

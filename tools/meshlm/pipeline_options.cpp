@@ -39,6 +39,11 @@ void PipelineOptions::add_to(CLI::App& app, bool discover_by_default) {
       ->capture_default_str();
   app.add_option("--plan-memory", plan_memory,
                  "plan layers as if the stages had this much memory, e.g. 24G,8G (default: ask them)");
+  app.add_option("--backend", backend,
+                 "compute backend: cpu (optimised kernels) or ref (scalar reference kernels, one "
+                 "thread: slow, for checking results); workers --stages starts get it too")
+      ->check(CLI::IsMember({"cpu", "ref"}))
+      ->capture_default_str();
   app.add_flag("--mlock", lock_memory,
                "lock the model's weights in RAM once loaded (never paged out or dropped from the "
                "page cache; needs `ulimit -l`); workers --stages starts get it too");

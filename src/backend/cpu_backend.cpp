@@ -1,0 +1,95 @@
+// The cpu backend: the optimised kernels (Highway SIMD, chosen at run time) on a persistent
+// thread pool.
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "backend/backend.h"
+#include "backend/host_memory.h"
+#include "backend/host_backends.h"
+#include "core/thread_pool.h"
+#include "kernels/kernels.h"
+
+namespace meshlm::backend {
+
+namespace {
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(int threads) : pool_(threads) {}
+
+  std::string_view name() const override { return "cpu"; }
+  std::string describe() const override {
+    return "cpu (" + std::string(kernels::simd_target_name()) + ", " + std::to_string(pool_.size()) +
+           (pool_.size() == 1 ? " thread)" : " threads)");
+  }
+  int threads() const override { return pool_.size(); }
+
+  Buffer alloc(size_t n) override { return host_alloc(n); }
+  Buffer reserve(size_t n) override { return host_reserve(n); }
+  void upload(float* dst, const float* host, size_t n) override { copy(dst, host, n); }
+  void download(float* host, const float* src, size_t n) override { copy(host, src, n); }
+  void copy(float* dst, const float* src, size_t n) override {
+    if (n) std::memmove(dst, src, n * sizeof(float));
+  }
+
+  void matmul(std::span<const MatmulOut> outs, const float* x, int64_t n_tok) override {
+    // backend::MatmulOut and kernels::MatmulOut are the same three fields.
+    thread_local std::vector<kernels::MatmulOut> k;
+    k.clear();
+    for (const MatmulOut& o : outs) k.push_back({o.w, o.y, o.bias});
+    kernels::matmul_multi(k.data(), int(k.size()), x, n_tok, pool_);
+  }
+
+  void rmsnorm(const float* x, const float* weight, int64_t rows, int64_t n, float eps,
+               float* out) override {
+    for (int64_t r = 0; r < rows; ++r) kernels::rmsnorm(x + r * n, weight, n, eps, out + r * n);
+  }
+
+  void rope(float* x, int64_t n_tok, int64_t n_heads, int64_t head_dim, const int64_t* pos,
+            const float* inv_freq) override {
+    for (int64_t t = 0; t < n_tok; ++t)
+      kernels::rope(x + t * n_heads * head_dim, n_heads, head_dim, pos[t], inv_freq);
+  }
+
+  void attention(const float* q, int64_t n_tok, const AttentionKeys* keys, const AttentionShape& s,
+                 float* out) override {
+    const int64_t hd = s.head_dim, group = s.n_heads / s.n_kv_heads;
+    const int64_t kv_stride = s.n_kv_heads * hd, q_stride = s.n_heads * hd;
+    int64_t longest = 0;
+    for (int64_t t = 0; t < n_tok; ++t) longest = std::max(longest, keys[t].n_keys);
+    const size_t need = size_t(pool_.size()) * size_t(longest);
+    if (scratch_.size() < need) scratch_.resize(need);
+    // One head of one token per chunk: heads of sequences at different positions cost
+    // different amounts, so they are taken from a shared counter rather than split evenly.
+    pool_.parallel_chunks(n_tok * s.n_heads, 1, [&](int64_t i0, int64_t i1, int thread) {
+      float* sc = scratch_.data() + size_t(thread) * size_t(longest);
+      for (int64_t i = i0; i < i1; ++i) {
+        const int64_t t = i / s.n_heads, h = i % s.n_heads, kvh = h / group;
+        const AttentionKeys& kt = keys[t];
+        kernels::attention_head(q + t * q_stride + h * hd, kt.k + kvh * hd, kt.v + kvh * hd,
+                                kv_stride, kt.n_keys, hd, s.scale, out + t * q_stride + h * hd, sc);
+      }
+    });
+  }
+
+  void silu_mul(const float* gate, const float* up, int64_t n, float* out) override {
+    kernels::silu_mul(gate, up, n, out);
+  }
+  void add(float* dst, const float* src, int64_t n) override { kernels::add_inplace(dst, src, n); }
+  void embed(const WeightView& table, const int32_t* ids, int64_t n, float* out) override {
+    for (int64_t i = 0; i < n; ++i) kernels::embed_row(table, ids[i], out + i * table.cols);
+  }
+
+ private:
+  ThreadPool pool_;
+  std::vector<float> scratch_;  // [threads, longest key run] attention scores
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend(int threads) {
+  return std::make_unique<CpuBackend>(threads);
+}
+
+}  // namespace meshlm::backend

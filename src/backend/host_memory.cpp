@@ -1,0 +1,44 @@
+#include "backend/host_memory.h"
+
+#include <sys/mman.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <string>
+
+#include "core/error.h"
+
+namespace meshlm::backend {
+
+namespace {
+constexpr size_t kAlign = 64;  // a cache line: SIMD loads of a buffer's start never straddle two
+
+[[noreturn]] void out_of_memory(size_t n, const char* what) {
+  throw Error("backend", std::string("cannot ") + what + " " + std::to_string((n * sizeof(float)) >> 20) +
+                             " MiB of host memory");
+}
+}  // namespace
+
+Buffer host_alloc(size_t n) {
+  if (n == 0) return {};
+  if (n > (SIZE_MAX - kAlign) / sizeof(float)) out_of_memory(n, "allocate");
+  const size_t bytes = (n * sizeof(float) + kAlign - 1) / kAlign * kAlign;
+  void* p = std::aligned_alloc(kAlign, bytes);
+  if (p == nullptr) out_of_memory(n, "allocate");
+  std::memset(p, 0, bytes);
+  return Buffer(static_cast<float*>(p), n, [](float* d, size_t) { std::free(d); });
+}
+
+Buffer host_reserve(size_t n) {
+  if (n == 0) return {};
+  if (n > SIZE_MAX / sizeof(float)) out_of_memory(n, "reserve");
+  // Anonymous private pages are zero and committed on first touch (Linux and macOS alike);
+  // munmap returns them at once.
+  void* p = ::mmap(nullptr, n * sizeof(float), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANON, -1, 0);
+  if (p == MAP_FAILED) out_of_memory(n, "reserve");
+  return Buffer(static_cast<float*>(p), n,
+                [](float* d, size_t count) { ::munmap(d, count * sizeof(float)); });
+}
+
+}  // namespace meshlm::backend
