@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <iterator>
 #include <string>
 
 #include "core/error.h"
@@ -15,14 +16,9 @@ namespace {
 
 using Encoder = void (*)(const float* src, int64_t n_blocks, void* dst);
 
-// An encoder and the byte offsets of its block's f16 fields (scales, minimums), which must come
-// out finite.
-struct Quantizer {
-  Encoder encode;
-  int f16_fields[2];  // -1: unused
-};
-
-void encode_f32(const float* src, int64_t n, void* dst) { std::memcpy(dst, src, size_t(n) * 4); }
+void encode_f32(const float* src, int64_t n, void* dst) {
+  std::memcpy(dst, src, size_t(n) * 4);
+}
 void encode_bf16(const float* src, int64_t n, void* dst) {
   auto* d = static_cast<uint8_t*>(dst);
   for (int64_t i = 0; i < n; ++i) {
@@ -43,40 +39,61 @@ void encode_f16(const float* src, int64_t n, void* dst) {
   }
 }
 
+// An encoder and the byte offsets in its block of the f16 fields (scales, minimums), which must
+// come out finite; -1: unused.
+struct Quantizer {
+  WeightType type;
+  Encoder encode;  // nullptr: no quantizer writes this type
+  int f16_fields[2];
+};
+
+// In WeightType order.
+// clang-format off
+constexpr Quantizer kQuantizers[] = {
+    {WeightType::F32, encode_f32, {-1, -1}},
+    {WeightType::BF16, encode_bf16, {-1, -1}},
+    {WeightType::F16, encode_f16, {0, -1}},
+    {WeightType::Q4_0, quantize_q4_0, {0, -1}},
+    {WeightType::Q4_1, quantize_q4_1, {0, 2}},
+    {WeightType::Q5_0, quantize_q5_0, {0, -1}},
+    {WeightType::Q5_1, quantize_q5_1, {0, 2}},
+    {WeightType::Q8_0, quantize_q8_0, {0, -1}},
+    {WeightType::Q2_K, quantize_q2_k, {80, 82}},
+    {WeightType::Q3_K, quantize_q3_k, {108, -1}},
+    {WeightType::Q4_K, quantize_q4_k, {0, 2}},
+    {WeightType::Q5_K, quantize_q5_k, {0, 2}},
+    {WeightType::Q6_K, quantize_q6_k, {208, -1}},
+    {WeightType::IQ4_NL, nullptr, {-1, -1}},
+    {WeightType::IQ4_XS, nullptr, {-1, -1}},
+    {WeightType::MXFP4, nullptr, {-1, -1}},
+};
+// clang-format on
+
+static_assert(
+    [] {
+      for (size_t i = 0; i < std::size(kQuantizers); ++i)
+        if (size_t(kQuantizers[i].type) != i) return false;
+      return true;
+    }(),
+    "kQuantizers must be in WeightType order");
+
 const Quantizer* quantizer(WeightType t) {
-  static const Quantizer kF32{encode_f32, {-1, -1}}, kBf16{encode_bf16, {-1, -1}},
-      kF16{encode_f16, {0, -1}}, kQ4_0{quantize_q4_0, {0, -1}}, kQ4_1{quantize_q4_1, {0, 2}},
-      kQ5_0{quantize_q5_0, {0, -1}}, kQ5_1{quantize_q5_1, {0, 2}}, kQ8_0{quantize_q8_0, {0, -1}},
-      kQ2_K{quantize_q2_k, {80, 82}}, kQ3_K{quantize_q3_k, {108, -1}},
-      kQ4_K{quantize_q4_k, {0, 2}}, kQ5_K{quantize_q5_k, {0, 2}}, kQ6_K{quantize_q6_k, {208, -1}};
-  switch (t) {
-    case WeightType::F32: return &kF32;
-    case WeightType::BF16: return &kBf16;
-    case WeightType::F16: return &kF16;
-    case WeightType::Q4_0: return &kQ4_0;
-    case WeightType::Q4_1: return &kQ4_1;
-    case WeightType::Q5_0: return &kQ5_0;
-    case WeightType::Q5_1: return &kQ5_1;
-    case WeightType::Q8_0: return &kQ8_0;
-    case WeightType::Q2_K: return &kQ2_K;
-    case WeightType::Q3_K: return &kQ3_K;
-    case WeightType::Q4_K: return &kQ4_K;
-    case WeightType::Q5_K: return &kQ5_K;
-    case WeightType::Q6_K: return &kQ6_K;
-    case WeightType::IQ4_NL:
-    case WeightType::IQ4_XS:
-    case WeightType::MXFP4: return nullptr;
-  }
-  return nullptr;
+  const size_t i = size_t(t);
+  if (i >= std::size(kQuantizers) || !kQuantizers[i].encode) return nullptr;
+  return &kQuantizers[i];
 }
 
 constexpr float kMaxBlockInput = 4294967296.f;  // 2^32
 
-bool f16_is_finite(const uint8_t* p) { return (p[1] & 0x7c) != 0x7c; }
+bool f16_is_finite(const uint8_t* p) {
+  return (p[1] & 0x7c) != 0x7c;
+}
 
 }  // namespace
 
-bool can_quantize(WeightType t) { return quantizer(t) != nullptr; }
+bool can_quantize(WeightType t) {
+  return quantizer(t) != nullptr;
+}
 
 void quantize_row(WeightType t, const float* src, int64_t n, void* dst) {
   const FormatInfo& f = info(t);

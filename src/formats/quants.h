@@ -37,7 +37,7 @@ namespace meshlm::formats {
 inline constexpr int8_t kIq4nlValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
                                             1,    13,   25,  38,  53,  69,  89,  113};
 // MXFP4's E2M1 values times two (the decoder halves the E8M0 scale to match).
-inline constexpr int8_t kE2m1Doubled[16] = {0, 1, 2, 3, 4, 6, 8, 12,
+inline constexpr int8_t kE2m1Doubled[16] = {0, 1,  2,  3,  4,  6,  8,  12,
                                             0, -1, -2, -3, -4, -6, -8, -12};
 
 // True for the types quantize_row can write: Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 (bit-identical to

@@ -20,7 +20,9 @@ namespace {
 
 constexpr int kSuper = 256;
 
-float load_f16(const uint8_t* p) { return f16_to_f32(uint16_t(p[0] | p[1] << 8)); }
+float load_f16(const uint8_t* p) {
+  return f16_to_f32(uint16_t(p[0] | p[1] << 8));
+}
 void store_f16(uint8_t* p, float v) {
   const uint16_t h = f32_to_f16(v);
   p[0] = uint8_t(h);
@@ -72,7 +74,9 @@ void pack_q3_scales(const int* sc, uint8_t* s) {
 
 // Q2_K / Q3_K / Q6_K keep 2-bit fields four to a byte: element e of a 128-element half sits in
 // byte e % 32 at bit 2 * (e / 32).
-int two_bits(const uint8_t* q, int e) { return q[e % 32] >> (2 * (e / 32)) & 3; }
+int two_bits(const uint8_t* q, int e) {
+  return q[e % 32] >> (2 * (e / 32)) & 3;
+}
 // The inverse for one 128-element half: L[0, 128) (each 0..3) into q[0, 32).
 void pack_two_bits(const uint8_t* L, uint8_t* q) {
   for (int l = 0; l < 32; ++l)
@@ -401,8 +405,8 @@ void quantize_q3_k(const float* src, int64_t n_blocks, void* dst) {
     for (int s = 0; s < 16; ++s) {
       const float dl = d * float(unpack_q3_scale(b + 96, s) - 32);
       for (int l = 0; l < 16; ++l)  // where dl is 0 the levels do not matter: keep the fit's
-        L[16 * s + l] = uint8_t((dl == 0 ? levels[16 * s + l]
-                                         : nearest_in(src[16 * s + l] / dl, -4, 3)) + 4);
+        L[16 * s + l] =
+            uint8_t((dl == 0 ? levels[16 * s + l] : nearest_in(src[16 * s + l] / dl, -4, 3)) + 4);
     }
     // Levels 4..7 set their high bit (bit e / 32 of hmask[e % 32]); the low 2 bits go to qs.
     for (int e = 0; e < kSuper; ++e)
@@ -430,7 +434,8 @@ void quantize_q45_k(const float* x, uint8_t* b) {
     for (int l = 0; l < 32; ++l) sum_x2 += xs[l] * xs[l];
     const float rms = std::sqrt(sum_x2 / 32);
     for (int l = 0; l < 32; ++l) w[l] = rms + std::fabs(xs[l]);
-    scales[s] = fit_scale_offset(32, kMax, xs, w, rmin, 0.1f, nstep, false, L + 32 * s, &offsets[s]);
+    scales[s] =
+        fit_scale_offset(32, kMax, xs, w, rmin, 0.1f, nstep, false, L + 32 * s, &offsets[s]);
     max_scale = std::max(max_scale, scales[s]);
     max_offset = std::max(max_offset, offsets[s]);
   }
@@ -500,8 +505,8 @@ void quantize_q6_k(const float* src, int64_t n_blocks, void* dst) {
     for (int s = 0; s < 16; ++s) {
       const float dl = d * float(int8_t(b[192 + s]));
       for (int l = 0; l < 16; ++l)  // where dl is 0 the levels do not matter: keep the fit's
-        L[16 * s + l] = uint8_t((dl == 0 ? levels[16 * s + l]
-                                         : nearest_in(src[16 * s + l] / dl, -32, 31)) + 32);
+        L[16 * s + l] = uint8_t(
+            (dl == 0 ? levels[16 * s + l] : nearest_in(src[16 * s + l] / dl, -32, 31)) + 32);
     }
     // Per half h: low 4 bits of elements 0-63 in the low nibbles of ql[64h, 64h + 64), of 64-127
     // in the high ones; top 2 bits four to a byte in qh[32h, 32h + 32).

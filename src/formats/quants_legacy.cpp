@@ -18,7 +18,9 @@ namespace {
 
 constexpr int kBlock = 32;
 
-float load_f16(const uint8_t* p) { return f16_to_f32(uint16_t(p[0] | p[1] << 8)); }
+float load_f16(const uint8_t* p) {
+  return f16_to_f32(uint16_t(p[0] | p[1] << 8));
+}
 void store_f16(uint8_t* p, float v) {
   const uint16_t h = f32_to_f16(v);
   p[0] = uint8_t(h);
@@ -32,7 +34,9 @@ void store_u32(uint8_t* p, uint32_t v) {
 }
 
 // The 4-bit code of element j (0..31) of a block whose 16 code bytes start at qs.
-int nibble(const uint8_t* qs, int j) { return j < 16 ? qs[j] & 0xF : qs[j - 16] >> 4; }
+int nibble(const uint8_t* qs, int j) {
+  return j < 16 ? qs[j] & 0xF : qs[j - 16] >> 4;
+}
 
 // Packs 32 4-bit codes: element j in the low nibble of byte j, element j+16 in the high one.
 void pack_nibbles(const uint8_t* q, uint8_t* qs) {

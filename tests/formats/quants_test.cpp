@@ -1,6 +1,8 @@
 // Block quantization (formats/quants.h): every decoder bit for bit against gguf-py's (reference
 // vectors in data/quants, made by scripts/gen_quant_vectors.py), the Q4_0..Q8_0 encoders byte for
 // byte against gguf-py's, and the round-trip error of every encoder.
+#include "formats/quants.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -13,7 +15,6 @@
 #include <vector>
 
 #include "core/error.h"
-#include "formats/quants.h"
 #include "formats/weight_format.h"
 
 namespace meshlm {
@@ -49,8 +50,8 @@ std::string values_of(const float* v, int64_t n) {
 }
 
 const std::vector<WeightType> kBlockTypes = {
-    WeightType::Q4_0, WeightType::Q4_1, WeightType::Q5_0,   WeightType::Q5_1,   WeightType::Q8_0,
-    WeightType::Q2_K, WeightType::Q3_K, WeightType::Q4_K,   WeightType::Q5_K,   WeightType::Q6_K,
+    WeightType::Q4_0,   WeightType::Q4_1,   WeightType::Q5_0, WeightType::Q5_1, WeightType::Q8_0,
+    WeightType::Q2_K,   WeightType::Q3_K,   WeightType::Q4_K, WeightType::Q5_K, WeightType::Q6_K,
     WeightType::IQ4_NL, WeightType::IQ4_XS, WeightType::MXFP4};
 
 const std::vector<WeightType> kQuantizable = {
@@ -91,8 +92,8 @@ TEST_P(Decoder, BitIdenticalToGgufPy) {
     uint64_t want;
     std::memcpy(&want, hashes.data() + 8 * i, 8);
     if (fnv1a64(v, size_t(f.block_elems) * 4) != want && ++mismatches <= 3)
-      ADD_FAILURE() << f.name << " block " << i << " decodes differently from gguf-py; ours: "
-                    << values_of(v, f.block_elems);
+      ADD_FAILURE() << f.name << " block " << i
+                    << " decodes differently from gguf-py; ours: " << values_of(v, f.block_elems);
   }
   EXPECT_EQ(mismatches, 0) << "of " << n_blocks << " blocks";
 }
@@ -200,11 +201,11 @@ TEST_P(Encoder, GaussianRoundTripError) {
   // ggml's reference quantizers (quantize_row_*_ref, what llama-quantize runs without an
   // importance matrix) measured on 2^20 N(0, 1) values, plus 3%.
   const Bound kBounds[] = {
-      {WeightType::Q8_0, 0.00535 * 1.03, 0.03},  {WeightType::Q4_0, 0.08588 * 1.03, 0.6},
-      {WeightType::Q4_1, 0.07829 * 1.03, 0.35},  {WeightType::Q5_0, 0.04271 * 1.03, 0.3},
-      {WeightType::Q5_1, 0.03788 * 1.03, 0.17},  {WeightType::Q2_K, 0.29651 * 1.03, 2.0},
-      {WeightType::Q3_K, 0.15087 * 1.03, 0.9},   {WeightType::Q4_K, 0.07140 * 1.03, 0.4},
-      {WeightType::Q5_K, 0.03615 * 1.03, 0.2},   {WeightType::Q6_K, 0.01772 * 1.03, 0.1},
+      {WeightType::Q8_0, 0.00535 * 1.03, 0.03}, {WeightType::Q4_0, 0.08588 * 1.03, 0.6},
+      {WeightType::Q4_1, 0.07829 * 1.03, 0.35}, {WeightType::Q5_0, 0.04271 * 1.03, 0.3},
+      {WeightType::Q5_1, 0.03788 * 1.03, 0.17}, {WeightType::Q2_K, 0.29651 * 1.03, 2.0},
+      {WeightType::Q3_K, 0.15087 * 1.03, 0.9},  {WeightType::Q4_K, 0.07140 * 1.03, 0.4},
+      {WeightType::Q5_K, 0.03615 * 1.03, 0.2},  {WeightType::Q6_K, 0.01772 * 1.03, 0.1},
   };
   const WeightType t = GetParam();
   const Bound* bound = nullptr;
@@ -234,7 +235,8 @@ TEST_P(Encoder, PowerOfTwoScalingIsExact) {
     for (float& v : xs) v *= scale;
     const std::vector<float> ys = round_trip(t, xs);
     for (size_t i = 0; i < x.size(); ++i)
-      ASSERT_EQ(ys[i], y[i] * scale) << formats::name(t) << " at scale " << scale << ", element " << i;
+      ASSERT_EQ(ys[i], y[i] * scale)
+          << formats::name(t) << " at scale " << scale << ", element " << i;
   }
 }
 
