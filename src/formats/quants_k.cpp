@@ -122,8 +122,9 @@ float fit_scale_offset(int n, int nmax, const float* x, const float* w, float rm
     }
     return e;
   };
-  float scale = (hi - lo) / float(nmax), min = lo;
-  levels(float(nmax) / (hi - lo), min, L);
+  const float iscale = float(nmax) / (hi - lo);
+  float scale = 1 / iscale, min = lo;
+  levels(iscale, min, L);
   float best = error(scale, min, L);
   uint8_t trial[32];
   for (int k = 0; k <= nstep; ++k) {
@@ -167,8 +168,8 @@ float fit_symmetric(int n, int nmax, const float* x, int8_t* L) {
       amax = std::fabs(x[i]);
       max = x[i];
     }
-  if (amax < 1e-15f) {
-    std::fill(L, L + n, int8_t(0));
+  if (amax < 1e-15f) {  // all zero: the lowest level (stored as 0), scale 0
+    std::fill(L, L + n, int8_t(-nmax));
     return 0;
   }
   float sum_xl = 0, sum_l2 = 0;
@@ -207,8 +208,8 @@ float fit_symmetric_refined(int n, int nmax, const float* x, int8_t* L) {
       amax = std::fabs(x[i]);
       max = x[i];
     }
-  if (amax < 1e-15f) {
-    std::fill(L, L + n, int8_t(0));
+  if (amax < 1e-15f) {  // all zero: the lowest level (stored as 0), scale 0
+    std::fill(L, L + n, int8_t(-nmax));
     return 0;
   }
   const float iscale = -float(nmax) / max;

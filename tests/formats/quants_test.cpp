@@ -1,6 +1,7 @@
 // Block quantization (formats/quants.h): every decoder bit for bit against gguf-py's (reference
 // vectors in data/quants, made by scripts/gen_quant_vectors.py), the Q4_0..Q8_0 encoders byte for
-// byte against gguf-py's, and the round-trip error of every encoder.
+// byte against gguf-py's and the Q2_K..Q6_K encoders against ggml's reference quantizers, and the
+// round-trip error of every encoder.
 #include "formats/quants.h"
 
 #include <gtest/gtest.h>
@@ -100,7 +101,7 @@ TEST_P(Decoder, BitIdenticalToGgufPy) {
 
 INSTANTIATE_TEST_SUITE_P(AllBlockTypes, Decoder, testing::ValuesIn(kBlockTypes), type_name);
 
-// ---- Encoders against gguf-py ----
+// ---- Encoders against gguf-py (Q4_0..Q8_0) and ggml (Q2_K..Q6_K) ----
 
 // Q4_1 / Q5_1 blocks that differ only in the sign of a zero minimum m (bytes 2-3: 0x0000 vs
 // 0x8000).
@@ -110,9 +111,9 @@ bool zero_min_sign_only(const uint8_t* a, const uint8_t* b, size_t n) {
   return a[2] == 0 && (a[3] | b[3]) == 0x80 && (a[3] & b[3]) == 0;
 }
 
-class LegacyEncoder : public testing::TestWithParam<WeightType> {};
+class ReferenceEncoder : public testing::TestWithParam<WeightType> {};
 
-TEST_P(LegacyEncoder, ByteIdenticalToGgufPy) {
+TEST_P(ReferenceEncoder, ByteIdenticalToReference) {
   const FormatInfo& f = formats::info(GetParam());
   const fs::path src = kDataDir / (std::string(f.name) + ".src.f32");
   const fs::path bin = kDataDir / (std::string(f.name) + ".bin");
@@ -149,7 +150,7 @@ TEST_P(LegacyEncoder, ByteIdenticalToGgufPy) {
     if (++mismatches <= 3)
       ADD_FAILURE() << f.name << " block " << i << " (inputs "
                     << values_of(x.data() + i * f.block_elems, f.block_elems)
-                    << ") encodes differently from gguf-py";
+                    << ") encodes differently from the reference";
   }
   EXPECT_EQ(mismatches, 0) << "of " << n / f.block_elems << " blocks";
   if (zero_min_sign)
@@ -157,10 +158,7 @@ TEST_P(LegacyEncoder, ByteIdenticalToGgufPy) {
                 std::string(f.name).c_str(), zero_min_sign);
 }
 
-INSTANTIATE_TEST_SUITE_P(Q4_0ToQ8_0, LegacyEncoder,
-                         testing::Values(WeightType::Q4_0, WeightType::Q4_1, WeightType::Q5_0,
-                                         WeightType::Q5_1, WeightType::Q8_0),
-                         type_name);
+INSTANTIATE_TEST_SUITE_P(Quantizable, ReferenceEncoder, testing::ValuesIn(kQuantizable), type_name);
 
 // ---- Round trips ----
 
