@@ -40,10 +40,12 @@ inline constexpr int8_t kIq4nlValues[16] = {-127, -104, -83, -65, -49, -35, -22,
 inline constexpr int8_t kE2m1Doubled[16] = {0, 1,  2,  3,  4,  6,  8,  12,
                                             0, -1, -2, -3, -4, -6, -8, -12};
 
-// True for the types quantize_row can write: Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 (bit-identical to
-// ggml's reference quantizers and gguf-py's), Q2_K, Q3_K, Q4_K, Q5_K, Q6_K (llama.cpp's published
-// method: per-sub-block scale/min search minimizing weighted squared error, 4/6/8-bit scales),
-// and the plain F32, BF16, F16.
+// True for the types quantize_row can write: Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K,
+// Q5_K, Q6_K, and the plain F32, BF16, F16. The block encoders write the same bytes as ggml's
+// reference quantizers (quantize_row_*_ref, which llama-quantize runs when it has no importance
+// matrix): the legacy types round as ggml does; the K-quants follow llama.cpp's published method
+// (per sub-block, a search for the scale and minimum that minimise a weighted squared error, then
+// 4-, 6- or 8-bit sub-block scales against an f16 super-block scale).
 bool can_quantize(WeightType t);
 
 // dst[0, row_bytes(t, n)) = the row src[0, n) in format t. Throws Error("format") when t has no

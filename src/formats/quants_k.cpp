@@ -6,7 +6,9 @@
 // when no importance matrix is given): each sub-block gets the scale (and, for the types with a
 // minimum, the offset) that minimises a weighted squared error over a small search of candidate
 // scales; the sub-block scales are then quantized to 4, 6 or 8 bits against the super-block's f16
-// scale, and every element is re-quantized against the scale as it will be decoded.
+// scale, and every element is re-quantized against the scale as it will be decoded. The float
+// operations are ordered as in ggml's reference quantizers, so the bytes are the same as theirs
+// (tests/formats/quants_test.cpp checks this on ggml-quantized vectors).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
