@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "core/half.h"
+#include "formats/quants.h"
 
 namespace meshlm::formats {
 
@@ -24,29 +25,24 @@ void dequantize_f16(const void* src, int64_t n, float* dst) {
   for (int64_t i = 0; i < n; ++i) dst[i] = f16_to_f32(s[i]);
 }
 
-// Block formats whose decoder is not written yet throw when asked to decode.
-void no_dequantizer(const void*, int64_t, float*) {
-  throw Error("format", "this block format has no dequantizer yet");
-}
-
 // Block layouts of the GGUF types are ggml's (ggml-common.h): elements and bytes per block.
 constexpr FormatInfo kFormats[] = {
     {WeightType::F32, "F32", 0, 1, 4, dequantize_f32},
     {WeightType::BF16, "BF16", 30, 1, 2, dequantize_bf16},
     {WeightType::F16, "F16", 1, 1, 2, dequantize_f16},
-    {WeightType::Q4_0, "Q4_0", 2, 32, 18, no_dequantizer},
-    {WeightType::Q4_1, "Q4_1", 3, 32, 20, no_dequantizer},
-    {WeightType::Q5_0, "Q5_0", 6, 32, 22, no_dequantizer},
-    {WeightType::Q5_1, "Q5_1", 7, 32, 24, no_dequantizer},
-    {WeightType::Q8_0, "Q8_0", 8, 32, 34, no_dequantizer},
-    {WeightType::Q2_K, "Q2_K", 10, 256, 84, no_dequantizer},
-    {WeightType::Q3_K, "Q3_K", 11, 256, 110, no_dequantizer},
-    {WeightType::Q4_K, "Q4_K", 12, 256, 144, no_dequantizer},
-    {WeightType::Q5_K, "Q5_K", 13, 256, 176, no_dequantizer},
-    {WeightType::Q6_K, "Q6_K", 14, 256, 210, no_dequantizer},
-    {WeightType::IQ4_NL, "IQ4_NL", 20, 32, 18, no_dequantizer},
-    {WeightType::IQ4_XS, "IQ4_XS", 23, 256, 136, no_dequantizer},
-    {WeightType::MXFP4, "MXFP4", 39, 32, 17, no_dequantizer},
+    {WeightType::Q4_0, "Q4_0", 2, 32, 18, dequantize_q4_0},
+    {WeightType::Q4_1, "Q4_1", 3, 32, 20, dequantize_q4_1},
+    {WeightType::Q5_0, "Q5_0", 6, 32, 22, dequantize_q5_0},
+    {WeightType::Q5_1, "Q5_1", 7, 32, 24, dequantize_q5_1},
+    {WeightType::Q8_0, "Q8_0", 8, 32, 34, dequantize_q8_0},
+    {WeightType::Q2_K, "Q2_K", 10, 256, 84, dequantize_q2_k},
+    {WeightType::Q3_K, "Q3_K", 11, 256, 110, dequantize_q3_k},
+    {WeightType::Q4_K, "Q4_K", 12, 256, 144, dequantize_q4_k},
+    {WeightType::Q5_K, "Q5_K", 13, 256, 176, dequantize_q5_k},
+    {WeightType::Q6_K, "Q6_K", 14, 256, 210, dequantize_q6_k},
+    {WeightType::IQ4_NL, "IQ4_NL", 20, 32, 18, dequantize_iq4_nl},
+    {WeightType::IQ4_XS, "IQ4_XS", 23, 256, 136, dequantize_iq4_xs},
+    {WeightType::MXFP4, "MXFP4", 39, 32, 17, dequantize_mxfp4},
 };
 
 static_assert([] {
