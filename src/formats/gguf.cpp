@@ -560,9 +560,7 @@ void GgufFile::parse_all() {
   if (const GgufValue* a = metadata_.find("general.alignment")) {
     auto v = a->is_array() ? std::nullopt : a->as_u64();
     if (!v || *v == 0 || *v > 0x80000000u || !std::has_single_bit(*v))
-      throw c.fail("general.alignment (" + a->describe() +
-                   (v ? " " + std::to_string(*v) : std::string()) +
-                   ") must be a power of two that fits a u32");
+      throw c.fail("general.alignment (" + a->describe() + ") must be a power of two that fits a u32");
     alignment_ = uint32_t(*v);
   }
 

@@ -177,12 +177,10 @@ void GgufWriter::write_header() {
   write_raw(h.data(), h.size());
   pad_to_alignment();
   data_start_ = written_;
-  skip_empty_tensors();
 }
 
-void GgufWriter::skip_empty_tensors() {
-  while (current_ < tensors_.size() && current_written_ == tensors_[current_].nbytes) {
-    if (tensors_[current_].nbytes != 0) pad_to_alignment();
+void GgufWriter::skip_empty_tensors(std::string_view until) {
+  while (current_ < tensors_.size() && tensors_[current_].nbytes == 0 && tensors_[current_].name != until) {
     ++current_;
     current_written_ = 0;
   }
@@ -191,6 +189,8 @@ void GgufWriter::skip_empty_tensors() {
 void GgufWriter::append(std::string_view name, std::span<const uint8_t> bytes) {
   if (finished_) fail("tensor '" + std::string(name) + "' appended to a finished file");
   if (!header_written_) write_header();
+  // Zero-byte tensors need no append: passing on to a later tensor skips them.
+  skip_empty_tensors(name);
   if (current_ >= tensors_.size())
     fail("tensor '" + std::string(name) + "' appended after all tensors were written");
   const Tensor& t = tensors_[current_];
@@ -206,12 +206,17 @@ void GgufWriter::append(std::string_view name, std::span<const uint8_t> bytes) {
          ", its offset says " + std::to_string(data_start_ + t.offset));
   write_raw(bytes.data(), bytes.size());
   current_written_ += bytes.size();
-  skip_empty_tensors();
+  if (current_written_ == t.nbytes) {
+    if (t.nbytes != 0) pad_to_alignment();
+    ++current_;
+    current_written_ = 0;
+  }
 }
 
 void GgufWriter::finish() {
   if (finished_) return;
   if (!header_written_) write_header();
+  skip_empty_tensors("");
   if (current_ < tensors_.size())
     fail("finish with tensor '" + tensors_[current_].name + "' incomplete (" +
          std::to_string(current_written_) + " of " + std::to_string(tensors_[current_].nbytes) +

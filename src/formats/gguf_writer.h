@@ -54,7 +54,7 @@ class GgufWriter {
 
   // Appends bytes of tensor `name`, which must be the tensor being written (declared order; the
   // first call writes the header, after which nothing more can be declared). A piece may not run
-  // past the end of that tensor.
+  // past the end of that tensor. Zero-byte tensors need no call (one with no bytes is fine).
   void append(std::string_view name, std::span<const uint8_t> bytes);
   // Checks every tensor is complete (writes the header if no tensor had bytes), flushes, closes
   // and renames the file into place.
@@ -75,7 +75,7 @@ class GgufWriter {
   void write_header();
   void write_raw(const void* data, size_t n);
   void pad_to_alignment();
-  void skip_empty_tensors();
+  void skip_empty_tensors(std::string_view until);
 
   std::string path_;
   std::string partial_path_;
