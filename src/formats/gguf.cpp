@@ -19,7 +19,13 @@ namespace {
 // tensor info is a name (u64 + 1), u32 dims count, u32 type and u64 offset.
 constexpr uint64_t kMinPairBytes = 8 + 1 + 4 + 1;
 constexpr uint64_t kMinTensorInfoBytes = 8 + 1 + 4 + 4 + 8;
-constexpr uint64_t kHeaderBytes = 4 + 4 + 8 + 8;
+// Metadata arrays are decoded into owned vectors (8 bytes an element): a limit far above any
+// real array (vocabularies are a few 100k) keeps a hostile file from asking for gigabytes.
+constexpr uint64_t kMaxArrayElements = uint64_t(1) << 24;
+// Vectors sized from counts in the file grow as elements are read, beyond this first reserve.
+constexpr uint64_t kMaxReserve = uint64_t(1) << 16;
+
+size_t reserve_for(uint64_t n) { return size_t(std::min(n, kMaxReserve)); }
 
 // ggml's type names by id (ggml.h), including the types meshlm cannot use and the ids ggml
 // retired, so a refusal can say what the file holds.
@@ -135,14 +141,14 @@ GgufValue read_scalar(Cursor& c, GgufType t, const std::string& what) {
 GgufValue read_array(Cursor& c, GgufType t, uint64_t n, const std::string& what) {
   if (t == GgufType::String) {
     std::vector<std::string> v;
-    v.reserve(size_t(n));
+    v.reserve(reserve_for(n));
     for (uint64_t i = 0; i < n; ++i) v.push_back(c.str(what));
     return GgufValue::string_array(std::move(v));
   }
   const size_t w = scalar_bytes(t);
   if (gguf_is_float(t)) {
     std::vector<double> v;
-    v.reserve(size_t(n));
+    v.reserve(reserve_for(n));
     for (uint64_t i = 0; i < n; ++i) {
       const uint64_t bits = c.uint(w, what);
       v.push_back(t == GgufType::F32 ? double(std::bit_cast<float>(uint32_t(bits)))
@@ -152,18 +158,18 @@ GgufValue read_array(Cursor& c, GgufType t, uint64_t n, const std::string& what)
   }
   if (t == GgufType::Bool) {
     std::vector<bool> v;
-    v.reserve(size_t(n));
+    v.reserve(reserve_for(n));
     for (uint64_t i = 0; i < n; ++i) v.push_back(c.uint(1, what) != 0);
     return GgufValue::bool_array(v);
   }
   if (t == GgufType::U64) {
     std::vector<uint64_t> v;
-    v.reserve(size_t(n));
+    v.reserve(reserve_for(n));
     for (uint64_t i = 0; i < n; ++i) v.push_back(c.uint(8, what));
     return GgufValue::u64_array(std::move(v));
   }
   std::vector<int64_t> v;
-  v.reserve(size_t(n));
+  v.reserve(reserve_for(n));
   const unsigned shift = unsigned(64 - 8 * w);
   for (uint64_t i = 0; i < n; ++i) {
     const uint64_t bits = c.uint(w, what);
@@ -192,6 +198,9 @@ GgufValue read_value(Cursor& c, uint32_t type_id, const std::string& key) {
     throw c.fail(what + " is an array of " + std::to_string(n) + " " +
                  std::string(gguf_type_name(elem)) + ", more than the " +
                  std::to_string(c.left()) + " bytes left can hold: truncated or corrupt");
+  if (n > kMaxArrayElements)
+    throw c.fail(what + " is an array of " + std::to_string(n) + " elements, more than meshlm reads (" +
+                 std::to_string(kMaxArrayElements) + ")");
   return read_array(c, elem, n, what);
 }
 
@@ -564,7 +573,7 @@ void GgufFile::parse_all() {
     alignment_ = uint32_t(*v);
   }
 
-  tensors_.reserve(size_t(n_tensors));
+  tensors_.reserve(reserve_for(n_tensors));
   for (uint64_t i = 0; i < n_tensors; ++i) {
     GgufTensor t;
     t.name = c.str("name of tensor " + std::to_string(i));

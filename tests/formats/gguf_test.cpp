@@ -197,6 +197,12 @@ TEST(GgufRead, StringsAndArraysPastTheEnd) {
   EXPECT_ERROR(g.build(), "key of metadata pair 0");
   g.kvs = {kv("arr", GgufType::Array, Enc().u32(uint32_t(GgufType::U32)).u64(uint64_t(1) << 40).b)};
   EXPECT_ERROR(g.build(), "key 'arr' is an array of 1099511627776 u32, more than");
+  // Within the file, but beyond the 2^24 elements meshlm decodes.
+  const uint64_t big = (uint64_t(1) << 24) + 1;
+  std::vector<uint8_t> many = Enc().u32(uint32_t(GgufType::U8)).u64(big).b;
+  many.resize(many.size() + big);
+  g.kvs = {kv("arr", GgufType::Array, many)};
+  EXPECT_ERROR(g.build(), "key 'arr' is an array of 16777217 elements, more than meshlm reads");
   g.kvs = {kv("arr", GgufType::Array, Enc().u32(uint32_t(GgufType::String)).u64(3).str("x").b)};
   EXPECT_ERROR(g.build(), "key 'arr'");
   g = valid_raw();
