@@ -317,6 +317,56 @@ def json_corpus():
     add("fuzz_output_parser", "not_a_call", u8(1) + u8(7) + b"<tool_call>{broken</tool_call> text")
 
 
+def gguf_corpus():
+    # fuzz_gguf: byte 0 odd: a whole file; even: byte 1 tensor count, byte 2 metadata count, then
+    # the pairs, tensor infos, padding and data (the harness writes magic, version 3 and counts).
+    # GGUF value types and ggml type ids (formats/gguf.h, formats/weight_format.cpp).
+    U8, I8, U16, I16, U32, I32, F32, BOOL, STR, ARR, U64, I64, F64 = range(13)
+
+    def gs(text):
+        b = text.encode()
+        return u64(len(b)) + b
+
+    def pair(key, vtype, value):
+        return gs(key) + u32(vtype) + value
+
+    def arr(etype, items):
+        return u32(etype) + u64(len(items)) + b"".join(items)
+
+    def tensor(name, ne, ggml_type, offset):
+        return gs(name) + u32(len(ne)) + b"".join(u64(d) for d in ne) + u32(ggml_type) + u64(offset)
+
+    def body(pairs, tensors, data, align=32, header_len=24):
+        out = b"".join(pairs) + b"".join(tensors)
+        out += b"\0" * (-(header_len + len(out)) % align)
+        return out + data
+
+    pairs = [pair("general.architecture", STR, gs("qwen3")),
+             pair("qwen3.block_count", U32, u32(2)),
+             pair("qwen3.rope.freq_base", F32, f32(1e6)),
+             pair("general.flag", BOOL, u8(1)),
+             pair("tokenizer.ggml.tokens", ARR, arr(STR, [gs("a"), gs("<|im_end|>"), gs("")])),
+             pair("tokenizer.ggml.token_type", ARR, arr(I32, [i32(1), i32(3), i32(5)])),
+             pair("tokenizer.ggml.scores", ARR, arr(F32, [f32(0.5), f32(-1.0)])),
+             pair("misc.i64", I64, i64(-5)), pair("misc.f64", F64, struct.pack("<d", 0.25)),
+             pair("misc.u8s", ARR, arr(U8, [u8(1), u8(2)]))]
+    # F32 [2, 2] at 0, Q8_0 [1, 32] at 32, Q4_K [1, 256] at 96, an empty F16 [0, 4] at 256.
+    tensors = [tensor("a.weight", [2, 2], 0, 0), tensor("q8.weight", [32, 1], 8, 32),
+               tensor("q4k.weight", [256, 1], 12, 96), tensor("empty", [4, 0], 1, 256)]
+    data = bytes(range(16)) + b"\0" * 16 + bytes(range(34)) + b"\0" * 30 + bytes(range(144)) + b"\0" * 16
+    add("fuzz_gguf", "structured", u8(0) + u8(len(tensors)) + u8(len(pairs)) + body(pairs, tensors, data))
+    whole = b"GGUF" + u32(3) + u64(len(tensors)) + u64(len(pairs)) + body(pairs, tensors, data)
+    add("fuzz_gguf", "whole_file", u8(1) + whole)
+    # A part of a split set with a custom alignment.
+    split_pairs = [pair("split.no", U16, u16(0)), pair("split.count", U16, u16(1)),
+                   pair("split.tensors.count", I32, i32(1)), pair("general.alignment", U32, u32(64))]
+    split_tensors = [tensor("b.weight", [4], 0, 0)]
+    add("fuzz_gguf", "split_part", u8(0) + u8(1) + u8(len(split_pairs)) +
+        body(split_pairs, split_tensors, bytes(range(16)), align=64))
+    v2 = b"GGUF" + u32(2) + u64(1) + u64(1) + body([pairs[0]], [tensors[0]], bytes(range(16)))
+    add("fuzz_gguf", "version2", u8(1) + v2)
+
+
 def tokenizer_corpus():
     add("fuzz_tokenizer_encode", "mixed", "Hello world! héllo 你好 😀 123 4567\n\t<|stop|> he<|tool|>")
     add("fuzz_tokenizer_encode", "invalid_utf8", b"ab\xff\xc3(\xe2\x82 \xf0\x9f\x98")
@@ -385,6 +435,7 @@ def main():
     sync_server_corpus()
     json_corpus()
     tokenizer_corpus()
+    gguf_corpus()
     total = 0
     for target, files in sorted(corpus.items()):
         shutil.rmtree(os.path.join(OUT, target), ignore_errors=True)
