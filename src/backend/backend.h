@@ -74,6 +74,12 @@ struct MatmulOut {
   const float* bias = nullptr;  // may be null
 };
 
+// Which values RoPE rotates together in a head of d values.
+enum class RopeStyle : uint8_t {
+  HalfSplit,    // (i, i + d/2): Hugging Face's rotate_half (GPT-NeoX style)
+  Interleaved,  // (2i, 2i+1): GPT-J style, what llama.cpp's llama-family GGUFs are laid out for
+};
+
 // Grouped-query attention of a batch of tokens over their sequences' cached keys and values.
 struct AttentionShape {
   int64_t n_heads = 0;     // query heads per token
@@ -130,10 +136,10 @@ class Backend {
   // Each of `rows` rows of n values: out = x / sqrt(mean(x^2) + eps) * weight. out may alias x.
   virtual void rmsnorm(const float* x, const float* weight, int64_t rows, int64_t n, float eps,
                        float* out) = 0;
-  // Rotary embedding (Hugging Face rotate_half convention) of x [n_tok, n_heads, head_dim] in
-  // place, token t at position pos[t], angle pos * inv_freq[i] for pair (i, i + head_dim / 2).
+  // Rotary embedding of x [n_tok, n_heads, head_dim] in place, token t at position pos[t]: pair
+  // i (of `style`) rotated by the angle pos * inv_freq[i].
   virtual void rope(float* x, int64_t n_tok, int64_t n_heads, int64_t head_dim,
-                    const int64_t* pos, const float* inv_freq) = 0;
+                    const int64_t* pos, const float* inv_freq, RopeStyle style) = 0;
   // out [n_tok, n_heads, head_dim] = softmax(scale * q.k) v per head, for the n_tok tokens of q
   // [n_tok, n_heads, head_dim], token t over keys[t].
   virtual void attention(const float* q, int64_t n_tok, const AttentionKeys* keys,

@@ -47,7 +47,9 @@ class CpuBackend final : public Backend {
   }
 
   void rope(float* x, int64_t n_tok, int64_t n_heads, int64_t head_dim, const int64_t* pos,
-            const float* inv_freq) override {
+            const float* inv_freq, RopeStyle style) override {
+    if (style == RopeStyle::Interleaved)
+      return rope_interleaved_host(x, n_tok, n_heads, head_dim, pos, inv_freq);
     for (int64_t t = 0; t < n_tok; ++t)
       kernels::rope(x + t * n_heads * head_dim, n_heads, head_dim, pos[t], inv_freq);
   }

@@ -10,4 +10,9 @@ namespace meshlm::backend {
 std::unique_ptr<Backend> make_cpu_backend(int threads);
 std::unique_ptr<Backend> make_ref_backend();
 
+// RopeStyle::Interleaved on the host, scalar (both host backends use it: it costs a few
+// multiplies per value, next to a matmul's thousands).
+void rope_interleaved_host(float* x, int64_t n_tok, int64_t n_heads, int64_t head_dim,
+                           const int64_t* pos, const float* inv_freq);
+
 }  // namespace meshlm::backend

@@ -1,6 +1,7 @@
 // The ref backend: the scalar reference kernels (kernels/kernels_ref.h) on the calling thread.
 // Slow and obvious on purpose: it is the oracle the cpu backend's model tests compare with, and
 // the proof that model/ computes through the backend interface alone.
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -35,7 +36,9 @@ class RefBackend final : public Backend {
     for (int64_t r = 0; r < rows; ++r) kernels::ref::rmsnorm(x + r * n, weight, n, eps, out + r * n);
   }
   void rope(float* x, int64_t n_tok, int64_t n_heads, int64_t head_dim, const int64_t* pos,
-            const float* inv_freq) override {
+            const float* inv_freq, RopeStyle style) override {
+    if (style == RopeStyle::Interleaved)
+      return rope_interleaved_host(x, n_tok, n_heads, head_dim, pos, inv_freq);
     for (int64_t t = 0; t < n_tok; ++t)
       kernels::ref::rope(x + t * n_heads * head_dim, n_heads, head_dim, pos[t], inv_freq);
   }
@@ -61,6 +64,22 @@ class RefBackend final : public Backend {
 };
 
 }  // namespace
+
+void rope_interleaved_host(float* x, int64_t n_tok, int64_t n_heads, int64_t head_dim,
+                           const int64_t* pos, const float* inv_freq) {
+  const int64_t half = head_dim / 2;
+  for (int64_t t = 0; t < n_tok; ++t)
+    for (int64_t h = 0; h < n_heads; ++h) {
+      float* v = x + (t * n_heads + h) * head_dim;
+      for (int64_t i = 0; i < half; ++i) {
+        const float angle = float(pos[t]) * inv_freq[i];
+        const float c = std::cos(angle), s = std::sin(angle);
+        const float a = v[2 * i], b = v[2 * i + 1];
+        v[2 * i] = a * c - b * s;
+        v[2 * i + 1] = b * c + a * s;
+      }
+    }
+}
 
 std::unique_ptr<Backend> make_ref_backend() { return std::make_unique<RefBackend>(); }
 

@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/json_file.h"
 #include "model/architectures.h"
+#include "model/model_files.h"
 
 namespace meshlm::model {
 
@@ -99,18 +100,7 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
     c.head_dim = require_positive(j, "head_dim");
   else
     c.head_dim = c.hidden / c.n_heads;
-  if (c.head_dim <= 0 || c.head_dim % 2 != 0)
-    throw Error("config", "head_dim must be a positive even number, got " + std::to_string(c.head_dim));
-  if (c.n_heads % c.n_kv_heads != 0)
-    throw Error("config", "num_attention_heads (" + std::to_string(c.n_heads) +
-                              ") is not a multiple of num_key_value_heads (" +
-                              std::to_string(c.n_kv_heads) + ")");
-  check_at_most(c.hidden, int64_t{1} << 18, "hidden_size");
-  check_at_most(c.n_layers, int64_t{1} << 16, "num_hidden_layers");
-  check_at_most(c.n_heads, int64_t{1} << 12, "num_attention_heads");
-  check_at_most(c.head_dim, int64_t{1} << 12, "head_dim");
-  check_at_most(c.intermediate, int64_t{1} << 20, "intermediate_size");
-  check_at_most(c.vocab, int64_t{1} << 24, "vocab_size");
+  c.validate();
   c.max_position = get_or<int64_t>(j, "max_position_embeddings", 4096);
   c.rms_eps = get_or<float>(j, "rms_norm_eps", arch->default_rms_eps);
   c.rope_theta = get_or<double>(j, "rope_theta", arch->default_rope_theta);
@@ -140,7 +130,30 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
   return c;
 }
 
+void ModelConfig::validate() const {
+  for (auto [v, key] : {std::pair{hidden, "hidden_size"}, {n_layers, "num_hidden_layers"},
+                        {n_heads, "num_attention_heads"}, {n_kv_heads, "num_key_value_heads"},
+                        {intermediate, "intermediate_size"}, {vocab, "vocab_size"}})
+    if (v <= 0) throw Error("config", std::string("\"") + key + "\" must be a positive integer");
+  if (head_dim <= 0 || head_dim % 2 != 0)
+    throw Error("config", "head_dim must be a positive even number, got " + std::to_string(head_dim));
+  if (n_heads % n_kv_heads != 0)
+    throw Error("config", "num_attention_heads (" + std::to_string(n_heads) +
+                              ") is not a multiple of num_key_value_heads (" +
+                              std::to_string(n_kv_heads) + ")");
+  check_at_most(hidden, int64_t{1} << 18, "hidden_size");
+  check_at_most(n_layers, int64_t{1} << 16, "num_hidden_layers");
+  check_at_most(n_heads, int64_t{1} << 12, "num_attention_heads");
+  check_at_most(head_dim, int64_t{1} << 12, "head_dim");
+  check_at_most(intermediate, int64_t{1} << 20, "intermediate_size");
+  check_at_most(vocab, int64_t{1} << 24, "vocab_size");
+  if (!rope_freq_factors.empty() && int64_t(rope_freq_factors.size()) != head_dim / 2)
+    throw Error("config", "rope_freqs has " + std::to_string(rope_freq_factors.size()) +
+                              " values, expected head_dim / 2 = " + std::to_string(head_dim / 2));
+}
+
 ModelConfig ModelConfig::from_dir(const std::string& dir) {
+  if (detect_model_format(dir) == ModelFormat::Gguf) return ModelFiles::open(dir)->config();
   return from_json(read_json_file(dir + "/config.json", "config",
                                   " (is --model a Hugging Face model folder?)"));
 }
@@ -153,7 +166,9 @@ std::vector<float> ModelConfig::rope_inv_freq() const {
     float exponent = float(2 * i) / float(head_dim);
     inv[size_t(i)] = 1.0f / std::pow(float(rope_theta), exponent);
   }
-  if (rope_scaling == RopeScaling::Linear) {
+  if (!rope_freq_factors.empty()) {
+    for (int64_t i = 0; i < half; ++i) inv[size_t(i)] = inv[size_t(i)] / rope_freq_factors[size_t(i)];
+  } else if (rope_scaling == RopeScaling::Linear) {
     for (auto& f : inv) f = float(f / rope_factor);
   } else if (rope_scaling == RopeScaling::Llama3) {
     const float factor = float(rope_factor), low = float(rope_low_freq_factor),

@@ -34,11 +34,22 @@ struct ModelConfig {
   bool qk_norm = false;   // per-head RMSNorm on q and k before RoPE (Qwen3)
   std::vector<int64_t> eos_ids;
   int64_t bos_id = -1;
+  // GGUF files of the llama family (llama.cpp's converter permutes their q/k rows so that RoPE
+  // rotates adjacent pairs (2i, 2i+1) instead of (i, i + head_dim/2)); same result, other layout.
+  bool rope_interleaved = false;
+  // GGUF rope_freqs.weight (llama3-style scaling stored as per-frequency divisors): when not
+  // empty, inv_freq[i] = theta^(-2i/d) / rope_freq_factors[i] and rope_scaling is ignored.
+  std::vector<float> rope_freq_factors;
 
   // Parses config.json. Throws Error("config", ...) for missing keys or an unknown architecture
   // (naming the supported ones).
   static ModelConfig from_json(const nlohmann::json& j);
+  // A model folder's config.json, or a GGUF model's metadata (model/model_files.h).
   static ModelConfig from_dir(const std::string& dir);
+
+  // Throws Error("config", ...) for sizes that are not positive, inconsistent or implausibly
+  // large (a hostile file must not make the engine allocate terabytes before reading a weight).
+  void validate() const;
 
   // RoPE inverse frequencies (head_dim/2), with the llama3 / linear scaling applied.
   std::vector<float> rope_inv_freq() const;

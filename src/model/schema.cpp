@@ -13,6 +13,7 @@ struct Row {
   TensorRole role;
   TensorKind kind;
   const char* name;  // for layer tensors, the part after "model.layers.<i>."
+  const char* gguf;  // llama.cpp's name; for layer tensors, the part after "blk.<i>."
   bool per_layer;
   Dim d0, d1;        // d1 == d0 marks a vector of d0 values
   bool vector;
@@ -24,23 +25,23 @@ constexpr const char* kLayerPrefix = "model.layers.";
 
 // In file order. The table is the schema; functions below only walk it.
 constexpr Row kRows[] = {
-    {TensorRole::Embed, TensorKind::Embedding, "model.embed_tokens.weight", false, Dim::Vocab, Dim::Hidden, false, When::Always, SplitAxis::None},
-    {TensorRole::AttnNorm, TensorKind::Norm, "input_layernorm.weight", true, Dim::Hidden, Dim::Hidden, true, When::Always, SplitAxis::None},
-    {TensorRole::Wq, TensorKind::Matrix, "self_attn.q_proj.weight", true, Dim::QDim, Dim::Hidden, false, When::Always, SplitAxis::Rows},
-    {TensorRole::Bq, TensorKind::Bias, "self_attn.q_proj.bias", true, Dim::QDim, Dim::QDim, true, When::QkvBias, SplitAxis::Rows},
-    {TensorRole::Wk, TensorKind::Matrix, "self_attn.k_proj.weight", true, Dim::KvDim, Dim::Hidden, false, When::Always, SplitAxis::Rows},
-    {TensorRole::Bk, TensorKind::Bias, "self_attn.k_proj.bias", true, Dim::KvDim, Dim::KvDim, true, When::QkvBias, SplitAxis::Rows},
-    {TensorRole::Wv, TensorKind::Matrix, "self_attn.v_proj.weight", true, Dim::KvDim, Dim::Hidden, false, When::Always, SplitAxis::Rows},
-    {TensorRole::Bv, TensorKind::Bias, "self_attn.v_proj.bias", true, Dim::KvDim, Dim::KvDim, true, When::QkvBias, SplitAxis::Rows},
-    {TensorRole::QNorm, TensorKind::Norm, "self_attn.q_norm.weight", true, Dim::HeadDim, Dim::HeadDim, true, When::QkNorm, SplitAxis::None},
-    {TensorRole::KNorm, TensorKind::Norm, "self_attn.k_norm.weight", true, Dim::HeadDim, Dim::HeadDim, true, When::QkNorm, SplitAxis::None},
-    {TensorRole::Wo, TensorKind::Matrix, "self_attn.o_proj.weight", true, Dim::Hidden, Dim::QDim, false, When::Always, SplitAxis::Cols},
-    {TensorRole::MlpNorm, TensorKind::Norm, "post_attention_layernorm.weight", true, Dim::Hidden, Dim::Hidden, true, When::Always, SplitAxis::None},
-    {TensorRole::WGate, TensorKind::Matrix, "mlp.gate_proj.weight", true, Dim::Inter, Dim::Hidden, false, When::Always, SplitAxis::Rows},
-    {TensorRole::WUp, TensorKind::Matrix, "mlp.up_proj.weight", true, Dim::Inter, Dim::Hidden, false, When::Always, SplitAxis::Rows},
-    {TensorRole::WDown, TensorKind::Matrix, "mlp.down_proj.weight", true, Dim::Hidden, Dim::Inter, false, When::Always, SplitAxis::Cols},
-    {TensorRole::FinalNorm, TensorKind::Norm, "model.norm.weight", false, Dim::Hidden, Dim::Hidden, true, When::Always, SplitAxis::None},
-    {TensorRole::LmHead, TensorKind::Embedding, "lm_head.weight", false, Dim::Vocab, Dim::Hidden, false, When::Untied, SplitAxis::Rows},
+    {TensorRole::Embed, TensorKind::Embedding, "model.embed_tokens.weight", "token_embd.weight", false, Dim::Vocab, Dim::Hidden, false, When::Always, SplitAxis::None},
+    {TensorRole::AttnNorm, TensorKind::Norm, "input_layernorm.weight", "attn_norm.weight", true, Dim::Hidden, Dim::Hidden, true, When::Always, SplitAxis::None},
+    {TensorRole::Wq, TensorKind::Matrix, "self_attn.q_proj.weight", "attn_q.weight", true, Dim::QDim, Dim::Hidden, false, When::Always, SplitAxis::Rows},
+    {TensorRole::Bq, TensorKind::Bias, "self_attn.q_proj.bias", "attn_q.bias", true, Dim::QDim, Dim::QDim, true, When::QkvBias, SplitAxis::Rows},
+    {TensorRole::Wk, TensorKind::Matrix, "self_attn.k_proj.weight", "attn_k.weight", true, Dim::KvDim, Dim::Hidden, false, When::Always, SplitAxis::Rows},
+    {TensorRole::Bk, TensorKind::Bias, "self_attn.k_proj.bias", "attn_k.bias", true, Dim::KvDim, Dim::KvDim, true, When::QkvBias, SplitAxis::Rows},
+    {TensorRole::Wv, TensorKind::Matrix, "self_attn.v_proj.weight", "attn_v.weight", true, Dim::KvDim, Dim::Hidden, false, When::Always, SplitAxis::Rows},
+    {TensorRole::Bv, TensorKind::Bias, "self_attn.v_proj.bias", "attn_v.bias", true, Dim::KvDim, Dim::KvDim, true, When::QkvBias, SplitAxis::Rows},
+    {TensorRole::QNorm, TensorKind::Norm, "self_attn.q_norm.weight", "attn_q_norm.weight", true, Dim::HeadDim, Dim::HeadDim, true, When::QkNorm, SplitAxis::None},
+    {TensorRole::KNorm, TensorKind::Norm, "self_attn.k_norm.weight", "attn_k_norm.weight", true, Dim::HeadDim, Dim::HeadDim, true, When::QkNorm, SplitAxis::None},
+    {TensorRole::Wo, TensorKind::Matrix, "self_attn.o_proj.weight", "attn_output.weight", true, Dim::Hidden, Dim::QDim, false, When::Always, SplitAxis::Cols},
+    {TensorRole::MlpNorm, TensorKind::Norm, "post_attention_layernorm.weight", "ffn_norm.weight", true, Dim::Hidden, Dim::Hidden, true, When::Always, SplitAxis::None},
+    {TensorRole::WGate, TensorKind::Matrix, "mlp.gate_proj.weight", "ffn_gate.weight", true, Dim::Inter, Dim::Hidden, false, When::Always, SplitAxis::Rows},
+    {TensorRole::WUp, TensorKind::Matrix, "mlp.up_proj.weight", "ffn_up.weight", true, Dim::Inter, Dim::Hidden, false, When::Always, SplitAxis::Rows},
+    {TensorRole::WDown, TensorKind::Matrix, "mlp.down_proj.weight", "ffn_down.weight", true, Dim::Hidden, Dim::Inter, false, When::Always, SplitAxis::Cols},
+    {TensorRole::FinalNorm, TensorKind::Norm, "model.norm.weight", "output_norm.weight", false, Dim::Hidden, Dim::Hidden, true, When::Always, SplitAxis::None},
+    {TensorRole::LmHead, TensorKind::Embedding, "lm_head.weight", "output.weight", false, Dim::Vocab, Dim::Hidden, false, When::Untied, SplitAxis::Rows},
 };
 
 int64_t dim(const ModelConfig& c, Dim d) {
@@ -80,6 +81,7 @@ TensorDesc describe(const ModelConfig& c, const Row& r, int64_t layer) {
   d.role = r.role;
   d.kind = r.kind;
   d.name = r.per_layer ? layer_name(layer, r.name) : std::string(r.name);
+  d.gguf_name = r.per_layer ? "blk." + std::to_string(layer) + "." + r.gguf : std::string(r.gguf);
   d.shape = r.vector ? std::vector<int64_t>{dim(c, r.d0)}
                      : std::vector<int64_t>{dim(c, r.d0), dim(c, r.d1)};
   d.layer = r.per_layer ? layer : -1;

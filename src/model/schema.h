@@ -1,5 +1,5 @@
 // The tensor schema: for a model configuration, every weight tensor it has — its Hugging Face
-// name, shape, role, the layer it belongs to, and along which axis it may be split for tensor
+// and GGUF names, shape, role, the layer it belongs to, and along which axis it may be split for tensor
 // parallelism. Weights, the planner, the tensor cache, model sync and `meshlm synth` all read
 // this table; nothing else spells a tensor name.
 //
@@ -48,8 +48,9 @@ enum class TensorKind : uint8_t { Matrix, Embedding, Norm, Bias };
 struct TensorDesc {
   TensorRole role;
   TensorKind kind;
-  std::string name;
-  std::vector<int64_t> shape;
+  std::string name;       // Hugging Face (safetensors) name
+  std::string gguf_name;  // llama.cpp's GGUF name ("blk.3.attn_q.weight")
+  std::vector<int64_t> shape;  // row-major (GGUF files list the dimensions reversed)
   int64_t layer = -1;  // the decoder layer it belongs to; -1 for embedding, final norm, head
   SplitAxis split = SplitAxis::None;
 };

@@ -7,17 +7,17 @@
 #include "core/mmap_file.h"
 #include "backend/backend.h"
 #include "model/kv_cache.h"
-#include "model/safetensors.h"
+#include "model/model_files.h"
 #include "model/weights.h"
 
 namespace meshlm::model {
 
 struct Stage::Impl {
+  std::unique_ptr<ModelFiles> files;
   ModelConfig cfg;
   LayerRange range;
   StageOptions opts;
   std::unique_ptr<backend::Backend> be;
-  std::unique_ptr<SafetensorsSet> files;
   StageWeights w;
   backend::Buffer inv_freq;  // [head_dim / 2]
   KvCache kv;
@@ -35,12 +35,12 @@ struct Stage::Impl {
   std::vector<backend::AttentionKeys> tok_keys;  // per token: its sequence's cache (one layer)
 
   Impl(const std::string& dir, LayerRange r, const StageOptions& o)
-      : cfg(ModelConfig::from_dir(dir)),
+      : files(ModelFiles::open(dir)),
+        cfg(files->config()),
         range(r),
         opts(o),
         be(backend::create(o.backend, o.threads)),
-        files(SafetensorsSet::open_dir(dir)),
-        w(load_stage_weights(*files, cfg, r, *be)),
+        w(load_stage_weights(files->lookup(), cfg, r, *be)),
         kv(*be, r.size(), cfg.kv_dim(), o.max_context) {
     const std::vector<float> f = cfg.rope_inv_freq();
     inv_freq = be->alloc(f.size());
@@ -108,8 +108,10 @@ struct Stage::Impl {
       B.rmsnorm(q.data(), L.q_norm.data(), T * cfg.n_heads, hd, cfg.rms_eps, q.data());
       B.rmsnorm(k.data(), L.k_norm.data(), T * cfg.n_kv_heads, hd, cfg.rms_eps, k.data());
     }
-    B.rope(q.data(), T, cfg.n_heads, hd, tok_pos.data(), inv_freq.data());
-    B.rope(k.data(), T, cfg.n_kv_heads, hd, tok_pos.data(), inv_freq.data());
+    const backend::RopeStyle style =
+        cfg.rope_interleaved ? backend::RopeStyle::Interleaved : backend::RopeStyle::HalfSplit;
+    B.rope(q.data(), T, cfg.n_heads, hd, tok_pos.data(), inv_freq.data(), style);
+    B.rope(k.data(), T, cfg.n_kv_heads, hd, tok_pos.data(), inv_freq.data(), style);
     // Append to each sequence's cache; each token then sees its sequence up to itself.
     for (int64_t t = 0; t < T; ++t) {
       const int64_t s = tok_seq[size_t(t)], p = tok_pos[size_t(t)];

@@ -13,34 +13,26 @@ std::string shape_str(const std::vector<int64_t>& s) {
   return r + "]";
 }
 
-const TensorInfo& checked(const SafetensorsSet& st, const std::string& name,
-                          std::vector<int64_t> shape) {
-  const TensorInfo& t = st.info(name);
-  if (!t.dtype_supported) {
-    std::string supported;
-    for (const auto& f : formats::all())
-      supported += (supported.empty() ? "" : ", ") + std::string(f.name);
-    throw Error("weights",
-                "tensor '" + name + "' has dtype " + t.dtype_name + "; supported: " + supported);
-  }
-  if (t.shape != shape)
-    throw Error("weights", "tensor '" + name + "' has shape " + shape_str(t.shape) + ", expected " +
-                               shape_str(shape));
+TensorRef checked(const TensorLookup& lookup, const TensorDesc& d) {
+  TensorRef t = lookup(d);
+  if (t.shape != d.shape)
+    throw Error("weights", "tensor '" + t.name + "' has shape " + shape_str(t.shape) + ", expected " +
+                               shape_str(d.shape));
   return t;
 }
 
-formats::WeightView matrix(const SafetensorsSet& st, const std::string& name, int64_t rows,
-                           int64_t cols, size_t& bytes, backend::Backend& be) {
-  const TensorInfo& t = checked(st, name, {rows, cols});
+formats::WeightView matrix(const TensorLookup& lookup, const TensorDesc& d, size_t& bytes,
+                           backend::Backend& be) {
+  const TensorRef t = checked(lookup, d);
   bytes += t.nbytes;
-  return be.import_weights(formats::WeightView{st.data(t), t.dtype, rows, cols});
+  return be.import_weights(formats::WeightView{t.data, t.type, d.shape[0], d.shape[1]});
 }
 
-backend::Buffer vec(const SafetensorsSet& st, const std::string& name, int64_t n,
-                    backend::Backend& be) {
-  const TensorInfo& t = checked(st, name, {n});
+backend::Buffer vec(const TensorLookup& lookup, const TensorDesc& d, backend::Backend& be) {
+  const TensorRef t = checked(lookup, d);
+  const int64_t n = d.shape[0];
   std::vector<float> v(static_cast<size_t>(n));
-  formats::dequantize_row(t.dtype, st.data(t), n, v.data());
+  formats::dequantize_row(t.type, t.data, n, v.data());
   backend::Buffer b = be.alloc(size_t(n));
   be.upload(b.data(), v.data(), size_t(n));
   return b;
@@ -50,13 +42,18 @@ backend::Buffer vec(const SafetensorsSet& st, const std::string& name, int64_t n
 
 StageWeights load_stage_weights(const SafetensorsSet& st, const ModelConfig& c, LayerRange layers,
                                 backend::Backend& be) {
+  return load_stage_weights(safetensors_lookup(st), c, layers, be);
+}
+
+StageWeights load_stage_weights(const TensorLookup& lookup, const ModelConfig& c, LayerRange layers,
+                                backend::Backend& be) {
   layers.check(c.n_layers, "weights");
   StageWeights w;
   w.layers.resize(size_t(layers.size()));
   for (const TensorDesc& d : stage_tensors(c, layers)) {
     LayerWeights* l = d.layer >= 0 ? &w.layers[size_t(d.layer - layers.begin)] : nullptr;
-    auto mat = [&] { return matrix(st, d.name, d.shape[0], d.shape[1], w.bytes, be); };
-    auto v = [&] { return vec(st, d.name, d.shape[0], be); };
+    auto mat = [&] { return matrix(lookup, d, w.bytes, be); };
+    auto v = [&] { return vec(lookup, d, be); };
     switch (d.role) {
       case TensorRole::Embed: w.embed = mat(); break;
       case TensorRole::AttnNorm: l->attn_norm = v(); break;

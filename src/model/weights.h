@@ -10,6 +10,7 @@
 #include "backend/backend.h"
 #include "model/config.h"
 #include "model/layer_range.h"
+#include "model/model_files.h"
 #include "model/schema.h"
 #include "model/safetensors.h"
 
@@ -34,6 +35,8 @@ struct StageWeights {
 // The tensors of the stage holding `layers` (model/schema.h), checked against the schema's shapes
 // and handed to the backend. Throws Error("weights") / Error("safetensors") for a missing or
 // mis-shaped tensor.
+StageWeights load_stage_weights(const TensorLookup& lookup, const ModelConfig& c, LayerRange layers,
+                                backend::Backend& be);
 StageWeights load_stage_weights(const SafetensorsSet& st, const ModelConfig& c, LayerRange layers,
                                 backend::Backend& be);
 

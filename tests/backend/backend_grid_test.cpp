@@ -232,8 +232,23 @@ TEST_P(BackendGrid, Rope) {
         for (int64_t t = 0; t < n_tok; ++t)
           kernels::ref::rope(want.data() + t * heads * hd, heads, hd, pos[size_t(t)], inv.data());
         Buffer xb = put(x), ib = put(inv);
-        be_->rope(xb.data(), n_tok, heads, hd, pos.data(), ib.data());
+        be_->rope(xb.data(), n_tok, heads, hd, pos.data(), ib.data(), RopeStyle::HalfSplit);
         expect_close(get(xb, x.size()), want, {}, 1e-4, "rope hd " + std::to_string(hd));
+        // Interleaved pairs: the same rotation of x with each head's values permuted from
+        // (i, i + hd/2) to (2i, 2i + 1).
+        auto interleave = [&](const std::vector<float>& v) {
+          std::vector<float> o(v.size());
+          for (int64_t r = 0; r < n_tok * heads; ++r)
+            for (int64_t i = 0; i < hd / 2; ++i) {
+              o[size_t(r * hd + 2 * i)] = v[size_t(r * hd + i)];
+              o[size_t(r * hd + 2 * i + 1)] = v[size_t(r * hd + hd / 2 + i)];
+            }
+          return o;
+        };
+        Buffer yb = put(interleave(x));
+        be_->rope(yb.data(), n_tok, heads, hd, pos.data(), ib.data(), RopeStyle::Interleaved);
+        expect_close(get(yb, x.size()), interleave(want), {}, 1e-4,
+                     "interleaved rope hd " + std::to_string(hd));
       }
 }
 

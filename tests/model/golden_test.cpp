@@ -2,6 +2,7 @@
 // token ids for 24 steps of three prompts, and the same top-1 logits, on each backend (cpu: the
 // optimised kernels; ref: the scalar reference kernels).
 #include <cmath>
+#include <filesystem>
 
 #include "runtime/pipeline.h"
 #include "test_util.h"
@@ -14,11 +15,19 @@ class Golden : public ::testing::TestWithParam<std::string> {};
 TEST_P(Golden, GreedyIdsAndLogitsMatchLlamaCpp) {
   REQUIRE_GOLDEN();
   auto golden = test::read_json(std::string(MESHLM_SHARED_DIR) + "/golden/llamacpp_tiny_f32_greedy.json");
+  // "cpu", "ref": the folder on that backend; "gguf": the same weights as llama.cpp's F32 GGUF
+  // (the very file the goldens were computed on), on the cpu backend.
+  const bool gguf = GetParam() == "gguf";
+  std::string model = MESHLM_GOLDEN_MODEL;
+  if (gguf) {
+    model += "/qwen3-tiny-synth-f32.gguf";
+    if (!std::filesystem::exists(model)) GTEST_SKIP() << "no " << model;
+  }
   model::StageOptions so;
-  so.backend = GetParam();
+  so.backend = gguf ? "cpu" : GetParam();
   so.threads = 2;
   so.max_context = 256;
-  auto pipe = runtime::make_local_pipeline(MESHLM_GOLDEN_MODEL, so);
+  auto pipe = runtime::make_local_pipeline(model, so);
   int64_t seq = 0;
   for (const auto& p : golden["prompts"]) {
     std::vector<int32_t> next = p["prompt_ids"].get<std::vector<int32_t>>();
@@ -46,7 +55,7 @@ TEST_P(Golden, GreedyIdsAndLogitsMatchLlamaCpp) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, Golden, ::testing::Values("cpu", "ref"),
+INSTANTIATE_TEST_SUITE_P(Backends, Golden, ::testing::Values("cpu", "ref", "gguf"),
                          [](const auto& info) { return info.param; });
 
 }  // namespace

@@ -25,5 +25,5 @@ if [ -n "$why" ]; then
   exit 0
 fi
 $PY "$shared/tools/make_synth_model.py" --out "$out" --hidden 256 --intermediate 768 --layers 4 \
-  --heads 4 --kv-heads 2 --head-dim 64 --dtype f32 --tokenizer-dir "$tokdir" >/dev/null
+  --heads 4 --kv-heads 2 --head-dim 64 --dtype f32 --gguf --tokenizer-dir "$tokdir" >/dev/null
 touch "$out/.complete"
