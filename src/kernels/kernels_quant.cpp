@@ -185,23 +185,30 @@ HWY_INLINE void LegacyRow(const uint8_t* row, int64_t nb, Tok* tok, const uint8_
 
 // ---- K-quants: one 256-element super-block = 8 chunks, integer sums over the whole block ----
 
-// Q4_K / Q5_K 6-bit scales and mins of the 8 sub-blocks.
-HWY_INLINE void ScalesMinsK4(const uint8_t* s, int* sc, int* m) {
-  for (int j = 0; j < 4; ++j) {
-    sc[j] = s[j] & 63;
-    m[j] = s[j + 4] & 63;
-  }
-  for (int j = 4; j < 8; ++j) {
-    sc[j] = (s[j + 4] & 0xF) | (s[j - 4] >> 6) << 4;
-    m[j] = (s[j + 4] >> 4) | (s[j] >> 6) << 4;
-  }
+// Q4_K / Q5_K: the 12 scale bytes as the 8 6-bit scales (bytes 0-7 of the result) and the 8
+// 6-bit mins (bytes 8-15), four at a time in 32-bit words: scales and mins 0-3 are the low 6 bits
+// of bytes 0-3 and 4-7; 4-7 take their low 4 bits from the nibbles of bytes 8-11 and their top 2
+// from the top bits of bytes 0-3 (scales) and 4-7 (mins).
+HWY_INLINE __m128i ScalesMinsK4(const uint8_t* s) {
+  uint32_t u[3];
+  std::memcpy(u, s, 12);
+  const uint32_t sc_lo = u[0] & 0x3f3f3f3fu, mn_lo = u[1] & 0x3f3f3f3fu;
+  const uint32_t sc_hi = (u[2] & 0x0f0f0f0fu) | ((u[0] >> 6) & 0x03030303u) << 4;
+  const uint32_t mn_hi = ((u[2] >> 4) & 0x0f0f0f0fu) | ((u[1] >> 6) & 0x03030303u) << 4;
+  return _mm_setr_epi32(int(sc_lo), int(sc_hi), int(mn_lo), int(mn_hi));
+}
+
+// Broadcast of int16 lane j of both 128-bit halves of v (the same in both).
+HWY_INLINE I BroadcastI16(I v, int j) {
+  return _mm256_shuffle_epi8(v, _mm256_set1_epi16(int16_t(0x0100 + 0x0202 * j)));
 }
 
 // One super-block (b) of Q4_K / Q5_K for the tile's tokens.
 template <bool kFive>
 HWY_INLINE void BlockQ45K(const uint8_t* blk, int64_t b, Tok* tok, int nt) {
-  int sc[8], mn[8];
-  ScalesMinsK4(blk + 4, sc, mn);
+  const __m128i scm = ScalesMinsK4(blk + 4);
+  const I sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(scm));        // 8 scales
+  const __m128i mn16 = _mm_cvtepu8_epi16(_mm_unpackhi_epi64(scm, scm));     // 8 mins
   const float d = F16(blk), dmin = F16(blk + 2);
   const uint8_t* qs = blk + (kFive ? 48 : 16);
   const I m4 = _mm256_set1_epi8(0x0F);
@@ -220,8 +227,8 @@ HWY_INLINE void BlockQ45K(const uint8_t* blk, int64_t b, Tok* tok, int nt) {
       hi = _mm256_or_si256(
           hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 1), one), 4));
     }
-    const I s_lo = _mm256_set1_epi16(int16_t(sc[2 * c2]));
-    const I s_hi = _mm256_set1_epi16(int16_t(sc[2 * c2 + 1]));
+    const I s_lo = BroadcastI16(sc16, 2 * c2);
+    const I s_hi = BroadcastI16(sc16, 2 * c2 + 1);
     for (int t = 0; t < nt; ++t) {
       const int8_t* x = tok[t].q + 256 * b + 64 * c2;
       p0[t] = _mm256_add_epi32(p0[t], _mm256_madd_epi16(_mm256_maddubs_epi16(lo, Load(x)), s_lo));
@@ -234,9 +241,14 @@ HWY_INLINE void BlockQ45K(const uint8_t* blk, int64_t b, Tok* tok, int nt) {
     const F s = _mm256_set1_ps(d * dx);
     tok[t].a0 = _mm256_add_ps(tok[t].a0, _mm256_mul_ps(_mm256_cvtepi32_ps(p0[t]), s));
     tok[t].a1 = _mm256_add_ps(tok[t].a1, _mm256_mul_ps(_mm256_cvtepi32_ps(p1[t]), s));
+    // sum_c min_c * codesum_c: the 8 code sums (|sum| <= 32 * 127) as int16, one madd.
     const int32_t* sums = tok[t].sums + 8 * b;
-    int32_t msum = 0;
-    for (int c = 0; c < 8; ++c) msum += mn[c] * sums[c];
+    const __m128i s16 = _mm_packs_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sums)),
+                                        _mm_loadu_si128(reinterpret_cast<const __m128i*>(sums + 4)));
+    __m128i m = _mm_madd_epi16(s16, mn16);
+    m = _mm_add_epi32(m, _mm_unpackhi_epi64(m, m));
+    m = _mm_add_epi32(m, _mm_shuffle_epi32(m, 1));
+    const int32_t msum = _mm_cvtsi128_si32(m);
     const float o = float(msum) * -(dmin * dx);
     tok[t].off = tok[t].off + o;
   }
@@ -244,7 +256,10 @@ HWY_INLINE void BlockQ45K(const uint8_t* blk, int64_t b, Tok* tok, int nt) {
 
 // One super-block (b) of Q6_K for the tile's tokens.
 HWY_INLINE void BlockQ6K(const uint8_t* blk, int64_t b, Tok* tok, int nt) {
-  const int8_t* sc = reinterpret_cast<const int8_t*>(blk + 192);
+  // The 16 int8 sub-scales as int16; half h's eight in both 128-bit halves of sc16[h].
+  const __m256i sc_all = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 192)));
+  const I sc16[2] = {_mm256_permute2x128_si256(sc_all, sc_all, 0x00),
+                     _mm256_permute2x128_si256(sc_all, sc_all, 0x11)};
   const float d = F16(blk + 208);
   const I m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x03);
   const I c32 = _mm256_set1_epi8(32);
@@ -266,7 +281,11 @@ HWY_INLINE void BlockQ6K(const uint8_t* blk, int64_t b, Tok* tok, int nt) {
                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4));
     for (int k = 0; k < 4; ++k) {
       const int c = 4 * h + k;
-      const I s = _mm256_set_m128i(_mm_set1_epi16(sc[2 * c + 1]), _mm_set1_epi16(sc[2 * c]));
+      // [scale 2c x 8 | scale 2c+1 x 8]: int16 lane 2k of the half in the low 128 bits, 2k+1 in
+      // the high ones.
+      const I s = _mm256_shuffle_epi8(
+          sc16[h], _mm256_set_m128i(_mm_set1_epi16(int16_t(0x0100 + 0x0202 * (2 * k + 1))),
+                                    _mm_set1_epi16(int16_t(0x0100 + 0x0202 * (2 * k)))));
       for (int t = 0; t < nt; ++t) {
         const I x = Load(tok[t].q + 256 * b + 32 * c);
         const I p = _mm256_madd_epi16(PairsOffset(lv[k], x, c32), s);
