@@ -14,6 +14,7 @@
 
 #include "core/half.h"
 #include "core/thread_pool.h"
+#include "formats/quants.h"
 #include "formats/weight_format.h"
 #include "kernels/kernels.h"
 
@@ -111,6 +112,98 @@ void MatmulArgs(benchmark::internal::Benchmark* b) {
   }
 }
 BENCHMARK(BM_Matmul)->Apply(MatmulArgs)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// Block-quantized weights of one (dtype, rows, cols): one matrix quantized by formats::quantize_row
+// from random values, copied (like WeightSet) so that iterations stream from DRAM.
+const WeightSet& quant_weights(WeightType dt, int64_t rows, int64_t cols) {
+  static WeightSet set;
+  const auto key = std::make_tuple(int(dt), rows, cols);
+  if (set.key == key) return set;
+  set.copies.clear();
+  set.key = key;
+  const size_t rb = formats::row_bytes(dt, cols), bytes = rb * size_t(rows);
+  const size_t n_copies = std::clamp<size_t>((size_t(256) << 20) / bytes, 1, 8);
+  std::mt19937 rng(1);
+  std::uniform_real_distribution<float> dist(-0.05f, 0.05f);
+  std::vector<float> src(static_cast<size_t>(cols));
+  std::vector<uint8_t> first(bytes);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (float& f : src) f = dist(rng);
+    formats::quantize_row(dt, src.data(), cols, first.data() + size_t(r) * rb);
+  }
+  for (size_t c = 0; c < n_copies; ++c) set.copies.push_back(first);
+  return set;
+}
+
+// Args: dtype, rows, cols, n_tok, threads, math (0 = BlockMath::kExact, 1 = kQ8). GB = bytes of
+// (quantized) weights per second.
+void BM_QuantMatmul(benchmark::State& state) {
+  const auto dt = WeightType(state.range(0));
+  const int64_t rows = state.range(1), cols = state.range(2), n_tok = state.range(3);
+  const int threads = int(state.range(4));
+  const BlockMath math = state.range(5) ? BlockMath::kQ8 : BlockMath::kExact;
+  const WeightSet& w = quant_weights(dt, rows, cols);
+  std::mt19937 rng(2);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  std::vector<float> x(size_t(n_tok * cols)), y(size_t(n_tok * rows));
+  for (float& f : x) f = dist(rng);
+  ThreadPool& pool = pool_of(threads);
+  size_t next = 0;
+  for (auto _ : state) {
+    const MatView view{w.copies[next].data(), dt, rows, cols};
+    next = (next + 1) % w.copies.size();
+    matmul(view, x.data(), n_tok, y.data(), nullptr, pool, math);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  const double iters = double(state.iterations());
+  state.counters["GB"] =
+      benchmark::Counter(iters * double(w.copies[0].size()) / 1e9, benchmark::Counter::kIsRate);
+  state.counters["GFLOP"] = benchmark::Counter(
+      iters * 2.0 * double(rows) * double(cols) * double(n_tok) / 1e9, benchmark::Counter::kIsRate);
+  state.SetLabel(std::string(formats::name(dt)) + (state.range(5) ? " q8 " : " exact ") +
+                 simd_target_name());
+}
+
+void QuantMatmulArgs(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"dtype", "rows", "cols", "n_tok", "threads", "q8"});
+  const WeightType types[] = {WeightType::Q8_0, WeightType::Q4_0, WeightType::Q4_K,
+                              WeightType::Q6_K, WeightType::Q5_K};
+  for (int threads : {1, 2})
+    for (WeightType t : types) {
+      // Qwen3-0.6B gate/up, 1.7B gate/up and down: decode.
+      b->Args({int(t), 3072, 1024, 1, threads, 1});
+      b->Args({int(t), 6144, 2048, 1, threads, 1});
+      b->Args({int(t), 2048, 6144, 1, threads, 1});
+      b->Args({int(t), 6144, 2048, 1, threads, 0});  // the exact path (decode rows to f32)
+      for (int n_tok : {4, 16, 128}) b->Args({int(t), 6144, 2048, n_tok, threads, 1});
+      b->Args({int(t), 6144, 2048, 16, threads, 0});
+    }
+}
+BENCHMARK(BM_QuantMatmul)->Apply(QuantMatmulArgs)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// The memory roofline: one pass summing a 512 MB buffer (64-bit adds, 8 independent sums), split
+// over the threads. GB = bytes read per second.
+void BM_StreamRead(benchmark::State& state) {
+  const int threads = int(state.range(0));
+  static std::vector<uint64_t> buf((size_t(512) << 20) / 8, 1);
+  ThreadPool& pool = pool_of(threads);
+  std::vector<uint64_t> sums(size_t(threads) * 8);
+  for (auto _ : state) {
+    const int64_t n = int64_t(buf.size()) / 8;
+    pool.parallel_for(n, [&](int64_t c0, int64_t c1, int th) {
+      uint64_t s[8] = {};
+      const uint64_t* p = buf.data();
+      for (int64_t c = c0; c < c1; ++c)
+        for (int j = 0; j < 8; ++j) s[j] += p[c * 8 + j];
+      for (int j = 0; j < 8; ++j) sums[size_t(th) * 8 + size_t(j)] += s[j];
+    });
+    benchmark::DoNotOptimize(sums.data());
+  }
+  state.counters["GB"] = benchmark::Counter(double(state.iterations()) * double(buf.size() * 8) / 1e9,
+                                            benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_StreamRead)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 void BM_AttentionHead(benchmark::State& state) {
   const int64_t n_keys = state.range(0), head_dim = 128, stride = 8 * head_dim;

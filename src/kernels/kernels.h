@@ -17,10 +17,25 @@ namespace meshlm::kernels {
 // A weight matrix in any format (formats/weight_format.h).
 using MatView = formats::WeightView;
 
+// How matmul multiplies block-quantized weights (Q8_0, Q4_0, Q4_K, ...; F32/BF16/F16 ignore it).
+enum class BlockMath : uint8_t {
+  // Weight rows decoded to f32, then the f32 kernel: within ~1e-6 of the scalar reference
+  // (relative to sum_k |W[r,k] x[t,k]|), at the cost of the decoding.
+  kExact,
+  // llama.cpp's way, for Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K (other block types take
+  // the kExact path): each token's x is quantized to 8 bits per block of 32 (K-quants: 256) once
+  // per call, then integer dot products, scales in f32 (kernels_quant.h states the algorithm).
+  // Error: each x[t,k] moves by at most amax/254 (amax: the largest |x| of its block), so
+  // |y - exact| <= sum_k |W[r,k]| * amax_k / 254 (+ f32 rounding); measured 1-2e-4 of
+  // sum_k |W[r,k] x[t,k]| on Gaussian activations, 7e-4 the largest. The determinism contract
+  // holds, and the value is the same on every SIMD target.
+  kQ8,
+};
+
 // y[t, r] = sum_k x[t, k] * W[r, k] (+ bias[r] when bias != nullptr), t < n_tok, r < w.rows.
 // x: [n_tok, w.cols] f32, y: [n_tok, w.rows] f32 (y must not alias x).
 void matmul(const MatView& w, const float* x, int64_t n_tok, float* y, const float* bias,
-            ThreadPool& pool);
+            ThreadPool& pool, BlockMath math = BlockMath::kExact);
 
 // One output of matmul_multi: y[t, r] = x[t, :] . w[r, :] (+ bias[r]), y: [n_tok, w.rows].
 struct MatmulOut {
@@ -34,7 +49,7 @@ struct MatmulOut {
 // the pool forks and joins once for all of them, their rows taken from one shared counter. All
 // w.cols must be equal; no y may alias x or another y.
 void matmul_multi(const MatmulOut* outs, int n_outs, const float* x, int64_t n_tok,
-                  ThreadPool& pool);
+                  ThreadPool& pool, BlockMath math = BlockMath::kExact);
 
 // out[i] = x[i] / sqrt(mean(x^2) + eps) * weight[i], i < n. out may alias x.
 void rmsnorm(const float* x, const float* weight, int64_t n, float eps, float* out);

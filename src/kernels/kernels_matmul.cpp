@@ -28,6 +28,7 @@
 #include "core/error.h"
 #include "kernels/kernels.h"
 #include "kernels/kernels_hwy-inl.h"
+#include "kernels/kernels_quant.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace meshlm::kernels::HWY_NAMESPACE {
@@ -274,7 +275,7 @@ struct RowChunk {
 }  // namespace
 
 void matmul_multi(const MatmulOut* outs, int n_outs, const float* x, int64_t n_tok,
-                  ThreadPool& pool) {
+                  ThreadPool& pool, BlockMath math) {
   if (n_tok < 0) throw Error("kernels", "matmul: negative shape");
   if (n_outs < 0 || (n_outs > 0 && outs == nullptr)) throw Error("kernels", "matmul: no outputs");
   int64_t total_rows = 0;
@@ -287,9 +288,27 @@ void matmul_multi(const MatmulOut* outs, int n_outs, const float* x, int64_t n_t
   if (total_rows == 0 || n_tok == 0) return;
   const int64_t cols = outs[0].w.cols;
 
+  // kQ8: which outputs take the quantized-activation kernels (kernels_quant.h); their x is
+  // quantized once here, on the calling thread, in each activation block size they read.
+  thread_local std::vector<int64_t> qblock;  // per output: 32, 256, or 0 (f32 path)
+  qblock.assign(size_t(n_outs), 0);
+  bool any_f32 = false, need32 = false, need256 = false;
+  for (int i = 0; i < n_outs; ++i) {
+    if (math == BlockMath::kQ8) qblock[size_t(i)] = quant::activation_block(outs[i].w.dtype);
+    any_f32 = any_f32 || qblock[size_t(i)] == 0;
+    need32 = need32 || qblock[size_t(i)] == 32;
+    need256 = need256 || qblock[size_t(i)] == 256;
+  }
+  thread_local quant::QuantizedXBuffer xq32, xq256;
+  if (need32) xq32.quantize(x, n_tok, cols, 32);
+  if (need256) xq256.quantize(x, n_tok, cols, 256);
+  // Views taken here: the buffers are this thread's thread_locals, the workers only read them.
+  const std::vector<int64_t>& qb = qblock;
+  const quant::QuantizedX xq_32 = xq32.view(), xq_256 = xq256.view();
+
   // Batched: x is packed once here, on the calling thread, for every thread and chunk.
   const float* xp = nullptr;
-  if (n_tok > 1) {
+  if (n_tok > 1 && any_f32) {
     thread_local hwy::AlignedFreeUniquePtr<float[]> buf;
     thread_local int64_t cap = 0;
     const int64_t need = HWY_DYNAMIC_DISPATCH(PackedXFloats)(cols, n_tok);
@@ -304,6 +323,9 @@ void matmul_multi(const MatmulOut* outs, int n_outs, const float* x, int64_t n_t
   const auto rows_fn = HWY_DYNAMIC_DISPATCH(MatmulRows);
   auto run = [&](const RowChunk& c) {
     const MatmulOut& o = outs[c.out];
+    if (const int64_t blk = qb[size_t(c.out)]; blk != 0)
+      return quant::matmul_rows(o.w, blk == 32 ? xq_32 : xq_256, n_tok, o.y, o.bias,
+                                c.r0, c.r1);
     rows_fn(o.w.data, o.w.dtype, o.w.rows, cols, x, xp, n_tok, o.y, o.bias, c.r0, c.r1);
   };
   if (pool.size() == 1 || total_rows * std::max<int64_t>(cols, 1) * n_tok < kMinParallelWork) {
@@ -324,9 +346,9 @@ void matmul_multi(const MatmulOut* outs, int n_outs, const float* x, int64_t n_t
 }
 
 void matmul(const MatView& w, const float* x, int64_t n_tok, float* y, const float* bias,
-            ThreadPool& pool) {
+            ThreadPool& pool, BlockMath math) {
   const MatmulOut out{w, y, bias};
-  matmul_multi(&out, 1, x, n_tok, pool);
+  matmul_multi(&out, 1, x, n_tok, pool, math);
 }
 
 }  // namespace meshlm::kernels

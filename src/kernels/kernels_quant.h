@@ -1,0 +1,83 @@
+// Quantized-activation matmul for block-quantized weights (BlockMath::kQ8 in kernels.h): the
+// activations of each token are quantized to 8-bit blocks once per matmul call, each weight block
+// is multiplied with them in exact integer arithmetic, and the block scales are applied in f32 in
+// one fixed order that does not depend on the SIMD target, the row tiling, n_tok or the threads.
+//
+// The algorithm (what every target computes, bit for bit; matmul_rows_model is its scalar
+// statement and the portable path):
+//
+//  1. Token t's x is cut into activation blocks of 32 elements (legacy weight types: Q4_0, Q4_1,
+//     Q5_0, Q5_1, Q8_0) or 256 (K-quants: Q4_K, Q5_K, Q6_K). Per block: d = amax / 127 (f32),
+//     q = nearbyint(x / d) clamped to [-127, 127] (all zero when amax == 0; an inf or NaN
+//     makes d NaN); and the sum of
+//     the codes of every 32-element chunk (for the types with a minimum).
+//  2. A row is a sequence of 32-element chunks c. Accumulator lane L = 8 * (c % 2) + i (16 f32
+//     lanes) takes the elements 4i..4i+3 of chunk c, i < 8.
+//     Legacy weight block b (= chunk c): p_i = sum of w_j * q_j over those 4 elements, in integers,
+//       w_j the block's integer level with its offset applied (Q4_0: nibble - 8, Q5_0: q5 - 16,
+//       Q8_0: the int8, Q4_1 / Q5_1: the raw level), then acc[L] = acc[L] + float(p_i) * (dw * dx).
+//     K-quant super-block b: P[L] = sum over its chunks c of sub-scale(c, i) * p_{c,i} in integers
+//       (Q6_K: w = q6 - 32 and a sub-scale per 16 elements), then acc[L] += float(P[L]) * (d * dx)
+//       for all 16 lanes, once per super-block.
+//     Types with a minimum add one scalar term per block, in block order, to `off`:
+//       Q4_1 / Q5_1: off += float(sum of the block's codes) * (m * dx);
+//       Q4_K / Q5_K: off += float(sum_c min_c * codesum_c) * -(dmin * dx).
+//  3. y = s8 + ... reduced in the fixed tree s8[i] = acc[i] + acc[i+8], s4[i] = s8[i] + s8[i+4],
+//     s2[i] = s4[i] + s4[i+2], s = s2[0] + s2[1]; then s + off (types with a minimum), then + bias.
+//  Every f32 operation above is one IEEE multiply or add (no fused multiply-add: the files are
+//  compiled with -ffp-contract=off), so every target that gets the integers right gets the same
+//  bits. The integers are exact: no int16 intermediate can saturate (|level| <= 63 for the
+//  unsigned forms, pairs of products <= 2 * 63 * 127), and int32 sums stay below 2^28.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "formats/weight_format.h"
+
+namespace meshlm::kernels::quant {
+
+// Activation block size (elements) a weight type's kernel reads: 32 (legacy), 256 (K-quants), or
+// 0 when the type has no quantized-activation kernel (it keeps the f32 path).
+int64_t activation_block(WeightType t);
+
+// Token-major quantized activations (step 1 above), a view.
+struct QuantizedX {
+  int64_t cols = 0;
+  int64_t block = 0;             // 32 or 256
+  const int8_t* q = nullptr;     // [n_tok][cols]
+  const float* d = nullptr;      // [n_tok][cols / block]
+  const int32_t* sums = nullptr; // [n_tok][cols / 32]
+  const int8_t* q_at(int64_t t) const { return q + t * cols; }
+  const float* d_at(int64_t t) const { return d + t * (cols / block); }
+  const int32_t* sums_at(int64_t t) const { return sums + t * (cols / 32); }
+};
+
+// Owner of the quantized activations of one call (cols a multiple of block).
+class QuantizedXBuffer {
+ public:
+  void quantize(const float* x, int64_t n_tok, int64_t cols, int64_t block);
+  QuantizedX view() const { return view_; }
+
+ private:
+  std::vector<int8_t> q_;
+  std::vector<float> d_;
+  std::vector<int32_t> sums_;
+  QuantizedX view_;
+};
+
+// One token: q[cols], d[cols / block], sums[cols / 32] from x[cols].
+void quantize_activations(const float* x, int64_t cols, int64_t block, int8_t* q, float* d,
+                          int32_t* sums);
+
+// The algorithm above, scalar: y[t * w.rows + r] for rows [r0, r1) and tokens [0, n_tok) of
+// quantized activations xq (xq.block == activation_block(w.dtype)).
+void matmul_rows_model(const formats::WeightView& w, const QuantizedX& xq, int64_t n_tok,
+                       float* y, const float* bias, int64_t r0, int64_t r1);
+
+// Rows [r0, r1): the fastest path of the SIMD target chosen at run time (Highway dispatch;
+// AVX2 and AVX-512 have their own, the other targets run the scalar model).
+void matmul_rows(const formats::WeightView& w, const QuantizedX& xq, int64_t n_tok, float* y,
+                 const float* bias, int64_t r0, int64_t r1);
+
+}  // namespace meshlm::kernels::quant

@@ -1,0 +1,232 @@
+// The quantized-activation matmul of kernels_quant.h, scalar: activation quantization (shared by
+// every target) and the exact algorithm, written as plainly as the statement in the header.
+// Compiled with -ffp-contract=off (CMakeLists.txt): every float operation rounds once.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "core/error.h"
+#include "core/half.h"
+#include "kernels/kernels_quant.h"
+
+namespace meshlm::kernels::quant {
+
+int64_t activation_block(WeightType t) {
+  switch (t) {
+    case WeightType::Q4_0:
+    case WeightType::Q4_1:
+    case WeightType::Q5_0:
+    case WeightType::Q5_1:
+    case WeightType::Q8_0:
+      return 32;
+    case WeightType::Q4_K:
+    case WeightType::Q5_K:
+    case WeightType::Q6_K:
+      return 256;
+    default:
+      return 0;
+  }
+}
+
+void quantize_activations(const float* x, int64_t cols, int64_t block, int8_t* q, float* d,
+                          int32_t* sums) {
+  for (int64_t b = 0; b < cols / block; ++b) {
+    const float* xb = x + b * block;
+    float amax = 0;
+    bool finite = true;
+    for (int64_t j = 0; j < block; ++j) {
+      finite = finite && std::isfinite(xb[j]);
+      amax = std::max(amax, std::fabs(xb[j]));
+    }
+    if (!finite) {  // an inf or NaN activation makes the block's products NaN, as in f32
+      d[b] = std::numeric_limits<float>::quiet_NaN();
+      std::memset(q + b * block, 0, size_t(block));
+      continue;
+    }
+    const float db = amax / 127.0f;
+    d[b] = db;
+    for (int64_t j = 0; j < block; ++j)  // x / d, not x * (1 / d): 1 / d overflows for tiny amax
+      q[b * block + j] =
+          db != 0.0f ? int8_t(std::clamp(std::nearbyint(xb[j] / db), -127.0f, 127.0f)) : 0;
+  }
+  for (int64_t c = 0; c < cols / 32; ++c) {
+    int32_t s = 0;
+    for (int j = 0; j < 32; ++j) s += q[c * 32 + j];
+    sums[c] = s;
+  }
+}
+
+void QuantizedXBuffer::quantize(const float* x, int64_t n_tok, int64_t cols, int64_t block) {
+  if (block <= 0 || cols % block != 0) throw Error("kernels", "quantize: cols not whole blocks");
+  q_.resize(size_t(n_tok * cols));
+  d_.resize(size_t(n_tok * (cols / block)));
+  sums_.resize(size_t(n_tok * (cols / 32)));
+  view_ = QuantizedX{cols, block, q_.data(), d_.data(), sums_.data()};
+  for (int64_t t = 0; t < n_tok; ++t)
+    quantize_activations(x + t * cols, cols, block, q_.data() + t * cols,
+                         d_.data() + t * (cols / block), sums_.data() + t * (cols / 32));
+}
+
+namespace {
+
+float f16_at(const uint8_t* p) { return f16_to_f32(uint16_t(p[0] | p[1] << 8)); }
+
+struct Acc {
+  float a[16] = {};
+  float off = 0;
+  bool has_off = false;
+  // acc[8 * (c % 2) + i] += float(p[i]) * s for the chunk parity h = c % 2.
+  void add_chunk(int h, const int32_t* p, float s) {
+    for (int i = 0; i < 8; ++i) {
+      const float prod = float(p[i]) * s;
+      a[8 * h + i] = a[8 * h + i] + prod;
+    }
+  }
+  float finish() const {
+    float s8[8], s4[4], s2[2];
+    for (int i = 0; i < 8; ++i) s8[i] = a[i] + a[i + 8];
+    for (int i = 0; i < 4; ++i) s4[i] = s8[i] + s8[i + 4];
+    for (int i = 0; i < 2; ++i) s2[i] = s4[i] + s4[i + 2];
+    const float s = s2[0] + s2[1];
+    return has_off ? s + off : s;
+  }
+};
+
+// p[i] = sum of w[j] * q[j], j in [4i, 4i + 4), i < 8.
+void dot4(const int* w, const int8_t* q, int32_t* p) {
+  for (int i = 0; i < 8; ++i) {
+    p[i] = 0;
+    for (int j = 4 * i; j < 4 * i + 4; ++j) p[i] += w[j] * q[j];
+  }
+}
+
+// The 32 levels of a legacy block (offset applied where the type has no minimum), its scale d
+// and, for Q4_1 / Q5_1, its minimum m.
+void legacy_levels(WeightType t, const uint8_t* b, int* w, float* d, float* m) {
+  auto nib = [](const uint8_t* qs, int j) { return j < 16 ? qs[j] & 0xF : qs[j - 16] >> 4; };
+  auto qh_bit = [](const uint8_t* p, int j) {
+    const uint32_t qh = uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 |
+                        uint32_t(p[3]) << 24;
+    return int(qh >> j & 1);
+  };
+  *d = f16_at(b);
+  *m = 0;
+  for (int j = 0; j < 32; ++j) switch (t) {
+      case WeightType::Q4_0: w[j] = nib(b + 2, j) - 8; break;
+      case WeightType::Q4_1: w[j] = nib(b + 4, j); break;
+      case WeightType::Q5_0: w[j] = (nib(b + 6, j) | qh_bit(b + 2, j) << 4) - 16; break;
+      case WeightType::Q5_1: w[j] = nib(b + 8, j) | qh_bit(b + 4, j) << 4; break;
+      default: w[j] = int8_t(b[2 + j]); break;  // Q8_0
+    }
+  if (t == WeightType::Q4_1 || t == WeightType::Q5_1) *m = f16_at(b + 2);
+}
+
+// Q4_K / Q5_K: the 6-bit scale and minimum of sub-block j (ggml's packing, formats/quants_k.cpp).
+void scale_min_k4(const uint8_t* s, int j, int* sc, int* m) {
+  if (j < 4) {
+    *sc = s[j] & 63;
+    *m = s[j + 4] & 63;
+  } else {
+    *sc = (s[j + 4] & 0xF) | (s[j - 4] >> 6) << 4;
+    *m = (s[j + 4] >> 4) | (s[j] >> 6) << 4;
+  }
+}
+
+// One super-block of a K-quant: levels w[256] (Q6_K: offset applied), 16 sub-scales per 16
+// elements sc16[16] (Q4_K / Q5_K: each 32-element scale twice), mins per 32 (Q4_K / Q5_K), d, dmin.
+void k_levels(WeightType t, const uint8_t* b, int* w, int* sc16, int* mins, float* d,
+              float* dmin) {
+  if (t == WeightType::Q6_K) {
+    for (int e = 0; e < 256; ++e) {
+      const int h = e / 128, k = e % 128;
+      const uint8_t* ql = b + 64 * h;
+      const uint8_t* qh = b + 128 + 32 * h;
+      const int lo = k < 64 ? ql[k] & 0xF : ql[k - 64] >> 4;
+      const int hi = qh[k % 32] >> (2 * (k / 32)) & 3;
+      w[e] = (lo | hi << 4) - 32;
+    }
+    for (int s = 0; s < 16; ++s) sc16[s] = int8_t(b[192 + s]);
+    for (int s = 0; s < 8; ++s) mins[s] = 0;
+    *d = f16_at(b + 208);
+    *dmin = 0;
+    return;
+  }
+  const bool five = t == WeightType::Q5_K;
+  *d = f16_at(b);
+  *dmin = f16_at(b + 2);
+  const uint8_t* qh = b + 16;
+  const uint8_t* qs = b + (five ? 48 : 16);
+  for (int s = 0; s < 8; ++s) {
+    int sc, m;
+    scale_min_k4(b + 4, s, &sc, &m);
+    sc16[2 * s] = sc16[2 * s + 1] = sc;
+    mins[s] = m;
+    for (int l = 0; l < 32; ++l) {
+      const uint8_t byte = qs[32 * (s / 2) + l];
+      int q = s % 2 == 0 ? byte & 0xF : byte >> 4;
+      if (five) q |= (qh[l] >> s & 1) << 4;
+      w[32 * s + l] = q;
+    }
+  }
+}
+
+float row_dot(WeightType t, const uint8_t* row, int64_t cols, const int8_t* qx, const float* dx,
+              const int32_t* sums) {
+  const formats::FormatInfo& f = formats::info(t);
+  const int64_t nb = cols / f.block_elems;
+  Acc acc;
+  if (f.block_elems == 32) {
+    acc.has_off = t == WeightType::Q4_1 || t == WeightType::Q5_1;
+    for (int64_t b = 0; b < nb; ++b) {
+      int w[32];
+      float d, m;
+      legacy_levels(t, row + b * int64_t(f.block_bytes), w, &d, &m);
+      int32_t p[8];
+      dot4(w, qx + 32 * b, p);
+      acc.add_chunk(int(b % 2), p, d * dx[b]);
+      if (acc.has_off) {
+        const float prod = float(sums[b]) * (m * dx[b]);
+        acc.off = acc.off + prod;
+      }
+    }
+    return acc.finish();
+  }
+  acc.has_off = t != WeightType::Q6_K;
+  for (int64_t b = 0; b < nb; ++b) {
+    int w[256], sc16[16], mins[8];
+    float d, dmin;
+    k_levels(t, row + b * int64_t(f.block_bytes), w, sc16, mins, &d, &dmin);
+    int32_t P[16] = {};
+    int32_t M = 0;
+    for (int c = 0; c < 8; ++c) {
+      int32_t p[8];
+      dot4(w + 32 * c, qx + 256 * b + 32 * c, p);
+      for (int i = 0; i < 8; ++i) P[8 * (c % 2) + i] += sc16[2 * c + i / 4] * p[i];
+      M += mins[c] * sums[8 * b + c];
+    }
+    const float s = d * dx[b];
+    acc.add_chunk(0, P, s);
+    acc.add_chunk(1, P + 8, s);
+    if (acc.has_off) {
+      const float prod = float(M) * -(dmin * dx[b]);
+      acc.off = acc.off + prod;
+    }
+  }
+  return acc.finish();
+}
+
+}  // namespace
+
+void matmul_rows_model(const formats::WeightView& w, const QuantizedX& xq, int64_t n_tok,
+                       float* y, const float* bias, int64_t r0, int64_t r1) {
+  const size_t rb = formats::row_bytes(w.dtype, w.cols);
+  for (int64_t t = 0; t < n_tok; ++t)
+    for (int64_t r = r0; r < r1; ++r) {
+      const float s = row_dot(w.dtype, static_cast<const uint8_t*>(w.data) + size_t(r) * rb,
+                              w.cols, xq.q_at(t), xq.d_at(t), xq.sums_at(t));
+      y[t * w.rows + r] = bias ? s + bias[r] : s;
+    }
+}
+
+}  // namespace meshlm::kernels::quant

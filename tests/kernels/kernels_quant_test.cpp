@@ -1,0 +1,252 @@
+// Quantized-activation matmul (BlockMath::kQ8, kernels_quant.h), once per SIMD target:
+//  - bit for bit equal to the scalar model of the algorithm (same activation quantization,
+//    integer dots, the same f32 operations in the same order), on every target;
+//  - within the error the activation quantization allows of the scalar reference (ref::matmul
+//    on the dequantized weights, double accumulation);
+//  - the determinism contract: a token's outputs alone == within a batch of 16 == within any
+//    window, on 1..4 threads; matmul_multi outputs == their own matmul.
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "formats/quants.h"
+#include "kernels/kernels_quant.h"
+#include "kernels/kernels_ref.h"
+#include "kernels_test_util.h"
+
+namespace meshlm::kernels::test {
+namespace {
+
+const WeightType kQuantTypes[] = {WeightType::Q8_0, WeightType::Q4_0, WeightType::Q4_1,
+                                  WeightType::Q5_0, WeightType::Q5_1, WeightType::Q4_K,
+                                  WeightType::Q5_K, WeightType::Q6_K};
+
+// A block-quantized matrix made by formats::quantize_row (ggml's reference quantizers) from
+// random values, its bytes `misalign` bytes past a 64-byte boundary, and its decoded values.
+struct QuantWeights {
+  QuantWeights(WeightType t, int64_t rows, int64_t cols, uint32_t seed, size_t misalign) {
+    const size_t rb = formats::row_bytes(t, cols);
+    storage.resize(size_t(rows) * rb + misalign + 64);
+    const auto addr = reinterpret_cast<uintptr_t>(storage.data());
+    uint8_t* data = storage.data() + (64 - addr % 64) % 64 + misalign;
+    const std::vector<float> src = random_floats(size_t(rows * cols), seed);
+    decoded.resize(src.size());
+    for (int64_t r = 0; r < rows; ++r) {
+      formats::quantize_row(t, src.data() + r * cols, cols, data + size_t(r) * rb);
+      formats::dequantize_row(t, data + size_t(r) * rb, cols, decoded.data() + r * cols);
+    }
+    view = MatView{data, t, rows, cols};
+  }
+  std::vector<uint8_t> storage;
+  std::vector<float> decoded;  // [rows, cols]
+  MatView view;
+};
+
+// Stated tolerance against the reference. The activation quantization replaces x_k by
+// dx * q_k with |x_k - dx * q_k| <= dx / 2 (dx = amax / 127 of k's activation block), so the
+// exact result moves by at most sum_k |W_rk| * dx_k / 2. On top, the f32 arithmetic (a few
+// dozen roundings of terms bounded by the separate scale and minimum products, which for the
+// K-quants can be several times |W_rk x_k|): 1e-4 * sum_k |W_rk x_tk|, with wide margin.
+double tolerance(const QuantWeights& w, const std::vector<float>& x, int64_t t, int64_t r,
+                 int64_t block, const float* bias) {
+  const int64_t cols = w.view.cols;
+  double quant = 0, mag = 0;
+  for (int64_t b = 0; b < cols / block; ++b) {
+    double amax = 0;
+    for (int64_t k = b * block; k < (b + 1) * block; ++k)
+      amax = std::max(amax, std::fabs(double(x[size_t(t * cols + k)])));
+    for (int64_t k = b * block; k < (b + 1) * block; ++k) {
+      const double wk = std::fabs(double(w.decoded[size_t(r * cols + k)]));
+      quant += wk * amax / 254.0;
+      mag += wk * std::fabs(double(x[size_t(t * cols + k)]));
+    }
+  }
+  return quant * (1 + 1e-5) + 1e-4 * mag + (bias ? 1e-6 * std::fabs(bias[r]) : 0.0) + 1e-6;
+}
+
+void check_q8(WeightType t, int64_t rows, int64_t cols, int64_t n_tok, int threads, bool with_bias,
+              size_t misalign, uint32_t seed) {
+  SCOPED_TRACE(::testing::Message() << formats::name(t) << " rows=" << rows << " cols=" << cols
+                                    << " n_tok=" << n_tok << " threads=" << threads
+                                    << " bias=" << with_bias << " misalign=" << misalign);
+  const QuantWeights w(t, rows, cols, seed, misalign);
+  const std::vector<float> x = random_floats(size_t(n_tok * cols), seed + 1, -2.0f, 2.0f);
+  const std::vector<float> bias = random_floats(size_t(rows), seed + 2);
+  const float* b = with_bias ? bias.data() : nullptr;
+  std::vector<float> y(size_t(n_tok * rows), NAN), model(y.size(), NAN), ref(y.size());
+  matmul(w.view, x.data(), n_tok, y.data(), b, pool_of(threads), BlockMath::kQ8);
+
+  const int64_t block = quant::activation_block(t);
+  quant::QuantizedXBuffer xq;
+  xq.quantize(x.data(), n_tok, cols, block);
+  quant::matmul_rows_model(w.view, xq.view(), n_tok, model.data(), b, 0, rows);
+  ASSERT_EQ(0, std::memcmp(y.data(), model.data(), y.size() * sizeof(float)))
+      << "differs from the scalar model of the algorithm";
+
+  const MatView ref_view{w.decoded.data(), WeightType::F32, rows, cols};
+  ref::matmul(ref_view, x.data(), n_tok, ref.data(), b);
+  for (int64_t tt = 0; tt < n_tok; ++tt)
+    for (int64_t r = 0; r < rows; ++r) {
+      const size_t i = size_t(tt * rows + r);
+      ASSERT_NEAR(y[i], ref[i], tolerance(w, x, tt, r, block, b)) << "t=" << tt << " r=" << r;
+    }
+}
+
+// Once per SIMD target built in; the ones this CPU cannot run are skipped, saying so.
+class QuantMatmulParity : public ::testing::TestWithParam<int64_t> {
+ protected:
+  void SetUp() override {
+    if (!simd_target_supported(GetParam()))
+      GTEST_SKIP() << "this CPU lacks " << simd_target_label(GetParam())
+                   << ": its kernels are built but cannot run here";
+    simd_force_target(GetParam());
+  }
+  void TearDown() override { simd_force_target(0); }
+};
+
+TEST_P(QuantMatmulParity, OddShapesEveryType) {
+  uint32_t seed = 1;
+  for (WeightType t : kQuantTypes) {
+    const int64_t be = formats::info(t).block_elems;
+    for (int64_t rows : {1, 5, 13, 33})
+      for (int64_t blocks : {1, 3, 8})
+        for (int64_t n_tok : {1, 2, 5, 17}) {
+          check_q8(t, rows, blocks * be, n_tok, int(1 + seed % 4), seed % 2 == 0, seed % 3, seed);
+          ++seed;
+        }
+  }
+}
+
+TEST_P(QuantMatmulParity, ModelShapes) {
+  // A row of a 0.6B / 1.7B layer (1024 and 2048 columns, 6144 for the down projection).
+  uint32_t seed = 100;
+  for (WeightType t : kQuantTypes)
+    for (int64_t cols : {1024, 2048, 6144}) check_q8(t, 7, cols, 3, 2, true, 1, seed++);
+}
+
+// Zero, huge and non-finite activations: a zero block quantizes to zeros (no division by zero);
+// a NaN or inf makes its outputs NaN, as the f32 path does.
+TEST_P(QuantMatmulParity, SpecialActivations) {
+  for (WeightType t : kQuantTypes) {
+    SCOPED_TRACE(formats::name(t));
+    const int64_t cols = 512, rows = 3;
+    const QuantWeights w(t, rows, cols, 7, 0);
+    std::vector<float> x(size_t(2 * cols), 0.0f), y(size_t(2 * rows), 1.0f);
+    x[size_t(cols + 5)] = 1e30f;
+    matmul(w.view, x.data(), 2, y.data(), nullptr, pool_of(1), BlockMath::kQ8);
+    for (int64_t r = 0; r < rows; ++r) {
+      EXPECT_EQ(y[size_t(r)], 0.0f);
+      EXPECT_TRUE(std::isfinite(y[size_t(rows + r)]));
+    }
+    x[size_t(7)] = NAN;
+    x[size_t(cols + 300)] = INFINITY;
+    matmul(w.view, x.data(), 2, y.data(), nullptr, pool_of(1), BlockMath::kQ8);
+    for (float v : y) EXPECT_TRUE(std::isnan(v));
+  }
+}
+
+// Every output bit-identical to the one computed alone (n_tok = 1, one thread).
+TEST_P(QuantMatmulParity, BatchInvariance) {
+  uint32_t seed = 300;
+  for (WeightType t : kQuantTypes) {
+    const int64_t be = formats::info(t).block_elems, rows = 67, n_tok = 16;
+    const int64_t cols = be == 32 ? 320 : 768;
+    SCOPED_TRACE(formats::name(t));
+    const QuantWeights w(t, rows, cols, seed++, 1);
+    const std::vector<float> x = random_floats(size_t(n_tok * cols), seed++, -2.0f, 2.0f);
+    const std::vector<float> bias = random_floats(size_t(rows), seed++);
+    std::vector<float> alone(size_t(n_tok * rows));
+    for (int64_t tt = 0; tt < n_tok; ++tt)
+      matmul(w.view, x.data() + tt * cols, 1, alone.data() + tt * rows, bias.data(), pool_of(1),
+             BlockMath::kQ8);
+    for (int threads = 1; threads <= 4; ++threads) {
+      std::vector<float> y(alone.size());
+      matmul(w.view, x.data(), n_tok, y.data(), bias.data(), pool_of(threads), BlockMath::kQ8);
+      ASSERT_EQ(0, std::memcmp(y.data(), alone.data(), y.size() * sizeof(float)))
+          << "batch of 16, threads=" << threads;
+      for (int64_t len = 2; len <= 5; ++len)
+        for (int64_t t0 = len - 2; t0 + len <= n_tok; t0 += 3) {
+          std::vector<float> yw(size_t(len * rows));
+          matmul(w.view, x.data() + t0 * cols, len, yw.data(), bias.data(), pool_of(threads),
+                 BlockMath::kQ8);
+          ASSERT_EQ(0, std::memcmp(yw.data(), alone.data() + t0 * rows, yw.size() * sizeof(float)))
+              << "window t0=" << t0 << " len=" << len << " threads=" << threads;
+        }
+    }
+  }
+}
+
+// A Q4_K_M layer mixes types over one input (q/k/v: Q4_K and Q6_K; a BF16 or Q2_K tensor takes
+// the f32 path): each output equals its own matmul bit for bit.
+TEST_P(QuantMatmulParity, MultiMixedTypes) {
+  const int64_t cols = 512;
+  const WeightType types[] = {WeightType::Q4_K, WeightType::Q6_K, WeightType::Q8_0,
+                              WeightType::Q2_K, WeightType::Q4_0};
+  const int64_t rows[] = {67, 12, 25, 9, 0};
+  std::vector<QuantWeights> ws;
+  for (int i = 0; i < 5; ++i) ws.emplace_back(types[i], rows[i], cols, 800 + uint32_t(i), 0);
+  const std::vector<float> bias = random_floats(67, 9);
+  for (int64_t n_tok : {1, 5, 16}) {
+    const std::vector<float> x = random_floats(size_t(n_tok * cols), 810 + uint32_t(n_tok));
+    for (int threads = 1; threads <= 4; ++threads) {
+      SCOPED_TRACE(::testing::Message() << "n_tok=" << n_tok << " threads=" << threads);
+      std::vector<std::vector<float>> ys(5), alone(5);
+      std::vector<MatmulOut> outs;
+      for (int i = 0; i < 5; ++i) {
+        ys[size_t(i)].assign(size_t(n_tok * rows[i]), NAN);
+        alone[size_t(i)].assign(size_t(n_tok * rows[i]), NAN);
+        const float* b = i % 2 == 0 ? bias.data() : nullptr;
+        outs.push_back(MatmulOut{ws[size_t(i)].view, ys[size_t(i)].data(), b});
+        matmul(ws[size_t(i)].view, x.data(), n_tok, alone[size_t(i)].data(), b, pool_of(1),
+               BlockMath::kQ8);
+      }
+      matmul_multi(outs.data(), 5, x.data(), n_tok, pool_of(threads), BlockMath::kQ8);
+      for (int i = 0; i < 4; ++i)
+        ASSERT_EQ(0, std::memcmp(ys[size_t(i)].data(), alone[size_t(i)].data(),
+                                 ys[size_t(i)].size() * sizeof(float)))
+            << "output " << i;
+    }
+  }
+}
+
+// kQ8 leaves the types without a kernel (and F32/BF16/F16) on their exact path: bit-identical to
+// kExact.
+TEST_P(QuantMatmulParity, OtherTypesUnchanged) {
+  for (WeightType t : {WeightType::Q2_K, WeightType::Q3_K}) {
+    const QuantWeights w(t, 13, 512, 5, 0);
+    const std::vector<float> x = random_floats(3 * 512, 6);
+    std::vector<float> a(39), b(39);
+    matmul(w.view, x.data(), 3, a.data(), nullptr, pool_of(2), BlockMath::kExact);
+    matmul(w.view, x.data(), 3, b.data(), nullptr, pool_of(2), BlockMath::kQ8);
+    EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float))) << formats::name(t);
+  }
+  Weights w(WeightType::BF16, 13, 100, random_floats(1300, 3), 0);
+  const std::vector<float> x = random_floats(300, 4);
+  std::vector<float> a(39), b(39);
+  matmul(w.view(), x.data(), 3, a.data(), nullptr, pool_of(2), BlockMath::kExact);
+  matmul(w.view(), x.data(), 3, b.data(), nullptr, pool_of(2), BlockMath::kQ8);
+  EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float)));
+}
+
+INSTANTIATE_TEST_SUITE_P(Targets, QuantMatmulParity, ::testing::ValuesIn(simd_built_targets()),
+                         target_param_name);
+
+// The activation quantization itself: d = amax / 127, codes round to nearest, chunk sums.
+TEST(QuantizeActivations, Codes) {
+  std::vector<float> x(32, 0.0f);
+  x[0] = -2.54f;
+  x[1] = 1.0f;
+  x[2] = 0.01f;
+  std::vector<int8_t> q(32);
+  float d;
+  int32_t sum;
+  quant::quantize_activations(x.data(), 32, 32, q.data(), &d, &sum);
+  EXPECT_FLOAT_EQ(d, 2.54f / 127);
+  EXPECT_EQ(q[0], -127);
+  EXPECT_EQ(q[1], 50);
+  EXPECT_EQ(q[2], 0);
+  EXPECT_EQ(sum, -77);
+}
+
+}  // namespace
+}  // namespace meshlm::kernels::test
