@@ -38,7 +38,9 @@ class CpuBackend final : public Backend {
     thread_local std::vector<kernels::MatmulOut> k;
     k.clear();
     for (const MatmulOut& o : outs) k.push_back({o.w, o.y, o.bias});
-    kernels::matmul_multi(k.data(), int(k.size()), x, n_tok, pool_);
+    // Block-quantized weights with a kernel of their own multiply activations quantized to 8
+    // bits per block (as llama.cpp does): integer dots, still batch- and thread-invariant.
+    kernels::matmul_multi(k.data(), int(k.size()), x, n_tok, pool_, kernels::BlockMath::kQ8);
   }
 
   void rmsnorm(const float* x, const float* weight, int64_t rows, int64_t n, float eps,

@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "formats/weight_format.h"
+#include "kernels/kernels_quant.h"
 #include "kernels/kernels_ref.h"
 #include "kernels/kernels_targets.h"
 
@@ -164,12 +165,24 @@ TEST_P(BackendGrid, MatmulEveryFormatAndShape) {
           std::vector<float> want(size_t(n_tok * rows)), scale(size_t(n_tok * rows));
           const WeightView ref_view{w.decoded.data(), WeightType::F32, rows, cols};
           kernels::ref::matmul(ref_view, x.data(), n_tok, want.data(), bias.data());
+          // The cpu backend multiplies block-quantized weights that have a kernel by activations
+          // quantized to 8 bits per block: each x moves by at most amax/254 of its block, so the
+          // bound grows by sum_k |W[r,k]| * amax_k / 254 (the 1e-5 below is then f32 rounding).
+          const int64_t qblock =
+              GetParam().backend == "cpu" ? kernels::quant::activation_block(f.type) : 0;
           for (int64_t t = 0; t < n_tok; ++t)
             for (int64_t r = 0; r < rows; ++r) {
-              double s = std::fabs(bias[size_t(r)]);
+              double s = std::fabs(bias[size_t(r)]), q8 = 0;
               for (int64_t k = 0; k < cols; ++k)
                 s += std::fabs(double(w.decoded[size_t(r * cols + k)]) * x[size_t(t * cols + k)]);
-              scale[size_t(t * rows + r)] = float(s);
+              for (int64_t b0 = 0; qblock > 0 && b0 < cols; b0 += qblock) {
+                double amax = 0;
+                for (int64_t k = b0; k < b0 + qblock; ++k)
+                  amax = std::max(amax, double(std::fabs(x[size_t(t * cols + k)])));
+                for (int64_t k = b0; k < b0 + qblock; ++k)
+                  q8 += std::fabs(double(w.decoded[size_t(r * cols + k)])) * amax / 254.0;
+              }
+              scale[size_t(t * rows + r)] = float(s + q8 / 1e-5);
             }
           Buffer xb = put(x), bb = put(bias), yb = be_->alloc(size_t(n_tok * rows));
           be_->matmul(be_->import_weights(w.view), xb.data(), n_tok, yb.data(), bb.data());
