@@ -8,6 +8,8 @@
 #include <nlohmann/json.hpp>
 
 #include "dist/handshake.h"
+#include "formats/gguf.h"
+#include "model/model_files.h"
 
 namespace meshlm::dist {
 namespace {
@@ -45,9 +47,18 @@ nlohmann::json safetensors_header(const fs::path& path) {
   return j;
 }
 
-}  // namespace
+// A GGUF model's identity: every part's header (metadata and tensor table), not its data.
+std::string gguf_identity(const std::string& path) {
+  const formats::GgufModel m = formats::GgufModel::open(path);
+  std::string data = "gguf";
+  data.push_back('\0');
+  for (const formats::GgufFile& part : m.parts())
+    data.append(reinterpret_cast<const char*>(part.bytes().data()), size_t(part.data_offset()));
+  return data;
+}
 
-std::string fingerprint(const std::string& model_dir) {
+// A Hugging Face folder's identity: config.json and every tensor's name, dtype and shape.
+std::string folder_identity(const std::string& model_dir) {
   fs::path dir(model_dir);
   std::string data = read_file(dir / "config.json", 16 << 20);
   data.push_back('\0');
@@ -71,7 +82,15 @@ std::string fingerprint(const std::string& model_dir) {
   if (ec) throw Error("fingerprint", "cannot list " + model_dir + ": " + ec.message());
   std::sort(tensors.begin(), tensors.end());
   for (const auto& t : tensors) data += t;
+  return data;
+}
 
+}  // namespace
+
+std::string fingerprint(const std::string& model_dir) {
+  const std::string data = model::detect_model_format(model_dir) == model::ModelFormat::Gguf
+                               ? gguf_identity(model_dir)
+                               : folder_identity(model_dir);
   uint8_t digest[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   if (!EVP_Digest(data.data(), data.size(), digest, &len, EVP_sha256(), nullptr)) {

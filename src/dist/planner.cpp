@@ -6,6 +6,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "model/model_files.h"
 #include "model/safetensors.h"
 #include "model/schema.h"
 
@@ -54,6 +55,14 @@ void add_stages(Plan& plan, const model::ModelConfig& c, const TensorSizes& size
 }  // namespace
 
 TensorSizes tensor_sizes(const std::string& model_dir) {
+  if (model::detect_model_format(model_dir) == model::ModelFormat::Gguf) {
+    // Stored bytes of each schema tensor, keyed by its Hugging Face name like a folder's.
+    auto files = model::ModelFiles::open(model_dir);
+    const model::TensorLookup lookup = files->lookup();
+    TensorSizes sizes;
+    for (const auto& d : model::model_tensors(files->config())) sizes[d.name] = lookup(d).nbytes;
+    return sizes;
+  }
   auto set = model::SafetensorsSet::open_dir(model_dir);
   TensorSizes sizes;
   for (const auto& [name, info] : set->tensors()) sizes[name] = info.nbytes;

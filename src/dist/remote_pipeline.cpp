@@ -1,5 +1,7 @@
 #include "dist/remote_pipeline.h"
 
+#include "model/model_files.h"
+
 #include <openssl/rand.h>
 
 #include <chrono>
@@ -96,7 +98,13 @@ class RemotePipeline final : public runtime::Pipeline {
     stage0_ = std::make_unique<model::Stage>(options_.model_dir, model::LayerRange{splits[0], splits[1]},
                                              options_.stage);
     runner0_ = std::make_unique<runtime::StageRunner>(*stage0_);
-    if (sync_ && !options_.peers.empty()) {
+    if (sync_ && !options_.peers.empty() &&
+        model::detect_model_format(options_.model_dir) == model::ModelFormat::Gguf) {
+      // Model sync ships Hugging Face folders (safetensors tensors by name) today: workers of a
+      // GGUF model must hold the file (same path, or their own --model of it).
+      log::info("[pipeline] model sync is for Hugging Face folders; the workers must hold {}",
+                options_.model_dir);
+    } else if (sync_ && !options_.peers.empty()) {
       TensorServerOptions so;
       so.chunk_bytes = options_.sync_chunk_bytes;
       so.stop_after_bytes = options_.sync_stop_after_bytes;

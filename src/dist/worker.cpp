@@ -1,5 +1,7 @@
 #include "dist/worker.h"
 
+#include "model/model_files.h"
+
 #include <poll.h>
 
 #include <chrono>
@@ -159,8 +161,11 @@ struct Worker::Impl {
       return {m.model_dir, fp};
     }
     std::error_code ec;
-    if (!m.model_dir.empty() && std::filesystem::exists(
-                                    std::filesystem::path(m.model_dir) / "config.json", ec)) {
+    const std::filesystem::path given(m.model_dir);
+    const bool looks_like_model =
+        !m.model_dir.empty() && (std::filesystem::exists(given / "config.json", ec) ||
+                                 model::detect_model_format(m.model_dir) == model::ModelFormat::Gguf);
+    if (looks_like_model) {
       std::string fp = fingerprint(m.model_dir);
       if (fp == want) return {m.model_dir, fp};
       log::info("[worker] {} is not the coordinator's model; syncing instead", m.model_dir);

@@ -269,9 +269,12 @@ PullResult pull(const std::string& repo_id, const PullOptions& options) {
 std::string resolve_model_dir(const std::string& model_arg, const PullOptions& options) {
   std::error_code ec;
   if (fs::is_directory(model_arg, ec)) return model_arg;
+  if (fs::is_regular_file(model_arg, ec) && fs::path(model_arg).extension() == ".gguf")
+    return model_arg;  // a GGUF file is a model too (model/model_files.h)
   if (!is_repo_id(model_arg))
     throw Error("hub", "'" + model_arg +
-                           "' is neither a model folder nor a Hugging Face model id (ORG/NAME)");
+                           "' is neither a model folder, a .gguf file nor a Hugging Face model id "
+                           "(ORG/NAME)");
   return pull(model_arg, options).snapshot_dir;
 }
 
