@@ -19,19 +19,19 @@
 #include <mach-o/dyld.h>
 #endif
 
+#include "cluster/cluster_watch.h"
+#include "cluster/node_probe.h"
 #include "core/error.h"
 #include "core/log.h"
-#include "cluster/cluster_watch.h"
 #include "discovery/discovery.h"
 #include "discovery/node_record.h"
-#include "dist/frame.h"
-#include "dist/messages.h"
-#include "dist/mpi_transport.h"
-#include "dist/node_probe.h"
-#include "dist/remote_pipeline.h"
-#include "dist/worker.h"
 #include "kernels/kernels.h"
 #include "model/weights.h"
+#include "remote/remote_pipeline.h"
+#include "remote/worker.h"
+#include "transport/frame.h"
+#include "transport/messages.h"
+#include "transport/mpi_transport.h"
 
 extern char** environ;
 

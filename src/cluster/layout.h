@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "dist/planner.h"
+#include "cluster/planner.h"
 #include "runtime/pipeline.h"
 
 namespace meshlm::cluster {
@@ -62,8 +62,8 @@ struct LayoutOptions {
 std::vector<int64_t> parse_layer_ranges(const std::string& text, int64_t n_layers);
 // "0,2,4" (spaces, brackets allowed) -> numbers in [0, 2^31); throws Error("cli", "bad <what> ...").
 std::vector<int64_t> parse_number_list(const std::string& text, const char* what);
-// What this process computes with, e.g. "cpu/AVX2": NodeInfo::backend (dist/messages.h), shown by
-// `meshlm cluster status` and in the coordinator's worker list.
+// What this process computes with, e.g. "cpu/AVX2": NodeInfo::backend (transport/messages.h),
+// shown by `meshlm cluster status` and in the coordinator's worker list.
 std::string compute_backend();
 
 }  // namespace meshlm::cluster
