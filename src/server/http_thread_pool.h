@@ -27,19 +27,19 @@
 
 namespace meshlm::server {
 
-struct WorkerPoolOptions {
+struct HttpThreadPoolOptions {
   size_t max_threads = 64;   // connections served at once; more wait in a queue
   size_t keep_threads = 1;   // threads that never retire (at least 1: it joins the others)
   std::chrono::milliseconds idle_timeout{2000};  // an idle thread beyond keep_threads retires
   std::function<void()> on_quiet;  // after retired threads are joined and no job runs
 };
 
-class WorkerPool : public httplib::TaskQueue {
+class HttpThreadPool : public httplib::TaskQueue {
  public:
-  explicit WorkerPool(WorkerPoolOptions options);
-  ~WorkerPool() override;
-  WorkerPool(const WorkerPool&) = delete;
-  WorkerPool& operator=(const WorkerPool&) = delete;
+  explicit HttpThreadPool(HttpThreadPoolOptions options);
+  ~HttpThreadPool() override;
+  HttpThreadPool(const HttpThreadPool&) = delete;
+  HttpThreadPool& operator=(const HttpThreadPool&) = delete;
 
   // Runs `job` on an idle thread (the most recently idle), a new thread, or later when
   // max_threads are busy.
@@ -52,18 +52,18 @@ class WorkerPool : public httplib::TaskQueue {
   size_t threads_started() const;  // since construction, retired ones included
 
  private:
-  struct Worker;
-  void work(Worker* self);
+  struct PoolThread;
+  void work(PoolThread* self);
   void run_job(std::function<void()>& job);
   // Joins retired threads (outside the lock); returns how many.
   size_t reap(std::unique_lock<std::mutex>& lock);
 
-  WorkerPoolOptions options_;
+  HttpThreadPoolOptions options_;
   mutable std::mutex mutex_;
-  std::list<std::unique_ptr<Worker>> workers_;   // live
-  std::vector<std::unique_ptr<Worker>> retired_;  // returned from work(), not joined yet
-  std::vector<Worker*> idle_;                    // waiting, most recently idle last
-  std::deque<std::function<void()>> queue_;      // jobs waiting for a thread
+  std::list<std::unique_ptr<PoolThread>> live_;       // started and not retired
+  std::vector<std::unique_ptr<PoolThread>> retired_;  // returned from work(), not joined yet
+  std::vector<PoolThread*> idle_;                     // waiting, most recently idle last
+  std::deque<std::function<void()>> queue_;           // jobs waiting for a thread
   size_t started_ = 0;
   bool shutdown_ = false;
 };

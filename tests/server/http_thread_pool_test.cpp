@@ -1,6 +1,6 @@
-// The HTTP server's thread pool (server/worker_pool.h): threads start with work, the most recently
-// idle one is reused, idle ones beyond keep_threads retire, queued jobs and shutdown.
-#include "server/worker_pool.h"
+// The HTTP server's thread pool (server/http_thread_pool.h): threads start with work, the most
+// recently idle one is reused, idle ones beyond keep_threads retire, queued jobs and shutdown.
+#include "server/http_thread_pool.h"
 
 #include <gtest/gtest.h>
 
@@ -26,10 +26,10 @@ bool eventually(Fn done, std::chrono::milliseconds limit = 60000ms) {
   return done();
 }
 
-WorkerPoolOptions opts(size_t max_threads, size_t keep_threads,
+HttpThreadPoolOptions opts(size_t max_threads, size_t keep_threads,
                        std::chrono::milliseconds idle_timeout,
                        std::function<void()> on_quiet = {}) {
-  WorkerPoolOptions o;
+  HttpThreadPoolOptions o;
   o.max_threads = max_threads;
   o.keep_threads = keep_threads;
   o.idle_timeout = idle_timeout;
@@ -43,8 +43,8 @@ struct Gate {
   std::shared_future<void> opened = open.get_future().share();
 };
 
-TEST(WorkerPool, StartsThreadsOnlyWhenNoneIsIdle) {
-  WorkerPool pool(opts(8, 1, 10s));
+TEST(HttpThreadPool, StartsThreadsOnlyWhenNoneIsIdle) {
+  HttpThreadPool pool(opts(8, 1, 10s));
   EXPECT_EQ(pool.threads(), 0u);
   std::atomic<int> ran{0};
   for (int i = 0; i < 20; ++i) {
@@ -55,8 +55,8 @@ TEST(WorkerPool, StartsThreadsOnlyWhenNoneIsIdle) {
   EXPECT_EQ(pool.threads_started(), 1u);
 }
 
-TEST(WorkerPool, MostRecentlyIdleThreadTakesTheNextJob) {
-  WorkerPool pool(opts(4, 4, 10s));
+TEST(HttpThreadPool, MostRecentlyIdleThreadTakesTheNextJob) {
+  HttpThreadPool pool(opts(4, 4, 10s));
   Gate gates[3];
   std::mutex m;
   std::thread::id ran_on[3];
@@ -83,9 +83,9 @@ TEST(WorkerPool, MostRecentlyIdleThreadTakesTheNextJob) {
   EXPECT_EQ(pool.threads_started(), 3u);
 }
 
-TEST(WorkerPool, IdleThreadsBeyondKeepRetire) {
+TEST(HttpThreadPool, IdleThreadsBeyondKeepRetire) {
   std::atomic<int> quiet{0};
-  WorkerPool pool(opts(16, 2, 50ms, [&] { ++quiet; }));
+  HttpThreadPool pool(opts(16, 2, 50ms, [&] { ++quiet; }));
   Gate gate;
   std::atomic<int> ran{0};
   for (int i = 0; i < 10; ++i)
@@ -105,8 +105,8 @@ TEST(WorkerPool, IdleThreadsBeyondKeepRetire) {
   EXPECT_TRUE(eventually([&] { return again.load(); }));
 }
 
-TEST(WorkerPool, JobsBeyondMaxThreadsWaitAndRun) {
-  WorkerPool pool(opts(2, 1, 10s));
+TEST(HttpThreadPool, JobsBeyondMaxThreadsWaitAndRun) {
+  HttpThreadPool pool(opts(2, 1, 10s));
   Gate gate;
   std::atomic<int> ran{0};
   for (int i = 0; i < 6; ++i)
@@ -123,10 +123,10 @@ TEST(WorkerPool, JobsBeyondMaxThreadsWaitAndRun) {
   EXPECT_EQ(pool.threads_started(), 2u);
 }
 
-TEST(WorkerPool, ShutdownRunsQueuedJobsAndJoins) {
+TEST(HttpThreadPool, ShutdownRunsQueuedJobsAndJoins) {
   std::atomic<int> ran{0};
   {
-    WorkerPool pool(opts(1, 1, 10s));
+    HttpThreadPool pool(opts(1, 1, 10s));
     for (int i = 0; i < 5; ++i)
       pool.enqueue([&] {
         std::this_thread::sleep_for(5ms);
@@ -141,8 +141,8 @@ TEST(WorkerPool, ShutdownRunsQueuedJobsAndJoins) {
   EXPECT_EQ(ran, 5);
 }
 
-TEST(WorkerPool, AThrowingJobDoesNotEndTheThread) {
-  WorkerPool pool(opts(1, 1, 10s));
+TEST(HttpThreadPool, AThrowingJobDoesNotEndTheThread) {
+  HttpThreadPool pool(opts(1, 1, 10s));
   std::atomic<bool> after{false};
   pool.enqueue([] { throw std::runtime_error("boom"); });
   pool.enqueue([&] { after = true; });
@@ -150,8 +150,8 @@ TEST(WorkerPool, AThrowingJobDoesNotEndTheThread) {
   EXPECT_EQ(pool.threads_started(), 1u);
 }
 
-TEST(WorkerPool, ManyShortJobsFromSeveralThreads) {
-  WorkerPool pool(opts(8, 1, 1ms));
+TEST(HttpThreadPool, ManyShortJobsFromSeveralThreads) {
+  HttpThreadPool pool(opts(8, 1, 1ms));
   std::atomic<int> ran{0};
   std::vector<std::thread> producers;
   for (int p = 0; p < 4; ++p)

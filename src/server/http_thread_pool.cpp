@@ -1,4 +1,4 @@
-#include "server/worker_pool.h"
+#include "server/http_thread_pool.h"
 
 #include <algorithm>
 #include <exception>
@@ -8,49 +8,49 @@
 
 namespace meshlm::server {
 
-struct WorkerPool::Worker {
+struct HttpThreadPool::PoolThread {
   std::thread thread;
   std::condition_variable wake;
   std::function<void()> job;  // handed over by enqueue()
-  std::list<std::unique_ptr<Worker>>::iterator self;
+  std::list<std::unique_ptr<PoolThread>>::iterator self;
 };
 
-WorkerPool::WorkerPool(WorkerPoolOptions options) : options_(std::move(options)) {
+HttpThreadPool::HttpThreadPool(HttpThreadPoolOptions options) : options_(std::move(options)) {
   options_.max_threads = std::max<size_t>(1, options_.max_threads);
   options_.keep_threads = std::clamp<size_t>(options_.keep_threads, 1, options_.max_threads);
 }
 
-WorkerPool::~WorkerPool() {
+HttpThreadPool::~HttpThreadPool() {
   shutdown();
 }
 
-void WorkerPool::enqueue(std::function<void()> job) {
+void HttpThreadPool::enqueue(std::function<void()> job) {
   std::lock_guard lock(mutex_);
   if (shutdown_) return;
   if (!idle_.empty()) {
-    Worker* w = idle_.back();
+    PoolThread* w = idle_.back();
     idle_.pop_back();
     w->job = std::move(job);
     w->wake.notify_one();
     return;
   }
-  if (workers_.size() >= options_.max_threads) {
+  if (live_.size() >= options_.max_threads) {
     queue_.push_back(std::move(job));
     return;
   }
-  auto worker = std::make_unique<Worker>();
-  Worker* w = worker.get();
+  auto thread = std::make_unique<PoolThread>();
+  PoolThread* w = thread.get();
   w->job = std::move(job);
-  workers_.push_back(std::move(worker));
-  w->self = std::prev(workers_.end());
+  live_.push_back(std::move(thread));
+  w->self = std::prev(live_.end());
   // The new thread waits for the lock, so it sees `self` and `thread` set.
   try {
     w->thread = std::thread([this, w] { work(w); });
   } catch (const std::system_error& e) {
     // Out of threads: the job waits for a running one, if there is one.
     job = std::move(w->job);
-    workers_.pop_back();
-    if (workers_.empty()) throw;
+    live_.pop_back();
+    if (live_.empty()) throw;
     log::warn("[server] cannot start another HTTP thread ({}); the connection waits", e.what());
     queue_.push_back(std::move(job));
     return;
@@ -58,7 +58,7 @@ void WorkerPool::enqueue(std::function<void()> job) {
   ++started_;
 }
 
-void WorkerPool::run_job(std::function<void()>& job) {
+void HttpThreadPool::run_job(std::function<void()>& job) {
   try {
     job();
   } catch (const std::exception& e) {
@@ -69,7 +69,7 @@ void WorkerPool::run_job(std::function<void()>& job) {
   job = nullptr;  // what the job holds (its socket, buffers) goes before the thread waits
 }
 
-void WorkerPool::work(Worker* self) {
+void HttpThreadPool::work(PoolThread* self) {
   std::unique_lock lock(mutex_);
   for (;;) {
     if (self->job) {
@@ -92,12 +92,12 @@ void WorkerPool::work(Worker* self) {
       continue;  // enqueue() took us off idle_; shutdown() clears idle_
     // Idle for idle_timeout: we are the least recently used of the idle threads.
     idle_.erase(std::find(idle_.begin(), idle_.end(), self));
-    if (workers_.size() > options_.keep_threads) {
+    if (live_.size() > options_.keep_threads) {
       retired_.push_back(std::move(*self->self));
-      workers_.erase(self->self);
+      live_.erase(self->self);
       return;  // a kept thread (or shutdown()) joins us
     }
-    if (reap(lock) > 0 && idle_.size() + 1 == workers_.size() && queue_.empty() &&
+    if (reap(lock) > 0 && idle_.size() + 1 == live_.size() && queue_.empty() &&
         options_.on_quiet) {
       lock.unlock();
       options_.on_quiet();
@@ -106,9 +106,9 @@ void WorkerPool::work(Worker* self) {
   }
 }
 
-size_t WorkerPool::reap(std::unique_lock<std::mutex>& lock) {
+size_t HttpThreadPool::reap(std::unique_lock<std::mutex>& lock) {
   if (retired_.empty()) return 0;
-  std::vector<std::unique_ptr<Worker>> done;
+  std::vector<std::unique_ptr<PoolThread>> done;
   done.swap(retired_);
   lock.unlock();
   for (auto& w : done) w->thread.join();
@@ -118,33 +118,33 @@ size_t WorkerPool::reap(std::unique_lock<std::mutex>& lock) {
   return joined;
 }
 
-void WorkerPool::shutdown() {
-  std::list<std::unique_ptr<Worker>> live;
+void HttpThreadPool::shutdown() {
+  std::list<std::unique_ptr<PoolThread>> live;
   {
     std::unique_lock lock(mutex_);
-    if (shutdown_ && workers_.empty() && retired_.empty()) return;
+    if (shutdown_ && live_.empty() && retired_.empty()) return;
     shutdown_ = true;
     idle_.clear();
-    for (auto& w : workers_) w->wake.notify_one();
-    live.swap(workers_);
+    for (auto& w : live_) w->wake.notify_one();
+    live.swap(live_);
   }
-  // Workers still running jobs finish them and the queue, then return.
+  // Threads still running jobs finish them and the queue, then return.
   for (auto& w : live) w->thread.join();
   std::unique_lock lock(mutex_);
   reap(lock);
 }
 
-size_t WorkerPool::threads() const {
+size_t HttpThreadPool::threads() const {
   std::lock_guard lock(mutex_);
-  return workers_.size();
+  return live_.size();
 }
 
-size_t WorkerPool::idle_threads() const {
+size_t HttpThreadPool::idle_threads() const {
   std::lock_guard lock(mutex_);
   return idle_.size();
 }
 
-size_t WorkerPool::threads_started() const {
+size_t HttpThreadPool::threads_started() const {
   std::lock_guard lock(mutex_);
   return started_;
 }
