@@ -1,6 +1,7 @@
 // Typed payloads of the wire frames (see frame.h for the header). Each message has an encoder
-// and a decoder; decoders validate every count, index and cross-field invariant (chunk tokens
-// add up, activations match [total_tokens, hidden]) and throw Error("protocol", ...).
+// and a decoder, both driven by one list of the message's fields (messages.cpp, visit());
+// decoders validate every count, index and cross-field invariant (chunk tokens add up,
+// activations match [total_tokens, hidden]) and throw Error("protocol", ...).
 #pragma once
 
 #include <array>
@@ -182,8 +183,5 @@ std::vector<uint8_t> encode_text(const std::string& text);  // error frames
 std::string decode_text(std::span<const uint8_t> payload);
 std::vector<uint8_t> encode_u64(uint64_t v);  // ping / pong
 uint64_t decode_u64(std::span<const uint8_t> payload);
-
-void encode_sampling(PayloadWriter& w, const runtime::SamplingParams& p);
-runtime::SamplingParams decode_sampling(PayloadReader& r);
 
 }  // namespace meshlm::dist
