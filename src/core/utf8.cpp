@@ -1,8 +1,36 @@
-#include "tokenizer/utf8.h"
+#include "core/utf8.h"
 
 #include <cstring>
 
-namespace meshlm::tok {
+namespace meshlm {
+
+namespace {
+
+// What a lead byte of 0x80 or more allows: the sequence's length (0 when no sequence starts
+// with it) and the range of its second byte, which rules out overlongs, surrogates and code
+// points past U+10FFFF.
+struct Lead {
+  size_t len = 0;
+  unsigned char lo = 0x80, hi = 0xBF;
+};
+
+Lead lead_of(unsigned char c) {
+  Lead l;
+  if (c >= 0xC2 && c <= 0xDF) {
+    l.len = 2;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    l.len = 3;
+    if (c == 0xE0) l.lo = 0xA0;
+    if (c == 0xED) l.hi = 0x9F;
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    l.len = 4;
+    if (c == 0xF0) l.lo = 0x90;
+    if (c == 0xF4) l.hi = 0x8F;
+  }
+  return l;
+}
+
+}  // namespace
 
 size_t utf8_valid_len(std::string_view s, size_t i, char32_t* cp) {
   const size_t n = s.size();
@@ -12,23 +40,11 @@ size_t utf8_valid_len(std::string_view s, size_t i, char32_t* cp) {
     *cp = c;
     return 1;
   }
-  size_t len;
-  unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the second byte
-  if (c >= 0xC2 && c <= 0xDF) {
-    len = 2;
-  } else if (c >= 0xE0 && c <= 0xEF) {
-    len = 3;
-    if (c == 0xE0) lo = 0xA0;
-    if (c == 0xED) hi = 0x9F;
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    len = 4;
-    if (c == 0xF0) lo = 0x90;
-    if (c == 0xF4) hi = 0x8F;
-  } else {
-    return 0;
-  }
+  const Lead lead = lead_of(c);
+  const size_t len = lead.len;
+  if (len == 0) return 0;
   if (i + len > n) return 0;
-  if (b(i + 1) < lo || b(i + 1) > hi) return 0;
+  if (b(i + 1) < lead.lo || b(i + 1) > lead.hi) return 0;
   for (size_t k = 2; k < len; ++k)
     if ((b(i + k) & 0xC0) != 0x80) return 0;
   size_t j = i;
@@ -37,6 +53,7 @@ size_t utf8_valid_len(std::string_view s, size_t i, char32_t* cp) {
 }
 
 void utf8_append(std::string& out, char32_t cp) {
+  if (cp >= 0xD800 && cp <= 0xDFFF) cp = kReplacementChar;
   if (cp < 0x80) {
     out.push_back(static_cast<char>(cp));
   } else if (cp < 0x800) {
@@ -80,26 +97,12 @@ bool utf8_is_valid(std::string_view s) {
 // (at least 1): the unit that from_utf8_lossy replaces by a single U+FFFD.
 static size_t invalid_subpart_len(std::string_view s, size_t i) {
   auto b = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
-  unsigned char c = b(i);
-  size_t len;
-  unsigned char lo = 0x80, hi = 0xBF;
-  if (c >= 0xC2 && c <= 0xDF) {
-    len = 2;
-  } else if (c >= 0xE0 && c <= 0xEF) {
-    len = 3;
-    if (c == 0xE0) lo = 0xA0;
-    if (c == 0xED) hi = 0x9F;
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    len = 4;
-    if (c == 0xF0) lo = 0x90;
-    if (c == 0xF4) hi = 0x8F;
-  } else {
-    return 1;
-  }
+  const Lead lead = lead_of(b(i));
+  if (lead.len == 0) return 1;
   size_t k = 1;
-  if (i + k < s.size() && b(i + k) >= lo && b(i + k) <= hi) {
+  if (i + k < s.size() && b(i + k) >= lead.lo && b(i + k) <= lead.hi) {
     ++k;
-    while (k < len && i + k < s.size() && (b(i + k) & 0xC0) == 0x80) ++k;
+    while (k < lead.len && i + k < s.size() && (b(i + k) & 0xC0) == 0x80) ++k;
   }
   return k;
 }
@@ -140,4 +143,4 @@ size_t utf8_incomplete_tail(std::string_view s) {
   return 0;
 }
 
-}  // namespace meshlm::tok
+}  // namespace meshlm
