@@ -12,7 +12,6 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <random>
 #include <thread>
 
 #if defined(__APPLE__)
@@ -22,6 +21,7 @@
 #include "cluster/cluster_watch.h"
 #include "cluster/node_probe.h"
 #include "core/error.h"
+#include "core/hex.h"
 #include "core/log.h"
 #include "discovery/discovery.h"
 #include "discovery/node_record.h"
@@ -63,14 +63,6 @@ std::vector<std::string> split_list(const std::string& s) {
     start = comma + 1;
   }
   return out;
-}
-
-std::string random_secret() {
-  std::random_device rd;
-  std::string s;
-  const char* hex = "0123456789abcdef";
-  for (int i = 0; i < 32; ++i) s.push_back(hex[rd() % 16]);
-  return s;
 }
 
 // Local worker processes started for --stages N, stopped when the pipeline goes.
@@ -373,7 +365,7 @@ std::unique_ptr<runtime::Pipeline> LayoutOptions::make(const std::string& model_
   log::info("[plan] layers per stage:\n{}", dist::format_plan(layer_plan));
   std::unique_ptr<LocalWorkers> workers;
   if (peer_list.empty()) {
-    if (sec.empty()) sec = random_secret();
+    if (sec.empty()) sec = random_hex(16);
     workers = std::make_unique<LocalWorkers>(stages - 1, sec, stage.threads, stage.lock_memory);
     peer_list = workers->addresses();
   }

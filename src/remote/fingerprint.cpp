@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/hex.h"
 
 namespace meshlm::dist {
 namespace {
@@ -79,13 +80,7 @@ std::string fingerprint(const std::string& model_dir) {
   if (!EVP_Digest(data.data(), data.size(), digest, &len, EVP_sha256(), nullptr)) {
     throw Error("fingerprint", "SHA-256 failed");
   }
-  static const char* kHex = "0123456789abcdef";
-  std::string hex;
-  for (unsigned int i = 0; i < len; ++i) {
-    hex.push_back(kHex[digest[i] >> 4]);
-    hex.push_back(kHex[digest[i] & 15]);
-  }
-  return hex;
+  return to_hex(std::span<const uint8_t>(digest, len));
 }
 
 }  // namespace meshlm::dist

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/hex.h"
 #include "core/log.h"
 #include "model/config.h"
 #include "model/schema.h"
@@ -23,10 +24,7 @@ Hash128 hash_bytes(std::span<const uint8_t> bytes) {
 }
 
 std::string hash_hex(const Hash128& h) {
-  char buf[33];
-  std::snprintf(buf, sizeof(buf), "%016llx%016llx", static_cast<unsigned long long>(h.high),
-                static_cast<unsigned long long>(h.low));
-  return buf;
+  return to_hex(h.high, 16) + to_hex(h.low, 16);
 }
 
 struct StreamHash::State {

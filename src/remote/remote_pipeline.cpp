@@ -1,7 +1,5 @@
 #include "remote/remote_pipeline.h"
 
-#include <openssl/rand.h>
-
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -9,6 +7,7 @@
 #include <mutex>
 #include <thread>
 
+#include "core/hex.h"
 #include "core/log.h"
 #include "remote/fingerprint.h"
 #include "remote/model_sync.h"
@@ -31,18 +30,6 @@ std::vector<int64_t> even_splits(int64_t n_layers, int n_stages) {
 }
 
 namespace {
-
-std::string random_client_id() {
-  uint8_t bytes[16];
-  if (RAND_bytes(bytes, sizeof(bytes)) != 1) throw Error("pipeline", "cannot draw a client id");
-  static const char* kHex = "0123456789abcdef";
-  std::string s;
-  for (uint8_t b : bytes) {
-    s.push_back(kHex[b >> 4]);
-    s.push_back(kHex[b & 15]);
-  }
-  return s;
-}
 
 struct Remote {
   std::string address;
@@ -93,7 +80,7 @@ class RemotePipeline final : public runtime::Pipeline {
       if (splits[i] >= splits[i + 1]) throw Error("pipeline", "layer splits must increase");
     }
     fingerprint_ = fingerprint(options_.model_dir);
-    client_id_ = random_client_id();
+    client_id_ = random_hex(16);
     stage0_ = std::make_unique<model::Stage>(options_.model_dir, model::LayerRange{splits[0], splits[1]},
                                              options_.stage);
     runner0_ = std::make_unique<runtime::StageRunner>(*stage0_);

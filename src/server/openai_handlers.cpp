@@ -2,12 +2,12 @@
 // one JSON response or a stream of server-sent events.
 #include <atomic>
 #include <chrono>
-#include <cstdio>
 #include <ctime>
 #include <deque>
 #include <random>
 
 #include "core/error.h"
+#include "core/hex.h"
 #include "core/log.h"
 #include "server/api_error.h"
 #include "server/client_socket.h"
@@ -27,9 +27,7 @@ std::string random_id(const char* prefix) {
   static std::atomic<uint64_t> counter{0};
   static const uint64_t salt = std::random_device{}();
   uint64_t x = (salt ^ (counter.fetch_add(1) * 0x9E3779B97F4A7C15ull)) * 0xBF58476D1CE4E5B9ull;
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(x));
-  return std::string(prefix) + buf;
+  return std::string(prefix) + to_hex(x, 16);
 }
 
 json bytes_of(const std::string& s) {

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "core/hex.h"
 #include "core/utf8.h"
 
 namespace meshlm::tmpl::js {
@@ -279,12 +280,8 @@ double string_to_number(std::string_view s) {
 }
 
 std::string json_quote(std::string_view s, bool ensure_ascii) {
-  static const char* kHex = "0123456789abcdef";
   std::string out = "\"";
-  auto escape_unit = [&](unsigned u) {
-    out += "\\u";
-    for (int shift = 12; shift >= 0; shift -= 4) out += kHex[(u >> shift) & 0xF];
-  };
+  auto escape_unit = [&](unsigned u) { out += "\\u" + to_hex(u, 4); };
   for (size_t i = 0; i < s.size();) {
     size_t start = i;
     char32_t c = utf8_next_lossy(s, i);
