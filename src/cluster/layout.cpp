@@ -20,6 +20,7 @@
 
 #include "cluster/cluster_watch.h"
 #include "cluster/node_probe.h"
+#include "core/byte_count.h"
 #include "core/error.h"
 #include "core/hex.h"
 #include "core/log.h"
@@ -231,7 +232,7 @@ void LayoutOptions::discover_peers() {
     try {
       auto info = dist::probe_node(addr, resolved_secret(), 3000);
       log::info("[discovery] using {} at {}: {} free, {} cores, {}", instance_at[addr], addr,
-                dist::format_bytes(info.mem_available), info.cores, info.backend);
+                format_bytes(info.mem_available), info.cores, info.backend);
       return true;
     } catch (const std::exception& e) {
       log::warn("[discovery] {} at {} not used: {}", instance_at[addr], addr, e.what());
@@ -296,7 +297,7 @@ dist::Plan LayoutOptions::plan(const std::string& model_dir,
         throw Error("plan", "could not ask worker " + p + " for its memory: " + e.what());
       }
       log::info("[plan] {}: meshlm {}, {} available of {}, {} cores, {}", p, info.version,
-                dist::format_bytes(info.mem_available), dist::format_bytes(info.mem_total),
+                format_bytes(info.mem_available), format_bytes(info.mem_total),
                 info.cores, info.backend);
       nodes.push_back({p, info.mem_available});
     }

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <set>
 
+#include "core/byte_count.h"
 #include "core/error.h"
 #include "model/safetensors.h"
 #include "model/schema.h"
@@ -58,15 +59,6 @@ TensorSizes tensor_sizes(const std::string& model_dir) {
   TensorSizes sizes;
   for (const auto& [name, info] : set->tensors()) sizes[name] = info.nbytes;
   return sizes;
-}
-
-std::string format_bytes(uint64_t bytes) {
-  char buf[32];
-  if (bytes >= (1ull << 30))
-    std::snprintf(buf, sizeof buf, "%.2f GiB", double(bytes) / double(1ull << 30));
-  else
-    std::snprintf(buf, sizeof buf, "%.1f MiB", double(bytes) / double(1ull << 20));
-  return buf;
 }
 
 uint64_t parse_bytes(const std::string& text) {

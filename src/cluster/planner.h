@@ -61,8 +61,6 @@ Plan plan_for_splits(const model::ModelConfig& config, const TensorSizes& sizes,
 
 // The table `meshlm plan` prints.
 std::string format_plan(const Plan& plan);
-// "1.50 GiB", "300.0 MiB"
-std::string format_bytes(uint64_t bytes);
 // "24G", "512M", "1.5GiB", "1000000" -> bytes; throws Error("plan", ...) on anything else.
 uint64_t parse_bytes(const std::string& text);
 

@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/byte_count.h"
 #include "core/hex.h"
 #include "core/log.h"
 #include "hub/cache_layout.h"
