@@ -7,11 +7,11 @@
 #include <set>
 #include <thread>
 
+#include "cluster/node_probe.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "discovery/node_record.h"
-#include "dist/frame.h"
-#include "dist/node_probe.h"
+#include "transport/frame.h"
 
 namespace meshlm::cluster {
 

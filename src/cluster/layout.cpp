@@ -12,26 +12,27 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <random>
 #include <thread>
 
 #if defined(__APPLE__)
 #include <mach-o/dyld.h>
 #endif
 
-#include "core/error.h"
-#include "core/log.h"
 #include "cluster/cluster_watch.h"
+#include "cluster/node_probe.h"
+#include "core/byte_count.h"
+#include "core/error.h"
+#include "core/hex.h"
+#include "core/log.h"
 #include "discovery/discovery.h"
 #include "discovery/node_record.h"
-#include "dist/frame.h"
-#include "dist/messages.h"
-#include "dist/mpi_transport.h"
-#include "dist/node_probe.h"
-#include "dist/remote_pipeline.h"
-#include "dist/worker.h"
 #include "kernels/kernels.h"
 #include "model/weights.h"
+#include "remote/remote_pipeline.h"
+#include "remote/worker.h"
+#include "transport/frame.h"
+#include "transport/messages.h"
+#include "transport/mpi_transport.h"
 
 extern char** environ;
 
@@ -63,14 +64,6 @@ std::vector<std::string> split_list(const std::string& s) {
     start = comma + 1;
   }
   return out;
-}
-
-std::string random_secret() {
-  std::random_device rd;
-  std::string s;
-  const char* hex = "0123456789abcdef";
-  for (int i = 0; i < 32; ++i) s.push_back(hex[rd() % 16]);
-  return s;
 }
 
 // Local worker processes started for --stages N, stopped when the pipeline goes.
@@ -244,7 +237,7 @@ void LayoutOptions::discover_peers() {
     try {
       auto info = dist::probe_node(addr, resolved_secret(), 3000);
       log::info("[discovery] using {} at {}: {} free, {} cores, {}", instance_at[addr], addr,
-                dist::format_bytes(info.mem_available), info.cores, info.backend);
+                format_bytes(info.mem_available), info.cores, info.backend);
       return true;
     } catch (const std::exception& e) {
       log::warn("[discovery] {} at {} not used: {}", instance_at[addr], addr, e.what());
@@ -309,7 +302,7 @@ dist::Plan LayoutOptions::plan(const std::string& model_dir,
         throw Error("plan", "could not ask worker " + p + " for its memory: " + e.what());
       }
       log::info("[plan] {}: meshlm {}, {} available of {}, {} cores, {}", p, info.version,
-                dist::format_bytes(info.mem_available), dist::format_bytes(info.mem_total),
+                format_bytes(info.mem_available), format_bytes(info.mem_total),
                 info.cores, info.backend);
       nodes.push_back({p, info.mem_available});
     }
@@ -379,7 +372,7 @@ std::unique_ptr<runtime::Pipeline> LayoutOptions::make(const std::string& model_
   log::info("[plan] layers per stage:\n{}", dist::format_plan(layer_plan));
   std::unique_ptr<LocalWorkers> workers;
   if (peer_list.empty()) {
-    if (sec.empty()) sec = random_secret();
+    if (sec.empty()) sec = random_hex(16);
     workers = std::make_unique<LocalWorkers>(stages - 1, sec, stage.threads, stage.lock_memory,
                                              stage.backend);
     peer_list = workers->addresses();

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "dist/planner.h"
+#include "cluster/planner.h"
 #include "runtime/pipeline.h"
 
 namespace meshlm::cluster {
@@ -65,7 +65,7 @@ std::vector<int64_t> parse_layer_ranges(const std::string& text, int64_t n_layer
 // "0,2,4" (spaces, brackets allowed) -> numbers in [0, 2^31); throws Error("cli", "bad <what> ...").
 std::vector<int64_t> parse_number_list(const std::string& text, const char* what);
 // What this process computes with, given its --backend, e.g. "cpu/AVX2" or "ref":
-// NodeInfo::backend (dist/messages.h), shown by `meshlm cluster status` and in the coordinator's
+// NodeInfo::backend (transport/messages.h), shown by `meshlm cluster status` and in the coordinator's
 // worker list.
 std::string compute_backend(const std::string& backend = "cpu");
 

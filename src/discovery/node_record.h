@@ -29,7 +29,7 @@ TxtRecords node_txt(const NodeRecord& record);
 // nullopt; strings are cleaned with printable(). Never throws.
 NodeRecord parse_node_txt(const TxtRecords& txt);
 
-// 16 hex digits from std::random_device.
+// 16 random hex digits (core/hex.h random_hex).
 std::string random_node_id();
 
 }  // namespace meshlm::discovery

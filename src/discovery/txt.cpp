@@ -6,10 +6,10 @@
 #include <array>
 #include <charconv>
 #include <climits>
-#include <random>
 #include <thread>
 
 #include "core/error.h"
+#include "core/hex.h"
 #include "discovery/discovery.h"
 #include "discovery/node_record.h"
 
@@ -133,12 +133,7 @@ NodeRecord parse_node_txt(const TxtRecords& txt) {
 }
 
 std::string random_node_id() {
-  std::random_device rd;
-  uint64_t v = (uint64_t(rd()) << 32) ^ rd();
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out(16, '0');
-  for (int i = 15; i >= 0; --i, v >>= 4) out[i] = kHex[v & 15];
-  return out;
+  return random_hex(8);
 }
 
 // Backend-neutral: whichever backend provides Browser (the stub's throws "not built in").

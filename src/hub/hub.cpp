@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "core/byte_count.h"
 #include "core/json_file.h"
 #include "core/log.h"
 #include "hub/cache_layout.h"

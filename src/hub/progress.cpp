@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "core/byte_count.h"
 #include "core/log.h"
 
 namespace meshlm::hub {
@@ -17,25 +18,6 @@ constexpr double kTtyIntervalS = 0.1;
 constexpr double kLogIntervalS = 10.0;
 constexpr double kRateWindowS = 5.0;
 }  // namespace
-
-std::string format_bytes(double bytes) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
-  int u = 0;
-  while (bytes >= 1024.0 && u < 5) {
-    bytes /= 1024.0;
-    ++u;
-  }
-  char buf[32];
-  if (u == 0)
-    std::snprintf(buf, sizeof buf, "%.0f %s", bytes, units[u]);
-  else
-    std::snprintf(buf, sizeof buf,
-                  bytes < 10    ? "%.2f %s"
-                  : bytes < 100 ? "%.1f %s"
-                                : "%.0f %s",
-                  bytes, units[u]);
-  return buf;
-}
 
 std::string format_duration(double seconds) {
   if (!(seconds >= 0) || seconds > 1e7) return "?";

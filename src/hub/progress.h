@@ -12,8 +12,6 @@
 
 namespace meshlm::hub {
 
-// "1.50 GiB", "12.0 MiB", "512 B"
-std::string format_bytes(double bytes);
 // "0:48", "1:02:03", "?" for negative / unknown
 std::string format_duration(double seconds);
 

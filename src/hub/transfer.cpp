@@ -14,6 +14,8 @@
 #include <thread>
 #include <vector>
 
+#include "core/byte_count.h"
+#include "core/hex.h"
 #include "core/log.h"
 #include "hub/cache_layout.h"
 
@@ -60,13 +62,7 @@ class Sha256 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
     EVP_DigestFinal_ex(ctx_.get(), md, &len);
-    static const char* kHex = "0123456789abcdef";
-    std::string out;
-    for (unsigned i = 0; i < len; ++i) {
-      out += kHex[md[i] >> 4];
-      out += kHex[md[i] & 15];
-    }
-    return out;
+    return to_hex(std::span<const uint8_t>(md, len));
   }
 
  private:

@@ -1,7 +1,7 @@
 // The scheduler's view of the chain of stages. A micro-batch enters stage 0 with token ids and
 // leaves the last stage as sampled tokens. Up to depth() micro-batches may be in flight at once,
 // so with N stages N micro-batches are worked on in parallel. LocalPipeline runs every stage in
-// this process; dist/ provides one whose stages are worker processes on other machines.
+// this process; remote/ provides one whose stages are worker processes on other machines.
 #pragma once
 
 #include <cstdint>

@@ -2,12 +2,12 @@
 // one JSON response or a stream of server-sent events.
 #include <atomic>
 #include <chrono>
-#include <cstdio>
 #include <ctime>
 #include <deque>
 #include <random>
 
 #include "core/error.h"
+#include "core/hex.h"
 #include "core/log.h"
 #include "server/api_error.h"
 #include "server/client_socket.h"
@@ -27,9 +27,7 @@ std::string random_id(const char* prefix) {
   static std::atomic<uint64_t> counter{0};
   static const uint64_t salt = std::random_device{}();
   uint64_t x = (salt ^ (counter.fetch_add(1) * 0x9E3779B97F4A7C15ull)) * 0xBF58476D1CE4E5B9ull;
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(x));
-  return std::string(prefix) + buf;
+  return std::string(prefix) + to_hex(x, 16);
 }
 
 json bytes_of(const std::string& s) {
@@ -88,7 +86,9 @@ json tool_calls_json(const std::vector<ToolCall>& calls, bool with_index) {
   return out;
 }
 
-struct Shape {
+// What every response object and stream chunk of one request carries around its choices: the
+// kind of completion (chat or legacy text), id, model, creation time, and what to add.
+struct ResponseEnvelope {
   bool chat = true;
   std::string id, model;
   int64_t created = 0;
@@ -103,7 +103,7 @@ json usage_json(const Completion& c) {
           {"total_tokens", c.prompt_tokens() + c.completion_tokens()}};
 }
 
-json chunk_base(const Shape& s) {
+json chunk_base(const ResponseEnvelope& s) {
   return {{"id", s.id},
           {"object", s.chat ? "chat.completion.chunk" : "text_completion"},
           {"created", s.created},
@@ -115,7 +115,8 @@ std::string sse(const json& j) {
 }
 
 // The SSE events for one step.
-std::string step_events(const Shape& s, const CompletionStep& step, const Completion& c) {
+std::string step_events(const ResponseEnvelope& s, const CompletionStep& step,
+                        const Completion& c) {
   std::string out;
   if (s.chat) {
     auto emit = [&](json delta, json logprobs, json finish) {
@@ -186,14 +187,15 @@ void check_stages(Server::State& st) {
 struct Stream {
   std::unique_ptr<Completion> completion;
   std::unique_ptr<ClientSocket> socket;
-  Shape shape;
+  ResponseEnvelope envelope;
   std::deque<CompletionStep> pending;
   bool started = false;
   bool done = false;
 };
 
 void run(Server::State& st, const httplib::Request& req, httplib::Response& res,
-         const std::string& endpoint, Shape shape, CompletionSetup setup, bool stream) {
+         const std::string& endpoint, ResponseEnvelope envelope, CompletionSetup setup,
+         bool stream) {
   check_stages(st);
   auto completion =
       std::make_unique<Completion>(*st.engine, *st.tokenizer, st.metrics, std::move(setup));
@@ -214,7 +216,7 @@ void run(Server::State& st, const httplib::Request& req, httplib::Response& res,
 
   if (!stream) {
     OutputDelta text;
-    text.content = shape.echo;
+    text.content = envelope.echo;
     std::vector<TokenLogprob> logprobs;
     std::vector<ToolCall> calls;
     CompletionStep step = std::move(first);
@@ -238,23 +240,23 @@ void run(Server::State& st, const httplib::Request& req, httplib::Response& res,
         }
       }
     }
-    json body = {{"id", shape.id},
-                 {"object", shape.chat ? "chat.completion" : "text_completion"},
-                 {"created", shape.created},
-                 {"model", shape.model}};
+    json body = {{"id", envelope.id},
+                 {"object", envelope.chat ? "chat.completion" : "text_completion"},
+                 {"created", envelope.created},
+                 {"model", envelope.model}};
     json choice = {{"index", 0}, {"finish_reason", finish}};
-    if (shape.chat) {
+    if (envelope.chat) {
       json msg = {{"role", "assistant"}};
       msg["content"] = text.content.empty() && !calls.empty() ? json(nullptr) : json(text.content);
       if (!text.reasoning.empty()) msg["reasoning_content"] = text.reasoning;
       if (!calls.empty()) msg["tool_calls"] = tool_calls_json(calls, false);
       choice["message"] = msg;
-      choice["logprobs"] = shape.logprobs ? chat_logprobs(logprobs) : json(nullptr);
+      choice["logprobs"] = envelope.logprobs ? chat_logprobs(logprobs) : json(nullptr);
     } else {
       choice["text"] = text.content;
-      if (shape.logprobs) {
+      if (envelope.logprobs) {
         LegacyLogprobs l;
-        l.offset = shape.echo.size();
+        l.offset = envelope.echo.size();
         l.add(logprobs);
         choice["logprobs"] = l.to_json();
       } else {
@@ -271,7 +273,7 @@ void run(Server::State& st, const httplib::Request& req, httplib::Response& res,
   auto s = std::make_shared<Stream>();
   s->completion = std::move(completion);
   s->socket = std::move(socket);
-  s->shape = std::move(shape);
+  s->envelope = std::move(envelope);
   s->pending.push_back(std::move(first));
   res.set_header("Cache-Control", "no-cache");
   res.set_header("X-Accel-Buffering", "no");
@@ -282,17 +284,17 @@ void run(Server::State& st, const httplib::Request& req, httplib::Response& res,
         std::string out;
         if (!s->started) {
           s->started = true;
-          if (s->shape.chat) {
-            json ch = chunk_base(s->shape);
+          if (s->envelope.chat) {
+            json ch = chunk_base(s->envelope);
             ch["choices"] = json::array({{{"index", 0},
                                           {"delta", {{"role", "assistant"}, {"content", ""}}},
                                           {"logprobs", nullptr},
                                           {"finish_reason", nullptr}}});
             out += sse(ch);
-          } else if (!s->shape.echo.empty()) {
+          } else if (!s->envelope.echo.empty()) {
             CompletionStep echo;
-            echo.delta.content = s->shape.echo;
-            out += step_events(s->shape, echo, *s->completion);
+            echo.delta.content = s->envelope.echo;
+            out += step_events(s->envelope, echo, *s->completion);
           }
         }
         if (s->pending.empty()) {
@@ -314,7 +316,7 @@ void run(Server::State& st, const httplib::Request& req, httplib::Response& res,
             out += "data: [DONE]\n\n";
             s->done = true;
           } else {
-            out += step_events(s->shape, step, *s->completion);
+            out += step_events(s->envelope, step, *s->completion);
             s->done = step.finished;
           }
         }
@@ -390,14 +392,14 @@ void handle_chat_completions(Server::State& st, const httplib::Request& req,
     setup.tools = tools ? st.tool_syntax : ToolSyntax::None;
     setup.parse_reasoning = st.options.parse_reasoning;
     setup.starts_in_reasoning = ends_with_think(prompt);
-    Shape shape;
-    shape.chat = true;
-    shape.id = random_id("chatcmpl-");
-    shape.model = st.options.model_name;
-    shape.created = static_cast<int64_t>(std::time(nullptr));
-    shape.logprobs = r.gen.sampling.logprobs;
-    shape.include_usage = r.gen.include_usage;
-    run(st, req, res, "chat_completions", std::move(shape), std::move(setup), r.gen.stream);
+    ResponseEnvelope envelope;
+    envelope.chat = true;
+    envelope.id = random_id("chatcmpl-");
+    envelope.model = st.options.model_name;
+    envelope.created = static_cast<int64_t>(std::time(nullptr));
+    envelope.logprobs = r.gen.sampling.logprobs;
+    envelope.include_usage = r.gen.include_usage;
+    run(st, req, res, "chat_completions", std::move(envelope), std::move(setup), r.gen.stream);
   });
 }
 
@@ -421,16 +423,16 @@ void handle_completions(Server::State& st, const httplib::Request& req, httplib:
     setup.eos_ids = st.eos_ids;
     setup.tools = ToolSyntax::None;
     setup.parse_reasoning = false;
-    Shape shape;
-    shape.chat = false;
-    shape.id = random_id("cmpl-");
-    shape.model = st.options.model_name;
-    shape.created = static_cast<int64_t>(std::time(nullptr));
-    shape.logprobs = r.gen.sampling.logprobs;
-    shape.include_usage = r.gen.include_usage;
+    ResponseEnvelope envelope;
+    envelope.chat = false;
+    envelope.id = random_id("cmpl-");
+    envelope.model = st.options.model_name;
+    envelope.created = static_cast<int64_t>(std::time(nullptr));
+    envelope.logprobs = r.gen.sampling.logprobs;
+    envelope.include_usage = r.gen.include_usage;
     if (r.echo)
-      shape.echo = r.prompt_ids.empty() ? r.prompt : st.tokenizer->decode(r.prompt_ids, false);
-    run(st, req, res, "completions", std::move(shape), std::move(setup), r.gen.stream);
+      envelope.echo = r.prompt_ids.empty() ? r.prompt : st.tokenizer->decode(r.prompt_ids, false);
+    run(st, req, res, "completions", std::move(envelope), std::move(setup), r.gen.stream);
   });
 }
 

@@ -8,9 +8,9 @@
 #include "core/log.h"
 #include "core/sysinfo.h"
 #include "server/api_error.h"
+#include "server/http_thread_pool.h"
 #include "server/server_state.h"
 #include "server/web_assets.h"
-#include "server/worker_pool.h"
 
 namespace meshlm::server {
 namespace {
@@ -131,13 +131,13 @@ Server::Server(std::unique_ptr<runtime::Engine> engine, std::unique_ptr<tok::Tok
       opt.http_threads > 0
           ? opt.http_threads
           : static_cast<int>(std::min<int64_t>(eng.max_active + eng.max_queue + 8, 512));
-  // Threads start with connections and end when idle (worker_pool.h); once the extra ones have
+  // Threads start with connections and end when idle (http_thread_pool.h); once the extra ones have
   // gone, the allocator hands their memory back to the OS.
   st.http.new_task_queue = [threads] {
-    WorkerPoolOptions pool;
+    HttpThreadPoolOptions pool;
     pool.max_threads = static_cast<size_t>(threads);
     pool.on_quiet = [] { sys::release_free_memory(); };
-    return new WorkerPool(std::move(pool));  // httplib owns and deletes its task queue
+    return new HttpThreadPool(std::move(pool));  // httplib owns and deletes its task queue
   };
   st.http.set_payload_max_length(opt.max_body_bytes);
   st.http.set_write_timeout(30, 0);

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "core/utf8.h"
 #include "template/js_string.h"
 
 namespace meshlm::tmpl {
@@ -54,14 +55,14 @@ std::vector<std::string> split_whitespace(const std::string& s, double maxsplit)
   size_t i = 0;
   while (i < text.size()) {
     size_t j = i;
-    if (js::is_space(js::decode_utf8(text, j))) {
+    if (js::is_space(utf8_next_lossy(text, j))) {
       i = j;
       continue;
     }
     size_t start = i, end = i;
     while (end < text.size()) {
       size_t k = end;
-      if (js::is_space(js::decode_utf8(text, k))) break;
+      if (js::is_space(utf8_next_lossy(text, k))) break;
       end = k;
     }
     if (maxsplit != -1 && static_cast<double>(out.size()) >= maxsplit) {
@@ -347,7 +348,7 @@ void install_globals(Heap& heap, Env* env) {
                    } else if (pair.is(Kind::kString)) {
                      for (char32_t c : js::code_points(pair.s())) {
                        std::string ch;
-                       js::append_utf8(ch, c);
+                       utf8_append(ch, c);
                        kv.push_back(Value::string(ch));
                      }
                    }
@@ -504,7 +505,7 @@ std::string replace_all(const std::string& s, const std::string& from, const std
       }
       if (i >= s.size()) break;
       size_t j = i;
-      js::decode_utf8(s, j);
+      utf8_next_lossy(s, j);
       out.append(s, i, j - i);
       i = j;
       if (out.size() > kMaxStringBytes) throw Failure{"string exceeds the template size limit"};

@@ -2,6 +2,7 @@
 // conventions (filters it does not know are errors, not no-ops).
 #include <cmath>
 
+#include "core/utf8.h"
 #include "template/builtins.h"
 #include "template/interpreter.h"
 #include "template/js_string.h"
@@ -198,7 +199,7 @@ Value Interpreter::apply_call_filter(const Value& operand, const Node& call, Env
     if (operand.is(Kind::kString)) {
       for (char32_t c : js::code_points(operand.s())) {
         std::string ch;
-        js::append_utf8(ch, c);
+        utf8_append(ch, c);
         pieces.push_back(std::move(ch));
       }
     } else if (operand.is_array()) {

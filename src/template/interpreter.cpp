@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "core/utf8.h"
 #include "template/builtins.h"
 #include "template/js_string.h"
 #include "template/lexer.h"
@@ -287,7 +288,7 @@ Value Interpreter::eval_slice(const Value& object, const Node& slice, Env* env) 
   }
   std::vector<char32_t> cps = js::code_points(object.s());
   std::string out;
-  for (size_t i : slice_indices(cps.size(), parts[0], parts[1], parts[2])) js::append_utf8(out, cps[i]);
+  for (size_t i : slice_indices(cps.size(), parts[0], parts[1], parts[2])) utf8_append(out, cps[i]);
   return Value::string(std::move(out));
 }
 

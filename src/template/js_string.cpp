@@ -8,61 +8,15 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "core/hex.h"
+#include "core/utf8.h"
+
 namespace meshlm::tmpl::js {
-
-char32_t decode_utf8(std::string_view s, size_t& i) {
-  auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
-  unsigned char c = byte(i);
-  if (c < 0x80) {
-    ++i;
-    return c;
-  }
-  int len = (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
-  if (len == 0 || i + len > s.size()) {
-    ++i;
-    return 0xFFFD;
-  }
-  char32_t cp = c & (0x7F >> len);
-  for (int k = 1; k < len; ++k) {
-    unsigned char cc = byte(i + k);
-    if ((cc & 0xC0) != 0x80) {
-      ++i;
-      return 0xFFFD;
-    }
-    cp = (cp << 6) | (cc & 0x3F);
-  }
-  static constexpr char32_t kMin[5] = {0, 0, 0x80, 0x800, 0x10000};
-  if (cp < kMin[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
-    ++i;
-    return 0xFFFD;
-  }
-  i += len;
-  return cp;
-}
-
-void append_utf8(std::string& out, char32_t cp) {
-  if (cp >= 0xD800 && cp <= 0xDFFF) cp = 0xFFFD;
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
 
 std::vector<char32_t> code_points(std::string_view s) {
   std::vector<char32_t> out;
   out.reserve(s.size());
-  for (size_t i = 0; i < s.size();) out.push_back(decode_utf8(s, i));
+  for (size_t i = 0; i < s.size();) out.push_back(utf8_next_lossy(s, i));
   return out;
 }
 
@@ -70,7 +24,7 @@ std::u16string to_utf16(std::string_view s) {
   std::u16string out;
   out.reserve(s.size());
   for (size_t i = 0; i < s.size();) {
-    char32_t cp = decode_utf8(s, i);
+    char32_t cp = utf8_next_lossy(s, i);
     if (cp >= 0x10000) {
       cp -= 0x10000;
       out += static_cast<char16_t>(0xD800 + (cp >> 10));
@@ -91,14 +45,14 @@ std::string from_utf16(std::u16string_view s) {
       c = 0x10000 + ((c - 0xD800) << 10) + (s[i + 1] - 0xDC00);
       ++i;
     }
-    append_utf8(out, c);
+    utf8_append(out, c);
   }
   return out;
 }
 
 size_t utf16_length(std::string_view s) {
   size_t n = 0;
-  for (size_t i = 0; i < s.size();) n += decode_utf8(s, i) >= 0x10000 ? 2 : 1;
+  for (size_t i = 0; i < s.size();) n += utf8_next_lossy(s, i) >= 0x10000 ? 2 : 1;
   return n;
 }
 
@@ -112,7 +66,7 @@ static size_t first_non_space(std::string_view s) {
   size_t i = 0;
   while (i < s.size()) {
     size_t j = i;
-    if (!is_space(decode_utf8(s, j))) break;
+    if (!is_space(utf8_next_lossy(s, j))) break;
     i = j;
   }
   return i;
@@ -121,7 +75,7 @@ static size_t first_non_space(std::string_view s) {
 static size_t end_of_non_space(std::string_view s) {
   size_t end = 0;
   for (size_t i = 0; i < s.size();) {
-    if (!is_space(decode_utf8(s, i))) end = i;
+    if (!is_space(utf8_next_lossy(s, i))) end = i;
   }
   return end;
 }
@@ -159,12 +113,12 @@ std::string convert_case(std::string_view s, bool upper) {
   std::string out;
   out.reserve(s.size());
   for (size_t i = 0; i < s.size();) {
-    char32_t c = decode_utf8(s, i);
+    char32_t c = utf8_next_lossy(s, i);
     if (upper && c == 0xDF) {  // the one common full mapping: sharp s -> "SS"
       out += "SS";
       continue;
     }
-    append_utf8(out, map_case(c, upper));
+    utf8_append(out, map_case(c, upper));
   }
   return out;
 }
@@ -193,9 +147,9 @@ std::string title_case(std::string_view s) {
 std::string capitalize(std::string_view s) {
   if (s.empty()) return std::string();
   size_t i = 0;
-  char32_t c = decode_utf8(s, i);
+  char32_t c = utf8_next_lossy(s, i);
   std::string out;
-  append_utf8(out, c >= 0x10000 ? c : map_case(c, true));
+  utf8_append(out, c >= 0x10000 ? c : map_case(c, true));
   if (c == 0xDF) out = "SS";
   out.append(s.substr(i));
   return out;
@@ -326,15 +280,11 @@ double string_to_number(std::string_view s) {
 }
 
 std::string json_quote(std::string_view s, bool ensure_ascii) {
-  static const char* kHex = "0123456789abcdef";
   std::string out = "\"";
-  auto escape_unit = [&](unsigned u) {
-    out += "\\u";
-    for (int shift = 12; shift >= 0; shift -= 4) out += kHex[(u >> shift) & 0xF];
-  };
+  auto escape_unit = [&](unsigned u) { out += "\\u" + to_hex(u, 4); };
   for (size_t i = 0; i < s.size();) {
     size_t start = i;
-    char32_t c = decode_utf8(s, i);
+    char32_t c = utf8_next_lossy(s, i);
     switch (c) {
       case '"': out += "\\\""; continue;
       case '\\': out += "\\\\"; continue;
@@ -355,7 +305,7 @@ std::string json_quote(std::string_view s, bool ensure_ascii) {
         escape_unit(c);
       }
     } else if (c == 0xFFFD && !(i - start == 3)) {
-      append_utf8(out, c);
+      utf8_append(out, c);
     } else {
       out.append(s.substr(start, i - start));
     }

@@ -10,9 +10,7 @@
 
 namespace meshlm::tmpl::js {
 
-// Decodes the code point at s[i] and advances i (by 1 on an invalid byte, giving U+FFFD).
-char32_t decode_utf8(std::string_view s, size_t& i);
-void append_utf8(std::string& out, char32_t cp);
+// UTF-8 itself (decoding with U+FFFD for each invalid byte, encoding) is core/utf8.h.
 std::vector<char32_t> code_points(std::string_view s);
 std::u16string to_utf16(std::string_view s);
 // Lone surrogates become U+FFFD (what node writes for them on stdout).

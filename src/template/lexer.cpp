@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "core/utf8.h"
 #include "template/js_string.h"
 
 namespace meshlm::tmpl {
@@ -29,7 +30,7 @@ std::string describe_position(std::string_view source, uint32_t pos) {
       ++i;
       continue;
     }
-    js::decode_utf8(source, i);
+    utf8_next_lossy(source, i);
     ++column;
   }
   return "line " + std::to_string(line) + ", column " + std::to_string(column);
@@ -111,7 +112,7 @@ Mapped trim_blocks(const Mapped& in) {
 size_t skip_js_space(const std::string& s, size_t i) {
   while (i < s.size()) {
     size_t j = i;
-    if (!js::is_space(js::decode_utf8(s, j))) break;
+    if (!js::is_space(utf8_next_lossy(s, j))) break;
     i = j;
   }
   return i;
@@ -281,7 +282,7 @@ class Lexer {
       }
       size_t at = pos_;
       std::string ch;
-      js::append_utf8(ch, js::decode_utf8(s, at));
+      utf8_append(ch, utf8_next_lossy(s, at));
       fail("Unexpected character: " + ch, pos_);
     }
     return std::move(tokens_);
@@ -312,7 +313,7 @@ class Lexer {
     const std::string& s = m_.text;
     while (pos_ < s.size()) {
       size_t j = pos_;
-      if (!js::is_space(js::decode_utf8(s, j))) break;
+      if (!js::is_space(utf8_next_lossy(s, j))) break;
       pos_ = j;
       if (pos_ >= s.size()) fail("Unexpected end of input", pos_);
     }

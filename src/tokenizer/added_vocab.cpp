@@ -1,8 +1,8 @@
 #include "tokenizer/added_vocab.h"
 
+#include "core/utf8.h"
 #include "tokenizer/normalizers.h"
 #include "tokenizer/regex.h"
-#include "tokenizer/utf8.h"
 
 namespace meshlm::tok {
 namespace {

@@ -8,7 +8,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
-#include "tokenizer/utf8.h"
+#include "core/utf8.h"
 
 namespace meshlm::tok {
 namespace {

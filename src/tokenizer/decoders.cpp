@@ -1,9 +1,9 @@
 #include "tokenizer/decoders.h"
 
 #include "core/error.h"
+#include "core/utf8.h"
 #include "tokenizer/byte_level.h"
 #include "tokenizer/pattern.h"
-#include "tokenizer/utf8.h"
 
 namespace meshlm::tok {
 namespace {

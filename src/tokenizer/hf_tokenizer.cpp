@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/utf8.h"
 #include "tokenizer/added_vocab.h"
 #include "tokenizer/bpe_model.h"
 #include "tokenizer/decoders.h"
@@ -15,7 +16,6 @@
 #include "tokenizer/post_processors.h"
 #include "tokenizer/pre_tokenizers.h"
 #include "tokenizer/tokenizer.h"
-#include "tokenizer/utf8.h"
 
 namespace meshlm::tok {
 namespace {

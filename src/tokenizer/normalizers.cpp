@@ -3,9 +3,9 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/utf8.h"
 #include "tokenizer/pattern.h"
 #include "tokenizer/unicode_norm.h"
-#include "tokenizer/utf8.h"
 
 namespace meshlm::tok {
 

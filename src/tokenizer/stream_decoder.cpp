@@ -3,8 +3,8 @@
 // stop strings that are held back while they could still be completed.
 #include <algorithm>
 
+#include "core/utf8.h"
 #include "tokenizer/tokenizer.h"
-#include "tokenizer/utf8.h"
 
 namespace meshlm::tok {
 

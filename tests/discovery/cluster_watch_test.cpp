@@ -3,7 +3,7 @@
 
 #include "cluster/cluster_watch.h"
 #include "discovery/node_record.h"
-#include "dist/frame.h"
+#include "transport/frame.h"
 
 namespace meshlm::cluster {
 

@@ -1,5 +1,5 @@
-// libFuzzer target for the encrypted framing (dist/aead.h): what a hostile peer or a machine in
-// the middle can send on a link that was set up with a secret. Three views of each input:
+// libFuzzer target for the encrypted framing (transport/aead.h): what a hostile peer or a machine
+// in the middle can send on a link that was set up with a secret. Three views of each input:
 //   1. the bytes as a sealed frame from the peer: must throw meshlm::Error (a malformed header)
 //      or ConnectionError (not authenticated) and never open;
 //   2. structure-aware: byte 0 picks a frame type, the rest is a payload sealed with the real
@@ -13,9 +13,9 @@
 #include <vector>
 
 #include "core/error.h"
-#include "dist/aead.h"
-#include "dist/frame.h"
-#include "dist/transport.h"
+#include "transport/aead.h"
+#include "transport/frame.h"
+#include "transport/transport.h"
 #include "fuzz_common.h"
 
 using namespace meshlm::dist;

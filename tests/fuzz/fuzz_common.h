@@ -18,8 +18,8 @@
 
 #include "core/error.h"
 #include "core/log.h"
-#include "dist/frame.h"
-#include "dist/transport.h"
+#include "transport/frame.h"
+#include "transport/transport.h"
 
 namespace meshlm::fuzz {
 

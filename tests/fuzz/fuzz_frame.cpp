@@ -1,5 +1,5 @@
-// libFuzzer target for the frame layer (dist/frame.h): the 20-byte header and whole frames, and
-// behind them every message decoder. Three views of each input:
+// libFuzzer target for the frame layer (transport/frame.h): the 20-byte header and whole frames,
+// and behind them every message decoder. Three views of each input:
 //   1. the bytes as one whole frame (magic, version, type, flags, length, payload);
 //   2. the bytes as a header alone, with a small and the default payload limit;
 //   3. structure-aware: byte 0 picks a frame type, byte 1 the version (mostly ours), the rest is
@@ -11,8 +11,8 @@
 #include <span>
 
 #include "core/error.h"
-#include "dist/frame.h"
-#include "dist_payloads.h"
+#include "transport/frame.h"
+#include "message_payloads.h"
 
 using namespace meshlm::dist;
 using meshlm::fuzz::decode_payload;

@@ -1,5 +1,5 @@
-// libFuzzer target: the connection handshake (dist/handshake.h) as a state machine, both sides.
-// The harness plays the peer through a ScriptedConnection: each frame the code under test
+// libFuzzer target: the connection handshake (transport/handshake.h) as a state machine, both
+// sides. The harness plays the peer through a ScriptedConnection: each frame the code under test
 // receives is built from the fuzz input when it is asked for, so it can answer what was sent:
 //   - byte 0 picks the side under test (client or server), this node's fingerprint and secret;
 //   - each received frame: a byte picks its type (mostly the one expected next, else an Error
@@ -20,8 +20,8 @@
 #include <fuzzer/FuzzedDataProvider.h>
 
 #include "core/error.h"
-#include "dist/handshake.h"
-#include "dist_payloads.h"
+#include "transport/handshake.h"
+#include "message_payloads.h"
 #include "fuzz_common.h"
 
 using namespace meshlm::dist;

@@ -3,12 +3,12 @@
 // tensor-request / tensor-data, text and u64 frames) on a bare payload. The first byte picks the
 // message type, so the fuzzer reaches each decoder without first building a frame header (that is
 // fuzz_frame's job). Any payload must decode or throw meshlm::Error; what decodes re-encodes to
-// the same bytes (dist_payloads.h).
+// the same bytes (message_payloads.h).
 #include <cstddef>
 #include <cstdint>
 
 #include "core/error.h"
-#include "dist_payloads.h"
+#include "message_payloads.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;

@@ -6,7 +6,7 @@
 #include <span>
 
 #include "core/error.h"
-#include "dist/messages.h"
+#include "transport/messages.h"
 
 using namespace meshlm::dist;
 

@@ -1,4 +1,4 @@
-// libFuzzer target: the coordinator's model sync server (dist/model_sync.h, TensorServer) facing
+// libFuzzer target: the coordinator's model sync server (remote/model_sync.h, TensorServer) facing
 // a hostile worker. A tiny Qwen3 model (2 layers, f32, in a temporary folder) is served; the input
 // is a sequence of requests, each a frame the worker sends: a byte picks manifest-request,
 // tensor-request or another type, then either fuzzed payload bytes or, structure-aware, a
@@ -19,10 +19,10 @@
 
 #include <fuzzer/FuzzedDataProvider.h>
 
-#include "../dist/sync_test_util.h"
+#include "../remote/sync_test_util.h"
 #include "core/error.h"
-#include "dist/model_sync.h"
-#include "dist_payloads.h"
+#include "remote/model_sync.h"
+#include "message_payloads.h"
 #include "fuzz_common.h"
 #include "model/safetensors.h"
 

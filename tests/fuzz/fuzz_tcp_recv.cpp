@@ -1,5 +1,5 @@
-// libFuzzer target: the receiving side of a TCP link (dist/tcp_transport.h, TcpConnection::recv)
-// as a hostile peer drives it: the bytes arrive on a real socket (a socketpair; the peer's end is
+// libFuzzer target: the receiving side of a TCP link (transport/tcp_transport.h,
+// TcpConnection::recv) as a hostile peer drives it: the bytes arrive on a real socket (a socketpair; the peer's end is
 // shut after them, so nothing blocks), read in pieces with the buffer growth that guards against
 // lying lengths, and, on an encrypted link, opened as a stream kSealChunk bytes at a time.
 // Byte 0 picks the mode:
@@ -20,9 +20,9 @@
 #include <vector>
 
 #include "core/error.h"
-#include "dist/aead.h"
-#include "dist/frame.h"
-#include "dist/tcp_transport.h"
+#include "transport/aead.h"
+#include "transport/frame.h"
+#include "transport/tcp_transport.h"
 #include "fuzz_common.h"
 
 using namespace meshlm::dist;

@@ -8,8 +8,8 @@
 #include <string>
 
 #include "../tokenizer/test_tokenizers.h"
+#include "core/utf8.h"
 #include "tokenizer/tokenizer.h"
-#include "tokenizer/utf8.h"
 
 static const meshlm::tok::Tokenizer& tokenizer() {
   static std::unique_ptr<meshlm::tok::Tokenizer> tok = [] {
@@ -26,7 +26,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto ids = tok.encode(text, false);
   auto with_special = tok.encode(text, true);
   std::string back = tok.decode(ids, false);
-  if (!std::getenv("MESHLM_FUZZ_TOKENIZER") && back != meshlm::tok::utf8_lossy(text))
+  if (!std::getenv("MESHLM_FUZZ_TOKENIZER") && back != meshlm::utf8_lossy(text))
     __builtin_trap();
   meshlm::tok::StreamDecoder sd(tok, {}, /*skip_special=*/false);
   std::string streamed;

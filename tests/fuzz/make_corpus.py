@@ -12,9 +12,9 @@ import struct
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "corpus")
-PROTOCOL_VERSION = 5  # dist::kProtocolVersion (src/dist/frame.h)
+PROTOCOL_VERSION = 5  # dist::kProtocolVersion (src/transport/frame.h)
 
-# FrameType values (src/dist/frame.h) and their order in fuzz_common.h kAllFrameTypes.
+# FrameType values (src/transport/frame.h) and their order in fuzz_common.h kAllFrameTypes.
 FRAME_TYPES = [("hello", 1), ("challenge", 2), ("auth", 3), ("welcome", 4), ("load", 10),
                ("loaded", 11), ("manifest_request", 12), ("manifest", 13), ("tensor_request", 14),
                ("tensor_data", 15), ("tensors_done", 16), ("sync_refused", 17), ("forward", 20),
@@ -32,7 +32,7 @@ def add(target, name, data):
     corpus.setdefault(target, {})[name] = bytes(data)
 
 
-# ---- the wire format (src/dist/frame.h PayloadWriter) ----
+# ---- the wire format (src/transport/frame.h PayloadWriter) ----
 def u8(v): return struct.pack("<B", v)
 def u16(v): return struct.pack("<H", v)
 def u32(v): return struct.pack("<I", v)

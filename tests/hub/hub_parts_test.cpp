@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 
+#include "core/byte_count.h"
 #include "core/error.h"
 #include "hub/cache_layout.h"
 #include "hub/file_selection.h"
@@ -12,6 +13,7 @@
 #include "hub/progress.h"
 
 using namespace meshlm::hub;
+using meshlm::format_bytes;
 
 TEST(HubIds, RepoIdShape) {
   for (const char* ok :

@@ -6,25 +6,17 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "core/hex.h"
+
 namespace meshlm::hub::test {
 
 namespace {
-
-std::string hex(const unsigned char* md, unsigned len) {
-  static const char* kHex = "0123456789abcdef";
-  std::string out;
-  for (unsigned i = 0; i < len; ++i) {
-    out += kHex[md[i] >> 4];
-    out += kHex[md[i] & 15];
-  }
-  return out;
-}
 
 std::string digest(const EVP_MD* md, const std::string& data) {
   unsigned char out[EVP_MAX_MD_SIZE];
   unsigned len = 0;
   EVP_Digest(data.data(), data.size(), out, &len, md, nullptr);
-  return hex(out, len);
+  return to_hex(std::span<const uint8_t>(out, len));
 }
 
 int start(httplib::Server& s, std::thread& th) {

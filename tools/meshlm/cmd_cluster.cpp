@@ -12,7 +12,7 @@
 #include "core/error.h"
 #include "discovery/discovery.h"
 #include "discovery/node_record.h"
-#include "dist/frame.h"
+#include "transport/frame.h"
 
 namespace meshlm::cli {
 namespace {

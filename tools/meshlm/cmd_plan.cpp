@@ -9,8 +9,8 @@
 
 #include "command.h"
 #include "common.h"
+#include "cluster/planner.h"
 #include "core/error.h"
-#include "dist/planner.h"
 #include "model/config.h"
 #include "pipeline_options.h"
 

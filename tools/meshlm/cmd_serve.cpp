@@ -10,9 +10,9 @@
 
 #include "command.h"
 #include "common.h"
-#include "core/log.h"
-#include "dist/mpi_transport.h"
 #include "cluster/cluster_watch.h"
+#include "core/log.h"
+#include "transport/mpi_transport.h"
 #include "pipeline_options.h"
 #include "runtime/engine.h"
 #include "runtime/replanning_pipeline.h"

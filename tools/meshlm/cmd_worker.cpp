@@ -1,4 +1,4 @@
-// meshlm worker: serve one pipeline stage for a coordinator (see src/dist/worker.h).
+// meshlm worker: serve one pipeline stage for a coordinator (see src/remote/worker.h).
 //   meshlm worker --listen 0.0.0.0:7070 --secret S --threads 8 [--model DIR] [--no-discovery]
 // A worker on a LAN address advertises itself as `_meshlm._tcp` (src/discovery) so that
 // `meshlm cluster status` and coordinators can find it; the secret is never advertised.
@@ -20,10 +20,10 @@
 #include "core/log.h"
 #include "discovery/discovery.h"
 #include "discovery/node_record.h"
-#include "dist/frame.h"
-#include "dist/messages.h"
-#include "dist/transport.h"
-#include "dist/worker.h"
+#include "remote/worker.h"
+#include "transport/frame.h"
+#include "transport/messages.h"
+#include "transport/transport.h"
 
 namespace meshlm::cli {
 namespace {

@@ -5,7 +5,7 @@
 
 #include "command.h"
 #include "core/log.h"
-#include "dist/mpi_transport.h"
+#include "transport/mpi_transport.h"
 
 namespace meshlm::cli {
 std::map<std::string, Command>& registry() {

@@ -1,0 +1,210 @@
+#include "cluster/planner.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <set>
+
+#include "core/byte_count.h"
+#include "core/error.h"
+#include "model/model_files.h"
+#include "model/safetensors.h"
+#include "model/schema.h"
+
+namespace meshlm::dist {
+namespace {
+
+uint64_t sum_bytes(const TensorSizes& sizes, const std::vector<std::string>& names,
+                   const std::set<std::string>& skip = {}) {
+  uint64_t total = 0;
+  for (const auto& n : names) {
+    if (skip.count(n)) continue;
+    auto it = sizes.find(n);
+    if (it == sizes.end()) throw Error("plan", "the model has no tensor " + n);
+    total += it->second;
+  }
+  return total;
+}
+
+std::vector<std::string> layer_only(const model::ModelConfig& c, int64_t i) {
+  // Tensors of [i, i+1) that are not the embedding / head / final norm.
+  std::vector<std::string> out;
+  for (auto& d : model::stage_tensors(c, {i, i + 1}))
+    if (d.layer == i) out.push_back(std::move(d.name));
+  return out;
+}
+
+uint64_t kv_bytes_per_layer(const model::ModelConfig& c, const PlanOptions& options) {
+  return uint64_t(2) * uint64_t(c.kv_dim()) * sizeof(float) *
+         uint64_t(std::max<int64_t>(options.kv_tokens, 0));
+}
+
+// plan.stages from plan.splits: each stage's tensors (layers + the fixed ones it holds) and KV room.
+void add_stages(Plan& plan, const model::ModelConfig& c, const TensorSizes& sizes,
+                const std::vector<PlanNode>& nodes) {
+  for (size_t k = 0; k + 1 < plan.splits.size(); ++k) {
+    StagePlan s;
+    s.node = nodes[k].name;
+    s.mem_available = nodes[k].mem_available;
+    s.layers = {plan.splits[k], plan.splits[k + 1]};
+    s.kv_bytes = uint64_t(s.layers.size()) * plan.kv_bytes_per_layer;
+    s.weight_bytes = sum_bytes(sizes, model::stage_tensor_names(c, s.layers));
+    plan.stages.push_back(s);
+  }
+}
+
+}  // namespace
+
+TensorSizes tensor_sizes(const std::string& model_dir) {
+  if (model::detect_model_format(model_dir) == model::ModelFormat::Gguf) {
+    // Stored bytes of each schema tensor, keyed by its Hugging Face name like a folder's.
+    auto files = model::ModelFiles::open(model_dir);
+    const model::TensorLookup lookup = files->lookup();
+    TensorSizes sizes;
+    for (const auto& d : model::model_tensors(files->config())) sizes[d.name] = lookup(d).nbytes;
+    return sizes;
+  }
+  auto set = model::SafetensorsSet::open_dir(model_dir);
+  TensorSizes sizes;
+  for (const auto& [name, info] : set->tensors()) sizes[name] = info.nbytes;
+  return sizes;
+}
+
+uint64_t parse_bytes(const std::string& text) {
+  char* end = nullptr;
+  double v = std::strtod(text.c_str(), &end);
+  std::string unit = end ? std::string(end) : "";
+  for (auto& ch : unit) ch = char(std::toupper(static_cast<unsigned char>(ch)));
+  if (!unit.empty() && unit.back() == 'B') unit.pop_back();
+  if (unit.size() == 2 && unit[1] == 'I') unit.pop_back();
+  double mult = unit.empty() ? 1 : unit == "K" ? 1024.0 : unit == "M" ? 1048576.0
+                 : unit == "G" ? 1073741824.0 : unit == "T" ? 1099511627776.0 : -1;
+  if (end == text.c_str() || mult < 0 || !std::isfinite(v) || v < 0 || v * mult > 1e18)
+    throw Error("plan", "'" + text + "' is not a size (like 24G, 512M or 1.5GiB)");
+  return uint64_t(v * mult);
+}
+
+Plan plan_layers(const model::ModelConfig& c, const TensorSizes& sizes,
+                 const std::vector<PlanNode>& nodes, const PlanOptions& options) {
+  const int64_t L = c.n_layers;
+  const size_t n = nodes.size();
+  if (n == 0) throw Error("plan", "no nodes to plan for");
+  if (int64_t(n) > L)
+    throw Error("plan", std::to_string(n) + " nodes for a model of " + std::to_string(L) +
+                            " layers: every stage needs at least one layer");
+  Plan plan;
+  for (int64_t i = 0; i < L; ++i)
+    plan.layer_bytes = std::max(plan.layer_bytes, sum_bytes(sizes, layer_only(c, i)));
+  plan.kv_bytes_per_layer = kv_bytes_per_layer(c, options);
+  // Fixed tensors: what stage 0 holds besides layers, and what the last stage holds.
+  auto fixed_of = [&](int64_t begin, int64_t end) {
+    std::set<std::string> layer_names;
+    for (int64_t i = begin; i < end; ++i)
+      for (auto& nm : layer_only(c, i)) layer_names.insert(nm);
+    return sum_bytes(sizes, model::stage_tensor_names(c, {begin, end}), layer_names);
+  };
+  uint64_t first_fixed = n == 1 ? fixed_of(0, L) : fixed_of(0, 1);
+  uint64_t last_fixed = n == 1 ? 0 : fixed_of(L - 1, L);
+  plan.total_weight_bytes = fixed_of(0, L);
+  for (int64_t i = 0; i < L; ++i) plan.total_weight_bytes += sum_bytes(sizes, layer_only(c, i));
+
+  const uint64_t per_layer = plan.layer_bytes + plan.kv_bytes_per_layer;
+  std::vector<double> cap(n);
+  std::vector<int64_t> max_layers(n), count(n, 0);
+  int64_t total_max = 0;
+  for (size_t k = 0; k < n; ++k) {
+    uint64_t fixed = (k == 0 ? first_fixed : 0) + (k == n - 1 && n > 1 ? last_fixed : 0);
+    double reserve = double(nodes[k].mem_available) * options.reserve_fraction +
+                     double(options.reserve_bytes);
+    cap[k] = double(nodes[k].mem_available) - reserve - double(fixed);
+    max_layers[k] = cap[k] <= 0 ? 0 : std::min<int64_t>(L, int64_t(cap[k] / double(per_layer)));
+    if (max_layers[k] < 1) {
+      double need = double(fixed) + double(per_layer) + reserve;
+      throw Error("plan", "node " + nodes[k].name + " has " + format_bytes(nodes[k].mem_available) +
+                              " available, less than one layer needs there (" +
+                              format_bytes(uint64_t(need)) + " with " + (fixed ? "its fixed tensors, " : "") +
+                              "KV room and reserve): short by " +
+                              format_bytes(uint64_t(need - double(nodes[k].mem_available))) +
+                              "; lower --ctx/--parallel or leave this node out");
+    }
+    total_max += max_layers[k];
+  }
+  if (total_max < L) {
+    uint64_t missing = uint64_t(L - total_max) * per_layer;
+    throw Error("plan", "the model does not fit: " + std::to_string(L) + " layers of " +
+                            format_bytes(per_layer) + " (weights " + format_bytes(plan.layer_bytes) +
+                            " + KV " + format_bytes(plan.kv_bytes_per_layer) + ") but the nodes hold " +
+                            std::to_string(total_max) + " of them: short by about " +
+                            format_bytes(missing) + "; add a node, or lower --ctx/--parallel");
+  }
+  // Work in proportion to memory: each node's share of the whole forward pass (its layers, plus
+  // on the last stage the LM head, which costs as much as `head` layers: a matrix-vector product
+  // reads every weight once) follows its memory. Equal nodes thus get equal compute, the last
+  // one fewer layers. Targets floored and capped, then the remainder by largest shortfall.
+  const double head = n > 1 && plan.layer_bytes > 0 ? double(last_fixed) / double(plan.layer_bytes)
+                                                     : 0.0;
+  double total_cap = 0;
+  for (double x : cap) total_cap += x;
+  std::vector<double> target(n);
+  int64_t assigned = 0;
+  for (size_t k = 0; k < n; ++k) {
+    target[k] = (double(L) + head) * cap[k] / total_cap - (k == n - 1 ? head : 0.0);
+    count[k] = std::clamp<int64_t>(int64_t(std::floor(target[k])), 1, max_layers[k]);
+    assigned += count[k];
+  }
+  while (assigned > L) {  // floors of 1 may overshoot when nodes are tiny
+    size_t best = n;
+    for (size_t k = 0; k < n; ++k)
+      if (count[k] > 1 && (best == n || double(count[k]) - target[k] > double(count[best]) - target[best]))
+        best = k;
+    --count[best];
+    --assigned;
+  }
+  while (assigned < L) {
+    size_t best = n;
+    for (size_t k = 0; k < n; ++k)
+      if (count[k] < max_layers[k] &&
+          (best == n || target[k] - double(count[k]) > target[best] - double(count[best])))
+        best = k;
+    ++count[best];
+    ++assigned;
+  }
+  plan.splits = {0};
+  for (size_t k = 0; k < n; ++k) plan.splits.push_back(plan.splits.back() + count[k]);
+  add_stages(plan, c, sizes, nodes);
+  return plan;
+}
+
+Plan plan_for_splits(const model::ModelConfig& config, const TensorSizes& sizes,
+                     const std::vector<PlanNode>& nodes, const std::vector<int64_t>& splits,
+                     const PlanOptions& options) {
+  if (splits.size() != nodes.size() + 1)
+    throw Error("plan", std::to_string(splits.size() - 1) + " layer ranges for " +
+                            std::to_string(nodes.size()) + " stages");
+  Plan plan;
+  plan.kv_bytes_per_layer = kv_bytes_per_layer(config, options);
+  plan.splits = splits;
+  add_stages(plan, config, sizes, nodes);
+  return plan;
+}
+
+std::string format_plan(const Plan& plan) {
+  std::string out;
+  char line[256];
+  std::snprintf(line, sizeof line, "%-5s %-24s %-9s %12s %12s %12s %12s\n", "stage", "node",
+                "layers", "weights", "KV room", "available", "left");
+  out += line;
+  for (size_t k = 0; k < plan.stages.size(); ++k) {
+    const auto& s = plan.stages[k];
+    const std::string layers = s.layers.inclusive_str();
+    int64_t left = int64_t(s.mem_available) - int64_t(s.weight_bytes + s.kv_bytes);
+    std::snprintf(line, sizeof line, "%-5zu %-24s %-9s %12s %12s %12s %12s\n", k, s.node.c_str(),
+                  layers.c_str(), format_bytes(s.weight_bytes).c_str(),
+                  format_bytes(s.kv_bytes).c_str(), format_bytes(s.mem_available).c_str(),
+                  left < 0 ? "-" : format_bytes(uint64_t(left)).c_str());
+    out += line;
+  }
+  return out;
+}
+
+}  // namespace meshlm::dist

@@ -1,0 +1,67 @@
+// The layer planner: which contiguous layers each node of a pipeline holds.
+//
+// Work goes to nodes in proportion to the memory each can give them: what the node has
+// available, less a reserve for the runtime, less the tensors that live with a stage regardless of
+// its layers (the embedding on stage 0; final norm + LM head on the last stage). A node's work is
+// its layers, plus on the last stage the LM head counted as the layers it weighs (decode reads
+// each weight once), so equal nodes get equal compute and the last stage fewer layers.
+// Each layer costs its weights plus its KV cache room (kv_tokens positions at f32). A node that
+// cannot hold even one layer, or a cluster that cannot hold the model, is an Error("plan", ...)
+// saying by how much it falls short.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "model/config.h"
+#include "model/layer_range.h"
+
+namespace meshlm::dist {
+
+struct PlanNode {
+  std::string name;              // "local", "host:port"
+  uint64_t mem_available = 0;    // bytes this node can use
+};
+
+struct PlanOptions {
+  int64_t kv_tokens = 4096 * 8;   // KV positions each stage must hold (context x parallel sequences)
+  double reserve_fraction = 0.05; // of each node's memory, kept for the OS and the runtime
+  uint64_t reserve_bytes = 256ull << 20;
+};
+
+struct StagePlan {
+  std::string node;
+  model::LayerRange layers;
+  uint64_t weight_bytes = 0;  // layers + the fixed tensors of this stage
+  uint64_t kv_bytes = 0;      // KV room for its layers
+  uint64_t mem_available = 0;
+};
+
+struct Plan {
+  std::vector<StagePlan> stages;
+  std::vector<int64_t> splits;  // {0, ..., n_layers}: what RemotePipelineOptions::splits takes
+  uint64_t layer_bytes = 0;     // weights of one layer (the largest)
+  uint64_t kv_bytes_per_layer = 0;
+  uint64_t total_weight_bytes = 0;
+};
+
+// Bytes of every tensor of the model by name (from its safetensors headers).
+using TensorSizes = std::map<std::string, uint64_t>;
+TensorSizes tensor_sizes(const std::string& model_dir);
+
+Plan plan_layers(const model::ModelConfig& config, const TensorSizes& sizes,
+                 const std::vector<PlanNode>& nodes, const PlanOptions& options);
+
+// The same accounting for layer ranges given explicitly (`--layers`); never refuses.
+Plan plan_for_splits(const model::ModelConfig& config, const TensorSizes& sizes,
+                     const std::vector<PlanNode>& nodes, const std::vector<int64_t>& splits,
+                     const PlanOptions& options);
+
+// The table `meshlm plan` prints.
+std::string format_plan(const Plan& plan);
+// "24G", "512M", "1.5GiB", "1000000" -> bytes; throws Error("plan", ...) on anything else.
+uint64_t parse_bytes(const std::string& text);
+
+}  // namespace meshlm::dist

@@ -1,0 +1,60 @@
+// The worker's side of model sync (see model_sync.h for the exchange): a cache of model
+// folders, one per model fingerprint, each an ordinary Hugging Face folder that the loader reads:
+//
+//   <cache>/<fingerprint>/config.json                  the coordinator's bytes
+//                         layer-00012.safetensors      every tensor of layer 12
+//                         embed.safetensors, norm.safetensors, lm-head.safetensors
+//                         model.safetensors.index.json the tensors of the stage being loaded
+//                         layer-00013.safetensors.partial   a transfer that was interrupted
+//                         .lock                        held while a worker syncs and maps
+//
+// File names are derived here from layer indices (and a fixed table for the other tensors),
+// never from a string a peer sent; the fingerprint must be 64 hex digits. Each file is a valid
+// safetensors file whose header is fixed by the manifest (tensors in name order), written before
+// any data, and whose data is written in order, so a .partial file's length is how far the
+// transfer got: the next sync re-hashes what is there and asks for the rest from that byte.
+// Every tensor of the stage is re-hashed (XXH3-128) against the manifest at each sync; a damaged
+// one is fetched again and rewritten in place. Writes are not fsync'ed: the hash check on every
+// load is what makes a torn write harmless.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "transport/transport.h"
+
+namespace meshlm::dist {
+
+// $XDG_CACHE_HOME/meshlm, else $HOME/.cache/meshlm. Throws Error("sync") when neither is set.
+std::string default_cache_dir();
+
+// An exclusive flock on a file, released by the destructor.
+class CacheLock {
+ public:
+  explicit CacheLock(const std::string& path);  // blocks until held; throws Error("sync")
+  ~CacheLock();
+  CacheLock(const CacheLock&) = delete;
+  CacheLock& operator=(const CacheLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
+struct CacheSyncResult {
+  std::string dir;                  // the model folder to load layers [begin, end) from
+  uint64_t fetched_bytes = 0;       // tensor bytes received now
+  uint64_t reused_bytes = 0;        // tensor bytes already in the cache (verified)
+  std::unique_ptr<CacheLock> lock;  // keep until the files are mapped
+};
+
+// Makes <cache_dir>/<fingerprint> hold verified copies of the tensors of layers [begin, end),
+// fetching over `conn` (the coordinator's session) only what is missing or damaged, resuming
+// a partial tensor from its last byte. timeout_ms bounds each wait for a frame.
+// Throws Error("sync", ...), Error("remote", ...) (the coordinator's error frame) or
+// ConnectionError; what was received before a failure stays in the cache for the next try.
+CacheSyncResult sync_stage_to_cache(Connection& conn, const std::string& cache_dir,
+                                    const std::string& fingerprint, int64_t begin, int64_t end,
+                                    int timeout_ms);
+
+}  // namespace meshlm::dist

@@ -1,0 +1,578 @@
+#include "remote/worker.h"
+
+#include "model/model_files.h"
+
+#include <poll.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "core/log.h"
+#include "model/stage.h"
+#include "remote/fingerprint.h"
+#include "remote/model_sync.h"
+#include "remote/tensor_cache.h"
+#include "runtime/stage_runner.h"
+#include "transport/handshake.h"
+#include "transport/messages.h"
+#include "transport/mpi_transport.h"
+#include "transport/tcp_transport.h"
+
+namespace meshlm::dist {
+
+struct Worker::Impl {
+  WorkerOptions options;
+  std::unique_ptr<TcpListener> listener;  // null when attached to ready-made connections
+  bool attached = false;
+  std::string own_fingerprint;  // of options.model_dir, "" without one
+  std::atomic<bool> stopping{false};
+
+  std::unique_ptr<Connection> session;     // the coordinator
+  std::string session_fingerprint;         // what the coordinator said it serves
+  std::string session_client_id;           // which coordinator instance
+  std::unique_ptr<Connection> upstream;    // the previous stage
+  std::unique_ptr<Connection> downstream;  // the next stage ("" next: we are last)
+  std::string next_address;
+
+  // Heartbeats (TCP): a thread sends a pong on the session once a second while a stage is loaded,
+  // whatever the main thread is computing. session_mutex guards `session` against it being
+  // replaced during a heartbeat; only the main thread changes it.
+  std::mutex session_mutex;
+  bool session_loaded = false;  // under session_mutex: heartbeats may go out
+  std::thread heartbeat;
+  std::condition_variable heartbeat_cv;
+  std::chrono::steady_clock::time_point session_heard{};  // last frame from the coordinator
+  bool session_pinged = false;  // the coordinator pings: its silence means it is gone
+
+  std::unique_ptr<model::Stage> stage;
+  LoadMsg loaded;  // the assignment `stage` was built for
+  std::string loaded_dir;  // the folder it was loaded from
+  std::string cache_dir;   // for model sync
+  std::string loaded_fingerprint;
+  std::unique_ptr<runtime::StageRunner> runner;  // runs `stage`; samples when it is the last
+  runtime::StageOutput out;
+
+  explicit Impl(const WorkerOptions& o) : options(o) {
+    if (!o.model_dir.empty()) own_fingerprint = fingerprint(o.model_dir);
+    cache_dir = o.cache_dir;  // the default is looked up when first needed
+  }
+  ~Impl() {
+    stopping.store(true);
+    heartbeat_cv.notify_all();
+    if (heartbeat.joinable()) heartbeat.join();
+  }
+
+  std::string name() const {
+    if (!options.name.empty()) return options.name;
+    return "worker " + (listener ? listener->address() : session ? session->peer() : "");
+  }
+
+  std::string stage_name() const {
+    if (!stage) return name();
+    return name() + " (layers " + std::to_string(stage->layer_begin()) + "-" +
+           std::to_string(stage->layer_end()) + ")";
+  }
+
+  HandshakeOptions handshake_options(const std::string& fp) const {
+    HandshakeOptions h;
+    h.secret = options.secret;
+    h.fingerprint = fp;
+    h.name = "coordinator";
+    h.timeout_ms = options.handshake_timeout_ms;
+    h.info = this_node_info(options.threads, options.backend);
+    return h;
+  }
+
+  // ---- connections ----
+
+  void end_session(const std::string& why) {
+    if (session) log::info("[worker] coordinator {} gone: {}", session->peer(), why);
+    {
+      std::lock_guard lock(session_mutex);
+      session.reset();
+      session_loaded = false;
+    }
+    session_pinged = false;
+    upstream.reset();
+    downstream.reset();
+    next_address.clear();
+    if (runner) runner->clear();
+    if (stage) stage->release_all();
+  }
+
+  void accept_one() {
+    auto conn = listener->accept(0);
+    if (!conn) return;
+    std::string fp = session ? loaded_fingerprint : own_fingerprint;
+    if (session && fp.empty()) fp = session_fingerprint;
+    HandshakeResult hs;
+    try {
+      hs = handshake_server(*conn, handshake_options(fp));
+    } catch (const std::exception& e) {
+      log::warn("[worker] refused {}: {}", conn->peer(), e.what());
+      return;
+    }
+    if (hs.role == "probe") return;  // `meshlm plan` asking what this node offers: done
+    if (hs.role == "coordinator") {
+      // The same coordinator reconnecting (after a failure it noticed first) takes over.
+      bool same = session && !hs.client_id.empty() && hs.client_id == session_client_id;
+      if (session && !same) {
+        send_error_quietly(*conn, name() + " is busy serving coordinator " + session->peer());
+        log::warn("[worker] refused coordinator {}: busy", conn->peer());
+        return;
+      }
+      log::info("[worker] coordinator {} connected", conn->peer());
+      end_session("replaced");
+      {
+        std::lock_guard lock(session_mutex);
+        session = std::move(conn);
+      }
+      session_heard = std::chrono::steady_clock::now();
+      session_fingerprint = hs.peer_fingerprint;
+      session_client_id = hs.client_id;
+    } else {  // upstream
+      if (!session || !stage) {
+        send_error_quietly(*conn, name() + " has no stage loaded");
+        return;
+      }
+      log::info("[worker] previous stage {} connected", conn->peer());
+      upstream = std::move(conn);
+    }
+  }
+
+  // ---- frames ----
+
+  // The folder and fingerprint a load uses (see worker.h); "" dir = sync into the cache.
+  std::pair<std::string, std::string> choose_model_dir(const LoadMsg& m) {
+    const std::string& want = session_fingerprint;
+    auto mismatch = [&](const std::string& dir, const std::string& fp) {
+      return Error("worker", "model fingerprint mismatch: " + dir + " on " + name() + " is " +
+                                 fp.substr(0, 16) + "..., the coordinator serves " +
+                                 want.substr(0, 16) + "...");
+    };
+    if (!m.sync) {  // the coordinator's path must hold its model
+      std::string fp = fingerprint(m.model_dir);
+      if (!want.empty() && fp != want) throw mismatch(m.model_dir, fp);
+      return {m.model_dir, fp};
+    }
+    std::error_code ec;
+    const std::filesystem::path given(m.model_dir);
+    const bool looks_like_model =
+        !m.model_dir.empty() && (std::filesystem::exists(given / "config.json", ec) ||
+                                 model::detect_model_format(m.model_dir) == model::ModelFormat::Gguf);
+    if (looks_like_model) {
+      std::string fp = fingerprint(m.model_dir);
+      if (fp == want) return {m.model_dir, fp};
+      log::info("[worker] {} is not the coordinator's model; syncing instead", m.model_dir);
+    }
+    if (!options.model_dir.empty() && own_fingerprint == want) {
+      return {options.model_dir, own_fingerprint};
+    }
+    if (!is_hex_fingerprint(want)) {
+      throw Error("worker", name() + " has no copy of the model and the coordinator sent no "
+                                     "usable fingerprint to sync it by");
+    }
+    return {"", want};
+  }
+
+  void handle_load(const Frame& f) {
+    {
+      std::lock_guard lock(session_mutex);
+      session_loaded = false;  // no heartbeat may come between the load and the loaded frame
+    }
+    LoadMsg m = decode_load(f.payload);
+    if (is_mpi_address(m.next) && !attached) {
+      throw Error("worker", name() + " is not an MPI rank: it cannot pass activations to " + m.next);
+    }
+    auto [dir, fp] = choose_model_dir(m);
+    const bool from_cache = dir.empty();
+    if (from_cache && attached) {  // the session's reader thread owns its receiving side
+      throw Error("worker", name() + " has no copy of the model at '" + m.model_dir +
+                                "'; model sync is not available over MPI: every rank needs the "
+                                "model at the same path");
+    }
+    if (from_cache) {
+      if (cache_dir.empty()) cache_dir = default_cache_dir();
+      dir = (std::filesystem::path(cache_dir) / fp).string();
+    }
+    bool same = stage && loaded_dir == dir && loaded.layers == m.layers && loaded.max_context == m.max_context &&
+                loaded_fingerprint == fp;
+    if (same) {
+      stage->release_all();
+    } else {
+      runner.reset();
+      stage.reset();  // free (and unmap) the old weights first
+      model::StageOptions so;
+      so.threads = options.threads;
+      so.max_context = m.max_context;
+      so.lock_memory = options.lock_memory;
+      so.backend = options.stage_backend;
+      std::unique_ptr<CacheLock> lock;
+      if (from_cache) {
+        auto synced = sync_stage_to_cache(*session, cache_dir, fp, m.layers.begin, m.layers.end,
+                                          options.sync_timeout_ms);
+        lock = std::move(synced.lock);  // held until the files are mapped
+      }
+      log::info("[worker] loading layers {}-{} of {}", m.layers.begin, m.layers.end, dir);
+      stage = std::make_unique<model::Stage>(dir, m.layers, so);
+      runner = std::make_unique<runtime::StageRunner>(*stage);
+    }
+    loaded = m;
+    loaded_dir = dir;
+    loaded_fingerprint = fp;
+    runner->clear();
+    downstream.reset();
+    next_address = m.next;
+    if (stage->is_last() != m.next.empty()) {
+      throw Error("worker", stage->is_last() ? "the last stage cannot have a next stage"
+                                             : "layers " + std::to_string(m.layers.end) +
+                                                   "... need a next stage");
+    }
+    if (!next_address.empty()) connect_downstream();
+    LoadedMsg reply;
+    reply.n_layers = stage->config().n_layers;
+    reply.weight_bytes = stage->weight_bytes();
+    reply.fingerprint = fp;
+    std::lock_guard lock(session_mutex);
+    session->send(FrameType::Loaded, encode_loaded(reply));
+    session_loaded = true;
+  }
+
+  void send_heartbeats() {
+    std::unique_lock lock(session_mutex);
+    while (!stopping.load()) {
+      heartbeat_cv.wait_for(lock, std::chrono::milliseconds(kHeartbeatIntervalMs));
+      if (stopping.load()) break;
+      if (!session || !session_loaded) continue;
+      try {
+        session->send(FrameType::Pong);
+      } catch (const std::exception&) {
+        // the main thread sees the broken connection
+      }
+    }
+  }
+
+  void connect_downstream() {
+    auto conn = connect_address(next_address, kMpiUpstreamTag, 5000);
+    if (is_mpi_address(next_address)) {  // ranks of one mpirun job: no handshake (worker.h)
+      downstream = std::move(conn);
+      return;
+    }
+    HandshakeOptions h = handshake_options(loaded_fingerprint);
+    h.role = "upstream";
+    h.name = "next stage";
+    handshake_client(*conn, h);
+    downstream = std::move(conn);
+  }
+
+  void send_result(ResultMsg& r) {
+    if (session) session->send(FrameType::Result, encode_result(r));
+  }
+
+  void handle_forward(const Frame& f) {
+    ForwardMsg m = decode_forward(f.payload);
+    ResultMsg result;
+    result.id = m.id;
+    bool pass_on = false;
+    if (!stage) {
+      result.error = name() + " has no stage loaded";
+      send_result(result);
+      return;
+    }
+    try {
+      const auto& cfg = stage->config();
+      if (!stage->is_first() && m.hidden_dim != cfg.hidden) {
+        throw Error("worker", "activations have hidden size " + std::to_string(m.hidden_dim) +
+                                  ", the model has " + std::to_string(cfg.hidden));
+      }
+      runner->run({m.chunks, m.tokens, m.new_sequences, m.return_logits}, m.hidden, out);
+      m.stage_us.push_back(int64_t(out.seconds * 1e6));
+      result.stage_us = m.stage_us;
+      if (!out.last) {
+        m.hidden_dim = cfg.hidden;
+        pass_on = true;
+      } else {
+        result.sampled = std::move(out.sampled);
+        result.logits = std::move(out.logits);
+      }
+    } catch (const std::exception& e) {
+      result.error = stage_name() + ": " + e.what();
+      pass_on = false;
+    }
+    if (pass_on) {
+      forward_downstream(m);  // ends the session when the next stage is gone
+      return;
+    }
+    send_result(result);
+  }
+
+  void forward_downstream(const ForwardMsg& m) {
+    auto head = encode_forward_head(m);
+    std::span<const uint8_t> pieces[2] = {
+        head, {reinterpret_cast<const uint8_t*>(m.hidden.data()), m.hidden.size() * 4}};
+    try {
+      if (!downstream) connect_downstream();
+      downstream->send_pieces(FrameType::Forward, pieces);
+    } catch (const std::exception& e) {
+      downstream.reset();
+      std::string why =
+          "next stage " + next_address + " is unreachable from " + name() + ": " + e.what();
+      if (attached) {  // MPI: the job does not reconnect; the coordinator gets the error
+        ResultMsg r;
+        r.id = m.id;
+        r.error = why;
+        send_result(r);
+        return;
+      }
+      // The pipeline is broken past this stage: ending the session tells the coordinator, which
+      // reconnects every stage (and replays its sequences) once the next one is back.
+      log::warn("[worker] {}", why);
+      if (session) send_error_quietly(*session, why);
+      end_session(why);
+    }
+  }
+
+  void handle_release(const Frame& f) {
+    ReleaseMsg m = decode_release(f.payload);
+    for (int64_t seq : m.seq_ids) {
+      if (stage) stage->release(seq);
+      if (runner) runner->release(seq);
+    }
+    if (downstream) {
+      try {
+        downstream->send(FrameType::Release, f.payload);
+      } catch (const std::exception& e) {
+        log::warn("[worker] cannot pass a release on to {}: {}", next_address, e.what());
+        downstream.reset();
+      }
+    }
+  }
+
+  // Handles one frame from the coordinator (from_session) or the previous stage.
+  void handle(const Frame& f, bool from_session) {
+    switch (f.type()) {
+      case FrameType::Forward: handle_forward(f); return;
+      case FrameType::Release: handle_release(f); return;
+      case FrameType::Ping:
+        (from_session ? session : upstream)->send(FrameType::Pong, f.payload);
+        return;
+      case FrameType::Load:
+        if (from_session) {
+          handle_load(f);
+          return;
+        }
+        break;
+      case FrameType::Shutdown:
+        if (attached) {
+          finish_attached();
+          return;
+        }
+        if (from_session) {
+          end_session("shut down by the coordinator");
+          return;
+        }
+        break;
+      default: break;
+    }
+    throw Error("protocol", "unexpected " + frame_type_name(f.header.type) + " frame");
+  }
+
+  // Reads and handles one frame from `conn`; a failure closes only that connection.
+  void serve(std::unique_ptr<Connection>& conn, bool from_session) {
+    try {
+      Frame f = recv_checked(*conn, options.frame_timeout_ms);
+      if (from_session) {
+        session_heard = std::chrono::steady_clock::now();
+        if (f.type() == FrameType::Ping) session_pinged = true;
+      }
+      handle(f, from_session);
+    } catch (const std::exception& e) {
+      if (!conn) return;  // a shutdown already ended the session
+      std::string why = e.what();
+      if (dynamic_cast<const ConnectionError*>(&e) == nullptr) send_error_quietly(*conn, why);
+      if (from_session) {
+        end_session(why);
+      } else {
+        log::warn("[worker] dropped previous stage {}: {}", conn->peer(), why);
+        conn.reset();
+      }
+    }
+  }
+
+  // Attached: the shutdown came after every frame before it on the forwards' path. Passes it on,
+  // tells the coordinator, and ends run().
+  void finish_attached() {
+    if (downstream) {
+      try {
+        downstream->send(FrameType::Shutdown);
+      } catch (const std::exception& e) {
+        log::warn("[worker] cannot pass the shutdown on to {}: {}", next_address, e.what());
+      }
+    }
+    try {
+      session->send(FrameType::Shutdown);
+    } catch (const std::exception& e) {
+      log::warn("[worker] cannot acknowledge the shutdown: {}", e.what());
+    }
+    stopping.store(true);
+  }
+
+  // ---- attached: one reader thread per connection feeds the handling thread ----
+
+  struct Event {
+    bool from_session = false;
+    std::optional<Frame> frame;  // empty: the connection failed with `error`
+    std::string error;
+  };
+  std::mutex events_mutex;
+  std::condition_variable events_cv;
+  std::deque<Event> events;
+
+  void read_into_queue(Connection* conn, bool from_session) {
+    for (;;) {
+      Event ev;
+      ev.from_session = from_session;
+      try {
+        ev.frame = recv_checked(*conn, -1);
+      } catch (const std::exception& e) {
+        ev.error = e.what();
+      }
+      bool failed = !ev.frame;
+      {
+        std::lock_guard lock(events_mutex);
+        events.push_back(std::move(ev));
+      }
+      events_cv.notify_one();
+      if (failed) return;
+    }
+  }
+
+  void run_attached() {
+    // The coordinator may load its own stage for a long time before it connects.
+    HandshakeOptions h = handshake_options(own_fingerprint);
+    h.timeout_ms = -1;
+    HandshakeResult hs;
+    try {
+      hs = handshake_server(*session, h);
+    } catch (const std::exception& e) {
+      log::error("[worker] {}: handshake with the coordinator failed: {}", name(), e.what());
+      return;
+    }
+    session_fingerprint = hs.peer_fingerprint;
+    session_client_id = hs.client_id;
+    log::info("[worker] {}: coordinator {} connected", name(), session->peer());
+    std::vector<std::thread> readers;
+    readers.emplace_back([this] { read_into_queue(session.get(), true); });
+    if (upstream) readers.emplace_back([this] { read_into_queue(upstream.get(), false); });
+    while (!stopping.load()) {
+      Event ev;
+      {
+        std::unique_lock lock(events_mutex);
+        if (!events_cv.wait_for(lock, std::chrono::milliseconds(200),
+                                [&] { return !events.empty(); })) {
+          continue;
+        }
+        ev = std::move(events.front());
+        events.pop_front();
+      }
+      Connection& conn = ev.from_session ? *session : *upstream;
+      if (!ev.frame) {
+        if (ev.from_session) {
+          log::warn("[worker] {}: lost the coordinator: {}", name(), ev.error);
+          break;
+        }
+        log::warn("[worker] {}: previous stage {} failed: {}", name(), conn.peer(), ev.error);
+        continue;
+      }
+      try {
+        handle(*ev.frame, ev.from_session);
+      } catch (const std::exception& e) {
+        send_error_quietly(conn, e.what());
+        if (ev.from_session) {
+          log::warn("[worker] {}: ending the session: {}", name(), e.what());
+          break;
+        }
+        log::warn("[worker] {}: bad frame from the previous stage: {}", name(), e.what());
+      }
+    }
+    session->close();
+    if (upstream) upstream->close();
+    for (auto& t : readers) t.join();
+    end_session("session over");
+  }
+
+  void run() {
+    if (attached) {
+      run_attached();
+      return;
+    }
+    log::info("[worker] listening on {}{}", listener->address(),
+              own_fingerprint.empty() ? "" : " (model " + own_fingerprint.substr(0, 16) + "...)");
+    heartbeat = std::thread([this] { send_heartbeats(); });
+    while (!stopping.load()) {
+      pollfd fds[3] = {{listener->fd(), POLLIN, 0}, {-1, POLLIN, 0}, {-1, POLLIN, 0}};
+      if (session) fds[1].fd = session->poll_fd();
+      if (upstream) fds[2].fd = upstream->poll_fd();
+      int r = ::poll(fds, 3, 200);
+      // Silence is judged only when nothing from the coordinator is waiting to be read: after a
+      // long computation its pings are in the socket, not missing.
+      if (session && session_pinged && fds[1].revents == 0 && options.coordinator_timeout_ms > 0 &&
+          std::chrono::steady_clock::now() - session_heard >
+              std::chrono::milliseconds(options.coordinator_timeout_ms)) {
+        end_session("nothing heard from it for " +
+                    std::to_string(options.coordinator_timeout_ms / 1000) + " s");
+        continue;
+      }
+      if (r <= 0) continue;
+      // Upstream first: it carries the forwards that keep the pipeline moving.
+      if (upstream && fds[2].revents) serve(upstream, false);
+      if (session && fds[1].revents) serve(session, true);
+      if (fds[0].revents) accept_one();
+    }
+    if (session) send_error_quietly(*session, name() + " is shutting down");
+    end_session("worker stopped");
+    heartbeat_cv.notify_all();
+    if (heartbeat.joinable()) heartbeat.join();
+  }
+};
+
+Worker::Worker(const WorkerOptions& options) : impl_(std::make_unique<Impl>(options)) {
+  impl_->listener = std::make_unique<TcpListener>(options.listen);
+}
+
+Worker::Worker(const WorkerOptions& options, std::unique_ptr<Connection> session,
+               std::unique_ptr<Connection> upstream)
+    : impl_(std::make_unique<Impl>(options)) {
+  if (!session) throw Error("worker", "an attached worker needs a session connection");
+  impl_->attached = true;
+  impl_->session = std::move(session);
+  impl_->upstream = std::move(upstream);
+}
+
+Worker::~Worker() = default;
+std::string Worker::address() const {
+  return impl_->listener ? impl_->listener->address() : std::string();
+}
+void Worker::run() { impl_->run(); }
+void Worker::stop() { impl_->stopping.store(true); }
+
+void run_mpi_worker(const WorkerOptions& options) {
+  const int rank = mpi_rank();
+  if (rank < 1) throw Error("worker", "rank 0 is the coordinator, not a worker");
+  WorkerOptions o = options;
+  if (o.name.empty()) o.name = "worker rank " + std::to_string(rank);
+  auto session = mpi_connect(0, kMpiSessionTag);
+  std::unique_ptr<Connection> upstream;
+  if (rank > 1) upstream = mpi_connect(rank - 1, kMpiUpstreamTag);
+  log::info("[worker] rank {} of {} (MPI thread level {})", rank, mpi_size(), mpi_thread_level());
+  Worker worker(o, std::move(session), std::move(upstream));
+  worker.run();
+}
+
+}  // namespace meshlm::dist

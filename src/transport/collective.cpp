@@ -1,0 +1,338 @@
+#include "transport/collective.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <future>
+#include <thread>
+
+#include "transport/mpi_transport.h"
+
+namespace meshlm::dist {
+namespace {
+
+const char* op_name(CollectiveOp op) {
+  switch (op) {
+    case CollectiveOp::Send: return "send";
+    case CollectiveOp::AllReduceSum: return "all_reduce_sum";
+    case CollectiveOp::AllGather: return "all_gather";
+  }
+  return "unknown";
+}
+
+size_t element_size(CollectiveOp op) { return op == CollectiveOp::Send ? 1 : sizeof(float); }
+
+// Room for an Error frame from the peer even when the expected message is tiny.
+constexpr uint64_t kMinRecvLimit = 64 * 1024;
+
+std::span<const uint8_t> float_bytes(const std::vector<float>& v) {
+  return {reinterpret_cast<const uint8_t*>(v.data()), v.size() * sizeof(float)};
+}
+
+}  // namespace
+
+std::vector<uint8_t> encode_collective_head(const CollectiveHead& head) {
+  PayloadWriter w;
+  w.u8(static_cast<uint8_t>(head.op));
+  w.u32(head.rank);
+  w.u64(head.seq);
+  w.u64(head.count);
+  return w.take();
+}
+
+CollectiveHead decode_collective_head(std::span<const uint8_t> payload) {
+  PayloadReader r(payload);
+  CollectiveHead h;
+  uint8_t op = r.u8();
+  if (op < 1 || op > 3) {
+    throw Error("protocol", "malformed collective message: unknown op " + std::to_string(op));
+  }
+  h.op = static_cast<CollectiveOp>(op);
+  h.rank = r.u32();
+  h.seq = r.u64();
+  h.count = r.u64();
+  const size_t elem = element_size(h.op);
+  if (h.count > r.remaining() / elem || h.count * elem != r.remaining()) {
+    throw Error("protocol", "malformed collective message: announces " +
+                                std::to_string(h.count) + " elements of " + std::to_string(elem) +
+                                " bytes but carries " + std::to_string(r.remaining()) + " bytes");
+  }
+  return h;
+}
+
+Group::Group(int rank, std::vector<std::unique_ptr<Connection>> peers, GroupOptions options)
+    : rank_(rank), size_(static_cast<int>(peers.size())), options_(options) {
+  if (size_ < 1 || rank < 0 || rank >= size_) {
+    throw Error("collective", "rank " + std::to_string(rank) + " is not in a group of " +
+                                  std::to_string(peers.size()));
+  }
+  for (int r = 0; r < size_; ++r) {
+    if ((r == rank) != (peers[r] == nullptr)) {
+      throw Error("collective", r == rank ? "a group has no connection to its own rank"
+                                          : "no connection to rank " + std::to_string(r));
+    }
+    peers_.emplace_back(std::move(peers[r]));
+  }
+  sent_.assign(size_, 0);
+  received_.assign(size_, 0);
+}
+
+Group::~Group() = default;
+
+void Group::check_usable(const std::string& call) const {
+  if (broken()) {
+    throw Error("collective", "rank " + std::to_string(rank_) + ": " + call +
+                                  ": the group is broken by an earlier failure (" +
+                                  broken_reason_ + ")");
+  }
+}
+
+void Group::check_peer(int r, const std::string& call) const {
+  if (r < 0 || r >= size_ || r == rank_) {
+    throw Error("collective", "rank " + std::to_string(rank_) + ": " + call + ": rank " +
+                                  std::to_string(r) + " is not a peer in a group of " +
+                                  std::to_string(size_));
+  }
+}
+
+void Group::close_all() {
+  for (auto& p : peers_) {
+    if (p) p->close();
+  }
+}
+
+void Group::fail(const std::string& message) {
+  std::string full = "rank " + std::to_string(rank_) + ": " + message;
+  if (broken_reason_.empty()) broken_reason_ = full;
+  close_all();
+  throw Error("collective", full);
+}
+
+Frame Group::recv_frame(int from, CollectiveOp op, uint64_t seq, int64_t expect_count,
+                        const std::string& call) {
+  const std::string who = "rank " + std::to_string(from);
+  uint64_t limit = kMaxPayload;
+  if (expect_count >= 0) {
+    limit = std::max<uint64_t>(kMinRecvLimit, kCollectiveHeadSize + static_cast<uint64_t>(
+                                                                          expect_count) *
+                                                                          element_size(op));
+  }
+  Frame f;
+  try {
+    f = recv_checked(*peers_[from], options_.timeout_ms, limit);
+  } catch (const TimeoutError&) {
+    throw Error("collective", call + ": nothing from " + who + " within " +
+                                  std::to_string(options_.timeout_ms) + " ms");
+  } catch (const Error& e) {
+    throw Error("collective", call + ": " + who + " (" + peers_[from]->peer() + "): " + e.what());
+  }
+  if (f.type() != FrameType::Collective) {
+    throw Error("collective", call + ": " + who + " sent a " + frame_type_name(f.header.type) +
+                                  " frame where collective data belongs");
+  }
+  CollectiveHead h;
+  try {
+    h = decode_collective_head(f.payload);
+  } catch (const Error& e) {
+    throw Error("collective", call + ": " + who + ": " + e.what());
+  }
+  if (h.op != op || h.seq != seq) {
+    throw Error("collective", call + ": " + who + " is out of step: it sent " + op_name(h.op) +
+                                  " #" + std::to_string(h.seq) + " (every rank must call the " +
+                                  "same collectives in the same order)");
+  }
+  if (h.rank != static_cast<uint32_t>(from)) {
+    throw Error("collective", call + ": the connection to " + who + " carries a message from rank " +
+                                  std::to_string(h.rank));
+  }
+  if (expect_count >= 0 && h.count != static_cast<uint64_t>(expect_count)) {
+    throw Error("collective", call + ": " + who + " sent " + std::to_string(h.count) +
+                                  (op == CollectiveOp::Send ? " bytes" : " floats") +
+                                  ", this rank expects " + std::to_string(expect_count) +
+                                  " (every rank must pass the same size)");
+  }
+  return f;
+}
+
+void Group::send(int to, std::span<const uint8_t> bytes) {
+  const std::string call = "send to rank " + std::to_string(to);
+  check_usable(call);
+  check_peer(to, call);
+  auto head = encode_collective_head(
+      {CollectiveOp::Send, static_cast<uint32_t>(rank_), sent_[to], bytes.size()});
+  std::span<const uint8_t> pieces[2] = {head, bytes};
+  try {
+    peers_[to]->send_pieces(FrameType::Collective, pieces);
+  } catch (const std::exception& e) {
+    fail(call + ": " + e.what());
+  }
+  ++sent_[to];
+}
+
+std::vector<uint8_t> Group::recv(int from) {
+  const std::string call = "recv from rank " + std::to_string(from);
+  check_usable(call);
+  check_peer(from, call);
+  std::vector<uint8_t> out;
+  try {
+    Frame f = recv_frame(from, CollectiveOp::Send, received_[from], -1, call);
+    out.assign(f.payload.begin() + kCollectiveHeadSize, f.payload.end());
+  } catch (const Error& e) {
+    fail(e.message());
+  }
+  ++received_[from];
+  return out;
+}
+
+void Group::recv(int from, std::span<uint8_t> out) {
+  const std::string call = "recv from rank " + std::to_string(from);
+  check_usable(call);
+  check_peer(from, call);
+  try {
+    Frame f = recv_frame(from, CollectiveOp::Send, received_[from],
+                         static_cast<int64_t>(out.size()), call);
+    if (!out.empty()) std::memcpy(out.data(), f.payload.data() + kCollectiveHeadSize, out.size());
+  } catch (const Error& e) {
+    fail(e.message());
+  }
+  ++received_[from];
+}
+
+void Group::exchange(CollectiveOp op, std::shared_ptr<const std::vector<float>> mine,
+                     int64_t expect_count, const PartFn& on_part, const std::string& call) {
+  const uint64_t seq = seq_++;
+  auto head = std::make_shared<std::vector<uint8_t>>(encode_collective_head(
+      {op, static_cast<uint32_t>(rank_), seq, static_cast<uint64_t>(mine->size())}));
+
+  // The helper thread owns what it uses (connections, head, data), so that it can be left
+  // behind if a send cannot be interrupted (MPI) without touching freed memory.
+  std::promise<std::string> sent;
+  std::future<std::string> sent_result = sent.get_future();
+  std::thread sender;
+  if (size_ > 1) {
+    try {
+      sender = std::thread([peers = peers_, head, mine, self = rank_,
+                            done = std::move(sent)]() mutable {
+        std::string error;
+        for (int r = 0; r < static_cast<int>(peers.size()) && error.empty(); ++r) {
+          if (r == self) continue;
+          try {
+            std::span<const uint8_t> pieces[2] = {*head, float_bytes(*mine)};
+            peers[r]->send_pieces(FrameType::Collective, pieces);
+          } catch (const std::exception& e) {
+            error = "sending to rank " + std::to_string(r) + " (" + peers[r]->peer() +
+                    "): " + e.what();
+          }
+        }
+        done.set_value(std::move(error));
+      });
+    } catch (const std::exception& e) {
+      fail(call + ": cannot start the sending thread: " + e.what());
+    }
+  } else {
+    sent.set_value("");
+  }
+
+  std::string error;
+  try {
+    for (int r = 0; r < size_; ++r) {
+      if (r == rank_) {
+        on_part(r, reinterpret_cast<const uint8_t*>(mine->data()), mine->size());
+        continue;
+      }
+      Frame f = recv_frame(r, op, seq, expect_count, call);
+      on_part(r, f.payload.data() + kCollectiveHeadSize,
+              (f.payload.size() - kCollectiveHeadSize) / sizeof(float));
+    }
+  } catch (const Error& e) {
+    error = e.message();
+  } catch (const std::exception& e) {
+    error = call + ": " + e.what();
+  }
+
+  // Peers that take our data late are waited for as long as their data would be.
+  if (error.empty() && options_.timeout_ms < 0) sent_result.wait();
+  if (error.empty() &&
+      sent_result.wait_for(std::chrono::milliseconds(std::max(0, options_.timeout_ms))) !=
+          std::future_status::ready) {
+    error = call + ": the peers did not take this rank's data within " +
+            std::to_string(options_.timeout_ms) + " ms";
+  }
+  if (!error.empty()) {
+    close_all();  // wakes a send blocked on a TCP peer at once
+    if (sent_result.wait_for(std::chrono::seconds(1)) != std::future_status::ready) {
+      // A send that closing cannot interrupt (MPI): leave it; it owns everything it touches.
+      if (sender.joinable()) sender.detach();
+      fail(error);
+    }
+  }
+  std::string send_error = sent_result.get();
+  if (sender.joinable()) sender.join();
+  if (error.empty() && !send_error.empty()) error = call + ": " + send_error;
+  if (!error.empty()) fail(error);
+}
+
+void Group::all_reduce_sum(float* data, size_t n) {
+  const std::string call = "all_reduce_sum #" + std::to_string(seq_) + " (" +
+                           std::to_string(n) + " floats)";
+  check_usable(call);
+  if (size_ == 1) {
+    ++seq_;
+    return;
+  }
+  auto mine = std::make_shared<const std::vector<float>>(data, data + n);
+  std::vector<float> sum(n);
+  exchange(
+      CollectiveOp::AllReduceSum, mine, static_cast<int64_t>(n),
+      [&](int r, const uint8_t* bytes, uint64_t count) {
+        // Rank order: sum = x_0, then sum += x_1, ..., x_{N-1}.
+        if (r == 0) {
+          if (count) std::memcpy(sum.data(), bytes, count * sizeof(float));
+          return;
+        }
+        for (uint64_t i = 0; i < count; ++i) {
+          float v;
+          std::memcpy(&v, bytes + i * sizeof(float), sizeof(float));
+          sum[i] += v;
+        }
+      },
+      call);
+  if (n) std::memcpy(data, sum.data(), n * sizeof(float));
+}
+
+std::vector<float> Group::all_gather(std::span<const float> mine_span,
+                                     std::vector<size_t>* counts) {
+  const std::string call = "all_gather #" + std::to_string(seq_) + " (" +
+                           std::to_string(mine_span.size()) + " floats from this rank)";
+  check_usable(call);
+  auto mine = std::make_shared<const std::vector<float>>(mine_span.begin(), mine_span.end());
+  // Contributions arrive in rank order: append each as it comes.
+  std::vector<float> out;
+  std::vector<size_t> sizes(size_, 0);
+  exchange(
+      CollectiveOp::AllGather, mine, -1,
+      [&](int r, const uint8_t* bytes, uint64_t count) {
+        sizes[r] = count;
+        size_t at = out.size();
+        out.resize(at + count);
+        if (count) std::memcpy(out.data() + at, bytes, count * sizeof(float));
+      },
+      call);
+  if (counts) *counts = std::move(sizes);
+  return out;
+}
+
+std::unique_ptr<Group> mpi_group(GroupOptions options, int tag) {
+  if (!mpi_available()) {
+    throw Error("mpi", "this build has no MPI transport (install an MPI library and reconfigure "
+                       "with -DMESHLM_WITH_MPI=ON)");
+  }
+  const int rank = mpi_rank(), size = mpi_size();
+  std::vector<std::unique_ptr<Connection>> peers(size);
+  for (int r = 0; r < size; ++r) {
+    if (r != rank) peers[r] = mpi_connect(r, tag);
+  }
+  return std::make_unique<Group>(rank, std::move(peers), options);
+}
+
+}  // namespace meshlm::dist

@@ -1,0 +1,485 @@
+#include "transport/messages.h"
+
+#include <cassert>
+#include <cmath>
+#include <concepts>
+#include <set>
+#include <type_traits>
+
+#include "core/error.h"
+#include "core/sysinfo.h"
+#include "formats/weight_format.h"
+
+namespace meshlm::dist {
+namespace {
+
+[[noreturn]] void invalid(const std::string& what) {
+  throw Error("protocol", "malformed frame: " + what);
+}
+
+// A stage's layer range as the wire carries it: non-empty, within 2^20 layers.
+void check_layers(const model::LayerRange& r) {
+  if (r.begin < 0 || r.end <= r.begin || r.end > (1 << 20)) invalid("layer range " + r.str());
+}
+
+void check_finite(float v, const char* name) {
+  if (!std::isfinite(v)) invalid(std::string("sampling ") + name + " is not finite");
+}
+
+// ---- one field list per message ----
+//
+// Each message's layout is written once, as visit(archive, message): the fields in wire order.
+// FieldWriter appends them to a payload (the message is const); FieldReader reads them back into
+// the message, with the bounds each read takes (max lengths and counts), and runs the checks
+// placed between the fields at that point of the read (the writer skips them). end() marks where
+// the payload must end: the reader rejects trailing bytes there.
+
+class FieldWriter {
+ public:
+  void u32(uint32_t v) { w_.u32(v); }
+  void u64(uint64_t v) { w_.u64(v); }
+  void i32(int32_t v) { w_.i32(v); }
+  void i64(int64_t v) { w_.i64(v); }
+  void f32(float v) { w_.f32(v); }
+  void boolean(bool v) { w_.boolean(v); }
+  void str(const std::string& s, size_t /*max_len*/) { w_.str(s); }
+  void raw(std::span<const uint8_t> bytes) { w_.raw(bytes); }
+  void i32_array(std::span<const int32_t> v, uint64_t /*max_count*/) { w_.i32_array(v); }
+  void i64_array(std::span<const int64_t> v, uint64_t /*max_count*/) { w_.i64_array(v); }
+  void f32_array(std::span<const float> v, uint64_t /*max_count*/) { w_.f32_array(v); }
+  // The last field of a forward frame: u64 count, then the f32 values, which the writer leaves to
+  // its caller (encode_forward appends them; a transport sends them from the caller's buffer).
+  void f32_tail(std::span<const float> v, uint64_t /*max_count*/) { w_.u64(v.size()); }
+  // u64 count, then each element's fields.
+  template <typename T, typename F>
+  void list(const std::vector<T>& v, size_t /*min_elem_bytes*/, uint64_t /*max_count*/,
+            std::string_view /*what*/, F&& each) {
+    w_.u64(v.size());
+    for (const T& e : v) each(e);
+  }
+  // u32 count (at most max_count), then each element's fields.
+  template <typename T, typename F>
+  void short_list(const std::vector<T>& v, uint32_t /*max_count*/, std::string_view /*what*/,
+                  F&& each) {
+    w_.u32(static_cast<uint32_t>(v.size()));
+    for (const T& e : v) each(e);
+  }
+  template <typename F>
+  void check(F&&) {}
+  void end() {}
+
+  std::vector<uint8_t> take() { return w_.take(); }
+
+ private:
+  PayloadWriter w_;
+};
+
+class FieldReader {
+ public:
+  explicit FieldReader(std::span<const uint8_t> payload) : r_(payload) {}
+
+  void u32(uint32_t& v) { v = r_.u32(); }
+  void u64(uint64_t& v) { v = r_.u64(); }
+  void i32(int32_t& v) { v = r_.i32(); }
+  void i64(int64_t& v) { v = r_.i64(); }
+  void f32(float& v) { v = r_.f32(); }
+  void boolean(bool& v) { v = r_.boolean(); }
+  void str(std::string& s, size_t max_len) { s = r_.str(max_len); }
+  void raw(std::span<uint8_t> bytes) { r_.raw(bytes); }
+  void i32_array(std::vector<int32_t>& v, uint64_t max_count) { v = r_.i32_array(max_count); }
+  void i64_array(std::vector<int64_t>& v, uint64_t max_count) { v = r_.i64_array(max_count); }
+  void f32_array(std::vector<float>& v, uint64_t max_count) { v = r_.f32_array(max_count); }
+  void f32_tail(std::vector<float>& v, uint64_t max_count) { v = r_.f32_array(max_count); }
+  // The count must fit in max_count and in what remains at min_elem_bytes an element.
+  template <typename T, typename F>
+  void list(std::vector<T>& v, size_t min_elem_bytes, uint64_t max_count, std::string_view what,
+            F&& each) {
+    v.resize(r_.count(min_elem_bytes, max_count, what));
+    for (T& e : v) each(e);
+  }
+  template <typename T, typename F>
+  void short_list(std::vector<T>& v, uint32_t max_count, std::string_view what, F&& each) {
+    uint32_t n = r_.u32();
+    if (n > max_count) invalid(std::string(what) + " count " + std::to_string(n));
+    v.resize(n);
+    for (T& e : v) each(e);
+  }
+  template <typename F>
+  void check(F&& f) {
+    f();
+  }
+  void end() {
+    r_.expect_end();
+    ended_ = true;
+  }
+
+  bool ended() const { return ended_; }
+
+ private:
+  PayloadReader r_;
+  bool ended_ = false;
+};
+
+// M is T (reading) or const T (writing).
+template <typename M, typename T>
+concept Of = std::same_as<std::remove_const_t<M>, T>;
+
+template <typename A, Of<runtime::SamplingParams> M>
+void visit(A& a, M& p) {
+  a.f32(p.temperature);
+  a.i32(p.top_k);
+  a.f32(p.top_p);
+  a.f32(p.min_p);
+  a.f32(p.repetition_penalty);
+  a.f32(p.presence_penalty);
+  a.f32(p.frequency_penalty);
+  a.u64(p.seed);
+  a.boolean(p.has_seed);
+  a.i32(p.top_logprobs);
+  a.boolean(p.logprobs);
+  a.i64(p.prompt_tokens);
+  a.check([&] {
+    if (p.prompt_tokens < -1) invalid("prompt_tokens " + std::to_string(p.prompt_tokens));
+    check_finite(p.temperature, "temperature");
+    check_finite(p.top_p, "top_p");
+    check_finite(p.min_p, "min_p");
+    check_finite(p.repetition_penalty, "repetition_penalty");
+    check_finite(p.presence_penalty, "presence_penalty");
+    check_finite(p.frequency_penalty, "frequency_penalty");
+    if (p.top_k < 0) invalid("top_k " + std::to_string(p.top_k));
+    if (p.top_logprobs < 0 || p.top_logprobs > kMaxTopLogprobs) {
+      invalid("top_logprobs " + std::to_string(p.top_logprobs));
+    }
+  });
+}
+
+// ---- handshake ----
+
+template <typename A, Of<HelloMsg> M>
+void visit(A& a, M& m) {
+  a.u32(m.version);
+  a.str(m.role, 64);
+  a.str(m.fingerprint, 128);
+  a.str(m.client_id, 128);
+  a.raw(m.nonce);
+  a.end();
+}
+
+template <typename A, Of<ChallengeMsg> M>
+void visit(A& a, M& m) {
+  a.u32(m.version);
+  a.str(m.fingerprint, 128);
+  a.raw(m.nonce);
+  a.raw(m.proof);
+  a.end();
+}
+
+template <typename A, Of<AuthMsg> M>
+void visit(A& a, M& m) {
+  a.raw(m.proof);
+  a.end();
+}
+
+template <typename A, Of<NodeInfo> M>
+void visit(A& a, M& m) {
+  a.str(m.version, 64);
+  a.u64(m.mem_total);
+  a.u64(m.mem_available);
+  a.i32(m.cores);
+  a.str(m.backend, 64);
+  a.end();
+  a.check([&] {
+    if (m.cores < 0) invalid("negative core count");
+  });
+}
+
+// ---- load ----
+
+template <typename A, Of<LoadMsg> M>
+void visit(A& a, M& m) {
+  a.str(m.model_dir, 4096);
+  a.i64(m.layers.begin);
+  a.i64(m.layers.end);
+  a.i64(m.max_context);
+  a.str(m.next, 1024);
+  a.boolean(m.sync);
+  a.end();
+  a.check([&] {
+    check_layers(m.layers);
+    if (m.max_context <= 0 || m.max_context > (int64_t{1} << 24)) {
+      invalid("max_context " + std::to_string(m.max_context));
+    }
+  });
+}
+
+template <typename A, Of<LoadedMsg> M>
+void visit(A& a, M& m) {
+  a.i64(m.n_layers);
+  a.u64(m.weight_bytes);
+  a.str(m.fingerprint, 128);
+  a.end();
+}
+
+// ---- forward ----
+
+template <typename A, Of<ForwardMsg> M>
+void visit(A& a, M& m) {
+  a.u64(m.id);
+  int64_t total = 0;  // tokens of all chunks (reading)
+  constexpr size_t kChunkBytes = 8 + 4 + 4 + 1 + 1;
+  a.list(m.chunks, kChunkBytes, kMaxChunks, "chunk", [&](auto& c) {
+    a.i64(c.seq_id);
+    a.i32(c.pos);
+    a.i32(c.n_tokens);
+    a.boolean(c.want_logits);
+    a.boolean(c.all_logits);
+    a.check([&] {
+      if (c.pos < 0) invalid("chunk pos " + std::to_string(c.pos));
+      if (c.n_tokens <= 0 || c.n_tokens > static_cast<int32_t>(kMaxTokens)) {
+        invalid("chunk n_tokens " + std::to_string(c.n_tokens));
+      }
+      if (int64_t{c.pos} + c.n_tokens > INT32_MAX) invalid("chunk extends past position 2^31");
+      total += c.n_tokens;
+    });
+  });
+  a.check([&] {
+    if (m.chunks.empty()) invalid("forward without chunks");
+  });
+  a.i32_array(m.tokens, kMaxTokens);
+  a.check([&] {
+    if (static_cast<int64_t>(m.tokens.size()) != total) {
+      invalid("chunks cover " + std::to_string(total) + " tokens but " +
+              std::to_string(m.tokens.size()) + " token ids were sent");
+    }
+    for (int32_t t : m.tokens) {
+      if (t < 0) invalid("negative token id " + std::to_string(t));
+    }
+  });
+  constexpr size_t kSamplingBytes = 8 + 7 * 4 + 8 + 1 + 4 + 1;
+  a.list(m.new_sequences, kSamplingBytes, m.chunks.size(), "new sequence", [&](auto& s) {
+    a.i64(s.first);
+    visit(a, s.second);
+  });
+  a.boolean(m.return_logits);
+  a.i64_array(m.stage_us, kMaxStages);
+  a.check([&] {
+    for (int64_t us : m.stage_us)
+      if (us < 0) invalid("negative stage time");
+  });
+  a.i64(m.hidden_dim);
+  a.check([&] {
+    if (m.hidden_dim < 0 || m.hidden_dim > kMaxHidden) {
+      invalid("hidden size " + std::to_string(m.hidden_dim));
+    }
+  });
+  a.f32_tail(m.hidden, kMaxPayload / sizeof(float));
+  a.check([&] {
+    if (static_cast<uint64_t>(m.hidden.size()) != static_cast<uint64_t>(total * m.hidden_dim)) {
+      invalid("activations hold " + std::to_string(m.hidden.size()) + " values, expected " +
+              std::to_string(total) + " tokens x " + std::to_string(m.hidden_dim));
+    }
+  });
+  a.end();
+}
+
+// ---- result ----
+
+template <typename A, Of<ResultMsg> M>
+void visit(A& a, M& m) {
+  a.u64(m.id);
+  constexpr size_t kSampledBytes = 8 + 4 + 4 + 4;
+  a.list(m.sampled, kSampledBytes, kMaxChunks, "sampled token", [&](auto& e) {
+    auto& [seq, s] = e;
+    a.i64(seq);
+    a.i32(s.token);
+    a.f32(s.logprob);
+    a.short_list(s.top, kMaxTopLogprobs, "top logprobs", [&](auto& alt) {
+      a.i32(alt.first);
+      a.f32(alt.second);
+    });
+  });
+  a.f32_array(m.logits, kMaxPayload / sizeof(float));
+  a.str(m.error, 1 << 16);
+  a.i64_array(m.stage_us, kMaxStages);
+  a.check([&] {
+    for (int64_t us : m.stage_us)
+      if (us < 0) invalid("negative stage time");
+  });
+  a.end();
+}
+
+// ---- model sync ----
+
+template <typename A, Of<ManifestRequestMsg> M>
+void visit(A& a, M& m) {
+  a.i64(m.layers.begin);
+  a.i64(m.layers.end);
+  a.end();
+  a.check([&] { check_layers(m.layers); });
+}
+
+template <typename A, Of<ManifestMsg> M>
+void visit(A& a, M& m) {
+  a.str(m.fingerprint, 128);
+  a.str(m.config_json, kMaxConfigJson);
+  constexpr size_t kMinEntryBytes = 4 + 1 + 4 + 8 + 8 + 16;  // name >= 1 byte, no dims
+  std::set<std::string> names;                                // reading
+  a.list(m.tensors, kMinEntryBytes, kMaxSyncTensors, "manifest entry", [&](auto& t) {
+    a.str(t.name, kMaxTensorName);
+    a.str(t.dtype, 16);
+    a.i64_array(t.shape, kMaxTensorDims);
+    a.u64(t.nbytes);
+    a.u64(t.hash.low);
+    a.u64(t.hash.high);
+    a.check([&] {
+      if (t.name.empty()) invalid("manifest entry without a name");
+      if (!names.insert(t.name).second) invalid("tensor '" + t.name + "' listed twice");
+      const auto type = formats::from_name(t.dtype);
+      if (!type) invalid("tensor '" + t.name + "' has unsupported dtype '" + t.dtype + "'");
+      for (int64_t d : t.shape)
+        if (d < 0) invalid("tensor '" + t.name + "' has a negative dimension");
+      const auto sized = formats::tensor_bytes(*type, t.shape);
+      if (!sized) invalid("tensor '" + t.name + "' is impossibly large or not whole blocks");
+      const uint64_t bytes = *sized;
+      if (bytes != t.nbytes) {
+        invalid("tensor '" + t.name + "' has " + std::to_string(t.nbytes) +
+                " bytes, its shape and dtype make " + std::to_string(bytes));
+      }
+    });
+  });
+  a.end();
+}
+
+template <typename A, Of<TensorRequestMsg> M>
+void visit(A& a, M& m) {
+  a.list(m.ranges, 4 + 8, kMaxSyncTensors, "tensor range", [&](auto& t) {
+    a.str(t.name, kMaxTensorName);
+    a.u64(t.offset);
+  });
+  a.check([&] {
+    if (m.ranges.empty()) invalid("tensor request without tensors");
+  });
+  a.end();
+}
+
+// The head of a tensor data frame; the data follows it (no end()).
+template <typename A, Of<TensorDataHead> M>
+void visit(A& a, M& h) {
+  a.u32(h.range);
+  a.u64(h.offset);
+}
+
+// ---- small frames ----
+
+template <typename A, Of<ReleaseMsg> M>
+void visit(A& a, M& m) {
+  a.i64_array(m.seq_ids, 1 << 20);
+  a.end();
+}
+
+// An error frame: one string.
+template <typename A, Of<std::string> M>
+void visit(A& a, M& text) {
+  a.str(text, 1 << 16);
+  a.end();
+}
+
+// Ping / pong: one u64.
+template <typename A, Of<uint64_t> M>
+void visit(A& a, M& v) {
+  a.u64(v);
+  a.end();
+}
+
+template <typename T>
+std::vector<uint8_t> encode(const T& m) {
+  FieldWriter w;
+  visit(w, m);
+  return w.take();
+}
+
+template <typename T>
+T decode(std::span<const uint8_t> payload) {
+  FieldReader r(payload);
+  T m;
+  visit(r, m);
+  assert(r.ended());
+  return m;
+}
+
+}  // namespace
+
+std::vector<uint8_t> encode_hello(const HelloMsg& m) { return encode(m); }
+HelloMsg decode_hello(std::span<const uint8_t> payload) { return decode<HelloMsg>(payload); }
+std::vector<uint8_t> encode_challenge(const ChallengeMsg& m) { return encode(m); }
+ChallengeMsg decode_challenge(std::span<const uint8_t> payload) {
+  return decode<ChallengeMsg>(payload);
+}
+std::vector<uint8_t> encode_auth(const AuthMsg& m) { return encode(m); }
+AuthMsg decode_auth(std::span<const uint8_t> payload) { return decode<AuthMsg>(payload); }
+std::vector<uint8_t> encode_node_info(const NodeInfo& m) { return encode(m); }
+NodeInfo decode_node_info(std::span<const uint8_t> payload) { return decode<NodeInfo>(payload); }
+
+NodeInfo this_node_info(int threads, std::string backend) {
+  NodeInfo m;
+  m.version = MESHLM_VERSION_STRING;
+  m.mem_total = sys::total_memory_bytes();
+  m.mem_available = sys::available_memory_bytes();
+  m.cores = threads > 0 ? threads : sys::cpu_cores();
+  m.backend = std::move(backend);
+  return m;
+}
+
+std::vector<uint8_t> encode_load(const LoadMsg& m) { return encode(m); }
+LoadMsg decode_load(std::span<const uint8_t> payload) { return decode<LoadMsg>(payload); }
+std::vector<uint8_t> encode_loaded(const LoadedMsg& m) { return encode(m); }
+LoadedMsg decode_loaded(std::span<const uint8_t> payload) { return decode<LoadedMsg>(payload); }
+
+std::vector<uint8_t> encode_forward_head(const ForwardMsg& m) { return encode(m); }
+
+std::vector<uint8_t> encode_forward(const ForwardMsg& m) {
+  auto out = encode_forward_head(m);
+  auto* p = reinterpret_cast<const uint8_t*>(m.hidden.data());
+  out.insert(out.end(), p, p + m.hidden.size() * sizeof(float));
+  return out;
+}
+
+ForwardMsg decode_forward(std::span<const uint8_t> payload) { return decode<ForwardMsg>(payload); }
+std::vector<uint8_t> encode_result(const ResultMsg& m) { return encode(m); }
+ResultMsg decode_result(std::span<const uint8_t> payload) { return decode<ResultMsg>(payload); }
+
+std::vector<uint8_t> encode_manifest_request(const ManifestRequestMsg& m) { return encode(m); }
+ManifestRequestMsg decode_manifest_request(std::span<const uint8_t> payload) {
+  return decode<ManifestRequestMsg>(payload);
+}
+std::vector<uint8_t> encode_manifest(const ManifestMsg& m) { return encode(m); }
+ManifestMsg decode_manifest(std::span<const uint8_t> payload) {
+  return decode<ManifestMsg>(payload);
+}
+std::vector<uint8_t> encode_tensor_request(const TensorRequestMsg& m) { return encode(m); }
+TensorRequestMsg decode_tensor_request(std::span<const uint8_t> payload) {
+  return decode<TensorRequestMsg>(payload);
+}
+std::vector<uint8_t> encode_tensor_data_head(const TensorDataHead& h) { return encode(h); }
+
+TensorDataHead decode_tensor_data(std::span<const uint8_t> payload,
+                                  std::span<const uint8_t>& data) {
+  FieldReader r(payload);
+  TensorDataHead h;
+  visit(r, h);
+  data = payload.subspan(kTensorDataHeadSize);
+  if (data.empty()) invalid("tensor data frame without data");
+  return h;
+}
+
+std::vector<uint8_t> encode_release(const ReleaseMsg& m) { return encode(m); }
+ReleaseMsg decode_release(std::span<const uint8_t> payload) { return decode<ReleaseMsg>(payload); }
+
+std::vector<uint8_t> encode_text(const std::string& text) {
+  return encode(text.size() > (1 << 16) ? text.substr(0, 1 << 16) : text);
+}
+std::string decode_text(std::span<const uint8_t> payload) { return decode<std::string>(payload); }
+std::vector<uint8_t> encode_u64(uint64_t v) { return encode(v); }
+uint64_t decode_u64(std::span<const uint8_t> payload) { return decode<uint64_t>(payload); }
+
+}  // namespace meshlm::dist

@@ -1,0 +1,187 @@
+// Typed payloads of the wire frames (see frame.h for the header). Each message has an encoder
+// and a decoder, both driven by one list of the message's fields (messages.cpp, visit());
+// decoders validate every count, index and cross-field invariant (chunk tokens add up,
+// activations match [total_tokens, hidden]) and throw Error("protocol", ...).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "model/stage.h"
+#include "runtime/sampler.h"
+#include "transport/frame.h"
+
+namespace meshlm::dist {
+
+using Nonce = std::array<uint8_t, 32>;
+using Mac = std::array<uint8_t, 32>;  // HMAC-SHA256
+
+// Limits that bound what a decoder accepts (well above any real use).
+inline constexpr uint64_t kMaxChunks = 1 << 16;
+inline constexpr uint64_t kMaxTokens = 1 << 22;
+inline constexpr int64_t kMaxHidden = 1 << 18;
+inline constexpr int32_t kMaxTopLogprobs = 20;
+inline constexpr uint64_t kMaxStages = 1024;
+
+struct HelloMsg {
+  uint32_t version = kProtocolVersion;
+  std::string role;         // "coordinator" or "upstream" (the previous stage)
+  std::string fingerprint;  // model fingerprint (hex SHA-256) or "" when unknown
+  std::string client_id;    // the same for every connection of one coordinator instance
+  Nonce nonce{};
+};
+
+struct ChallengeMsg {
+  uint32_t version = kProtocolVersion;
+  std::string fingerprint;
+  Nonce nonce{};
+  Mac proof{};  // the server's proof of the secret
+};
+
+struct AuthMsg {
+  Mac proof{};  // the client's proof of the secret
+};
+
+// Sent by a worker in its welcome frame, so only an authenticated coordinator learns it: what the
+// node offers (the planner sizes its layer range from mem_available).
+struct NodeInfo {
+  std::string version;  // meshlm version
+  uint64_t mem_total = 0, mem_available = 0;
+  int32_t cores = 0;
+  std::string backend;  // compute backend, e.g. "cpu/AVX2"
+};
+
+struct LoadMsg {
+  std::string model_dir;  // on the worker's filesystem
+  model::LayerRange layers;
+  int64_t max_context = 4096;
+  std::string next;  // host:port of the next stage; "" = last stage, reply to the coordinator
+  // The coordinator serves its tensors (model_sync.h): a worker without the model (model_dir ""
+  // or not this model) fetches its layers into its cache. Protocol 3.
+  bool sync = false;
+};
+
+struct LoadedMsg {
+  int64_t n_layers = 0;
+  uint64_t weight_bytes = 0;
+  std::string fingerprint;
+};
+
+struct ForwardMsg {
+  uint64_t id = 0;  // micro-batch id
+  std::vector<model::SeqChunk> chunks;
+  std::vector<int32_t> tokens;  // all chunks' ids, concatenated
+  std::vector<std::pair<int64_t, runtime::SamplingParams>> new_sequences;
+  bool return_logits = false;
+  std::vector<int64_t> stage_us;  // compute time of each remote stage so far (µs), in order
+  int64_t hidden_dim = 0;
+  std::vector<float> hidden;  // [total_tokens, hidden_dim]
+};
+
+struct ResultMsg {
+  uint64_t id = 0;
+  std::vector<std::pair<int64_t, runtime::SampledToken>> sampled;
+  std::vector<float> logits;
+  std::string error;
+  std::vector<int64_t> stage_us;  // compute time of every remote stage for this micro-batch (µs)
+};
+
+// ---- model sync (model_sync.h) ----
+
+inline constexpr uint64_t kMaxSyncTensors = 1 << 20;
+inline constexpr size_t kMaxTensorName = 1024;
+inline constexpr size_t kMaxTensorDims = 8;
+inline constexpr size_t kMaxConfigJson = 16 << 20;
+
+struct ManifestRequestMsg {
+  model::LayerRange layers;
+};
+
+// XXH3-128 of a tensor's bytes.
+struct Hash128 {
+  uint64_t low = 0, high = 0;
+  bool operator==(const Hash128&) const = default;
+};
+
+struct ManifestEntry {
+  std::string name;
+  std::string dtype;  // safetensors dtype name: "F32", "BF16", "F16"
+  std::vector<int64_t> shape;
+  uint64_t nbytes = 0;
+  Hash128 hash;
+};
+
+struct ManifestMsg {
+  std::string fingerprint;
+  std::string config_json;  // the bytes of the coordinator's config.json
+  std::vector<ManifestEntry> tensors;
+};
+
+struct TensorRange {
+  std::string name;
+  uint64_t offset = 0;  // first byte wanted; the rest of the tensor follows
+};
+
+struct TensorRequestMsg {
+  std::vector<TensorRange> ranges;
+};
+
+// payload = encode_tensor_data_head(h) || the bytes; decode returns the head and the bytes' span
+// (a view into the payload).
+struct TensorDataHead {
+  uint32_t range = 0;   // index into the request's ranges
+  uint64_t offset = 0;  // byte offset of the data in the tensor
+};
+
+struct ReleaseMsg {
+  std::vector<int64_t> seq_ids;
+};
+
+std::vector<uint8_t> encode_hello(const HelloMsg& m);
+HelloMsg decode_hello(std::span<const uint8_t> payload);
+std::vector<uint8_t> encode_challenge(const ChallengeMsg& m);
+ChallengeMsg decode_challenge(std::span<const uint8_t> payload);
+std::vector<uint8_t> encode_auth(const AuthMsg& m);
+AuthMsg decode_auth(std::span<const uint8_t> payload);
+std::vector<uint8_t> encode_node_info(const NodeInfo& m);
+NodeInfo decode_node_info(std::span<const uint8_t> payload);
+// This process's machine; `backend` (NodeInfo::backend) comes from the caller, which knows the
+// kernels (cluster::compute_backend()).
+NodeInfo this_node_info(int threads, std::string backend);
+std::vector<uint8_t> encode_load(const LoadMsg& m);
+LoadMsg decode_load(std::span<const uint8_t> payload);
+std::vector<uint8_t> encode_loaded(const LoadedMsg& m);
+LoadedMsg decode_loaded(std::span<const uint8_t> payload);
+
+// Everything of a forward frame but the activations, which follow as the last field (u64 count
+// then raw f32) so that a transport can send them from the caller's buffer without a copy:
+// payload = encode_forward_head(m) || bytes of m.hidden.
+std::vector<uint8_t> encode_forward_head(const ForwardMsg& m);
+std::vector<uint8_t> encode_forward(const ForwardMsg& m);  // head + activations in one buffer
+ForwardMsg decode_forward(std::span<const uint8_t> payload);
+
+std::vector<uint8_t> encode_result(const ResultMsg& m);
+ResultMsg decode_result(std::span<const uint8_t> payload);
+std::vector<uint8_t> encode_manifest_request(const ManifestRequestMsg& m);
+ManifestRequestMsg decode_manifest_request(std::span<const uint8_t> payload);
+std::vector<uint8_t> encode_manifest(const ManifestMsg& m);
+// Checks each entry on its own (dtype known, dims non-negative, nbytes == elements x dtype size,
+// names unique); whether they are the right tensors is the receiver's business.
+ManifestMsg decode_manifest(std::span<const uint8_t> payload);
+std::vector<uint8_t> encode_tensor_request(const TensorRequestMsg& m);
+TensorRequestMsg decode_tensor_request(std::span<const uint8_t> payload);
+inline constexpr size_t kTensorDataHeadSize = 12;
+std::vector<uint8_t> encode_tensor_data_head(const TensorDataHead& h);
+TensorDataHead decode_tensor_data(std::span<const uint8_t> payload, std::span<const uint8_t>& data);
+
+std::vector<uint8_t> encode_release(const ReleaseMsg& m);
+ReleaseMsg decode_release(std::span<const uint8_t> payload);
+std::vector<uint8_t> encode_text(const std::string& text);  // error frames
+std::string decode_text(std::span<const uint8_t> payload);
+std::vector<uint8_t> encode_u64(uint64_t v);  // ping / pong
+uint64_t decode_u64(std::span<const uint8_t> payload);
+
+}  // namespace meshlm::dist

@@ -1,0 +1,240 @@
+// Frame and message encode/decode: round trips and every malformed case the decoders must refuse.
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "core/error.h"
+#include "transport/frame.h"
+#include "transport/messages.h"
+
+namespace meshlm::dist {
+namespace {
+
+ForwardMsg sample_forward() {
+  ForwardMsg m;
+  m.id = 42;
+  m.chunks = {{7, 0, 3, true, false}, {9, 5, 1, true, true}};
+  m.tokens = {1, 2, 3, 4};
+  runtime::SamplingParams p;
+  p.temperature = 0.7f;
+  p.top_k = 40;
+  p.top_p = 0.9f;
+  p.seed = 1234;
+  p.has_seed = true;
+  p.top_logprobs = 3;
+  p.logprobs = true;
+  m.new_sequences = {{7, p}};
+  m.return_logits = true;
+  m.hidden_dim = 3;
+  for (int i = 0; i < 12; ++i) m.hidden.push_back(0.5f * i - 1.0f);
+  return m;
+}
+
+template <typename F>
+void expect_protocol_error(F&& f, const std::string& needle = "") {
+  try {
+    f();
+    FAIL() << "expected Error(\"protocol\", ...)";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.component(), "protocol") << e.what();
+    if (!needle.empty()) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  }
+}
+
+TEST(Frame, HeaderRoundTrip) {
+  auto bytes = encode_frame(FrameType::Result, std::vector<uint8_t>{1, 2, 3});
+  ASSERT_EQ(bytes.size(), kFrameHeaderSize + 3);
+  EXPECT_EQ(std::memcmp(bytes.data(), "MLMF", 4), 0);  // magic reads as text on the wire
+  Frame f = decode_frame(bytes);
+  EXPECT_EQ(f.type(), FrameType::Result);
+  EXPECT_EQ(f.header.version, kProtocolVersion);
+  EXPECT_EQ(f.payload, (std::vector<uint8_t>{1, 2, 3}));
+}
+
+TEST(Frame, MalformedHeaders) {
+  auto good = encode_frame(FrameType::Ping, encode_u64(5));
+  expect_protocol_error([&] { decode_frame(std::span(good).first(10)); }, "truncated header");
+  expect_protocol_error([&] { decode_frame(std::span(good).first(good.size() - 1)); }, "truncated");
+  auto longer = good;
+  longer.push_back(0);
+  expect_protocol_error([&] { decode_frame(longer); }, "trailing");
+  auto bad_magic = good;
+  bad_magic[0] = 'X';
+  expect_protocol_error([&] { decode_frame(bad_magic); }, "bad magic");
+  auto bad_type = good;
+  bad_type[6] = 99;
+  expect_protocol_error([&] { decode_frame(bad_type); }, "unknown frame type");
+  auto bad_flags = good;
+  bad_flags[8] = 1;
+  expect_protocol_error([&] { decode_frame(bad_flags); }, "flags");
+  auto huge = good;
+  huge[12 + 4] = 0x80;  // payload length 2^39
+  expect_protocol_error([&] { decode_frame(huge); }, "exceeds the limit");
+  // Other versions pass the header check (the handshake reports them by name).
+  auto v2 = encode_frame(FrameType::Ping, encode_u64(5), 2);
+  EXPECT_EQ(decode_frame(v2).header.version, 2);
+  EXPECT_EQ(frame_type_name(20), "forward");
+  EXPECT_EQ(frame_type_name(77), "unknown(77)");
+}
+
+TEST(Frame, ReaderChecksEveryLength) {
+  PayloadWriter w;
+  w.u32(1000);  // string length larger than what follows
+  w.u8('a');
+  PayloadReader r(w.bytes());
+  expect_protocol_error([&] { r.str(); }, "string");
+  PayloadWriter w2;
+  w2.u64(uint64_t{1} << 62);  // array count that would overflow count * 4
+  PayloadReader r2(w2.bytes());
+  expect_protocol_error([&] { r2.f32_array(UINT64_MAX); }, "runs past");
+  PayloadWriter w3;
+  w3.u8(2);
+  PayloadReader r3(w3.bytes());
+  expect_protocol_error([&] { r3.boolean(); }, "boolean");
+  PayloadReader r4(std::span<const uint8_t>{});
+  expect_protocol_error([&] { r4.u64(); });
+}
+
+TEST(Messages, ForwardRoundTrip) {
+  ForwardMsg m = sample_forward();
+  auto bytes = encode_forward(m);
+  // head + raw activations is the same payload as encode_forward
+  auto head = encode_forward_head(m);
+  EXPECT_EQ(bytes.size(), head.size() + m.hidden.size() * sizeof(float));
+  EXPECT_TRUE(std::equal(head.begin(), head.end(), bytes.begin()));
+  ForwardMsg d = decode_forward(bytes);
+  EXPECT_EQ(d.id, 42u);
+  ASSERT_EQ(d.chunks.size(), 2u);
+  EXPECT_EQ(d.chunks[1].seq_id, 9);
+  EXPECT_EQ(d.chunks[1].pos, 5);
+  EXPECT_TRUE(d.chunks[1].all_logits);
+  EXPECT_FALSE(d.chunks[0].all_logits);
+  EXPECT_EQ(d.tokens, m.tokens);
+  ASSERT_EQ(d.new_sequences.size(), 1u);
+  EXPECT_EQ(d.new_sequences[0].first, 7);
+  EXPECT_EQ(d.new_sequences[0].second.top_k, 40);
+  EXPECT_EQ(d.new_sequences[0].second.seed, 1234u);
+  EXPECT_TRUE(d.new_sequences[0].second.has_seed);
+  EXPECT_FLOAT_EQ(d.new_sequences[0].second.temperature, 0.7f);
+  EXPECT_EQ(d.new_sequences[0].second.top_logprobs, 3);
+  EXPECT_TRUE(d.return_logits);
+  EXPECT_EQ(d.hidden, m.hidden);
+}
+
+TEST(Messages, ForwardEveryTruncationIsRefused) {
+  auto bytes = encode_forward(sample_forward());
+  for (size_t n = 0; n < bytes.size(); ++n) {
+    expect_protocol_error([&] { decode_forward(std::span(bytes).first(n)); });
+  }
+  bytes.push_back(0);
+  expect_protocol_error([&] { decode_forward(bytes); }, "trailing");
+}
+
+TEST(Messages, ForwardInconsistentFieldsAreRefused) {
+  {
+    auto m = sample_forward();
+    m.tokens.pop_back();  // chunks say 4 tokens
+    m.hidden.resize(9);
+    expect_protocol_error([&] { decode_forward(encode_forward(m)); }, "token ids");
+  }
+  {
+    auto m = sample_forward();
+    m.hidden.pop_back();  // not [4, 3]
+    expect_protocol_error([&] { decode_forward(encode_forward(m)); }, "activations");
+  }
+  {
+    auto m = sample_forward();
+    m.chunks[0].pos = -1;
+    expect_protocol_error([&] { decode_forward(encode_forward(m)); }, "pos");
+  }
+  {
+    auto m = sample_forward();
+    m.chunks[0].n_tokens = 0;
+    m.chunks[1].n_tokens = 4;
+    expect_protocol_error([&] { decode_forward(encode_forward(m)); }, "n_tokens");
+  }
+  {
+    auto m = sample_forward();
+    m.tokens[2] = -5;
+    expect_protocol_error([&] { decode_forward(encode_forward(m)); }, "negative token");
+  }
+  {
+    auto m = sample_forward();
+    m.new_sequences[0].second.top_logprobs = 99;
+    expect_protocol_error([&] { decode_forward(encode_forward(m)); }, "top_logprobs");
+  }
+  {
+    auto m = sample_forward();
+    m.hidden_dim = -3;
+    expect_protocol_error([&] { decode_forward(encode_forward(m)); }, "hidden size");
+  }
+  {
+    auto m = sample_forward();
+    m.chunks.clear();
+    m.tokens.clear();
+    m.hidden.clear();
+    expect_protocol_error([&] { decode_forward(encode_forward(m)); }, "without chunks");
+  }
+  {
+    auto bytes = encode_forward(sample_forward());
+    bytes[8] = 0xff;  // chunk count far beyond the payload
+    expect_protocol_error([&] { decode_forward(bytes); }, "chunk count");
+  }
+}
+
+TEST(Messages, ResultRoundTripAndTruncations) {
+  ResultMsg m;
+  m.id = 3;
+  runtime::SampledToken s;
+  s.token = 17;
+  s.logprob = -0.25f;
+  s.top = {{17, -0.25f}, {4, -2.0f}};
+  m.sampled = {{5, s}, {6, runtime::SampledToken{3, -1.0f, {}}}};
+  m.logits = {1.0f, 2.0f, -3.5f};
+  m.error = "stage 2 is down";
+  auto bytes = encode_result(m);
+  ResultMsg d = decode_result(bytes);
+  EXPECT_EQ(d.id, 3u);
+  ASSERT_EQ(d.sampled.size(), 2u);
+  EXPECT_EQ(d.sampled[0].first, 5);
+  EXPECT_EQ(d.sampled[0].second.token, 17);
+  EXPECT_EQ(d.sampled[0].second.top, s.top);
+  EXPECT_EQ(d.sampled[1].second.token, 3);
+  EXPECT_EQ(d.logits, m.logits);
+  EXPECT_EQ(d.error, m.error);
+  for (size_t n = 0; n < bytes.size(); ++n) {
+    expect_protocol_error([&] { decode_result(std::span(bytes).first(n)); });
+  }
+  auto bad = bytes;
+  bad[8 + 8 + 8 + 4 + 4] = 21;  // first token's top count = 21 > 20
+  expect_protocol_error([&] { decode_result(bad); }, "top logprobs");
+}
+
+TEST(Messages, SmallFramesRoundTrip) {
+  EXPECT_EQ(decode_release(encode_release({{1, -2, 3}})).seq_ids, (std::vector<int64_t>{1, -2, 3}));
+  EXPECT_EQ(decode_text(encode_text("boom")), "boom");
+  EXPECT_EQ(decode_u64(encode_u64(99)), 99u);
+  LoadMsg l{"/models/x", 4, 8, 2048, "10.0.0.2:7000"};
+  LoadMsg dl = decode_load(encode_load(l));
+  EXPECT_EQ(dl.model_dir, l.model_dir);
+  EXPECT_EQ(dl.layers.begin, 4);
+  EXPECT_EQ(dl.layers.end, 8);
+  EXPECT_EQ(dl.max_context, 2048);
+  EXPECT_EQ(dl.next, l.next);
+  l.layers.end = 2;
+  expect_protocol_error([&] { decode_load(encode_load(l)); }, "layer range");
+  HelloMsg h;
+  h.role = "upstream";
+  h.fingerprint = "abc";
+  h.nonce[5] = 9;
+  HelloMsg dh = decode_hello(encode_hello(h));
+  EXPECT_EQ(dh.role, "upstream");
+  EXPECT_EQ(dh.nonce, h.nonce);
+  auto hb = encode_hello(h);
+  expect_protocol_error([&] { decode_hello(std::span(hb).first(hb.size() - 1)); });
+}
+
+}  // namespace
+}  // namespace meshlm::dist
