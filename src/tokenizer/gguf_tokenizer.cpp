@@ -385,17 +385,7 @@ std::string post_processor(const GgufVocab& v) {
          specials + "}";
 }
 
-}  // namespace
-
-std::vector<std::string> gguf_pre_tokenizers() {
-  std::vector<std::string> names;
-  for (const PreTokenizerSpec& s : pre_tokenizer_specs())
-    for (std::string_view n : s.names) names.emplace_back(n);
-  return names;
-}
-
-std::string gguf_tokenizer_json(const GgufMetadata& md) {
-  const GgufVocab v = read_vocab(md);
+std::string tokenizer_json(const GgufMetadata& md, const GgufVocab& v) {
   std::string out;
   out.reserve(v.tokens.size() * 48);
   out += "{\"version\":\"1.0\",\"truncation\":null,\"padding\":null,\"added_tokens\":";
@@ -454,8 +444,7 @@ std::string gguf_tokenizer_json(const GgufMetadata& md) {
   return out;
 }
 
-std::string gguf_tokenizer_config_json(const GgufMetadata& md) {
-  const GgufVocab v = read_vocab(md);
+std::string tokenizer_config_json(const GgufMetadata& md, const GgufVocab& v) {
   std::string out = "{";
   auto token = [&](const char* name, const std::optional<int32_t>& id) {
     out += std::string("\"") + name + "\":";
@@ -476,9 +465,24 @@ std::string gguf_tokenizer_config_json(const GgufMetadata& md) {
   return out;
 }
 
+}  // namespace
+
+std::vector<std::string> gguf_pre_tokenizers() {
+  std::vector<std::string> names;
+  for (const PreTokenizerSpec& s : pre_tokenizer_specs())
+    for (std::string_view n : s.names) names.emplace_back(n);
+  return names;
+}
+
+std::string gguf_tokenizer_json(const GgufMetadata& md) { return tokenizer_json(md, read_vocab(md)); }
+
+std::string gguf_tokenizer_config_json(const GgufMetadata& md) {
+  return tokenizer_config_json(md, read_vocab(md));
+}
+
 std::unique_ptr<Tokenizer> load_tokenizer_from_gguf(const GgufMetadata& md) {
-  const std::string json = gguf_tokenizer_json(md);
-  return Tokenizer::load_from_json(json, gguf_tokenizer_config_json(md));
+  const GgufVocab v = read_vocab(md);
+  return Tokenizer::load_from_json(tokenizer_json(md, v), tokenizer_config_json(md, v));
 }
 
 bool is_gguf_model_path(const std::string& path) {

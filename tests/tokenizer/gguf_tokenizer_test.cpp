@@ -201,6 +201,7 @@ void check_byte_level(const std::string& arch, const std::string& npm, bool bos_
 
 // Qwen3: <|fim_prefix|> <|fim_middle|> <|fim_suffix|> <|fim_pad|> <|repo_name|> <|file_sep|>.
 TEST(GgufTokenizer, Qwen3MatchesHfFolder) { check_byte_level("qwen3", "qwen3", true, 6); }
+TEST(GgufTokenizer, Qwen25MatchesHfFolder) { check_byte_level("qwen2", "qwen2_5", true, 6); }
 TEST(GgufTokenizer, Llama31MatchesHfFolder) { check_byte_level("llama", "llama3_1", false, 0); }
 
 // ---- SentencePiece (Llama 2)
