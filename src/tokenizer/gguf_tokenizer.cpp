@@ -38,7 +38,12 @@ constexpr const char* kChatTemplateKey = "tokenizer.chat_template";
 
 // llama.cpp's token types (tokenizer.ggml.token_type).
 enum TokenType : int64_t {
-  kUndefined = 0, kNormal = 1, kUnknown = 2, kControl = 3, kUserDefined = 4, kUnused = 5,
+  kUndefined = 0,
+  kNormal = 1,
+  kUnknown = 2,
+  kControl = 3,
+  kUserDefined = 4,
+  kUnused = 5,
   kByte = 6,
 };
 
@@ -181,8 +186,8 @@ std::optional<int32_t> special_id(const GgufMetadata& md, const std::string& key
   std::optional<int64_t> id = v->is_array() ? std::nullopt : v->as_i64();
   if (!id) fail(md, "key '" + key + "' must be an integer, not " + v->describe());
   if (*id < 0 || static_cast<uint64_t>(*id) >= n_tokens)
-    fail(md, "key '" + key + "' is " + std::to_string(*id) + ", not a token id (the vocabulary has " +
-                 std::to_string(n_tokens) + " tokens)");
+    fail(md, "key '" + key + "' is " + std::to_string(*id) +
+                 ", not a token id (the vocabulary has " + std::to_string(n_tokens) + " tokens)");
   return static_cast<int32_t>(*id);
 }
 
@@ -218,8 +223,8 @@ GgufVocab read_vocab(const GgufMetadata& md) {
   v.index.reserve(n * 2);
   for (size_t i = 0; i < n; ++i) {
     if (!utf8_is_valid(v.tokens[i]))
-      fail(md, std::string("key '") + kTokensKey + "'[" + std::to_string(i) +
-                   "] is not valid UTF-8");
+      fail(md,
+           std::string("key '") + kTokensKey + "'[" + std::to_string(i) + "] is not valid UTF-8");
     if (skip_unused && v.types[i] == kUnused) continue;
     if (v.index.emplace(v.tokens[i], static_cast<int32_t>(i)).second) v.in_vocab[i] = true;
   }
@@ -286,7 +291,8 @@ void append_stored_merges(std::string& out, const GgufMetadata& md, const GgufVo
   for (size_t i = 0; i < merges.size(); ++i) {
     const std::string& m = merges[i];
     auto bad = [&](const std::string& why) {
-      fail(md, std::string("key '") + kMergesKey + "'[" + std::to_string(i) + "] '" + m + "' " + why);
+      fail(md,
+           std::string("key '") + kMergesKey + "'[" + std::to_string(i) + "] '" + m + "' " + why);
     };
     const size_t sp = m.size() > 1 ? m.find(' ', 1) : std::string::npos;
     if (sp == std::string::npos) bad("is not of the form 'a b'");
@@ -381,8 +387,8 @@ std::string post_processor(const GgufVocab& v) {
                 std::to_string(id) + "],\"tokens\":[" + json_string(name) + "]}";
   }
   specials += "}";
-  return "{\"type\":\"TemplateProcessing\",\"single\":" + single + ",\"special_tokens\":" +
-         specials + "}";
+  return "{\"type\":\"TemplateProcessing\",\"single\":" + single +
+         ",\"special_tokens\":" + specials + "}";
 }
 
 std::string tokenizer_json(const GgufMetadata& md, const GgufVocab& v) {
@@ -401,17 +407,20 @@ std::string tokenizer_json(const GgufMetadata& md, const GgufVocab& v) {
     if (pre.split_regex.empty()) {
       out += byte_level;
     } else {
-      out += "{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"Split\",\"pattern\":{\"Regex\":";
+      out +=
+          "{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"Split\",\"pattern\":{\"Regex\":";
       append_json_string(out, pre.split_regex);
       out += "},\"behavior\":\"Isolated\",\"invert\":false}," + byte_level + "]}";
     }
     out += ",\"post_processor\":";
     out += post_processor(v);
-    out += ",\"decoder\":{\"type\":\"ByteLevel\",\"add_prefix_space\":false,"
-           "\"trim_offsets\":false,\"use_regex\":false}";
-    out += ",\"model\":{\"type\":\"BPE\",\"dropout\":null,\"unk_token\":null,"
-           "\"continuing_subword_prefix\":null,\"end_of_word_suffix\":null,\"fuse_unk\":false,"
-           "\"byte_fallback\":false,\"ignore_merges\":";
+    out +=
+        ",\"decoder\":{\"type\":\"ByteLevel\",\"add_prefix_space\":false,"
+        "\"trim_offsets\":false,\"use_regex\":false}";
+    out +=
+        ",\"model\":{\"type\":\"BPE\",\"dropout\":null,\"unk_token\":null,"
+        "\"continuing_subword_prefix\":null,\"end_of_word_suffix\":null,\"fuse_unk\":false,"
+        "\"byte_fallback\":false,\"ignore_merges\":";
     out += pre.ignore_merges ? "true" : "false";
     out += ",\"vocab\":";
     append_vocab(out, v);
@@ -423,20 +432,21 @@ std::string tokenizer_json(const GgufMetadata& md, const GgufVocab& v) {
   // SentencePiece ("llama"): spaces become "▁", and a "▁" starts the text unless the file says
   // add_space_prefix = false; decoding undoes both.
   const bool space_prefix = opt_bool(md, kAddSpacePrefixKey).value_or(true);
-  const std::string replace_space =
-      R"({"type":"Replace","pattern":{"String":" "},"content":"▁"})";
+  const std::string replace_space = R"({"type":"Replace","pattern":{"String":" "},"content":"▁"})";
   out += ",\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":[";
   if (space_prefix) out += R"({"type":"Prepend","prepend":"▁"},)";
   out += replace_space + "]}";
   out += ",\"pre_tokenizer\":null,\"post_processor\":";
   out += post_processor(v);
-  out += R"(,"decoder":{"type":"Sequence","decoders":[{"type":"Replace","pattern":{"String":"▁"},"content":" "},{"type":"ByteFallback"},{"type":"Fuse"})";
+  out +=
+      R"(,"decoder":{"type":"Sequence","decoders":[{"type":"Replace","pattern":{"String":"▁"},"content":" "},{"type":"ByteFallback"},{"type":"Fuse"})";
   if (space_prefix) out += R"(,{"type":"Strip","content":" ","start":1,"stop":0})";
   out += "]}";
   out += ",\"model\":{\"type\":\"BPE\",\"dropout\":null,\"unk_token\":";
   out += v.unk ? json_string(v.tokens[*v.unk]) : std::string("null");
-  out += ",\"continuing_subword_prefix\":null,\"end_of_word_suffix\":null,\"fuse_unk\":true,"
-         "\"byte_fallback\":true,\"ignore_merges\":false,\"vocab\":";
+  out +=
+      ",\"continuing_subword_prefix\":null,\"end_of_word_suffix\":null,\"fuse_unk\":true,"
+      "\"byte_fallback\":true,\"ignore_merges\":false,\"vocab\":";
   append_vocab(out, v);
   out += ",\"merges\":";
   append_score_merges(out, md, v);
@@ -474,7 +484,9 @@ std::vector<std::string> gguf_pre_tokenizers() {
   return names;
 }
 
-std::string gguf_tokenizer_json(const GgufMetadata& md) { return tokenizer_json(md, read_vocab(md)); }
+std::string gguf_tokenizer_json(const GgufMetadata& md) {
+  return tokenizer_json(md, read_vocab(md));
+}
 
 std::string gguf_tokenizer_config_json(const GgufMetadata& md) {
   return tokenizer_config_json(md, read_vocab(md));
@@ -488,7 +500,8 @@ std::unique_ptr<Tokenizer> load_tokenizer_from_gguf(const GgufMetadata& md) {
 bool is_gguf_model_path(const std::string& path) {
   std::error_code ec;
   if (fs::is_regular_file(path, ec)) return true;
-  if (!fs::is_directory(path, ec) || fs::exists(fs::path(path) / "tokenizer.json", ec)) return false;
+  if (!fs::is_directory(path, ec) || fs::exists(fs::path(path) / "tokenizer.json", ec))
+    return false;
   for (const fs::directory_entry& e : fs::directory_iterator(path, ec))
     if (e.path().extension() == ".gguf" && e.is_regular_file(ec)) return true;
   return false;

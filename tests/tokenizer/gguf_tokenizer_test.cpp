@@ -4,23 +4,24 @@
 // make_synth_model.py (llama.cpp's converter rules) from the npm Qwen3 and Llama 3.1 tokenizers.
 // SentencePiece: a GGUF written here from the npm Llama 2 tokenizer.json the way the converter
 // writes one from tokenizer.model. Corrupt metadata gives Error("tokenizer") naming the key.
+#include "tokenizer/gguf_tokenizer.h"
+
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <set>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
-#include <unistd.h>
 
 #include "core/error.h"
 #include "formats/gguf.h"
 #include "formats/gguf_writer.h"
 #include "template/chat_template.h"
-#include "tokenizer/gguf_tokenizer.h"
 #include "tokenizer/tokenizer.h"
 
 namespace meshlm::tok {
@@ -57,7 +58,15 @@ struct TempDir {
 
 std::vector<std::string> corpus() {
   std::vector<std::string> texts = {
-      "", " ", "  ", "a", "\n", "\r\n", "\t", "Hello world", " Hello world ",
+      "",
+      " ",
+      "  ",
+      "a",
+      "\n",
+      "\r\n",
+      "\t",
+      "Hello world",
+      " Hello world ",
       "   leading and trailing   ",
       "def f(x):\n\treturn x  *  2\t# tab\n\n\n    if x:\n        pass\r\n",
       "int main() {\n    printf(\"%d\\n\", 42);\t\t// comment\n}\n",
@@ -65,27 +74,39 @@ std::vector<std::string> corpus() {
       "12345678901234567890123456789012345678901234567890",
       "3.14159265358979 1,000,000 0x1F 1e-10",
       "Version 2.0.1-beta+build.123 at 12:30:45 on 2024-01-31",
-      "中文测试：你好，世界！这是一个分词器。", "日本語のテキスト、ひらがな カタカナ 漢字。",
-      "한국어 텍스트 입니다", "مرحبا بالعالم، هذا اختبار.", "नमस्ते दुनिया, यह एक परीक्षण है।",
-      "Привет, мир! Это тест.", "Γειά σου Κόσμε! Αυτό είναι τεστ.",
-      "Emoji: 😀😃😄 👨‍👩‍👧‍👦 👩🏽‍💻 🏳️‍🌈 🇺🇸🇯🇵🇩🇪 1️⃣ ❤️ 🤷‍♂️",
+      "中文测试：你好，世界！这是一个分词器。",
+      "日本語のテキスト、ひらがな カタカナ 漢字。",
+      "한국어 텍스트 입니다",
+      "مرحبا بالعالم، هذا اختبار.",
+      "नमस्ते दुनिया, यह एक परीक्षण है।",
+      "Привет, мир! Это тест.",
+      "Γειά σου Κόσμε! Αυτό είναι τεστ.",
+      "Emoji: 😀😃😄 👨‍👩‍👧‍👦 👩🏽‍💻 🏳️‍🌈 🇺🇸🇯🇵🇩🇪 1️⃣ ❤️ "
+      "🤷‍♂️",
       "Combining: e\u0301 a\u0308 o\u0302\u0323 n\u0303 Å vs A\u030A",
-      "Café naïve résumé façade coöperate", "ﬁ ﬀ ＡＢＣ ① ² ½ Ⅻ ㎏ ｶﾀｶﾅ",
+      "Café naïve résumé façade coöperate",
+      "ﬁ ﬀ ＡＢＣ ① ² ½ Ⅻ ㎏ ｶﾀｶﾅ",
       "Spaces:\u00a0nbsp\u2003em\u3000ideographic\u200bzwsp\u2028ls\ufeffbom",
       "Line1\r\nLine2\rLine3\n\nLine5\n\n\n\n",
       "<|im_start|>system\nYou are helpful.<|im_end|>\n<|im_start|>user\nHi!<|im_end|>\n",
-      "<|endoftext|><|endoftext|>text<|endoftext|>", "<|im_start <|im_start| |im_start|> <|im_start|",
+      "<|endoftext|><|endoftext|>text<|endoftext|>",
+      "<|im_start <|im_start| |im_start|> <|im_start|",
       "<s>Hello</s> <s> spaced </s><s><s>",
       "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>",
-      "<think>\nreasoning\n</think>\n\nanswer", "<tool_call>{\"name\": \"f\"}</tool_call>",
+      "<think>\nreasoning\n</think>\n\nanswer",
+      "<tool_call>{\"name\": \"f\"}</tool_call>",
       "I'm sure they'll say we've DON'T can't it's YOU'RE I'D 'S 'll",
       "https://example.com/path?q=1&r=two#frag user@example.org",
       "{\"key\": [1, 2.5, null, true], \"nested\": {\"a\": \"b\"}}",
       "<div class=\"x\">&amp; &lt;tag&gt;</div>",
       "# Title\n\n* item one\n* item **bold** _it_\n\n```python\nprint(\"hi\")\n```\n",
-      "!!!???...,,,;;;:::---___===+++***&&&^^^%%%$$$###@@@~~~```", "▁▁ spaces ▁ ▁▁▁ already",
-      std::string(40, '\n'), std::string(50, ' ') + "fifty spaces", "\t\t\t\t\ttabs\t \t \t",
-      "MiXeD CaSe WORDS and UPPERCASE ÀÉÎÕÜ ß ẞ İstanbul", std::string(300, 'x'),
+      "!!!???...,,,;;;:::---___===+++***&&&^^^%%%$$$###@@@~~~```",
+      "▁▁ spaces ▁ ▁▁▁ already",
+      std::string(40, '\n'),
+      std::string(50, ' ') + "fifty spaces",
+      "\t\t\t\t\ttabs\t \t \t",
+      "MiXeD CaSe WORDS and UPPERCASE ÀÉÎÕÜ ß ẞ İstanbul",
+      std::string(300, 'x'),
       "<0x41> <unk> [PAD151700] <|fim_prefix|>",
       std::string("bad \xff\xfe bytes \xe2\x82 end"),
   };
@@ -200,9 +221,15 @@ void check_byte_level(const std::string& arch, const std::string& npm, bool bos_
 }
 
 // Qwen3: <|fim_prefix|> <|fim_middle|> <|fim_suffix|> <|fim_pad|> <|repo_name|> <|file_sep|>.
-TEST(GgufTokenizer, Qwen3MatchesHfFolder) { check_byte_level("qwen3", "qwen3", true, 6); }
-TEST(GgufTokenizer, Qwen25MatchesHfFolder) { check_byte_level("qwen2", "qwen2_5", true, 6); }
-TEST(GgufTokenizer, Llama31MatchesHfFolder) { check_byte_level("llama", "llama3_1", false, 0); }
+TEST(GgufTokenizer, Qwen3MatchesHfFolder) {
+  check_byte_level("qwen3", "qwen3", true, 6);
+}
+TEST(GgufTokenizer, Qwen25MatchesHfFolder) {
+  check_byte_level("qwen2", "qwen2_5", true, 6);
+}
+TEST(GgufTokenizer, Llama31MatchesHfFolder) {
+  check_byte_level("llama", "llama3_1", false, 0);
+}
 
 // ---- SentencePiece (Llama 2)
 
@@ -222,7 +249,8 @@ SpmVocab spm_vocab_from_json(const std::string& dir) {
   SpmVocab v;
   const auto& vocab = tj["model"]["vocab"];
   v.tokens.resize(vocab.size());
-  for (auto it = vocab.begin(); it != vocab.end(); ++it) v.tokens.at(it.value().get<size_t>()) = it.key();
+  for (auto it = vocab.begin(); it != vocab.end(); ++it)
+    v.tokens.at(it.value().get<size_t>()) = it.key();
   std::map<std::string, size_t> first_merge;
   for (const auto& m : tj["model"]["merges"]) {
     std::string s = m.get<std::string>();
@@ -341,7 +369,8 @@ GgufMetadata with(GgufMetadata base, const std::string& key, std::optional<GgufV
   return md;
 }
 
-void expect_error(const GgufMetadata& md, const std::string& needle1, const std::string& needle2 = "") {
+void expect_error(const GgufMetadata& md, const std::string& needle1,
+                  const std::string& needle2 = "") {
   try {
     load_tokenizer_from_gguf(md);
     ADD_FAILURE() << "no error, expected " << needle1;
@@ -428,7 +457,8 @@ TEST(GgufTokenizer, BadMetadataNamesTheKey) {
                           "tokenizer.ggml.scores",
                           GgufValue::float_array(GgufType::F32, {0, 0, 0, -1, -2, 0, 0, 0}));
   EXPECT_NO_THROW(load_tokenizer_from_gguf(spm));
-  expect_error(with(spm, "tokenizer.ggml.scores", std::nullopt), "tokenizer.ggml.scores", "missing");
+  expect_error(with(spm, "tokenizer.ggml.scores", std::nullopt), "tokenizer.ggml.scores",
+               "missing");
   expect_error(with(spm, "tokenizer.ggml.scores", GgufValue::float_array(GgufType::F32, {0, 0})),
                "tokenizer.ggml.scores", "has 2 entries");
   expect_error(with(spm, "tokenizer.ggml.scores",
