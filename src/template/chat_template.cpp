@@ -6,10 +6,12 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "formats/gguf.h"
 #include "template/builtins.h"
 #include "template/interpreter.h"
 #include "template/lexer.h"
 #include "template/parser.h"
+#include "tokenizer/gguf_tokenizer.h"
 
 namespace meshlm::tmpl {
 namespace {
@@ -91,9 +93,16 @@ template <class J>
 J with_special_tokens(const std::string& model_dir, const J& variables) {
   J out = variables.is_null() ? J::object() : variables;
   if (!out.is_object()) throw Error("template", "template variables must be a JSON object");
-  fs::path config = fs::path(model_dir) / "tokenizer_config.json";
-  if (!fs::exists(config)) return out;
-  nlohmann::ordered_json cfg = read_json(config);
+  nlohmann::ordered_json cfg;
+  if (tok::is_gguf_model_path(model_dir)) {
+    // A GGUF model: its special tokens, as the tokenizer_config.json its metadata stands for.
+    auto model = formats::GgufModel::open(model_dir);
+    cfg = nlohmann::ordered_json::parse(tok::gguf_tokenizer_config_json(model.metadata()));
+  } else {
+    fs::path config = fs::path(model_dir) / "tokenizer_config.json";
+    if (!fs::exists(config)) return out;
+    cfg = read_json(config);
+  }
   if (!cfg.is_object()) return out;
   auto token_text = [](const nlohmann::ordered_json& t) -> std::optional<std::string> {
     if (t.is_string()) return t.get<std::string>();
@@ -139,6 +148,20 @@ std::unique_ptr<ChatTemplate> ChatTemplate::load_from_dir(const std::string& dir
   throw Error("template", "no chat template in " + dir +
                               " (looked for chat_template.jinja, chat_template.json and "
                               "tokenizer_config.json \"chat_template\")");
+}
+
+std::unique_ptr<ChatTemplate> ChatTemplate::load(const std::string& model_path) {
+  if (!tok::is_gguf_model_path(model_path)) return load_from_dir(model_path);
+  auto model = formats::GgufModel::open(model_path);
+  const formats::GgufValue* source = model.metadata().find("tokenizer.chat_template");
+  if (!source)
+    throw Error("template", "no chat template in " + model_path +
+                                " (the GGUF has no tokenizer.chat_template)");
+  const std::string* text = source->is_array() ? nullptr : source->as_string();
+  if (!text)
+    throw Error("template", model_path + ": tokenizer.chat_template must be a string, not " +
+                                source->describe());
+  return parse(*text);
 }
 
 nlohmann::json default_context(const std::string& model_dir, const nlohmann::json& variables) {

@@ -22,6 +22,10 @@ class ChatTemplate {
   // tokenizer_config.json "chat_template" (a string, or a list of {name, template} where
   // "default" is used). Throws Error("template", ...) when the model has none.
   static std::unique_ptr<ChatTemplate> load_from_dir(const std::string& dir);
+  // A model's chat template: load_from_dir for a Hugging Face folder; for a .gguf file, or a
+  // folder holding a GGUF model and no tokenizer.json, its tokenizer.chat_template. Throws
+  // Error("template", "no chat template in ...") when the model has none.
+  static std::unique_ptr<ChatTemplate> load(const std::string& model_path);
   virtual ~ChatTemplate() = default;
 
   // Renders with the given variables (messages, add_generation_prompt, tools, enable_thinking,
@@ -38,7 +42,8 @@ class ChatTemplate {
 // eos_token, unk_token, sep_token, pad_token, cls_token, mask_token and
 // additional_special_tokens from <dir>/tokenizer_config.json when not given (strings, or
 // AddedToken objects {content: ...}; null ones are left out), and strftime_now available as a
-// function (always, as a global of the interpreter).
+// function (always, as a global of the interpreter). For a GGUF model (ChatTemplate::load) the
+// special tokens come from its tokenizer.* metadata.
 nlohmann::json default_context(const std::string& model_dir, const nlohmann::json& variables);
 nlohmann::ordered_json default_context(const std::string& model_dir,
                                        const nlohmann::ordered_json& variables);

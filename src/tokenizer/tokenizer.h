@@ -18,6 +18,10 @@ class Tokenizer {
   // Loads <dir>/tokenizer.json and, when present, <dir>/tokenizer_config.json.
   // Throws meshlm::Error("tokenizer", ...) on a missing or malformed file.
   static std::unique_ptr<Tokenizer> load_from_dir(const std::string& dir);
+  // A model's tokenizer: load_from_dir for a Hugging Face folder; for a .gguf file, or a folder
+  // holding a GGUF model and no tokenizer.json, the GGUF's tokenizer.* metadata
+  // (gguf_tokenizer.h). Throws Error("tokenizer" or "gguf", ...).
+  static std::unique_ptr<Tokenizer> load(const std::string& model_path);
   // Loads from the JSON text of a tokenizer.json (config may be empty).
   static std::unique_ptr<Tokenizer> load_from_json(std::string_view tokenizer_json,
                                                    std::string_view tokenizer_config_json = {});

@@ -57,7 +57,7 @@ int run_generate(int argc, char** argv) {
   if (!prompt_ids.empty()) {
     ids = parse_id_list(prompt_ids);
   } else if (!prompt.empty()) {
-    tokenizer = tok::Tokenizer::load_from_dir(model_dir);
+    tokenizer = tok::Tokenizer::load(model_dir);
     ids = tokenizer->encode(prompt, true);
   } else {
     throw Error("generate", "give --prompt or --prompt-ids");
@@ -69,7 +69,7 @@ int run_generate(int argc, char** argv) {
                                 std::to_string(ctx) + " (--ctx)");
   if (!print_ids && !tokenizer) {
     try {
-      tokenizer = tok::Tokenizer::load_from_dir(model_dir);
+      tokenizer = tok::Tokenizer::load(model_dir);
     } catch (const std::exception&) {
       print_ids = true;  // no tokenizer: ids are all we can print
     }

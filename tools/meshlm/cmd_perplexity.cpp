@@ -51,7 +51,7 @@ int run_perplexity(int argc, char** argv) {
   if (!ids_file.empty()) {
     tokens = parse_id_list(read_file(ids_file));
   } else if (!text_file.empty()) {
-    tokenizer = tok::Tokenizer::load_from_dir(model_dir);
+    tokenizer = tok::Tokenizer::load(model_dir);
     tokens = tokenizer->encode(read_file(text_file), false);
   } else {
     throw Error("perplexity", "give -f FILE or --ids-file FILE");
@@ -65,7 +65,7 @@ int run_perplexity(int argc, char** argv) {
   if (bos) {
     if (!tokenizer) {
       try {
-        tokenizer = tok::Tokenizer::load_from_dir(model_dir);
+        tokenizer = tok::Tokenizer::load(model_dir);
       } catch (const std::exception&) {
       }
     }

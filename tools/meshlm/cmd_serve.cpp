@@ -112,10 +112,10 @@ int run_serve(int argc, char** argv) {
     sopt.model_name =
         std::filesystem::path(model_dir).lexically_normal().parent_path().filename().string();
 
-  auto tokenizer = tok::Tokenizer::load_from_dir(model_dir);
+  auto tokenizer = tok::Tokenizer::load(model_dir);
   std::unique_ptr<tmpl::ChatTemplate> chat_template;
   try {
-    chat_template = tmpl::ChatTemplate::load_from_dir(model_dir);
+    chat_template = tmpl::ChatTemplate::load(model_dir);
   } catch (const std::exception& e) {
     log::warn("[serve] no chat template ({}); /v1/chat/completions is disabled", e.what());
   }

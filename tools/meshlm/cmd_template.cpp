@@ -53,7 +53,7 @@ int run_template(int argc, char** argv) {
     }
     if (!variables.is_object()) throw Error("cli", context_path + ": expected a JSON object");
     auto chat_template = template_path.empty()
-                             ? tmpl::ChatTemplate::load_from_dir(model_dir)
+                             ? tmpl::ChatTemplate::load(model_dir)
                              : tmpl::ChatTemplate::parse(read_all(template_path));
     std::string prompt = chat_template->render(tmpl::default_context(model_dir, variables));
     std::fwrite(prompt.data(), 1, prompt.size(), stdout);

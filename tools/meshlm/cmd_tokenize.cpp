@@ -27,7 +27,7 @@ int run_tokenize(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
-  auto tok = meshlm::tok::Tokenizer::load_from_dir(model);
+  auto tok = meshlm::tok::Tokenizer::load(model);
   std::vector<meshlm::tok::TokenId> ids = tok->encode(read_stdin(), special);
   std::string out = "[";
   for (size_t i = 0; i < ids.size(); ++i) {
@@ -50,7 +50,7 @@ int run_detokenize(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
-  auto tok = meshlm::tok::Tokenizer::load_from_dir(model);
+  auto tok = meshlm::tok::Tokenizer::load(model);
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(read_stdin());

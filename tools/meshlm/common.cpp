@@ -3,6 +3,7 @@
 #include "hub/hub.h"
 
 #include <cstdlib>
+#include <filesystem>
 
 #include "cluster/layout.h"
 #include "core/error.h"
@@ -15,6 +16,8 @@ std::vector<int32_t> parse_id_list(const std::string& text) {
 }
 
 std::string resolve_model(const std::string& model_arg) {
+  std::error_code ec;
+  if (std::filesystem::is_regular_file(model_arg, ec)) return model_arg;  // a .gguf file
   return hub::resolve_model_dir(model_arg, hub::PullOptions::from_env());
 }
 
