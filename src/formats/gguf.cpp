@@ -833,4 +833,15 @@ std::vector<const GgufTensor*> GgufModel::tensors() const {
   return out;
 }
 
+bool is_gguf_model_path(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path p(path);
+  if (fs::is_regular_file(p, ec)) return p.extension() == ".gguf";
+  if (!fs::is_directory(p, ec) || fs::exists(p / "config.json", ec)) return false;
+  for (const fs::directory_entry& e : fs::directory_iterator(p, ec))
+    if (e.path().extension() == ".gguf" && e.is_regular_file(ec)) return true;
+  return false;
+}
+
 }  // namespace meshlm::formats

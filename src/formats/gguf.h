@@ -203,6 +203,11 @@ class GgufFile {
   std::map<std::string, size_t, std::less<>> tensor_index_;
 };
 
+// Whether `path` names a GGUF model: a .gguf file, or a folder holding .gguf files and no
+// config.json (a folder with config.json is a Hugging Face folder, whatever else it holds). The
+// one rule the weights, the tokenizer and the chat template all follow.
+bool is_gguf_model_path(const std::string& path);
+
 // "NAME-00002-of-00005.gguf" for part 1 (0-based) of 5, as gguf-split names them.
 std::string gguf_split_path(std::string_view prefix, int part, int count);
 

@@ -14,13 +14,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-bool has_gguf_file(const fs::path& dir) {
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(dir, ec))
-    if (e.path().extension() == ".gguf" && e.is_regular_file(ec)) return true;
-  return false;
-}
-
 class HfFiles final : public ModelFiles {
  public:
   explicit HfFiles(const std::string& dir)
@@ -60,12 +53,8 @@ class GgufFiles final : public ModelFiles {
 }  // namespace
 
 ModelFormat detect_model_format(const std::string& path) {
-  std::error_code ec;
-  const fs::path p(path);
-  if (fs::is_regular_file(p, ec)) return p.extension() == ".gguf" ? ModelFormat::Gguf : ModelFormat::HfFolder;
-  if (fs::is_directory(p, ec) && !fs::exists(p / "config.json", ec) && has_gguf_file(p))
-    return ModelFormat::Gguf;
-  return ModelFormat::HfFolder;  // its loader says what is missing
+  // Anything else is taken for a folder: its loader says what is missing.
+  return formats::is_gguf_model_path(path) ? ModelFormat::Gguf : ModelFormat::HfFolder;
 }
 
 std::unique_ptr<ModelFiles> ModelFiles::open(const std::string& path) {

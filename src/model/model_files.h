@@ -24,8 +24,8 @@ class SafetensorsSet;
 
 enum class ModelFormat { HfFolder, Gguf };
 
-// HfFolder for a folder with config.json; Gguf for a .gguf file or a folder holding .gguf files
-// and no config.json. Throws Error("model", ...) saying what was looked for otherwise.
+// Gguf for a .gguf file or a folder holding .gguf files and no config.json
+// (formats::is_gguf_model_path); HfFolder otherwise (its loader says what is missing).
 ModelFormat detect_model_format(const std::string& path);
 
 // One stored tensor: its bytes in the memory map, format and row-major shape.

@@ -497,15 +497,7 @@ std::unique_ptr<Tokenizer> load_tokenizer_from_gguf(const GgufMetadata& md) {
   return Tokenizer::load_from_json(tokenizer_json(md, v), tokenizer_config_json(md, v));
 }
 
-bool is_gguf_model_path(const std::string& path) {
-  std::error_code ec;
-  if (fs::is_regular_file(path, ec)) return true;
-  if (!fs::is_directory(path, ec) || fs::exists(fs::path(path) / "tokenizer.json", ec))
-    return false;
-  for (const fs::directory_entry& e : fs::directory_iterator(path, ec))
-    if (e.path().extension() == ".gguf" && e.is_regular_file(ec)) return true;
-  return false;
-}
+bool is_gguf_model_path(const std::string& path) { return formats::is_gguf_model_path(path); }
 
 std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& model_path) {
   if (!is_gguf_model_path(model_path)) return load_from_dir(model_path);
