@@ -276,8 +276,16 @@ SourceModel open_hf_source(const std::string& dir_str, const std::string& name_a
   const uint32_t file_type = embed.dtype == WeightType::BF16 ? 32 : embed.dtype == WeightType::F16 ? 1 : 0;
 
   // ---- metadata, in the converter's order
-  std::string name = name_arg.empty() ? fs::absolute(dir).lexically_normal().filename().string() : name_arg;
-  if (name.empty()) name = fs::absolute(dir).lexically_normal().parent_path().filename().string();
+  std::string name = name_arg;
+  if (name.empty()) {
+    fs::path p = fs::absolute(dir).lexically_normal();
+    if (p.filename().empty()) p = p.parent_path();
+    name = p.filename().string();
+    // A Hugging Face cache snapshot (models--ORG--NAME/snapshots/HASH): the model's name.
+    const std::string repo = p.parent_path().parent_path().filename().string();
+    if (p.parent_path().filename() == "snapshots" && repo.rfind("models--", 0) == 0)
+      name = repo.substr(repo.rfind("--") + 2);
+  }
   auto& md = src.metadata;
   auto add = [&](std::string key, GgufValue v) { md.emplace_back(std::move(key), std::move(v)); };
   add("general.architecture", GgufValue::from_string(A));
