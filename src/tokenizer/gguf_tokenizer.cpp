@@ -15,7 +15,7 @@
 
 #include "core/error.h"
 #include "formats/gguf.h"
-#include "tokenizer/utf8.h"
+#include "core/utf8.h"
 
 namespace meshlm::tok {
 namespace {

@@ -1,0 +1,53 @@
+#!/bin/sh
+# The golden model quantized to Q4_K_M by `meshlm quantize` (byte-identical with llama-quantize's
+# file, whose sha256 ../shared/golden records) and run from the GGUF alone (weights, config,
+# tokenizer from its metadata) against llama.cpp on that file: greedy ids equal up to the first
+# step where llama.cpp's own top-1 lead is under 0.1 nats (random-weight models have near-ties
+# that activation rounding may flip), on 1 and 2 stages; perplexity within 0.5%.
+# Usage: golden_q4km_cli_test.sh MESHLM MODEL_DIR SHARED_DIR
+set -e
+MESHLM="$1"; MODEL="$2"; SHARED="$3"
+G="$SHARED/golden/llamacpp_tiny_Q4_K_M.json"
+F32="$MODEL/qwen3-tiny-synth-f32.gguf"
+[ -f "$MODEL/.complete" ] && [ -f "$G" ] && [ -f "$F32" ] || { echo "golden model or Q4_K_M golden absent: skip"; exit 77; }
+PY=python3; [ -x /usr/bin/python3 ] && PY=/usr/bin/python3
+TMP=$(mktemp -d); trap 'rm -rf "$TMP"' EXIT
+Q="$TMP/q4km.gguf"
+"$MESHLM" quantize --model "$F32" --out "$Q" --type q4_k_m --threads 2 >/dev/null 2>&1
+want_sha=$($PY -c "import json;print(json.load(open('$G'))['quantize']['gguf_sha256'])")
+got_sha=$(sha256sum "$Q" | cut -d' ' -f1)
+[ "$got_sha" = "$want_sha" ] || { echo "Q4_K_M differs from llama-quantize's ($got_sha vs $want_sha)"; exit 1; }
+echo "Q4_K_M byte-identical with llama-quantize's"
+n=$($PY -c "import json;print(len(json.load(open('$G'))['prompts']))")
+for layout in "" "--stages 2"; do
+  i=0
+  while [ $i -lt $n ]; do
+    ids=$($PY -c "import json;print(','.join(map(str,json.load(open('$G'))['prompts'][$i]['prompt_ids'])))")
+    got=$("$MESHLM" generate --model "$Q" --prompt-ids "$ids" -n 24 --ids --ignore-eos --threads 2 $layout 2>/dev/null)
+    $PY - "$G" $i "$got" "$layout" <<'PY'
+import json, sys
+g = json.load(open(sys.argv[1]))["prompts"][int(sys.argv[2])]
+got = [int(x) for x in sys.argv[3].split()]
+want, top2 = g["generated_ids"], g["top2"]
+checked = 0
+for step, w in enumerate(want):
+    if step >= len(got):
+        sys.exit(f"prompt {sys.argv[2]}: only {len(got)} ids")
+    if got[step] != w:
+        sys.exit(f"prompt {sys.argv[2]} {sys.argv[4]}: step {step} got {got[step]} want {w} (lead {top2[step][0][1] - top2[step][1][1]:.3f})")
+    checked += 1
+    if top2[step][0][1] - top2[step][1][1] < 0.1:
+        break  # a near-tie in llama.cpp itself: later steps may differ legitimately
+print(f"prompt {sys.argv[2]} {sys.argv[4] or '1 stage'}: {checked} steps equal to llama.cpp's")
+PY
+    i=$((i + 1))
+  done
+done
+out=$("$MESHLM" perplexity --model "$Q" -f "$SHARED/golden/ppl_text_gpl3_first190lines.txt" -c 128 --threads 2 2>/dev/null)
+ppl=$(echo "$out" | sed -n 's/^PPL = //p')
+want=$($PY -c "import json;print(json.load(open('$G'))['perplexity']['final_ppl'])")
+echo "meshlm PPL $ppl, llama.cpp PPL $want (Q4_K_M)"
+$PY -c "
+a,b=float('$ppl'),float('$want')
+assert abs(a-b) <= 0.005*b, f'{a} vs {b}: more than 0.5% apart'
+print(f'perplexity within {abs(a-b)/b*100:.3f}% of llama.cpp')"
