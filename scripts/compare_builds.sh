@@ -22,11 +22,19 @@ for spec in "qwen3 bf16" "qwen2 f16 --untied" "llama f32" "mistral bf16 --untied
     cmp -s $D/$arch-old/$f $D/$arch-new/$f || { echo "DIFF synth $arch $f"; fail=1; }
   done
   m=$D/$arch-new
-  for layout in "" "--local-splits 0,2,4" "--local-splits 0,1,2,3,4" "--stages 2" "--stages 3"; do
+  for layout in "" "--local-layers 0-1,2-3" "--local-layers 0-0,1-1,2-2,3-3" "--stages 2" "--stages 3"; do
     outs=""
     for who in old new; do
       bin=$OLD; [ $who = new ] && bin=$NEW
-      ids=$($bin generate --model $m --prompt-ids 1,5,9,200,7 -n 16 --ids --ignore-eos --threads 1 $layout --logits-out $D/logits-$who.bin 2>$D/err-$who)
+      args=$layout
+      # Builds before --local-layers took the same stages as layer boundaries (--local-splits).
+      if ! $bin generate --help 2>/dev/null | grep -q -- --local-layers; then
+        case $layout in
+          "--local-layers 0-1,2-3") args="--local-splits 0,2,4" ;;
+          "--local-layers 0-0,1-1,2-2,3-3") args="--local-splits 0,1,2,3,4" ;;
+        esac
+      fi
+      ids=$($bin generate --model $m --prompt-ids 1,5,9,200,7 -n 16 --ids --ignore-eos --threads 1 $args --logits-out $D/logits-$who.bin 2>$D/err-$who)
       outs="$outs|$ids|$(sha256sum < $D/logits-$who.bin | cut -c1-16)"
     done
     IFS='|' read -r _ io lo in ln <<< "$outs"

@@ -15,6 +15,8 @@
 
 namespace meshlm::cluster {
 
+using namespace transport;  // the layer below: connections, frames, messages
+
 using discovery::parse_node_txt;
 
 namespace {
@@ -44,7 +46,7 @@ std::vector<std::string> usable_workers(const std::vector<Service>& found,
   std::set<std::string> ids, addresses;
   for (const Service* svc : sorted) {
     auto rec = parse_node_txt(svc->txt);
-    if (rec.proto != dist::kProtocolVersion) continue;
+    if (rec.proto != transport::kProtocolVersion) continue;
     if (svc->address.empty() || svc->port == 0) continue;
     std::string addr = service_address(*svc);
     if (!rec.id.empty() && ids.count(rec.id)) continue;  // the same worker on another interface
@@ -86,7 +88,7 @@ struct ClusterWatch::Impl {
 
   bool answers(const std::string& addr) {
     try {
-      dist::probe_node(addr, options.secret, options.probe_timeout_ms);
+      cluster::probe_node(addr, options.secret, options.probe_timeout_ms);
       return true;
     } catch (const std::exception& e) {
       log::debug("[cluster] probe of {}: {}", addr, e.what());
@@ -141,7 +143,7 @@ struct ClusterWatch::Impl {
       if (it == probed.end()) {
         bool ok = false;
         try {
-          auto info = dist::probe_node(addr, options.secret, options.probe_timeout_ms);
+          auto info = cluster::probe_node(addr, options.secret, options.probe_timeout_ms);
           log::info("[cluster] worker {} available: {} free, {} cores, {}", addr,
                     info.mem_available >> 20, info.cores, info.backend);
           ok = true;

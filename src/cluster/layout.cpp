@@ -38,6 +38,9 @@ extern char** environ;
 
 namespace meshlm::cluster {
 
+using namespace transport;  // the layer below: connections, frames, messages
+using namespace remote;     // remote pipelines and workers
+
 namespace {
 
 std::string self_exe() {
@@ -150,23 +153,6 @@ class OwningPipeline final : public runtime::Pipeline {
 
 }  // namespace
 
-std::vector<int64_t> parse_layer_ranges(const std::string& text, int64_t n_layers) {
-  std::vector<int64_t> splits = {0};
-  for (const auto& r : split_list(text)) {
-    auto dash = r.find('-');
-    char* end = nullptr;
-    long long a = std::strtoll(r.c_str(), &end, 10);
-    long long b = dash == std::string::npos ? -1 : std::strtoll(r.c_str() + dash + 1, &end, 10);
-    if (dash == std::string::npos || b < a || a != splits.back())
-      throw Error("cli", "--layers wants contiguous ranges like 0-13,14-27 starting at 0; got '" + text + "'");
-    splits.push_back(b + 1);
-  }
-  if (splits.back() != n_layers)
-    throw Error("cli", "--layers covers layers 0-" + std::to_string(splits.back() - 1) + " but the model has " +
-                           std::to_string(n_layers));
-  return splits;
-}
-
 std::vector<int64_t> parse_number_list(const std::string& text, const char* what) {
   std::vector<int64_t> out;
   const char* p = text.c_str();
@@ -189,11 +175,13 @@ std::string compute_backend(const std::string& backend) {
 
 bool LayoutOptions::serve_if_mpi_worker(const std::string& model_dir, int threads) {
   if (!mpi()) return false;
-  if (!dist::mpi_available()) dist::mpi_init();  // throws: how to get an MPI build
-  if (!peers.empty() || !local_splits.empty())
-    throw Error("cli", "--transport mpi takes its stages from mpirun's ranks, not --peers or --local-splits");
-  dist::mpi_init();
-  const int size = dist::mpi_size(), rank = dist::mpi_rank();
+  if (!transport::mpi_available()) transport::mpi_init();  // throws: how to get an MPI build
+  if (!peers.empty() || !local_layers.empty())
+    throw Error(
+        "cli",
+        "--transport mpi takes its stages from mpirun's ranks, not --peers or --local-layers");
+  transport::mpi_init();
+  const int size = transport::mpi_size(), rank = transport::mpi_rank();
   if (stages > 1 && stages != size)
     throw Error("cli", "--stages " + std::to_string(stages) + " but mpirun started " + std::to_string(size) +
                            " ranks (one stage per rank)");
@@ -206,19 +194,19 @@ bool LayoutOptions::serve_if_mpi_worker(const std::string& model_dir, int thread
               rank, CPU_COUNT(&cpus), threads);
 #endif
   if (rank == 0) return false;
-  dist::WorkerOptions wo;
+  remote::WorkerOptions wo;
   wo.secret = resolved_secret();
   wo.threads = threads;
   wo.lock_memory = lock_memory;
   wo.stage_backend = backend;
   wo.model_dir = worker_model_dir.empty() ? model_dir : worker_model_dir;
   wo.backend = compute_backend(backend);
-  dist::run_mpi_worker(wo);
+  remote::run_mpi_worker(wo);
   return true;
 }
 
 void LayoutOptions::discover_peers() {
-  if (!discover || mpi() || !peers.empty() || stages > 1 || !local_splits.empty()) return;
+  if (!discover || mpi() || !peers.empty() || stages > 1 || !local_layers.empty()) return;
   if (!discovery::discovery_available()) {
     log::info("[discovery] not built in (avahi-core missing): pass --peers to use workers");
     return;
@@ -229,13 +217,13 @@ void LayoutOptions::discover_peers() {
     auto rec = discovery::parse_node_txt(svc.txt);
     std::string addr = service_address(svc);
     instance_at[addr] = svc.instance;
-    if (rec.proto != dist::kProtocolVersion)
-      log::warn("[discovery] {} at {} speaks protocol {}, this node {}: not used", svc.instance, addr,
-                rec.proto ? std::to_string(*rec.proto) : "?", dist::kProtocolVersion);
+    if (rec.proto != transport::kProtocolVersion)
+      log::warn("[discovery] {} at {} speaks protocol {}, this node {}: not used", svc.instance,
+                addr, rec.proto ? std::to_string(*rec.proto) : "?", transport::kProtocolVersion);
   }
   auto usable = usable_workers(found, [&](const std::string& addr) {
     try {
-      auto info = dist::probe_node(addr, resolved_secret(), 3000);
+      auto info = cluster::probe_node(addr, resolved_secret(), 3000);
       log::info("[discovery] using {} at {}: {} free, {} cores, {}", instance_at[addr], addr,
                 format_bytes(info.mem_available), info.cores, info.backend);
       return true;
@@ -255,7 +243,7 @@ std::vector<std::string> LayoutOptions::peer_list() const { return split_list(pe
 
 int LayoutOptions::stage_count() const {
   // Without mpirun (`meshlm plan --transport mpi --stages N`): the plan for N ranks.
-  if (mpi() && dist::mpi_initialized()) return dist::mpi_size();
+  if (mpi() && transport::mpi_initialized()) return transport::mpi_size();
   if (mpi()) return std::max(1, stages);
   int n = int(split_list(peers).size()) + 1;
   return n > 1 ? n : std::max(1, stages);
@@ -267,24 +255,26 @@ std::string LayoutOptions::resolved_secret() const {
   return env ? env : "";
 }
 
-dist::Plan LayoutOptions::plan(const std::string& model_dir,
-                                 const model::StageOptions& stage) const {
+cluster::Plan LayoutOptions::plan(const std::string& model_dir,
+                                  const model::StageOptions& stage) const {
   auto cfg = model::ModelConfig::from_dir(model_dir);
-  auto sizes = dist::tensor_sizes(model_dir);
+  auto sizes = cluster::tensor_sizes(model_dir);
   std::vector<std::string> peer_list = split_list(peers);
   const int n = stage_count();
-  std::vector<dist::PlanNode> nodes;
+  std::vector<cluster::PlanNode> nodes;
   if (!plan_memory.empty()) {
     auto mems = split_list(plan_memory);
     if (int(mems.size()) != n)
       throw Error("plan", "--plan-memory gives " + std::to_string(mems.size()) + " sizes for " +
                               std::to_string(n) + " stages");
     for (int k = 0; k < n; ++k)
-      nodes.push_back({k == 0 ? "local" : k <= int(peer_list.size()) ? peer_list[k - 1]
-                                                                        : "local worker " + std::to_string(k),
-                       dist::parse_bytes(mems[k])});
+      nodes.push_back({k == 0                       ? "local"
+                       : k <= int(peer_list.size()) ? peer_list[k - 1]
+                                                    : "local worker " + std::to_string(k),
+                       cluster::parse_bytes(mems[k])});
   } else {
-    uint64_t here = dist::this_node_info(stage.threads, compute_backend(backend)).mem_available;
+    uint64_t here =
+        transport::this_node_info(stage.threads, compute_backend(backend)).mem_available;
     if (mpi()) {
       // Ranks cannot be asked before they are connected: each is assumed to have this node's
       // free memory (--plan-memory when they differ or share a machine).
@@ -295,9 +285,9 @@ dist::Plan LayoutOptions::plan(const std::string& model_dir,
     if (local > 0) nodes.push_back({"local", here / uint64_t(local)});
     for (int k = 1; k < local; ++k) nodes.push_back({"local worker " + std::to_string(k), here / uint64_t(local)});
     for (const auto& p : peer_list) {
-      dist::NodeInfo info;
+      transport::NodeInfo info;
       try {
-        info = dist::probe_node(p, resolved_secret());
+        info = cluster::probe_node(p, resolved_secret());
       } catch (const std::exception& e) {
         throw Error("plan", "could not ask worker " + p + " for its memory: " + e.what());
       }
@@ -307,17 +297,17 @@ dist::Plan LayoutOptions::plan(const std::string& model_dir,
       nodes.push_back({p, info.mem_available});
     }
   }
-  dist::PlanOptions po;
+  cluster::PlanOptions po;
   po.kv_tokens = kv_tokens > 0 ? kv_tokens : stage.max_context;
   if (!layers.empty()) {
     // Explicit ranges: report them with the same accounting, without refusing.
-    auto splits = parse_layer_ranges(layers, cfg.n_layers);
-    if (int(splits.size()) != n + 1)
-      throw Error("cli", "--layers gives " + std::to_string(splits.size() - 1) + " ranges for " +
+    auto ranges = model::parse_partition(layers, cfg.n_layers, "cli");
+    if (int(ranges.size()) != n)
+      throw Error("cli", "--layers gives " + std::to_string(ranges.size()) + " ranges for " +
                              std::to_string(n) + " stages");
-    return dist::plan_for_splits(cfg, sizes, nodes, splits, po);
+    return cluster::plan_for_ranges(cfg, sizes, nodes, ranges, po);
   }
-  return dist::plan_layers(cfg, sizes, nodes, po);
+  return cluster::plan_layers(cfg, sizes, nodes, po);
 }
 
 std::unique_ptr<runtime::Pipeline> LayoutOptions::make(const std::string& model_dir,
@@ -327,38 +317,39 @@ std::unique_ptr<runtime::Pipeline> LayoutOptions::make(const std::string& model_
   stage.backend = backend;
   auto cfg = model::ModelConfig::from_dir(model_dir);
   std::vector<std::string> peer_list = split_list(peers);
-  if (!local_splits.empty() && (!peer_list.empty() || stages > 1))
-    throw Error("cli", "--local-splits cannot be combined with --peers or --stages");
+  if (!local_layers.empty() && (!peer_list.empty() || stages > 1))
+    throw Error("cli", "--local-layers cannot be combined with --peers or --stages");
   if (mpi()) {
-    if (!dist::mpi_initialized() || dist::mpi_rank() != 0)
+    if (!transport::mpi_initialized() || transport::mpi_rank() != 0)
       throw Error("cli", "--transport mpi works with serve, generate and bench (this command does "
                          "not start the worker ranks)");
-    const int n = dist::mpi_size();
+    const int n = transport::mpi_size();
     if (n == 1) {
       log::info("[mpi] one rank: one stage here (start with mpirun -np N for N stages)");
       return runtime::make_local_pipeline(model_dir, stage, {});
     }
     if (n > cfg.n_layers)
       throw Error("cli", std::to_string(n) + " MPI ranks for a model of " + std::to_string(cfg.n_layers) + " layers");
-    dist::Plan layer_plan = plan(model_dir, stage);
-    log::info("[plan] layers per rank (MPI thread level {}):\n{}", dist::mpi_thread_level(),
-              dist::format_plan(layer_plan));
-    dist::RemotePipelineOptions ro;
+    cluster::Plan layer_plan = plan(model_dir, stage);
+    log::info("[plan] layers per rank (MPI thread level {}):\n{}", transport::mpi_thread_level(),
+              cluster::format_plan(layer_plan));
+    remote::RemotePipelineOptions ro;
     ro.model_dir = model_dir;
     ro.worker_model_dir = worker_model_dir.empty() ? model_dir : worker_model_dir;
-    ro.sync = dist::SyncMode::Off;  // every rank reads the model from its own disk
-    for (int r = 1; r < n; ++r) ro.peers.push_back(dist::mpi_address(r));
-    ro.splits = layer_plan.splits;
+    ro.sync = remote::SyncMode::Off;  // every rank reads the model from its own disk
+    for (int r = 1; r < n; ++r) ro.peers.push_back(transport::mpi_address(r));
+    ro.ranges = layer_plan.partition();
     ro.stage = stage;
     ro.secret = resolved_secret();
     ro.result_timeout_ms = stage_timeout_s * 1000;
-    auto inner = dist::make_remote_pipeline(ro);
+    auto inner = remote::make_remote_pipeline(ro);
     log::info("pipeline of {} stages over MPI ready", n);
     return inner;
   }
   if (peer_list.empty() && stages <= 1) {
-    std::vector<int64_t> splits = parse_number_list(local_splits, "layer split");
-    return runtime::make_local_pipeline(model_dir, stage, splits);
+    model::LayerPartition ranges;
+    if (!local_layers.empty()) ranges = model::parse_partition(local_layers, cfg.n_layers, "cli");
+    return runtime::make_local_pipeline(model_dir, stage, ranges);
   }
   std::string sec = resolved_secret();
   if (stages > 1 && !peer_list.empty() && stages != int(peer_list.size()) + 1)
@@ -368,8 +359,8 @@ std::unique_ptr<runtime::Pipeline> LayoutOptions::make(const std::string& model_
     throw Error("cli", std::to_string(stage_count()) + " stages for a model of " +
                            std::to_string(cfg.n_layers) + " layers");
   // Planned before any local worker starts; remote workers are asked for their memory.
-  dist::Plan layer_plan = plan(model_dir, stage);
-  log::info("[plan] layers per stage:\n{}", dist::format_plan(layer_plan));
+  cluster::Plan layer_plan = plan(model_dir, stage);
+  log::info("[plan] layers per stage:\n{}", cluster::format_plan(layer_plan));
   std::unique_ptr<LocalWorkers> workers;
   if (peer_list.empty()) {
     if (sec.empty()) sec = random_hex(16);
@@ -378,18 +369,19 @@ std::unique_ptr<runtime::Pipeline> LayoutOptions::make(const std::string& model_
     peer_list = workers->addresses();
   }
   int n_stages = int(peer_list.size()) + 1;
-  dist::RemotePipelineOptions ro;
+  remote::RemotePipelineOptions ro;
   ro.model_dir = model_dir;
   ro.worker_model_dir = worker_model_dir;
-  ro.sync = sync == "off" ? dist::SyncMode::Off : sync == "always" ? dist::SyncMode::Always
-                                                                   : dist::SyncMode::Auto;
+  ro.sync = sync == "off"      ? remote::SyncMode::Off
+            : sync == "always" ? remote::SyncMode::Always
+                               : remote::SyncMode::Auto;
   ro.peers = peer_list;
-  ro.splits = layer_plan.splits;
+  ro.ranges = layer_plan.partition();
   ro.stage = stage;
   ro.secret = sec;
   ro.result_timeout_ms = stage_timeout_s * 1000;
   ro.heartbeat_timeout_ms = int(heartbeat_timeout_s * 1000);
-  auto inner = dist::make_remote_pipeline(ro);
+  auto inner = remote::make_remote_pipeline(ro);
   log::info("pipeline of {} stages ready", n_stages);
   if (!workers) return inner;
   return std::make_unique<OwningPipeline>(std::move(workers), std::move(inner));

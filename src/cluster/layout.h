@@ -20,10 +20,10 @@ struct LayoutOptions {
   std::string peers;         // host:port,host:port (workers, in stage order)
   int stages = 1;            // > 1 without --peers: start stages-1 local workers
   std::string layers;        // "0-13,14-27" explicit layer ranges, one per stage
-  std::string local_splits;  // "0,2,4": in-process stages (exactness tests)
+  std::string local_layers;  // "0-1,2-3": in-process stages, one per range (exactness tests)
   std::string secret;        // default: $MESHLM_SECRET (a random one for --stages)
   std::string worker_model_dir;
-  std::string sync = "auto";  // model sync: auto | always | off (see dist::SyncMode)
+  std::string sync = "auto";  // model sync: auto | always | off (see remote::SyncMode)
   std::string plan_memory;   // "24G,8G": memory per stage for the planner instead of asking nodes
   bool discover = false;     // no --peers/--stages: use workers announced on the LAN (serve: on)
   double discover_seconds = 3;
@@ -53,15 +53,13 @@ struct LayoutOptions {
   std::string resolved_secret() const;  // --secret, else $MESHLM_SECRET
   // The layer plan: --layers when given, else memory-proportional over this machine and the
   // peers (each asked for its free memory), or over --plan-memory. Throws Error("plan", ...).
-  dist::Plan plan(const std::string& model_dir, const model::StageOptions& stage) const;
+  cluster::Plan plan(const std::string& model_dir, const model::StageOptions& stage) const;
   // Builds the pipeline (starting local workers if asked); `stage.lock_memory` is taken from
   // --mlock. Throws Error on bad options.
   std::unique_ptr<runtime::Pipeline> make(const std::string& model_dir,
                                           const model::StageOptions& stage) const;
 };
 
-// "0-13,14-27" -> {0, 14, 28}; checks contiguity and that the ranges cover [0, n_layers).
-std::vector<int64_t> parse_layer_ranges(const std::string& text, int64_t n_layers);
 // "0,2,4" (spaces, brackets allowed) -> numbers in [0, 2^31); throws Error("cli", "bad <what> ...").
 std::vector<int64_t> parse_number_list(const std::string& text, const char* what);
 // What this process computes with, given its --backend, e.g. "cpu/AVX2" or "ref":

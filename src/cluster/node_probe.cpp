@@ -3,7 +3,9 @@
 #include "transport/handshake.h"
 #include "transport/tcp_transport.h"
 
-namespace meshlm::dist {
+namespace meshlm::cluster {
+
+using namespace transport;  // the layer below: connections, frames, messages
 
 NodeInfo probe_node(const std::string& address, const std::string& secret, int timeout_ms) {
   auto conn = tcp_connect(address, timeout_ms);
@@ -17,4 +19,4 @@ NodeInfo probe_node(const std::string& address, const std::string& secret, int t
   return r.peer_info;
 }
 
-}  // namespace meshlm::dist
+}  // namespace meshlm::cluster

@@ -7,10 +7,11 @@
 
 #include "transport/messages.h"
 
-namespace meshlm::dist {
+namespace meshlm::cluster {
 
 // Throws Error("transport"/"handshake", ...) naming the worker when it cannot be reached or
 // refuses (wrong secret, wrong protocol version).
-NodeInfo probe_node(const std::string& address, const std::string& secret, int timeout_ms = 5000);
+transport::NodeInfo probe_node(const std::string& address, const std::string& secret,
+                               int timeout_ms = 5000);
 
-}  // namespace meshlm::dist
+}  // namespace meshlm::cluster

@@ -11,7 +11,8 @@
 #include "model/safetensors.h"
 #include "model/schema.h"
 
-namespace meshlm::dist {
+namespace meshlm::cluster {
+
 namespace {
 
 uint64_t sum_bytes(const TensorSizes& sizes, const std::vector<std::string>& names,
@@ -39,14 +40,15 @@ uint64_t kv_bytes_per_layer(const model::ModelConfig& c, const PlanOptions& opti
          uint64_t(std::max<int64_t>(options.kv_tokens, 0));
 }
 
-// plan.stages from plan.splits: each stage's tensors (layers + the fixed ones it holds) and KV room.
+// plan.stages from the layer ranges: each stage's tensors (layers + the fixed ones it holds) and
+// KV room.
 void add_stages(Plan& plan, const model::ModelConfig& c, const TensorSizes& sizes,
-                const std::vector<PlanNode>& nodes) {
-  for (size_t k = 0; k + 1 < plan.splits.size(); ++k) {
+                const std::vector<PlanNode>& nodes, const model::LayerPartition& ranges) {
+  for (size_t k = 0; k < ranges.size(); ++k) {
     StagePlan s;
     s.node = nodes[k].name;
     s.mem_available = nodes[k].mem_available;
-    s.layers = {plan.splits[k], plan.splits[k + 1]};
+    s.layers = ranges[k];
     s.kv_bytes = uint64_t(s.layers.size()) * plan.kv_bytes_per_layer;
     s.weight_bytes = sum_bytes(sizes, model::stage_tensor_names(c, s.layers));
     plan.stages.push_back(s);
@@ -169,23 +171,32 @@ Plan plan_layers(const model::ModelConfig& c, const TensorSizes& sizes,
     ++count[best];
     ++assigned;
   }
-  plan.splits = {0};
-  for (size_t k = 0; k < n; ++k) plan.splits.push_back(plan.splits.back() + count[k]);
-  add_stages(plan, c, sizes, nodes);
+  model::LayerPartition ranges;
+  for (size_t k = 0; k < n; ++k) {
+    int64_t begin = ranges.empty() ? 0 : ranges.back().end;
+    ranges.push_back({begin, begin + count[k]});
+  }
+  add_stages(plan, c, sizes, nodes, ranges);
   return plan;
 }
 
-Plan plan_for_splits(const model::ModelConfig& config, const TensorSizes& sizes,
-                     const std::vector<PlanNode>& nodes, const std::vector<int64_t>& splits,
+Plan plan_for_ranges(const model::ModelConfig& config, const TensorSizes& sizes,
+                     const std::vector<PlanNode>& nodes, const model::LayerPartition& ranges,
                      const PlanOptions& options) {
-  if (splits.size() != nodes.size() + 1)
-    throw Error("plan", std::to_string(splits.size() - 1) + " layer ranges for " +
+  if (ranges.size() != nodes.size())
+    throw Error("plan", std::to_string(ranges.size()) + " layer ranges for " +
                             std::to_string(nodes.size()) + " stages");
+  model::check_partition(ranges, config.n_layers, "plan");
   Plan plan;
   plan.kv_bytes_per_layer = kv_bytes_per_layer(config, options);
-  plan.splits = splits;
-  add_stages(plan, config, sizes, nodes);
+  add_stages(plan, config, sizes, nodes, ranges);
   return plan;
+}
+
+model::LayerPartition Plan::partition() const {
+  model::LayerPartition p;
+  for (const auto& s : stages) p.push_back(s.layers);
+  return p;
 }
 
 std::string format_plan(const Plan& plan) {
@@ -207,4 +218,4 @@ std::string format_plan(const Plan& plan) {
   return out;
 }
 
-}  // namespace meshlm::dist
+}  // namespace meshlm::cluster

@@ -18,7 +18,7 @@
 #include "model/config.h"
 #include "model/layer_range.h"
 
-namespace meshlm::dist {
+namespace meshlm::cluster {
 
 struct PlanNode {
   std::string name;              // "local", "host:port"
@@ -41,10 +41,12 @@ struct StagePlan {
 
 struct Plan {
   std::vector<StagePlan> stages;
-  std::vector<int64_t> splits;  // {0, ..., n_layers}: what RemotePipelineOptions::splits takes
   uint64_t layer_bytes = 0;     // weights of one layer (the largest)
   uint64_t kv_bytes_per_layer = 0;
   uint64_t total_weight_bytes = 0;
+
+  // The stages' layer ranges, in order: what remote::RemotePipelineOptions::ranges takes.
+  model::LayerPartition partition() const;
 };
 
 // Bytes of every tensor of the model by name (from its safetensors headers).
@@ -54,9 +56,10 @@ TensorSizes tensor_sizes(const std::string& model_dir);
 Plan plan_layers(const model::ModelConfig& config, const TensorSizes& sizes,
                  const std::vector<PlanNode>& nodes, const PlanOptions& options);
 
-// The same accounting for layer ranges given explicitly (`--layers`); never refuses.
-Plan plan_for_splits(const model::ModelConfig& config, const TensorSizes& sizes,
-                     const std::vector<PlanNode>& nodes, const std::vector<int64_t>& splits,
+// The same accounting for layer ranges given explicitly (`--layers`, one range per node);
+// never refuses a layout for memory. Throws Error("plan") unless the ranges partition the layers.
+Plan plan_for_ranges(const model::ModelConfig& config, const TensorSizes& sizes,
+                     const std::vector<PlanNode>& nodes, const model::LayerPartition& ranges,
                      const PlanOptions& options);
 
 // The table `meshlm plan` prints.
@@ -64,4 +67,4 @@ std::string format_plan(const Plan& plan);
 // "24G", "512M", "1.5GiB", "1000000" -> bytes; throws Error("plan", ...) on anything else.
 uint64_t parse_bytes(const std::string& text);
 
-}  // namespace meshlm::dist
+}  // namespace meshlm::cluster

@@ -17,7 +17,7 @@ inline constexpr size_t kMaxRecordText = 64;  // bytes kept of each string field
 struct NodeRecord {
   std::string id;                     // random per worker process, stable while it runs
   std::string version;                // meshlm version
-  std::optional<uint32_t> proto;      // wire protocol version (dist::kProtocolVersion)
+  std::optional<uint32_t> proto;      // wire protocol version (transport::kProtocolVersion)
   std::optional<uint64_t> mem;        // available memory, bytes
   std::optional<uint64_t> mem_total;  // bytes
   std::optional<uint32_t> cores;

@@ -14,7 +14,8 @@
 #include "formats/gguf.h"
 #include "model/model_files.h"
 
-namespace meshlm::dist {
+namespace meshlm::remote {
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -102,4 +103,4 @@ std::string fingerprint(const std::string& model_dir) {
   return to_hex(std::span<const uint8_t>(digest, len));
 }
 
-}  // namespace meshlm::dist
+}  // namespace meshlm::remote

@@ -14,7 +14,9 @@
 #include "model/config.h"
 #include "model/schema.h"
 
-namespace meshlm::dist {
+namespace meshlm::remote {
+
+using namespace transport;  // the layer below: connections, frames, messages
 
 // ---- hashing ----
 
@@ -247,4 +249,4 @@ bool TensorServer::serve_tensors(Connection& conn, const Frame& frame, const std
   return true;
 }
 
-}  // namespace meshlm::dist
+}  // namespace meshlm::remote

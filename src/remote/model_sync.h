@@ -31,11 +31,11 @@
 #include "transport/messages.h"
 #include "transport/transport.h"
 
-namespace meshlm::dist {
+namespace meshlm::remote {
 
 // XXH3-128 of a buffer, and incrementally while data arrives.
-Hash128 hash_bytes(std::span<const uint8_t> bytes);
-std::string hash_hex(const Hash128& h);
+transport::Hash128 hash_bytes(std::span<const uint8_t> bytes);
+std::string hash_hex(const transport::Hash128& h);
 
 class StreamHash {
  public:
@@ -44,7 +44,7 @@ class StreamHash {
   StreamHash(StreamHash&&) noexcept;
   StreamHash& operator=(StreamHash&&) noexcept;
   void update(std::span<const uint8_t> bytes);
-  Hash128 digest() const;
+  transport::Hash128 digest() const;
 
  private:
   struct State;
@@ -92,22 +92,25 @@ class TensorServer {
   TensorServer(const std::string& model_dir, std::string fingerprint,
                TensorServerOptions options = {});
 
-  static bool is_sync_frame(FrameType type) {
-    return type == FrameType::ManifestRequest || type == FrameType::TensorRequest;
+  static bool is_sync_frame(transport::FrameType type) {
+    return type == transport::FrameType::ManifestRequest ||
+           type == transport::FrameType::TensorRequest;
   }
 
   // Answers one manifest-request or tensor-request frame on `conn`. Returns false when the
   // request was refused (a sync-refused frame went back, nothing else was sent). Throws
   // Error("protocol") for a malformed payload and ConnectionError when the connection breaks.
-  bool handle(Connection& conn, const Frame& frame, const std::string& peer);
+  bool handle(transport::Connection& conn, const transport::Frame& frame, const std::string& peer);
 
   const SyncCounters& counters() const { return *options_.counters; }
 
  private:
-  bool serve_manifest(Connection& conn, const Frame& frame, const std::string& peer);
-  bool serve_tensors(Connection& conn, const Frame& frame, const std::string& peer);
-  bool refuse(Connection& conn, const std::string& peer, const std::string& why);
-  Hash128 tensor_hash(const model::TensorInfo& t);
+  bool serve_manifest(transport::Connection& conn, const transport::Frame& frame,
+                      const std::string& peer);
+  bool serve_tensors(transport::Connection& conn, const transport::Frame& frame,
+                     const std::string& peer);
+  bool refuse(transport::Connection& conn, const std::string& peer, const std::string& why);
+  transport::Hash128 tensor_hash(const model::TensorInfo& t);
 
   std::string model_dir_;
   std::string fingerprint_;
@@ -115,8 +118,8 @@ class TensorServer {
   std::string config_json_;
   std::unique_ptr<model::SafetensorsSet> set_;
   std::mutex mutex_;
-  std::map<std::string, Hash128> hashes_;  // computed once per tensor
+  std::map<std::string, transport::Hash128> hashes_;  // computed once per tensor
   uint64_t sent_ = 0;                      // for stop_after_bytes
 };
 
-}  // namespace meshlm::dist
+}  // namespace meshlm::remote

@@ -19,17 +19,9 @@
 #include "transport/mpi_transport.h"
 #include "transport/tcp_transport.h"
 
-namespace meshlm::dist {
+namespace meshlm::remote {
 
-std::vector<int64_t> even_splits(int64_t n_layers, int n_stages) {
-  if (n_stages < 1 || n_stages > n_layers) {
-    throw Error("pipeline", "cannot split " + std::to_string(n_layers) + " layers into " +
-                                std::to_string(n_stages) + " stages");
-  }
-  std::vector<int64_t> s;
-  for (int i = 0; i <= n_stages; ++i) s.push_back(n_layers * i / n_stages);
-  return s;
-}
+using namespace transport;  // the layer below: connections, frames, messages
 
 namespace {
 
@@ -71,20 +63,15 @@ class RemotePipeline final : public runtime::Pipeline {
     }
     auto cfg = model::ModelConfig::from_dir(options_.model_dir);
     const int n_stages = static_cast<int>(options_.peers.size()) + 1;
-    auto splits = options_.splits.empty() ? even_splits(cfg.n_layers, n_stages) : options_.splits;
-    if (static_cast<int>(splits.size()) != n_stages + 1 || splits.front() != 0 ||
-        splits.back() != cfg.n_layers) {
-      throw Error("pipeline", "layer splits must be " + std::to_string(n_stages + 1) +
-                                  " boundaries from 0 to " + std::to_string(cfg.n_layers) +
-                                  " for " + std::to_string(n_stages) + " stages");
-    }
-    for (size_t i = 0; i + 1 < splits.size(); ++i) {
-      if (splits[i] >= splits[i + 1]) throw Error("pipeline", "layer splits must increase");
-    }
+    auto ranges =
+        options_.ranges.empty() ? model::even_partition(cfg.n_layers, n_stages) : options_.ranges;
+    if (static_cast<int>(ranges.size()) != n_stages)
+      throw Error("pipeline", std::to_string(ranges.size()) + " layer ranges for " +
+                                  std::to_string(n_stages) + " stages");
+    model::check_partition(ranges, cfg.n_layers, "pipeline");
     fingerprint_ = fingerprint(options_.model_dir);
     client_id_ = random_hex(16);
-    stage0_ = std::make_unique<model::Stage>(options_.model_dir, model::LayerRange{splits[0], splits[1]},
-                                             options_.stage);
+    stage0_ = std::make_unique<model::Stage>(options_.model_dir, ranges[0], options_.stage);
     runner0_ = std::make_unique<runtime::StageRunner>(*stage0_);
     if (sync_ && !options_.peers.empty() &&
         model::detect_model_format(options_.model_dir) == model::ModelFormat::Gguf) {
@@ -102,7 +89,7 @@ class RemotePipeline final : public runtime::Pipeline {
     for (size_t k = 0; k < options_.peers.size(); ++k) {
       auto r = std::make_unique<Remote>();
       r->address = options_.peers[k];
-      r->layers = {splits[k + 1], splits[k + 2]};
+      r->layers = ranges[k + 1];
       remotes_.push_back(std::move(r));
     }
     std::string error = connect_all();
@@ -587,4 +574,4 @@ std::unique_ptr<runtime::Pipeline> make_remote_pipeline(const RemotePipelineOpti
   return std::make_unique<RemotePipeline>(options);
 }
 
-}  // namespace meshlm::dist
+}  // namespace meshlm::remote

@@ -29,7 +29,7 @@
 
 #include "runtime/pipeline.h"
 
-namespace meshlm::dist {
+namespace meshlm::remote {
 
 struct SyncCounters;  // model_sync.h
 
@@ -45,8 +45,8 @@ struct RemotePipelineOptions {
   std::string model_dir;          // the coordinator's copy (stage 0 and the fingerprint)
   std::string worker_model_dir;   // the path on the workers; "" = same as model_dir
   std::vector<std::string> peers;  // host:port (or mpi:RANK) of the workers, in stage order
-  // Layer boundaries {0, a, ..., n_layers}, one more than the stages; empty = even split.
-  std::vector<int64_t> splits;
+  // One layer range per stage (stage 0 here, then the peers'); empty = model::even_partition.
+  model::LayerPartition ranges;
   model::StageOptions stage;      // stage 0's options; max_context also goes to the workers
   std::string secret;
   int connect_timeout_ms = 5000;
@@ -66,7 +66,4 @@ struct RemotePipelineOptions {
 // Error("pipeline", ...) naming the worker that failed.
 std::unique_ptr<runtime::Pipeline> make_remote_pipeline(const RemotePipelineOptions& options);
 
-// {0, ..., n_layers} split as evenly as possible over n_stages.
-std::vector<int64_t> even_splits(int64_t n_layers, int n_stages);
-
-}  // namespace meshlm::dist
+}  // namespace meshlm::remote

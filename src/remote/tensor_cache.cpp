@@ -21,7 +21,10 @@
 #include "model/schema.h"
 #include "remote/model_sync.h"
 
-namespace meshlm::dist {
+namespace meshlm::remote {
+
+using namespace transport;  // the layer below: connections, frames, messages
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -419,4 +422,4 @@ CacheSyncResult sync_stage_to_cache(Connection& conn, const std::string& cache_d
   return result;
 }
 
-}  // namespace meshlm::dist
+}  // namespace meshlm::remote

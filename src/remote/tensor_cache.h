@@ -24,7 +24,7 @@
 
 #include "transport/transport.h"
 
-namespace meshlm::dist {
+namespace meshlm::remote {
 
 // $XDG_CACHE_HOME/meshlm, else $HOME/.cache/meshlm. Throws Error("sync") when neither is set.
 std::string default_cache_dir();
@@ -53,8 +53,8 @@ struct CacheSyncResult {
 // a partial tensor from its last byte. timeout_ms bounds each wait for a frame.
 // Throws Error("sync", ...), Error("remote", ...) (the coordinator's error frame) or
 // ConnectionError; what was received before a failure stays in the cache for the next try.
-CacheSyncResult sync_stage_to_cache(Connection& conn, const std::string& cache_dir,
+CacheSyncResult sync_stage_to_cache(transport::Connection& conn, const std::string& cache_dir,
                                     const std::string& fingerprint, int64_t begin, int64_t end,
                                     int timeout_ms);
 
-}  // namespace meshlm::dist
+}  // namespace meshlm::remote

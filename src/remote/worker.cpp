@@ -24,7 +24,9 @@
 #include "transport/mpi_transport.h"
 #include "transport/tcp_transport.h"
 
-namespace meshlm::dist {
+namespace meshlm::remote {
+
+using namespace transport;  // the layer below: connections, frames, messages
 
 struct Worker::Impl {
   WorkerOptions options;
@@ -575,4 +577,4 @@ void run_mpi_worker(const WorkerOptions& options) {
   worker.run();
 }
 
-}  // namespace meshlm::dist
+}  // namespace meshlm::remote

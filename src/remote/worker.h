@@ -29,7 +29,7 @@
 
 #include "transport/transport.h"
 
-namespace meshlm::dist {
+namespace meshlm::remote {
 
 struct WorkerOptions {
   std::string listen = "127.0.0.1:7070";
@@ -58,8 +58,8 @@ class Worker {
   explicit Worker(const WorkerOptions& options);  // binds the listening socket
   // Serves one coordinator over `session` (the coordinator) and `upstream` (the previous stage;
   // null when the coordinator is the previous stage): no socket, no upstream handshake.
-  Worker(const WorkerOptions& options, std::unique_ptr<Connection> session,
-         std::unique_ptr<Connection> upstream);
+  Worker(const WorkerOptions& options, std::unique_ptr<transport::Connection> session,
+         std::unique_ptr<transport::Connection> upstream);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -78,4 +78,4 @@ class Worker {
 // options.listen is ignored; options.model_dir is the rank's copy of the model.
 void run_mpi_worker(const WorkerOptions& options);
 
-}  // namespace meshlm::dist
+}  // namespace meshlm::remote

@@ -15,15 +15,12 @@ namespace {
 class LocalPipeline final : public Pipeline {
  public:
   LocalPipeline(const std::string& dir, const model::StageOptions& options,
-                std::vector<int64_t> splits) {
+                model::LayerPartition ranges) {
     auto cfg = model::ModelConfig::from_dir(dir);
-    if (splits.empty()) splits = {0, cfg.n_layers};
-    if (splits.size() < 2 || splits.front() != 0 || splits.back() != cfg.n_layers)
-      throw Error("pipeline", "layer splits must start at 0 and end at " + std::to_string(cfg.n_layers));
-    for (size_t i = 0; i + 1 < splits.size(); ++i) {
-      if (splits[i] >= splits[i + 1]) throw Error("pipeline", "layer splits must increase");
-      stages_.push_back(
-          std::make_unique<model::Stage>(dir, model::LayerRange{splits[i], splits[i + 1]}, options));
+    if (ranges.empty()) ranges = {{0, cfg.n_layers}};
+    model::check_partition(ranges, cfg.n_layers, "pipeline");
+    for (const auto& range : ranges) {
+      stages_.push_back(std::make_unique<model::Stage>(dir, range, options));
       runners_.push_back(std::make_unique<StageRunner>(*stages_.back()));
       busy_.push_back(0.0);
     }
@@ -96,8 +93,8 @@ class LocalPipeline final : public Pipeline {
 
 std::unique_ptr<Pipeline> make_local_pipeline(const std::string& model_dir,
                                               const model::StageOptions& options,
-                                              std::vector<int64_t> splits) {
-  return std::make_unique<LocalPipeline>(model_dir, options, std::move(splits));
+                                              model::LayerPartition ranges) {
+  return std::make_unique<LocalPipeline>(model_dir, options, std::move(ranges));
 }
 
 }  // namespace meshlm::runtime

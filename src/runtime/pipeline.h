@@ -60,9 +60,10 @@ class Pipeline {
   virtual std::vector<StageInfo> stages() const = 0;
 };
 
-// All stages in this process (layer ranges from `splits`, e.g. {0, 14, 28}; empty = one stage).
+// All stages in this process, one per range of `ranges` (empty = one stage of every layer).
+// Throws Error("pipeline") unless the ranges partition the model's layers.
 std::unique_ptr<Pipeline> make_local_pipeline(const std::string& model_dir,
                                               const model::StageOptions& options,
-                                              std::vector<int64_t> splits = {});
+                                              model::LayerPartition ranges = {});
 
 }  // namespace meshlm::runtime

@@ -11,7 +11,7 @@
 #include "core/error.h"
 #include "transport/transport.h"
 
-namespace meshlm::dist {
+namespace meshlm::transport {
 namespace {
 
 [[noreturn]] void fail(std::string_view what) { throw Error("aead", std::string(what)); }
@@ -170,4 +170,4 @@ Frame open_frame(AeadStream& opener, std::span<const uint8_t> bytes, const std::
   return f;
 }
 
-}  // namespace meshlm::dist
+}  // namespace meshlm::transport

@@ -32,7 +32,7 @@
 
 typedef struct evp_cipher_ctx_st EVP_CIPHER_CTX;
 
-namespace meshlm::dist {
+namespace meshlm::transport {
 
 inline constexpr size_t kAeadKeySize = 32;
 inline constexpr size_t kAeadIvSize = 12;
@@ -104,4 +104,4 @@ std::vector<uint8_t> seal_frame(AeadStream& sealer, FrameType type,
 Frame open_frame(AeadStream& opener, std::span<const uint8_t> bytes, const std::string& peer,
                  uint64_t max_payload = kMaxPayload);
 
-}  // namespace meshlm::dist
+}  // namespace meshlm::transport

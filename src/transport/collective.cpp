@@ -8,7 +8,7 @@
 
 #include "transport/mpi_transport.h"
 
-namespace meshlm::dist {
+namespace meshlm::transport {
 namespace {
 
 const char* op_name(CollectiveOp op) {
@@ -335,4 +335,4 @@ std::unique_ptr<Group> mpi_group(GroupOptions options, int tag) {
   return std::make_unique<Group>(rank, std::move(peers), options);
 }
 
-}  // namespace meshlm::dist
+}  // namespace meshlm::transport

@@ -47,7 +47,7 @@
 
 #include "transport/transport.h"
 
-namespace meshlm::dist {
+namespace meshlm::transport {
 
 enum class CollectiveOp : uint8_t { Send = 1, AllReduceSum = 2, AllGather = 3 };
 
@@ -126,4 +126,4 @@ inline constexpr int kMpiCollectiveTag = 110;
 // build without MPI.
 std::unique_ptr<Group> mpi_group(GroupOptions options = {}, int tag = kMpiCollectiveTag);
 
-}  // namespace meshlm::dist
+}  // namespace meshlm::transport

@@ -4,7 +4,7 @@
 
 #include "core/error.h"
 
-namespace meshlm::dist {
+namespace meshlm::transport {
 namespace {
 
 void put_le(uint8_t* out, uint64_t v, int n) {
@@ -203,4 +203,4 @@ void PayloadReader::expect_end() const {
   if (remaining() != 0) malformed(std::to_string(remaining()) + " trailing bytes");
 }
 
-}  // namespace meshlm::dist
+}  // namespace meshlm::transport

@@ -22,7 +22,7 @@
 #include <string_view>
 #include <vector>
 
-namespace meshlm::dist {
+namespace meshlm::transport {
 
 static_assert(std::endian::native == std::endian::little,
               "meshlm's wire format copies f32 arrays verbatim and assumes a little-endian host");
@@ -141,4 +141,4 @@ class PayloadReader {
   size_t pos_ = 0;
 };
 
-}  // namespace meshlm::dist
+}  // namespace meshlm::transport

@@ -8,7 +8,7 @@
 #include "transport/aead.h"
 #include "transport/messages.h"
 
-namespace meshlm::dist {
+namespace meshlm::transport {
 namespace {
 
 Nonce random_nonce() {
@@ -170,4 +170,4 @@ HandshakeResult handshake_server(Connection& conn, const HandshakeOptions& optio
   return result;
 }
 
-}  // namespace meshlm::dist
+}  // namespace meshlm::transport

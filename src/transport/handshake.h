@@ -22,7 +22,7 @@
 #include "transport/messages.h"
 #include "transport/transport.h"
 
-namespace meshlm::dist {
+namespace meshlm::transport {
 
 struct HandshakeOptions {
   std::string secret;       // the shared cluster secret ("" is a valid, weak secret)
@@ -48,4 +48,4 @@ struct HandshakeResult {
 HandshakeResult handshake_client(Connection& conn, const HandshakeOptions& options);
 HandshakeResult handshake_server(Connection& conn, const HandshakeOptions& options);
 
-}  // namespace meshlm::dist
+}  // namespace meshlm::transport

@@ -10,7 +10,7 @@
 #include "core/sysinfo.h"
 #include "formats/weight_format.h"
 
-namespace meshlm::dist {
+namespace meshlm::transport {
 namespace {
 
 [[noreturn]] void invalid(const std::string& what) {
@@ -482,4 +482,4 @@ std::string decode_text(std::span<const uint8_t> payload) { return decode<std::s
 std::vector<uint8_t> encode_u64(uint64_t v) { return encode(v); }
 uint64_t decode_u64(std::span<const uint8_t> payload) { return decode<uint64_t>(payload); }
 
-}  // namespace meshlm::dist
+}  // namespace meshlm::transport

@@ -14,7 +14,7 @@
 #include "runtime/sampler.h"
 #include "transport/frame.h"
 
-namespace meshlm::dist {
+namespace meshlm::transport {
 
 using Nonce = std::array<uint8_t, 32>;
 using Mac = std::array<uint8_t, 32>;  // HMAC-SHA256
@@ -184,4 +184,4 @@ std::string decode_text(std::span<const uint8_t> payload);
 std::vector<uint8_t> encode_u64(uint64_t v);  // ping / pong
 uint64_t decode_u64(std::span<const uint8_t> payload);
 
-}  // namespace meshlm::dist
+}  // namespace meshlm::transport

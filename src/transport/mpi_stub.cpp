@@ -3,7 +3,7 @@
 
 #include "transport/mpi_transport.h"
 
-namespace meshlm::dist {
+namespace meshlm::transport {
 namespace {
 [[noreturn]] void unavailable() {
   throw Error("mpi",
@@ -22,4 +22,4 @@ int mpi_size() { unavailable(); }
 void mpi_abort(int code) { std::_Exit(code); }
 std::unique_ptr<Connection> mpi_connect(int, int) { unavailable(); }
 
-}  // namespace meshlm::dist
+}  // namespace meshlm::transport

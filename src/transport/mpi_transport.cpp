@@ -13,7 +13,7 @@
 #include <thread>
 #include <vector>
 
-namespace meshlm::dist {
+namespace meshlm::transport {
 namespace {
 
 std::mutex g_init_mutex;
@@ -209,4 +209,4 @@ std::unique_ptr<Connection> mpi_connect(int peer_rank, int tag) {
   return std::make_unique<MpiConnection>(peer_rank, tag);
 }
 
-}  // namespace meshlm::dist
+}  // namespace meshlm::transport

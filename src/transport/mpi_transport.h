@@ -25,7 +25,7 @@
 #include "transport/tcp_transport.h"
 #include "transport/transport.h"
 
-namespace meshlm::dist {
+namespace meshlm::transport {
 
 // True when this build has the MPI transport.
 bool mpi_available();
@@ -72,4 +72,4 @@ inline std::unique_ptr<Connection> connect_address(const std::string& address, i
   return tcp_connect(address, timeout_ms);
 }
 
-}  // namespace meshlm::dist
+}  // namespace meshlm::transport

@@ -18,7 +18,7 @@
 
 #include "core/log.h"
 
-namespace meshlm::dist {
+namespace meshlm::transport {
 namespace {
 
 std::string errno_text() { return std::strerror(errno); }
@@ -381,4 +381,4 @@ std::unique_ptr<TcpConnection> TcpListener::accept(int timeout_ms) {
   return std::make_unique<TcpConnection>(fd, sockaddr_text(reinterpret_cast<sockaddr*>(&ss)));
 }
 
-}  // namespace meshlm::dist
+}  // namespace meshlm::transport

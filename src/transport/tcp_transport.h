@@ -16,7 +16,7 @@
 #include "transport/aead.h"
 #include "transport/transport.h"
 
-namespace meshlm::dist {
+namespace meshlm::transport {
 
 class TcpConnection : public Connection {
  public:
@@ -80,4 +80,4 @@ class TcpListener {
   uint16_t port_ = 0;
 };
 
-}  // namespace meshlm::dist
+}  // namespace meshlm::transport

@@ -4,7 +4,7 @@
 
 #include "transport/messages.h"
 
-namespace meshlm::dist {
+namespace meshlm::transport {
 
 namespace {
 
@@ -56,4 +56,4 @@ std::pair<std::string, uint16_t> parse_host_port(const std::string& address) {
   return {host, static_cast<uint16_t>(port)};
 }
 
-}  // namespace meshlm::dist
+}  // namespace meshlm::transport

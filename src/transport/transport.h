@@ -12,7 +12,7 @@
 #include "core/error.h"
 #include "transport/frame.h"
 
-namespace meshlm::dist {
+namespace meshlm::transport {
 
 struct AeadKeys;  // aead.h
 
@@ -88,4 +88,4 @@ void send_error_quietly(Connection& conn, const std::string& message);
 // "host:port" -> (host, port); throws Error("transport", ...) on a malformed address.
 std::pair<std::string, uint16_t> parse_host_port(const std::string& address);
 
-}  // namespace meshlm::dist
+}  // namespace meshlm::transport

@@ -5,7 +5,7 @@
 #include "core/error.h"
 #include "model/weights.h"
 
-namespace meshlm::dist {
+namespace meshlm::cluster {
 namespace {
 
 constexpr uint64_t kMiB = 1ull << 20, kGiB = 1ull << 30;
@@ -54,7 +54,7 @@ TEST(Planner, EqualNodesGetEqualComputeAndCoverEveryLayer) {
   // The LM head (151936 x 2048) weighs 6.2 layers: (28 + 6.2) / 2 = 17.1 layers of work each,
   // the last stage holding 10.9 layers + the head -> 17 / 11 (measured: both stages ~93% busy
   // with 8 streams on the 1.7B model, against 70% / 95% for 14 / 14).
-  ASSERT_EQ(p.splits, (std::vector<int64_t>{0, 17, 28}));
+  ASSERT_EQ(p.partition(), (model::LayerPartition{{0, 17}, {17, 28}}));
   EXPECT_EQ(p.stages[0].node, "a");
   EXPECT_EQ(p.stages[1].layers.begin, 17);
   // Tied embeddings: both ends hold the embedding matrix.
@@ -69,8 +69,7 @@ TEST(Planner, LayersFollowMemory) {
   Plan p = plan_layers(c, sizes_of(c), {{"big", 32 * kGiB}, {"mid", 16 * kGiB}, {"small", 8 * kGiB}},
                        {});
   ASSERT_EQ(p.stages.size(), 3u);
-  EXPECT_EQ(p.splits.front(), 0);
-  EXPECT_EQ(p.splits.back(), 28);
+  EXPECT_NO_THROW(model::check_partition(p.partition(), 28));
   EXPECT_GT(layers_of(p.stages[0]), layers_of(p.stages[1]));
   EXPECT_GT(layers_of(p.stages[1]), layers_of(p.stages[2]));
   for (const auto& s : p.stages) EXPECT_LE(s.weight_bytes + s.kv_bytes, s.mem_available);
@@ -96,7 +95,7 @@ TEST(Planner, ANodeNeverGetsMoreThanItHolds) {
   kv.kv_tokens = 32768;
   Plan p = plan_layers(c, sizes_of(c), {{"big", 9 * kGiB}, {"small", 4 * kGiB}}, kv);
   for (const auto& s : p.stages) EXPECT_LE(s.weight_bytes + s.kv_bytes, s.mem_available) << s.node;
-  EXPECT_EQ(p.splits.back(), 28);
+  EXPECT_NO_THROW(model::check_partition(p.partition(), 28));
 }
 
 TEST(Planner, ModelThatDoesNotFitSaysByHowMuch) {
@@ -132,7 +131,7 @@ TEST(Planner, MoreNodesThanLayersIsRefused) {
 TEST(Planner, OneNodeHoldsEverything) {
   auto c = config(4, false);
   Plan p = plan_layers(c, sizes_of(c), {{"only", 8 * kGiB}}, {});
-  ASSERT_EQ(p.splits, (std::vector<int64_t>{0, 4}));
+  ASSERT_EQ(p.partition(), (model::LayerPartition{{0, 4}}));
   EXPECT_EQ(p.stages[0].weight_bytes, p.total_weight_bytes);
 }
 
@@ -152,4 +151,4 @@ TEST(Planner, ParsesSizes) {
 }
 
 }  // namespace
-}  // namespace meshlm::dist
+}  // namespace meshlm::cluster

@@ -13,7 +13,7 @@ using discovery::Service;
 namespace {
 
 Service worker(std::string instance, std::string address, uint16_t port, std::string id,
-               uint32_t proto = dist::kProtocolVersion) {
+               uint32_t proto = transport::kProtocolVersion) {
   NodeRecord rec;
   rec.id = std::move(id);
   rec.proto = proto;
@@ -31,7 +31,7 @@ TEST(UsableWorkers, FiltersDeduplicatesAndOrdersByInstance) {
       worker("meshlm@c:7070", "10.0.0.3", 7070, "idc"),
       worker("meshlm@a:7070", "10.0.0.1", 7070, "ida"),
       worker("meshlm@a:7070 #2", "fe80::1%eth0", 7070, "ida"),  // same worker, other interface
-      worker("meshlm@old:7070", "10.0.0.4", 7070, "idold", dist::kProtocolVersion - 1),
+      worker("meshlm@old:7070", "10.0.0.4", 7070, "idold", transport::kProtocolVersion - 1),
       worker("meshlm@b:7071", "fe80::2%eth0", 7071, "idb"),
       worker("meshlm@wrong-secret:7070", "10.0.0.5", 7070, "idw"),
       worker("meshlm@noport:7070", "10.0.0.6", 0, "idn"),

@@ -18,7 +18,8 @@
 #include "transport/transport.h"
 #include "fuzz_common.h"
 
-using namespace meshlm::dist;
+using namespace meshlm::transport;
+using namespace meshlm::remote;
 using meshlm::fuzz::require;
 
 namespace {

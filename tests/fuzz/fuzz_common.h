@@ -39,38 +39,51 @@ inline std::span<const uint8_t> bytes_of(const std::string& s) {
 }
 
 // Every frame type the protocol defines, for targets that pick one with a byte.
-inline constexpr dist::FrameType kAllFrameTypes[] = {
-    dist::FrameType::Hello,         dist::FrameType::Challenge,       dist::FrameType::Auth,
-    dist::FrameType::Welcome,       dist::FrameType::Load,            dist::FrameType::Loaded,
-    dist::FrameType::ManifestRequest, dist::FrameType::Manifest,      dist::FrameType::TensorRequest,
-    dist::FrameType::TensorData,    dist::FrameType::TensorsDone,     dist::FrameType::SyncRefused,
-    dist::FrameType::Forward,       dist::FrameType::Result,          dist::FrameType::Release,
-    dist::FrameType::Ping,          dist::FrameType::Pong,            dist::FrameType::Error,
-    dist::FrameType::Shutdown,      dist::FrameType::Collective};
+inline constexpr transport::FrameType kAllFrameTypes[] = {transport::FrameType::Hello,
+                                                          transport::FrameType::Challenge,
+                                                          transport::FrameType::Auth,
+                                                          transport::FrameType::Welcome,
+                                                          transport::FrameType::Load,
+                                                          transport::FrameType::Loaded,
+                                                          transport::FrameType::ManifestRequest,
+                                                          transport::FrameType::Manifest,
+                                                          transport::FrameType::TensorRequest,
+                                                          transport::FrameType::TensorData,
+                                                          transport::FrameType::TensorsDone,
+                                                          transport::FrameType::SyncRefused,
+                                                          transport::FrameType::Forward,
+                                                          transport::FrameType::Result,
+                                                          transport::FrameType::Release,
+                                                          transport::FrameType::Ping,
+                                                          transport::FrameType::Pong,
+                                                          transport::FrameType::Error,
+                                                          transport::FrameType::Shutdown,
+                                                          transport::FrameType::Collective};
 inline constexpr size_t kNumFrameTypes = sizeof(kAllFrameTypes) / sizeof(kAllFrameTypes[0]);
 
 // A Connection with no socket behind it: recv() asks `next_frame` for what the peer sends (it may
 // look at what was sent so far, to answer like a peer would), send() keeps the frames.
-class ScriptedConnection : public dist::Connection {
+class ScriptedConnection : public transport::Connection {
  public:
   struct Sent {
-    dist::FrameType type;
+    transport::FrameType type;
     std::vector<uint8_t> payload;
   };
-  using NextFrame = std::function<bool(ScriptedConnection&, dist::Frame&)>;
+  using NextFrame = std::function<bool(ScriptedConnection&, transport::Frame&)>;
 
   explicit ScriptedConnection(NextFrame next) : next_(std::move(next)) {}
 
-  void send_pieces(dist::FrameType type, std::span<const std::span<const uint8_t>> pieces) override {
-    if (closed_) throw dist::ConnectionError("fuzz: send on a closed connection");
+  void send_pieces(transport::FrameType type,
+                   std::span<const std::span<const uint8_t>> pieces) override {
+    if (closed_) throw transport::ConnectionError("fuzz: send on a closed connection");
     Sent s{type, {}};
     for (auto p : pieces) s.payload.insert(s.payload.end(), p.begin(), p.end());
     sent.push_back(std::move(s));
   }
-  dist::Frame recv(int, uint64_t max_payload) override {
-    if (closed_) throw dist::ConnectionError("fuzz: recv on a closed connection");
-    dist::Frame f;
-    if (!next_(*this, f)) throw dist::ConnectionError("fuzz: the peer closed the connection");
+  transport::Frame recv(int, uint64_t max_payload) override {
+    if (closed_) throw transport::ConnectionError("fuzz: recv on a closed connection");
+    transport::Frame f;
+    if (!next_(*this, f)) throw transport::ConnectionError("fuzz: the peer closed the connection");
     // What a real transport guarantees before handing a frame over (decode_header's checks).
     if (f.payload.size() > max_payload) throw Error("protocol", "fuzz: frame too large");
     f.header.payload_size = f.payload.size();

@@ -14,7 +14,8 @@
 #include "transport/frame.h"
 #include "message_payloads.h"
 
-using namespace meshlm::dist;
+using namespace meshlm::transport;
+using namespace meshlm::remote;
 using meshlm::fuzz::decode_payload;
 using meshlm::fuzz::require;
 

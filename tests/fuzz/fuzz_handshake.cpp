@@ -24,7 +24,8 @@
 #include "message_payloads.h"
 #include "fuzz_common.h"
 
-using namespace meshlm::dist;
+using namespace meshlm::transport;
+using namespace meshlm::remote;
 using meshlm::fuzz::require;
 using meshlm::fuzz::ScriptedConnection;
 

@@ -8,7 +8,8 @@
 #include "core/error.h"
 #include "transport/messages.h"
 
-using namespace meshlm::dist;
+using namespace meshlm::transport;
+using namespace meshlm::remote;
 
 namespace {
 

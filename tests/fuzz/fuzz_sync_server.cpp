@@ -26,7 +26,8 @@
 #include "fuzz_common.h"
 #include "model/safetensors.h"
 
-using namespace meshlm::dist;
+using namespace meshlm::transport;
+using namespace meshlm::remote;
 using meshlm::fuzz::require;
 using meshlm::fuzz::ScriptedConnection;
 namespace fs = std::filesystem;
@@ -46,8 +47,8 @@ Model& model() {
     char tmpl[] = "/tmp/meshlm-fuzz-sync-XXXXXX";
     if (!mkdtemp(tmpl)) __builtin_trap();
     m->dir = tmpl;
-    meshlm::dist::test::write_tiny_model(m->dir, /*hidden=*/8, /*layers=*/2, /*inter=*/16,
-                                         /*vocab=*/32);
+    meshlm::remote::test::write_tiny_model(m->dir, /*hidden=*/8, /*layers=*/2, /*inter=*/16,
+                                           /*vocab=*/32);
     TensorServerOptions opt;
     opt.chunk_bytes = 200;  // several tensor-data frames per tensor
     m->server = std::make_unique<TensorServer>(m->dir.string(), std::string(64, 'f'), opt);

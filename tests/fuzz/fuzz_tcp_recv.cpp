@@ -25,7 +25,8 @@
 #include "transport/tcp_transport.h"
 #include "fuzz_common.h"
 
-using namespace meshlm::dist;
+using namespace meshlm::transport;
+using namespace meshlm::remote;
 using meshlm::fuzz::require;
 
 namespace {

@@ -58,12 +58,12 @@ fs::path gguf_in(const fs::path& dir) {
   return {};
 }
 
-// All-position logits of a fixed prompt, prefilled in two chunks, on `splits` stages.
-std::vector<float> logits_of(const std::string& model, std::vector<int64_t> splits = {}) {
+// All-position logits of a fixed prompt, prefilled in two chunks, one stage per range.
+std::vector<float> logits_of(const std::string& model, model::LayerPartition ranges = {}) {
   model::StageOptions so;
   so.threads = 2;
   so.max_context = 64;
-  auto pipe = runtime::make_local_pipeline(model, so, splits);
+  auto pipe = runtime::make_local_pipeline(model, so, ranges);
   std::vector<int32_t> prompt;
   for (int i = 0; i < 21; ++i) prompt.push_back(int32_t((i * 7919 + 13) % 120000 + 5));
   std::vector<float> all;
@@ -117,13 +117,13 @@ void expect_same_model(const std::string& arch, const std::string& tokenizer,
   const std::vector<float> want = logits_of(folder);
   float peak = 0;
   for (float f : want) peak = std::max(peak, std::fabs(f));
-  for (auto splits : {std::vector<int64_t>{}, std::vector<int64_t>{0, 1, 3}}) {
-    const std::vector<float> got = logits_of(gguf, splits);
+  for (auto ranges : {model::LayerPartition{}, model::LayerPartition{{0, 1}, {1, 3}}}) {
+    const std::vector<float> got = logits_of(gguf, ranges);
     ASSERT_EQ(got.size(), want.size());
     float worst = 0;
     for (size_t i = 0; i < got.size(); ++i) worst = std::max(worst, std::fabs(got[i] - want[i]));
     // The same f32 weights; only the order of a head's q.k sum differs for the permuted family.
-    EXPECT_LT(worst, 1e-4f * peak + 1e-5f) << arch << " splits " << splits.size();
+    EXPECT_LT(worst, 1e-4f * peak + 1e-5f) << arch << " stages " << ranges.size();
   }
 }
 

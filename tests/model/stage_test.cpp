@@ -69,12 +69,12 @@ bool bit_equal(const std::vector<float>& a, const std::vector<float>& b) {
 TEST(Stage, CpuBackendAgreesWithTheReferenceBackend) {
   REQUIRE_MODEL();
   const auto prompt = prompt_ids(37, 3);
-  auto logits_of = [&](const std::string& backend, std::vector<int64_t> splits) {
+  auto logits_of = [&](const std::string& backend, model::LayerPartition ranges) {
     model::StageOptions so;
     so.backend = backend;
     so.threads = 2;
     so.max_context = 64;
-    auto pipe = runtime::make_local_pipeline(MESHLM_GOLDEN_MODEL, so, splits);
+    auto pipe = runtime::make_local_pipeline(MESHLM_GOLDEN_MODEL, so, ranges);
     std::vector<float> all;
     int32_t pos = 0;
     for (int32_t n : {1, 16, 20}) {  // uneven chunks, every position's logits
@@ -94,12 +94,13 @@ TEST(Stage, CpuBackendAgreesWithTheReferenceBackend) {
   const std::vector<float> ref = logits_of("ref", {});
   float peak = 0;
   for (float f : ref) peak = std::max(peak, std::fabs(f));
-  for (auto splits : {std::vector<int64_t>{}, std::vector<int64_t>{0, n_layers / 2, n_layers}}) {
-    const std::vector<float> cpu = logits_of("cpu", splits);
+  for (auto ranges : {model::LayerPartition{}, model::even_partition(n_layers, 2)}) {
+    const std::vector<float> cpu = logits_of("cpu", ranges);
     ASSERT_EQ(cpu.size(), ref.size());
     float worst = 0;
     for (size_t i = 0; i < cpu.size(); ++i) worst = std::max(worst, std::fabs(cpu[i] - ref[i]));
-    EXPECT_LT(worst, 1e-4f * peak + 1e-4f) << "splits " << splits.size() << ", peak |logit| " << peak;
+    EXPECT_LT(worst, 1e-4f * peak + 1e-4f)
+        << "stages " << ranges.size() << ", peak |logit| " << peak;
   }
 }
 
@@ -111,10 +112,11 @@ TEST(Stage, SplitsGiveBitIdenticalLogits) {
   auto prompt = prompt_ids(150, 1);  // longer than one 128-token prefill chunk
   auto one = runtime::make_local_pipeline(MESHLM_GOLDEN_MODEL, so);
   auto ref = run(*one, prompt, 128, 1);
-  for (std::vector<int64_t> splits : {std::vector<int64_t>{0, 2, 4}, {0, 1, 3, 4}, {0, 1, 2, 3, 4}}) {
-    auto multi = runtime::make_local_pipeline(MESHLM_GOLDEN_MODEL, so, splits);
-    EXPECT_EQ(multi->stages().size(), splits.size() - 1);
-    EXPECT_TRUE(bit_equal(ref, run(*multi, prompt, 128, 1))) << splits.size() - 1 << " stages";
+  for (const char* layers : {"0-1,2-3", "0-0,1-2,3-3", "0-0,1-1,2-2,3-3"}) {
+    auto ranges = model::parse_partition(layers, 4);
+    auto multi = runtime::make_local_pipeline(MESHLM_GOLDEN_MODEL, so, ranges);
+    EXPECT_EQ(multi->stages().size(), ranges.size());
+    EXPECT_TRUE(bit_equal(ref, run(*multi, prompt, 128, 1))) << layers;
   }
 }
 

@@ -8,7 +8,8 @@
 #include "core/error.h"
 #include "remote/fingerprint.h"
 
-namespace meshlm::dist {
+namespace meshlm::remote {
+
 namespace {
 
 TEST(Fingerprint, DependsOnConfigAndTensorIndex) {
@@ -38,4 +39,4 @@ TEST(Fingerprint, DependsOnConfigAndTensorIndex) {
 }
 
 }  // namespace
-}  // namespace meshlm::dist
+}  // namespace meshlm::remote

@@ -1,4 +1,4 @@
-// Model sync end to end, in-process: a dist::Worker with an empty cache receives exactly the
+// Model sync end to end, in-process: a remote::Worker with an empty cache receives exactly the
 // tensors of its layers from make_remote_pipeline's coordinator, gives bit-identical results,
 // gets nothing the second time, resumes an interrupted transfer from the byte where it stopped,
 // re-fetches only a damaged tensor, and a hostile worker's requests are refused while the
@@ -21,7 +21,9 @@
 #include "transport/tcp_transport.h"
 #include "sync_test_util.h"
 
-namespace meshlm::dist {
+namespace meshlm::remote {
+
+using namespace transport;
 namespace {
 
 namespace fs = std::filesystem;
@@ -99,7 +101,7 @@ class ModelSync : public ::testing::Test {
     RemotePipelineOptions o;
     o.model_dir = model_dir().string();
     o.peers = {peer};
-    o.splits = {0, 2, 4};
+    o.ranges = {{0, 2}, {2, 4}};
     o.stage.threads = 1;
     o.stage.max_context = 256;
     o.secret = kSecret;
@@ -360,4 +362,4 @@ TEST(TcpRecvInto, ReusedFrameHoldsExactlyEachPayload) {
 }
 
 }  // namespace
-}  // namespace meshlm::dist
+}  // namespace meshlm::remote

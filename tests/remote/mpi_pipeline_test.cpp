@@ -108,7 +108,7 @@ Run run(runtime::Pipeline& p, int64_t vocab) {
 }
 
 int coordinator(const std::vector<std::string>& dirs) {
-  const int n = dist::mpi_size();
+  const int n = transport::mpi_size();
   int failures = 0;
   for (const auto& dir : dirs) {
     model::StageOptions so{1, 128};
@@ -116,16 +116,16 @@ int coordinator(const std::vector<std::string>& dirs) {
     const int64_t vocab = one->config().vocab;
     Run ref = run(*one, vocab);
     one.reset();
-    dist::RemotePipelineOptions o;
+    remote::RemotePipelineOptions o;
     o.model_dir = dir;
-    o.sync = dist::SyncMode::Off;
-    for (int r = 1; r < n; ++r) o.peers.push_back(dist::mpi_address(r));
-    o.splits = dist::even_splits(model::ModelConfig::from_dir(dir).n_layers, n);
+    o.sync = remote::SyncMode::Off;
+    for (int r = 1; r < n; ++r) o.peers.push_back(transport::mpi_address(r));
+    o.ranges = model::even_partition(model::ModelConfig::from_dir(dir).n_layers, n);
     o.stage = so;
     o.secret = "mpi-test";
     Run got;
     {
-      auto p = dist::make_remote_pipeline(o);
+      auto p = remote::make_remote_pipeline(o);
       got = run(*p, vocab);
     }  // destroying it stops the worker ranks' session (they wait for the next folder's)
     const size_t want = size_t(kSeqs * kLen * vocab + 2 * kSteps * vocab);
@@ -136,8 +136,8 @@ int coordinator(const std::vector<std::string>& dirs) {
     std::fprintf(stderr,
                  "remote_mpi_pipeline_test: %s on %d ranks (MPI thread level %s): %s (%zu logits, "
                  "%zu ids/seq)%s%s\n",
-                 dir.c_str(), n, dist::mpi_thread_level().c_str(), ok ? "identical" : "DIFFERENT",
-                 got.logits.size(),
+                 dir.c_str(), n, transport::mpi_thread_level().c_str(),
+                 ok ? "identical" : "DIFFERENT", got.logits.size(),
                  got.ids.empty() ? size_t(0) : got.ids[0].size(), got.error.empty() ? "" : ": ",
                  got.error.c_str());
     if (!ref.error.empty()) std::fprintf(stderr, "  reference failed: %s\n", ref.error.c_str());
@@ -151,27 +151,27 @@ int coordinator(const std::vector<std::string>& dirs) {
 int main(int argc, char** argv) {
   if (const char* level = std::getenv("MESHLM_LOG")) log::set_level(level);
   try {
-    dist::mpi_init(&argc, &argv);
+    transport::mpi_init(&argc, &argv);
     std::vector<std::string> dirs(argv + 1, argv + argc);
     if (dirs.empty()) {
       std::fprintf(stderr, "usage: mpirun -np N remote_mpi_pipeline_test MODEL_DIR...\n");
       return 2;
     }
-    if (dist::mpi_size() < 2) {
+    if (transport::mpi_size() < 2) {
       std::fprintf(stderr, "remote_mpi_pipeline_test: needs at least 2 ranks: skipping\n");
       return 77;
     }
-    if (dist::mpi_rank() == 0) return coordinator(dirs);
+    if (transport::mpi_rank() == 0) return coordinator(dirs);
     for (const auto& dir : dirs) {  // one session per folder
-      dist::WorkerOptions w;
+      remote::WorkerOptions w;
       w.secret = "mpi-test";
       w.model_dir = dir;
-      dist::run_mpi_worker(w);
+      remote::run_mpi_worker(w);
     }
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "remote_mpi_pipeline_test: rank %d: %s\n",
-                 dist::mpi_initialized() ? dist::mpi_rank() : -1, e.what());
-    dist::mpi_abort(1);
+                 transport::mpi_initialized() ? transport::mpi_rank() : -1, e.what());
+    transport::mpi_abort(1);
   }
 }

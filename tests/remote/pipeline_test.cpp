@@ -24,7 +24,9 @@
 
 extern char** environ;
 
-namespace meshlm::dist {
+namespace meshlm::remote {
+
+using namespace transport;
 namespace {
 
 namespace fs = std::filesystem;
@@ -108,11 +110,11 @@ class DistPipeline : public ::testing::Test {
   }
 
   static RemotePipelineOptions options(std::vector<std::string> peers,
-                                       std::vector<int64_t> splits) {
+                                       model::LayerPartition ranges) {
     RemotePipelineOptions o;
     o.model_dir = model_dir().string();
     o.peers = std::move(peers);
-    o.splits = std::move(splits);
+    o.ranges = std::move(ranges);
     o.stage.threads = 1;
     o.stage.max_context = 256;
     o.secret = kSecret;
@@ -182,7 +184,7 @@ TEST_F(DistPipeline, OneTwoThreeStagesAreBitIdentical) {
 
   WorkerProcess w1, w2;
   {
-    auto two = make_remote_pipeline(options({w1.address()}, {0, 2, 4}));
+    auto two = make_remote_pipeline(options({w1.address()}, {{0, 2}, {2, 4}}));
     EXPECT_EQ(two->depth(), 2);
     auto logits = prompt_logits(*two, 0);
     ASSERT_EQ(logits.size(), ref_logits.size());
@@ -190,7 +192,8 @@ TEST_F(DistPipeline, OneTwoThreeStagesAreBitIdentical) {
     EXPECT_EQ(greedy(*two, 10, 6), ref_ids);
   }
   {
-    auto three = make_remote_pipeline(options({w1.address(), w2.address()}, {0, 1, 3, 4}));
+    auto three =
+        make_remote_pipeline(options({w1.address(), w2.address()}, {{0, 1}, {1, 3}, {3, 4}}));
     EXPECT_EQ(three->depth(), 3);
     auto st = three->stages();
     ASSERT_EQ(st.size(), 3u);
@@ -209,7 +212,7 @@ TEST_F(DistPipeline, OneTwoThreeStagesAreBitIdentical) {
 
 TEST_F(DistPipeline, GarbageClosesOnlyItsConnectionAndBusyIsRefused) {
   WorkerProcess w;
-  auto p = make_remote_pipeline(options({w.address()}, {0, 2, 4}));
+  auto p = make_remote_pipeline(options({w.address()}, {{0, 2}, {2, 4}}));
   auto ref = greedy(*p, 0, 3);
   {
     auto junk = tcp_connect(w.address());
@@ -219,7 +222,7 @@ TEST_F(DistPipeline, GarbageClosesOnlyItsConnectionAndBusyIsRefused) {
   }
   // A second coordinator is refused while the first is served.
   try {
-    make_remote_pipeline(options({w.address()}, {0, 2, 4}));
+    make_remote_pipeline(options({w.address()}, {{0, 2}, {2, 4}}));
     ADD_FAILURE() << "a second coordinator was accepted";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("busy"), std::string::npos) << e.what();
@@ -229,7 +232,7 @@ TEST_F(DistPipeline, GarbageClosesOnlyItsConnectionAndBusyIsRefused) {
 
 TEST_F(DistPipeline, WrongSecretIsRefused) {
   WorkerProcess w;
-  auto o = options({w.address()}, {0, 2, 4});
+  auto o = options({w.address()}, {{0, 2}, {2, 4}});
   o.secret = "not-the-secret";
   try {
     make_remote_pipeline(o);
@@ -260,7 +263,7 @@ bool all_ready(const std::vector<runtime::StageInfo>& st) {
 TEST_F(DistPipeline, DeadWorkerIsReportedAndReconnected) {
   auto w1 = std::make_unique<WorkerProcess>();
   auto w2 = std::make_unique<WorkerProcess>();
-  auto p = make_remote_pipeline(options({w1->address(), w2->address()}, {0, 1, 3, 4}));
+  auto p = make_remote_pipeline(options({w1->address(), w2->address()}, {{0, 1}, {1, 3}, {3, 4}}));
   auto ref = greedy(*p, 0, 2);
   ASSERT_EQ(ref.size(), 2u);
   // Every stage reports its compute; the coordinator the rest of the round trips.
@@ -297,7 +300,7 @@ TEST_F(DistPipeline, DeadWorkerIsReportedAndReconnected) {
 TEST_F(DistPipeline, HungWorkerIsDetectedByTimeoutAndRecovers) {
   auto w1 = std::make_unique<WorkerProcess>();
   auto w2 = std::make_unique<WorkerProcess>();
-  auto o = options({w1->address(), w2->address()}, {0, 1, 3, 4});
+  auto o = options({w1->address(), w2->address()}, {{0, 1}, {1, 3}, {3, 4}});
   o.result_timeout_ms = 1500;
   auto p = make_remote_pipeline(o);
   auto ref = greedy(*p, 0, 2);
@@ -326,7 +329,7 @@ TEST_F(DistPipeline, HungWorkerIsDetectedByTimeoutAndRecovers) {
 TEST_F(DistPipeline, RestartedWorkerIsTakenBackWithoutTraffic) {
   auto w1 = std::make_unique<WorkerProcess>();
   auto w2 = std::make_unique<WorkerProcess>();
-  auto p = make_remote_pipeline(options({w1->address(), w2->address()}, {0, 1, 3, 4}));
+  auto p = make_remote_pipeline(options({w1->address(), w2->address()}, {{0, 1}, {1, 3}, {3, 4}}));
   auto ref = greedy(*p, 0, 2);
   ASSERT_EQ(ref.size(), 2u);
   const uint16_t port2 = w2->port();
@@ -343,7 +346,7 @@ TEST_F(DistPipeline, RestartedWorkerIsTakenBackWithoutTraffic) {
 TEST_F(DistPipeline, SilentWorkerIsNoticedByHeartbeatsAndTakenBack) {
   auto w1 = std::make_unique<WorkerProcess>();
   auto w2 = std::make_unique<WorkerProcess>();
-  auto o = options({w1->address(), w2->address()}, {0, 1, 3, 4});
+  auto o = options({w1->address(), w2->address()}, {{0, 1}, {1, 3}, {3, 4}});
   o.heartbeat_timeout_ms = 3000;
   o.result_timeout_ms = 600000;  // not what notices it
   auto p = make_remote_pipeline(o);
@@ -385,7 +388,7 @@ TEST_F(DistPipeline, WorkerDropsASilentCoordinator) {
   const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (!p && std::chrono::steady_clock::now() < end) {
     try {
-      p = make_remote_pipeline(options({w.address()}, {0, 2, 4}));
+      p = make_remote_pipeline(options({w.address()}, {{0, 2}, {2, 4}}));
     } catch (const Error& e) {
       last_error = e.what();
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
@@ -476,10 +479,11 @@ TEST_F(DistPipeline, EveryArchitectureOneToFourStagesFourInFlight) {
     ASSERT_EQ(ref.logits.size(), size_t(4 * 40 * vocab));
     const std::vector<std::vector<std::string>> peer_sets = {
         {w1.address()}, {w1.address(), w2.address()}, {w1.address(), w2.address(), w3.address()}};
-    const std::vector<std::vector<int64_t>> splits = {{0, 2, 4}, {0, 1, 3, 4}, {0, 1, 2, 3, 4}};
+    const std::vector<model::LayerPartition> ranges = {
+        {{0, 2}, {2, 4}}, {{0, 1}, {1, 3}, {3, 4}}, {{0, 1}, {1, 2}, {2, 3}, {3, 4}}};
     for (size_t k = 0; k < peer_sets.size(); ++k) {
       SCOPED_TRACE(std::to_string(k + 2) + " stages");
-      auto o = options(peer_sets[k], splits[k]);
+      auto o = options(peer_sets[k], ranges[k]);
       o.model_dir = dir.string();
       o.stage.max_context = 128;
       auto p = make_remote_pipeline(o);
@@ -492,4 +496,4 @@ TEST_F(DistPipeline, EveryArchitectureOneToFourStagesFourInFlight) {
 }
 
 }  // namespace
-}  // namespace meshlm::dist
+}  // namespace meshlm::remote

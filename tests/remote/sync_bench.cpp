@@ -31,22 +31,22 @@ int main(int argc, char** argv) {
     fs::path model = work / "model";
     if (!fs::exists(model / "config.json")) {
       std::fprintf(stderr, "writing a synthetic model to %s ...\n", model.c_str());
-      dist::test::write_tiny_model(model, 2048, 6, 8192, 32768);
+      meshlm::remote::test::write_tiny_model(model, 2048, 6, 8192, 32768);
     }
     fs::path cache = work / "cache";
     fs::remove_all(cache);
     for (int round = 0; round < 2; ++round) {
-      auto counters = std::make_shared<dist::SyncCounters>();
-      dist::test::ThreadWorker w("bench", cache.string());
-      dist::RemotePipelineOptions o;
+      auto counters = std::make_shared<remote::SyncCounters>();
+      meshlm::remote::test::ThreadWorker w("bench", cache.string());
+      remote::RemotePipelineOptions o;
       o.model_dir = model.string();
       o.peers = {w.address()};
-      o.splits = {0, 2, 6};
+      o.ranges = {{0, 2}, {2, 6}};
       o.secret = "bench";
-      o.sync = dist::SyncMode::Always;
+      o.sync = remote::SyncMode::Always;
       o.sync_counters = counters;
       auto t0 = std::chrono::steady_clock::now();
-      auto p = dist::make_remote_pipeline(o);
+      auto p = remote::make_remote_pipeline(o);
       double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       double mib = counters->tensor_bytes.load() / 1048576.0;
       std::printf(

@@ -7,7 +7,9 @@
 #include "remote/model_sync.h"
 #include "transport/messages.h"
 
-namespace meshlm::dist {
+namespace meshlm::remote {
+
+using namespace transport;
 namespace {
 
 void expect_protocol_error(const std::function<void()>& f, const std::string& what = "") {
@@ -159,4 +161,4 @@ TEST(SyncMessages, StreamHashEqualsOneShotHash) {
 }
 
 }  // namespace
-}  // namespace meshlm::dist
+}  // namespace meshlm::remote

@@ -1,5 +1,5 @@
 // Helpers for the model sync tests: a tiny synthetic Qwen3 model written in-process, and
-// dist::Worker instances running on threads.
+// remote::Worker instances running on threads.
 #pragma once
 
 #include <filesystem>
@@ -14,7 +14,7 @@
 #include "model/safetensors_writer.h"
 #include "remote/worker.h"
 
-namespace meshlm::dist::test {
+namespace meshlm::remote::test {
 
 namespace fs = std::filesystem;
 
@@ -78,7 +78,7 @@ inline void write_tiny_model(const fs::path& dir, int64_t hidden = 64, int64_t l
   w.finish();
 }
 
-// A dist::Worker serving on a thread (127.0.0.1, a free port).
+// A remote::Worker serving on a thread (127.0.0.1, a free port).
 class ThreadWorker {
  public:
   ThreadWorker(const std::string& secret, const std::string& cache_dir,
@@ -103,4 +103,4 @@ class ThreadWorker {
   std::thread thread_;
 };
 
-}  // namespace meshlm::dist::test
+}  // namespace meshlm::remote::test

@@ -105,8 +105,8 @@ class Replanning : public ::testing::Test {
     ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "meshlm synth failed";
   }
 
-  static std::unique_ptr<Pipeline> local(std::vector<int64_t> splits) {
-    return make_local_pipeline(model_dir().string(), {1, 256}, std::move(splits));
+  static std::unique_ptr<Pipeline> local(model::LayerPartition ranges) {
+    return make_local_pipeline(model_dir().string(), {1, 256}, std::move(ranges));
   }
 
   struct Outcome {
@@ -196,7 +196,7 @@ TEST_F(Replanning, NewLayoutBetweenRequestsSameTokens) {
   rp->request_rebuild(
       [&] {
         ++builds;
-        return local({0, 1, 3, 4});
+        return local({{0, 1}, {1, 3}, {3, 4}});
       },
       "test: three stages");
   EXPECT_FALSE(rp->rebuild_if_idle());  // a sequence is active
@@ -221,7 +221,7 @@ TEST_F(Replanning, NewLayoutBetweenRequestsSameTokens) {
   EXPECT_EQ(stages[1].layers.end, 3);
 
   // rebuild_if_idle() from a watcher thread, with nothing running, swaps at once.
-  rp->request_rebuild([&] { return local({0, 2, 4}); }, "test: two stages");
+  rp->request_rebuild([&] { return local({{0, 2}, {2, 4}}); }, "test: two stages");
   EXPECT_TRUE(rp->rebuild_if_idle());
   EXPECT_EQ(engine.stages().size(), 2u);
   EXPECT_EQ(submit(engine, 24).get().ids, reference.ids);
@@ -258,7 +258,7 @@ TEST_F(Replanning, FailedBuildFailsRequestsThenRecovers) {
   EXPECT_GE(attempts.load(), 2);
 
   // A worker comes back: the next plan works and requests are served as before.
-  rp->request_rebuild([&] { return local({0, 3, 4}); }, "test: worker back");
+  rp->request_rebuild([&] { return local({{0, 3}, {3, 4}}); }, "test: worker back");
   auto ok = submit(engine, 12).get();
   EXPECT_EQ(ok.reason, FinishReason::Length) << ok.error;
   EXPECT_EQ(ok.ids, reference.ids);

@@ -18,7 +18,7 @@
 #include "transport/handshake.h"
 #include "transport/tcp_transport.h"
 
-namespace meshlm::dist {
+namespace meshlm::transport {
 namespace {
 
 using Bytes = std::vector<uint8_t>;
@@ -524,4 +524,4 @@ TEST(AeadCost, PrintsPerFrameCost) {
 }
 
 }  // namespace
-}  // namespace meshlm::dist
+}  // namespace meshlm::transport

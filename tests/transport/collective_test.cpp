@@ -23,7 +23,7 @@
 #include "transport/mpi_transport.h"
 #include "transport/tcp_transport.h"
 
-namespace meshlm::dist {
+namespace meshlm::transport {
 namespace {
 
 // ---- deterministic inputs and the reference ----------------------------------------------
@@ -538,12 +538,12 @@ TEST(CollectiveMpi, SameBitsAsTheReference) {
 #endif
 
 }  // namespace
-}  // namespace meshlm::dist
+}  // namespace meshlm::transport
 
 #ifdef MESHLM_COLLECTIVE_MPI_TEST
 int main(int argc, char** argv) {
-  meshlm::dist::mpi_init(&argc, &argv);
-  if (meshlm::dist::mpi_size() < 2) {
+  meshlm::transport::mpi_init(&argc, &argv);
+  if (meshlm::transport::mpi_size() < 2) {
     std::fprintf(stderr, "transport_collective_mpi_test: run it under mpirun -np 3: skipping\n");
     return 77;
   }

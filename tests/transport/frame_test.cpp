@@ -7,7 +7,7 @@
 #include "transport/frame.h"
 #include "transport/messages.h"
 
-namespace meshlm::dist {
+namespace meshlm::transport {
 namespace {
 
 ForwardMsg sample_forward() {
@@ -237,4 +237,4 @@ TEST(Messages, SmallFramesRoundTrip) {
 }
 
 }  // namespace
-}  // namespace meshlm::dist
+}  // namespace meshlm::transport

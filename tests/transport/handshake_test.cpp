@@ -9,7 +9,7 @@
 #include "transport/messages.h"
 #include "transport/tcp_transport.h"
 
-namespace meshlm::dist {
+namespace meshlm::transport {
 namespace {
 
 // Bounds waits for the other side of a loopback connection (a thread that may be scheduled late
@@ -158,4 +158,4 @@ TEST(Tcp, PiecesTimeoutAndClose) {
 }
 
 }  // namespace
-}  // namespace meshlm::dist
+}  // namespace meshlm::transport

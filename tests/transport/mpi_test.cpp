@@ -8,7 +8,7 @@
 #include "transport/messages.h"
 #include "transport/mpi_transport.h"
 
-using namespace meshlm::dist;
+using namespace meshlm::transport;
 
 static int fail(const char* what) {
   std::fprintf(stderr, "transport_mpi_test: FAIL: %s\n", what);

@@ -44,7 +44,7 @@ nlohmann::json worker_json(const discovery::Service& s, int64_t discovered_ms) {
           {"id", r.id},
           {"version", r.version},
           {"proto", opt(r.proto)},
-          {"compatible", r.proto == dist::kProtocolVersion},
+          {"compatible", r.proto == transport::kProtocolVersion},
           {"mem_available", opt(r.mem)},
           {"mem_total", opt(r.mem_total)},
           {"cores", opt(r.cores)},
@@ -78,7 +78,7 @@ int run_status(double timeout_s, bool json) {
     }
     nlohmann::json out = {{"service", discovery::kServiceType},
                           {"browse_seconds", timeout_s},
-                          {"proto", dist::kProtocolVersion},
+                          {"proto", transport::kProtocolVersion},
                           {"workers", workers}};
     std::printf("%s\n", out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     return 0;
@@ -93,9 +93,9 @@ int run_status(double timeout_s, bool json) {
   for (const auto& s : services) {
     discovery::NodeRecord r = discovery::parse_node_txt(s.txt);
     std::string note;
-    if (r.proto != dist::kProtocolVersion)
+    if (r.proto != transport::kProtocolVersion)
       note = "incompatible (protocol " + (r.proto ? std::to_string(*r.proto) : "?") +
-             ", this meshlm speaks " + std::to_string(dist::kProtocolVersion) + ")";
+             ", this meshlm speaks " + std::to_string(transport::kProtocolVersion) + ")";
     std::printf("%-34s %-22s %-8s %-10s %5s  %-12s %s\n", s.instance.c_str(), endpoint(s).c_str(),
                 r.version.empty() ? "?" : r.version.c_str(), memory_text(r.mem).c_str(),
                 r.cores ? std::to_string(*r.cores).c_str() : "?",

@@ -38,13 +38,13 @@ int run_plan(int argc, char** argv) {
   stage.max_context = ctx;
   popts.kv_tokens = ctx * parallel;
   auto cfg = model::ModelConfig::from_dir(model_dir);
-  dist::Plan plan = popts.plan(model_dir, stage);
+  cluster::Plan plan = popts.plan(model_dir, stage);
   if (json) {
     nlohmann::json out;
     out["model"] = model_dir;
     out["n_layers"] = cfg.n_layers;
     out["kv_tokens"] = popts.kv_tokens;
-    out["splits"] = plan.splits;
+    out["layers"] = model::format_partition(plan.partition());  // as --layers takes it
     for (const auto& s : plan.stages)
       out["stages"].push_back({{"node", s.node},
                                {"layer_begin", s.layers.begin},
@@ -58,7 +58,7 @@ int run_plan(int argc, char** argv) {
   std::printf("model %s: %s, %lld layers; KV room for %lld positions per stage (ctx %lld x %d)\n",
               model_dir.c_str(), cfg.model_type.c_str(), static_cast<long long>(cfg.n_layers),
               static_cast<long long>(popts.kv_tokens), static_cast<long long>(ctx), parallel);
-  std::printf("%s", dist::format_plan(plan).c_str());
+  std::printf("%s", cluster::format_plan(plan).c_str());
   return 0;
 }
 

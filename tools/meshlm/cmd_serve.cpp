@@ -92,9 +92,9 @@ int run_serve(int argc, char** argv) {
   // Before any thread starts (MPI's included), so that only the watcher thread receives
   // SIGINT/SIGTERM.
   watch_signals();
-  if (popts.mpi() && dist::mpi_available()) {
-    dist::mpi_init();
-    g_mpi_worker = dist::mpi_rank() != 0;
+  if (popts.mpi() && transport::mpi_available()) {
+    transport::mpi_init();
+    g_mpi_worker = transport::mpi_rank() != 0;
   }
   if (popts.serve_if_mpi_worker(model_dir, threads)) return 0;  // MPI ranks 1..N-1
   if (sopt.api_key.empty())
@@ -128,7 +128,7 @@ int run_serve(int argc, char** argv) {
   // LAN and re-plans between requests when workers join or leave (cluster/cluster_watch.h).
   const bool follow_lan = popts.discover && popts.peers.empty() && popts.stages <= 1 &&
                           popts.layers.empty() && popts.plan_memory.empty() && !popts.mpi() &&
-                          popts.local_splits.empty() && discovery::discovery_available();
+                          popts.local_layers.empty() && discovery::discovery_available();
   popts.discover_peers();
   popts.kv_tokens = ctx * parallel;  // the planner leaves KV room for every parallel sequence
   std::unique_ptr<runtime::Pipeline> pipeline = popts.make(model_dir, stage);

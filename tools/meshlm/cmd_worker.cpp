@@ -28,7 +28,7 @@
 namespace meshlm::cli {
 namespace {
 
-dist::Worker* g_worker = nullptr;
+remote::Worker* g_worker = nullptr;
 
 bool is_loopback(const std::string& host) {
   return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
@@ -38,7 +38,7 @@ bool is_loopback(const std::string& host) {
 // convenience: when the mDNS stack cannot start, the worker runs on without it.
 void advertise(discovery::Advertiser& advertiser, const std::string& address, int threads,
                const std::string& backend) {
-  auto [host, port] = dist::parse_host_port(address);
+  auto [host, port] = transport::parse_host_port(address);
   if (is_loopback(host)) {
     log::info(
         "[worker] LAN discovery off: {} is a loopback address (use --listen 0.0.0.0:PORT "
@@ -50,11 +50,11 @@ void advertise(discovery::Advertiser& advertiser, const std::string& address, in
     log::info("[worker] LAN discovery off: this build has no mDNS backend");
     return;
   }
-  dist::NodeInfo node = dist::this_node_info(threads, backend);
+  transport::NodeInfo node = transport::this_node_info(threads, backend);
   discovery::NodeRecord record;
   record.id = discovery::random_node_id();
   record.version = node.version;
-  record.proto = dist::kProtocolVersion;
+  record.proto = transport::kProtocolVersion;
   record.mem = node.mem_available;
   record.mem_total = node.mem_total;
   record.cores = uint32_t(node.cores);
@@ -73,7 +73,7 @@ extern "C" void on_signal(int) {
 
 int run_worker(int argc, char** argv) {
   CLI::App app{"meshlm worker: serve pipeline stages for a coordinator"};
-  dist::WorkerOptions options;
+  remote::WorkerOptions options;
   options.threads = default_threads();
   std::string port_file;
   app.add_option("--listen", options.listen, "host:port to listen on (0.0.0.0 for all interfaces)")
@@ -120,7 +120,7 @@ int run_worker(int argc, char** argv) {
   options.coordinator_timeout_ms = int(coordinator_timeout_s * 1000);
   options.backend = cluster::compute_backend(options.stage_backend);
   if (options.secret.empty()) {
-    const std::string host = dist::parse_host_port(options.listen).first;
+    const std::string host = transport::parse_host_port(options.listen).first;
     const bool loopback = host == "localhost" || host == "::1" || host == "[::1]" ||
                           host.rfind("127.", 0) == 0;
     if (!loopback && !insecure) {
@@ -136,7 +136,7 @@ int run_worker(int argc, char** argv) {
   }
   if (options.threads < 1) throw Error("cli", "--threads must be at least 1");
 
-  dist::Worker worker(options);
+  remote::Worker worker(options);
   if (!port_file.empty()) {
     std::string addr = worker.address();
     std::ofstream(port_file + ".tmp") << addr.substr(addr.rfind(':') + 1) << "\n";

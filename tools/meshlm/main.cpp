@@ -42,7 +42,8 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     std::fprintf(stderr, "meshlm %s: error: %s\n", argv[1], e.what());
     // Under mpirun the other ranks may be waiting for this one: end the whole job.
-    if (meshlm::dist::mpi_initialized() && meshlm::dist::mpi_size() > 1) meshlm::dist::mpi_abort(1);
+    if (meshlm::transport::mpi_initialized() && meshlm::transport::mpi_size() > 1)
+      meshlm::transport::mpi_abort(1);
     return 1;
   }
 }

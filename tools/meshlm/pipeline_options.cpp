@@ -22,7 +22,8 @@ void PipelineOptions::add_to(CLI::App& app, bool discover_by_default) {
                  "this machine read the files here), always, off")
       ->check(CLI::IsMember({"auto", "always", "off"}))
       ->capture_default_str();
-  app.add_option("--local-splits", local_splits, "in-process stages split at these layers, e.g. 0,2,4");
+  app.add_option("--local-layers", local_layers,
+                 "in-process stages, one per layer range (as --layers), e.g. 0-1,2-3");
   app.add_option("--stage-timeout", stage_timeout_s,
                  "seconds without a result before the workers are reported down (a hung worker)")
       ->check(CLI::Range(1, 86400))

@@ -13,6 +13,4 @@ struct PipelineOptions : cluster::LayoutOptions {
   void add_to(CLI::App& app, bool discover_by_default = false);
 };
 
-using cluster::parse_layer_ranges;
-
 }  // namespace meshlm::cli
