@@ -73,6 +73,14 @@ void MappedFile::advise_willneed(size_t offset, size_t len) const {
   ::madvise(const_cast<uint8_t*>(data_) + start, end - start, MADV_WILLNEED);
 }
 
+void MappedFile::advise_dontneed(size_t offset, size_t len) const {
+  if (!data_ || offset >= size_) return;
+  const auto page = size_t(::sysconf(_SC_PAGESIZE));
+  const size_t start = (offset + page - 1) / page * page;
+  const size_t end = std::min(size_, offset + len) / page * page;
+  if (end > start) ::madvise(const_cast<uint8_t*>(data_) + start, end - start, MADV_DONTNEED);
+}
+
 std::string lock_pages(const void* p, size_t n) {
   if (p == nullptr || n == 0) return "";
   const auto page = uintptr_t(::sysconf(_SC_PAGESIZE));

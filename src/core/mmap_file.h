@@ -22,8 +22,11 @@ class MappedFile {
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
 
-  // Hint the kernel to read [offset, offset+len) ahead / that it will not be needed.
+  // Hint the kernel to read [offset, offset+len) ahead.
   void advise_willneed(size_t offset, size_t len) const;
+  // Drops this process's pages of the whole pages inside [offset, offset+len) (MADV_DONTNEED):
+  // they leave its resident set; a later read maps them again from the file.
+  void advise_dontneed(size_t offset, size_t len) const;
 
  private:
   void release();

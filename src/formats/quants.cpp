@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/half.h"
+#include "formats/mlx_affine.h"
 
 namespace meshlm::formats {
 
@@ -92,13 +93,14 @@ bool f16_is_finite(const uint8_t* p) {
 }  // namespace
 
 bool can_quantize(WeightType t) {
-  return quantizer(t) != nullptr;
+  return quantizer(t) != nullptr || mlx_affine(t).has_value();
 }
 
 void quantize_row(WeightType t, const float* src, int64_t n, void* dst) {
   const FormatInfo& f = info(t);
   const Quantizer* q = quantizer(t);
-  if (!q) throw Error("format", "no quantizer writes " + std::string(f.name));
+  const bool mlx = mlx_affine(t).has_value();
+  if (!q && !mlx) throw Error("format", "no quantizer writes " + std::string(f.name));
   row_bytes(t, n);  // validates n
   for (int64_t i = 0; i < n; ++i) {
     if (!std::isfinite(src[i]))
@@ -113,6 +115,7 @@ void quantize_row(WeightType t, const float* src, int64_t n, void* dst) {
                                 std::to_string(i) + " is beyond the range of f16 block scales");
   }
   const int64_t n_blocks = n / f.block_elems;
+  if (mlx) return quantize_mlx(t, src, n_blocks, dst);  // checks its scales itself
   q->encode(src, n_blocks, dst);
   auto* b = static_cast<uint8_t*>(dst);
   for (int64_t i = 0; i < n_blocks; ++i, b += f.block_bytes)

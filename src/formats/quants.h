@@ -41,7 +41,8 @@ inline constexpr int8_t kE2m1Doubled[16] = {0, 1,  2,  3,  4,  6,  8,  12,
                                             0, -1, -2, -3, -4, -6, -8, -12};
 
 // True for the types quantize_row can write: Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K,
-// Q5_K, Q6_K, and the plain F32, BF16, F16. The block encoders write the same bytes as ggml's
+// Q5_K, Q6_K, the plain F32, BF16, F16, and every MLX affine type (formats/mlx_affine.h:
+// quantize_mlx, mlx_quantize.py's arithmetic). The block encoders write the same bytes as ggml's
 // reference quantizers (quantize_row_*_ref, which llama-quantize runs when it has no importance
 // matrix): the legacy types round as ggml does; the K-quants follow llama.cpp's published method
 // (per sub-block, a search for the scale and minimum that minimise a weighted squared error, then

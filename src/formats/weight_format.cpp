@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "core/half.h"
+#include "formats/mlx_affine.h"
 #include "formats/quants.h"
 
 namespace meshlm::formats {
@@ -43,6 +44,12 @@ constexpr FormatInfo kFormats[] = {
     {WeightType::IQ4_NL, "IQ4_NL", 20, 32, 18, dequantize_iq4_nl},
     {WeightType::IQ4_XS, "IQ4_XS", 23, 256, 136, dequantize_iq4_xs},
     {WeightType::MXFP4, "MXFP4", 39, 32, 17, dequantize_mxfp4},
+// MLX affine (mlx_affine.h): one block per group; no GGUF type.
+#define MESHLM_MLX_ROW(B, G, S)                                                 \
+  {WeightType::MLX##B##_G##G##_##S, "MLX" #B "_G" #G "_" #S, -1, G,             \
+   mlx_block_bytes(B, G, WeightType::S), dequantize_mlx<B, G, WeightType::S>},
+    MESHLM_MLX_FORMATS(MESHLM_MLX_ROW)
+#undef MESHLM_MLX_ROW
 };
 
 static_assert([] {
@@ -71,8 +78,36 @@ std::optional<WeightType> from_name(std::string_view name) {
 
 std::optional<WeightType> from_ggml_type(uint32_t id) {
   for (const FormatInfo& f : kFormats)
-    if (uint32_t(f.ggml_type) == id) return f.type;
+    if (f.ggml_type >= 0 && uint32_t(f.ggml_type) == id) return f.type;
   return std::nullopt;
+}
+
+namespace {
+constexpr int kMlxBits[] = {2, 3, 4, 5, 6, 8};
+constexpr int kMlxGroups[] = {32, 64, 128};
+constexpr WeightType kMlxScales[] = {WeightType::BF16, WeightType::F16, WeightType::F32};
+constexpr size_t kMlxFirst = size_t(WeightType::MLX2_G32_BF16);
+static_assert(size_t(WeightType::MLX8_G128_F32) - kMlxFirst + 1 ==
+                  std::size(kMlxBits) * std::size(kMlxGroups) * std::size(kMlxScales),
+              "MLX formats: scale dtype, then bits, then group");
+static_assert(size_t(WeightType::MLX4_G64_F16) - kMlxFirst == 18 + 2 * 3 + 1);
+}  // namespace
+
+std::optional<MlxAffine> mlx_affine(WeightType t) {
+  const size_t i = size_t(t);
+  if (i < kMlxFirst || i > size_t(WeightType::MLX8_G128_F32)) return std::nullopt;
+  const size_t k = i - kMlxFirst;
+  return MlxAffine{kMlxBits[k / 3 % 6], kMlxGroups[k % 3], kMlxScales[k / 18]};
+}
+
+std::optional<WeightType> mlx_affine_type(int bits, int group, WeightType scale_type) {
+  size_t b = 0, g = 0, s = 0;
+  while (b < std::size(kMlxBits) && kMlxBits[b] != bits) ++b;
+  while (g < std::size(kMlxGroups) && kMlxGroups[g] != group) ++g;
+  while (s < std::size(kMlxScales) && kMlxScales[s] != scale_type) ++s;
+  if (b == std::size(kMlxBits) || g == std::size(kMlxGroups) || s == std::size(kMlxScales))
+    return std::nullopt;
+  return WeightType(kMlxFirst + s * 18 + b * 3 + g);
 }
 
 size_t row_bytes(WeightType t, int64_t n) {

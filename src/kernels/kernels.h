@@ -22,8 +22,8 @@ enum class BlockMath : uint8_t {
   // Weight rows decoded to f32, then the f32 kernel: within ~1e-6 of the scalar reference
   // (relative to sum_k |W[r,k] x[t,k]|), at the cost of the decoding.
   kExact,
-  // llama.cpp's way, for Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K (other block types take
-  // the kExact path): each token's x is quantized to 8 bits per block of 32 (K-quants: 256) once
+  // llama.cpp's way, for Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K and MLX affine 4 / 8
+  // bits (other block types take the kExact path): each token's x is quantized to 8 bits per block of 32 (K-quants: 256) once
   // per call, then integer dot products, scales in f32 (kernels_quant.h states the algorithm).
   // Error: each x[t,k] moves by at most amax/254 (amax: the largest |x| of its block), so
   // |y - exact| <= sum_k |W[r,k]| * amax_k / 254 (+ f32 rounding); measured 1-2e-4 of

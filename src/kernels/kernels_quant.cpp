@@ -22,6 +22,7 @@
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
 
+#include "formats/mlx_affine.h"
 #include "kernels/kernels_quant.h"
 
 #if HWY_ARCH_X86
@@ -359,6 +360,125 @@ void RowsT(const formats::WeightView& w, const QuantizedX& xq, int64_t n_tok, fl
   }
 }
 
+// ---- MLX affine 4 / 8 bits (formats/mlx_affine.h): Q4_1's arithmetic per 32-element chunk,
+// with the chunk's group scale and minimum (kernels_quant_model.cpp: mlx_row_dot) ----
+
+template <WeightType kS>
+HWY_INLINE float MlxScale(const uint8_t* p) {
+  if constexpr (kS == WeightType::F32) {
+    float f;
+    std::memcpy(&f, p, 4);
+    return f;
+  } else if constexpr (kS == WeightType::BF16) {
+    uint16_t h;
+    std::memcpy(&h, p, 2);
+    const uint32_t u = uint32_t(h) << 16;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+  } else {
+    return F16(p);
+  }
+}
+
+// Chunk c (levels w) for the tile's tokens, into accumulator h = c % 2.
+template <int kBits>
+HWY_INLINE void MlxChunk(I w, int64_t c, int h, float s, float m, Tok* tok, int nt) {
+  for (int t = 0; t < nt; ++t) {
+    const I x = Load(tok[t].q + 32 * c);
+    // 8 bits: signed levels (code - 128), Q8_0's sign trick; 4 bits: unsigned nibbles as Q4_1.
+    const I p = kBits == 8 ? Legacy<WeightType::Q8_0>::Dot(w, x) : DotU8S8(w, x);
+    const float dx = tok[t].d[c];
+    const F prod = _mm256_mul_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(s * dx));
+    if (h == 0)
+      tok[t].a0 = _mm256_add_ps(tok[t].a0, prod);
+    else
+      tok[t].a1 = _mm256_add_ps(tok[t].a1, prod);
+    const float o = float(tok[t].sums[c]) * (m * dx);
+    tok[t].off = tok[t].off + o;
+  }
+}
+
+// One group (block at blk, group index g) whose first chunk has parity kP.
+template <int kBits, int kG, WeightType kS, int kP>
+HWY_INLINE void MlxGroup(const uint8_t* blk, int64_t g, Tok* tok, int nt) {
+  constexpr int kSb = kS == WeightType::F32 ? 4 : 2;
+  constexpr int kChunks = kG / 32;
+  const float s = MlxScale<kS>(blk), bias = MlxScale<kS>(blk + kSb);
+  const float m = kBits == 8 ? bias + s * 128.0f : bias;
+#pragma GCC unroll 4
+  for (int k = 0; k < kChunks; ++k) {
+    const uint8_t* q = blk + 2 * kSb + k * kBits * 4;
+    const I w = kBits == 8 ? Load(q) : Nibbles32(q);
+    MlxChunk<kBits>(w, g * kChunks + k, (kP + k) % 2, s, m, tok, nt);
+  }
+}
+
+template <int kBits, int kG, WeightType kS, int kNt>
+HWY_NOINLINE void MlxRowTile(const uint8_t* row, int64_t cols, const QuantizedX& xq, int64_t t0,
+                             float* y, int64_t y_stride, const float* bias,
+                             const uint8_t* next) {
+  constexpr int64_t kB = int64_t(formats::mlx_block_bytes(kBits, kG, kS));
+  constexpr int kP2 = (kG / 32) % 2;  // parity of the second group of a pair
+  Tok tok[kNt];
+  for (int t = 0; t < kNt; ++t)
+    tok[t] = Tok{xq.q_at(t0 + t), xq.d_at(t0 + t), xq.sums_at(t0 + t), _mm256_setzero_ps(),
+                 _mm256_setzero_ps(), 0.0f};
+  const int64_t ng = cols / kG;
+  int64_t g = 0;
+  for (; g + 2 <= ng; g += 2) {
+    if (next) PrefetchRange(next + g * kB, 2 * kB);
+    MlxGroup<kBits, kG, kS, 0>(row + g * kB, g, tok, kNt);
+    MlxGroup<kBits, kG, kS, kP2>(row + (g + 1) * kB, g + 1, tok, kNt);
+  }
+  if (g < ng) {
+    if (next) PrefetchRange(next + g * kB, kB);
+    MlxGroup<kBits, kG, kS, 0>(row + g * kB, g, tok, kNt);
+  }
+  for (int t = 0; t < kNt; ++t) {
+    const float s = Finish(tok[t].a0, tok[t].a1) + tok[t].off;
+    y[t * y_stride] = bias ? s + *bias : s;
+  }
+}
+
+template <int kBits, int kG, WeightType kS>
+void MlxRows(const formats::WeightView& w, const QuantizedX& xq, int64_t n_tok, float* y,
+             const float* bias, int64_t r0, int64_t r1) {
+  const size_t rb = formats::row_bytes(w.dtype, w.cols);
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* row = base + size_t(r) * rb;
+    const uint8_t* next = r + 1 < r1 ? row + rb : nullptr;
+    const float* b = bias ? bias + r : nullptr;
+    for (int64_t t = 0; t < n_tok; t += kToks) {
+      const uint8_t* pf = t == 0 ? next : nullptr;
+      float* yt = y + t * w.rows + r;
+      switch (std::min<int64_t>(kToks, n_tok - t)) {
+        case 1: MlxRowTile<kBits, kG, kS, 1>(row, w.cols, xq, t, yt, w.rows, b, pf); break;
+        case 2: MlxRowTile<kBits, kG, kS, 2>(row, w.cols, xq, t, yt, w.rows, b, pf); break;
+        case 3: MlxRowTile<kBits, kG, kS, 3>(row, w.cols, xq, t, yt, w.rows, b, pf); break;
+        default: MlxRowTile<kBits, kG, kS, 4>(row, w.cols, xq, t, yt, w.rows, b, pf); break;
+      }
+    }
+  }
+}
+
+// MLX 4 / 8 bits here; any other type the scalar model.
+void MlxRowsOrModel(const formats::WeightView& w, const QuantizedX& xq, int64_t n_tok, float* y,
+                    const float* bias, int64_t r0, int64_t r1) {
+  switch (w.dtype) {
+#define MESHLM_MLX_CASE(B, G, S) \
+  case WeightType::MLX##B##_G##G##_##S: return MlxRows<B, G, WeightType::S>(w, xq, n_tok, y, bias, r0, r1);
+#define MESHLM_MLX_Q8_CASES(S) MESHLM_MLX_GROUPS(MESHLM_MLX_CASE, 4, S) MESHLM_MLX_GROUPS(MESHLM_MLX_CASE, 8, S)
+    MESHLM_MLX_Q8_CASES(BF16)
+    MESHLM_MLX_Q8_CASES(F16)
+    MESHLM_MLX_Q8_CASES(F32)
+#undef MESHLM_MLX_Q8_CASES
+#undef MESHLM_MLX_CASE
+    default: return matmul_rows_model(w, xq, n_tok, y, bias, r0, r1);
+  }
+}
+
 void MatmulRows(const formats::WeightView& w, const QuantizedX& xq, int64_t n_tok, float* y,
                 const float* bias, int64_t r0, int64_t r1) {
   switch (w.dtype) {
@@ -370,7 +490,7 @@ void MatmulRows(const formats::WeightView& w, const QuantizedX& xq, int64_t n_to
     case WeightType::Q4_K: return RowsT<WeightType::Q4_K>(w, xq, n_tok, y, bias, r0, r1);
     case WeightType::Q5_K: return RowsT<WeightType::Q5_K>(w, xq, n_tok, y, bias, r0, r1);
     case WeightType::Q6_K: return RowsT<WeightType::Q6_K>(w, xq, n_tok, y, bias, r0, r1);
-    default: return matmul_rows_model(w, xq, n_tok, y, bias, r0, r1);
+    default: return MlxRowsOrModel(w, xq, n_tok, y, bias, r0, r1);
   }
 }
 

@@ -7,7 +7,8 @@
 // statement and the portable path):
 //
 //  1. Token t's x is cut into activation blocks of 32 elements (legacy weight types: Q4_0, Q4_1,
-//     Q5_0, Q5_1, Q8_0) or 256 (K-quants: Q4_K, Q5_K, Q6_K). Per block: d = amax / 127 (f32),
+//     Q5_0, Q5_1, Q8_0; MLX affine 4 and 8 bits) or 256 (K-quants: Q4_K, Q5_K, Q6_K). Per
+//     block: d = amax / 127 (f32),
 //     q = nearbyint(x / d) clamped to [-127, 127] (all zero when amax == 0; an inf or NaN
 //     makes d NaN); and the sum of
 //     the codes of every 32-element chunk (for the types with a minimum).
@@ -19,8 +20,13 @@
 //     K-quant super-block b: P[L] = sum over its chunks c of sub-scale(c, i) * p_{c,i} in integers
 //       (Q6_K: w = q6 - 32 and a sub-scale per 16 elements), then acc[L] += float(P[L]) * (d * dx)
 //       for all 16 lanes, once per super-block.
+//     MLX affine 4 / 8 bits (formats/mlx_affine.h; any group size G = 32, 64, 128 and scale dtype):
+//       each 32-element chunk c is a legacy block whose d and m are its group's scale s and
+//       minimum m: acc[L] += float(p_i) * (s * dx_c). 4 bits: w_j = the code (0..15), m = bias;
+//       8 bits: w_j = code - 128 (stored so, int8), m = bias + s * 128 (one f32 mul + add).
 //     Types with a minimum add one scalar term per block, in block order, to `off`:
 //       Q4_1 / Q5_1: off += float(sum of the block's codes) * (m * dx);
+//       MLX 4 / 8: off += float(sum of chunk c's activation codes) * (m * dx_c), per chunk;
 //       Q4_K / Q5_K: off += float(sum_c min_c * codesum_c) * -(dmin * dx).
 //  3. y = s8 + ... reduced in the fixed tree s8[i] = acc[i] + acc[i+8], s4[i] = s8[i] + s8[i+4],
 //     s2[i] = s4[i] + s4[i+2], s = s2[0] + s2[1]; then s + off (types with a minimum), then + bias.

@@ -25,6 +25,8 @@ int64_t activation_block(WeightType t) {
     case WeightType::Q6_K:
       return 256;
     default:
+      // MLX affine 4- and 8-bit (every group size and scale dtype): 32, like Q4_1.
+      if (auto m = formats::mlx_affine(t); m && (m->bits == 4 || m->bits == 8)) return 32;
       return 0;
   }
 }
@@ -171,8 +173,50 @@ void k_levels(WeightType t, const uint8_t* b, int* w, int* sc16, int* mins, floa
   }
 }
 
+// MLX affine 4 / 8 bits (formats/mlx_affine.h): Q4_1's arithmetic per 32-element chunk c, the
+// chunk's scale and minimum those of its group: acc[L] += float(p_i) * (s * dx_c) and off +=
+// float(codesum_c) * (m * dx_c), in chunk order. 4 bits: w = the code (0..15), m = bias. 8 bits:
+// w = code - 128 (as stored, int8), m = bias + s * 128 (f32, once per group).
+float mlx_row_dot(const formats::MlxAffine& mx, const uint8_t* row, int64_t cols,
+                  const int8_t* qx, const float* dx, const int32_t* sums) {
+  const size_t sb = mx.scale_type == WeightType::F32 ? 4 : 2;
+  auto scale_at = [&](const uint8_t* p) {
+    if (sb == 4) {
+      float f;
+      std::memcpy(&f, p, 4);
+      return f;
+    }
+    const uint16_t h = uint16_t(p[0] | p[1] << 8);
+    return mx.scale_type == WeightType::BF16 ? bf16_to_f32(h) : f16_to_f32(h);
+  };
+  const int chunks = mx.group / 32;
+  const size_t code_bytes = size_t(mx.bits) * 4;  // per 32-element chunk
+  const size_t block_bytes = 2 * sb + size_t(chunks) * code_bytes;
+  Acc acc;
+  acc.has_off = true;
+  for (int64_t g = 0; g < cols / mx.group; ++g) {
+    const uint8_t* blk = row + size_t(g) * block_bytes;
+    const float s = scale_at(blk), bias = scale_at(blk + sb);
+    const float m = mx.bits == 8 ? bias + s * 128.0f : bias;
+    for (int k = 0; k < chunks; ++k) {
+      const int64_t c = g * chunks + k;
+      const uint8_t* q = blk + 2 * sb + size_t(k) * code_bytes;
+      int w[32];
+      for (int j = 0; j < 32; ++j)
+        w[j] = mx.bits == 8 ? int(int8_t(q[j])) : j < 16 ? q[j] & 0xF : q[j - 16] >> 4;
+      int32_t p[8];
+      dot4(w, qx + 32 * c, p);
+      acc.add_chunk(int(c % 2), p, s * dx[c]);
+      const float prod = float(sums[c]) * (m * dx[c]);
+      acc.off = acc.off + prod;
+    }
+  }
+  return acc.finish();
+}
+
 float row_dot(WeightType t, const uint8_t* row, int64_t cols, const int8_t* qx, const float* dx,
               const int32_t* sums) {
+  if (auto mx = formats::mlx_affine(t)) return mlx_row_dot(*mx, row, cols, qx, dx, sums);
   const formats::FormatInfo& f = formats::info(t);
   const int64_t nb = cols / f.block_elems;
   Acc acc;

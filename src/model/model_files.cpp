@@ -1,10 +1,17 @@
 #include "model/model_files.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <filesystem>
+#include <map>
+#include <mutex>
+#include <optional>
 
 #include "core/error.h"
+#include "core/json_file.h"
 #include "formats/gguf.h"
+#include "formats/mlx_affine.h"
 #include "model/architectures.h"
 #include "model/safetensors.h"
 
@@ -50,15 +57,212 @@ class GgufFiles final : public ModelFiles {
   ModelConfig cfg_;
 };
 
+
+// ---- MLX affine folders ----
+
+std::string shape_text(const std::vector<int64_t>& s) {
+  std::string r = "[";
+  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
+  return r + "]";
+}
+
+// config.json's quantization object, or null when it has none (an MLX folder's marker).
+const nlohmann::json* quantization_of(const nlohmann::json& cfg) {
+  if (!cfg.is_object()) return nullptr;
+  auto q = cfg.find("quantization");
+  if (q != cfg.end() && q->is_object()) return &*q;
+  q = cfg.find("quantization_config");
+  if (q != cfg.end() && q->is_object() && !q->contains("quant_method") &&
+      (q->contains("bits") || q->contains("group_size")))
+    return &*q;
+  return nullptr;
+}
+
+struct MlxQuant {
+  int64_t bits = 0, group = 0;
+};
+
+// Anonymous memory holding repacked tensors (munmap'ed with the ModelFiles).
+struct AnonMap {
+  void* p = nullptr;
+  size_t n = 0;
+  explicit AnonMap(size_t bytes) : n(bytes) {
+    p = ::mmap(nullptr, std::max<size_t>(n, 1), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+               -1, 0);
+    if (p == MAP_FAILED) throw Error("weights", "cannot allocate " + std::to_string(n) +
+                                                    " bytes for a repacked MLX tensor");
+  }
+  ~AnonMap() { ::munmap(p, std::max<size_t>(n, 1)); }
+  AnonMap(const AnonMap&) = delete;
+  AnonMap& operator=(const AnonMap&) = delete;
+};
+
+class MlxFiles final : public ModelFiles {
+ public:
+  explicit MlxFiles(const std::string& dir)
+      : cfg_(ModelConfig::from_dir(dir)), st_(SafetensorsSet::open_dir(dir)) {
+    const std::string path = dir + "/config.json";
+    const nlohmann::json j = read_json_file(path, "config");
+    const nlohmann::json* q = quantization_of(j);
+    if (!q) throw Error("config", path + " has no quantization object: not an MLX folder");
+    source_ = path;
+    default_ = parse_quant(*q, "quantization", std::nullopt);
+    for (const auto& [key, v] : q->items()) {
+      if (v.is_boolean()) {
+        if (!v.get<bool>()) modules_[key] = std::nullopt;
+      } else if (v.is_object()) {
+        modules_[key] = parse_quant(v, "quantization." + key, default_);
+      }
+    }
+  }
+  ModelFormat format() const override { return ModelFormat::MlxFolder; }
+  const ModelConfig& config() const override { return cfg_; }
+  TensorLookup lookup() const override {
+    return [this](const TensorDesc& d) { return find(d); };
+  }
+  uint64_t tensor_bytes(const TensorDesc& d) const override {
+    if (auto p = resolve(d)) return p->nbytes;
+    return safetensors_lookup(*st_)(d).nbytes;
+  }
+
+ private:
+  // {"group_size", "bits", "mode"} of one quantization object; fallback: the defaults of an
+  // override (its missing keys).
+  MlxQuant parse_quant(const nlohmann::json& q, const std::string& where,
+                       std::optional<MlxQuant> fallback) const {
+    auto num = [&](const char* key, std::optional<int64_t> dflt) -> int64_t {
+      auto it = q.find(key);
+      if (it == q.end()) {
+        if (dflt) return *dflt;
+        throw Error("config", source_ + ": " + where + " has no \"" + key + "\"");
+      }
+      if (!it->is_number_integer())
+        throw Error("config", source_ + ": " + where + "." + key + " is not an integer");
+      return it->get<int64_t>();
+    };
+    if (auto m = q.find("mode"); m != q.end() && !(m->is_string() && m->get<std::string>() == "affine"))
+      throw Error("config", source_ + ": " + where + ".mode is " + m->dump() +
+                                "; meshlm reads MLX \"affine\" quantization only");
+    MlxQuant r;
+    r.bits = num("bits", fallback ? std::optional<int64_t>(fallback->bits) : std::nullopt);
+    r.group = num("group_size", fallback ? std::optional<int64_t>(fallback->group) : std::nullopt);
+    return r;
+  }
+
+  // Where a quantized matrix's three tensors are and what they become.
+  struct Parts {
+    WeightType type;
+    const TensorInfo* codes;
+    const TensorInfo* scales;
+    const TensorInfo* biases;
+    uint64_t nbytes;  // repacked
+  };
+
+  // nullopt: the tensor is not stored quantized (not a Matrix / Embedding, or not U32).
+  std::optional<Parts> resolve(const TensorDesc& d) const {
+    if (d.kind != TensorKind::Matrix && d.kind != TensorKind::Embedding) return std::nullopt;
+    const TensorInfo& t = st_->info(d.name);
+    if (t.dtype_name != "U32") return std::nullopt;
+    const std::string module = module_path(d);
+    MlxQuant q = default_;
+    if (auto it = modules_.find(module); it != modules_.end()) {
+      if (!it->second)
+        throw Error("weights", "tensor '" + d.name + "' is stored as U32 codes, but " + source_ +
+                                   " leaves module '" + module + "' unquantized (false)");
+      q = *it->second;
+    }
+    auto fail = [&](const std::string& msg) {
+      return Error("weights", "MLX tensor '" + d.name + "' (" + std::to_string(q.bits) +
+                                  "-bit, group size " + std::to_string(q.group) + "): " + msg);
+    };
+    if (!formats::mlx_affine_type(int(q.bits), 64, WeightType::BF16))
+      throw fail("bits " + std::to_string(q.bits) + " is not supported (2, 3, 4, 5, 6, 8)");
+    if (!formats::mlx_affine_type(4, int(q.group), WeightType::BF16))
+      throw fail("group size " + std::to_string(q.group) + " is not supported (32, 64, 128)");
+    const int64_t out = d.shape[0], in = d.shape[1];
+    if (in % q.group != 0)
+      throw fail(std::to_string(in) + " input features are not a whole number of groups of " +
+                 std::to_string(q.group));
+    const std::vector<int64_t> codes_shape = {out, in * q.bits / 32};
+    const std::vector<int64_t> group_shape = {out, in / q.group};
+    if (t.shape != codes_shape)
+      throw fail("the codes have shape " + shape_text(t.shape) + ", expected " +
+                 shape_text(codes_shape) + " for a " + shape_text(d.shape) + " matrix");
+    const TensorInfo* part[2];
+    for (QuantPart p : {QuantPart::Scales, QuantPart::Biases}) {
+      const std::string n = quant_part_name(d, p);
+      if (!st_->has(n)) throw fail("missing tensor '" + n + "'");
+      const TensorInfo& pi = st_->info(n);
+      if (pi.shape != group_shape)
+        throw fail("'" + n + "' has shape " + shape_text(pi.shape) + ", expected " +
+                   shape_text(group_shape));
+      if (pi.dtype_name != "BF16" && pi.dtype_name != "F16" && pi.dtype_name != "F32")
+        throw fail("'" + n + "' has dtype " + pi.dtype_name + "; supported: BF16, F16, F32");
+      part[p == QuantPart::Scales ? 0 : 1] = &pi;
+    }
+    if (part[0]->dtype != part[1]->dtype)
+      throw fail("scales (" + part[0]->dtype_name + ") and biases (" + part[1]->dtype_name +
+                 ") differ in dtype");
+    const WeightType type = *formats::mlx_affine_type(int(q.bits), int(q.group), part[0]->dtype);
+    return Parts{type, &t, part[0], part[1], uint64_t(out) * formats::row_bytes(type, in)};
+  }
+
+  TensorRef find(const TensorDesc& d) const {
+    const std::optional<Parts> p = resolve(d);
+    if (!p) return safetensors_lookup(*st_)(d);
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = repacked_.find(d.name);
+    if (it == repacked_.end()) {
+      auto mem = std::make_unique<AnonMap>(size_t(p->nbytes));
+      const int64_t out = d.shape[0], in = d.shape[1];
+      const size_t rb = formats::row_bytes(p->type, in);
+      const size_t codes_rb = p->codes->nbytes / size_t(std::max<int64_t>(out, 1));
+      const size_t group_rb = p->scales->nbytes / size_t(std::max<int64_t>(out, 1));
+      const uint8_t* codes = st_->data(*p->codes);
+      const uint8_t* scales = st_->data(*p->scales);
+      const uint8_t* biases = st_->data(*p->biases);
+      auto* dst = static_cast<uint8_t*>(mem->p);
+      for (int64_t r = 0; r < out; ++r)
+        formats::mlx_repack_row(p->type, codes + size_t(r) * codes_rb, scales + size_t(r) * group_rb,
+                                biases + size_t(r) * group_rb, in, dst + size_t(r) * rb);
+      // The repacked copy replaces the file's bytes: drop our pages of them.
+      for (const TensorInfo* t : {p->codes, p->scales, p->biases})
+        st_->files()[t->file_index].advise_dontneed(t->offset, t->nbytes);
+      it = repacked_.emplace(d.name, std::move(mem)).first;
+    }
+    return TensorRef{it->second->p, p->type, d.shape, p->nbytes, d.name};
+  }
+
+  ModelConfig cfg_;
+  std::unique_ptr<SafetensorsSet> st_;
+  std::string source_;
+  MlxQuant default_;
+  std::map<std::string, std::optional<MlxQuant>> modules_;  // per-module overrides
+  mutable std::mutex mu_;
+  mutable std::map<std::string, std::unique_ptr<AnonMap>> repacked_;
+};
+
 }  // namespace
 
 ModelFormat detect_model_format(const std::string& path) {
   // Anything else is taken for a folder: its loader says what is missing.
-  return formats::is_gguf_model_path(path) ? ModelFormat::Gguf : ModelFormat::HfFolder;
+  if (formats::is_gguf_model_path(path)) return ModelFormat::Gguf;
+  std::error_code ec;
+  const fs::path cfg = fs::path(path) / "config.json";
+  if (!fs::is_regular_file(cfg, ec)) return ModelFormat::HfFolder;
+  try {
+    if (quantization_of(read_json_file(cfg.string(), "config"))) return ModelFormat::MlxFolder;
+  } catch (const std::exception&) {  // unreadable: the folder's loader says why
+  }
+  return ModelFormat::HfFolder;
 }
 
 std::unique_ptr<ModelFiles> ModelFiles::open(const std::string& path) {
-  if (detect_model_format(path) == ModelFormat::Gguf) return std::make_unique<GgufFiles>(path);
+  switch (detect_model_format(path)) {
+    case ModelFormat::Gguf: return std::make_unique<GgufFiles>(path);
+    case ModelFormat::MlxFolder: return std::make_unique<MlxFiles>(path);
+    case ModelFormat::HfFolder: break;
+  }
   return std::make_unique<HfFiles>(path);
 }
 

@@ -1,7 +1,21 @@
-// A model as its owner holds it: a Hugging Face folder (config.json + *.safetensors) or a GGUF
-// file (one file, a split set, or a folder holding one). ModelFiles maps the files and answers
-// "where is this schema tensor, in which format" for either; the stage, the weight loader and
-// ModelConfig::from_dir go through it, so nothing above model/ cares which the user gave.
+// A model as its owner holds it: a Hugging Face folder (config.json + *.safetensors), an MLX
+// affine-quantized folder (the same, with "quantization" in config.json: mlx-community's
+// "-4bit"/"-8bit" models, `meshlm quantize --type mlx4|mlx8`) or a GGUF file (one file, a split
+// set, or a folder holding one). ModelFiles maps the files and answers "where is this schema
+// tensor, in which format" for each; the stage, the weight loader and ModelConfig::from_dir go
+// through it, so nothing above model/ cares which the user gave.
+//
+// MLX folders: config.json's "quantization" (or "quantization_config") = {"group_size": G,
+// "bits": B, "mode": "affine", MODULE: {"group_size": .., "bits": ..} | false, ...} (a MODULE
+// key is a schema tensor's module_path, schema.h; false: stored unquantized). A Matrix or
+// Embedding tensor stored as U32 is quantized: its codes, NAME.scales and NAME.biases (schema.h
+// quant_part_name) are checked against B, G and the schema shape, then repacked on lookup into
+// the MLX<B>_G<G>_<dtype> block format (formats/mlx_affine.h) in anonymous memory the ModelFiles
+// owns (once per tensor; the same bytes as the three file tensors), and the file's pages of
+// those three tensors are dropped from the process (MADV_DONTNEED), so a stage keeps one copy.
+// Other tensors (norms, biases, modules left unquantized) are read from the map as in a
+// Hugging Face folder. Errors name the tensor: wrong shapes for B / G, a missing scales or
+// biases tensor, unsupported bits / group size / dtype, input features not whole groups.
 #pragma once
 
 #include <cstdint>
@@ -22,10 +36,12 @@ namespace meshlm::model {
 
 class SafetensorsSet;
 
-enum class ModelFormat { HfFolder, Gguf };
+enum class ModelFormat { HfFolder, Gguf, MlxFolder };
 
 // Gguf for a .gguf file or a folder holding .gguf files and no config.json
-// (formats::is_gguf_model_path); HfFolder otherwise (its loader says what is missing).
+// (formats::is_gguf_model_path); MlxFolder for a folder whose config.json has a "quantization"
+// object (or a "quantization_config" without a "quant_method": MLX's duplicate); HfFolder
+// otherwise (its loader says what is missing).
 ModelFormat detect_model_format(const std::string& path);
 
 // One stored tensor: its bytes in the memory map, format and row-major shape.
@@ -50,6 +66,9 @@ class ModelFiles {
   virtual ModelFormat format() const = 0;
   virtual const ModelConfig& config() const = 0;
   virtual TensorLookup lookup() const = 0;
+  // Bytes the tensor takes once loaded (lookup(d).nbytes), without loading it: an MLX folder's
+  // quantized matrix is not repacked for this. Throws as lookup does.
+  virtual uint64_t tensor_bytes(const TensorDesc& d) const { return lookup()(d).nbytes; }
 };
 
 TensorLookup safetensors_lookup(const SafetensorsSet& st);

@@ -128,6 +128,20 @@ std::vector<std::string> stage_tensor_names(const ModelConfig& c, LayerRange lay
   return names;
 }
 
+std::string module_path(const TensorDesc& d) {
+  constexpr std::string_view kWeight = ".weight";
+  if (d.name.size() <= kWeight.size() ||
+      std::string_view(d.name).substr(d.name.size() - kWeight.size()) != kWeight)
+    return "";
+  return d.name.substr(0, d.name.size() - kWeight.size());
+}
+
+std::string quant_part_name(const TensorDesc& d, QuantPart part) {
+  const std::string m = module_path(d);
+  if (m.empty()) throw Error("weights", "tensor '" + d.name + "' has no quantized form");
+  return m + (part == QuantPart::Scales ? ".scales" : ".biases");
+}
+
 int64_t layer_of(std::string_view name) {
   const std::string_view prefix = kLayerPrefix;
   if (name.substr(0, prefix.size()) != prefix) return -1;

@@ -64,6 +64,15 @@ std::vector<TensorDesc> stage_tensors(const ModelConfig& c, LayerRange layers);
 std::vector<std::string> stage_tensor_names(const ModelConfig& c, LayerRange layers);
 // The name of a layer's tensor of this role, or of a global one (layer ignored).
 std::string tensor_name(TensorRole role, int64_t layer = -1);
+// MLX affine folders store a quantized matrix (a Matrix or Embedding row) as three tensors named
+// after its module: the codes under the schema name ("model.layers.0.mlp.down_proj.weight") and
+// the per-group scales and biases beside it ("...down_proj.scales", "...down_proj.biases").
+// module_path: the name without ".weight" ("model.layers.0.mlp.down_proj"), the key of a
+// per-module override in config.json's quantization; "" for a tensor that is not a ".weight".
+enum class QuantPart : uint8_t { Scales, Biases };
+std::string module_path(const TensorDesc& d);
+std::string quant_part_name(const TensorDesc& d, QuantPart part);
+
 // The decoder layer a tensor name belongs to, or -1 when it names no layer's tensor.
 int64_t layer_of(std::string_view name);
 

@@ -19,7 +19,12 @@ namespace {
 
 const WeightType kQuantTypes[] = {WeightType::Q8_0, WeightType::Q4_0, WeightType::Q4_1,
                                   WeightType::Q5_0, WeightType::Q5_1, WeightType::Q4_K,
-                                  WeightType::Q5_K, WeightType::Q6_K};
+                                  WeightType::Q5_K, WeightType::Q6_K,
+                                  // MLX affine 4 / 8 bits: every group size and scale dtype
+                                  WeightType::MLX4_G32_BF16, WeightType::MLX4_G64_BF16,
+                                  WeightType::MLX4_G128_F16, WeightType::MLX4_G64_F32,
+                                  WeightType::MLX8_G32_F16, WeightType::MLX8_G64_BF16,
+                                  WeightType::MLX8_G128_BF16, WeightType::MLX8_G32_F32};
 
 // A block-quantized matrix made by formats::quantize_row (ggml's reference quantizers) from
 // random values, its bytes `misalign` bytes past a 64-byte boundary, and its decoded values.
@@ -212,7 +217,8 @@ TEST_P(QuantMatmulParity, MultiMixedTypes) {
 // kQ8 leaves the types without a kernel (and F32/BF16/F16) on their exact path: bit-identical to
 // kExact.
 TEST_P(QuantMatmulParity, OtherTypesUnchanged) {
-  for (WeightType t : {WeightType::Q2_K, WeightType::Q3_K}) {
+  for (WeightType t : {WeightType::Q2_K, WeightType::Q3_K, WeightType::MLX3_G64_BF16,
+                       WeightType::MLX6_G32_F16}) {
     const QuantWeights w(t, 13, 512, 5, 0);
     const std::vector<float> x = random_floats(3 * 512, 6);
     std::vector<float> a(39), b(39);
