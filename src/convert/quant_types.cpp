@@ -10,8 +10,8 @@ namespace meshlm::convert {
 namespace {
 
 // llama.h's llama_ftype values for the file types meshlm writes.
-constexpr uint32_t kFtypeAllF32 = 0, kFtypeF16 = 1, kFtypeQ4_0 = 2, kFtypeQ8_0 = 7,
-                   kFtypeQ4_K_M = 15, kFtypeQ5_K_M = 17, kFtypeQ6_K = 18, kFtypeBF16 = 32;
+constexpr uint32_t kFtypeAllF32 = 0, kFtypeF16 = 1, kFtypeQ4_0 = 2, kFtypeQ4_1 = 3, kFtypeQ8_0 = 7,
+                   kFtypeQ5_0 = 8, kFtypeQ5_1 = 9, kFtypeQ4_K_M = 15, kFtypeQ5_K_M = 17, kFtypeQ6_K = 18, kFtypeBF16 = 32;
 
 constexpr QuantType kTypes[] = {
     {"f32", "F32", OutputKind::Gguf, kFtypeAllF32, WeightType::F32, 0},
@@ -19,6 +19,9 @@ constexpr QuantType kTypes[] = {
     {"bf16", "BF16", OutputKind::Gguf, kFtypeBF16, WeightType::BF16, 0},
     {"q8_0", "Q8_0", OutputKind::Gguf, kFtypeQ8_0, WeightType::Q8_0, 0},
     {"q4_0", "Q4_0", OutputKind::Gguf, kFtypeQ4_0, WeightType::Q4_0, 0},
+    {"q4_1", "Q4_1", OutputKind::Gguf, kFtypeQ4_1, WeightType::Q4_1, 0},
+    {"q5_0", "Q5_0", OutputKind::Gguf, kFtypeQ5_0, WeightType::Q5_0, 0},
+    {"q5_1", "Q5_1", OutputKind::Gguf, kFtypeQ5_1, WeightType::Q5_1, 0},
     {"q4_k_m", "Q4_K_M", OutputKind::Gguf, kFtypeQ4_K_M, WeightType::Q4_K, 0},
     {"q5_k_m", "Q5_K_M", OutputKind::Gguf, kFtypeQ5_K_M, WeightType::Q5_K, 0},
     {"q6_k", "Q6_K", OutputKind::Gguf, kFtypeQ6_K, WeightType::Q6_K, 0},

@@ -149,6 +149,9 @@ WeightType expected_type(std::string_view type, const std::string& name) {
   if (type == "q8_0") return WeightType::Q8_0;
   if (name == "output.weight") return WeightType::Q6_K;
   if (type == "q4_0") return WeightType::Q4_0;
+  if (type == "q4_1") return WeightType::Q4_1;
+  if (type == "q5_0") return WeightType::Q5_0;
+  if (type == "q5_1") return WeightType::Q5_1;
   if (type == "q6_k") return WeightType::Q6_K;
   if (type == "q4_k_m") return more ? WeightType::Q6_K : WeightType::Q4_K;
   if (type == "q5_k_m") return more ? WeightType::Q6_K : WeightType::Q5_K;
@@ -163,7 +166,8 @@ TEST(GgufExport, EveryTypeReadsBackWithExpectedTypes) {
   const formats::GgufFile ref = formats::GgufFile::open(kLlamaGguf);
   const std::map<std::string_view, double> max_rel_rms = {{"f32", 0},      {"f16", 1e-3},    {"bf16", 0},
                                                           {"q8_0", 0.01},  {"q6_k", 0.03},   {"q5_k_m", 0.06},
-                                                          {"q4_k_m", 0.12}, {"q4_0", 0.15}};
+                                                          {"q4_k_m", 0.12}, {"q4_0", 0.15},  {"q4_1", 0.12},
+                                                          {"q5_0", 0.08},  {"q5_1", 0.06}};
   for (const QuantType& type : all_quant_types()) {
     if (type.kind != OutputKind::Gguf) continue;
     SCOPED_TRACE(std::string(type.name));

@@ -45,6 +45,10 @@ TEST(QuantTypes, ParsesOurAndLlamaCppSpellings) {
   EXPECT_EQ(parse_quant_type("q6_k").llama_ftype, 18u);
   EXPECT_EQ(parse_quant_type("Q8_0").llama_ftype, 7u);
   EXPECT_EQ(parse_quant_type("q4_0").llama_ftype, 2u);
+  EXPECT_EQ(parse_quant_type("Q4_1").llama_ftype, 3u);
+  EXPECT_EQ(parse_quant_type("q5_0").llama_ftype, 8u);
+  EXPECT_EQ(parse_quant_type("Q5_1").llama_ftype, 9u);
+  EXPECT_EQ(parse_quant_type("q5_1").default_type, WeightType::Q5_1);
   EXPECT_EQ(parse_quant_type("F16").llama_ftype, 1u);
   EXPECT_EQ(parse_quant_type("bf16").llama_ftype, 32u);
   EXPECT_EQ(parse_quant_type("f32").llama_ftype, 0u);
@@ -117,6 +121,21 @@ TEST(QuantTypes, OtherFileTypes) {
   auto q40 = choose("q4_0", decoder(4, true), 4);
   EXPECT_EQ(q40["token_embd.weight"], WeightType::Q6_K);  // llama-quantize's output rule
   EXPECT_EQ(q40["blk.3.ffn_down.weight"], WeightType::Q4_0);
+  // The other 32-element types: the output (tied embedding) Q6_K, every other matrix the type.
+  for (auto [name, want] : {std::pair{"q4_1", WeightType::Q4_1}, std::pair{"q5_0", WeightType::Q5_0},
+                            std::pair{"q5_1", WeightType::Q5_1}}) {
+    for (auto& [n, t] : choose(name, decoder(4, true), 4)) {
+      const WeightType expect = n.find("norm") != std::string::npos ? WeightType::F32
+                                : n == "token_embd.weight"          ? WeightType::Q6_K
+                                                                    : want;
+      EXPECT_EQ(t, expect) << name << " " << n;
+    }
+    auto untied = choose(name, decoder(4, false), 4);
+    EXPECT_EQ(untied["output.weight"], WeightType::Q6_K) << name;
+    EXPECT_EQ(untied["token_embd.weight"], want) << name;
+    // Output rows that are not whole Q6_K blocks: Q8_0, as llama-quantize.
+    EXPECT_EQ(choose(name, decoder(4, true, 96, 288, 64), 4)["token_embd.weight"], WeightType::Q8_0) << name;
+  }
   auto q6 = choose("q6_k", decoder(4, true), 4);
   for (auto& [n, t] : q6) {
     EXPECT_EQ(t, n.find("norm") != std::string::npos ? WeightType::F32 : WeightType::Q6_K) << n;

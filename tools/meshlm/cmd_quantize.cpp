@@ -1,5 +1,6 @@
 // `meshlm quantize`: a Hugging Face folder or a GGUF file -> a GGUF file llama.cpp loads (f32,
-// f16, bf16, q8_0, q4_0, q4_k_m, q5_k_m, q6_k; per-tensor types as llama-quantize chooses them),
+// f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k_m, q5_k_m, q6_k; per-tensor types as
+// llama-quantize chooses them),
 // or -> an MLX affine folder (mlx4, mlx8). The work is convert/'s; this file parses flags and
 // prints progress.
 #include <CLI/CLI.hpp>
