@@ -184,7 +184,7 @@ TEST(MlxModel, DetectsAndLoadsWithPerModuleOverrides) {
   so.max_context = 32;
   for (const char* be : {"cpu", "ref"}) {
     so.backend = be;
-    auto pipe = runtime::make_local_pipeline(dir.path.string(), so, {0, 1, 2});
+    auto pipe = runtime::make_local_pipeline(dir.path.string(), so, {{0, 1}, {1, 2}});
     runtime::MicroBatch mb;
     mb.chunks.push_back({0, 0, 3, true, false});
     mb.tokens = {1, 2, 3};
@@ -315,13 +315,13 @@ std::vector<RefStep> reference_steps(const TempDir& dir, const std::string& mode
 
 // Our logits at each step of the reference's greedy path (teacher-forced on its ids).
 std::vector<std::vector<float>> our_logits(const std::string& model, const std::string& backend,
-                                           std::vector<int64_t> splits,
+                                           model::LayerPartition ranges,
                                            const std::vector<RefStep>& ref) {
   model::StageOptions so;
   so.backend = backend;
   so.threads = 2;
   so.max_context = 64;
-  auto pipe = runtime::make_local_pipeline(model, so, splits);
+  auto pipe = runtime::make_local_pipeline(model, so, ranges);
   std::vector<int32_t> next = kPrompt;
   std::vector<std::vector<float>> out;
   int32_t pos = 0;
@@ -350,10 +350,10 @@ void expect_reference_ids(const TempDir& dir, const std::string& model) {
   const std::vector<RefStep> ref = reference_steps(dir, model);
   ASSERT_EQ(ref.size(), size_t(kGen));
   for (const char* be : {"cpu", "ref"})
-    for (auto splits : {std::vector<int64_t>{}, std::vector<int64_t>{0, 1, 3}}) {
+    for (auto ranges : {model::LayerPartition{}, model::LayerPartition{{0, 1}, {1, 3}}}) {
       SCOPED_TRACE(::testing::Message() << model << " on " << be << ", "
-                                        << (splits.empty() ? 1 : splits.size() - 1) << " stage(s)");
-      const auto logits = our_logits(model, be, splits, ref);
+                                        << (ranges.empty() ? 1 : ranges.size()) << " stage(s)");
+      const auto logits = our_logits(model, be, ranges, ref);
       ASSERT_EQ(logits.size(), ref.size());
       int exact = 0;
       for (size_t i = 0; i < ref.size(); ++i) {
