@@ -29,9 +29,14 @@
 #endif
 
 HWY_BEFORE_NAMESPACE();
+#if HWY_TARGET == HWY_AVX3_DL
+// Highway 1.0's AVX3_DL target string names avxvnni (the VEX form, which Zen 4 and Ice Lake lack)
+// instead of avx512vnni: the kernels below use the EVEX (512-bit) forms only.
+#pragma GCC target("avx512vnni,no-avxvnni")
+#endif
 namespace meshlm::kernels::quant::HWY_NAMESPACE {
 
-#if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3
+#if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
 
 constexpr int kToks = 4;  // tokens per tile
 
@@ -359,8 +364,25 @@ void RowsT(const formats::WeightView& w, const QuantizedX& xq, int64_t n_tok, fl
   }
 }
 
+#if HWY_TARGET == HWY_AVX3_DL
+#include "kernels/kernels_quant_vnni-inl.h"
+#endif
+
 void MatmulRows(const formats::WeightView& w, const QuantizedX& xq, int64_t n_tok, float* y,
                 const float* bias, int64_t r0, int64_t r1) {
+#if HWY_TARGET == HWY_AVX3_DL
+  switch (w.dtype) {
+    case WeightType::Q8_0: return vnni::RowsV<WeightType::Q8_0>(w, xq, n_tok, y, bias, r0, r1);
+    case WeightType::Q4_0: return vnni::RowsV<WeightType::Q4_0>(w, xq, n_tok, y, bias, r0, r1);
+    case WeightType::Q4_1: return vnni::RowsV<WeightType::Q4_1>(w, xq, n_tok, y, bias, r0, r1);
+    case WeightType::Q5_0: return vnni::RowsV<WeightType::Q5_0>(w, xq, n_tok, y, bias, r0, r1);
+    case WeightType::Q5_1: return vnni::RowsV<WeightType::Q5_1>(w, xq, n_tok, y, bias, r0, r1);
+    case WeightType::Q4_K: return vnni::RowsV<WeightType::Q4_K>(w, xq, n_tok, y, bias, r0, r1);
+    case WeightType::Q5_K: return vnni::RowsV<WeightType::Q5_K>(w, xq, n_tok, y, bias, r0, r1);
+    case WeightType::Q6_K: return vnni::RowsV<WeightType::Q6_K>(w, xq, n_tok, y, bias, r0, r1);
+    default: break;
+  }
+#endif
   switch (w.dtype) {
     case WeightType::Q8_0: return RowsT<WeightType::Q8_0>(w, xq, n_tok, y, bias, r0, r1);
     case WeightType::Q4_0: return RowsT<WeightType::Q4_0>(w, xq, n_tok, y, bias, r0, r1);
@@ -390,6 +412,12 @@ HWY_AFTER_NAMESPACE();
 namespace meshlm::kernels::quant {
 
 HWY_EXPORT(MatmulRows);
+
+std::vector<int64_t> built_targets() {
+  std::vector<int64_t> out;
+  for (int64_t bits = HWY_TARGETS; bits != 0; bits &= bits - 1) out.push_back(bits & -bits);
+  return out;
+}
 
 void matmul_rows(const formats::WeightView& w, const QuantizedX& xq, int64_t n_tok, float* y,
                  const float* bias, int64_t r0, int64_t r1) {

@@ -75,8 +75,13 @@ void quantize_activations(const float* x, int64_t cols, int64_t block, int8_t* q
 void matmul_rows_model(const formats::WeightView& w, const QuantizedX& xq, int64_t n_tok,
                        float* y, const float* bias, int64_t r0, int64_t r1);
 
+// Highway target bits this file's kernels are built for, best first: simd_built_targets() plus
+// AVX3_DL (AVX-512 VNNI), which only the quantized kernels use. Tests force each one the CPU
+// supports (simd_force_target) and skip the others.
+std::vector<int64_t> built_targets();
+
 // Rows [r0, r1): the fastest path of the SIMD target chosen at run time (Highway dispatch;
-// AVX2 and AVX-512 have their own, the other targets run the scalar model).
+// AVX2, AVX-512 and AVX-512 VNNI have their own, the other targets run the scalar model).
 void matmul_rows(const formats::WeightView& w, const QuantizedX& xq, int64_t n_tok, float* y,
                  const float* bias, int64_t r0, int64_t r1);
 
