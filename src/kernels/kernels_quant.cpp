@@ -14,14 +14,17 @@
 // the shapes of 0.6B-1.7B models), so the later token tiles of a row find it in L1; the first
 // tile of a row prefetches the next row (a decode "tile" is one token).
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/kernels_quant.cpp"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
 
+#include "core/error.h"
 #include "kernels/kernels_quant.h"
 
 #if HWY_ARCH_X86
@@ -396,7 +399,77 @@ void MatmulRows(const formats::WeightView& w, const QuantizedX& xq, int64_t n_to
   }
 }
 
+// Step 1 of the algorithm for one token (quantize_activations, bit for bit): the division, the
+// round-to-nearest-even (the default mode nearbyint uses), the clamp and amax are exact
+// IEEE operations in any order.
+HWY_INLINE void QuantizeToken(const float* x, int64_t cols, int64_t block, int8_t* q, float* d,
+                              int32_t* sums) {
+  const F sign = _mm256_set1_ps(-0.0f), inf = _mm256_set1_ps(HUGE_VALF);
+  const F lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
+  for (int64_t b = 0; b < cols / block; ++b) {
+    const float* xb = x + b * block;
+    F vmax = _mm256_setzero_ps(), bad = _mm256_setzero_ps();
+    for (int64_t j = 0; j < block; j += 8) {
+      const F a = _mm256_andnot_ps(sign, _mm256_loadu_ps(xb + j));
+      bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, inf, _CMP_NLT_UQ));  // inf or NaN
+      vmax = _mm256_max_ps(vmax, a);
+    }
+    int8_t* qb = q + b * block;
+    if (_mm256_movemask_ps(bad) != 0) {
+      d[b] = std::numeric_limits<float>::quiet_NaN();
+      std::memset(qb, 0, size_t(block));
+      continue;
+    }
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
+    const float db = _mm_cvtss_f32(m4) / 127.0f;
+    d[b] = db;
+    if (db == 0.0f) {
+      std::memset(qb, 0, size_t(block));
+      continue;
+    }
+    const F vd = _mm256_set1_ps(db);
+    for (int64_t j = 0; j < block; j += 32) {
+      I v[4];
+      for (int k = 0; k < 4; ++k) {
+        const F r = _mm256_round_ps(_mm256_div_ps(_mm256_loadu_ps(xb + j + 8 * k), vd),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        v[k] = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(r, lo), hi));
+      }
+      // packs work per 128-bit half: bytes come out in dword order 0,2,1,3 of the 8 groups of 4
+      const I p16a = _mm256_packs_epi32(v[0], v[1]), p16b = _mm256_packs_epi32(v[2], v[3]);
+      const I p8 = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(p16a, p16b),
+                                               _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+      _mm256_storeu_si256(reinterpret_cast<I*>(qb + j), p8);
+    }
+  }
+  for (int64_t c = 0; c < cols / 32; ++c) {
+    const I v = _mm256_loadu_si256(reinterpret_cast<const I*>(q + 32 * c));
+    // sum of 32 int8: sign-extend to int16 pairs via maddubs(1, v), then madd by 1
+    const I s32 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), v), _mm256_set1_epi16(1));
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(s32), _mm256_extracti128_si256(s32, 1));
+    s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
+    sums[c] = _mm_cvtsi128_si32(s);
+  }
+}
+
+void QuantizeTokens(const float* x, int64_t n_tok, int64_t cols, int64_t block, int8_t* q,
+                    float* d, int32_t* sums) {
+  for (int64_t t = 0; t < n_tok; ++t)
+    QuantizeToken(x + t * cols, cols, block, q + t * cols, d + t * (cols / block),
+                  sums + t * (cols / 32));
+}
+
 #else  // other targets: the scalar model
+
+void QuantizeTokens(const float* x, int64_t n_tok, int64_t cols, int64_t block, int8_t* q,
+                    float* d, int32_t* sums) {
+  for (int64_t t = 0; t < n_tok; ++t)
+    quantize_activations(x + t * cols, cols, block, q + t * cols, d + t * (cols / block),
+                         sums + t * (cols / 32));
+}
 
 void MatmulRows(const formats::WeightView& w, const QuantizedX& xq, int64_t n_tok, float* y,
                 const float* bias, int64_t r0, int64_t r1) {
@@ -412,6 +485,22 @@ HWY_AFTER_NAMESPACE();
 namespace meshlm::kernels::quant {
 
 HWY_EXPORT(MatmulRows);
+HWY_EXPORT(QuantizeTokens);
+
+void quantize_tokens(const float* x, int64_t n_tok, int64_t cols, int64_t block, int8_t* q,
+                     float* d, int32_t* sums) {
+  HWY_DYNAMIC_DISPATCH(QuantizeTokens)(x, n_tok, cols, block, q, d, sums);
+}
+
+void QuantizedXBuffer::quantize(const float* x, int64_t n_tok, int64_t cols, int64_t block) {
+  if (block <= 0 || block % 32 != 0 || cols % block != 0)
+    throw Error("kernels", "quantize: cols not whole blocks");
+  q_.resize(size_t(n_tok * cols));
+  d_.resize(size_t(n_tok * (cols / block)));
+  sums_.resize(size_t(n_tok * (cols / 32)));
+  view_ = QuantizedX{cols, block, q_.data(), d_.data(), sums_.data()};
+  quantize_tokens(x, n_tok, cols, block, q_.data(), d_.data(), sums_.data());
+}
 
 std::vector<int64_t> built_targets() {
   std::vector<int64_t> out;

@@ -66,9 +66,13 @@ class QuantizedXBuffer {
   QuantizedX view_;
 };
 
-// One token: q[cols], d[cols / block], sums[cols / 32] from x[cols].
+// One token: q[cols], d[cols / block], sums[cols / 32] from x[cols]. The scalar statement of
+// step 1; quantize_tokens is the same for n_tok tokens, bit for bit, in SIMD where the target has
+// it (QuantizedXBuffer uses it). block: a multiple of 32.
 void quantize_activations(const float* x, int64_t cols, int64_t block, int8_t* q, float* d,
                           int32_t* sums);
+void quantize_tokens(const float* x, int64_t n_tok, int64_t cols, int64_t block, int8_t* q,
+                     float* d, int32_t* sums);
 
 // The algorithm above, scalar: y[t * w.rows + r] for rows [r0, r1) and tokens [0, n_tok) of
 // quantized activations xq (xq.block == activation_block(w.dtype)).

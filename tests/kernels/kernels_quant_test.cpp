@@ -214,6 +214,33 @@ TEST_P(QuantMatmulParity, EveryBatchSizeEqualsAlone) {
   }
 }
 
+// The SIMD activation quantization (quantize_tokens, what QuantizedXBuffer runs) equals the scalar
+// statement (quantize_activations) bit for bit: random blocks, ties (x / d = k + 0.5 rounds to
+// even), zero blocks, denormal-sized blocks, and blocks with an inf or NaN.
+TEST_P(QuantMatmulParity, QuantizeTokensEqualsScalar) {
+  for (int64_t block : {32, 256}) {
+    const int64_t cols = 4 * 256, n_tok = 5;
+    std::vector<float> x = random_floats(size_t(n_tok * cols), 77 + uint32_t(block), -4.0f, 4.0f);
+    for (int64_t j = 0; j < 64; ++j) x[size_t(j)] = float(j % 13) - 6.5f;  // ties
+    x[0] = 127.0f;                                                           // d = 1
+    for (int64_t j = 256; j < 512; ++j) x[size_t(j)] = 0.0f;                 // zero blocks
+    for (int64_t j = 512; j < 768; ++j) x[size_t(j)] = 1e-40f * float(j % 7 - 3);
+    x[size_t(cols + 3)] = INFINITY;
+    x[size_t(2 * cols + 300)] = NAN;
+    x[size_t(3 * cols + 40)] = -INFINITY;
+    std::vector<int8_t> q1(x.size()), q2(x.size());
+    std::vector<float> d1(x.size() / size_t(block)), d2(d1.size());
+    std::vector<int32_t> s1(x.size() / 32), s2(s1.size());
+    for (int64_t t = 0; t < n_tok; ++t)
+      quant::quantize_activations(x.data() + t * cols, cols, block, q1.data() + t * cols,
+                                  d1.data() + t * (cols / block), s1.data() + t * (cols / 32));
+    quant::quantize_tokens(x.data(), n_tok, cols, block, q2.data(), d2.data(), s2.data());
+    EXPECT_EQ(q1, q2) << "block " << block;
+    EXPECT_EQ(0, std::memcmp(d1.data(), d2.data(), d1.size() * sizeof(float))) << "block " << block;
+    EXPECT_EQ(s1, s2) << "block " << block;
+  }
+}
+
 // A Q4_K_M layer mixes types over one input (q/k/v: Q4_K and Q6_K; a BF16 or Q2_K tensor takes
 // the f32 path): each output equals its own matmul bit for bit.
 TEST_P(QuantMatmulParity, MultiMixedTypes) {
