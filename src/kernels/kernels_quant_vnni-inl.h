@@ -288,13 +288,11 @@ HWY_NOINLINE void KTile(const uint8_t* row, size_t stride, int64_t nb, const Tok
                         int64_t y_stride, const float* bias, const uint8_t* next) {
   constexpr bool kQ6 = kT == WeightType::Q6_K;
   constexpr int64_t kB = kT == WeightType::Q4_K ? 144 : kT == WeightType::Q5_K ? 176 : 210;
+  static_assert(kR * kT_ <= 16, "one lane per (row, token) for the minimum terms");
   ZF acc[kR][kT_];
-  float off[kR][kT_];
   for (int r = 0; r < kR; ++r)
-    for (int t = 0; t < kT_; ++t) {
-      acc[r][t] = _mm512_setzero_ps();
-      off[r][t] = 0.0f;
-    }
+    for (int t = 0; t < kT_; ++t) acc[r][t] = _mm512_setzero_ps();
+  ZF offv = _mm512_setzero_ps();  // Q4_K / Q5_K: the minimum terms, (row r, token t) in lane r * kT_ + t
   const Z x80 = _mm512_set1_epi8(char(0x80));
   for (int64_t b = 0; b < nb; ++b) {
     if (next) PrefetchRange(next + kR * b * kB, size_t(kR * kB));
@@ -315,33 +313,59 @@ HWY_NOINLINE void KTile(const uint8_t* row, size_t stride, int64_t nb, const Tok
         }
       }
     }
-    for (int t = 0; t < kT_; ++t) {
-      const float dx = tok[t].d[b];
-      __m128i s16 = _mm_setzero_si128();
-      if (!kQ6) {
-        const int32_t* sums = tok[t].sums + 8 * b;
-        s16 = _mm_packs_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sums)),
-                              _mm_loadu_si128(reinterpret_cast<const __m128i*>(sums + 4)));
-      }
-      for (int r = 0; r < kR; ++r) {
+    for (int r = 0; r < kR; ++r) {
+      const ZF d = _mm512_set1_ps(st[r].d);
+      for (int t = 0; t < kT_; ++t) {
         Z p = P[r][t];
         if (kQ6) p = _mm512_sub_epi32(p, st[r].corr);
-        const ZF s = _mm512_set1_ps(st[r].d * dx);
+        const ZF s = _mm512_mul_ps(d, _mm512_set1_ps(tok[t].d[b]));  // d * dx
         acc[r][t] = _mm512_add_ps(acc[r][t], _mm512_mul_ps(_mm512_cvtepi32_ps(p), s));
-        if (!kQ6) {
-          __m128i m = _mm_madd_epi16(s16, st[r].mn);
-          m = _mm_add_epi32(m, _mm_unpackhi_epi64(m, m));
-          m = _mm_add_epi32(m, _mm_shuffle_epi32(m, 1));
-          const float o = float(_mm_cvtsi128_si32(m)) * -(st[r].dmin * dx);
-          off[r][t] = off[r][t] + o;
-        }
       }
     }
+    if constexpr (!kQ6) {
+      // sum_c min_c * codesum_c for every (row, token) of the tile at once, in lane r * kT_ + t:
+      // Sx holds token t's 8 code sums (int16) in 128-bit lane t, Mn row r's 8 mins in lane r;
+      // four vpdpwssd over the dword pairs k = 0..3.
+      Z Sx = _mm512_setzero_si512(), Mn = _mm512_setzero_si512();
+      float dxs[4] = {0, 0, 0, 0}, dmins[4] = {0, 0, 0, 0};
+      for (int t = 0; t < kT_; ++t) {
+        const int32_t* sums = tok[t].sums + 8 * b;
+        const __m128i s16 = _mm_packs_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sums)),
+                                            _mm_loadu_si128(reinterpret_cast<const __m128i*>(sums + 4)));
+        Sx = _mm512_mask_broadcast_i32x4(Sx, __mmask16(0xF << (4 * t)), s16);
+        dxs[t] = tok[t].d[b];
+      }
+      for (int r = 0; r < kR; ++r) {
+        Mn = _mm512_mask_broadcast_i32x4(Mn, __mmask16(0xF << (4 * r)), st[r].mn);
+        dmins[r] = st[r].dmin;
+      }
+      int32_t ia[16], ib[16];
+      float fx[16], fm[16];
+      for (int l = 0; l < 16; ++l) {
+        const int r = l / kT_ < kR ? l / kT_ : 0, t = l % kT_;
+        ia[l] = 4 * r;
+        ib[l] = 4 * t;
+        fx[l] = dxs[t];
+        fm[l] = dmins[r];
+      }
+      const Z ra = _mm512_loadu_si512(ia), rb = _mm512_loadu_si512(ib);
+      Z M = _mm512_setzero_si512();
+      for (int k = 0; k < 4; ++k) {
+        const Z kk = _mm512_set1_epi32(k);
+        M = _mm512_dpwssd_epi32(M, _mm512_permutexvar_epi32(_mm512_add_epi32(ra, kk), Mn),
+                                _mm512_permutexvar_epi32(_mm512_add_epi32(rb, kk), Sx));
+      }
+      const ZF scale = _mm512_xor_ps(_mm512_mul_ps(_mm512_loadu_ps(fm), _mm512_loadu_ps(fx)),
+                                     _mm512_set1_ps(-0.0f));  // -(dmin * dx)
+      offv = _mm512_add_ps(offv, _mm512_mul_ps(_mm512_cvtepi32_ps(M), scale));
+    }
   }
+  alignas(64) float off[16];
+  _mm512_store_ps(off, offv);
   for (int r = 0; r < kR; ++r)
     for (int t = 0; t < kT_; ++t) {
       float s = FinishZ(acc[r][t]);
-      if (!kQ6) s = s + off[r][t];
+      if (!kQ6) s = s + off[r * kT_ + t];
       y[t * y_stride + r] = bias ? s + bias[r] : s;
     }
 }
