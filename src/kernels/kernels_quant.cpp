@@ -498,8 +498,10 @@ void QuantizedXBuffer::quantize(const float* x, int64_t n_tok, int64_t cols, int
   q_.resize(size_t(n_tok * cols));
   d_.resize(size_t(n_tok * (cols / block)));
   sums_.resize(size_t(n_tok * (cols / 32)));
-  view_ = QuantizedX{cols, block, q_.data(), d_.data(), sums_.data()};
+  sums16_.resize(sums_.size());
+  view_ = QuantizedX{cols, block, q_.data(), d_.data(), sums_.data(), sums16_.data()};
   quantize_tokens(x, n_tok, cols, block, q_.data(), d_.data(), sums_.data());
+  for (size_t i = 0; i < sums_.size(); ++i) sums16_[i] = int16_t(sums_[i]);
 }
 
 std::vector<int64_t> built_targets() {

@@ -48,7 +48,9 @@ struct QuantizedX {
   const int8_t* q = nullptr;     // [n_tok][cols]
   const float* d = nullptr;      // [n_tok][cols / block]
   const int32_t* sums = nullptr; // [n_tok][cols / 32]
+  const int16_t* sums16 = nullptr;  // the same as int16 (|sum| <= 32 * 127)
   const int8_t* q_at(int64_t t) const { return q + t * cols; }
+  const int16_t* sums16_at(int64_t t) const { return sums16 + t * (cols / 32); }
   const float* d_at(int64_t t) const { return d + t * (cols / block); }
   const int32_t* sums_at(int64_t t) const { return sums + t * (cols / 32); }
 };
@@ -63,6 +65,7 @@ class QuantizedXBuffer {
   std::vector<int8_t> q_;
   std::vector<float> d_;
   std::vector<int32_t> sums_;
+  std::vector<int16_t> sums16_;
   QuantizedX view_;
 };
 
