@@ -12,11 +12,10 @@
 // the accumulators are independent, so the results are the same for every tile shape.
 //
 // Integer routes (exact; kernels_quant.h only fixes the f32 order):
-//  - legacy types with an offset (Q8_0, Q4_0, Q5_0): signed levels w (Q8_0's int8, nibble - 8,
-//    q5 - 16) times activations made unsigned, x + 128 (x ^ 0x80): p = vpdpbusd(-128 * sum4(w),
-//    x + 128, w), the correction computed once per row and chunk pair for all the tile's tokens.
-//    No int16 intermediate: |w| <= 128, x + 128 <= 255.
-//  - Q4_1 / Q5_1: unsigned levels times signed x, p = vpdpbusd(0, w, x).
+//  - legacy types: unsigned levels u = w + c (Q8_0: int8 ^ 0x80, c = 128; Q4_0: the nibble, c = 8;
+//    Q5_0: q5, c = 16; Q4_1 / Q5_1: the level, c = 0) times signed x:
+//    p = vpdpbusd(-c * sum4(x), u, x), the correction computed once per token and chunk pair for
+//    all the tile's rows. No int16 intermediate (u <= 255, |x| <= 127).
 //  - Q4_K / Q5_K: vpmaddubsw(levels <= 31, x) then vpdpwssd by the sub-scales (int16 pair sums
 //    <= 2 * 31 * 127).
 //  - Q6_K: vpmaddubsw(x + 128, q6 - 32) (pairs <= 2 * 255 * 32 < 2^15) then vpdpwssd by the
@@ -73,41 +72,41 @@ HWY_INLINE uint64_t QhPair(const uint8_t* a, const uint8_t* b) {
 
 template <WeightType kT>
 struct LegacyV;
+// Levels: the unsigned levels u = w + kOffset of two blocks (w the signed level of the model).
 template <>
 struct LegacyV<WeightType::Q8_0> {
-  static constexpr int kBytes = 34;
-  static constexpr bool kSigned = true, kMin = false;
-  static HWY_INLINE Z Levels(const uint8_t* a, const uint8_t* b) { return Join(a + 2, b + 2); }
-};
-template <>
-struct LegacyV<WeightType::Q4_0> {
-  static constexpr int kBytes = 18;
-  static constexpr bool kSigned = true, kMin = false;
+  static constexpr int kBytes = 34, kOffset = 128;
+  static constexpr bool kMin = false;
   static HWY_INLINE Z Levels(const uint8_t* a, const uint8_t* b) {
-    return _mm512_sub_epi8(Nibbles2(a + 2, b + 2), _mm512_set1_epi8(8));
+    return _mm512_xor_si512(Join(a + 2, b + 2), _mm512_set1_epi8(char(0x80)));
   }
 };
 template <>
+struct LegacyV<WeightType::Q4_0> {
+  static constexpr int kBytes = 18, kOffset = 8;
+  static constexpr bool kMin = false;
+  static HWY_INLINE Z Levels(const uint8_t* a, const uint8_t* b) { return Nibbles2(a + 2, b + 2); }
+};
+template <>
 struct LegacyV<WeightType::Q5_0> {
-  static constexpr int kBytes = 22;
-  static constexpr bool kSigned = true, kMin = false;
+  static constexpr int kBytes = 22, kOffset = 16;
+  static constexpr bool kMin = false;
   static HWY_INLINE Z Levels(const uint8_t* a, const uint8_t* b) {
     const Z n = Nibbles2(a + 6, b + 6);
-    const Z v = _mm512_mask_add_epi8(n, _cvtu64_mask64(QhPair(a + 2, b + 2)), n,
-                                     _mm512_set1_epi8(0x10));
-    return _mm512_sub_epi8(v, _mm512_set1_epi8(16));
+    return _mm512_mask_add_epi8(n, _cvtu64_mask64(QhPair(a + 2, b + 2)), n,
+                                _mm512_set1_epi8(0x10));
   }
 };
 template <>
 struct LegacyV<WeightType::Q4_1> {
-  static constexpr int kBytes = 20;
-  static constexpr bool kSigned = false, kMin = true;
+  static constexpr int kBytes = 20, kOffset = 0;
+  static constexpr bool kMin = true;
   static HWY_INLINE Z Levels(const uint8_t* a, const uint8_t* b) { return Nibbles2(a + 4, b + 4); }
 };
 template <>
 struct LegacyV<WeightType::Q5_1> {
-  static constexpr int kBytes = 24;
-  static constexpr bool kSigned = false, kMin = true;
+  static constexpr int kBytes = 24, kOffset = 0;
+  static constexpr bool kMin = true;
   static HWY_INLINE Z Levels(const uint8_t* a, const uint8_t* b) {
     const Z n = Nibbles2(a + 8, b + 8);
     return _mm512_mask_add_epi8(n, _cvtu64_mask64(QhPair(a + 4, b + 4)), n,
@@ -123,6 +122,24 @@ struct TokV {
 };
 
 // Rows row[0..kR) (each `stride` bytes apart), tokens tok[0..kT): y[t * y_stride + r].
+// [lo x 8, hi x 8] of the f16 values at a and b.
+HWY_INLINE ZF PairF16(const uint8_t* a, const uint8_t* b) {
+  uint16_t ha, hb;
+  std::memcpy(&ha, a, 2);
+  std::memcpy(&hb, b, 2);
+  const __m128 f = _mm_cvtph_ps(_mm_cvtsi32_si128(int(uint32_t(ha) | uint32_t(hb) << 16)));
+  return _mm512_permutexvar_ps(_mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi32(1), 1),
+                               _mm512_castps128_ps512(f));
+}
+// [p[0] x 8, p[1] x 8]
+HWY_INLINE ZF PairF32(const float* p) {
+  const __m128 f = _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(p)));
+  return _mm512_permutexvar_ps(_mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi32(1), 1),
+                               _mm512_castps128_ps512(f));
+}
+
+// Rows row[0..kR) (each `stride` bytes apart), tokens tok[0..kT_): y[t * y_stride + r].
+// p = vpdpbusd(-kOffset * sum4(x), u, x) = sum4((u - kOffset) * x): the correction is per token.
 template <WeightType kT, int kR, int kT_>
 HWY_NOINLINE void LegacyTile(const uint8_t* row, size_t stride, int64_t nb, const TokV* tok,
                              float* y, int64_t y_stride, const float* bias, const uint8_t* next) {
@@ -135,33 +152,44 @@ HWY_NOINLINE void LegacyTile(const uint8_t* row, size_t stride, int64_t nb, cons
       acc[r][t] = _mm512_setzero_ps();
       off[r][t] = 0.0f;
     }
-  const Z x80 = _mm512_set1_epi8(char(0x80));
+  // Where the correction goes: per token (decode-sized tiles) or, for tiles of 8 tokens, per row:
+  // p = vpdpbusd(-128 * sum4(w), x + 128, w) with the signed levels w = u - c (|w| <= 128).
+  constexpr bool kRowCorr = kT_ >= 8 && L::kOffset != 0;
+  const Z c = _mm512_set1_epi8(char(L::kOffset)), x80 = _mm512_set1_epi8(char(0x80));
+  auto base_of = [&](Z x) {
+    return L::kOffset ? _mm512_sub_epi32(_mm512_setzero_si512(),
+                                         _mm512_dpbusd_epi32(_mm512_setzero_si512(), c, x))
+                      : _mm512_setzero_si512();
+  };
   int64_t b = 0;
   for (; b + 2 <= nb; b += 2) {
     if (next) PrefetchRange(next + kR * b * kB, size_t(2 * kR * kB));
-    Z w[kR], base[kR];
+    Z w[kR], wbase[kR];
     ZF dw[kR];
     float m0[kR], m1[kR];
     for (int r = 0; r < kR; ++r) {
       const uint8_t* blk = row + r * stride + b * kB;
       w[r] = L::Levels(blk, blk + kB);
-      base[r] = L::kSigned ? _mm512_sub_epi32(_mm512_setzero_si512(),
-                                              _mm512_dpbusd_epi32(_mm512_setzero_si512(), x80, w[r]))
-                           : _mm512_setzero_si512();
-      dw[r] = PairF(F16(blk), F16(blk + kB));
+      if (kRowCorr) {
+        w[r] = _mm512_sub_epi8(w[r], c);
+        wbase[r] = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                    _mm512_dpbusd_epi32(_mm512_setzero_si512(), x80, w[r]));
+      }
+      dw[r] = PairF16(blk, blk + kB);
       if (L::kMin) {
         m0[r] = F16(blk + 2);
         m1[r] = F16(blk + kB + 2);
       }
     }
     for (int t = 0; t < kT_; ++t) {
-      Z x = LoadZ(tok[t].q + 32 * b);
-      if (L::kSigned) x = _mm512_xor_si512(x, x80);
+      const Z x = LoadZ(tok[t].q + 32 * b);
+      const Z base = kRowCorr ? _mm512_setzero_si512() : base_of(x);
+      const Z xu = kRowCorr ? _mm512_xor_si512(x, x80) : x;
       const float dx0 = tok[t].d[b], dx1 = tok[t].d[b + 1];
-      const ZF dx = PairF(dx0, dx1);
+      const ZF dx = PairF32(tok[t].d + b);
       for (int r = 0; r < kR; ++r) {
-        const Z p = L::kSigned ? _mm512_dpbusd_epi32(base[r], x, w[r])
-                               : _mm512_dpbusd_epi32(base[r], w[r], x);
+        const Z p = kRowCorr ? _mm512_dpbusd_epi32(wbase[r], xu, w[r])
+                             : _mm512_dpbusd_epi32(base, w[r], x);
         const ZF s = _mm512_mul_ps(dw[r], dx);
         acc[r][t] = _mm512_add_ps(acc[r][t], _mm512_mul_ps(_mm512_cvtepi32_ps(p), s));
         if (L::kMin) {
@@ -174,24 +202,21 @@ HWY_NOINLINE void LegacyTile(const uint8_t* row, size_t stride, int64_t nb, cons
     }
   }
   if (b < nb) {  // the last, even block alone: lanes 0-7
-    Z w[kR], base[kR];
+    Z w[kR];
     float dw[kR], m0[kR];
     for (int r = 0; r < kR; ++r) {
       const uint8_t* blk = row + r * stride + b * kB;
       w[r] = L::Levels(blk, blk);  // the high half is not used
-      base[r] = L::kSigned ? _mm512_sub_epi32(_mm512_setzero_si512(),
-                                              _mm512_dpbusd_epi32(_mm512_setzero_si512(), x80, w[r]))
-                           : _mm512_setzero_si512();
       dw[r] = F16(blk);
       m0[r] = L::kMin ? F16(blk + 2) : 0.0f;
     }
     for (int t = 0; t < kT_; ++t) {
-      Z x = _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(tok[t].q + 32 * b)));
-      if (L::kSigned) x = _mm512_xor_si512(x, x80);
+      const Z x = _mm512_zextsi256_si512(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tok[t].q + 32 * b)));
+      const Z base = base_of(x);
       const float dx0 = tok[t].d[b];
       for (int r = 0; r < kR; ++r) {
-        const Z p = L::kSigned ? _mm512_dpbusd_epi32(base[r], x, w[r])
-                               : _mm512_dpbusd_epi32(base[r], w[r], x);
+        const Z p = _mm512_dpbusd_epi32(base, w[r], x);
         const ZF s = _mm512_set1_ps(dw[r] * dx0);
         acc[r][t] = _mm512_mask_add_ps(acc[r][t], 0x00FF, acc[r][t],
                                        _mm512_mul_ps(_mm512_cvtepi32_ps(p), s));
