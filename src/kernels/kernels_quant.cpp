@@ -1,18 +1,21 @@
 // Quantized-activation matmul (the algorithm of kernels_quant.h), per SIMD target.
 //
-// AVX2 and AVX-512 (Highway's AVX3 target): 256-bit integer dot products. A 32-element chunk of
-// weight levels is one register of bytes in element order; _mm256_maddubs_epi16 (unsigned levels
-// x signed activations, pairs summed to int16) then _mm256_madd_epi16 (pairs of int16 to int32,
-// by 1 or by the K-quant sub-scale) leave in int32 lane i exactly the sum over elements 4i..4i+3:
-// the model's p_i. Even chunks accumulate in one __m256, odd ones in another (the model's 16
-// lanes), so the f32 work is the model's, operation for operation. (On Zen 4, 512-bit integer ops
-// run as two 256-bit halves: the wider registers would save decode slots, not ALU time.)
-// Other targets (SSE4, EMU128, NEON) run the scalar model (kernels_quant_model.cpp).
+// AVX-512 VNNI (Highway's AVX3_DL target, built for this file only): kernels_quant_vnni-inl.h,
+// tiles of rows x tokens with a pair of chunks per 512-bit register (vpdpbusd / vpdpwssd).
 //
-// Tiling: one row at a time, tokens in tiles of up to kToks: a weight block is loaded and its
-// levels unpacked once per tile and used for every token of it. Rows are short (0.6-3.5 KB for
-// the shapes of 0.6B-1.7B models), so the later token tiles of a row find it in L1; the first
-// tile of a row prefetches the next row (a decode "tile" is one token).
+// AVX2 and AVX-512 without VNNI (Highway's AVX3 target): 256-bit integer dot products. A
+// 32-element chunk of weight levels is one register of bytes in element order;
+// _mm256_maddubs_epi16 (unsigned levels x signed activations, pairs summed to int16) then
+// _mm256_madd_epi16 (pairs of int16 to int32, by 1 or by the K-quant sub-scale) leave in int32
+// lane i exactly the sum over elements 4i..4i+3: the model's p_i. Even chunks accumulate in one
+// __m256, odd ones in another (the model's 16 lanes), so the f32 work is the model's, operation
+// for operation. Other targets (SSE4, EMU128, NEON) run the scalar model (kernels_quant_model.cpp).
+// Every target also has the activation quantization (QuantizeTokens) in SIMD, bit for bit.
+//
+// Tiling (AVX2 / AVX3): one row at a time, tokens in tiles of up to kToks: a weight block is
+// loaded and its levels unpacked once per tile and used for every token of it. Rows are short
+// (0.6-3.5 KB for the shapes of 0.6B-1.7B models), so the later token tiles of a row find it in
+// L1; the first tile of a row prefetches the next row (a decode "tile" is one token).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -33,9 +36,15 @@
 
 HWY_BEFORE_NAMESPACE();
 #if HWY_TARGET == HWY_AVX3_DL
-// Highway 1.0's AVX3_DL target string names avxvnni (the VEX form, which Zen 4 and Ice Lake lack)
-// instead of avx512vnni: the kernels below use the EVEX (512-bit) forms only.
+// Highway 1.0's AVX3_DL target string names avxvnni (the VEX form, which Ice Lake and Zen 4
+// lack) instead of avx512vnni (which its run-time check requires): add the latter; the kernels
+// use the EVEX (512-bit) forms only.
+#if HWY_COMPILER_CLANG  // replaces Highway's attribute (clang applies one target attribute)
+HWY_POP_ATTRIBUTES
+HWY_PUSH_ATTRIBUTES(HWY_TARGET_STR ",avx512vnni")
+#else
 #pragma GCC target("avx512vnni,no-avxvnni")
+#endif
 #endif
 namespace meshlm::kernels::quant::HWY_NAMESPACE {
 
@@ -479,6 +488,10 @@ void MatmulRows(const formats::WeightView& w, const QuantizedX& xq, int64_t n_to
 #endif
 
 }  // namespace meshlm::kernels::quant::HWY_NAMESPACE
+#if HWY_TARGET == HWY_AVX3_DL && HWY_COMPILER_CLANG  // Highway's own, for HWY_AFTER_NAMESPACE
+HWY_POP_ATTRIBUTES
+HWY_PUSH_ATTRIBUTES(HWY_TARGET_STR)
+#endif
 HWY_AFTER_NAMESPACE();
 
 #if HWY_ONCE

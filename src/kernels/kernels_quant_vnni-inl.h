@@ -122,6 +122,13 @@ struct TokV {
 };
 
 // Rows row[0..kR) (each `stride` bytes apart), tokens tok[0..kT): y[t * y_stride + r].
+// -c * sum4(x) per int32 lane (0 for c = 0).
+template <int kC>
+HWY_INLINE Z OffsetBase(Z c, Z x) {
+  if (kC == 0) return _mm512_setzero_si512();
+  return _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), c, x));
+}
+
 // [lo x 8, hi x 8] of the f16 values at a and b.
 HWY_INLINE ZF PairF16(const uint8_t* a, const uint8_t* b) {
   uint16_t ha, hb;
@@ -156,11 +163,6 @@ HWY_NOINLINE void LegacyTile(const uint8_t* row, size_t stride, int64_t nb, cons
   // p = vpdpbusd(-128 * sum4(w), x + 128, w) with the signed levels w = u - c (|w| <= 128).
   constexpr bool kRowCorr = kT_ >= 8 && L::kOffset != 0;
   const Z c = _mm512_set1_epi8(char(L::kOffset)), x80 = _mm512_set1_epi8(char(0x80));
-  auto base_of = [&](Z x) {
-    return L::kOffset ? _mm512_sub_epi32(_mm512_setzero_si512(),
-                                         _mm512_dpbusd_epi32(_mm512_setzero_si512(), c, x))
-                      : _mm512_setzero_si512();
-  };
   int64_t b = 0;
   for (; b + 2 <= nb; b += 2) {
     if (next) PrefetchRange(next + kR * b * kB, size_t(2 * kR * kB));
@@ -183,7 +185,7 @@ HWY_NOINLINE void LegacyTile(const uint8_t* row, size_t stride, int64_t nb, cons
     }
     for (int t = 0; t < kT_; ++t) {
       const Z x = LoadZ(tok[t].q + 32 * b);
-      const Z base = kRowCorr ? _mm512_setzero_si512() : base_of(x);
+      const Z base = kRowCorr ? _mm512_setzero_si512() : OffsetBase<L::kOffset>(c, x);
       const Z xu = kRowCorr ? _mm512_xor_si512(x, x80) : x;
       const float dx0 = tok[t].d[b], dx1 = tok[t].d[b + 1];
       const ZF dx = PairF32(tok[t].d + b);
@@ -213,7 +215,7 @@ HWY_NOINLINE void LegacyTile(const uint8_t* row, size_t stride, int64_t nb, cons
     for (int t = 0; t < kT_; ++t) {
       const Z x = _mm512_zextsi256_si512(
           _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tok[t].q + 32 * b)));
-      const Z base = base_of(x);
+      const Z base = OffsetBase<L::kOffset>(c, x);
       const float dx0 = tok[t].d[b];
       for (int r = 0; r < kR; ++r) {
         const Z p = _mm512_dpbusd_epi32(base, w[r], x);
@@ -355,7 +357,7 @@ HWY_NOINLINE void KTile(const uint8_t* row, size_t stride, int64_t nb, const Tok
       // Sx[0] holds tokens 0-3 (token t in 128-bit lane t), Sx[1] tokens 4-7.
       Z Sx[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()}, Mn = _mm512_setzero_si512();
       alignas(32) float dxa[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-      __m128 dmins = _mm_setzero_ps();
+      alignas(16) float dma[4] = {0, 0, 0, 0};
       for (int t = 0; t < kT_; ++t) {
         const __m128i s16 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(tok[t].sums16 + 8 * b));
         Sx[t / 4] = _mm512_mask_broadcast_i32x4(Sx[t / 4], __mmask16(0xF << (4 * (t % 4))), s16);
@@ -363,7 +365,7 @@ HWY_NOINLINE void KTile(const uint8_t* row, size_t stride, int64_t nb, const Tok
       }
       for (int r = 0; r < kR; ++r) {
         Mn = _mm512_mask_broadcast_i32x4(Mn, __mmask16(0xF << (4 * r)), st[r].mn);
-        dmins = _mm_insert_ps(dmins, _mm_set_ss(st[r].dmin), r << 4);
+        dma[r] = st[r].dmin;
       }
       int32_t ia[16], ib[16], it[16], ir[16];
       for (int l = 0; l < 16; ++l) {
@@ -373,7 +375,7 @@ HWY_NOINLINE void KTile(const uint8_t* row, size_t stride, int64_t nb, const Tok
         it[l] = t;
         ir[l] = r;
       }
-      const ZF fm = _mm512_permutexvar_ps(_mm512_loadu_si512(ir), _mm512_castps128_ps512(dmins));
+      const ZF fm = _mm512_permutexvar_ps(_mm512_loadu_si512(ir), _mm512_castps128_ps512(_mm_load_ps(dma)));
       const ZF fx = _mm512_permutexvar_ps(_mm512_loadu_si512(it),
                                           _mm512_castps256_ps512(_mm256_load_ps(dxa)));
       const Z ra = _mm512_loadu_si512(ia), rb = _mm512_loadu_si512(ib);
@@ -410,8 +412,8 @@ HWY_INLINE void Tile(const uint8_t* row, size_t stride, int64_t cols, const TokV
 
 // Rows row[0..kR) (kR = 4 or 1) for every token: tiles of 8 tokens (as two 2-row tiles when
 // kR = 4: the per-row unpacking is shared by 8 tokens, the P accumulators still fit the 32
-// registers), then 4, 3, 2 or 1. Q4_K / Q5_K stay at 4 x 4 (measured: 8-token tiles were ~10%
-// slower there, 7-12% faster for Q8_0, Q4_0 and Q6_K; BENCHMARKS.md).
+// registers), then 4, 3, 2 or 1. Q4_K / Q5_K stay at 4 x 4 (measured with kernels_bench on Zen:
+// 8-token tiles were ~10% slower there, 7-12% faster for Q8_0, Q4_0 and Q6_K).
 template <WeightType kT, int kR>
 HWY_INLINE void RowTileAllTokens(const uint8_t* row, size_t rb, const formats::WeightView& w,
                                  const QuantizedX& xq, int64_t n_tok, float* y, const float* bias,
