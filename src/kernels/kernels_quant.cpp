@@ -1,21 +1,26 @@
 // Quantized-activation matmul (the algorithm of kernels_quant.h), per SIMD target.
 //
-// AVX2 and AVX-512 (Highway's AVX3 target): 256-bit integer dot products. A 32-element chunk of
-// weight levels is one register of bytes in element order; _mm256_maddubs_epi16 (unsigned levels
-// x signed activations, pairs summed to int16) then _mm256_madd_epi16 (pairs of int16 to int32,
-// by 1 or by the K-quant sub-scale) leave in int32 lane i exactly the sum over elements 4i..4i+3:
-// the model's p_i. Even chunks accumulate in one __m256, odd ones in another (the model's 16
-// lanes), so the f32 work is the model's, operation for operation. (On Zen 4, 512-bit integer ops
-// run as two 256-bit halves: the wider registers would save decode slots, not ALU time.)
-// Other targets (SSE4, EMU128, NEON) run the scalar model (kernels_quant_model.cpp).
+// AVX-512 VNNI (Highway's AVX3_DL target, built for this file only): kernels_quant_vnni-inl.h,
+// tiles of rows x tokens with a pair of chunks per 512-bit register (vpdpbusd / vpdpwssd).
 //
-// Tiling: one row at a time, tokens in tiles of up to kToks: a weight block is loaded and its
-// levels unpacked once per tile and used for every token of it. Rows are short (0.6-3.5 KB for
-// the shapes of 0.6B-1.7B models), so the later token tiles of a row find it in L1; the first
-// tile of a row prefetches the next row (a decode "tile" is one token).
+// AVX2 and AVX-512 without VNNI (Highway's AVX3 target): 256-bit integer dot products. A
+// 32-element chunk of weight levels is one register of bytes in element order;
+// _mm256_maddubs_epi16 (unsigned levels x signed activations, pairs summed to int16) then
+// _mm256_madd_epi16 (pairs of int16 to int32, by 1 or by the K-quant sub-scale) leave in int32
+// lane i exactly the sum over elements 4i..4i+3: the model's p_i. Even chunks accumulate in one
+// __m256, odd ones in another (the model's 16 lanes), so the f32 work is the model's, operation
+// for operation. Other targets (SSE4, EMU128, NEON) run the scalar model (kernels_quant_model.cpp).
+// Every target also has the activation quantization (QuantizeTokens) in SIMD, bit for bit.
+//
+// Tiling (AVX2 / AVX3): one row at a time, tokens in tiles of up to kToks: a weight block is
+// loaded and its levels unpacked once per tile and used for every token of it. Rows are short
+// (0.6-3.5 KB for the shapes of 0.6B-1.7B models), so the later token tiles of a row find it in
+// L1; the first tile of a row prefetches the next row (a decode "tile" is one token).
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/kernels_quant.cpp"
@@ -23,6 +28,7 @@
 #include <hwy/highway.h>
 
 #include "formats/mlx_affine.h"
+#include "core/error.h"
 #include "kernels/kernels_quant.h"
 
 #if HWY_ARCH_X86
@@ -30,9 +36,20 @@
 #endif
 
 HWY_BEFORE_NAMESPACE();
+#if HWY_TARGET == HWY_AVX3_DL
+// Highway 1.0's AVX3_DL target string names avxvnni (the VEX form, which Ice Lake and Zen 4
+// lack) instead of avx512vnni (which its run-time check requires): add the latter; the kernels
+// use the EVEX (512-bit) forms only.
+#if HWY_COMPILER_CLANG  // replaces Highway's attribute (clang applies one target attribute)
+HWY_POP_ATTRIBUTES
+HWY_PUSH_ATTRIBUTES(HWY_TARGET_STR ",avx512vnni")
+#else
+#pragma GCC target("avx512vnni,no-avxvnni")
+#endif
+#endif
 namespace meshlm::kernels::quant::HWY_NAMESPACE {
 
-#if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3
+#if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
 
 constexpr int kToks = 4;  // tokens per tile
 
@@ -478,9 +495,25 @@ void MlxRowsOrModel(const formats::WeightView& w, const QuantizedX& xq, int64_t 
     default: return matmul_rows_model(w, xq, n_tok, y, bias, r0, r1);
   }
 }
+#if HWY_TARGET == HWY_AVX3_DL
+#include "kernels/kernels_quant_vnni-inl.h"
+#endif
 
 void MatmulRows(const formats::WeightView& w, const QuantizedX& xq, int64_t n_tok, float* y,
                 const float* bias, int64_t r0, int64_t r1) {
+#if HWY_TARGET == HWY_AVX3_DL
+  switch (w.dtype) {
+    case WeightType::Q8_0: return vnni::RowsV<WeightType::Q8_0>(w, xq, n_tok, y, bias, r0, r1);
+    case WeightType::Q4_0: return vnni::RowsV<WeightType::Q4_0>(w, xq, n_tok, y, bias, r0, r1);
+    case WeightType::Q4_1: return vnni::RowsV<WeightType::Q4_1>(w, xq, n_tok, y, bias, r0, r1);
+    case WeightType::Q5_0: return vnni::RowsV<WeightType::Q5_0>(w, xq, n_tok, y, bias, r0, r1);
+    case WeightType::Q5_1: return vnni::RowsV<WeightType::Q5_1>(w, xq, n_tok, y, bias, r0, r1);
+    case WeightType::Q4_K: return vnni::RowsV<WeightType::Q4_K>(w, xq, n_tok, y, bias, r0, r1);
+    case WeightType::Q5_K: return vnni::RowsV<WeightType::Q5_K>(w, xq, n_tok, y, bias, r0, r1);
+    case WeightType::Q6_K: return vnni::RowsV<WeightType::Q6_K>(w, xq, n_tok, y, bias, r0, r1);
+    default: break;
+  }
+#endif
   switch (w.dtype) {
     case WeightType::Q8_0: return RowsT<WeightType::Q8_0>(w, xq, n_tok, y, bias, r0, r1);
     case WeightType::Q4_0: return RowsT<WeightType::Q4_0>(w, xq, n_tok, y, bias, r0, r1);
@@ -494,7 +527,77 @@ void MatmulRows(const formats::WeightView& w, const QuantizedX& xq, int64_t n_to
   }
 }
 
+// Step 1 of the algorithm for one token (quantize_activations, bit for bit): the division, the
+// round-to-nearest-even (the default mode nearbyint uses), the clamp and amax are exact
+// IEEE operations in any order.
+HWY_INLINE void QuantizeToken(const float* x, int64_t cols, int64_t block, int8_t* q, float* d,
+                              int32_t* sums) {
+  const F sign = _mm256_set1_ps(-0.0f), inf = _mm256_set1_ps(HUGE_VALF);
+  const F lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
+  for (int64_t b = 0; b < cols / block; ++b) {
+    const float* xb = x + b * block;
+    F vmax = _mm256_setzero_ps(), bad = _mm256_setzero_ps();
+    for (int64_t j = 0; j < block; j += 8) {
+      const F a = _mm256_andnot_ps(sign, _mm256_loadu_ps(xb + j));
+      bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, inf, _CMP_NLT_UQ));  // inf or NaN
+      vmax = _mm256_max_ps(vmax, a);
+    }
+    int8_t* qb = q + b * block;
+    if (_mm256_movemask_ps(bad) != 0) {
+      d[b] = std::numeric_limits<float>::quiet_NaN();
+      std::memset(qb, 0, size_t(block));
+      continue;
+    }
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
+    const float db = _mm_cvtss_f32(m4) / 127.0f;
+    d[b] = db;
+    if (db == 0.0f) {
+      std::memset(qb, 0, size_t(block));
+      continue;
+    }
+    const F vd = _mm256_set1_ps(db);
+    for (int64_t j = 0; j < block; j += 32) {
+      I v[4];
+      for (int k = 0; k < 4; ++k) {
+        const F r = _mm256_round_ps(_mm256_div_ps(_mm256_loadu_ps(xb + j + 8 * k), vd),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        v[k] = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(r, lo), hi));
+      }
+      // packs work per 128-bit half: bytes come out in dword order 0,2,1,3 of the 8 groups of 4
+      const I p16a = _mm256_packs_epi32(v[0], v[1]), p16b = _mm256_packs_epi32(v[2], v[3]);
+      const I p8 = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(p16a, p16b),
+                                               _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+      _mm256_storeu_si256(reinterpret_cast<I*>(qb + j), p8);
+    }
+  }
+  for (int64_t c = 0; c < cols / 32; ++c) {
+    const I v = _mm256_loadu_si256(reinterpret_cast<const I*>(q + 32 * c));
+    // sum of 32 int8: sign-extend to int16 pairs via maddubs(1, v), then madd by 1
+    const I s32 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), v), _mm256_set1_epi16(1));
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(s32), _mm256_extracti128_si256(s32, 1));
+    s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
+    sums[c] = _mm_cvtsi128_si32(s);
+  }
+}
+
+void QuantizeTokens(const float* x, int64_t n_tok, int64_t cols, int64_t block, int8_t* q,
+                    float* d, int32_t* sums) {
+  for (int64_t t = 0; t < n_tok; ++t)
+    QuantizeToken(x + t * cols, cols, block, q + t * cols, d + t * (cols / block),
+                  sums + t * (cols / 32));
+}
+
 #else  // other targets: the scalar model
+
+void QuantizeTokens(const float* x, int64_t n_tok, int64_t cols, int64_t block, int8_t* q,
+                    float* d, int32_t* sums) {
+  for (int64_t t = 0; t < n_tok; ++t)
+    quantize_activations(x + t * cols, cols, block, q + t * cols, d + t * (cols / block),
+                         sums + t * (cols / 32));
+}
 
 void MatmulRows(const formats::WeightView& w, const QuantizedX& xq, int64_t n_tok, float* y,
                 const float* bias, int64_t r0, int64_t r1) {
@@ -504,12 +607,40 @@ void MatmulRows(const formats::WeightView& w, const QuantizedX& xq, int64_t n_to
 #endif
 
 }  // namespace meshlm::kernels::quant::HWY_NAMESPACE
+#if HWY_TARGET == HWY_AVX3_DL && HWY_COMPILER_CLANG  // Highway's own, for HWY_AFTER_NAMESPACE
+HWY_POP_ATTRIBUTES
+HWY_PUSH_ATTRIBUTES(HWY_TARGET_STR)
+#endif
 HWY_AFTER_NAMESPACE();
 
 #if HWY_ONCE
 namespace meshlm::kernels::quant {
 
 HWY_EXPORT(MatmulRows);
+HWY_EXPORT(QuantizeTokens);
+
+void quantize_tokens(const float* x, int64_t n_tok, int64_t cols, int64_t block, int8_t* q,
+                     float* d, int32_t* sums) {
+  HWY_DYNAMIC_DISPATCH(QuantizeTokens)(x, n_tok, cols, block, q, d, sums);
+}
+
+void QuantizedXBuffer::quantize(const float* x, int64_t n_tok, int64_t cols, int64_t block) {
+  if (block <= 0 || block % 32 != 0 || cols % block != 0)
+    throw Error("kernels", "quantize: cols not whole blocks");
+  q_.resize(size_t(n_tok * cols));
+  d_.resize(size_t(n_tok * (cols / block)));
+  sums_.resize(size_t(n_tok * (cols / 32)));
+  sums16_.resize(sums_.size());
+  view_ = QuantizedX{cols, block, q_.data(), d_.data(), sums_.data(), sums16_.data()};
+  quantize_tokens(x, n_tok, cols, block, q_.data(), d_.data(), sums_.data());
+  for (size_t i = 0; i < sums_.size(); ++i) sums16_[i] = int16_t(sums_[i]);
+}
+
+std::vector<int64_t> built_targets() {
+  std::vector<int64_t> out;
+  for (int64_t bits = HWY_TARGETS; bits != 0; bits &= bits - 1) out.push_back(bits & -bits);
+  return out;
+}
 
 void matmul_rows(const formats::WeightView& w, const QuantizedX& xq, int64_t n_tok, float* y,
                  const float* bias, int64_t r0, int64_t r1) {

@@ -54,7 +54,9 @@ struct QuantizedX {
   const int8_t* q = nullptr;     // [n_tok][cols]
   const float* d = nullptr;      // [n_tok][cols / block]
   const int32_t* sums = nullptr; // [n_tok][cols / 32]
+  const int16_t* sums16 = nullptr;  // the same as int16 (|sum| <= 32 * 127)
   const int8_t* q_at(int64_t t) const { return q + t * cols; }
+  const int16_t* sums16_at(int64_t t) const { return sums16 + t * (cols / 32); }
   const float* d_at(int64_t t) const { return d + t * (cols / block); }
   const int32_t* sums_at(int64_t t) const { return sums + t * (cols / 32); }
 };
@@ -69,20 +71,30 @@ class QuantizedXBuffer {
   std::vector<int8_t> q_;
   std::vector<float> d_;
   std::vector<int32_t> sums_;
+  std::vector<int16_t> sums16_;
   QuantizedX view_;
 };
 
-// One token: q[cols], d[cols / block], sums[cols / 32] from x[cols].
+// One token: q[cols], d[cols / block], sums[cols / 32] from x[cols]. The scalar statement of
+// step 1; quantize_tokens is the same for n_tok tokens, bit for bit, in SIMD where the target has
+// it (QuantizedXBuffer uses it). block: a multiple of 32.
 void quantize_activations(const float* x, int64_t cols, int64_t block, int8_t* q, float* d,
                           int32_t* sums);
+void quantize_tokens(const float* x, int64_t n_tok, int64_t cols, int64_t block, int8_t* q,
+                     float* d, int32_t* sums);
 
 // The algorithm above, scalar: y[t * w.rows + r] for rows [r0, r1) and tokens [0, n_tok) of
 // quantized activations xq (xq.block == activation_block(w.dtype)).
 void matmul_rows_model(const formats::WeightView& w, const QuantizedX& xq, int64_t n_tok,
                        float* y, const float* bias, int64_t r0, int64_t r1);
 
+// Highway target bits this file's kernels are built for, best first: simd_built_targets() plus
+// AVX3_DL (AVX-512 VNNI), which only the quantized kernels use. Tests force each one the CPU
+// supports (simd_force_target) and skip the others.
+std::vector<int64_t> built_targets();
+
 // Rows [r0, r1): the fastest path of the SIMD target chosen at run time (Highway dispatch;
-// AVX2 and AVX-512 have their own, the other targets run the scalar model).
+// AVX2, AVX-512 and AVX-512 VNNI have their own, the other targets run the scalar model).
 void matmul_rows(const formats::WeightView& w, const QuantizedX& xq, int64_t n_tok, float* y,
                  const float* bias, int64_t r0, int64_t r1);
 

@@ -59,17 +59,6 @@ void quantize_activations(const float* x, int64_t cols, int64_t block, int8_t* q
   }
 }
 
-void QuantizedXBuffer::quantize(const float* x, int64_t n_tok, int64_t cols, int64_t block) {
-  if (block <= 0 || cols % block != 0) throw Error("kernels", "quantize: cols not whole blocks");
-  q_.resize(size_t(n_tok * cols));
-  d_.resize(size_t(n_tok * (cols / block)));
-  sums_.resize(size_t(n_tok * (cols / 32)));
-  view_ = QuantizedX{cols, block, q_.data(), d_.data(), sums_.data()};
-  for (int64_t t = 0; t < n_tok; ++t)
-    quantize_activations(x + t * cols, cols, block, q_.data() + t * cols,
-                         d_.data() + t * (cols / block), sums_.data() + t * (cols / 32));
-}
-
 namespace {
 
 float f16_at(const uint8_t* p) { return f16_to_f32(uint16_t(p[0] | p[1] << 8)); }

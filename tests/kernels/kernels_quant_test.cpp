@@ -97,14 +97,21 @@ void check_q8(WeightType t, int64_t rows, int64_t cols, int64_t n_tok, int threa
     }
 }
 
-// Once per SIMD target built in; the ones this CPU cannot run are skipped, saying so.
+// Once per SIMD target the quantized kernels are built for (quant::built_targets(): the other
+// kernels' targets and AVX3_DL, AVX-512 VNNI); the ones this CPU cannot run are skipped, saying
+// so. A target is forced as "the best this CPU has": it and every supported target below it, so
+// that the other kernels (built without AVX3_DL) run their next best target, not the fallback.
 class QuantMatmulParity : public ::testing::TestWithParam<int64_t> {
  protected:
   void SetUp() override {
     if (!simd_target_supported(GetParam()))
       GTEST_SKIP() << "this CPU lacks " << simd_target_label(GetParam())
                    << ": its kernels are built but cannot run here";
-    simd_force_target(GetParam());
+    int64_t mask = 0;  // lower bit = better target
+    for (const std::vector<int64_t>& list : {simd_built_targets(), quant::built_targets()})
+      for (int64_t t : list)
+        if (t >= GetParam() && simd_target_supported(t)) mask |= t;
+    simd_force_target(mask);
   }
   void TearDown() override { simd_force_target(0); }
 };
@@ -181,6 +188,64 @@ TEST_P(QuantMatmulParity, BatchInvariance) {
   }
 }
 
+// n_tok = 1..17 (every remainder of the 4-token tiles, several tiles) over rows that are not a
+// multiple of the 4-row tiles, on 1, 2 and 4 threads: each token's outputs equal its n_tok = 1
+// outputs on one thread, bit for bit, and the scalar model's.
+TEST_P(QuantMatmulParity, EveryBatchSizeEqualsAlone) {
+  uint32_t seed = 500;
+  for (WeightType t : kQuantTypes) {
+    const int64_t be = formats::info(t).block_elems, rows = 27, n_max = 17;
+    const int64_t cols = be == 32 ? 7 * 32 : 3 * 256;  // an odd number of legacy blocks
+    SCOPED_TRACE(formats::name(t));
+    const QuantWeights w(t, rows, cols, seed++, 3);
+    const std::vector<float> x = random_floats(size_t(n_max * cols), seed++, -3.0f, 3.0f);
+    const std::vector<float> bias = random_floats(size_t(rows), seed++);
+    std::vector<float> alone(size_t(n_max * rows)), model(alone.size());
+    for (int64_t tt = 0; tt < n_max; ++tt)
+      matmul(w.view, x.data() + tt * cols, 1, alone.data() + tt * rows, bias.data(), pool_of(1),
+             BlockMath::kQ8);
+    quant::QuantizedXBuffer xq;
+    xq.quantize(x.data(), n_max, cols, quant::activation_block(t));
+    quant::matmul_rows_model(w.view, xq.view(), n_max, model.data(), bias.data(), 0, rows);
+    ASSERT_EQ(0, std::memcmp(alone.data(), model.data(), alone.size() * sizeof(float)))
+        << "n_tok = 1 differs from the scalar model";
+    for (int threads : {1, 2, 4})
+      for (int64_t n_tok = 1; n_tok <= n_max; ++n_tok) {
+        std::vector<float> y(size_t(n_tok * rows), NAN);
+        matmul(w.view, x.data(), n_tok, y.data(), bias.data(), pool_of(threads), BlockMath::kQ8);
+        ASSERT_EQ(0, std::memcmp(y.data(), alone.data(), y.size() * sizeof(float)))
+            << "n_tok=" << n_tok << " threads=" << threads;
+      }
+  }
+}
+
+// The SIMD activation quantization (quantize_tokens, what QuantizedXBuffer runs) equals the scalar
+// statement (quantize_activations) bit for bit: random blocks, ties (x / d = k + 0.5 rounds to
+// even), zero blocks, denormal-sized blocks, and blocks with an inf or NaN.
+TEST_P(QuantMatmulParity, QuantizeTokensEqualsScalar) {
+  for (int64_t block : {32, 256}) {
+    const int64_t cols = 4 * 256, n_tok = 5;
+    std::vector<float> x = random_floats(size_t(n_tok * cols), 77 + uint32_t(block), -4.0f, 4.0f);
+    for (int64_t j = 0; j < 64; ++j) x[size_t(j)] = float(j % 13) - 6.5f;  // ties
+    x[0] = 127.0f;                                                           // d = 1
+    for (int64_t j = 256; j < 512; ++j) x[size_t(j)] = 0.0f;                 // zero blocks
+    for (int64_t j = 512; j < 768; ++j) x[size_t(j)] = 1e-40f * float(j % 7 - 3);
+    x[size_t(cols + 3)] = INFINITY;
+    x[size_t(2 * cols + 300)] = NAN;
+    x[size_t(3 * cols + 40)] = -INFINITY;
+    std::vector<int8_t> q1(x.size()), q2(x.size());
+    std::vector<float> d1(x.size() / size_t(block)), d2(d1.size());
+    std::vector<int32_t> s1(x.size() / 32), s2(s1.size());
+    for (int64_t t = 0; t < n_tok; ++t)
+      quant::quantize_activations(x.data() + t * cols, cols, block, q1.data() + t * cols,
+                                  d1.data() + t * (cols / block), s1.data() + t * (cols / 32));
+    quant::quantize_tokens(x.data(), n_tok, cols, block, q2.data(), d2.data(), s2.data());
+    EXPECT_EQ(q1, q2) << "block " << block;
+    EXPECT_EQ(0, std::memcmp(d1.data(), d2.data(), d1.size() * sizeof(float))) << "block " << block;
+    EXPECT_EQ(s1, s2) << "block " << block;
+  }
+}
+
 // A Q4_K_M layer mixes types over one input (q/k/v: Q4_K and Q6_K; a BF16 or Q2_K tensor takes
 // the f32 path): each output equals its own matmul bit for bit.
 TEST_P(QuantMatmulParity, MultiMixedTypes) {
@@ -234,7 +299,7 @@ TEST_P(QuantMatmulParity, OtherTypesUnchanged) {
   EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float)));
 }
 
-INSTANTIATE_TEST_SUITE_P(Targets, QuantMatmulParity, ::testing::ValuesIn(simd_built_targets()),
+INSTANTIATE_TEST_SUITE_P(Targets, QuantMatmulParity, ::testing::ValuesIn(quant::built_targets()),
                          target_param_name);
 
 // The activation quantization itself: d = amax / 127, codes round to nearest, chunk sums.
