@@ -3,10 +3,14 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <map>
 #include <set>
+#include <utility>
+#include <vector>
 
 #include "core/byte_count.h"
 #include "core/error.h"
+#include "formats/weight_format.h"
 #include "model/model_files.h"
 #include "model/safetensors.h"
 #include "model/schema.h"
@@ -40,6 +44,26 @@ uint64_t kv_bytes_per_layer(const model::ModelConfig& c, const PlanOptions& opti
          uint64_t(std::max<int64_t>(options.kv_tokens, 0));
 }
 
+// The formats of a stage's matrices (the Matrix / Embedding tensors: norms and biases are
+// F32 in every quantized file), the most bytes first.
+std::string weight_types_of(const model::ModelConfig& c, const TensorSizes& sizes,
+                            model::LayerRange layers) {
+  std::map<WeightType, uint64_t> bytes;
+  for (const auto& d : model::stage_tensors(c, layers)) {
+    if (d.kind != model::TensorKind::Matrix && d.kind != model::TensorKind::Embedding) continue;
+    auto t = sizes.types.find(d.name);
+    auto n = sizes.find(d.name);
+    if (t != sizes.types.end()) bytes[t->second] += n == sizes.end() ? 0 : n->second;
+  }
+  std::vector<std::pair<uint64_t, WeightType>> order;
+  for (auto [type, n] : bytes) order.push_back({n, type});
+  std::stable_sort(order.begin(), order.end(),
+                   [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::string out;
+  for (const auto& [n, type] : order) out += (out.empty() ? "" : "/") + std::string(formats::name(type));
+  return out;
+}
+
 // plan.stages from the layer ranges: each stage's tensors (layers + the fixed ones it holds) and
 // KV room.
 void add_stages(Plan& plan, const model::ModelConfig& c, const TensorSizes& sizes,
@@ -51,6 +75,7 @@ void add_stages(Plan& plan, const model::ModelConfig& c, const TensorSizes& size
     s.layers = ranges[k];
     s.kv_bytes = uint64_t(s.layers.size()) * plan.kv_bytes_per_layer;
     s.weight_bytes = sum_bytes(sizes, model::stage_tensor_names(c, s.layers));
+    s.weight_types = weight_types_of(c, sizes, s.layers);
     plan.stages.push_back(s);
   }
 }
@@ -58,17 +83,21 @@ void add_stages(Plan& plan, const model::ModelConfig& c, const TensorSizes& size
 }  // namespace
 
 TensorSizes tensor_sizes(const std::string& model_dir) {
-  if (model::detect_model_format(model_dir) == model::ModelFormat::Gguf) {
-    // Stored bytes of each schema tensor, keyed by its Hugging Face name like a folder's.
+  TensorSizes sizes;
+  if (model::detect_model_format(model_dir) != model::ModelFormat::HfFolder) {
+    // GGUF and MLX: the bytes each schema tensor takes as stored, keyed by its Hugging Face name.
     auto files = model::ModelFiles::open(model_dir);
-    const model::TensorLookup lookup = files->lookup();
-    TensorSizes sizes;
-    for (const auto& d : model::model_tensors(files->config())) sizes[d.name] = lookup(d).nbytes;
+    for (const auto& d : model::model_tensors(files->config())) {
+      sizes[d.name] = files->tensor_bytes(d);
+      sizes.types[d.name] = files->tensor_type(d);
+    }
     return sizes;
   }
   auto set = model::SafetensorsSet::open_dir(model_dir);
-  TensorSizes sizes;
-  for (const auto& [name, info] : set->tensors()) sizes[name] = info.nbytes;
+  for (const auto& [name, info] : set->tensors()) {
+    sizes[name] = info.nbytes;
+    if (info.dtype_supported) sizes.types[name] = info.dtype;
+  }
   return sizes;
 }
 
@@ -202,15 +231,18 @@ model::LayerPartition Plan::partition() const {
 std::string format_plan(const Plan& plan) {
   std::string out;
   char line[256];
-  std::snprintf(line, sizeof line, "%-5s %-24s %-9s %12s %12s %12s %12s\n", "stage", "node",
-                "layers", "weights", "KV room", "available", "left");
+  size_t type_width = 4;  // the weight types column fits the longest
+  for (const auto& s : plan.stages) type_width = std::max(type_width, s.weight_types.size());
+  std::snprintf(line, sizeof line, "%-5s %-24s %-9s %12s %-*s %12s %12s %12s\n", "stage", "node",
+                "layers", "weights", int(type_width), "type", "KV room", "available", "left");
   out += line;
   for (size_t k = 0; k < plan.stages.size(); ++k) {
     const auto& s = plan.stages[k];
     const std::string layers = s.layers.inclusive_str();
     int64_t left = int64_t(s.mem_available) - int64_t(s.weight_bytes + s.kv_bytes);
-    std::snprintf(line, sizeof line, "%-5zu %-24s %-9s %12s %12s %12s %12s\n", k, s.node.c_str(),
-                  layers.c_str(), format_bytes(s.weight_bytes).c_str(),
+    std::snprintf(line, sizeof line, "%-5zu %-24s %-9s %12s %-*s %12s %12s %12s\n", k,
+                  s.node.c_str(), layers.c_str(), format_bytes(s.weight_bytes).c_str(),
+                  int(type_width), s.weight_types.empty() ? "-" : s.weight_types.c_str(),
                   format_bytes(s.kv_bytes).c_str(), format_bytes(s.mem_available).c_str(),
                   left < 0 ? "-" : format_bytes(uint64_t(left)).c_str());
     out += line;

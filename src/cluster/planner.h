@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "formats/weight_format.h"
 #include "model/config.h"
 #include "model/layer_range.h"
 
@@ -37,6 +38,9 @@ struct StagePlan {
   uint64_t weight_bytes = 0;  // layers + the fixed tensors of this stage
   uint64_t kv_bytes = 0;      // KV room for its layers
   uint64_t mem_available = 0;
+  // The formats its weight matrices are stored in, the most bytes first, '/'-separated:
+  // "BF16", "Q4_K/Q6_K", "MLX4_G64_BF16"; "" when the sizes did not say (TensorSizes::types).
+  std::string weight_types;
 };
 
 struct Plan {
@@ -49,8 +53,14 @@ struct Plan {
   model::LayerPartition partition() const;
 };
 
-// Bytes of every tensor of the model by name (from its safetensors headers).
-using TensorSizes = std::map<std::string, uint64_t>;
+// Stored bytes of every tensor of the model by its Hugging Face (schema) name, and the format it
+// is stored in. A Hugging Face folder: every tensor of its safetensors headers. A GGUF model or an
+// MLX folder: the schema's tensors through model::ModelFiles::tensor_bytes, which counts what a
+// stage holds, the bytes as stored (an MLX matrix: its U32 codes, scales and biases; a GGUF
+// tensor: its blocks). A map by name (tests build one by hand) plus the formats.
+struct TensorSizes : std::map<std::string, uint64_t> {
+  std::map<std::string, WeightType> types;  // by the same names; may be empty
+};
 TensorSizes tensor_sizes(const std::string& model_dir);
 
 Plan plan_layers(const model::ModelConfig& config, const TensorSizes& sizes,

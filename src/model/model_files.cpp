@@ -124,6 +124,10 @@ class MlxFiles final : public ModelFiles {
     if (auto p = resolve(d)) return p->nbytes;
     return safetensors_lookup(*st_)(d).nbytes;
   }
+  WeightType tensor_type(const TensorDesc& d) const override {
+    if (auto p = resolve(d)) return p->type;
+    return safetensors_lookup(*st_)(d).type;
+  }
 
  private:
   // {"group_size", "bits", "mode"} of one quantization object; fallback: the defaults of an

@@ -69,6 +69,9 @@ class ModelFiles {
   // Bytes the tensor takes once loaded (lookup(d).nbytes), without loading it: an MLX folder's
   // quantized matrix is not repacked for this. Throws as lookup does.
   virtual uint64_t tensor_bytes(const TensorDesc& d) const { return lookup()(d).nbytes; }
+  // The format the tensor takes once loaded (lookup(d).type), without loading it. Throws as
+  // lookup does.
+  virtual WeightType tensor_type(const TensorDesc& d) const { return lookup()(d).type; }
 };
 
 TensorLookup safetensors_lookup(const SafetensorsSet& st);

@@ -6,12 +6,15 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "core/error.h"
 #include "core/hex.h"
 #include "core/log.h"
+#include "formats/gguf.h"
 #include "model/config.h"
+#include "model/model_files.h"
 #include "model/schema.h"
 
 namespace meshlm::remote {
@@ -99,23 +102,87 @@ void SyncProgress::finish() {
             secs > 0 ? mib(done_) / secs : 0.0);
 }
 
+// ---- the tensors of a stage ----
+
+std::vector<std::string> stage_stored_tensors(
+    const model::ModelConfig& cfg, model::LayerRange layers, SyncFormat format,
+    const std::function<std::string(const std::string&)>& stored_dtype,
+    const std::vector<std::string>& gguf_extras) {
+  std::vector<std::string> out;
+  for (const model::TensorDesc& d : model::stage_tensors(cfg, layers)) {
+    if (format == SyncFormat::Gguf) {
+      out.push_back(d.gguf_name);
+      continue;
+    }
+    out.push_back(d.name);
+    const bool matrix = d.kind == model::TensorKind::Matrix || d.kind == model::TensorKind::Embedding;
+    if (matrix && stored_dtype(d.name) == "U32") {  // MLX: codes, then scales and biases
+      out.push_back(model::quant_part_name(d, model::QuantPart::Scales));
+      out.push_back(model::quant_part_name(d, model::QuantPart::Biases));
+    }
+  }
+  if (format == SyncFormat::Gguf) out.insert(out.end(), gguf_extras.begin(), gguf_extras.end());
+  return out;
+}
+
+std::vector<std::string> gguf_extra_tensors(const model::ModelConfig& cfg,
+                                            const formats::GgufModel& model) {
+  std::set<std::string> known;
+  for (const model::TensorDesc& d : model::model_tensors(cfg)) known.insert(d.gguf_name);
+  std::vector<std::string> out;
+  for (const formats::GgufTensor* t : model.tensors())
+    if (!known.count(t->name)) out.push_back(t->name);
+  return out;
+}
+
 // ---- server ----
 
-TensorServer::TensorServer(const std::string& model_dir, std::string fingerprint,
+TensorServer::TensorServer(const std::string& model_path, std::string fingerprint,
                            TensorServerOptions options)
-    : model_dir_(model_dir), fingerprint_(std::move(fingerprint)), options_(std::move(options)) {
+    : fingerprint_(std::move(fingerprint)), options_(std::move(options)) {
   if (!options_.counters) options_.counters = std::make_shared<SyncCounters>();
   if (options_.chunk_bytes == 0 || options_.chunk_bytes > kMaxPayload / 2) {
     throw Error("sync", "chunk size must be between 1 byte and 512 MiB");
   }
-  auto path = std::filesystem::path(model_dir) / "config.json";
+  if (model::detect_model_format(model_path) == model::ModelFormat::Gguf) {
+    format_ = SyncFormat::Gguf;
+    gguf_ = std::make_unique<formats::GgufModel>(formats::GgufModel::open(model_path));
+    config_ = model::config_from_gguf(*gguf_);
+    for (const formats::GgufFile& part : gguf_->parts()) {
+      const auto bytes = part.bytes();
+      if (part.data_offset() > kMaxGgufHeader)
+        throw Error("sync", part.name() + ": a GGUF header of " +
+                                std::to_string(part.data_offset()) + " bytes is too large to ship");
+      gguf_parts_.push_back(
+          {std::string(reinterpret_cast<const char*>(bytes.data()), size_t(part.data_offset())),
+           uint64_t(bytes.size())});
+    }
+    gguf_extras_ = gguf_extra_tensors(config_, *gguf_);
+    return;
+  }
+  // A Hugging Face or MLX folder: config.json's bytes and the safetensors files.
+  auto path = std::filesystem::path(model_path) / "config.json";
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error("sync", "cannot read " + path.string());
   std::ostringstream ss;
   ss << in.rdbuf();
   config_json_ = ss.str();
   if (config_json_.size() > kMaxConfigJson) throw Error("sync", path.string() + " is too large");
-  set_ = model::SafetensorsSet::open_dir(model_dir);
+  config_ = model::ModelConfig::from_json(nlohmann::json::parse(config_json_));
+  set_ = model::SafetensorsSet::open_dir(model_path);
+}
+
+TensorServer::~TensorServer() = default;
+
+std::optional<TensorServer::Stored> TensorServer::find(const std::string& name) const {
+  if (gguf_) {
+    const formats::GgufTensor* t = gguf_->find_tensor(name);
+    if (!t) return std::nullopt;
+    return Stored{t->name, std::string(formats::name(t->type)), t->shape(), t->data, t->nbytes};
+  }
+  if (!set_->has(name)) return std::nullopt;
+  const model::TensorInfo& t = set_->info(name);
+  return Stored{t.name, t.dtype_name, t.shape, set_->data(t), t.nbytes};
 }
 
 bool TensorServer::handle(Connection& conn, const Frame& frame, const std::string& peer) {
@@ -137,13 +204,13 @@ bool TensorServer::refuse(Connection& conn, const std::string& peer, const std::
   return false;
 }
 
-Hash128 TensorServer::tensor_hash(const model::TensorInfo& t) {
+Hash128 TensorServer::tensor_hash(const Stored& t) {
   {
     std::lock_guard lock(mutex_);
     auto it = hashes_.find(t.name);
     if (it != hashes_.end()) return it->second;
   }
-  Hash128 h = hash_bytes({set_->data(t), t.nbytes});
+  Hash128 h = hash_bytes({t.data, t.nbytes});
   std::lock_guard lock(mutex_);
   hashes_[t.name] = h;
   return h;
@@ -151,33 +218,34 @@ Hash128 TensorServer::tensor_hash(const model::TensorInfo& t) {
 
 bool TensorServer::serve_manifest(Connection& conn, const Frame& frame, const std::string& peer) {
   ManifestRequestMsg req = decode_manifest_request(frame.payload);
-  model::ModelConfig cfg;
-  try {
-    cfg = model::ModelConfig::from_json(nlohmann::json::parse(config_json_));
-  } catch (const std::exception& e) {
-    return refuse(conn, peer,
-                  std::string("the coordinator's config.json is unusable: ") + e.what());
-  }
-  if (req.layers.end > cfg.n_layers) {
+  if (req.layers.end > config_.n_layers) {
     return refuse(conn, peer,
                   "layers [" + std::to_string(req.layers.begin) + ", " +
                       std::to_string(req.layers.end) + ") are outside a model of " +
-                      std::to_string(cfg.n_layers) + " layers");
+                      std::to_string(config_.n_layers) + " layers");
   }
   ManifestMsg m;
   m.fingerprint = fingerprint_;
+  m.format = format_;
   m.config_json = config_json_;
+  m.gguf_parts = gguf_parts_;
+  const auto stored_dtype = [this](const std::string& name) {
+    const auto t = find(name);
+    return t ? t->dtype : std::string();
+  };
   uint64_t total = 0;
-  for (const std::string& name : model::stage_tensor_names(cfg, req.layers)) {
-    if (!set_->has(name)) return refuse(conn, peer, "the coordinator's model lacks " + name);
-    const model::TensorInfo& t = set_->info(name);
-    if (!t.dtype_supported) {
+  for (const std::string& name :
+       stage_stored_tensors(config_, req.layers, format_, stored_dtype, gguf_extras_)) {
+    const std::optional<Stored> t = find(name);
+    if (!t) return refuse(conn, peer, "the coordinator's model lacks " + name);
+    const auto sized = stored_tensor_bytes(t->dtype, t->shape);
+    if (!sized || *sized != t->nbytes) {
       return refuse(
           conn, peer,
-          "tensor " + name + " has dtype " + t.dtype_name + ", which model sync does not carry");
+          "tensor " + name + " has dtype " + t->dtype + ", which model sync does not carry");
     }
-    m.tensors.push_back({name, t.dtype_name, t.shape, t.nbytes, tensor_hash(t)});
-    total += t.nbytes;
+    m.tensors.push_back({name, t->dtype, t->shape, t->nbytes, tensor_hash(*t)});
+    total += t->nbytes;
   }
   options_.counters->manifests.fetch_add(1);
   log::info("[sync] manifest for layers {}-{} to {}: {} tensors, {:.1f} MiB", req.layers.begin,
@@ -189,7 +257,7 @@ bool TensorServer::serve_manifest(Connection& conn, const Frame& frame, const st
 bool TensorServer::serve_tensors(Connection& conn, const Frame& frame, const std::string& peer) {
   TensorRequestMsg req = decode_tensor_request(frame.payload);
   // Validate the whole request before sending a byte.
-  std::vector<const model::TensorInfo*> infos;
+  std::vector<Stored> tensors;
   uint64_t total = 0;
   for (const TensorRange& r : req.ranges) {
     const std::string& n = r.name;
@@ -197,27 +265,27 @@ bool TensorServer::serve_tensors(Connection& conn, const Frame& frame, const std
         n.find('\\') != std::string::npos || n.find('\0') != std::string::npos) {
       return refuse(conn, peer, "tensor name '" + printable(n) + "' is not a tensor name");
     }
-    if (!set_->has(n)) {
+    std::optional<Stored> t = find(n);
+    if (!t) {
       return refuse(conn, peer,
                     "tensor '" + printable(n) + "' is not part of model " +
                         fingerprint_.substr(0, 16) + "...");
     }
-    const model::TensorInfo& t = set_->info(n);
-    if (r.offset > t.nbytes) {
+    if (r.offset > t->nbytes) {
       return refuse(conn, peer,
                     "offset " + std::to_string(r.offset) + " is past the end of " + n + " (" +
-                        std::to_string(t.nbytes) + " bytes)");
+                        std::to_string(t->nbytes) + " bytes)");
     }
-    infos.push_back(&t);
-    total += t.nbytes - r.offset;
+    total += t->nbytes - r.offset;
+    tensors.push_back(std::move(*t));
   }
   if (req.ranges.size() > UINT32_MAX) return refuse(conn, peer, "too many ranges");
 
   SyncProgress progress("sending to " + peer, total);
   uint64_t sent = 0;
+  std::vector<uint8_t> damaged;  // the corrupt_byte test hook's copy of a chunk
   for (size_t i = 0; i < req.ranges.size(); ++i) {
-    const model::TensorInfo& t = *infos[i];
-    const uint8_t* base = set_->data(t);
+    const Stored& t = tensors[i];
     for (uint64_t off = req.ranges[i].offset; off < t.nbytes;) {
       uint64_t n = std::min<uint64_t>(options_.chunk_bytes, t.nbytes - off);
       bool stop = false;
@@ -226,8 +294,16 @@ bool TensorServer::serve_tensors(Connection& conn, const Frame& frame, const std
         stop = true;
       }
       if (n > 0) {
+        std::span<const uint8_t> bytes{t.data + off, static_cast<size_t>(n)};
+        if (options_.corrupt_byte > sent_ && options_.corrupt_byte <= sent_ + n) {
+          damaged.assign(bytes.begin(), bytes.end());
+          damaged[options_.corrupt_byte - sent_ - 1] ^= 0x40;
+          bytes = damaged;
+          log::warn("[sync] test hook: damaging byte {} of {} sent to {}", off + options_.corrupt_byte - sent_ - 1, t.name, peer);
+          options_.corrupt_byte = 0;  // once
+        }
         auto head = encode_tensor_data_head({static_cast<uint32_t>(i), off});
-        std::span<const uint8_t> pieces[2] = {head, {base + off, static_cast<size_t>(n)}};
+        std::span<const uint8_t> pieces[2] = {head, bytes};
         conn.send_pieces(FrameType::TensorData, pieces);
         off += n;
         sent += n;

@@ -73,16 +73,11 @@ class RemotePipeline final : public runtime::Pipeline {
     client_id_ = random_hex(16);
     stage0_ = std::make_unique<model::Stage>(options_.model_dir, ranges[0], options_.stage);
     runner0_ = std::make_unique<runtime::StageRunner>(*stage0_);
-    if (sync_ && !options_.peers.empty() &&
-        model::detect_model_format(options_.model_dir) == model::ModelFormat::Gguf) {
-      // Model sync ships Hugging Face folders (safetensors tensors by name) today: workers of a
-      // GGUF model must hold the file (same path, or their own --model of it).
-      log::info("[pipeline] model sync is for Hugging Face folders; the workers must hold {}",
-                options_.model_dir);
-    } else if (sync_ && !options_.peers.empty()) {
+    if (sync_ && !options_.peers.empty()) {  // any format: tensors travel as stored
       TensorServerOptions so;
       so.chunk_bytes = options_.sync_chunk_bytes;
       so.stop_after_bytes = options_.sync_stop_after_bytes;
+      so.corrupt_byte = options_.sync_corrupt_byte;
       so.counters = options_.sync_counters;
       tensor_server_ = std::make_unique<TensorServer>(options_.model_dir, fingerprint_, so);
     }

@@ -60,6 +60,7 @@ struct RemotePipelineOptions {
   std::shared_ptr<SyncCounters> sync_counters;  // optional: what the tensor server sent
   uint64_t sync_chunk_bytes = uint64_t{8} << 20;  // tensor bytes per frame
   uint64_t sync_stop_after_bytes = 0;  // tests: break a transfer after this many bytes (once)
+  uint64_t sync_corrupt_byte = 0;  // tests: damage the tensor byte sent at this count (once)
 };
 
 // Connects, hands out the layer ranges and waits until every worker has loaded. Throws

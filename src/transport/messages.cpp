@@ -321,7 +321,31 @@ void visit(A& a, M& m) {
 template <typename A, Of<ManifestMsg> M>
 void visit(A& a, M& m) {
   a.str(m.fingerprint, 128);
+  uint32_t format = static_cast<uint32_t>(m.format);
+  a.u32(format);
+  a.check([&] {
+    if (format > static_cast<uint32_t>(SyncFormat::Gguf))
+      invalid("unknown model format " + std::to_string(format));
+  });
+  if constexpr (!std::is_const_v<M>) m.format = static_cast<SyncFormat>(format);
   a.str(m.config_json, kMaxConfigJson);
+  a.list(m.gguf_parts, 8 + 8, kMaxGgufParts, "GGUF part", [&](auto& p) {
+    a.str(p.header, kMaxGgufHeader);
+    a.u64(p.file_size);
+    a.check([&] {
+      if (p.header.size() < 4 || p.header.compare(0, 4, "GGUF") != 0)
+        invalid("a GGUF part header does not start with GGUF");
+      if (p.file_size < p.header.size() || p.file_size > kMaxGgufFileBytes)
+        invalid("a GGUF part of " + std::to_string(p.file_size) + " bytes with a header of " +
+                std::to_string(p.header.size()));
+    });
+  });
+  a.check([&] {
+    if (m.format == SyncFormat::Gguf && (m.gguf_parts.empty() || !m.config_json.empty()))
+      invalid("a GGUF manifest needs part headers and no config.json");
+    if (m.format == SyncFormat::Safetensors && !m.gguf_parts.empty())
+      invalid("a safetensors manifest with GGUF part headers");
+  });
   constexpr size_t kMinEntryBytes = 4 + 1 + 4 + 8 + 8 + 16;  // name >= 1 byte, no dims
   std::set<std::string> names;                                // reading
   a.list(m.tensors, kMinEntryBytes, kMaxSyncTensors, "manifest entry", [&](auto& t) {
@@ -334,11 +358,11 @@ void visit(A& a, M& m) {
     a.check([&] {
       if (t.name.empty()) invalid("manifest entry without a name");
       if (!names.insert(t.name).second) invalid("tensor '" + t.name + "' listed twice");
-      const auto type = formats::from_name(t.dtype);
-      if (!type) invalid("tensor '" + t.name + "' has unsupported dtype '" + t.dtype + "'");
+      if (t.dtype != "U32" && !formats::from_name(t.dtype))
+        invalid("tensor '" + t.name + "' has unsupported dtype '" + t.dtype + "'");
       for (int64_t d : t.shape)
         if (d < 0) invalid("tensor '" + t.name + "' has a negative dimension");
-      const auto sized = formats::tensor_bytes(*type, t.shape);
+      const auto sized = stored_tensor_bytes(t.dtype, t.shape);
       if (!sized) invalid("tensor '" + t.name + "' is impossibly large or not whole blocks");
       const uint64_t bytes = *sized;
       if (bytes != t.nbytes) {
@@ -447,6 +471,16 @@ std::vector<uint8_t> encode_forward(const ForwardMsg& m) {
 ForwardMsg decode_forward(std::span<const uint8_t> payload) { return decode<ForwardMsg>(payload); }
 std::vector<uint8_t> encode_result(const ResultMsg& m) { return encode(m); }
 ResultMsg decode_result(std::span<const uint8_t> payload) { return decode<ResultMsg>(payload); }
+
+std::optional<uint64_t> stored_tensor_bytes(std::string_view dtype, std::span<const int64_t> shape) {
+  // U32: MLX's packed codes, 4 bytes an element like F32.
+  const std::optional<WeightType> type =
+      dtype == "U32" ? std::optional<WeightType>(WeightType::F32) : formats::from_name(dtype);
+  if (!type) return std::nullopt;
+  for (int64_t d : shape)
+    if (d < 0) return std::nullopt;
+  return formats::tensor_bytes(*type, shape);
+}
 
 std::vector<uint8_t> encode_manifest_request(const ManifestRequestMsg& m) { return encode(m); }
 ManifestRequestMsg decode_manifest_request(std::span<const uint8_t> payload) {

@@ -6,7 +6,10 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
+#include <span>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -95,6 +98,9 @@ inline constexpr uint64_t kMaxSyncTensors = 1 << 20;
 inline constexpr size_t kMaxTensorName = 1024;
 inline constexpr size_t kMaxTensorDims = 8;
 inline constexpr size_t kMaxConfigJson = 16 << 20;
+inline constexpr uint64_t kMaxGgufParts = 1024;
+inline constexpr size_t kMaxGgufHeader = size_t{256} << 20;    // metadata + tensor table of a part
+inline constexpr uint64_t kMaxGgufFileBytes = uint64_t{1} << 50;
 
 struct ManifestRequestMsg {
   model::LayerRange layers;
@@ -107,18 +113,39 @@ struct Hash128 {
 };
 
 struct ManifestEntry {
-  std::string name;
-  std::string dtype;  // safetensors dtype name: "F32", "BF16", "F16"
+  std::string name;   // as the model's files spell it (Hugging Face / MLX name, or GGUF name)
+  // How the tensor is stored, which is how it travels: a weight format's name
+  // (formats::from_name: "F32", "BF16", "Q4_K", ...) or "U32" (an MLX matrix's packed codes).
+  std::string dtype;
   std::vector<int64_t> shape;
   uint64_t nbytes = 0;
   Hash128 hash;
 };
 
+// How the coordinator's model is stored, and so how a worker keeps its copy (tensor_cache.h).
+enum class SyncFormat : uint32_t {
+  Safetensors = 0,  // a Hugging Face or MLX folder: config.json + safetensors tensors by name
+  Gguf = 1,         // a GGUF file or split set: each part's header, then tensors by GGUF name
+};
+
+// One file of a GGUF model: its bytes up to the data section (metadata, tensor table, padding;
+// what the fingerprint hashes) and the file's size.
+struct GgufPartHead {
+  std::string header;
+  uint64_t file_size = 0;
+};
+
 struct ManifestMsg {
   std::string fingerprint;
-  std::string config_json;  // the bytes of the coordinator's config.json
+  SyncFormat format = SyncFormat::Safetensors;
+  std::string config_json;  // Safetensors: the bytes of the coordinator's config.json; Gguf: ""
+  std::vector<GgufPartHead> gguf_parts;  // Gguf: every part, in order (>= 1); Safetensors: none
   std::vector<ManifestEntry> tensors;
 };
+
+// Bytes of a manifest dtype's tensor of this shape (see ManifestEntry::dtype), or nullopt for a
+// dtype sync does not carry, a negative dimension, rows that are not whole blocks, or > 2^50.
+std::optional<uint64_t> stored_tensor_bytes(std::string_view dtype, std::span<const int64_t> shape);
 
 struct TensorRange {
   std::string name;
@@ -169,7 +196,9 @@ std::vector<uint8_t> encode_manifest_request(const ManifestRequestMsg& m);
 ManifestRequestMsg decode_manifest_request(std::span<const uint8_t> payload);
 std::vector<uint8_t> encode_manifest(const ManifestMsg& m);
 // Checks each entry on its own (dtype known, dims non-negative, nbytes == elements x dtype size,
-// names unique); whether they are the right tensors is the receiver's business.
+// names unique) and that the format's fields are there (a config for Safetensors; for Gguf no
+// config, 1..kMaxGgufParts parts each with a header no longer than its file); whether they are
+// the right tensors is the receiver's business.
 ManifestMsg decode_manifest(std::span<const uint8_t> payload);
 std::vector<uint8_t> encode_tensor_request(const TensorRequestMsg& m);
 TensorRequestMsg decode_tensor_request(std::span<const uint8_t> payload);

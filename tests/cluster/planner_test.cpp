@@ -1,13 +1,22 @@
 // The layer planner: proportional to memory, fixed tensors where they live, clear refusals.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "../remote/sync_test_util.h"
 #include "cluster/planner.h"
+#include "convert/mlx_export.h"
 #include "core/error.h"
+#include "formats/gguf.h"
+#include "model/safetensors.h"
 #include "model/weights.h"
 
 namespace meshlm::cluster {
 namespace {
 
+namespace fs = std::filesystem;
 constexpr uint64_t kMiB = 1ull << 20, kGiB = 1ull << 30;
 
 model::ModelConfig config(int64_t layers, bool tied) {
@@ -148,6 +157,78 @@ TEST(Planner, ParsesSizes) {
   EXPECT_EQ(parse_bytes("1.5GiB"), 3 * kGiB / 2);
   EXPECT_EQ(parse_bytes("4096"), 4096u);
   for (const char* bad : {"", "G", "12X", "-1G", "nan"}) EXPECT_THROW(parse_bytes(bad), Error) << bad;
+}
+
+// Quantized models: the planner counts the bytes a stage holds as stored (an MLX matrix's codes,
+// scales and biases; a GGUF tensor's blocks) and names each stage's weight types.
+class QuantizedSizes : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    const fs::path hf = root() / "hf";
+    remote::test::write_tiny_model(hf, /*hidden=*/256, /*layers=*/4, /*inter=*/512, /*vocab=*/256);
+    remote::test::write_tiny_gguf(hf, root() / "model.gguf");
+    convert::MlxOptions mo;
+    mo.threads = 1;
+    convert::export_mlx(hf.string(), (root() / "mlx4").string(), mo);
+  }
+  static void TearDownTestSuite() {
+    std::error_code ec;
+    fs::remove_all(root(), ec);
+  }
+  static fs::path root() {
+    static fs::path r = fs::temp_directory_path() / ("meshlm_planner_q_" + std::to_string(::getpid()));
+    return r;
+  }
+};
+
+TEST_F(QuantizedSizes, MlxCountsCodesScalesAndBiases) {
+  const std::string dir = (root() / "mlx4").string();
+  const TensorSizes sizes = tensor_sizes(dir);
+  auto set = model::SafetensorsSet::open_dir(dir);
+  uint64_t file_bytes = 0;  // every tensor of the folder: codes, scales, biases, norms
+  for (const auto& [name, t] : set->tensors()) file_bytes += t.nbytes;
+  auto cfg = model::ModelConfig::from_dir(dir);
+  Plan one = plan_for_ranges(cfg, sizes, {{"a", 8 * kGiB}}, {{0, 4}}, {});
+  EXPECT_EQ(one.stages[0].weight_bytes, file_bytes);
+  EXPECT_EQ(one.stages[0].weight_types, "MLX4_G64_BF16");
+  Plan two = plan_for_ranges(cfg, sizes, {{"a", 8 * kGiB}, {"b", 8 * kGiB}}, {{0, 2}, {2, 4}}, {});
+  uint64_t upper = 0;  // layers 2-3, the final norm and the head, from the file's names
+  for (const auto& [name, t] : set->tensors()) {
+    const int64_t l = model::layer_of(name);
+    if (l >= 2 || name.rfind("model.norm.", 0) == 0 || name.rfind("lm_head.", 0) == 0) upper += t.nbytes;
+  }
+  EXPECT_EQ(two.stages[1].weight_bytes, upper);
+  const std::string table = format_plan(two);
+  EXPECT_NE(table.find("MLX4_G64_BF16"), std::string::npos) << table;
+}
+
+TEST_F(QuantizedSizes, GgufCountsBlocksAndNamesTheTypes) {
+  const std::string path = (root() / "model.gguf").string();
+  const TensorSizes sizes = tensor_sizes(path);
+  auto model = formats::GgufModel::open(path);
+  uint64_t file_bytes = 0;  // every tensor but rope_freqs (which no stage counts as weights)
+  for (const formats::GgufTensor* t : model.tensors())
+    if (t->name != "rope_freqs.weight") file_bytes += t->nbytes;
+  auto cfg = model::ModelConfig::from_dir(path);
+  Plan one = plan_for_ranges(cfg, sizes, {{"a", 8 * kGiB}}, {{0, 4}}, {});
+  EXPECT_EQ(one.stages[0].weight_bytes, file_bytes);
+  Plan two = plan_for_ranges(cfg, sizes, {{"a", 8 * kGiB}, {"b", 8 * kGiB}}, {{0, 2}, {2, 4}}, {});
+  // Stage 0: Q4_K matrices, Q6_K for v/down of layer 0, the Q8_0 embedding; by bytes.
+  EXPECT_EQ(two.stages[0].weight_types, "Q4_K/Q6_K/Q8_0");
+  EXPECT_EQ(two.stages[1].weight_types, "Q4_K/Q6_K");
+  const std::string table = format_plan(two);
+  EXPECT_NE(table.find("Q4_K/Q6_K/Q8_0"), std::string::npos) << table;
+}
+
+TEST(Planner, HfFolderTypesAndTheTable) {
+  auto c = config(4, false);
+  TensorSizes s = sizes_of(c);
+  Plan untyped = plan_layers(c, s, {{"a", 8 * kGiB}}, {});
+  EXPECT_EQ(untyped.stages[0].weight_types, "");
+  for (const auto& [name, bytes] : s) s.types[name] = WeightType::BF16;
+  Plan p = plan_layers(c, s, {{"a", 8 * kGiB}}, {});
+  EXPECT_EQ(p.stages[0].weight_types, "BF16");
+  EXPECT_NE(format_plan(p).find(" BF16 "), std::string::npos) << format_plan(p);
 }
 
 }  // namespace

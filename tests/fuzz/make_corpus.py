@@ -12,7 +12,7 @@ import struct
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "corpus")
-PROTOCOL_VERSION = 5  # dist::kProtocolVersion (src/transport/frame.h)
+PROTOCOL_VERSION = 6  # dist::kProtocolVersion (src/transport/frame.h)
 
 # FrameType values (src/transport/frame.h) and their order in fuzz_common.h kAllFrameTypes.
 FRAME_TYPES = [("hello", 1), ("challenge", 2), ("auth", 3), ("welcome", 4), ("load", 10),
@@ -67,9 +67,11 @@ PAYLOADS = {
     "load": s("/models/qwen3") + i64(0) + i64(14) + i64(4096) + s("10.0.0.2:7070") + boolean(True),
     "loaded": i64(14) + u64(123456789) + s(FP),
     "manifest_request": i64(0) + i64(2),
-    "manifest": s(FP) + s('{"model_type": "qwen3"}') + u64(2) +
+    # format 0 (safetensors folder): config.json, no GGUF parts; an MLX matrix's U32 codes.
+    "manifest": s(FP) + u32(0) + s('{"model_type": "qwen3"}') + u64(0) + u64(3) +
                 s("model.norm.weight") + s("F32") + i64_array([8]) + u64(32) + u64(1) + u64(2) +
-                s("lm_head.weight") + s("BF16") + i64_array([4, 8]) + u64(64) + u64(3) + u64(4),
+                s("lm_head.weight") + s("BF16") + i64_array([4, 8]) + u64(64) + u64(3) + u64(4) +
+                s("lm_head.weight.q") + s("U32") + i64_array([4, 1]) + u64(16) + u64(5) + u64(6),
     "tensor_request": u64(2) + s("model.norm.weight") + u64(0) + s("lm_head.weight") + u64(16),
     "tensor_data": u32(1) + u64(16) + bytes(range(16)),
     "tensors_done": u64(48),
@@ -114,6 +116,13 @@ def dist_corpus():
     for i, name in enumerate(["manifest_request", "manifest", "tensor_request", "tensor_data",
                               "load"]):
         add("fuzz_sync_messages", name, u8(i) + PAYLOADS[name])
+    # A GGUF model's manifest (format 1): no config.json, the parts' headers, block types.
+    gguf_manifest = (s(FP) + u32(1) + s("") + u64(1) + s("GGUF" + "\x03\x00\x00\x00" + "meta") +
+                     u64(8192) + u64(2) +
+                     s("blk.0.attn_q.weight") + s("Q4_K") + i64_array([2, 256]) + u64(288) +
+                     u64(1) + u64(2) +
+                     s("rope_freqs.weight") + s("F32") + i64_array([4]) + u64(16) + u64(3) + u64(4))
+    add("fuzz_sync_messages", "manifest_gguf", u8(1) + gguf_manifest)
 
 
 # ---- FuzzedDataProvider layouts (fuzz_handshake, fuzz_sync_server) ----
@@ -269,7 +278,7 @@ def json_corpus():
         "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128,
         "intermediate_size": 14336, "vocab_size": 131072, "max_position_embeddings": 1024000}))
 
-    txt = {"txtvers": "1", "id": "0123456789abcdef", "version": "0.1.0", "proto": "5",
+    txt = {"txtvers": "1", "id": "0123456789abcdef", "version": "0.1.0", "proto": "6",
            "mem": "8589934592", "memtotal": "17179869184", "cores": "8", "backend": "cpu/AVX2"}
     rdata = b"".join(u8(len(e)) + e for e in (f"{k}={v}".encode() for k, v in txt.items()))
     add("fuzz_txt", "node", rdata)

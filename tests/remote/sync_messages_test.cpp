@@ -32,6 +32,21 @@ ManifestMsg sample_manifest() {
   return m;
 }
 
+// A GGUF model's manifest: part headers instead of config.json, block-quantized entries; and an
+// MLX folder's U32 codes.
+ManifestMsg sample_gguf_manifest() {
+  ManifestMsg m;
+  m.fingerprint = std::string(64, 'b');
+  m.format = SyncFormat::Gguf;
+  m.gguf_parts.push_back({std::string("GGUF\x03\0\0\0", 8) + "rest of a header", 4096});
+  m.gguf_parts.push_back({"GGUF second part", 1 << 20});
+  m.tensors.push_back({"blk.0.attn_q.weight", "Q4_K", {256, 512}, 256 * 2 * 144, {1, 2}});
+  m.tensors.push_back({"blk.0.ffn_down.weight", "Q6_K", {512, 256}, 512 * 210, {3, 4}});
+  m.tensors.push_back({"blk.0.attn_norm.weight", "F32", {512}, 2048, {5, 6}});
+  m.tensors.push_back({"rope_freqs.weight", "F32", {32}, 128, {7, 8}});
+  return m;
+}
+
 // Every strict prefix and the payload plus a trailing byte must throw.
 void expect_truncations_rejected(const std::vector<uint8_t>& good,
                                  const std::function<void(std::span<const uint8_t>)>& decode) {
@@ -75,10 +90,28 @@ TEST(SyncMessages, RoundTrips) {
 
   LoadMsg l{"", 4, 8, 2048, "", true};
   EXPECT_TRUE(decode_load(encode_load(l)).sync);
+
+  ManifestMsg g = sample_gguf_manifest();
+  ManifestMsg dg = decode_manifest(encode_manifest(g));
+  EXPECT_EQ(dg.format, SyncFormat::Gguf);
+  EXPECT_EQ(dg.config_json, "");
+  ASSERT_EQ(dg.gguf_parts.size(), 2u);
+  EXPECT_EQ(dg.gguf_parts[0].header, g.gguf_parts[0].header);
+  EXPECT_EQ(dg.gguf_parts[1].file_size, uint64_t{1} << 20);
+  ASSERT_EQ(dg.tensors.size(), 4u);
+  EXPECT_EQ(dg.tensors[0].dtype, "Q4_K");
+  EXPECT_EQ(dg.tensors[1].nbytes, 512u * 210);
+
+  ManifestMsg mlx = sample_manifest();
+  mlx.tensors.push_back({"model.layers.0.mlp.down_proj.weight", "U32", {64, 16}, 64 * 16 * 4, {9, 9}});
+  mlx.tensors.push_back({"model.layers.0.mlp.down_proj.scales", "BF16", {64, 2}, 64 * 2 * 2, {9, 8}});
+  EXPECT_EQ(decode_manifest(encode_manifest(mlx)).tensors[3].dtype, "U32");
 }
 
 TEST(SyncMessages, TruncatedAndPaddedPayloadsAreRejected) {
   expect_truncations_rejected(encode_manifest(sample_manifest()),
+                              [](auto p) { decode_manifest(p); });
+  expect_truncations_rejected(encode_manifest(sample_gguf_manifest()),
                               [](auto p) { decode_manifest(p); });
   expect_truncations_rejected(encode_manifest_request({1, 2}),
                               [](auto p) { decode_manifest_request(p); });
@@ -106,6 +139,21 @@ TEST(SyncMessages, InvalidFieldsAreRejected) {
   bad([](ManifestMsg& m) { m.tensors[0].name = ""; }, "without a name");
   bad([](ManifestMsg& m) { m.tensors[0].shape = {1 << 30, 1 << 30, 1 << 30}; }, "impossibly large");
   bad([](ManifestMsg& m) { m.tensors[0].shape = std::vector<int64_t>(9, 1); }, "exceeds");
+  auto bad_gguf = [](const std::function<void(ManifestMsg&)>& edit, const std::string& what) {
+    ManifestMsg m = sample_gguf_manifest();
+    edit(m);
+    expect_protocol_error([&] { decode_manifest(encode_manifest(m)); }, what);
+  };
+  bad_gguf([](ManifestMsg& m) { m.tensors[0].shape = {256, 500}; }, "not whole blocks");
+  bad_gguf([](ManifestMsg& m) { m.tensors[1].nbytes += 1; }, "shape and dtype make");
+  bad_gguf([](ManifestMsg& m) { m.tensors[0].dtype = "Q4_K_M"; }, "unsupported dtype");
+  bad_gguf([](ManifestMsg& m) { m.gguf_parts.clear(); }, "needs part headers");
+  bad_gguf([](ManifestMsg& m) { m.config_json = "{}"; }, "needs part headers and no config");
+  bad_gguf([](ManifestMsg& m) { m.gguf_parts[0].header = "GGML"; }, "does not start with GGUF");
+  bad_gguf([](ManifestMsg& m) { m.gguf_parts[1].file_size = 3; }, "a GGUF part of 3 bytes");
+  bad_gguf([](ManifestMsg& m) { m.format = static_cast<SyncFormat>(7); }, "unknown model format");
+  bad([](ManifestMsg& m) { m.gguf_parts.push_back({"GGUF", 4}); }, "safetensors manifest with GGUF");
+  bad([](ManifestMsg& m) { m.tensors[0].dtype = "U8"; }, "unsupported dtype");
   expect_protocol_error(
       [] {
         decode_manifest_request(encode_manifest_request({5, 5}));
@@ -124,7 +172,9 @@ TEST(SyncMessages, InvalidFieldsAreRejected) {
   expect_protocol_error([&] { decode_tensor_request(w.bytes()); }, "count");
   PayloadWriter w2;
   w2.str(std::string(64, 'a'));
+  w2.u32(0);
   w2.str("{}");
+  w2.u64(0);
   w2.u64(1000000);
   expect_protocol_error([&] { decode_manifest(w2.bytes()); }, "count");
   PayloadWriter w3;  // a tensor name longer than the limit

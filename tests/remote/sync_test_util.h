@@ -2,6 +2,7 @@
 // remote::Worker instances running on threads.
 #pragma once
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -10,8 +11,12 @@
 #include <thread>
 #include <vector>
 
+#include "formats/gguf_writer.h"
+#include "formats/quants.h"
 #include "model/config.h"
+#include "model/safetensors.h"
 #include "model/safetensors_writer.h"
+#include "model/schema.h"
 #include "remote/worker.h"
 
 namespace meshlm::remote::test {
@@ -74,6 +79,68 @@ inline void write_tiny_model(const fs::path& dir, int64_t hidden = 64, int64_t l
       x = norm ? 1.0f + 0.2f * r : 0.2f * r;
     }
     w.append(s.name, std::as_bytes(std::span<const float>(v)));
+  }
+  w.finish();
+}
+
+// The Hugging Face folder `hf_dir` (write_tiny_model) as a Q4_K_M-like GGUF file: Q4_K
+// matrices, Q6_K for v/down of every other layer and the head, Q8_0 embedding, F32 norms, and
+// a rope_freqs.weight (a tensor no schema row names, as llama3-scaled GGUFs have) with factors
+// 1..2. The matrices' rows must be whole 256-element blocks (hidden and intermediate multiples
+// of 256).
+inline void write_tiny_gguf(const fs::path& hf_dir, const fs::path& out) {
+  const model::ModelConfig c = model::ModelConfig::from_dir(hf_dir.string());
+  auto set = model::SafetensorsSet::open_dir(hf_dir.string());
+  formats::GgufWriter w(out.string());
+  using formats::GgufValue;
+  w.set("general.architecture", GgufValue::from_string("qwen3"));
+  w.set("general.name", GgufValue::from_string("meshlm sync test"));
+  w.set("qwen3.block_count", GgufValue::from_u32(uint32_t(c.n_layers)));
+  w.set("qwen3.context_length", GgufValue::from_u32(uint32_t(c.max_position)));
+  w.set("qwen3.embedding_length", GgufValue::from_u32(uint32_t(c.hidden)));
+  w.set("qwen3.feed_forward_length", GgufValue::from_u32(uint32_t(c.intermediate)));
+  w.set("qwen3.attention.head_count", GgufValue::from_u32(uint32_t(c.n_heads)));
+  w.set("qwen3.attention.head_count_kv", GgufValue::from_u32(uint32_t(c.n_kv_heads)));
+  w.set("qwen3.attention.key_length", GgufValue::from_u32(uint32_t(c.head_dim)));
+  w.set("qwen3.attention.value_length", GgufValue::from_u32(uint32_t(c.head_dim)));
+  w.set("qwen3.attention.layer_norm_rms_epsilon", GgufValue::from_f32(float(c.rms_eps)));
+  w.set("qwen3.rope.freq_base", GgufValue::from_f32(float(c.rope_theta)));
+  struct Out {
+    std::string name;
+    WeightType type;
+    std::vector<int64_t> shape;
+    std::vector<float> values;
+  };
+  std::vector<Out> outs;
+  for (const model::TensorDesc& d : model::model_tensors(c)) {
+    const model::TensorInfo& t = set->info(d.name);
+    std::vector<float> v(t.nbytes / 4);
+    std::memcpy(v.data(), set->data(t), t.nbytes);
+    WeightType type = WeightType::F32;
+    if (d.role == model::TensorRole::Embed) type = WeightType::Q8_0;
+    else if (d.role == model::TensorRole::LmHead) type = WeightType::Q6_K;
+    else if (d.kind == model::TensorKind::Matrix)
+      type = (d.role == model::TensorRole::Wv || d.role == model::TensorRole::WDown) && d.layer % 2 == 0
+                 ? WeightType::Q6_K
+                 : WeightType::Q4_K;
+    outs.push_back({d.gguf_name, type, d.shape, std::move(v)});
+  }
+  std::vector<float> freqs(size_t(c.head_dim / 2));
+  for (size_t i = 0; i < freqs.size(); ++i) freqs[i] = 1.0f + float(i) / float(freqs.size());
+  outs.push_back({"rope_freqs.weight", WeightType::F32, {int64_t(freqs.size())}, freqs});
+  for (const Out& o : outs) w.add_tensor(o.name, o.type, o.shape);
+  for (const Out& o : outs) {
+    const int64_t row = o.shape.back();
+    const int64_t rows = int64_t(o.values.size()) / row;
+    const size_t rb = formats::row_bytes(o.type, row);
+    std::vector<uint8_t> bytes(rb * size_t(rows));
+    for (int64_t r = 0; r < rows; ++r) {
+      if (o.type == WeightType::F32)
+        std::memcpy(bytes.data() + size_t(r) * rb, o.values.data() + r * row, rb);
+      else
+        formats::quantize_row(o.type, o.values.data() + r * row, row, bytes.data() + size_t(r) * rb);
+    }
+    w.append(o.name, bytes);
   }
   w.finish();
 }

@@ -23,7 +23,7 @@ int run_plan(int argc, char** argv) {
   int64_t ctx = 4096;
   int parallel = 8;
   bool json = false;
-  app.add_option("--model,-m", model_dir, "Hugging Face model folder, or ORG/NAME to pull from the hub")->required();
+  app.add_option("--model,-m", model_dir, "model: a Hugging Face or MLX folder, a GGUF file, or ORG/NAME to pull from the hub")->required();
   app.add_option("--ctx,-c", ctx, "context length per sequence")->check(CLI::Range(int64_t(1), int64_t(1) << 24));
   app.add_option("--parallel", parallel, "sequences decoded at once (KV room for each)")
       ->check(CLI::Range(1, 4096));
@@ -50,6 +50,7 @@ int run_plan(int argc, char** argv) {
                                {"layer_begin", s.layers.begin},
                                {"layer_end", s.layers.end},
                                {"weight_bytes", s.weight_bytes},
+                               {"weight_types", s.weight_types},
                                {"kv_bytes", s.kv_bytes},
                                {"mem_available", s.mem_available}});
     std::printf("%s\n", out.dump(2).c_str());
