@@ -226,10 +226,25 @@ class MlxFiles final : public ModelFiles {
       const uint8_t* scales = st_->data(*p->scales);
       const uint8_t* biases = st_->data(*p->biases);
       auto* dst = static_cast<uint8_t*>(mem->p);
-      for (int64_t r = 0; r < out; ++r)
-        formats::mlx_repack_row(p->type, codes + size_t(r) * codes_rb, scales + size_t(r) * group_rb,
-                                biases + size_t(r) * group_rb, in, dst + size_t(r) * rb);
-      // The repacked copy replaces the file's bytes: drop our pages of them.
+      // The repacked copy replaces the file's bytes, so the file's pages are dropped as the copy
+      // grows, a block of rows (~1 MiB of codes) at a time: the matrix is never resident twice.
+      // (advise_dontneed drops whole pages only; the pages blocks share go with the last call.)
+      auto release = [&](const TensorInfo* t, size_t row_bytes, int64_t r0, int64_t r1) {
+        st_->files()[t->file_index].advise_dontneed(t->offset + size_t(r0) * row_bytes,
+                                                    size_t(r1 - r0) * row_bytes);
+      };
+      const int64_t block_rows =
+          std::max<int64_t>(1, int64_t((size_t{1} << 20) / std::max<size_t>(codes_rb, 1)));
+      for (int64_t r0 = 0; r0 < out; r0 += block_rows) {
+        const int64_t r1 = std::min(out, r0 + block_rows);
+        for (int64_t r = r0; r < r1; ++r)
+          formats::mlx_repack_row(p->type, codes + size_t(r) * codes_rb,
+                                  scales + size_t(r) * group_rb, biases + size_t(r) * group_rb, in,
+                                  dst + size_t(r) * rb);
+        release(p->codes, codes_rb, r0, r1);
+        release(p->scales, group_rb, r0, r1);
+        release(p->biases, group_rb, r0, r1);
+      }
       for (const TensorInfo* t : {p->codes, p->scales, p->biases})
         st_->files()[t->file_index].advise_dontneed(t->offset, t->nbytes);
       it = repacked_.emplace(d.name, std::move(mem)).first;

@@ -16,11 +16,9 @@ independently of meshlm. The allowance, measured in the same process and printed
     4 x vocab f32 = 2.4 MiB; the rest is well under 1 MiB at hidden 512).
 Sizes only, no timing: robust on a busy machine.
 
-KNOWN (strict expected failure, printed as XFAIL; the test fails if it starts passing, so that the
-mark is removed): an MLX stage that holds a quantized embedding or head (the first and last here)
-peaks at about its share + that matrix once more, because model_files.cpp repacks a matrix into
-anonymous memory while the file's pages of its codes, scales and biases are still resident, and
-releases them only after the whole matrix (fix: release them row block by row block).
+An MLX matrix is repacked into anonymous memory at load (model_files.cpp); the file's pages of its
+codes, scales and biases are released block of rows by block of rows as the copy grows, so a stage
+that holds the quantized embedding or head (first and last here) does not hold it twice.
 
 Needs the qwen3 tokenizer (a GGUF carries the vocabulary; exit 77 without it).
 usage: stage_peak_rss_quant_test.py MESHLM STAGE_RSS TOKENIZER_DIR WORKDIR"""
@@ -65,8 +63,8 @@ models = {
                                           "--threads", "2", "--out"]),
 }
 
-# (kind, begin, end) expected to exceed the bound: see KNOWN above.
-KNOWN = {("MLX 4-bit", 0, 4), ("MLX 4-bit", 8, 12)}
+# (kind, begin, end) expected to exceed the bound (none today; the mark makes a known gap visible).
+KNOWN = set()
 ok = True
 for kind, model in models.items():
     for begin, end in ((0, 4), (4, 8), (8, 12)):
