@@ -117,6 +117,7 @@ struct LegacyV<WeightType::Q5_1> {
 struct TokV {
   const int8_t* q;
   const float* d;
+  const float* sx;  // Q4_1 / Q5_1: q8_1's s
   const int32_t* sums;
   const int16_t* sums16;
 };
@@ -187,7 +188,6 @@ HWY_NOINLINE void LegacyTile(const uint8_t* row, size_t stride, int64_t nb, cons
       const Z x = LoadZ(tok[t].q + 32 * b);
       const Z base = kRowCorr ? _mm512_setzero_si512() : OffsetBase<L::kOffset>(c, x);
       const Z xu = kRowCorr ? _mm512_xor_si512(x, x80) : x;
-      const float dx0 = tok[t].d[b], dx1 = tok[t].d[b + 1];
       const ZF dx = PairF32(tok[t].d + b);
       for (int r = 0; r < kR; ++r) {
         const Z p = kRowCorr ? _mm512_dpbusd_epi32(wbase[r], xu, w[r])
@@ -195,9 +195,9 @@ HWY_NOINLINE void LegacyTile(const uint8_t* row, size_t stride, int64_t nb, cons
         const ZF s = _mm512_mul_ps(dw[r], dx);
         acc[r][t] = _mm512_add_ps(acc[r][t], _mm512_mul_ps(_mm512_cvtepi32_ps(p), s));
         if (L::kMin) {
-          const float o0 = float(tok[t].sums[b]) * (m0[r] * dx0);
+          const float o0 = m0[r] * tok[t].sx[b];
           off[r][t] = off[r][t] + o0;
-          const float o1 = float(tok[t].sums[b + 1]) * (m1[r] * dx1);
+          const float o1 = m1[r] * tok[t].sx[b + 1];
           off[r][t] = off[r][t] + o1;
         }
       }
@@ -223,7 +223,7 @@ HWY_NOINLINE void LegacyTile(const uint8_t* row, size_t stride, int64_t nb, cons
         acc[r][t] = _mm512_mask_add_ps(acc[r][t], 0x00FF, acc[r][t],
                                        _mm512_mul_ps(_mm512_cvtepi32_ps(p), s));
         if (L::kMin) {
-          const float o0 = float(tok[t].sums[b]) * (m0[r] * dx0);
+          const float o0 = m0[r] * tok[t].sx[b];
           off[r][t] = off[r][t] + o0;
         }
       }
@@ -424,7 +424,8 @@ HWY_INLINE void RowTileAllTokens(const uint8_t* row, size_t rb, const formats::W
     const int nt = k8 && left >= 8 ? 8 : left >= 4 ? 4 : int(left);
     TokV tok[8];
     for (int i = 0; i < nt; ++i)
-      tok[i] = TokV{xq.q_at(t + i), xq.d_at(t + i), xq.sums_at(t + i), xq.sums16_at(t + i)};
+      tok[i] = TokV{xq.q_at(t + i), xq.d_at(t + i), xq.sx ? xq.sx_at(t + i) : nullptr,
+                    xq.sums_at(t + i), xq.sums16_at(t + i)};
     const uint8_t* pf = t == 0 ? next : nullptr;
     float* yt = y + t * w.rows;
     switch (nt) {
