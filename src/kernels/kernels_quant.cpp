@@ -8,8 +8,8 @@
 // _mm256_maddubs_epi16 (unsigned levels x signed activations, pairs summed to int16) then
 // _mm256_madd_epi16 (pairs of int16 to int32, by 1 or by the K-quant sub-scale) leave in int32
 // lane i exactly the sum over elements 4i..4i+3: the model's p_i. Even chunks accumulate in one
-// __m256, odd ones in another (the model's 16 lanes), so the f32 work is the model's, operation
-// for operation. Other targets (SSE4, EMU128, NEON) run the scalar model (kernels_quant_model.cpp).
+// __m256, odd ones in another (the model's 16 lanes; Q4_1 / Q5_1 / Q6_K: all in one, by FMA,
+// ggml's order), so the f32 work is the model's, operation for operation. Other targets (SSE4, EMU128, NEON) run the scalar model (kernels_quant_model.cpp).
 // The AVX2 / AVX-512 targets also have the activation quantization (QuantizeTokens) in SIMD, bit
 // for bit.
 //
@@ -93,13 +93,14 @@ HWY_INLINE I Nibbles32(const uint8_t* qs) {
   return _mm256_set_m128i(hi, lo);
 }
 
-// The model's fixed reduction of the 16 lanes (a0: even chunks, a1: odd chunks).
-HWY_INLINE float Finish(F a0, F a1) {
-  const F s8 = _mm256_add_ps(a0, a1);
+// The model's fixed reduction of 8 lanes (Q4_1 / Q5_1: ggml's hsum_float_8).
+HWY_INLINE float Finish8(F s8) {
   const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
   const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
   return _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)));
 }
+// The model's fixed reduction of the 16 lanes (a0: even chunks, a1: odd chunks).
+HWY_INLINE float Finish(F a0, F a1) { return Finish8(_mm256_add_ps(a0, a1)); }
 
 HWY_INLINE void PrefetchRange(const uint8_t* p, size_t bytes) {
   for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(reinterpret_cast<const char*>(p + o), _MM_HINT_T0);
@@ -179,15 +180,17 @@ HWY_INLINE void LegacyBlock(const uint8_t* blk, int64_t b, Tok* tok, int nt) {
   const float m = L::kMin ? F16(blk + 2) : 0.0f;
   for (int t = 0; t < nt; ++t) {
     const I p = L::Dot(w, Load(tok[t].q + 32 * b));
-    const F prod = _mm256_mul_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * tok[t].d[b]));
+    const F s = _mm256_set1_ps(d * tok[t].d[b]);
+    if (L::kMin) {  // ggml's vec_dot order: FMA into a0 for every block
+      tok[t].a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), s, tok[t].a0);
+      tok[t].off = std::fma(m, tok[t].sx[b], tok[t].off);
+      continue;
+    }
+    const F prod = _mm256_mul_ps(_mm256_cvtepi32_ps(p), s);
     if (kAcc == 0)
       tok[t].a0 = _mm256_add_ps(tok[t].a0, prod);
     else
       tok[t].a1 = _mm256_add_ps(tok[t].a1, prod);
-    if (L::kMin) {
-      const float o = m * tok[t].sx[b];
-      tok[t].off = tok[t].off + o;
-    }
   }
 }
 
@@ -316,10 +319,9 @@ HWY_INLINE void BlockQ6K(const uint8_t* blk, int64_t b, Tok* tok, int nt) {
       }
     }
   }
-  for (int t = 0; t < nt; ++t) {
+  for (int t = 0; t < nt; ++t) {  // ggml's order: both halves' integers, 8 lanes, FMA
     const F s = _mm256_set1_ps(d * tok[t].d[b]);
-    tok[t].a0 = _mm256_add_ps(tok[t].a0, _mm256_mul_ps(_mm256_cvtepi32_ps(p0[t]), s));
-    tok[t].a1 = _mm256_add_ps(tok[t].a1, _mm256_mul_ps(_mm256_cvtepi32_ps(p1[t]), s));
+    tok[t].a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(p0[t], p1[t])), s, tok[t].a0);
   }
 }
 
@@ -350,8 +352,10 @@ HWY_NOINLINE void RowTile(const uint8_t* row, int64_t cols, const QuantizedX& xq
     LegacyRow<kT, kNt>(row, cols / 32, tok, next);
   else
     KRow<kT, kNt>(row, cols / 256, tok, next);
+  constexpr bool k8 = kT == WeightType::Q4_1 || kT == WeightType::Q5_1 ||  // ggml's order
+                      kT == WeightType::Q6_K;
   for (int t = 0; t < kNt; ++t) {
-    float s = Finish(tok[t].a0, tok[t].a1);
+    float s = k8 ? Finish8(tok[t].a0) : Finish(tok[t].a0, tok[t].a1);
     if (kHasOff) s = s + tok[t].off;
     y[t * y_stride] = bias ? s + *bias : s;
   }

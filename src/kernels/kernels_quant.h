@@ -25,27 +25,34 @@
 //     +amax when both +amax and -amax occur; meshlm always takes the first.
 //  2. A row is a sequence of 32-element chunks c. Accumulator lane L = 8 * (c % 2) + i (16 f32
 //     lanes) takes the elements 4i..4i+3 of chunk c, i < 8.
-//     Legacy weight block b (= chunk c; dx its activation d): p_i = sum of w_j * q_j over those 4 elements, in integers,
-//       w_j the block's integer level with its offset applied (Q4_0: nibble - 8, Q5_0: q5 - 16,
-//       Q8_0: the int8, Q4_1 / Q5_1: the raw level), then acc[L] = acc[L] + float(p_i) * (dw * dx).
+//     Legacy weight block b (= chunk c; dx its activation d): p_i = sum of w_j * q_j over those 4
+//       elements, in integers, w_j the block's integer level with its offset applied (Q4_0:
+//       nibble - 8, Q5_0: q5 - 16, Q8_0: the int8, Q4_1 / Q5_1: the raw level), then
+//       acc[L] = acc[L] + float(p_i) * (dw * dx).
+//     Q4_1 / Q5_1 take ggml's own order (ggml_vec_dot_q4_1_q8_1 / _q5_1_q8_1 on x86, so that their
+//       results are llama.cpp's bit for bit): every block goes to lanes 0-7 (i, whatever c),
+//       acc[i] = fma(float(p_i), dw * dx, acc[i]), and off = fma(m, sx, off), block after block.
 //     K-quant super-block b: P[L] = sum over its chunks c of sub-scale(c, i) * p_{c,i} in integers
 //       (Q6_K: w = q6 - 32 and a sub-scale per 16 elements), then acc[L] += float(P[L]) * (d * dx)
-//       for all 16 lanes, once per super-block.
+//       for all 16 lanes, once per super-block. Q6_K takes ggml's order (ggml_vec_dot_q6_K_q8_K):
+//       acc[i] = fma(float(P[i] + P[i + 8]), d * dx, acc[i]), lanes 0-7.
 //     MLX affine 4 / 8 bits (formats/mlx_affine.h; any group size G = 32, 64, 128 and scale dtype):
 //       each 32-element chunk c is a legacy block whose d and m are its group's scale s and
 //       minimum m, and whose activation scale is d_f32 (no f16 rounding: MLX's own forward is
-//       f32): acc[L] += float(p_i) * (s * dx_c), dx_c = d_f32 of chunk c. 4 bits: w_j = the code (0..15), m = bias;
-//       8 bits: w_j = code - 128 (stored so, int8), m = bias + s * 128 (one f32 mul + add).
-//     Types with a minimum add one scalar term per block, in block order, to `off`:
-//       Q4_1 / Q5_1: off += m * sx (ggml's min term, m times q8_1's s);
+//       f32): acc[L] += float(p_i) * (s * dx_c), dx_c = d_f32 of chunk c. 4 bits: w_j = the code
+//       (0..15), m = bias; 8 bits: w_j = code - 128 (stored so, int8), m = bias + s * 128 (one f32
+//       mul + add).
+//     The other types with a minimum add one scalar term per block, in block order, to `off`:
 //       MLX 4 / 8: off += float(sum of chunk c's activation codes) * (m * dx_c), per chunk;
 //       Q4_K / Q5_K: off += float(sum_c min_c * codesum_c) * -(dmin * dx).
-//  3. y = s8 + ... reduced in the fixed tree s8[i] = acc[i] + acc[i+8], s4[i] = s8[i] + s8[i+4],
-//     s2[i] = s4[i] + s4[i+2], s = s2[0] + s2[1]; then s + off (types with a minimum), then + bias.
-//  Every f32 operation above is one IEEE operation (no fused multiply-add: the files are
-//  compiled with -ffp-contract=off), so every target that gets the integers right gets the same
-//  bits. The integers are exact: no int16 intermediate can saturate (|level| <= 63 for the
-//  unsigned forms, pairs of products <= 2 * 63 * 127), and int32 sums stay below 2^28.
+//  3. y = s8 + ... reduced in the fixed tree s8[i] = acc[i] + acc[i+8] (Q4_1 / Q5_1 / Q6_K:
+//     s8[i] = acc[i], ggml's hsum_float_8), s4[i] = s8[i] + s8[i+4], s2[i] = s4[i] + s4[i+2],
+//     s = s2[0] + s2[1]; then s + off (types with a minimum), then + bias.
+//  Every f32 operation above is one IEEE operation (the files are compiled with
+//  -ffp-contract=off; the only fused multiply-adds are Q4_1 / Q5_1 / Q6_K's explicit fma), so
+//  every target that gets the integers right gets the same bits. The integers are exact: no int16
+//  intermediate can saturate (|level| <= 63 for the unsigned forms, pairs of products
+//  <= 2 * 63 * 127), and int32 sums stay below 2^28.
 #pragma once
 
 #include <cstdint>

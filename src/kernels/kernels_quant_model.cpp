@@ -100,9 +100,13 @@ struct Acc {
       a[8 * h + i] = a[8 * h + i] + prod;
     }
   }
-  float finish() const {
+  // Q4_1 / Q5_1 / Q6_K (ggml's vec_dot order): acc[i] = fma(float(p[i]), s, acc[i]), lanes 0-7.
+  void fma_chunk(const int32_t* p, float s) {
+    for (int i = 0; i < 8; ++i) a[i] = std::fma(float(p[i]), s, a[i]);
+  }
+  float finish(bool eight = false) const {
     float s8[8], s4[4], s2[2];
-    for (int i = 0; i < 8; ++i) s8[i] = a[i] + a[i + 8];
+    for (int i = 0; i < 8; ++i) s8[i] = eight ? a[i] : a[i] + a[i + 8];
     for (int i = 0; i < 4; ++i) s4[i] = s8[i] + s8[i + 4];
     for (int i = 0; i < 2; ++i) s2[i] = s4[i] + s4[i + 2];
     const float s = s2[0] + s2[1];
@@ -246,13 +250,14 @@ float row_dot(WeightType t, const uint8_t* row, int64_t cols, const QuantizedX& 
       legacy_levels(t, row + b * int64_t(f.block_bytes), w, &d, &m);
       int32_t p[8];
       dot4(w, qx + 32 * b, p);
-      acc.add_chunk(int(b % 2), p, d * dx[b]);
-      if (acc.has_off) {
-        const float prod = m * xq.sx_at(tok)[b];
-        acc.off = acc.off + prod;
+      if (acc.has_off) {  // Q4_1 / Q5_1
+        acc.fma_chunk(p, d * dx[b]);
+        acc.off = std::fma(m, xq.sx_at(tok)[b], acc.off);
+      } else {
+        acc.add_chunk(int(b % 2), p, d * dx[b]);
       }
     }
-    return acc.finish();
+    return acc.finish(acc.has_off);
   }
   acc.has_off = t != WeightType::Q6_K;
   for (int64_t b = 0; b < nb; ++b) {
@@ -268,6 +273,12 @@ float row_dot(WeightType t, const uint8_t* row, int64_t cols, const QuantizedX& 
       M += mins[c] * sums[8 * b + c];
     }
     const float s = d * dx[b];
+    if (t == WeightType::Q6_K) {  // ggml's order: the two halves' integers summed, 8 lanes, fma
+      int32_t P8[8];
+      for (int i = 0; i < 8; ++i) P8[i] = P[i] + P[i + 8];
+      acc.fma_chunk(P8, s);
+      continue;
+    }
     acc.add_chunk(0, P, s);
     acc.add_chunk(1, P + 8, s);
     if (acc.has_off) {
@@ -275,7 +286,7 @@ float row_dot(WeightType t, const uint8_t* row, int64_t cols, const QuantizedX& 
       acc.off = acc.off + prod;
     }
   }
-  return acc.finish();
+  return acc.finish(t == WeightType::Q6_K);
 }
 
 }  // namespace
