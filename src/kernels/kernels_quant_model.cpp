@@ -31,31 +31,57 @@ int64_t activation_block(WeightType t) {
   }
 }
 
+// v rounded to f16 precision as ggml stores it (round to nearest even, subnormals included), or v
+// itself where that overflows.
+static float round_f16(float v) {
+  const float h = f16_to_f32(f32_to_f16(v));
+  return std::isinf(h) ? v : h;
+}
+
 void quantize_activations(const float* x, int64_t cols, int64_t block, int8_t* q, float* d,
-                          int32_t* sums) {
+                          int32_t* sums, float* d_f32, float* sx) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const bool q8_0 = block == 32;  // else q8_K
   for (int64_t b = 0; b < cols / block; ++b) {
     const float* xb = x + b * block;
+    int8_t* qb = q + b * block;
     float amax = 0;
     bool finite = true;
     for (int64_t j = 0; j < block; ++j) {
       finite = finite && std::isfinite(xb[j]);
       amax = std::max(amax, std::fabs(xb[j]));
     }
-    if (!finite) {  // an inf or NaN activation makes the block's products NaN, as in f32
-      d[b] = std::numeric_limits<float>::quiet_NaN();
-      std::memset(q + b * block, 0, size_t(block));
+    float scale = 0;  // codes = nearbyint(x * scale)
+    if (finite) {
+      if (q8_0) {
+        scale = 127.0f / amax;
+      } else {
+        int64_t jm = 0;  // the first element of largest |x| (amax is one of them)
+        while (std::fabs(xb[jm]) != amax) ++jm;
+        scale = -127.0f / xb[jm];
+      }
+    }
+    if (!finite || std::isinf(scale)) {  // NaN / inf activation, or a zero / tiny block
+      const float v = finite ? 0.0f : nan;
+      d[b] = v;
+      if (q8_0) d_f32[b] = v;
+      std::memset(qb, 0, size_t(block));
       continue;
     }
-    const float db = amax / 127.0f;
-    d[b] = db;
-    for (int64_t j = 0; j < block; ++j)  // x / d, not x * (1 / d): 1 / d overflows for tiny amax
-      q[b * block + j] =
-          db != 0.0f ? int8_t(std::clamp(std::nearbyint(xb[j] / db), -127.0f, 127.0f)) : 0;
+    for (int64_t j = 0; j < block; ++j)
+      qb[j] = int8_t(std::clamp(std::nearbyint(xb[j] * scale), -127.0f, 127.0f));
+    if (q8_0) {
+      d_f32[b] = amax / 127.0f;
+      d[b] = round_f16(d_f32[b]);
+    } else {
+      d[b] = 1.0f / scale;
+    }
   }
   for (int64_t c = 0; c < cols / 32; ++c) {
     int32_t s = 0;
     for (int j = 0; j < 32; ++j) s += q[c * 32 + j];
     sums[c] = s;
+    if (q8_0) sx[c] = std::isnan(d_f32[c]) ? nan : round_f16(d_f32[c] * float(s));
   }
 }
 
@@ -74,9 +100,13 @@ struct Acc {
       a[8 * h + i] = a[8 * h + i] + prod;
     }
   }
-  float finish() const {
+  // Q4_1 / Q5_1 / Q6_K (ggml's vec_dot order): acc[i] = fma(float(p[i]), s, acc[i]), lanes 0-7.
+  void fma_chunk(const int32_t* p, float s) {
+    for (int i = 0; i < 8; ++i) a[i] = std::fma(float(p[i]), s, a[i]);
+  }
+  float finish(bool eight = false) const {
     float s8[8], s4[4], s2[2];
-    for (int i = 0; i < 8; ++i) s8[i] = a[i] + a[i + 8];
+    for (int i = 0; i < 8; ++i) s8[i] = eight ? a[i] : a[i] + a[i + 8];
     for (int i = 0; i < 4; ++i) s4[i] = s8[i] + s8[i + 4];
     for (int i = 0; i < 2; ++i) s2[i] = s4[i] + s4[i + 2];
     const float s = s2[0] + s2[1];
@@ -167,7 +197,7 @@ void k_levels(WeightType t, const uint8_t* b, int* w, int* sc16, int* mins, floa
 // float(codesum_c) * (m * dx_c), in chunk order. 4 bits: w = the code (0..15), m = bias. 8 bits:
 // w = code - 128 (as stored, int8), m = bias + s * 128 (f32, once per group).
 float mlx_row_dot(const formats::MlxAffine& mx, const uint8_t* row, int64_t cols,
-                  const int8_t* qx, const float* dx, const int32_t* sums) {
+                  const int8_t* qx, const float* dx, const int32_t* sums) {  // dx: d_f32
   const size_t sb = mx.scale_type == WeightType::F32 ? 4 : 2;
   auto scale_at = [&](const uint8_t* p) {
     if (sb == 4) {
@@ -203,9 +233,12 @@ float mlx_row_dot(const formats::MlxAffine& mx, const uint8_t* row, int64_t cols
   return acc.finish();
 }
 
-float row_dot(WeightType t, const uint8_t* row, int64_t cols, const int8_t* qx, const float* dx,
-              const int32_t* sums) {
-  if (auto mx = formats::mlx_affine(t)) return mlx_row_dot(*mx, row, cols, qx, dx, sums);
+float row_dot(WeightType t, const uint8_t* row, int64_t cols, const QuantizedX& xq, int64_t tok) {
+  const int8_t* qx = xq.q_at(tok);
+  const int32_t* sums = xq.sums_at(tok);
+  if (auto mx = formats::mlx_affine(t))
+    return mlx_row_dot(*mx, row, cols, qx, xq.d_f32_at(tok), sums);
+  const float* dx = xq.d_at(tok);
   const formats::FormatInfo& f = formats::info(t);
   const int64_t nb = cols / f.block_elems;
   Acc acc;
@@ -217,13 +250,14 @@ float row_dot(WeightType t, const uint8_t* row, int64_t cols, const int8_t* qx, 
       legacy_levels(t, row + b * int64_t(f.block_bytes), w, &d, &m);
       int32_t p[8];
       dot4(w, qx + 32 * b, p);
-      acc.add_chunk(int(b % 2), p, d * dx[b]);
-      if (acc.has_off) {
-        const float prod = float(sums[b]) * (m * dx[b]);
-        acc.off = acc.off + prod;
+      if (acc.has_off) {  // Q4_1 / Q5_1
+        acc.fma_chunk(p, d * dx[b]);
+        acc.off = std::fma(m, xq.sx_at(tok)[b], acc.off);
+      } else {
+        acc.add_chunk(int(b % 2), p, d * dx[b]);
       }
     }
-    return acc.finish();
+    return acc.finish(acc.has_off);
   }
   acc.has_off = t != WeightType::Q6_K;
   for (int64_t b = 0; b < nb; ++b) {
@@ -239,6 +273,12 @@ float row_dot(WeightType t, const uint8_t* row, int64_t cols, const int8_t* qx, 
       M += mins[c] * sums[8 * b + c];
     }
     const float s = d * dx[b];
+    if (t == WeightType::Q6_K) {  // ggml's order: the two halves' integers summed, 8 lanes, fma
+      int32_t P8[8];
+      for (int i = 0; i < 8; ++i) P8[i] = P[i] + P[i + 8];
+      acc.fma_chunk(P8, s);
+      continue;
+    }
     acc.add_chunk(0, P, s);
     acc.add_chunk(1, P + 8, s);
     if (acc.has_off) {
@@ -246,7 +286,7 @@ float row_dot(WeightType t, const uint8_t* row, int64_t cols, const int8_t* qx, 
       acc.off = acc.off + prod;
     }
   }
-  return acc.finish();
+  return acc.finish(t == WeightType::Q6_K);
 }
 
 }  // namespace
@@ -256,8 +296,8 @@ void matmul_rows_model(const formats::WeightView& w, const QuantizedX& xq, int64
   const size_t rb = formats::row_bytes(w.dtype, w.cols);
   for (int64_t t = 0; t < n_tok; ++t)
     for (int64_t r = r0; r < r1; ++r) {
-      const float s = row_dot(w.dtype, static_cast<const uint8_t*>(w.data) + size_t(r) * rb,
-                              w.cols, xq.q_at(t), xq.d_at(t), xq.sums_at(t));
+      const float s =
+          row_dot(w.dtype, static_cast<const uint8_t*>(w.data) + size_t(r) * rb, w.cols, xq, t);
       y[t * w.rows + r] = bias ? s + bias[r] : s;
     }
 }

@@ -5,7 +5,9 @@
 // One 512-bit register holds a pair of 32-element chunks (c even, c + 1): int32 lane j of a
 // vpdpbusd / vpdpwssd over it sums elements 4j..4j+3 of chunk c (j < 8) or 4(j-8).. of chunk c + 1,
 // which is the model's accumulator lane L = 8 * (c % 2) + i, so one register of f32 accumulators
-// is the model's 16 lanes and every f32 operation below is the model's, lane for lane.
+// is the model's 16 lanes and every f32 operation below is the model's, lane for lane (Q4_1 /
+// Q5_1: the two halves go into one 256-bit accumulator by FMA, low then high; Q6_K: the halves'
+// integers summed, then one FMA per super-block: ggml's order).
 //
 // Tiles of kR rows x kT tokens: each weight chunk pair is unpacked once per tile and used for its
 // kT tokens, each activation chunk pair loaded once and used for the kR rows. Per (row, token)
@@ -117,6 +119,7 @@ struct LegacyV<WeightType::Q5_1> {
 struct TokV {
   const int8_t* q;
   const float* d;
+  const float* sx;  // Q4_1 / Q5_1: q8_1's s
   const int32_t* sums;
   const int16_t* sums16;
 };
@@ -152,11 +155,15 @@ HWY_NOINLINE void LegacyTile(const uint8_t* row, size_t stride, int64_t nb, cons
                              float* y, int64_t y_stride, const float* bias, const uint8_t* next) {
   using L = LegacyV<kT>;
   constexpr int64_t kB = L::kBytes;
+  // Q4_1 / Q5_1 take ggml's vec_dot order: every block into 8 lanes (acc8) by FMA, block after
+  // block; the others the 16 lanes of acc.
   ZF acc[kR][kT_];
+  F acc8[kR][kT_];
   float off[kR][kT_];
   for (int r = 0; r < kR; ++r)
     for (int t = 0; t < kT_; ++t) {
       acc[r][t] = _mm512_setzero_ps();
+      acc8[r][t] = _mm256_setzero_ps();
       off[r][t] = 0.0f;
     }
   // Where the correction goes: per token (decode-sized tiles) or, for tiles of 8 tokens, per row:
@@ -187,18 +194,20 @@ HWY_NOINLINE void LegacyTile(const uint8_t* row, size_t stride, int64_t nb, cons
       const Z x = LoadZ(tok[t].q + 32 * b);
       const Z base = kRowCorr ? _mm512_setzero_si512() : OffsetBase<L::kOffset>(c, x);
       const Z xu = kRowCorr ? _mm512_xor_si512(x, x80) : x;
-      const float dx0 = tok[t].d[b], dx1 = tok[t].d[b + 1];
       const ZF dx = PairF32(tok[t].d + b);
       for (int r = 0; r < kR; ++r) {
         const Z p = kRowCorr ? _mm512_dpbusd_epi32(wbase[r], xu, w[r])
                              : _mm512_dpbusd_epi32(base, w[r], x);
         const ZF s = _mm512_mul_ps(dw[r], dx);
-        acc[r][t] = _mm512_add_ps(acc[r][t], _mm512_mul_ps(_mm512_cvtepi32_ps(p), s));
-        if (L::kMin) {
-          const float o0 = float(tok[t].sums[b]) * (m0[r] * dx0);
-          off[r][t] = off[r][t] + o0;
-          const float o1 = float(tok[t].sums[b + 1]) * (m1[r] * dx1);
-          off[r][t] = off[r][t] + o1;
+        if constexpr (L::kMin) {
+          const ZF pf = _mm512_cvtepi32_ps(p);
+          F a = _mm256_fmadd_ps(_mm512_castps512_ps256(pf), _mm512_castps512_ps256(s), acc8[r][t]);
+          acc8[r][t] =
+              _mm256_fmadd_ps(_mm512_extractf32x8_ps(pf, 1), _mm512_extractf32x8_ps(s, 1), a);
+          off[r][t] = std::fma(m0[r], tok[t].sx[b], off[r][t]);
+          off[r][t] = std::fma(m1[r], tok[t].sx[b + 1], off[r][t]);
+        } else {
+          acc[r][t] = _mm512_add_ps(acc[r][t], _mm512_mul_ps(_mm512_cvtepi32_ps(p), s));
         }
       }
     }
@@ -220,18 +229,20 @@ HWY_NOINLINE void LegacyTile(const uint8_t* row, size_t stride, int64_t nb, cons
       for (int r = 0; r < kR; ++r) {
         const Z p = _mm512_dpbusd_epi32(base, w[r], x);
         const ZF s = _mm512_set1_ps(dw[r] * dx0);
-        acc[r][t] = _mm512_mask_add_ps(acc[r][t], 0x00FF, acc[r][t],
-                                       _mm512_mul_ps(_mm512_cvtepi32_ps(p), s));
-        if (L::kMin) {
-          const float o0 = float(tok[t].sums[b]) * (m0[r] * dx0);
-          off[r][t] = off[r][t] + o0;
+        if constexpr (L::kMin) {
+          acc8[r][t] = _mm256_fmadd_ps(_mm512_castps512_ps256(_mm512_cvtepi32_ps(p)),
+                                       _mm512_castps512_ps256(s), acc8[r][t]);
+          off[r][t] = std::fma(m0[r], tok[t].sx[b], off[r][t]);
+        } else {
+          acc[r][t] = _mm512_mask_add_ps(acc[r][t], 0x00FF, acc[r][t],
+                                         _mm512_mul_ps(_mm512_cvtepi32_ps(p), s));
         }
       }
     }
   }
   for (int r = 0; r < kR; ++r)
     for (int t = 0; t < kT_; ++t) {
-      float s = FinishZ(acc[r][t]);
+      float s = L::kMin ? Finish8(acc8[r][t]) : FinishZ(acc[r][t]);
       if (L::kMin) s = s + off[r][t];
       y[t * y_stride + r] = bias ? s + bias[r] : s;
     }
@@ -318,8 +329,12 @@ HWY_NOINLINE void KTile(const uint8_t* row, size_t stride, int64_t nb, const Tok
   constexpr int64_t kB = kT == WeightType::Q4_K ? 144 : kT == WeightType::Q5_K ? 176 : 210;
   static_assert(kR * kT_ <= 16, "one lane per (row, token) for the minimum terms");
   ZF acc[kR][kT_];
+  F acc8[kR][kT_];  // Q6_K
   for (int r = 0; r < kR; ++r)
-    for (int t = 0; t < kT_; ++t) acc[r][t] = _mm512_setzero_ps();
+    for (int t = 0; t < kT_; ++t) {
+      acc[r][t] = _mm512_setzero_ps();
+      acc8[r][t] = _mm256_setzero_ps();
+    }
   ZF offv = _mm512_setzero_ps();  // Q4_K / Q5_K: the minimum terms, (row r, token t) in lane r * kT_ + t
   const Z x80 = _mm512_set1_epi8(char(0x80));
   for (int64_t b = 0; b < nb; ++b) {
@@ -342,12 +357,18 @@ HWY_NOINLINE void KTile(const uint8_t* row, size_t stride, int64_t nb, const Tok
       }
     }
     for (int r = 0; r < kR; ++r) {
-      const ZF d = _mm512_set1_ps(st[r].d);
       for (int t = 0; t < kT_; ++t) {
         Z p = P[r][t];
-        if (kQ6) p = _mm512_sub_epi32(p, st[r].corr);
-        const ZF s = _mm512_mul_ps(d, _mm512_set1_ps(tok[t].d[b]));  // d * dx
-        acc[r][t] = _mm512_add_ps(acc[r][t], _mm512_mul_ps(_mm512_cvtepi32_ps(p), s));
+        if constexpr (kQ6) {  // ggml's order: the halves' integers summed, 8 lanes, FMA
+          p = _mm512_sub_epi32(p, st[r].corr);
+          const __m256i p8 = _mm256_add_epi32(_mm512_castsi512_si256(p),
+                                              _mm512_extracti64x4_epi64(p, 1));
+          acc8[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p8),
+                                       _mm256_set1_ps(st[r].d * tok[t].d[b]), acc8[r][t]);
+        } else {
+          const ZF s = _mm512_mul_ps(_mm512_set1_ps(st[r].d), _mm512_set1_ps(tok[t].d[b]));
+          acc[r][t] = _mm512_add_ps(acc[r][t], _mm512_mul_ps(_mm512_cvtepi32_ps(p), s));
+        }
       }
     }
     if constexpr (!kQ6) {
@@ -395,7 +416,7 @@ HWY_NOINLINE void KTile(const uint8_t* row, size_t stride, int64_t nb, const Tok
   _mm512_store_ps(off, offv);
   for (int r = 0; r < kR; ++r)
     for (int t = 0; t < kT_; ++t) {
-      float s = FinishZ(acc[r][t]);
+      float s = kQ6 ? Finish8(acc8[r][t]) : FinishZ(acc[r][t]);
       if (!kQ6) s = s + off[r * kT_ + t];
       y[t * y_stride + r] = bias ? s + bias[r] : s;
     }
@@ -424,7 +445,8 @@ HWY_INLINE void RowTileAllTokens(const uint8_t* row, size_t rb, const formats::W
     const int nt = k8 && left >= 8 ? 8 : left >= 4 ? 4 : int(left);
     TokV tok[8];
     for (int i = 0; i < nt; ++i)
-      tok[i] = TokV{xq.q_at(t + i), xq.d_at(t + i), xq.sums_at(t + i), xq.sums16_at(t + i)};
+      tok[i] = TokV{xq.q_at(t + i), xq.d_at(t + i), xq.sx ? xq.sx_at(t + i) : nullptr,
+                    xq.sums_at(t + i), xq.sums16_at(t + i)};
     const uint8_t* pf = t == 0 ? next : nullptr;
     float* yt = y + t * w.rows;
     switch (nt) {

@@ -9,6 +9,8 @@
 #include <cstring>
 #include <vector>
 
+#include "core/half.h"
+#include "formats/mlx_affine.h"
 #include "formats/quants.h"
 #include "kernels/kernels_quant.h"
 #include "kernels/kernels_ref.h"
@@ -48,23 +50,33 @@ struct QuantWeights {
 };
 
 // Stated tolerance against the reference. The activation quantization replaces x_k by
-// dx * q_k with |x_k - dx * q_k| <= dx / 2 (dx = amax / 127 of k's activation block), so the
-// exact result moves by at most sum_k |W_rk| * dx_k / 2. On top, the f32 arithmetic (a few
-// dozen roundings of terms bounded by the separate scale and minimum products, which for the
-// K-quants can be several times |W_rk x_k|): 1e-4 * sum_k |W_rk x_tk|, with wide margin.
+// dx * q_k with |x_k - dx_f32 * q_k| <= dx_f32 / 2 (dx_f32 = amax / 127 of k's activation block,
+// up to a few f32 roundings); for ggml's 32-element blocks d is dx_f32 rounded to f16 (relative
+// error <= 2^-11, times |q_k| <= 127: amax / 2048 more), and Q4_1 / Q5_1 take the minimum term
+// from q8_1's s, dx_f32 * sum(q) rounded to f16: |m| * 2^-11 * 32 * amax per block, |m| <= the
+// block's largest |W_rk| (ggml's quantizer gives the smallest weight level 0). So the exact
+// result moves by at most sum_k |W_rk| * amax_k * (1/254 + 1/2048) + that. On top, the f32
+// arithmetic (a few dozen roundings of terms bounded by the separate scale and minimum products,
+// which for the K-quants can be several times |W_rk x_k|): 1e-4 * sum_k |W_rk x_tk|, with wide
+// margin.
 double tolerance(const QuantWeights& w, const std::vector<float>& x, int64_t t, int64_t r,
                  int64_t block, const float* bias) {
   const int64_t cols = w.view.cols;
+  const WeightType type = w.view.dtype;
+  const bool ggml32 = block == 32 && !formats::mlx_affine(type);
+  const bool min_sx = type == WeightType::Q4_1 || type == WeightType::Q5_1;
   double quant = 0, mag = 0;
   for (int64_t b = 0; b < cols / block; ++b) {
-    double amax = 0;
+    double amax = 0, wmax = 0;
     for (int64_t k = b * block; k < (b + 1) * block; ++k)
       amax = std::max(amax, std::fabs(double(x[size_t(t * cols + k)])));
     for (int64_t k = b * block; k < (b + 1) * block; ++k) {
       const double wk = std::fabs(double(w.decoded[size_t(r * cols + k)]));
-      quant += wk * amax / 254.0;
+      quant += wk * amax * (1 / 254.0 + (ggml32 ? 1 / 2048.0 : 0.0));
       mag += wk * std::fabs(double(x[size_t(t * cols + k)]));
+      wmax = std::max(wmax, wk);
     }
+    if (min_sx) quant += wmax * amax * 32 / 2048.0;
   }
   return quant * (1 + 1e-5) + 1e-4 * mag + (bias ? 1e-6 * std::fabs(bias[r]) : 0.0) + 1e-6;
 }
@@ -220,29 +232,55 @@ TEST_P(QuantMatmulParity, EveryBatchSizeEqualsAlone) {
 }
 
 // The SIMD activation quantization (quantize_tokens, what QuantizedXBuffer runs) equals the scalar
-// statement (quantize_activations) bit for bit: random blocks, ties (x / d = k + 0.5 rounds to
-// even), zero blocks, denormal-sized blocks, and blocks with an inf or NaN.
+// statement (quantize_activations) bit for bit: random blocks, ties (x * id = k + 0.5 rounds to
+// even), +-amax in one block (q8_K: the first one's sign), zero blocks, blocks whose d is an f16
+// subnormal or overflows f16, blocks whose 127 / amax overflows, and blocks with an inf or NaN.
 TEST_P(QuantMatmulParity, QuantizeTokensEqualsScalar) {
   for (int64_t block : {32, 256}) {
-    const int64_t cols = 4 * 256, n_tok = 5;
+    const int64_t cols = 12 * 256, n_tok = 5, nc = cols / 32;
     std::vector<float> x = random_floats(size_t(n_tok * cols), 77 + uint32_t(block), -4.0f, 4.0f);
     for (int64_t j = 0; j < 64; ++j) x[size_t(j)] = float(j % 13) - 6.5f;  // ties
     x[0] = 127.0f;                                                           // d = 1
     for (int64_t j = 256; j < 512; ++j) x[size_t(j)] = 0.0f;                 // zero blocks
     for (int64_t j = 512; j < 768; ++j) x[size_t(j)] = 1e-40f * float(j % 7 - 3);
+    for (int64_t j = 768; j < 1024; ++j) x[size_t(j)] = 3e-3f * float(j % 11 - 5);  // subnormal d
+    for (int64_t j = 1024; j < 1280; ++j) x[size_t(j)] = 1e-6f * float(j % 5 - 2);
+    for (int64_t j = 1280; j < 1536; ++j) x[size_t(j)] = 1e9f * float(j % 9 - 4);   // d > 65504
+    for (int64_t j = 1536; j < 1792; ++j) x[size_t(j)] = 4e-37f * float(j % 3 - 1);  // id ~ inf
+    for (int64_t j = 1792; j < 2048; ++j) x[size_t(j)] = 2e-37f * float(j % 3 - 1);
+    x[1800] = -2.0f;  // -amax first, then +amax: q8_K keeps the first's sign
+    x[1900] = 2.0f;
+    for (int64_t j = 2048; j < 2304; ++j) x[size_t(j)] = 1e-3f * float(j % 5 - 2);
+    x[2100] = 2.0f;  // +amax first
+    x[2200] = -2.0f;
+    for (int64_t j = 2304; j < 2560; ++j) x[size_t(j)] = 5e2f * float(j % 13 - 6);  // |sx| > 65504
     x[size_t(cols + 3)] = INFINITY;
     x[size_t(2 * cols + 300)] = NAN;
     x[size_t(3 * cols + 40)] = -INFINITY;
     std::vector<int8_t> q1(x.size()), q2(x.size());
     std::vector<float> d1(x.size() / size_t(block)), d2(d1.size());
     std::vector<int32_t> s1(x.size() / 32), s2(s1.size());
+    const bool q8_0 = block == 32;
+    std::vector<float> f1(q8_0 ? s1.size() : 0), f2(f1.size()), sx1(f1.size()), sx2(f1.size());
     for (int64_t t = 0; t < n_tok; ++t)
       quant::quantize_activations(x.data() + t * cols, cols, block, q1.data() + t * cols,
-                                  d1.data() + t * (cols / block), s1.data() + t * (cols / 32));
-    quant::quantize_tokens(x.data(), n_tok, cols, block, q2.data(), d2.data(), s2.data());
+                                  d1.data() + t * (cols / block), s1.data() + t * nc,
+                                  q8_0 ? f1.data() + t * nc : nullptr,
+                                  q8_0 ? sx1.data() + t * nc : nullptr);
+    quant::quantize_tokens(x.data(), n_tok, cols, block, q2.data(), d2.data(), s2.data(),
+                           q8_0 ? f2.data() : nullptr, q8_0 ? sx2.data() : nullptr);
     EXPECT_EQ(q1, q2) << "block " << block;
     EXPECT_EQ(0, std::memcmp(d1.data(), d2.data(), d1.size() * sizeof(float))) << "block " << block;
     EXPECT_EQ(s1, s2) << "block " << block;
+    EXPECT_EQ(0, std::memcmp(f1.data(), f2.data(), f1.size() * sizeof(float))) << "block " << block;
+    EXPECT_EQ(0, std::memcmp(sx1.data(), sx2.data(), sx1.size() * sizeof(float)))
+        << "block " << block;
+    if (!q8_0) {  // the sign of the first largest |x|
+      EXPECT_EQ(q1[1800], -127);
+      EXPECT_EQ(q1[1900], 127);
+      EXPECT_EQ(q1[2100], -127);
+      EXPECT_EQ(q1[2200], 127);
+    }
   }
 }
 
@@ -302,21 +340,45 @@ TEST_P(QuantMatmulParity, OtherTypesUnchanged) {
 INSTANTIATE_TEST_SUITE_P(Targets, QuantMatmulParity, ::testing::ValuesIn(quant::built_targets()),
                          target_param_name);
 
-// The activation quantization itself: d = amax / 127, codes round to nearest, chunk sums.
+// The activation quantization itself, ggml's: q8_0 / q8_1 (block 32): q = nearbyint(x * (127 /
+// amax)), d = amax / 127 rounded to f16, s = d_f32 * sum(q) rounded to f16; q8_K (block 256): the
+// first largest |x| keeps its sign, q = nearbyint(-127 / mx * x), d = 1 / (-127 / mx).
 TEST(QuantizeActivations, Codes) {
   std::vector<float> x(32, 0.0f);
   x[0] = -2.54f;
   x[1] = 1.0f;
   x[2] = 0.01f;
   std::vector<int8_t> q(32);
-  float d;
+  float d, d_f32, sx;
   int32_t sum;
-  quant::quantize_activations(x.data(), 32, 32, q.data(), &d, &sum);
-  EXPECT_FLOAT_EQ(d, 2.54f / 127);
+  quant::quantize_activations(x.data(), 32, 32, q.data(), &d, &sum, &d_f32, &sx);
+  const auto f16 = [](float v) { return f16_to_f32(f32_to_f16(v)); };
+  EXPECT_EQ(d_f32, 2.54f / 127);
+  EXPECT_EQ(d, f16(2.54f / 127));
+  EXPECT_NE(d, d_f32);
   EXPECT_EQ(q[0], -127);
   EXPECT_EQ(q[1], 50);
-  EXPECT_EQ(q[2], 0);
+  EXPECT_EQ(q[2], 0);  // 0.01 * (127 / 2.54) = 0.5: to even
   EXPECT_EQ(sum, -77);
+  EXPECT_EQ(sx, f16(d_f32 * -77.0f));
+
+  std::vector<float> xk(256, 0.0f);
+  xk[3] = 0.5f;
+  xk[10] = 3.0f;
+  xk[20] = -3.0f;
+  xk[30] = -1.0f;
+  std::vector<int8_t> qk(256);
+  float dk;
+  int32_t sums[8];
+  quant::quantize_activations(xk.data(), 256, 256, qk.data(), &dk, sums, nullptr, nullptr);
+  const float iscale = -127.0f / 3.0f;
+  EXPECT_EQ(dk, 1 / iscale);
+  EXPECT_LT(dk, 0.0f);
+  EXPECT_EQ(qk[3], int(std::nearbyint(0.5f * iscale)));
+  EXPECT_EQ(qk[10], -127);
+  EXPECT_EQ(qk[20], 127);
+  EXPECT_EQ(qk[30], 42);
+  EXPECT_EQ(sums[0], qk[3] + qk[10] + qk[20] + qk[30]);
 }
 
 }  // namespace
