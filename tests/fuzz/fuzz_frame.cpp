@@ -15,7 +15,6 @@
 #include "message_payloads.h"
 
 using namespace meshlm::transport;
-using namespace meshlm::remote;
 using meshlm::fuzz::decode_payload;
 using meshlm::fuzz::require;
 

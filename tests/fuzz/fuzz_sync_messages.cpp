@@ -9,7 +9,6 @@
 #include "transport/messages.h"
 
 using namespace meshlm::transport;
-using namespace meshlm::remote;
 
 namespace {
 

@@ -26,7 +26,6 @@
 #include "fuzz_common.h"
 
 using namespace meshlm::transport;
-using namespace meshlm::remote;
 using meshlm::fuzz::require;
 
 namespace {

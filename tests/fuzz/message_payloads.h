@@ -15,7 +15,6 @@ namespace meshlm::fuzz {
 // Decodes `p` as the payload of a frame of `type`; throws meshlm::Error when it is malformed.
 inline void decode_payload(transport::FrameType type, std::span<const uint8_t> p) {
   using namespace transport;
-  using namespace remote;
   switch (type) {
     case FrameType::Hello: require_same(encode_hello(decode_hello(p)), p); break;
     case FrameType::Challenge: require_same(encode_challenge(decode_challenge(p)), p); break;
