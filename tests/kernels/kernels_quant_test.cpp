@@ -272,9 +272,11 @@ TEST_P(QuantMatmulParity, QuantizeTokensEqualsScalar) {
     EXPECT_EQ(q1, q2) << "block " << block;
     EXPECT_EQ(0, std::memcmp(d1.data(), d2.data(), d1.size() * sizeof(float))) << "block " << block;
     EXPECT_EQ(s1, s2) << "block " << block;
-    EXPECT_EQ(0, std::memcmp(f1.data(), f2.data(), f1.size() * sizeof(float))) << "block " << block;
-    EXPECT_EQ(0, std::memcmp(sx1.data(), sx2.data(), sx1.size() * sizeof(float)))
-        << "block " << block;
+    if (q8_0) {  // memcmp: bit-exact, NaN included (empty vectors have no data pointer)
+      EXPECT_EQ(0, std::memcmp(f1.data(), f2.data(), f1.size() * sizeof(float))) << "block " << block;
+      EXPECT_EQ(0, std::memcmp(sx1.data(), sx2.data(), sx1.size() * sizeof(float)))
+          << "block " << block;
+    }
     if (!q8_0) {  // the sign of the first largest |x|
       EXPECT_EQ(q1[1800], -127);
       EXPECT_EQ(q1[1900], 127);
