@@ -27,7 +27,9 @@ inline void decode_payload(transport::FrameType type, std::span<const uint8_t> p
       break;
     case FrameType::Manifest: {
       ManifestMsg m = decode_manifest(p);
-      for (const auto& t : m.tensors) require(!t.name.empty() && meshlm::formats::from_name(t.dtype).has_value());
+      // Each entry's dtype is one sync carries and its bytes are what dtype and shape make.
+      for (const auto& t : m.tensors)
+        require(!t.name.empty() && stored_tensor_bytes(t.dtype, t.shape) == t.nbytes);
       require_same(encode_manifest(m), p);
       break;
     }
