@@ -1,7 +1,6 @@
 #include "formats/gguf_writer.h"
 
 #include <bit>
-#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <set>
@@ -13,9 +12,6 @@ namespace meshlm::formats {
 namespace {
 
 constexpr uint32_t kVersion = 3;
-constexpr size_t kFileBuffer = size_t(1) << 20;
-
-std::string errno_text() { return std::strerror(errno); }
 
 // Little-endian encoding into the header buffer.
 void put_uint(std::string& out, uint64_t v, size_t n) {
@@ -59,14 +55,9 @@ uint64_t align_up(uint64_t n, uint64_t a) { return (n + a - 1) / a * a; }
 
 }  // namespace
 
-GgufWriter::GgufWriter(std::string path) : path_(std::move(path)), partial_path_(path_ + ".partial") {}
+GgufWriter::GgufWriter(std::string path) : path_(std::move(path)), file_(path_) {}
 
-GgufWriter::~GgufWriter() {
-  if (finished_ || !header_written_) return;
-  file_.reset();
-  std::error_code ec;
-  std::filesystem::remove(partial_path_, ec);
-}
+GgufWriter::~GgufWriter() = default;  // an unfinished file's partial file goes with file_
 
 void GgufWriter::fail(const std::string& msg) const { throw Error("gguf", "'" + path_ + "': " + msg); }
 
@@ -131,8 +122,7 @@ void GgufWriter::add_tensor(std::string name, WeightType type, std::vector<int64
 }
 
 void GgufWriter::write_raw(const void* data, size_t n) {
-  if (n != 0 && std::fwrite(data, 1, n, file_.get()) != n)
-    fail("write to '" + partial_path_ + "' failed: " + errno_text());
+  if (!file_.write(data, n)) fail(file_.error());
   written_ += n;
 }
 
@@ -170,9 +160,7 @@ void GgufWriter::write_header() {
     put_uint(h, t.offset, 8);
   }
 
-  file_.reset(std::fopen(partial_path_.c_str(), "wb"));
-  if (!file_) fail("cannot create '" + partial_path_ + "': " + errno_text());
-  std::setvbuf(file_.get(), nullptr, _IOFBF, kFileBuffer);
+  if (!file_.open()) fail(file_.error());
   header_written_ = true;
   write_raw(h.data(), h.size());
   pad_to_alignment();
@@ -221,13 +209,7 @@ void GgufWriter::finish() {
     fail("finish with tensor '" + tensors_[current_].name + "' incomplete (" +
          std::to_string(current_written_) + " of " + std::to_string(tensors_[current_].nbytes) +
          " bytes)");
-  std::FILE* f = file_.release();
-  bool ok = std::fflush(f) == 0;
-  ok = (std::fclose(f) == 0) && ok;
-  if (!ok) fail("closing '" + partial_path_ + "' failed: " + errno_text());
-  std::error_code ec;
-  std::filesystem::rename(partial_path_, path_, ec);
-  if (ec) fail("cannot rename '" + partial_path_ + "' to '" + path_ + "': " + ec.message());
+  if (!file_.commit()) fail(file_.error());
   finished_ = true;
 }
 

@@ -23,6 +23,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/atomic_file.h"
 #include "formats/gguf.h"
 #include "formats/weight_format.h"
 
@@ -78,13 +79,9 @@ class GgufWriter {
   void skip_empty_tensors(std::string_view until);
 
   std::string path_;
-  std::string partial_path_;
+  AtomicFile file_;
   std::vector<std::pair<std::string, GgufValue>> metadata_;
   std::vector<Tensor> tensors_;
-  struct FileCloser {
-    void operator()(std::FILE* f) const { std::fclose(f); }
-  };
-  std::unique_ptr<std::FILE, FileCloser> file_;
   uint64_t written_ = 0;          // bytes written to the file
   uint64_t data_start_ = 0;       // file offset of the data section
   size_t current_ = 0;            // index of the tensor being written

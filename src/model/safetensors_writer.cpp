@@ -1,7 +1,6 @@
 #include "model/safetensors_writer.h"
 
 #include <bit>
-#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -16,17 +15,12 @@ namespace meshlm::model {
 namespace {
 
 constexpr std::string_view kComponent = "safetensors";
-constexpr size_t kFileBuffer = size_t(1) << 20;
 
 static_assert(std::endian::native == std::endian::little,
               "safetensors writer assumes little-endian");
 
 [[noreturn]] void fail(const std::string& message) {
   throw Error(kComponent, message);
-}
-
-std::string errno_text() {
-  return std::strerror(errno);
 }
 
 }  // namespace
@@ -69,7 +63,7 @@ void encode_f32(std::span<const float> src, WeightType dtype, std::byte* dst) {
 
 SafetensorsWriter::SafetensorsWriter(std::string path, std::vector<TensorSpec> tensors,
                                      std::map<std::string, std::string> metadata)
-    : path_(std::move(path)), partial_path_(path_ + ".partial"), tensors_(std::move(tensors)) {
+    : path_(std::move(path)), tensors_(std::move(tensors)), file_(path_) {
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
   if (!metadata.empty()) {
     nlohmann::ordered_json meta = nlohmann::ordered_json::object();
@@ -95,24 +89,16 @@ SafetensorsWriter::SafetensorsWriter(std::string path, std::vector<TensorSpec> t
   text.append((8 - text.size() % 8) % 8, ' ');
   uint64_t header_len = text.size();
 
-  file_.reset(std::fopen(partial_path_.c_str(), "wb"));
-  if (!file_) fail("cannot create '" + partial_path_ + "': " + errno_text());
-  std::setvbuf(file_.get(), nullptr, _IOFBF, kFileBuffer);
+  if (!file_.open()) fail(file_.error());
   write_raw(&header_len, 8);
   write_raw(text.data(), text.size());
   skip_empty_tensors();
 }
 
-SafetensorsWriter::~SafetensorsWriter() {
-  if (finished_) return;
-  file_.reset();
-  std::error_code ec;
-  std::filesystem::remove(partial_path_, ec);
-}
+SafetensorsWriter::~SafetensorsWriter() = default;  // an unfinished file's partial file goes with file_
 
 void SafetensorsWriter::write_raw(const void* data, size_t n) {
-  if (n != 0 && std::fwrite(data, 1, n, file_.get()) != n)
-    fail("write to '" + partial_path_ + "' failed: " + errno_text());
+  if (!file_.write(data, n)) fail(file_.error());
 }
 
 void SafetensorsWriter::skip_empty_tensors() {
@@ -144,13 +130,7 @@ void SafetensorsWriter::finish() {
     fail("finish with tensor '" + tensors_[current_].name + "' incomplete (" +
          std::to_string(current_written_) + " of " + std::to_string(tensors_[current_].nbytes()) +
          " bytes)");
-  std::FILE* f = file_.release();
-  bool ok = std::fflush(f) == 0;
-  ok = (std::fclose(f) == 0) && ok;
-  if (!ok) fail("closing '" + partial_path_ + "' failed: " + errno_text());
-  std::error_code ec;
-  std::filesystem::rename(partial_path_, path_, ec);
-  if (ec) fail("cannot rename '" + partial_path_ + "' to '" + path_ + "': " + ec.message());
+  if (!file_.commit()) fail(file_.error());
   finished_ = true;
 }
 
@@ -193,11 +173,8 @@ void write_safetensors_index(const std::string& path, uint64_t total_size,
   j["metadata"] = {{"total_size", total_size}};
   j["weight_map"] = weight_map;
   std::string text = j.dump(2) + "\n";
-  std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "wb"), std::fclose);
-  if (!f) fail("cannot create '" + path + "': " + errno_text());
-  if (std::fwrite(text.data(), 1, text.size(), f.get()) != text.size())
-    fail("write to '" + path + "' failed: " + errno_text());
-  if (std::fclose(f.release()) != 0) fail("closing '" + path + "' failed: " + errno_text());
+  AtomicFile f(path);
+  if (!f.open() || !f.write(text.data(), text.size()) || !f.commit()) fail(f.error());
 }
 
 ShardedSafetensorsWriter::ShardedSafetensorsWriter(std::string dir, std::vector<TensorSpec> tensors,

@@ -23,6 +23,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/atomic_file.h"
 #include "formats/weight_format.h"
 
 namespace meshlm::model {
@@ -66,12 +67,8 @@ class SafetensorsWriter {
   void write_raw(const void* data, size_t n);
 
   std::string path_;
-  std::string partial_path_;
   std::vector<TensorSpec> tensors_;
-  struct FileCloser {
-    void operator()(std::FILE* f) const { std::fclose(f); }
-  };
-  std::unique_ptr<std::FILE, FileCloser> file_;
+  AtomicFile file_;
   uint64_t data_bytes_ = 0;
   size_t current_ = 0;            // index of the tensor being written
   uint64_t current_written_ = 0;  // bytes of it written so far

@@ -18,22 +18,16 @@
 #include "formats/gguf.h"
 #include "formats/gguf_writer.h"
 #include "model/safetensors.h"
+#include "../common/temp_dir.h"
 
 namespace meshlm::formats {
 namespace {
 
 namespace fs = std::filesystem;
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() /
-           ("meshlm_gguf_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
+// Each test folder: <tmp>/meshlm-gguf-<pid>-<n>.
+struct TempDir : test::TempDir {
+  TempDir() : test::TempDir("meshlm-gguf") {}
 };
 
 void write_file(const std::string& path, const std::vector<uint8_t>& bytes) {

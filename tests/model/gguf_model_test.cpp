@@ -14,23 +14,16 @@
 #include "model/model_files.h"
 #include "runtime/pipeline.h"
 #include "test_util.h"
+#include "../common/temp_dir.h"
 
 namespace meshlm {
 namespace {
 
 namespace fs = std::filesystem;
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("meshlm-gguf-model-" + std::to_string(::getpid()) + "-" +
-                                        std::to_string(std::rand()));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
+// Each test folder: <tmp>/meshlm-gguf-model-<pid>-<n>.
+struct TempDir : test::TempDir {
+  TempDir() : test::TempDir("meshlm-gguf-model") {}
 };
 
 // Makes a tiny model of `arch` as safetensors + GGUF in `out`; "" or a reason to skip.

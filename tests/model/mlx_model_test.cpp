@@ -23,24 +23,16 @@
 #include "model/schema.h"
 #include "runtime/pipeline.h"
 #include "test_util.h"
+#include "../common/temp_dir.h"
 
 namespace meshlm {
 namespace {
 
 namespace fs = std::filesystem;
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() /
-           ("meshlm-mlx-model-" + std::to_string(::getpid()) + "-" + std::to_string(std::rand()));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& f) const { return (path / f).string(); }
+// Each test folder: <tmp>/meshlm-mlx-model-<pid>-<n>.
+struct TempDir : test::TempDir {
+  TempDir() : test::TempDir("meshlm-mlx-model") {}
 };
 
 // ---- A tiny MLX folder written here (no Python): qwen3, tied, 2 layers ----

@@ -8,6 +8,7 @@
 #include "model/safetensors.h"
 #include "model/weights.h"
 #include "test_util.h"
+#include "../common/temp_dir.h"
 
 namespace meshlm {
 namespace {
@@ -23,18 +24,8 @@ std::string file_bytes(const std::string& header, size_t data_bytes, int64_t dec
   return s;
 }
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("meshlm_st_" + std::to_string(::getpid()) + "_" +
-                                        std::to_string(counter()++));
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  static int& counter() {
-    static int c = 0;
-    return c;
-  }
+struct TempDir : test::TempDir {
+  TempDir() : test::TempDir("meshlm-st") {}
   void write(const std::string& name, const std::string& bytes) const {
     std::ofstream f(path / name, std::ios::binary);
     f.write(bytes.data(), std::streamsize(bytes.size()));

@@ -19,6 +19,7 @@
 #include "runtime/pipeline.h"
 #include "transport/handshake.h"
 #include "transport/tcp_transport.h"
+#include "prompt_output.h"
 #include "sync_test_util.h"
 
 namespace meshlm::remote {
@@ -40,50 +41,14 @@ fs::path model_dir() {
 
 const std::vector<int32_t> kPrompt = {1, 17, 200, 42, 7, 99, 250, 3};
 
-// Logits of every prompt position, then 5 greedy tokens.
-std::pair<std::vector<float>, std::vector<int32_t>> run(runtime::Pipeline& p) {
-  runtime::MicroBatch b;
-  b.id = 1;
-  b.return_logits = true;
-  b.tokens = kPrompt;
-  b.chunks = {{0, 0, int32_t(kPrompt.size()), true, true}};
-  p.launch(b);
-  auto r = p.wait();
-  EXPECT_EQ(r.error, "");
-  p.release(0);
-  std::vector<int32_t> ids;
-  int32_t pos = 0;
-  std::vector<int32_t> tokens = kPrompt;
-  for (int step = 0; step < 5; ++step) {
-    runtime::MicroBatch g;
-    g.id = 10 + step;
-    g.tokens = tokens;
-    if (step == 0) {
-      runtime::SamplingParams params;
-      params.temperature = 0;
-      g.new_sequences = {{1, params}};
-    }
-    g.chunks = {{1, pos, int32_t(tokens.size()), true, false}};
-    pos += int32_t(tokens.size());
-    p.launch(g);
-    auto gr = p.wait();
-    EXPECT_EQ(gr.error, "");
-    if (gr.sampled.size() != 1) break;
-    ids.push_back(gr.sampled[0].second.token);
-    tokens = {ids.back()};
-  }
-  p.release(1);
-  return {r.logits, ids};
-}
-
 class ModelSync : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     test::write_tiny_model(model_dir());
     auto local = runtime::make_local_pipeline(model_dir().string(), {1, 256});
-    reference_ = new std::pair<std::vector<float>, std::vector<int32_t>>(run(*local));
-    ASSERT_EQ(reference_->first.size(), kPrompt.size() * 256);
-    ASSERT_EQ(reference_->second.size(), 5u);
+    reference_ = new test::PromptOutput(test::logits_then_greedy(*local, kPrompt));
+    ASSERT_EQ(reference_->logits.size(), kPrompt.size() * 256);
+    ASSERT_EQ(reference_->ids.size(), 5u);
   }
   static void TearDownTestSuite() {
     delete reference_;
@@ -124,18 +89,18 @@ class ModelSync : public ::testing::Test {
   fs::path cache_folder() const { return cache_ / fingerprint(model_dir().string()); }
 
   void expect_reference(runtime::Pipeline& p) {
-    auto [logits, ids] = run(p);
-    ASSERT_EQ(logits.size(), reference_->first.size());
-    EXPECT_EQ(std::memcmp(logits.data(), reference_->first.data(), logits.size() * 4), 0);
-    EXPECT_EQ(ids, reference_->second);
+    auto [logits, ids] = test::logits_then_greedy(p, kPrompt);
+    ASSERT_EQ(logits.size(), reference_->logits.size());
+    EXPECT_EQ(std::memcmp(logits.data(), reference_->logits.data(), logits.size() * 4), 0);
+    EXPECT_EQ(ids, reference_->ids);
   }
 
   fs::path cache_;
   std::shared_ptr<SyncCounters> counters_;
-  static std::pair<std::vector<float>, std::vector<int32_t>>* reference_;
+  static test::PromptOutput* reference_;
 };
 
-std::pair<std::vector<float>, std::vector<int32_t>>* ModelSync::reference_ = nullptr;
+test::PromptOutput* ModelSync::reference_ = nullptr;
 
 TEST_F(ModelSync, EmptyCacheReceivesExactlyItsTensorsThenNothing) {
   const uint64_t want = stage_bytes(2, 4);

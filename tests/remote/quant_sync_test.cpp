@@ -21,6 +21,7 @@
 #include "remote/model_sync.h"
 #include "remote/remote_pipeline.h"
 #include "runtime/pipeline.h"
+#include "prompt_output.h"
 #include "sync_test_util.h"
 #include "transport/handshake.h"
 #include "transport/tcp_transport.h"
@@ -46,47 +47,6 @@ fs::path model_path(const std::string& format) {
 }
 
 const std::vector<int32_t> kPrompt = {1, 17, 200, 42, 7, 99, 250, 3};
-
-struct Output {
-  std::vector<float> logits;
-  std::vector<int32_t> ids;
-};
-
-// Logits of every prompt position, then 5 greedy tokens.
-Output run(runtime::Pipeline& p) {
-  runtime::MicroBatch b;
-  b.id = 1;
-  b.return_logits = true;
-  b.tokens = kPrompt;
-  b.chunks = {{0, 0, int32_t(kPrompt.size()), true, true}};
-  p.launch(b);
-  auto r = p.wait();
-  EXPECT_EQ(r.error, "");
-  p.release(0);
-  Output out{r.logits, {}};
-  int32_t pos = 0;
-  std::vector<int32_t> tokens = kPrompt;
-  for (int step = 0; step < 5; ++step) {
-    runtime::MicroBatch g;
-    g.id = 10 + step;
-    g.tokens = tokens;
-    if (step == 0) {
-      runtime::SamplingParams params;
-      params.temperature = 0;
-      g.new_sequences = {{1, params}};
-    }
-    g.chunks = {{1, pos, int32_t(tokens.size()), true, false}};
-    pos += int32_t(tokens.size());
-    p.launch(g);
-    auto gr = p.wait();
-    EXPECT_EQ(gr.error, "");
-    if (gr.sampled.size() != 1) break;
-    out.ids.push_back(gr.sampled[0].second.token);
-    tokens = {out.ids.back()};
-  }
-  p.release(1);
-  return out;
-}
 
 // Stored bytes of the tensors a stage holding layers [begin, end) of the 4-layer model needs,
 // counted from the files alone (names by their spelling, not through the schema).
@@ -131,7 +91,7 @@ class QuantSync : public ::testing::TestWithParam<std::string> {
     convert::export_mlx(hf.string(), model_path("mlx").string(), mo);
     for (const char* f : {"gguf", "mlx"}) {
       auto local = runtime::make_local_pipeline(model_path(f).string(), {1, 256});
-      references()[f] = run(*local);
+      references()[f] = test::logits_then_greedy(*local, kPrompt);
       ASSERT_EQ(references()[f].logits.size(), kPrompt.size() * kVocab);
       ASSERT_EQ(references()[f].ids.size(), 5u);
     }
@@ -140,8 +100,8 @@ class QuantSync : public ::testing::TestWithParam<std::string> {
     std::error_code ec;
     fs::remove_all(test_root(), ec);
   }
-  static std::map<std::string, Output>& references() {
-    static std::map<std::string, Output> r;
+  static std::map<std::string, test::PromptOutput>& references() {
+    static std::map<std::string, test::PromptOutput> r;
     return r;
   }
 
@@ -174,8 +134,8 @@ class QuantSync : public ::testing::TestWithParam<std::string> {
   fs::path cache_folder() const { return cache_ / fingerprint(model()); }
 
   void expect_reference(runtime::Pipeline& p) {
-    Output got = run(p);
-    const Output& want = references()[GetParam()];
+    test::PromptOutput got = test::logits_then_greedy(p, kPrompt);
+    const test::PromptOutput& want = references()[GetParam()];
     ASSERT_EQ(got.logits.size(), want.logits.size());
     EXPECT_EQ(std::memcmp(got.logits.data(), want.logits.data(), got.logits.size() * 4), 0);
     EXPECT_EQ(got.ids, want.ids);
