@@ -534,8 +534,12 @@ struct Worker::Impl {
       if (r <= 0) continue;
       // Upstream first: it carries the forwards that keep the pipeline moving.
       if (upstream && fds[2].revents) serve(upstream, false);
-      if (session && fds[1].revents) serve(session, true);
-      if (fds[0].revents) accept_one();
+      const bool session_had_data = session && fds[1].revents;
+      if (session_had_data) serve(session, true);
+      // A connection waits while the session still has frames to read: a coordinator that has
+      // just said goodbye (releases, then shutdown) has freed this worker only once those frames
+      // are read, and its successor must not be refused as "busy" for arriving in between.
+      if (fds[0].revents && !session_had_data) accept_one();
     }
     if (session) send_error_quietly(*session, name() + " is shutting down");
     end_session("worker stopped");
