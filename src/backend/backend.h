@@ -148,6 +148,9 @@ class Backend {
   virtual void silu_mul(const float* gate, const float* up, int64_t n, float* out) = 0;
   // dst[i] += src[i]
   virtual void add(float* dst, const float* src, int64_t n) = 0;
+  // dst[i] += scale * src[i], the product rounded before the sum (a mixture-of-experts layer
+  // adds each selected expert's output, weighted by its router probability).
+  virtual void add_scaled(float* dst, const float* src, float scale, int64_t n) = 0;
   // out[i, :] = table[ids[i], :] as f32, i < n (ids checked against table.rows by the caller).
   virtual void embed(const WeightView& table, const int32_t* ids, int64_t n, float* out) = 0;
 };

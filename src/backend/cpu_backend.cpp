@@ -81,6 +81,9 @@ class CpuBackend final : public Backend {
     kernels::silu_mul(gate, up, n, out);
   }
   void add(float* dst, const float* src, int64_t n) override { kernels::add_inplace(dst, src, n); }
+  void add_scaled(float* dst, const float* src, float scale, int64_t n) override {
+    add_scaled_host(dst, src, scale, n);  // T x top-k x hidden values a layer: no SIMD kernel needed
+  }
   void embed(const WeightView& table, const int32_t* ids, int64_t n, float* out) override {
     for (int64_t i = 0; i < n; ++i) kernels::embed_row(table, ids[i], out + i * table.cols);
   }

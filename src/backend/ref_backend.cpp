@@ -58,6 +58,9 @@ class RefBackend final : public Backend {
   void add(float* dst, const float* src, int64_t n) override {
     for (int64_t i = 0; i < n; ++i) dst[i] += src[i];
   }
+  void add_scaled(float* dst, const float* src, float scale, int64_t n) override {
+    add_scaled_host(dst, src, scale, n);
+  }
   void embed(const WeightView& table, const int32_t* ids, int64_t n, float* out) override {
     for (int64_t i = 0; i < n; ++i) kernels::ref::embed_row(table, ids[i], out + i * table.cols);
   }

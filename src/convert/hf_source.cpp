@@ -67,30 +67,6 @@ constexpr PreTokenizer kPreTokenizers[] = {
      "llama-bpe"},
 };
 
-std::string gguf_name(TensorRole role, int64_t layer) {
-  const std::string b = "blk." + std::to_string(layer) + ".";
-  switch (role) {
-    case TensorRole::Embed: return "token_embd.weight";
-    case TensorRole::AttnNorm: return b + "attn_norm.weight";
-    case TensorRole::Wq: return b + "attn_q.weight";
-    case TensorRole::Bq: return b + "attn_q.bias";
-    case TensorRole::Wk: return b + "attn_k.weight";
-    case TensorRole::Bk: return b + "attn_k.bias";
-    case TensorRole::Wv: return b + "attn_v.weight";
-    case TensorRole::Bv: return b + "attn_v.bias";
-    case TensorRole::QNorm: return b + "attn_q_norm.weight";
-    case TensorRole::KNorm: return b + "attn_k_norm.weight";
-    case TensorRole::Wo: return b + "attn_output.weight";
-    case TensorRole::MlpNorm: return b + "ffn_norm.weight";
-    case TensorRole::WGate: return b + "ffn_gate.weight";
-    case TensorRole::WUp: return b + "ffn_up.weight";
-    case TensorRole::WDown: return b + "ffn_down.weight";
-    case TensorRole::FinalNorm: return "output_norm.weight";
-    case TensorRole::LmHead: return "output.weight";
-  }
-  fail("internal: unknown tensor role");
-}
-
 // ---- tokenizer -> GGUF vocabulary -----------------------------------------------------------
 
 std::string read_text(const fs::path& p) {
@@ -352,7 +328,7 @@ SourceModel open_hf_source(const std::string& dir_str, const std::string& name_a
       fail("tensor '" + d.name + "' has shape [" + got + "], config.json implies [" + want + "]");
     }
     SourceTensor t;
-    t.name = gguf_name(d.role, d.layer);
+    t.name = d.gguf_name;  // the schema's llama.cpp name
     t.shape = d.shape;
     const uint8_t* data = st.data(info);
     const WeightType dtype = info.dtype;

@@ -167,6 +167,9 @@ void export_mlx(const std::string& hf_dir, const std::string& out_dir, const Mlx
   if (config.contains("quantization") || config.contains("quantization_config"))
     fail("'" + hf_dir + "' holds an already quantized model; quantize from the original weights");
   const model::ModelConfig cfg = model::ModelConfig::from_json(nlohmann::json::parse(config.dump()));
+  if (cfg.is_moe())
+    fail("mixture-of-experts models cannot be written as MLX folders yet (mlx-lm stacks a layer's "
+         "experts into switch_mlp tensors)");
   const auto st = model::SafetensorsSet::open_dir(hf_dir);
   const WeightType dtype = st->info("model.embed_tokens.weight").dtype == WeightType::F16 ? WeightType::F16 : WeightType::BF16;
   const std::string dtype_name = dtype == WeightType::F16 ? "F16" : "BF16";

@@ -14,6 +14,7 @@ struct ArchTraits {
   bool qkv_bias;                // q/k/v projections carry biases
   bool qk_norm;                 // per-head RMSNorm of q and k before RoPE
   bool head_dim_from_config;    // config.json has "head_dim" (else hidden / heads)
+  bool moe;                     // MLPs are mixtures of experts (config.json's num_experts, ...)
   double default_rope_theta;
   float default_rms_eps;
   // The family's usual vocabulary, context and special ids (what `meshlm synth` writes).

@@ -127,6 +127,22 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
         if (v.is_number_integer()) c.eos_ids.push_back(v.get<int64_t>());
   }
   if (auto b = j.find("bos_token_id"); b != j.end() && b->is_number_integer()) c.bos_id = b->get<int64_t>();
+  if (arch->moe) {
+    c.n_experts = require_positive(j, "num_experts");
+    c.n_experts_used = require_positive(j, "num_experts_per_tok");
+    c.moe_intermediate = require_positive(j, "moe_intermediate_size");
+    c.norm_topk_prob = get_or<bool>(j, "norm_topk_prob", false);
+    c.decoder_sparse_step = get_or<int64_t>(j, "decoder_sparse_step", 1);
+    if (auto m = j.find("mlp_only_layers"); m != j.end() && !m->is_null()) {
+      if (!m->is_array()) throw Error("config", "\"mlp_only_layers\" must be a list of layer indices, got " + m->dump());
+      for (const auto& v : *m) {
+        if (!v.is_number_integer())
+          throw Error("config", "\"mlp_only_layers\" must be a list of layer indices, got " + m->dump());
+        c.mlp_only_layers.push_back(v.get<int64_t>());
+      }
+    }
+    c.validate();
+  }
   return c;
 }
 
@@ -147,9 +163,31 @@ void ModelConfig::validate() const {
   check_at_most(head_dim, int64_t{1} << 12, "head_dim");
   check_at_most(intermediate, int64_t{1} << 20, "intermediate_size");
   check_at_most(vocab, int64_t{1} << 24, "vocab_size");
+  if (n_experts > 0) {
+    check_at_most(n_experts, int64_t{1} << 12, "num_experts");
+    if (n_experts_used <= 0 || n_experts_used > n_experts)
+      throw Error("config", "\"num_experts_per_tok\" is " + std::to_string(n_experts_used) +
+                                ", it must be between 1 and num_experts (" + std::to_string(n_experts) + ")");
+    if (moe_intermediate <= 0) throw Error("config", "\"moe_intermediate_size\" must be a positive integer");
+    check_at_most(moe_intermediate, int64_t{1} << 20, "moe_intermediate_size");
+    if (decoder_sparse_step <= 0)
+      throw Error("config", "\"decoder_sparse_step\" must be a positive integer, got " +
+                                std::to_string(decoder_sparse_step));
+    for (int64_t l : mlp_only_layers)
+      if (l < 0 || l >= n_layers)
+        throw Error("config", "\"mlp_only_layers\" names layer " + std::to_string(l) + ", the model has " +
+                                  std::to_string(n_layers));
+  }
   if (!rope_freq_factors.empty() && int64_t(rope_freq_factors.size()) != head_dim / 2)
     throw Error("config", "rope_freqs has " + std::to_string(rope_freq_factors.size()) +
                               " values, expected head_dim / 2 = " + std::to_string(head_dim / 2));
+}
+
+bool ModelConfig::moe_layer(int64_t layer) const {
+  if (n_experts <= 0) return false;
+  for (int64_t l : mlp_only_layers)
+    if (l == layer) return false;
+  return (layer + 1) % decoder_sparse_step == 0;
 }
 
 ModelConfig ModelConfig::from_dir(const std::string& dir) {

@@ -13,7 +13,7 @@ namespace meshlm::model {
 enum class RopeScaling { None, Llama3, Linear };
 
 struct ModelConfig {
-  std::string model_type;     // "qwen3", "qwen2", "llama", "mistral"
+  std::string model_type;     // "qwen3", "qwen2", "llama", "mistral", "qwen3_moe"
   std::string architecture;   // "Qwen3ForCausalLM", ...
   int64_t hidden = 0;         // hidden_size
   int64_t n_layers = 0;       // num_hidden_layers
@@ -40,6 +40,16 @@ struct ModelConfig {
   // GGUF rope_freqs.weight (llama3-style scaling stored as per-frequency divisors): when not
   // empty, inv_freq[i] = theta^(-2i/d) / rope_freq_factors[i] and rope_scaling is ignored.
   std::vector<float> rope_freq_factors;
+  // Mixture of experts (qwen3_moe): 0 experts for a dense model. A MoE layer's MLP is a router
+  // (softmax over every expert, the top n_experts_used kept, renormalised when norm_topk_prob)
+  // and n_experts SiLU-gated MLPs of moe_intermediate; the layers listed in mlp_only_layers, and
+  // those not on the decoder_sparse_step grid, keep the dense MLP of `intermediate`.
+  int64_t n_experts = 0;         // num_experts
+  int64_t n_experts_used = 0;    // num_experts_per_tok
+  int64_t moe_intermediate = 0;  // moe_intermediate_size
+  bool norm_topk_prob = false;
+  int64_t decoder_sparse_step = 1;
+  std::vector<int64_t> mlp_only_layers;
 
   // Parses config.json. Throws Error("config", ...) for missing keys or an unknown architecture
   // (naming the supported ones).
@@ -55,6 +65,9 @@ struct ModelConfig {
   std::vector<float> rope_inv_freq() const;
   int64_t q_dim() const { return n_heads * head_dim; }
   int64_t kv_dim() const { return n_kv_heads * head_dim; }
+  bool is_moe() const { return n_experts > 0; }
+  // Layer `layer`'s MLP is the mixture of experts (else the dense MLP).
+  bool moe_layer(int64_t layer) const;
 };
 
 // The model_types meshlm supports, for error messages ("qwen3, qwen2, llama, mistral").

@@ -6,15 +6,15 @@ namespace meshlm::model {
 
 namespace {
 
-enum class Dim : uint8_t { Hidden, QDim, KvDim, HeadDim, Inter, Vocab };
-enum class When : uint8_t { Always, QkNorm, QkvBias, Untied };
+enum class Dim : uint8_t { Hidden, QDim, KvDim, HeadDim, Inter, Vocab, Experts, MoeInter };
+enum class When : uint8_t { Always, QkNorm, QkvBias, Untied, DenseMlp, MoeMlp };
 
 struct Row {
   TensorRole role;
   TensorKind kind;
   const char* name;  // for layer tensors, the part after "model.layers.<i>."
   const char* gguf;  // llama.cpp's name; for layer tensors, the part after "blk.<i>."
-  bool per_layer;
+  bool per_layer;  // per expert too for ExpGate / ExpUp / ExpDown (name: "%E" is the expert)
   Dim d0, d1;        // d1 == d0 marks a vector of d0 values
   bool vector;
   When when;
@@ -37,9 +37,14 @@ constexpr Row kRows[] = {
     {TensorRole::KNorm, TensorKind::Norm, "self_attn.k_norm.weight", "attn_k_norm.weight", true, Dim::HeadDim, Dim::HeadDim, true, When::QkNorm, SplitAxis::None},
     {TensorRole::Wo, TensorKind::Matrix, "self_attn.o_proj.weight", "attn_output.weight", true, Dim::Hidden, Dim::QDim, false, When::Always, SplitAxis::Cols},
     {TensorRole::MlpNorm, TensorKind::Norm, "post_attention_layernorm.weight", "ffn_norm.weight", true, Dim::Hidden, Dim::Hidden, true, When::Always, SplitAxis::None},
-    {TensorRole::WGate, TensorKind::Matrix, "mlp.gate_proj.weight", "ffn_gate.weight", true, Dim::Inter, Dim::Hidden, false, When::Always, SplitAxis::Rows},
-    {TensorRole::WUp, TensorKind::Matrix, "mlp.up_proj.weight", "ffn_up.weight", true, Dim::Inter, Dim::Hidden, false, When::Always, SplitAxis::Rows},
-    {TensorRole::WDown, TensorKind::Matrix, "mlp.down_proj.weight", "ffn_down.weight", true, Dim::Hidden, Dim::Inter, false, When::Always, SplitAxis::Cols},
+    {TensorRole::WGate, TensorKind::Matrix, "mlp.gate_proj.weight", "ffn_gate.weight", true, Dim::Inter, Dim::Hidden, false, When::DenseMlp, SplitAxis::Rows},
+    {TensorRole::WUp, TensorKind::Matrix, "mlp.up_proj.weight", "ffn_up.weight", true, Dim::Inter, Dim::Hidden, false, When::DenseMlp, SplitAxis::Rows},
+    {TensorRole::WDown, TensorKind::Matrix, "mlp.down_proj.weight", "ffn_down.weight", true, Dim::Hidden, Dim::Inter, false, When::DenseMlp, SplitAxis::Cols},
+    // A MoE layer's router, then its experts in order, each gate, up, down (Hugging Face's order).
+    {TensorRole::Router, TensorKind::Matrix, "mlp.gate.weight", "ffn_gate_inp.weight", true, Dim::Experts, Dim::Hidden, false, When::MoeMlp, SplitAxis::None},
+    {TensorRole::ExpGate, TensorKind::Matrix, "mlp.experts.%E.gate_proj.weight", "ffn_gate_exps.weight", true, Dim::MoeInter, Dim::Hidden, false, When::MoeMlp, SplitAxis::Rows},
+    {TensorRole::ExpUp, TensorKind::Matrix, "mlp.experts.%E.up_proj.weight", "ffn_up_exps.weight", true, Dim::MoeInter, Dim::Hidden, false, When::MoeMlp, SplitAxis::Rows},
+    {TensorRole::ExpDown, TensorKind::Matrix, "mlp.experts.%E.down_proj.weight", "ffn_down_exps.weight", true, Dim::Hidden, Dim::MoeInter, false, When::MoeMlp, SplitAxis::Cols},
     {TensorRole::FinalNorm, TensorKind::Norm, "model.norm.weight", "output_norm.weight", false, Dim::Hidden, Dim::Hidden, true, When::Always, SplitAxis::None},
     {TensorRole::LmHead, TensorKind::Embedding, "lm_head.weight", "output.weight", false, Dim::Vocab, Dim::Hidden, false, When::Untied, SplitAxis::Rows},
 };
@@ -52,18 +57,33 @@ int64_t dim(const ModelConfig& c, Dim d) {
     case Dim::HeadDim: return c.head_dim;
     case Dim::Inter: return c.intermediate;
     case Dim::Vocab: return c.vocab;
+    case Dim::Experts: return c.n_experts;
+    case Dim::MoeInter: return c.moe_intermediate;
   }
   return 0;
 }
 
-bool present(const ModelConfig& c, When w) {
+// Whether the row exists in `layer` (-1 for the global rows).
+bool present(const ModelConfig& c, When w, int64_t layer) {
   switch (w) {
     case When::Always: return true;
     case When::QkNorm: return c.qk_norm;
     case When::QkvBias: return c.qkv_bias;
     case When::Untied: return !c.tie_embeddings;
+    case When::DenseMlp: return !c.moe_layer(layer);
+    case When::MoeMlp: return c.moe_layer(layer);
   }
   return false;
+}
+
+bool per_expert(const Row& r) { return std::string_view(r.name).find("%E") != std::string_view::npos; }
+
+// The row's name with the expert index in place of "%E".
+std::string expert_name(const char* name, int64_t expert) {
+  std::string s = name;
+  const size_t at = s.find("%E");
+  if (at != std::string::npos) s.replace(at, 2, std::to_string(expert));
+  return s;
 }
 
 const Row& row_of(TensorRole role) {
@@ -72,28 +92,29 @@ const Row& row_of(TensorRole role) {
   throw Error("weights", "no schema row for tensor role " + std::to_string(int(role)));
 }
 
-std::string layer_name(int64_t layer, const char* suffix) {
+std::string layer_name(int64_t layer, const std::string& suffix) {
   return kLayerPrefix + std::to_string(layer) + "." + suffix;
 }
 
-TensorDesc describe(const ModelConfig& c, const Row& r, int64_t layer) {
+TensorDesc describe(const ModelConfig& c, const Row& r, int64_t layer, int64_t expert = -1) {
   TensorDesc d;
   d.role = r.role;
   d.kind = r.kind;
-  d.name = r.per_layer ? layer_name(layer, r.name) : std::string(r.name);
+  d.name = r.per_layer ? layer_name(layer, expert_name(r.name, expert)) : std::string(r.name);
   d.gguf_name = r.per_layer ? "blk." + std::to_string(layer) + "." + r.gguf : std::string(r.gguf);
   d.shape = r.vector ? std::vector<int64_t>{dim(c, r.d0)}
                      : std::vector<int64_t>{dim(c, r.d0), dim(c, r.d1)};
   d.layer = r.per_layer ? layer : -1;
+  d.expert = expert;
   d.split = r.split;
   return d;
 }
 
 }  // namespace
 
-std::string tensor_name(TensorRole role, int64_t layer) {
+std::string tensor_name(TensorRole role, int64_t layer, int64_t expert) {
   const Row& r = row_of(role);
-  return r.per_layer ? layer_name(layer, r.name) : std::string(r.name);
+  return r.per_layer ? layer_name(layer, expert_name(r.name, expert)) : std::string(r.name);
 }
 
 std::vector<TensorDesc> model_tensors(const ModelConfig& c) {
@@ -106,7 +127,7 @@ std::vector<TensorDesc> stage_tensors(const ModelConfig& c, LayerRange layers) {
   std::vector<TensorDesc> out;
   auto globals = [&](bool before_layers) {
     for (const Row& r : kRows) {
-      if (r.per_layer || !present(c, r.when)) continue;
+      if (r.per_layer || !present(c, r.when, -1)) continue;
       const bool is_embed = r.role == TensorRole::Embed;
       if (before_layers != is_embed) continue;
       // The embedding: on the first stage, and on the last when the head is tied to it.
@@ -115,9 +136,17 @@ std::vector<TensorDesc> stage_tensors(const ModelConfig& c, LayerRange layers) {
     }
   };
   globals(true);
-  for (int64_t i = layers.begin; i < layers.end; ++i)
-    for (const Row& r : kRows)
-      if (r.per_layer && present(c, r.when)) out.push_back(describe(c, r, i));
+  for (int64_t i = layers.begin; i < layers.end; ++i) {
+    for (const Row& r : kRows) {
+      if (!r.per_layer || !present(c, r.when, i) || per_expert(r)) continue;
+      out.push_back(describe(c, r, i));
+    }
+    // The experts after the layer's other tensors: expert by expert, each gate, up, down.
+    if (c.moe_layer(i))
+      for (int64_t e = 0; e < c.n_experts; ++e)
+        for (const Row& r : kRows)
+          if (per_expert(r)) out.push_back(describe(c, r, i, e));
+  }
   globals(false);
   return out;
 }

@@ -3,8 +3,9 @@
 // parallelism. Weights, the planner, the tensor cache, model sync and `meshlm synth` all read
 // this table; nothing else spells a tensor name.
 //
-// Today every supported architecture is the same pre-norm decoder; the rows that differ are
-// conditional on the architecture's traits (qk_norm, qkv_bias) and on tie_word_embeddings.
+// Every supported architecture is the same pre-norm decoder; the rows that differ are
+// conditional on the architecture's traits (qk_norm, qkv_bias), on tie_word_embeddings and, for
+// mixture-of-experts models, on whether a layer's MLP is dense or the experts (one row per expert).
 // A new family either fits these rows (one line in architectures.cpp) or adds rows here.
 #pragma once
 
@@ -31,6 +32,10 @@ enum class TensorRole : uint8_t {
   WGate,      // [intermediate, hidden]
   WUp,        // [intermediate, hidden]
   WDown,      // [hidden, intermediate]
+  Router,     // [n_experts, hidden]  a MoE layer's router ("mlp.gate")
+  ExpGate,    // [moe_intermediate, hidden]  one per expert
+  ExpUp,      // [moe_intermediate, hidden]  one per expert
+  ExpDown,    // [hidden, moe_intermediate]  one per expert
   FinalNorm,  // [hidden]
   LmHead,     // [vocab, hidden]
 };
@@ -52,6 +57,9 @@ struct TensorDesc {
   std::string gguf_name;  // llama.cpp's GGUF name ("blk.3.attn_q.weight")
   std::vector<int64_t> shape;  // row-major (GGUF files list the dimensions reversed)
   int64_t layer = -1;  // the decoder layer it belongs to; -1 for embedding, final norm, head
+  // The expert it belongs to (ExpGate / ExpUp / ExpDown), -1 otherwise. GGUF files stack a layer's
+  // experts into one 3-D tensor: gguf_name names that tensor, `expert` the slice.
+  int64_t expert = -1;
   SplitAxis split = SplitAxis::None;
 };
 
@@ -62,8 +70,9 @@ std::vector<TensorDesc> model_tensors(const ModelConfig& c);
 // the head is tied to it). Throws Error("weights") for an invalid range.
 std::vector<TensorDesc> stage_tensors(const ModelConfig& c, LayerRange layers);
 std::vector<std::string> stage_tensor_names(const ModelConfig& c, LayerRange layers);
-// The name of a layer's tensor of this role, or of a global one (layer ignored).
-std::string tensor_name(TensorRole role, int64_t layer = -1);
+// The name of a layer's tensor of this role (of expert `expert` for the per-expert roles), or of
+// a global one (layer ignored).
+std::string tensor_name(TensorRole role, int64_t layer = -1, int64_t expert = -1);
 // MLX affine folders store a quantized matrix (a Matrix or Embedding row) as three tensors named
 // after its module: the codes under the schema name ("model.layers.0.mlp.down_proj.weight") and
 // the per-group scales and biases beside it ("...down_proj.scales", "...down_proj.biases").

@@ -1,6 +1,8 @@
 #include "model/stage.h"
 
+#include <algorithm>
 #include <cmath>
+#include <numeric>
 
 #include "core/error.h"
 #include "core/log.h"
@@ -29,8 +31,13 @@ struct Stage::Impl {
   backend::Buffer k, v;        // [T, kv_dim]
   backend::Buffer attn;        // [T, q_dim]
   backend::Buffer proj;        // [T, hidden]
-  backend::Buffer gate, up;    // [T, intermediate]
+  backend::Buffer gate, up;    // [T, max(intermediate, moe_intermediate)]
   backend::Buffer logits;      // [rows, vocab]
+  // Mixture-of-experts layers: router logits, and one expert's tokens gathered / its output.
+  backend::Buffer router_logits;         // [T, n_experts]
+  backend::Buffer expert_in, expert_out;  // [T, hidden]
+  std::vector<float> host_router, zeros;  // host copies: routing is decided on the host
+  std::vector<std::vector<std::pair<int64_t, float>>> expert_tokens;  // per expert: (token, weight)
   std::vector<int64_t> tok_seq, tok_pos;        // per token: sequence id, position
   std::vector<backend::AttentionKeys> tok_keys;  // per token: its sequence's cache (one layer)
 
@@ -56,9 +63,13 @@ struct Stage::Impl {
     std::vector<const formats::WeightView*> mats;
     if (w.embed.data) mats.push_back(&w.embed);
     if (w.lm_head.data && w.lm_head.data != w.embed.data) mats.push_back(&w.lm_head);
-    for (const auto& L : w.layers)
-      for (const auto* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down})
+    for (const auto& L : w.layers) {
+      for (const auto* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down, &L.router})
         if (m->data) mats.push_back(m);
+      for (const auto& e : L.experts)
+        for (const auto* m : {&e.w_gate, &e.w_up, &e.w_down})
+          if (m->data) mats.push_back(m);
+    }
     for (const auto* m : mats) {
       const size_t n = size_t(m->rows) * formats::row_bytes(m->dtype, m->cols);
       std::string err = lock_pages(m->data, n);
@@ -85,8 +96,14 @@ struct Stage::Impl {
     fit(v, T * cfg.kv_dim());
     fit(attn, T * cfg.q_dim());
     fit(proj, T * cfg.hidden);
-    fit(gate, T * cfg.intermediate);
-    fit(up, T * cfg.intermediate);
+    const int64_t inter = std::max(cfg.intermediate, cfg.moe_intermediate);
+    fit(gate, T * inter);
+    fit(up, T * inter);
+    if (cfg.is_moe()) {
+      fit(router_logits, T * cfg.n_experts);
+      fit(expert_in, T * cfg.hidden);
+      fit(expert_out, T * cfg.hidden);
+    }
   }
 
   static const float* opt(const backend::Buffer& b) { return b.empty() ? nullptr : b.data(); }
@@ -128,12 +145,71 @@ struct Stage::Impl {
     B.add(hidden, proj.data(), T * H);
     // MLP block.
     B.rmsnorm(hidden, L.mlp_norm.data(), T, H, cfg.rms_eps, normed.data());
-    const backend::MatmulOut gate_up[] = {{L.w_gate, gate.data(), nullptr},
-                                          {L.w_up, up.data(), nullptr}};
-    B.matmul(gate_up, normed.data(), T);
-    B.silu_mul(gate.data(), up.data(), T * I, gate.data());
-    B.matmul(L.w_down, gate.data(), T, proj.data());
+    if (!L.experts.empty()) {
+      experts(L, T);
+    } else {
+      mlp(L.w_gate, L.w_up, L.w_down, normed.data(), T, I, proj.data());
+    }
     B.add(hidden, proj.data(), T * H);
+  }
+
+  // out [T, hidden] = down(silu(gate(x)) * up(x)) for x [T, hidden], inner size `inner`.
+  void mlp(const formats::WeightView& w_gate, const formats::WeightView& w_up,
+           const formats::WeightView& w_down, const float* in, int64_t T, int64_t inner, float* out) {
+    backend::Backend& B = *be;
+    const backend::MatmulOut gate_up[] = {{w_gate, gate.data(), nullptr}, {w_up, up.data(), nullptr}};
+    B.matmul(gate_up, in, T);
+    B.silu_mul(gate.data(), up.data(), T * inner, gate.data());
+    B.matmul(w_down, gate.data(), T, out);
+  }
+
+  // A mixture-of-experts MLP (qwen3_moe): proj = sum over each token's top-k experts of
+  // weight x expert(normed). The router's softmax and top-k run on the host from that token's
+  // logits alone (ties to the lower expert index), and each token adds its experts' outputs in
+  // increasing expert order, so a token's result does not depend on what else is in the batch.
+  // Each selected expert runs once, over all of its tokens gathered into one matmul.
+  void experts(const LayerWeights& L, int64_t T) {
+    backend::Backend& B = *be;
+    const int64_t H = cfg.hidden, E = cfg.n_experts, K = cfg.n_experts_used;
+    B.matmul(L.router, normed.data(), T, router_logits.data());
+    host_router.resize(size_t(T * E));
+    B.download(host_router.data(), router_logits.data(), host_router.size());
+    expert_tokens.resize(size_t(E));
+    for (auto& v : expert_tokens) v.clear();
+    std::vector<double> p(static_cast<size_t>(E));
+    std::vector<int64_t> order(static_cast<size_t>(E));
+    for (int64_t t = 0; t < T; ++t) {
+      const float* z = host_router.data() + t * E;
+      const double zmax = *std::max_element(z, z + E);
+      double sum = 0;
+      for (int64_t e = 0; e < E; ++e) sum += p[size_t(e)] = std::exp(double(z[e]) - zmax);
+      for (auto& v : p) v /= sum;
+      std::iota(order.begin(), order.end(), int64_t{0});
+      std::partial_sort(order.begin(), order.begin() + K, order.end(), [&](int64_t a, int64_t b) {
+        return p[size_t(a)] > p[size_t(b)] || (p[size_t(a)] == p[size_t(b)] && a < b);
+      });
+      double kept = 0;
+      for (int64_t i = 0; i < K; ++i) kept += p[size_t(order[size_t(i)])];
+      for (int64_t i = 0; i < K; ++i) {
+        const int64_t e = order[size_t(i)];
+        const double weight = cfg.norm_topk_prob ? p[size_t(e)] / kept : p[size_t(e)];
+        expert_tokens[size_t(e)].push_back({t, float(weight)});
+      }
+    }
+    zeros.resize(size_t(T * H), 0.0f);
+    B.upload(proj.data(), zeros.data(), size_t(T * H));
+    for (int64_t e = 0; e < E; ++e) {
+      const auto& toks = expert_tokens[size_t(e)];
+      if (toks.empty()) continue;  // an expert nobody chose is never read
+      const int64_t n = int64_t(toks.size());
+      for (int64_t i = 0; i < n; ++i)
+        B.copy(expert_in.data() + i * H, normed.data() + toks[size_t(i)].first * H, size_t(H));
+      const ExpertWeights& X = L.experts[size_t(e)];
+      mlp(X.w_gate, X.w_up, X.w_down, expert_in.data(), n, cfg.moe_intermediate, expert_out.data());
+      for (int64_t i = 0; i < n; ++i)
+        B.add_scaled(proj.data() + toks[size_t(i)].first * H, expert_out.data() + i * H,
+                     toks[size_t(i)].second, H);
+    }
   }
 };
 

@@ -50,8 +50,11 @@ StageWeights load_stage_weights(const TensorLookup& lookup, const ModelConfig& c
   layers.check(c.n_layers, "weights");
   StageWeights w;
   w.layers.resize(size_t(layers.size()));
+  for (size_t i = 0; i < w.layers.size(); ++i)
+    if (c.moe_layer(layers.begin + int64_t(i))) w.layers[i].experts.resize(size_t(c.n_experts));
   for (const TensorDesc& d : stage_tensors(c, layers)) {
     LayerWeights* l = d.layer >= 0 ? &w.layers[size_t(d.layer - layers.begin)] : nullptr;
+    ExpertWeights* x = d.expert >= 0 ? &l->experts.at(size_t(d.expert)) : nullptr;
     auto mat = [&] { return matrix(lookup, d, w.bytes, be); };
     auto v = [&] { return vec(lookup, d, be); };
     switch (d.role) {
@@ -70,6 +73,10 @@ StageWeights load_stage_weights(const TensorLookup& lookup, const ModelConfig& c
       case TensorRole::WGate: l->w_gate = mat(); break;
       case TensorRole::WUp: l->w_up = mat(); break;
       case TensorRole::WDown: l->w_down = mat(); break;
+      case TensorRole::Router: l->router = mat(); break;
+      case TensorRole::ExpGate: x->w_gate = mat(); break;
+      case TensorRole::ExpUp: x->w_up = mat(); break;
+      case TensorRole::ExpDown: x->w_down = mat(); break;
       case TensorRole::FinalNorm: w.final_norm = v(); break;
       case TensorRole::LmHead: w.lm_head = mat(); break;
     }

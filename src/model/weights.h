@@ -16,9 +16,16 @@
 
 namespace meshlm::model {
 
+// One expert of a mixture-of-experts layer: a SiLU-gated MLP of moe_intermediate.
+struct ExpertWeights {
+  formats::WeightView w_gate, w_up, w_down;  // [moe_inter, hidden] x2, [hidden, moe_inter]
+};
+
 struct LayerWeights {
   formats::WeightView wq, wk, wv, wo;        // [q_dim, hidden] [kv_dim, hidden] x2 [hidden, q_dim]
-  formats::WeightView w_gate, w_up, w_down;  // [inter, hidden] x2, [hidden, inter]
+  formats::WeightView w_gate, w_up, w_down;  // [inter, hidden] x2, [hidden, inter]; dense layers
+  formats::WeightView router;                // [n_experts, hidden]; MoE layers
+  std::vector<ExpertWeights> experts;        // n_experts; MoE layers
   backend::Buffer attn_norm, mlp_norm;       // [hidden]
   backend::Buffer q_norm, k_norm;            // [head_dim] (qk_norm architectures)
   backend::Buffer bq, bk, bv;                // [q_dim] [kv_dim] [kv_dim] (qkv_bias architectures)

@@ -309,6 +309,14 @@ TEST_P(BackendGrid, ElementwiseOpsAndCopies) {
     for (int64_t i = 0; i < n; ++i) want[size_t(i)] = a[size_t(i)] + b[size_t(i)];
     be_->add(ab.data(), bb.data(), n);
     EXPECT_EQ(get(ab, size_t(n)), want) << "add n " << n;  // one rounding: exact
+    // add_scaled: the product, then the sum, each rounded (no fused multiply-add).
+    const float scale = 0.3125f + 1e-3f * float(n);
+    for (int64_t i = 0; i < n; ++i) {
+      volatile float p = scale * b[size_t(i)];
+      want[size_t(i)] += p;
+    }
+    be_->add_scaled(ab.data(), bb.data(), scale, n);
+    EXPECT_EQ(get(ab, size_t(n)), want) << "add_scaled n " << n;
     be_->copy(ob.data(), bb.data(), size_t(n));
     EXPECT_EQ(get(ob, size_t(n)), b) << "copy n " << n;
   }

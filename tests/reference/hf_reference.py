@@ -2,7 +2,8 @@
 """Independent float64 PyTorch reference of the Hugging Face causal-LM forward pass.
 
 Covers Qwen3ForCausalLM, Qwen2ForCausalLM, LlamaForCausalLM (Llama 3.x, incl. rope_scaling
-"llama3") and MistralForCausalLM, written from the transformers modeling semantics:
+"llama3"), MistralForCausalLM and Qwen3MoeForCausalLM, written from the transformers modeling
+semantics:
 
   x = embed_tokens[ids]
   per layer:
@@ -15,6 +16,10 @@ Covers Qwen3ForCausalLM, Qwen2ForCausalLM, LlamaForCausalLM (Llama 3.x, incl. ro
     x = x + attn
     h = RMSNorm(x) * post_attention_layernorm
     x = x + down(silu(gate(h)) * up(h))
+    Qwen3-MoE, in the layers where (layer + 1) % decoder_sparse_step == 0 and that are not in
+    mlp_only_layers, instead: p = softmax(h W_router^T) over all experts, the top
+    num_experts_per_tok kept (divided by their sum when norm_topk_prob), and
+    x = x + sum over the kept experts e of p_e * down_e(silu(gate_e(h)) * up_e(h))
   logits = RMSNorm(x) * norm, times lm_head^T (embed_tokens when tie_word_embeddings)
 
 All math is float64; weights are read as stored (F32, BF16 or F16 values, widened exactly).
@@ -93,6 +98,7 @@ ARCHS = {
     "Qwen2ForCausalLM": "qwen2",
     "LlamaForCausalLM": "llama",
     "MistralForCausalLM": "mistral",
+    "Qwen3MoeForCausalLM": "qwen3_moe",
 }
 
 
@@ -113,24 +119,35 @@ class Config:
         self.rope_theta = float(cfg.get("rope_theta", 10000.0))
         self.rope_scaling = cfg.get("rope_scaling") or None
         self.tie = bool(cfg.get("tie_word_embeddings", False))
-        if kind == "qwen3":
-            hd = cfg.get("head_dim", 128)  # Qwen3Config's default
+        if kind in ("qwen3", "qwen3_moe"):
+            hd = cfg.get("head_dim", 128)  # Qwen3Config's / Qwen3MoeConfig's default
         elif kind == "qwen2":
             hd = None  # Qwen2 derives it
         else:
             hd = cfg.get("head_dim")
         self.head_dim = hd if hd else self.hidden // self.n_heads
-        self.qk_norm = kind == "qwen3"
+        self.qk_norm = kind in ("qwen3", "qwen3_moe")
         # q/k/v biases: always for Qwen2; q/k/v/o with attention_bias for Qwen3 / Llama.
-        self.qkv_bias = kind == "qwen2" or (kind in ("qwen3", "llama") and cfg.get("attention_bias", False))
-        self.o_bias = kind in ("qwen3", "llama") and bool(cfg.get("attention_bias", False))
+        with_bias = ("qwen3", "qwen3_moe", "llama")
+        self.qkv_bias = kind == "qwen2" or (kind in with_bias and cfg.get("attention_bias", False))
+        self.o_bias = kind in with_bias and bool(cfg.get("attention_bias", False))
+        # Mixture of experts (Qwen3MoeConfig's defaults).
+        self.n_experts = cfg.get("num_experts", 128) if kind == "qwen3_moe" else 0
+        self.top_k = cfg.get("num_experts_per_tok", 8)
+        self.norm_topk_prob = bool(cfg.get("norm_topk_prob", False))
+        self.sparse_step = cfg.get("decoder_sparse_step", 1)
+        self.mlp_only_layers = set(cfg.get("mlp_only_layers") or [])
         self.mlp_bias = kind == "llama" and bool(cfg.get("mlp_bias", False))
         # Sliding-window attention: Mistral applies sliding_window when set; Qwen applies it only
         # with use_sliding_window, which this reference does not implement.
         self.sliding_window = cfg.get("sliding_window") if kind == "mistral" else None
-        if kind in ("qwen2", "qwen3") and cfg.get("use_sliding_window", False):
+        if kind in ("qwen2", "qwen3", "qwen3_moe") and cfg.get("use_sliding_window", False):
             raise NotImplementedError("use_sliding_window")
         self.eos = cfg.get("eos_token_id")
+
+    def moe_layer(self, layer):
+        return (self.n_experts > 0 and layer not in self.mlp_only_layers
+                and (layer + 1) % self.sparse_step == 0)
 
 
 def rope_inv_freq(cfg):
@@ -195,6 +212,29 @@ class Model:
             y = y + self.w[name + ".bias"]
         return y
 
+    def _mlp(self, h, prefix, bias):
+        gate = self._linear(h, prefix + "gate_proj", bias)
+        up = self._linear(h, prefix + "up_proj", bias)
+        return self._linear(torch.nn.functional.silu(gate) * up, prefix + "down_proj", bias)
+
+    def _experts(self, h, p):
+        """Qwen3MoeSparseMoeBlock: router softmax, top-k (renormalised), weighted expert sum."""
+        c = self.cfg
+        probs = torch.softmax(self._linear(h, p + "mlp.gate", False), dim=-1)  # [T, E]
+        top_p, top_e = torch.topk(probs, c.top_k, dim=-1)
+        if c.norm_topk_prob:
+            top_p = top_p / top_p.sum(dim=-1, keepdim=True)
+        out = torch.zeros_like(h)
+        for e in range(c.n_experts):
+            chosen = top_e == e  # [T, k]
+            tokens = chosen.any(dim=-1).nonzero().flatten()
+            if tokens.numel() == 0:
+                continue
+            weight = (top_p * chosen).sum(dim=-1)[tokens]
+            y = self._mlp(h[tokens], f"{p}mlp.experts.{e}.", False)
+            out[tokens] += weight[:, None] * y
+        return out
+
     def forward(self, ids, last_only=False):
         """Logits [T, vocab] (float64) for the token ids; [1, vocab] (the last) with last_only."""
         c = self.cfg
@@ -229,9 +269,10 @@ class Model:
             attn = torch.einsum("hts,shd->thd", probs, v).reshape(T, c.n_heads * c.head_dim)
             x = x + self._linear(attn, p + "self_attn.o_proj", c.o_bias)
             h = rms_norm(x, self.w[p + "post_attention_layernorm.weight"], c.eps)
-            gate = self._linear(h, p + "mlp.gate_proj", c.mlp_bias)
-            up = self._linear(h, p + "mlp.up_proj", c.mlp_bias)
-            x = x + self._linear(torch.nn.functional.silu(gate) * up, p + "mlp.down_proj", c.mlp_bias)
+            if c.moe_layer(layer):
+                x = x + self._experts(h, p)
+            else:
+                x = x + self._mlp(h, p + "mlp.", c.mlp_bias)
         if last_only:
             x = x[-1:]
         h = rms_norm(x, self.w["model.norm.weight"], c.eps)

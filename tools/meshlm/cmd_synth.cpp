@@ -44,7 +44,7 @@ constexpr double kGain = 1.5, kLogitStd = 3.0, kNormNoise = 0.1, kBiasStd = 0.5;
 // The architecture table (model/architectures.cpp) seen by synth: its row plus the name.
 struct ArchInfo {
   std::string name, hf_class;
-  bool qk_norm, qkv_bias;
+  bool qk_norm, qkv_bias, moe;
   int64_t vocab, max_position;
   int64_t bos, eos;
 };
@@ -52,8 +52,8 @@ struct ArchInfo {
 ArchInfo arch_info(const std::string& name) {
   const model::ArchTraits* t = model::find_arch(name);
   if (!t) throw Error("synth", "unknown --arch '" + name + "' (" + model::supported_architectures() + ")");
-  return {t->model_type, t->hf_class, t->qk_norm, t->qkv_bias,
-          t->vocab,      t->max_position, t->bos_id, t->eos_id};
+  return {t->model_type, t->hf_class,    t->qk_norm, t->qkv_bias, t->moe,
+          t->vocab,      t->max_position, t->bos_id,  t->eos_id};
 }
 
 // ---- arguments ---------------------------------------------------------------------------------
@@ -62,6 +62,9 @@ struct SynthArgs {
   std::string arch = "qwen3", out, preset, dtype = "bf16", tokenizer_dir;
   int64_t hidden = 256, intermediate = 768, layers = 4, heads = 4, kv_heads = 2, head_dim = 64;
   int64_t vocab = 0, max_position = 0;  // 0: the architecture's default
+  // Mixture-of-experts families (qwen3_moe); moe_intermediate 0: intermediate / 4.
+  int64_t experts = 8, experts_per_tok = 2, moe_intermediate = 0, decoder_sparse_step = 1;
+  std::vector<int64_t> mlp_only_layers;
   bool untied = false;
   uint64_t seed = 1234;
   int shards = 1, threads = 0;
@@ -111,6 +114,7 @@ ordered_json token_id(int64_t id, int64_t vocab) {
 }
 
 ordered_json make_config(const SynthArgs& a, const ArchInfo& arch, WeightType dtype) {
+  const bool qwen3 = arch.name == "qwen3" || arch.name == "qwen3_moe";
   ordered_json c;
   c["architectures"] = {arch.hf_class};
   if (arch.name != "qwen2" && arch.name != "mistral") c["attention_bias"] = false;
@@ -118,22 +122,34 @@ ordered_json make_config(const SynthArgs& a, const ArchInfo& arch, WeightType dt
   c["bos_token_id"] = token_id(arch.bos, a.vocab);
   c["eos_token_id"] = token_id(arch.eos, a.vocab);
   // Qwen2 configs never have head_dim; Mistral's only when it is not hidden / heads (Nemo).
-  bool write_head_dim = arch.name == "qwen3" || arch.name == "llama" ||
+  bool write_head_dim = qwen3 || arch.name == "llama" ||
                         (arch.name == "mistral" && a.head_dim * a.heads != a.hidden);
   if (write_head_dim) c["head_dim"] = a.head_dim;
+  if (arch.moe) c["decoder_sparse_step"] = a.decoder_sparse_step;
   c["hidden_act"] = "silu";
   c["hidden_size"] = a.hidden;
   c["initializer_range"] = 0.02;
   c["intermediate_size"] = a.intermediate;
   c["max_position_embeddings"] = a.max_position;
-  if (arch.name == "qwen3" || arch.name == "qwen2") c["max_window_layers"] = a.layers;
+  if (qwen3 || arch.name == "qwen2") c["max_window_layers"] = a.layers;
   if (arch.name == "llama") c["mlp_bias"] = false;
-  c["model_type"] = arch.name;
-  c["num_attention_heads"] = a.heads;
+  if (arch.moe) {
+    c["mlp_only_layers"] = a.mlp_only_layers;
+    c["model_type"] = arch.name;
+    c["moe_intermediate_size"] = a.moe_intermediate;
+    c["norm_topk_prob"] = true;
+    c["num_attention_heads"] = a.heads;
+    c["num_experts"] = a.experts;
+    c["num_experts_per_tok"] = a.experts_per_tok;
+  } else {
+    c["model_type"] = arch.name;
+  }
+  if (!arch.moe) c["num_attention_heads"] = a.heads;
   c["num_hidden_layers"] = a.layers;
   c["num_key_value_heads"] = a.kv_heads;
   if (arch.name == "llama") c["pretraining_tp"] = 1;
   bool eps_1e5 = arch.name == "llama" || arch.name == "mistral";
+  if (arch.moe) c["output_router_logits"] = false;
   c["rms_norm_eps"] = eps_1e5 ? 1e-5 : 1e-6;
   if (arch.name == "llama") {
     c["rope_scaling"] = {{"factor", 8.0},
@@ -147,7 +163,7 @@ ordered_json make_config(const SynthArgs& a, const ArchInfo& arch, WeightType dt
     c["sliding_window"] = nullptr;
   } else {
     c["rope_scaling"] = nullptr;
-    if (arch.name == "qwen3") {
+    if (qwen3) {
       c["rope_theta"] = 1000000;
       c["sliding_window"] = nullptr;
     } else {
@@ -155,22 +171,24 @@ ordered_json make_config(const SynthArgs& a, const ArchInfo& arch, WeightType dt
       c["sliding_window"] = a.max_position;
     }
   }
+  if (arch.moe) c["router_aux_loss_coef"] = 0.001;
   c["tie_word_embeddings"] = !a.untied;
   c["torch_dtype"] = torch_dtype_name(dtype);
-  c["transformers_version"] = arch.name == "qwen3"   ? "4.51.0"
+  c["transformers_version"] = qwen3   ? "4.51.0"
                               : arch.name == "qwen2" ? "4.43.1"
                               : arch.name == "llama" ? "4.45.0"
                                                      : "4.42.0";
   c["use_cache"] = true;
-  if (arch.name == "qwen3" || arch.name == "qwen2") c["use_sliding_window"] = false;
+  if (qwen3 || arch.name == "qwen2") c["use_sliding_window"] = false;
   c["vocab_size"] = a.vocab;
   return c;
 }
 
 ordered_json make_generation_config(const SynthArgs& a, const ArchInfo& arch) {
+  const bool qwen3 = arch.name == "qwen3" || arch.name == "qwen3_moe";
   ordered_json g;
   g["bos_token_id"] = token_id(arch.bos, a.vocab);
-  if (arch.name == "qwen3" || arch.name == "qwen2") {
+  if (qwen3 || arch.name == "qwen2") {
     g["eos_token_id"] = ordered_json::array();
     for (int64_t id : {arch.eos, arch.bos})
       if (id < a.vocab) g["eos_token_id"].push_back(id);
@@ -179,7 +197,7 @@ ordered_json make_generation_config(const SynthArgs& a, const ArchInfo& arch) {
     g["eos_token_id"] = token_id(arch.eos, a.vocab);
   }
   g["do_sample"] = false;
-  g["transformers_version"] = arch.name == "qwen3" ? "4.51.0" : "4.45.0";
+  g["transformers_version"] = qwen3 ? "4.51.0" : "4.45.0";
   return g;
 }
 
@@ -193,18 +211,11 @@ struct PlannedTensor {
 };
 
 // Every tensor of the model, from the tensor schema (model/schema.h), in file order.
+// The configuration is read back from the config.json synth writes, so the tensors are exactly
+// the ones a loader of that file expects.
 std::vector<PlannedTensor> tensor_plan(const SynthArgs& a, const ArchInfo& arch, WeightType dt) {
-  model::ModelConfig c;
-  c.hidden = a.hidden;
-  c.n_layers = a.layers;
-  c.n_heads = a.heads;
-  c.n_kv_heads = a.kv_heads;
-  c.head_dim = a.head_dim;
-  c.intermediate = a.intermediate;
-  c.vocab = a.vocab;
-  c.tie_embeddings = !a.untied;
-  c.qk_norm = arch.qk_norm;
-  c.qkv_bias = arch.qkv_bias;
+  const model::ModelConfig c =
+      model::ModelConfig::from_json(nlohmann::json::parse(make_config(a, arch, dt).dump()));
   std::vector<PlannedTensor> plan;
   for (auto& d : model::model_tensors(c))
     plan.push_back({TensorSpec{std::move(d.name), dt, std::move(d.shape)}, d.kind});
@@ -423,13 +434,23 @@ void validate(const SynthArgs& a, const ArchInfo& arch) {
     throw Error("synth",
                 "qwen2 configs have no head_dim: --head-dim must equal --hidden / --heads");
   if (a.shards < 1) throw Error("synth", "--shards must be at least 1");
+  if (arch.moe) {
+    positive(a.experts, "--experts");
+    positive(a.experts_per_tok, "--experts-per-tok");
+    positive(a.moe_intermediate, "--moe-intermediate");
+    positive(a.decoder_sparse_step, "--decoder-sparse-step");
+    if (a.experts_per_tok > a.experts) throw Error("synth", "--experts-per-tok must be at most --experts");
+    for (int64_t l : a.mlp_only_layers)
+      if (l < 0 || l >= a.layers) throw Error("synth", "--mlp-only-layers names layer " + std::to_string(l) +
+                                                         " of a " + std::to_string(a.layers) + "-layer model");
+  }
 }
 
 int run_synth(int argc, char** argv) {
   SynthArgs a;
   CLI::App app{"Write a synthetic model folder (random weights, Hugging Face layout)", "synth"};
-  app.add_option("--arch", a.arch, "qwen3 | qwen2 | llama | mistral (default qwen3)")
-      ->check(CLI::IsMember({"qwen3", "qwen2", "llama", "mistral"}));
+  app.add_option("--arch", a.arch, "qwen3 | qwen2 | llama | mistral | qwen3_moe (default qwen3)")
+      ->check(CLI::IsMember({"qwen3", "qwen2", "llama", "mistral", "qwen3_moe"}));
   app.add_option("--out", a.out, "output folder")->required();
   app.add_option("--preset", a.preset, "tiny | qwen3-0.6b | qwen3-1.7b (shape; options override)")
       ->check(CLI::IsMember({"tiny", "qwen3-0.6b", "qwen3-1.7b"}));
@@ -449,6 +470,14 @@ int run_synth(int argc, char** argv) {
   app.add_option("--tokenizer-dir", a.tokenizer_dir, "copy tokenizer.json / tokenizer_config.json");
   app.add_option("--max-position", a.max_position, "max_position_embeddings (arch default)");
   app.add_option("--threads", a.threads, "generator threads (default: all cores)");
+  app.add_option("--experts", a.experts, "qwen3_moe: num_experts (8)");
+  app.add_option("--experts-per-tok", a.experts_per_tok, "qwen3_moe: num_experts_per_tok (2)");
+  app.add_option("--moe-intermediate", a.moe_intermediate,
+                 "qwen3_moe: moe_intermediate_size (--intermediate / 4)");
+  app.add_option("--decoder-sparse-step", a.decoder_sparse_step,
+                 "qwen3_moe: every n-th layer is a MoE layer (1)");
+  app.add_option("--mlp-only-layers", a.mlp_only_layers,
+                 "qwen3_moe: layers that keep the dense MLP (e.g. --mlp-only-layers 0 2)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -469,6 +498,7 @@ int run_synth(int argc, char** argv) {
   const WeightType dtype = parse_dtype(a.dtype);
   if (a.max_position == 0) a.max_position = arch.max_position;
   if (a.vocab == 0) a.vocab = arch.vocab;
+  if (a.moe_intermediate == 0) a.moe_intermediate = std::max<int64_t>(1, a.intermediate / 4);
   validate(a, arch);
 
   const auto t0 = std::chrono::steady_clock::now();
