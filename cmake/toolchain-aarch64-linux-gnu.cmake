@@ -1,7 +1,8 @@
 # Cross build for aarch64 Linux with Debian's cross compiler (g++-aarch64-linux-gnu) and the
 # arm64 multiarch -dev packages (dpkg --add-architecture arm64; scripts/install_deps.sh installs
-# them when MESHLM_ARM64=1). The test binaries run under qemu-user (CMAKE_CROSSCOMPILING_EMULATOR),
-# so gtest_discover_tests and ctest work as in a native build. Used by scripts/test_arm64.sh:
+# them unless MESHLM_SKIP_ARM64=1). The test binaries run under qemu-user
+# (CMAKE_CROSSCOMPILING_EMULATOR), so gtest_discover_tests and ctest work as in a native build.
+# Used by scripts/test_arm64.sh:
 #   cmake -S . -B build-arm64 -G Ninja \
 #     -DCMAKE_TOOLCHAIN_FILE=cmake/toolchain-aarch64-linux-gnu.cmake ...
 set(CMAKE_SYSTEM_NAME Linux)
