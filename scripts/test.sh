@@ -1,7 +1,8 @@
 #!/bin/sh
-# Builds meshlm and runs the whole test suite, then the unit tests again under
-# AddressSanitizer + UndefinedBehaviorSanitizer, then every fuzz target for FUZZ_SECONDS (10) on
-# its seed corpus (scripts/fuzz.sh). Usage: scripts/test.sh [--no-sanitize]
+# Builds meshlm and runs the whole test suite, then the kernel, format and model tests cross-built
+# for aarch64 under qemu-user (scripts/test_arm64.sh; MESHLM_SKIP_ARM64=1 skips it), then the unit
+# tests again under AddressSanitizer + UndefinedBehaviorSanitizer, then every fuzz target for
+# FUZZ_SECONDS (10) on its seed corpus (scripts/fuzz.sh). Usage: scripts/test.sh [--no-sanitize]
 set -e
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
@@ -13,6 +14,12 @@ cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 ninja -C build -j"$JOBS"
 echo "== Tests"
 (cd build && ctest --output-on-failure -j"$JOBS" --timeout 600)
+echo "== aarch64 cross build + tests under qemu-user"
+if [ "${MESHLM_SKIP_ARM64:-0}" = 1 ]; then
+  echo "skipped (MESHLM_SKIP_ARM64=1)"
+else  # on an aarch64 machine it says so and skips: the tests above ran the NEON code natively
+  JOBS="$JOBS" ./scripts/test_arm64.sh
+fi
 if [ "$1" != "--no-sanitize" ]; then
   echo "== ASan + UBSan build"
   # -O1 -g1: line numbers in reports at a fraction of the compile time of -O2 -g.

@@ -9,9 +9,13 @@
 // _mm256_madd_epi16 (pairs of int16 to int32, by 1 or by the K-quant sub-scale) leave in int32
 // lane i exactly the sum over elements 4i..4i+3: the model's p_i. Even chunks accumulate in one
 // __m256, odd ones in another (the model's 16 lanes; Q4_1 / Q5_1 / Q6_K: all in one, by FMA,
-// ggml's order), so the f32 work is the model's, operation for operation. Other targets (SSE4, EMU128, NEON) run the scalar model (kernels_quant_model.cpp).
-// The AVX2 / AVX-512 targets also have the activation quantization (QuantizeTokens) in SIMD, bit
-// for bit.
+// ggml's order), so the f32 work is the model's, operation for operation.
+//
+// NEON (aarch64): kernels_quant_neon-inl.h, the same structure with 128-bit registers (vmull_s8
+// products, pairwise sums to the model's p_i).
+//
+// Other targets (SSE4, EMU128) run the scalar model (kernels_quant_model.cpp). The AVX2 / AVX-512
+// and NEON targets also have the activation quantization (QuantizeTokens) in SIMD, bit for bit.
 //
 // Tiling (AVX2 / AVX3): one row at a time, tokens in tiles of up to kToks: a weight block is
 // loaded and its levels unpacked once per tile and used for every token of it. Rows are short
@@ -34,6 +38,8 @@
 
 #if HWY_ARCH_X86
 #include <immintrin.h>
+#elif HWY_ARCH_ARM_A64
+#include <arm_neon.h>
 #endif
 
 HWY_BEFORE_NAMESPACE();
@@ -631,6 +637,9 @@ void QuantizeTokens(const float* x, int64_t n_tok, int64_t cols, int64_t block, 
     QuantizeToken(x + t * cols, cols, block, q + t * cols, d + t * (cols / block), sums + t * nc,
                   d_f32 ? d_f32 + t * nc : nullptr, sx ? sx + t * nc : nullptr);
 }
+
+#elif HWY_TARGET == HWY_NEON
+#include "kernels/kernels_quant_neon-inl.h"
 
 #else  // other targets: the scalar model
 

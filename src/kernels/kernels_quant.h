@@ -118,7 +118,7 @@ void matmul_rows_model(const formats::WeightView& w, const QuantizedX& xq, int64
 std::vector<int64_t> built_targets();
 
 // Rows [r0, r1): the fastest path of the SIMD target chosen at run time (Highway dispatch;
-// AVX2, AVX-512 and AVX-512 VNNI have their own, the other targets run the scalar model).
+// AVX2, AVX-512, AVX-512 VNNI and NEON have their own, the other targets run the scalar model).
 void matmul_rows(const formats::WeightView& w, const QuantizedX& xq, int64_t n_tok, float* y,
                  const float* bias, int64_t r0, int64_t r1);
 
