@@ -7,8 +7,9 @@
 // does not change any output's operations (the model, kernels_bf16_model.cpp, is the statement).
 //   n_tok == 1 (decode): tiles of 4 rows x 1 token, the next tile's rows prefetched meanwhile.
 //   n_tok > 1: tiles of 4 rows x 6 tokens (24 accumulators + 4 weight + 1 x registers); tokens in
-//   panels whose bf16 x fits in L2; within a panel each row tile's weights are loaded from memory
-//   by the first token tile and found in L1 by the others.
+//   equal panels whose bf16 x fits in L2 (128 tokens of 1024 or 2048 columns: one panel); within
+//   a panel each row tile's weights are loaded from memory by the first token tile and found in
+//   L1 / L2 by the others.
 // Tails (cols not a multiple of 32): the weights are a masked (zeroing) load; x is zero-padded by
 // round_tokens.
 #include <algorithm>
@@ -55,7 +56,7 @@ namespace {
 constexpr int kDecodeRows = 4;               // rows per tile when n_tok == 1
 constexpr int kRows = 4;                     // rows per tile when n_tok > 1
 constexpr int kToks = 6;                     // tokens per tile when n_tok > 1
-constexpr int64_t kPanelBytes = 256 * 1024;  // bf16 x panel kept in L2
+constexpr int64_t kPanelBytes = 512 * 1024;  // bf16 x panel kept in L2 (at most)
 
 // Fixed lane reduction of kernels_bf16.h step 3.
 MESHLM_BF16_INLINE float ReduceLanes(__m512 v) {
@@ -184,8 +185,12 @@ MESHLM_BF16_TARGET void MatmulRowsAvx512(const uint16_t* w, int64_t rows, int64_
     for (; r < r1; ++r) Tile<1, 1>(w + r * cols, cols, xb, xs, y + r, rows, bias_at(r), nullptr);
     return;
   }
+  // Panels of equal size (whole tiles): every panel streams the weights from memory once, so a
+  // short last panel (128 tokens = 126 + 2) would cost as much as a full one.
   const int64_t row_bytes = std::max<int64_t>(xs, 32) * 2;
-  const int64_t panel = std::max<int64_t>(kToks, kPanelBytes / row_bytes / kToks * kToks);
+  const int64_t max_panel = std::max<int64_t>(kToks, kPanelBytes / row_bytes / kToks * kToks);
+  const int64_t n_panels = (n_tok + max_panel - 1) / max_panel;
+  const int64_t panel = ((n_tok + n_panels - 1) / n_panels + kToks - 1) / kToks * kToks;
   for (int64_t t0 = 0; t0 < n_tok; t0 += panel) {
     const int64_t t1 = std::min(n_tok, t0 + panel);
     for (int64_t r = r0; r < r1; r += kRows) {
