@@ -9,11 +9,13 @@
 //   n_tok > 1: tiles of 4 rows x 6 tokens (24 accumulators + 4 weight + 1 x registers); tokens in
 //   equal panels whose bf16 x fits in L2 (128 tokens of 1024 or 2048 columns: one panel); within
 //   a panel each row tile's weights are loaded from memory by the first token tile and found in
-//   L1 / L2 by the others.
+//   L1 / L2 by the others. Rows wider than 1536 columns go in blocks of 1024 columns, the
+//   accumulators saved between blocks (same chains, same order): +20-25% on 2048 and 3072 columns.
 // Tails (cols not a multiple of 32): the weights are a masked (zeroing) load; x is zero-padded by
 // round_tokens.
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "core/error.h"
 #include "kernels/kernels_bf16.h"
@@ -57,6 +59,7 @@ constexpr int kDecodeRows = 4;               // rows per tile when n_tok == 1
 constexpr int kRows = 4;                     // rows per tile when n_tok > 1
 constexpr int kToks = 6;                     // tokens per tile when n_tok > 1
 constexpr int64_t kPanelBytes = 512 * 1024;  // bf16 x panel kept in L2 (at most)
+constexpr int64_t kColBlock = 1024;          // columns per block of wide rows (n_tok > 1)
 
 // Fixed lane reduction of kernels_bf16.h step 3.
 MESHLM_BF16_INLINE float ReduceLanes(__m512 v) {
@@ -89,18 +92,29 @@ MESHLM_BF16_INLINE __m512bh LoadBh(const uint16_t* p) {
 
 // Outputs y[t * y_stride + r], r < kR, t < kT, from weight rows w + r * cols and bf16 token rows
 // xb + t * xs. `next`: the first of the next row tile's rows (prefetched), or null.
+// Columns [k0, k1) only when keep != null (k0, k1 multiples of 32, or k1 == cols): the kR*kT
+// accumulators start from keep[r * kT + t] (zero when k0 == 0) and, unless k1 == cols, are saved
+// there instead of reduced. A chain split so runs the same vdpbf16ps in the same order.
+// One saved accumulator (std::vector<__m512> would lose the 64-byte alignment: GCC drops the
+// vector type's attributes in template arguments).
+struct alignas(64) Kept {
+  float v[16];
+};
+
 template <int kR, int kT>
 MESHLM_BF16_INLINE void Tile(const uint16_t* __restrict w, int64_t cols,
                              const uint16_t* __restrict xb, int64_t xs, float* __restrict y,
                              int64_t y_stride, const float* __restrict bias,
-                             const uint16_t* next) {
+                             const uint16_t* next, int64_t k0 = 0, int64_t k1 = -1,
+                             Kept* keep = nullptr) {
+  if (keep == nullptr) k1 = cols;
   __m512 acc[kR][kT];
 #pragma GCC unroll 8
   for (int r = 0; r < kR; ++r)
 #pragma GCC unroll 8
-    for (int t = 0; t < kT; ++t) acc[r][t] = _mm512_setzero_ps();
-  int64_t k = 0;
-  for (; k + 32 <= cols; k += 32) {
+    for (int t = 0; t < kT; ++t) acc[r][t] = k0 == 0 ? _mm512_setzero_ps() : _mm512_load_ps(keep[r * kT + t].v);
+  int64_t k = k0;
+  for (; k + 32 <= k1; k += 32) {
     if (next != nullptr) {
 #pragma GCC unroll 8
       for (int r = 0; r < kR; ++r) _mm_prefetch(reinterpret_cast<const char*>(next + r * cols + k), _MM_HINT_T0);
@@ -115,7 +129,7 @@ MESHLM_BF16_INLINE void Tile(const uint16_t* __restrict w, int64_t cols,
       for (int r = 0; r < kR; ++r) acc[r][t] = _mm512_dpbf16_ps(acc[r][t], wv[r], xv);
     }
   }
-  if (k < cols) {
+  if (k < k1) {
     const __mmask32 m = _cvtu32_mask32(uint32_t((uint64_t(1) << (cols - k)) - 1));
     __m512bh wv[kR];
 #pragma GCC unroll 8
@@ -126,6 +140,13 @@ MESHLM_BF16_INLINE void Tile(const uint16_t* __restrict w, int64_t cols,
 #pragma GCC unroll 8
       for (int r = 0; r < kR; ++r) acc[r][t] = _mm512_dpbf16_ps(acc[r][t], wv[r], xv);
     }
+  }
+  if (k1 < cols) {
+#pragma GCC unroll 8
+    for (int r = 0; r < kR; ++r)
+#pragma GCC unroll 8
+      for (int t = 0; t < kT; ++t) _mm512_store_ps(keep[r * kT + t].v, acc[r][t]);
+    return;
   }
   if constexpr (kR == 4) {
     const __m128 b = bias ? _mm_loadu_ps(bias) : _mm_setzero_ps();
@@ -146,27 +167,28 @@ MESHLM_BF16_INLINE void Tile(const uint16_t* __restrict w, int64_t cols,
 template <int kR>
 MESHLM_BF16_TARGET void TileRows(int nt, const uint16_t* w, int64_t cols, const uint16_t* xb,
                                  int64_t xs, float* y, int64_t y_stride, const float* bias,
-                                 const uint16_t* next) {
+                                 const uint16_t* next, int64_t k0, int64_t k1, Kept* keep) {
   static_assert(kToks == 6, "update the cases below");
   switch (nt) {
-    case 1: return Tile<kR, 1>(w, cols, xb, xs, y, y_stride, bias, next);
-    case 2: return Tile<kR, 2>(w, cols, xb, xs, y, y_stride, bias, next);
-    case 3: return Tile<kR, 3>(w, cols, xb, xs, y, y_stride, bias, next);
-    case 4: return Tile<kR, 4>(w, cols, xb, xs, y, y_stride, bias, next);
-    case 5: return Tile<kR, 5>(w, cols, xb, xs, y, y_stride, bias, next);
-    default: return Tile<kR, 6>(w, cols, xb, xs, y, y_stride, bias, next);
+    case 1: return Tile<kR, 1>(w, cols, xb, xs, y, y_stride, bias, next, k0, k1, keep);
+    case 2: return Tile<kR, 2>(w, cols, xb, xs, y, y_stride, bias, next, k0, k1, keep);
+    case 3: return Tile<kR, 3>(w, cols, xb, xs, y, y_stride, bias, next, k0, k1, keep);
+    case 4: return Tile<kR, 4>(w, cols, xb, xs, y, y_stride, bias, next, k0, k1, keep);
+    case 5: return Tile<kR, 5>(w, cols, xb, xs, y, y_stride, bias, next, k0, k1, keep);
+    default: return Tile<kR, 6>(w, cols, xb, xs, y, y_stride, bias, next, k0, k1, keep);
   }
 }
 
 MESHLM_BF16_TARGET void TileAny(int nr, int nt, const uint16_t* w, int64_t cols,
                                 const uint16_t* xb, int64_t xs, float* y, int64_t y_stride,
-                                const float* bias, const uint16_t* next) {
+                                const float* bias, const uint16_t* next, int64_t k0, int64_t k1,
+                                Kept* keep) {
   static_assert(kRows == 4, "update the cases below");
   switch (nr) {
-    case 1: return TileRows<1>(nt, w, cols, xb, xs, y, y_stride, bias, next);
-    case 2: return TileRows<2>(nt, w, cols, xb, xs, y, y_stride, bias, next);
-    case 3: return TileRows<3>(nt, w, cols, xb, xs, y, y_stride, bias, next);
-    default: return TileRows<4>(nt, w, cols, xb, xs, y, y_stride, bias, next);
+    case 1: return TileRows<1>(nt, w, cols, xb, xs, y, y_stride, bias, next, k0, k1, keep);
+    case 2: return TileRows<2>(nt, w, cols, xb, xs, y, y_stride, bias, next, k0, k1, keep);
+    case 3: return TileRows<3>(nt, w, cols, xb, xs, y, y_stride, bias, next, k0, k1, keep);
+    default: return TileRows<4>(nt, w, cols, xb, xs, y, y_stride, bias, next, k0, k1, keep);
   }
 }
 
@@ -191,15 +213,24 @@ MESHLM_BF16_TARGET void MatmulRowsAvx512(const uint16_t* w, int64_t rows, int64_
   const int64_t max_panel = std::max<int64_t>(kToks, kPanelBytes / row_bytes / kToks * kToks);
   const int64_t n_panels = (n_tok + max_panel - 1) / max_panel;
   const int64_t panel = ((n_tok + n_panels - 1) / n_panels + kToks - 1) / kToks * kToks;
+  // Wide rows (the down projection's 3072 columns: 4 weight rows + 6 x rows = 60 KB, more than
+  // L1) go in column blocks of kColBlock, every tile's accumulators kept in `keep` between blocks.
+  const int64_t kblock = cols > kColBlock * 3 / 2 ? kColBlock : cols;
+  thread_local std::vector<Kept> keep;
+  keep.resize(size_t((panel + kToks - 1) / kToks * kRows * kToks));
   for (int64_t t0 = 0; t0 < n_tok; t0 += panel) {
     const int64_t t1 = std::min(n_tok, t0 + panel);
     for (int64_t r = r0; r < r1; r += kRows) {
       const int nr = int(std::min<int64_t>(kRows, r1 - r));
-      for (int64_t t = t0; t < t1; t += kToks) {
-        const int nt = int(std::min<int64_t>(kToks, t1 - t));
-        const bool pf = t == t0 && r + 2 * kRows <= r1;
-        TileAny(nr, nt, w + r * cols, cols, xb + t * xs, xs, y + t * rows + r, rows, bias_at(r),
-                pf ? w + (r + kRows) * cols : nullptr);
+      for (int64_t k0 = 0; k0 < cols; k0 += kblock) {
+        const int64_t k1 = std::min(cols, k0 + kblock);
+        for (int64_t t = t0; t < t1; t += kToks) {
+          const int nt = int(std::min<int64_t>(kToks, t1 - t));
+          const bool pf = t == t0 && r + 2 * kRows <= r1;
+          TileAny(nr, nt, w + r * cols, cols, xb + t * xs, xs, y + t * rows + r, rows, bias_at(r),
+                  pf ? w + (r + kRows) * cols : nullptr, k0, k1,
+                  keep.data() + (t - t0) / kToks * (kRows * kToks));
+        }
       }
     }
   }

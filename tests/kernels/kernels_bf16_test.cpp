@@ -94,6 +94,11 @@ TEST(Bf16Dot, KernelMatchesModelAcrossPanels) {
   // 2048 columns: x panels of 60 tokens; 130 tokens cross two panel edges.
   check_kernel(random_floats(size_t(23 * 2048), 5), random_floats(size_t(130 * 2048), 6), 23,
                2048, 130, true, 1);
+  // Rows in column blocks (> 1536 columns), the last block partial and not a multiple of 32.
+  check_kernel(random_floats(size_t(9 * 3073), 7), random_floats(size_t(23 * 3073), 8), 9, 3073,
+               23, false, 2);
+  check_kernel(random_floats(size_t(8 * 2080), 9), random_floats(size_t(7 * 2080), 10), 8, 2080,
+               7, true, 0);
 }
 
 // Special values: subnormal and huge f32 activations, inf, NaN, signed zeros, subnormal bf16
