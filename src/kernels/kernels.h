@@ -29,6 +29,10 @@ enum class BlockMath : uint8_t {
   // |y - exact| <= sum_k |W[r,k]| * amax_k / 254 (+ f32 rounding); measured 1-2e-4 of
   // sum_k |W[r,k] x[t,k]| on Gaussian activations, 7e-4 the largest. The determinism contract
   // holds, and the value is the same on every SIMD target.
+
+  // BF16 weights, where bf16_dot_active(): x rounded to bf16, BF16 dot products (llama.cpp's
+  // vec_dot_type for BF16; kernels_bf16.h states the algorithm): |y - exact| <= 2^-9
+  // sum_k |W[r,k] x[t,k]|; the determinism contract holds. Elsewhere BF16 takes the f32 path.
   kQ8,
 };
 
@@ -79,6 +83,11 @@ void add_inplace(float* dst, const float* src, int64_t n);
 
 // One row of an embedding table converted to f32: dst[0..cols) = W[row, :].
 void embed_row(const MatView& w, int64_t row, float* dst);
+
+// Whether BF16 weights multiply with BF16 dot products under BlockMath::kQ8 (kernels_bf16.h): the
+// CPU has AVX512-BF16, the SIMD target chosen at run time is AVX-512, and the path is not turned
+// off (MESHLM_BF16_DOT=0 in the environment, read once; or simd_set_bf16_dot).
+bool bf16_dot_active();
 
 // Name of the SIMD target chosen at run time (e.g. "AVX2", "AVX3", "NEON", "scalar").
 const char* simd_target_name();

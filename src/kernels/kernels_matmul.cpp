@@ -15,7 +15,10 @@
 // the threads take from a shared counter (ThreadPool::parallel_chunks).
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <vector>
 
 #undef HWY_TARGET_INCLUDE
@@ -28,7 +31,9 @@
 #include "core/error.h"
 #include "kernels/kernels.h"
 #include "kernels/kernels_hwy-inl.h"
+#include "kernels/kernels_bf16.h"
 #include "kernels/kernels_quant.h"
+#include "kernels/kernels_targets.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace meshlm::kernels::HWY_NAMESPACE {
@@ -231,6 +236,16 @@ void MatmulRows(const void* w, WeightType dtype, int64_t rows, int64_t cols, con
   }
 }
 
+// Whether this target is AVX-512 (the BF16 dot-product path runs only there, so that forcing an
+// older target, as the tests do, also gives that target's f32 path).
+bool TargetIsAvx512() {
+#if HWY_ARCH_X86
+  return HWY_TARGET <= HWY_AVX3;
+#else
+  return false;
+#endif
+}
+
 }  // namespace meshlm::kernels::HWY_NAMESPACE
 HWY_AFTER_NAMESPACE();
 
@@ -240,6 +255,29 @@ namespace meshlm::kernels {
 HWY_EXPORT(MatmulRows);
 HWY_EXPORT(PackX);
 HWY_EXPORT(PackedXFloats);
+HWY_EXPORT(TargetIsAvx512);
+
+namespace {
+// BF16 dot products (kernels_bf16.h): -1 until decided, then 0 off / 1 on (MESHLM_BF16_DOT=0 in
+// the environment turns them off; simd_set_bf16_dot overrides).
+std::atomic<int> bf16_dot_mode{-1};
+int bf16_dot_setting() {
+  int m = bf16_dot_mode.load(std::memory_order_relaxed);
+  if (m < 0) {
+    const char* env = std::getenv("MESHLM_BF16_DOT");
+    m = env != nullptr && std::strcmp(env, "0") == 0 ? 0 : 1;
+    bf16_dot_mode.store(m, std::memory_order_relaxed);
+  }
+  return m;
+}
+}  // namespace
+
+bool bf16_dot_active() {
+  return bf16_dot_setting() == 1 && bf16::cpu_supported() &&
+         HWY_DYNAMIC_DISPATCH(TargetIsAvx512)();
+}
+
+void simd_set_bf16_dot(bool enabled) { bf16_dot_mode.store(enabled ? 1 : 0); }
 
 namespace {
 // Below this many multiply-adds a matmul runs on the calling thread alone: waking the pool costs
@@ -290,18 +328,37 @@ void matmul_multi(const MatmulOut* outs, int n_outs, const float* x, int64_t n_t
 
   // kQ8: which outputs take the quantized-activation kernels (kernels_quant.h); their x is
   // quantized once here, on the calling thread, in each activation block size they read.
-  thread_local std::vector<int64_t> qblock;  // per output: 32, 256, or 0 (f32 path)
+  // BF16 weights under kQ8 take the BF16 dot products where the CPU has them (kernels_bf16.h):
+  // qblock kBf16Dot, x rounded to bf16 once here.
+  constexpr int64_t kBf16Dot = -1;
+  const bool bf16_dot = math == BlockMath::kQ8 && bf16_dot_active();
+  thread_local std::vector<int64_t> qblock;  // per output: 32, 256, kBf16Dot, or 0 (f32 path)
   qblock.assign(size_t(n_outs), 0);
-  bool any_f32 = false, need32 = false, need256 = false;
+  bool any_f32 = false, need32 = false, need256 = false, need_bf16 = false;
   for (int i = 0; i < n_outs; ++i) {
     if (math == BlockMath::kQ8) qblock[size_t(i)] = quant::activation_block(outs[i].w.dtype);
+    if (bf16_dot && outs[i].w.dtype == WeightType::BF16) qblock[size_t(i)] = kBf16Dot;
     any_f32 = any_f32 || qblock[size_t(i)] == 0;
     need32 = need32 || qblock[size_t(i)] == 32;
     need256 = need256 || qblock[size_t(i)] == 256;
+    need_bf16 = need_bf16 || qblock[size_t(i)] == kBf16Dot;
   }
   thread_local quant::QuantizedXBuffer xq32, xq256;
   if (need32) xq32.quantize(x, n_tok, cols, 32);
   if (need256) xq256.quantize(x, n_tok, cols, 256);
+  const uint16_t* xb = nullptr;
+  if (need_bf16) {
+    thread_local hwy::AlignedFreeUniquePtr<uint16_t[]> buf;
+    thread_local int64_t cap = 0;
+    const int64_t need = std::max<int64_t>(1, n_tok * bf16::bf16_x_stride(cols));
+    if (cap < need) {
+      buf = hwy::AllocateAligned<uint16_t>(size_t(need));
+      if (!buf) throw Error("kernels", "matmul: cannot allocate the bf16 input");
+      cap = need;
+    }
+    bf16::round_tokens(x, n_tok, cols, buf.get());
+    xb = buf.get();
+  }
   // Views taken here: the buffers are this thread's thread_locals, the workers only read them.
   const std::vector<int64_t>& qb = qblock;
   const quant::QuantizedX xq_32 = xq32.view(), xq_256 = xq256.view();
@@ -323,6 +380,9 @@ void matmul_multi(const MatmulOut* outs, int n_outs, const float* x, int64_t n_t
   const auto rows_fn = HWY_DYNAMIC_DISPATCH(MatmulRows);
   auto run = [&](const RowChunk& c) {
     const MatmulOut& o = outs[c.out];
+    if (qb[size_t(c.out)] == kBf16Dot)
+      return bf16::matmul_rows(static_cast<const uint16_t*>(o.w.data), o.w.rows, cols, xb, n_tok,
+                               o.y, o.bias, c.r0, c.r1);
     if (const int64_t blk = qb[size_t(c.out)]; blk != 0)
       return quant::matmul_rows(o.w, blk == 32 ? xq_32 : xq_256, n_tok, o.y, o.bias,
                                 c.r0, c.r1);

@@ -20,6 +20,10 @@ bool simd_target_supported(int64_t target);
 // choice. Process-wide and not thread-safe: for tests and benchmarks only.
 void simd_force_target(int64_t target);
 
+// Turns the BF16 dot-product path (kernels_bf16.h, bf16_dot_active()) on (where the CPU and the
+// target allow it) or off, overriding MESHLM_BF16_DOT. Process-wide: for tests and benchmarks.
+void simd_set_bf16_dot(bool enabled);
+
 // Highway's name for a target bit ("AVX2", "SSE4", "EMU128", "NEON", ...).
 std::string simd_target_label(int64_t target);
 
