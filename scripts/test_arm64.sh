@@ -41,20 +41,26 @@ t1=$(date +%s)
 # x86 build's meshlm when there is one (scripts/test.sh built it), else the aarch64 one, built
 # only then, under qemu. Made here, so that ctest's run of the fixture finds it complete.
 golden=build-arm64/models/qwen3-tiny-synth
-meshlm="$(pwd)/build/tools/meshlm/meshlm"
+meshlm="$(pwd)/build/meshlm"
+# The aarch64 meshlm under qemu, built only when there is no x86 one.
+qemu_meshlm() {
+  ninja -C build-arm64 -j"$JOBS" meshlm
+  meshlm="$(pwd)/build-arm64/meshlm-qemu"
+  printf '#!/bin/sh\nexec qemu-aarch64 -L / -cpu max "%s" "$@"\n' "$(pwd)/build-arm64/meshlm" >"$meshlm"
+  chmod +x "$meshlm"
+}
 [ -x "$meshlm" ] || meshlm=/nonexistent
 rc=0
 tests/model/make_golden_model.sh "$golden" "$meshlm" || rc=$?
 if [ "$rc" = 77 ]; then
-  ninja -C build-arm64 -j"$JOBS" meshlm
-  meshlm="$(pwd)/build-arm64/meshlm-qemu"
-  printf '#!/bin/sh\nexec qemu-aarch64 -L / -cpu max "%s" "$@"\n' \
-    "$(pwd)/build-arm64/tools/meshlm/meshlm" >"$meshlm"
-  chmod +x "$meshlm"
+  qemu_meshlm
   tests/model/make_golden_model.sh "$golden" "$meshlm"
 elif [ "$rc" != 0 ]; then
   exit "$rc"
 fi
+# The MoE model of moe_test.cpp (moe_model_setup then finds it complete), with meshlm synth.
+[ -x "$meshlm" ] || qemu_meshlm
+tests/model/make_moe_model.sh build-arm64/models/qwen3-moe-tiny-synth "$meshlm"
 
 # Tests left out under qemu (10-30x slower than native), each for its run time there (2 loaded
 # x86 cores); they run natively in the x86 suite and on aarch64 machines, and the NEON kernels'

@@ -170,7 +170,9 @@ std::vector<int64_t> parse_number_list(const std::string& text, const char* what
 }
 
 std::string compute_backend(const std::string& backend) {
-  return backend == "cpu" ? std::string("cpu/") + kernels::simd_target_name() : backend;
+  if (backend != "cpu") return backend;
+  // BF16 weights take other (bf16-activation) dot products where the CPU has AVX512-BF16.
+  return std::string("cpu/") + kernels::simd_target_name() + (kernels::bf16_dot_active() ? "+BF16" : "");
 }
 
 bool LayoutOptions::serve_if_mpi_worker(const std::string& model_dir, int threads) {

@@ -16,6 +16,7 @@
 #include "model/config.h"
 #include "model/schema.h"
 #include "runtime/pipeline.h"
+#include "batch_checks.h"
 #include "test_util.h"
 
 namespace meshlm {
@@ -23,7 +24,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-bool moe_model_available() { return fs::exists(fs::path(MESHLM_MOE_MODEL) / "config.json"); }
+bool moe_model_available() { return fs::exists(fs::path(MESHLM_MOE_MODEL) / ".complete"); }
 #define REQUIRE_MOE_MODEL()                                                           \
   do {                                                                                \
     if (!moe_model_available()) GTEST_SKIP() << "no " << MESHLM_MOE_MODEL;            \
@@ -68,10 +69,7 @@ std::vector<float> run(runtime::Pipeline& pipe, const std::vector<int32_t>& p, i
   return all;
 }
 
-bool bit_equal(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && !a.empty() &&
-         std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
+using test::bit_equal;
 
 model::StageOptions options(int threads, const std::string& backend = "cpu") {
   model::StageOptions so;
@@ -120,31 +118,7 @@ TEST(Moe, BatchChunksThreadsAndSplitsDoNotChangeLogits) {
 TEST(Moe, BatchedSequencesMatchSequencesAlone) {
   REQUIRE_MOE_MODEL();
   auto pipe = runtime::make_local_pipeline(MESHLM_MOE_MODEL, options(2));
-  const int64_t vocab = pipe->config().vocab;
-  const std::vector<std::vector<int32_t>> prompts = {prompt(5, 3), prompt(40, 4), prompt(1, 5),
-                                                     prompt(17, 6)};
-  std::vector<std::vector<float>> alone;
-  for (size_t i = 0; i < prompts.size(); ++i) {
-    runtime::MicroBatch mb;
-    mb.chunks.push_back({int64_t(100 + i), 0, int32_t(prompts[i].size()), true, false});
-    mb.tokens = prompts[i];
-    mb.return_logits = true;
-    pipe->launch(std::move(mb));
-    alone.push_back(pipe->wait().logits);
-    pipe->release(int64_t(100 + i));
-  }
-  runtime::MicroBatch mb;
-  for (size_t i = 0; i < prompts.size(); ++i) {
-    mb.chunks.push_back({int64_t(200 + i), 0, int32_t(prompts[i].size()), true, false});
-    mb.tokens.insert(mb.tokens.end(), prompts[i].begin(), prompts[i].end());
-  }
-  mb.return_logits = true;
-  pipe->launch(std::move(mb));
-  auto r = pipe->wait();
-  ASSERT_TRUE(r.error.empty()) << r.error;
-  ASSERT_EQ(r.logits.size(), size_t(vocab) * prompts.size());
-  for (size_t i = 0; i < prompts.size(); ++i)
-    EXPECT_EQ(0, std::memcmp(alone[i].data(), r.logits.data() + i * size_t(vocab), size_t(vocab) * 4)) << i;
+  test::expect_batched_equals_alone(*pipe, {prompt(5, 3), prompt(40, 4), prompt(1, 5), prompt(17, 6)});
 }
 
 TEST(Moe, CpuBackendAgreesWithTheReferenceBackend) {

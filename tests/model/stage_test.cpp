@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "model/stage.h"
 #include "runtime/pipeline.h"
+#include "batch_checks.h"
 #include "test_util.h"
 
 namespace meshlm {
@@ -59,9 +60,7 @@ std::vector<float> run(runtime::Pipeline& pipe, const std::vector<int32_t>& prom
   return all;
 }
 
-bool bit_equal(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
+using test::bit_equal;
 
 // The ref backend (scalar reference kernels) is the oracle of the cpu backend: the same model,
 // split or not, gives the same logits within float rounding for every position of a prompt
@@ -141,31 +140,8 @@ TEST(Stage, BatchedSequencesMatchSequencesAlone) {
   so.threads = 2;
   so.max_context = 256;
   auto pipe = runtime::make_local_pipeline(MESHLM_GOLDEN_MODEL, so);
-  const int64_t vocab = pipe->config().vocab;
-  std::vector<std::vector<int32_t>> prompts = {prompt_ids(5, 3), prompt_ids(40, 4), prompt_ids(1, 5),
-                                               prompt_ids(17, 6)};
-  std::vector<std::vector<float>> alone;
-  for (size_t i = 0; i < prompts.size(); ++i) {
-    runtime::MicroBatch mb;
-    mb.chunks.push_back({int64_t(100 + i), 0, int32_t(prompts[i].size()), true, false});
-    mb.tokens = prompts[i];
-    mb.return_logits = true;
-    pipe->launch(std::move(mb));
-    alone.push_back(pipe->wait().logits);
-    pipe->release(int64_t(100 + i));
-  }
-  runtime::MicroBatch mb;
-  for (size_t i = 0; i < prompts.size(); ++i) {
-    mb.chunks.push_back({int64_t(200 + i), 0, int32_t(prompts[i].size()), true, false});
-    mb.tokens.insert(mb.tokens.end(), prompts[i].begin(), prompts[i].end());
-  }
-  mb.return_logits = true;
-  pipe->launch(std::move(mb));
-  auto r = pipe->wait();
-  ASSERT_TRUE(r.error.empty()) << r.error;
-  ASSERT_EQ(r.logits.size(), size_t(vocab) * prompts.size());
-  for (size_t i = 0; i < prompts.size(); ++i)
-    EXPECT_EQ(0, std::memcmp(alone[i].data(), r.logits.data() + i * size_t(vocab), size_t(vocab) * 4)) << i;
+  test::expect_batched_equals_alone(
+      *pipe, {prompt_ids(5, 3), prompt_ids(40, 4), prompt_ids(1, 5), prompt_ids(17, 6)});
 }
 
 TEST(Stage, RejectsInconsistentBatches) {
