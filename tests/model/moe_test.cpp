@@ -93,7 +93,9 @@ TEST(Moe, TheSynthModelHasDenseAndMoeLayers) {
     experts += d.expert >= 0;
     routers += d.role == model::TensorRole::Router;
     dense += d.role == model::TensorRole::WGate;
-    if (d.expert >= 0) EXPECT_EQ(d.name, model::tensor_name(d.role, d.layer, d.expert));
+    if (d.expert >= 0) {
+      EXPECT_EQ(d.name, model::tensor_name(d.role, d.layer, d.expert));
+    }
   }
   EXPECT_EQ(experts, 3u * 8u * 3u);  // 3 MoE layers x 8 experts x gate/up/down
   EXPECT_EQ(routers, 3u);
