@@ -85,8 +85,8 @@ void add_inplace(float* dst, const float* src, int64_t n);
 void embed_row(const MatView& w, int64_t row, float* dst);
 
 // Whether BF16 weights multiply with BF16 dot products under BlockMath::kQ8 (kernels_bf16.h): the
-// CPU has AVX512-BF16, the SIMD target chosen at run time is AVX-512, and the path is not turned
-// off (MESHLM_BF16_DOT=0 in the environment, read once; or simd_set_bf16_dot).
+// CPU has AVX512-BF16, the SIMD target chosen at run time is AVX-512, and the path is turned on
+// (MESHLM_BF16_DOT=1 in the environment, read once; or simd_set_bf16_dot). Off by default.
 bool bf16_dot_active();
 
 // Name of the SIMD target chosen at run time (e.g. "AVX2", "AVX3", "NEON", "scalar").

@@ -190,7 +190,7 @@ TEST(Bf16Dot, ModelWithinStatedBound) {
 // thread) or in a batch of up to 37 tokens, windows of it, on 1-4 threads.
 class Bf16DotMatmul : public ::testing::Test {
  protected:
-  void TearDown() override { simd_set_bf16_dot(true); }
+  void TearDown() override { simd_set_bf16_dot(false); }  // the default
 };
 
 TEST_F(Bf16DotMatmul, ActiveOnlyWhereSupportedAndSwitchable) {
@@ -250,6 +250,8 @@ TEST_F(Bf16DotMatmul, BitExactAloneOrBatchedOnOneToFourThreads) {
 // matmul_multi mixing BF16 (dot path) with F32 / F16 (f32 path) and a quantized type.
 TEST_F(Bf16DotMatmul, MultiEqualsSeparateCalls) {
   MESHLM_REQUIRE_BF16();
+  simd_set_bf16_dot(true);  // off by default (MESHLM_BF16_DOT=1 turns it on)
+  ASSERT_TRUE(bf16_dot_active());
   const int64_t cols = 320;
   const int64_t rows[] = {67, 12, 131};
   const WeightType dts[] = {WeightType::BF16, WeightType::F32, WeightType::BF16};

@@ -331,15 +331,14 @@ TEST_P(QuantMatmulParity, OtherTypesUnchanged) {
     matmul(w.view, x.data(), 3, b.data(), nullptr, pool_of(2), BlockMath::kQ8);
     EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float))) << formats::name(t);
   }
-  // BF16: the f32 path under kQ8 too, unless the BF16 dot products are on (AVX512-BF16 CPUs:
-  // kernels_bf16_test.cpp), here turned off.
+  // BF16: the f32 path under kQ8 too, unless the BF16 dot products are on (AVX512-BF16 CPUs and
+  // MESHLM_BF16_DOT=1: kernels_bf16_test.cpp), here turned off (the default).
   simd_set_bf16_dot(false);
   Weights w(WeightType::BF16, 13, 100, random_floats(1300, 3), 0);
   const std::vector<float> x = random_floats(300, 4);
   std::vector<float> a(39), b(39);
   matmul(w.view(), x.data(), 3, a.data(), nullptr, pool_of(2), BlockMath::kExact);
   matmul(w.view(), x.data(), 3, b.data(), nullptr, pool_of(2), BlockMath::kQ8);
-  simd_set_bf16_dot(true);
   EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float)));
 }
 
