@@ -21,6 +21,7 @@
 #include "transport/handshake.h"
 #include "transport/messages.h"
 #include "transport/tcp_transport.h"
+#include "../common/synth_once.h"
 
 extern char** environ;
 
@@ -101,12 +102,12 @@ class WorkerProcess {
 class DistPipeline : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    if (fs::exists(model_dir() / "config.json")) return;
-    int rc = run_command({MESHLM_BIN, "synth", "--arch", "qwen3", "--out", model_dir().string(),
-                          "--hidden", "128", "--layers", "4", "--heads", "4", "--kv-heads", "2",
-                          "--head-dim", "32", "--intermediate", "256", "--vocab", "512",
-                          "--dtype", "f32", "--threads", "1"});
-    ASSERT_EQ(rc, 0) << "meshlm synth failed";
+    // Each test of the suite runs in a process of its own, two at a time: synth_once.
+    ASSERT_EQ(::meshlm::test::synth_once(MESHLM_BIN, model_dir(),
+                               {"--arch", "qwen3", "--hidden", "128", "--layers", "4", "--heads",
+                                "4", "--kv-heads", "2", "--head-dim", "32", "--intermediate",
+                                "256", "--vocab", "512", "--dtype", "f32", "--threads", "1"}),
+              "");
   }
 
   static RemotePipelineOptions options(std::vector<std::string> peers,

@@ -16,6 +16,7 @@
 #include "core/error.h"
 #include "runtime/engine.h"
 #include "runtime/replanning_pipeline.h"
+#include "../common/synth_once.h"
 
 extern char** environ;
 
@@ -90,19 +91,12 @@ class GatedPipeline final : public Pipeline {
 class Replanning : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    if (fs::exists(model_dir() / "config.json")) return;
-    std::vector<std::string> args = {MESHLM_BIN, "synth", "--arch", "qwen3", "--out",
-                                     model_dir().string(), "--hidden", "64", "--intermediate",
-                                     "128", "--layers", "4", "--heads", "4", "--kv-heads", "2",
-                                     "--head-dim", "16", "--vocab", "256", "--dtype", "f32"};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    pid_t pid;
-    ASSERT_EQ(posix_spawn(&pid, argv[0], nullptr, nullptr, argv.data(), environ), 0);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "meshlm synth failed";
+    // Each test of the suite runs in a process of its own, two at a time: synth_once.
+    ASSERT_EQ(::meshlm::test::synth_once(MESHLM_BIN, model_dir(),
+                               {"--arch", "qwen3", "--hidden", "64", "--intermediate", "128",
+                                "--layers", "4", "--heads", "4", "--kv-heads", "2", "--head-dim",
+                                "16", "--vocab", "256", "--dtype", "f32"}),
+              "");
   }
 
   static std::unique_ptr<Pipeline> local(model::LayerPartition ranges) {
