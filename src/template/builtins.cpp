@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 
 #include "core/error.h"
 #include "core/utf8.h"
@@ -187,8 +188,20 @@ const char* kMonthsShort[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
 const char* kMonthsLong[] = {"January", "February", "March",     "April",   "May",      "June",
                              "July",    "August",   "September", "October", "November", "December"};
 
+// The clock strftime_now reads: the wall clock, or MESHLM_TEMPLATE_NOW (seconds since the epoch)
+// when set, so that a rendered prompt can be reproduced (tests compare renders made minutes apart,
+// possibly either side of midnight).
+time_t template_now() {
+  if (const char* pinned = std::getenv("MESHLM_TEMPLATE_NOW"); pinned != nullptr && *pinned != '\0') {
+    char* end = nullptr;
+    long long v = std::strtoll(pinned, &end, 10);
+    if (end != nullptr && *end == '\0') return static_cast<time_t>(v);
+  }
+  return time(nullptr);
+}
+
 std::string strftime_now(const std::string& format) {
-  time_t now = time(nullptr);
+  time_t now = template_now();
   struct tm t {};
   localtime_r(&now, &t);
   auto pad2 = [](int n) { return (n < 10 ? "0" : "") + std::to_string(n); };

@@ -42,7 +42,8 @@ class ChatTemplate {
 // eos_token, unk_token, sep_token, pad_token, cls_token, mask_token and
 // additional_special_tokens from <dir>/tokenizer_config.json when not given (strings, or
 // AddedToken objects {content: ...}; null ones are left out), and strftime_now available as a
-// function (always, as a global of the interpreter). For a GGUF model (ChatTemplate::load) the
+// function (always, as a global of the interpreter; it reads MESHLM_TEMPLATE_NOW, epoch seconds,
+// when set, else the wall clock). For a GGUF model (ChatTemplate::load) the
 // special tokens come from its tokenizer.* metadata.
 nlohmann::json default_context(const std::string& model_dir, const nlohmann::json& variables);
 nlohmann::ordered_json default_context(const std::string& model_dir,

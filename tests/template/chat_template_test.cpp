@@ -4,6 +4,9 @@
 #include <filesystem>
 #include <fstream>
 
+#include <stdlib.h>
+#include <unistd.h>
+
 #include "core/error.h"
 #include "template/chat_template.h"
 
@@ -75,6 +78,20 @@ TEST_F(ModelDir, MissingTemplateIsAnError) {
   write("tokenizer_config.json", R"({"bos_token": "<s>"})");
   EXPECT_THROW(ChatTemplate::load_from_dir(dir_.string()), Error);
   EXPECT_THROW(ChatTemplate::load_from_dir((dir_ / "nope").string()), Error);
+}
+
+// strftime_now reads MESHLM_TEMPLATE_NOW when set, so that a render can be reproduced.
+// 2024-07-01T12:00:00Z: the same year and month in every time zone.
+TEST_F(ModelDir, StrftimeNowReadsPinnedClock) {
+  write("tokenizer_config.json", R"({"chat_template": "{{ strftime_now('%Y-%m %B %b') }}"})");
+  ::setenv("MESHLM_TEMPLATE_NOW", "1719835200", 1);
+  std::string pinned = ChatTemplate::load_from_dir(dir_.string())->render(ojson::object());
+  ::unsetenv("MESHLM_TEMPLATE_NOW");
+  EXPECT_EQ(pinned, "2024-07 July Jul");
+  ::setenv("MESHLM_TEMPLATE_NOW", "not a number", 1);
+  std::string wall = ChatTemplate::load_from_dir(dir_.string())->render(ojson::object());
+  ::unsetenv("MESHLM_TEMPLATE_NOW");
+  EXPECT_NE(wall, "2024-07 July Jul");  // an unreadable value falls back to the wall clock
 }
 
 TEST(RealTemplates, Qwen3FromNpmPackage) {

@@ -25,6 +25,21 @@ if (!fs.existsSync(path.join(modules, "@huggingface/jinja"))) {
   console.log("SKIP: tests/js/node_modules/@huggingface/jinja not installed");
   process.exit(77);
 }
+// One fixed clock for both sides: templates call strftime_now() (Llama 3.x prints today's date),
+// and the reference renders minutes before meshlm does, possibly on the other side of midnight.
+// meshlm reads MESHLM_TEMPLATE_NOW; @huggingface/jinja reads `new Date()`.
+const PINNED_NOW_S = 1733400000; // 2024-12-05T12:00:00Z
+process.env.TZ = "UTC";
+process.env.MESHLM_TEMPLATE_NOW = String(PINNED_NOW_S);
+const RealDate = Date;
+globalThis.Date = class extends RealDate {
+  constructor(...a) {
+    super(...(a.length > 0 ? a : [PINNED_NOW_S * 1000]));
+  }
+  static now() {
+    return PINNED_NOW_S * 1000;
+  }
+};
 const require = createRequire(path.join(jsRoot, "package.json"));
 const { Template } = require("@huggingface/jinja");
 const work = args.work ?? fs.mkdtempSync("/tmp/meshlm-template-");
