@@ -16,6 +16,9 @@ const std::vector<ArchTraits>& all_archs() {
       {"mistral", "MistralForCausalLM", false, false, true, false, 10000.0, 1e-5f, 32768, 32768, 1, 2},
       // Qwen3-MoE (Qwen3-30B-A3B, 235B-A22B): Qwen3's attention, mixture-of-experts MLPs.
       {"qwen3_moe", "Qwen3MoeForCausalLM", false, true, true, true, 1000000.0, 1e-6f, 151936, 40960, 151643, 151645},
+      // Qwen2-MoE / Qwen1.5-MoE (57B-A14B, A2.7B): Qwen2's attention (q/k/v biases), routed
+      // experts plus a shared expert behind a sigmoid gate.
+      {"qwen2_moe", "Qwen2MoeForCausalLM", true, false, false, true, 1000000.0, 1e-6f, 151936, 32768, 151643, 151645},
   };
   return archs;
 }

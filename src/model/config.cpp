@@ -133,6 +133,8 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
     c.moe_intermediate = require_positive(j, "moe_intermediate_size");
     c.norm_topk_prob = get_or<bool>(j, "norm_topk_prob", false);
     c.decoder_sparse_step = get_or<int64_t>(j, "decoder_sparse_step", 1);
+    if (c.model_type == "qwen2_moe")
+      c.shared_expert_intermediate = require_positive(j, "shared_expert_intermediate_size");
     if (auto m = j.find("mlp_only_layers"); m != j.end() && !m->is_null()) {
       if (!m->is_array()) throw Error("config", "\"mlp_only_layers\" must be a list of layer indices, got " + m->dump());
       for (const auto& v : *m) {
@@ -170,6 +172,7 @@ void ModelConfig::validate() const {
                                 ", it must be between 1 and num_experts (" + std::to_string(n_experts) + ")");
     if (moe_intermediate <= 0) throw Error("config", "\"moe_intermediate_size\" must be a positive integer");
     check_at_most(moe_intermediate, int64_t{1} << 20, "moe_intermediate_size");
+    check_at_most(shared_expert_intermediate, int64_t{1} << 20, "shared_expert_intermediate_size");
     if (decoder_sparse_step <= 0)
       throw Error("config", "\"decoder_sparse_step\" must be a positive integer, got " +
                                 std::to_string(decoder_sparse_step));

@@ -13,7 +13,7 @@ namespace meshlm::model {
 enum class RopeScaling { None, Llama3, Linear };
 
 struct ModelConfig {
-  std::string model_type;     // "qwen3", "qwen2", "llama", "mistral", "qwen3_moe"
+  std::string model_type;     // "qwen3", "qwen2", "llama", "mistral", "qwen3_moe", "qwen2_moe"
   std::string architecture;   // "Qwen3ForCausalLM", ...
   int64_t hidden = 0;         // hidden_size
   int64_t n_layers = 0;       // num_hidden_layers
@@ -48,6 +48,9 @@ struct ModelConfig {
   int64_t n_experts_used = 0;    // num_experts_per_tok
   int64_t moe_intermediate = 0;  // moe_intermediate_size
   bool norm_topk_prob = false;
+  // qwen2_moe: a shared expert (SiLU-gated MLP of this size) every token passes through, its
+  // output scaled by sigmoid(h . shared_expert_gate) and added to the routed experts'. 0: none.
+  int64_t shared_expert_intermediate = 0;
   int64_t decoder_sparse_step = 1;
   std::vector<int64_t> mlp_only_layers;
 

@@ -6,8 +6,8 @@ namespace meshlm::model {
 
 namespace {
 
-enum class Dim : uint8_t { Hidden, QDim, KvDim, HeadDim, Inter, Vocab, Experts, MoeInter };
-enum class When : uint8_t { Always, QkNorm, QkvBias, Untied, DenseMlp, MoeMlp };
+enum class Dim : uint8_t { Hidden, QDim, KvDim, HeadDim, Inter, Vocab, Experts, MoeInter, SharedInter, One };
+enum class When : uint8_t { Always, QkNorm, QkvBias, Untied, DenseMlp, MoeMlp, SharedExpert };
 
 struct Row {
   TensorRole role;
@@ -45,6 +45,11 @@ constexpr Row kRows[] = {
     {TensorRole::ExpGate, TensorKind::Matrix, "mlp.experts.%E.gate_proj.weight", "ffn_gate_exps.weight", true, Dim::MoeInter, Dim::Hidden, false, When::MoeMlp, SplitAxis::Rows},
     {TensorRole::ExpUp, TensorKind::Matrix, "mlp.experts.%E.up_proj.weight", "ffn_up_exps.weight", true, Dim::MoeInter, Dim::Hidden, false, When::MoeMlp, SplitAxis::Rows},
     {TensorRole::ExpDown, TensorKind::Matrix, "mlp.experts.%E.down_proj.weight", "ffn_down_exps.weight", true, Dim::Hidden, Dim::MoeInter, false, When::MoeMlp, SplitAxis::Cols},
+    // qwen2_moe's shared expert and its gate.
+    {TensorRole::ShGate, TensorKind::Matrix, "mlp.shared_expert.gate_proj.weight", "ffn_gate_shexp.weight", true, Dim::SharedInter, Dim::Hidden, false, When::SharedExpert, SplitAxis::Rows},
+    {TensorRole::ShUp, TensorKind::Matrix, "mlp.shared_expert.up_proj.weight", "ffn_up_shexp.weight", true, Dim::SharedInter, Dim::Hidden, false, When::SharedExpert, SplitAxis::Rows},
+    {TensorRole::ShDown, TensorKind::Matrix, "mlp.shared_expert.down_proj.weight", "ffn_down_shexp.weight", true, Dim::Hidden, Dim::SharedInter, false, When::SharedExpert, SplitAxis::Cols},
+    {TensorRole::ShScale, TensorKind::Matrix, "mlp.shared_expert_gate.weight", "ffn_gate_inp_shexp.weight", true, Dim::One, Dim::Hidden, false, When::SharedExpert, SplitAxis::None},
     {TensorRole::FinalNorm, TensorKind::Norm, "model.norm.weight", "output_norm.weight", false, Dim::Hidden, Dim::Hidden, true, When::Always, SplitAxis::None},
     {TensorRole::LmHead, TensorKind::Embedding, "lm_head.weight", "output.weight", false, Dim::Vocab, Dim::Hidden, false, When::Untied, SplitAxis::Rows},
 };
@@ -59,6 +64,8 @@ int64_t dim(const ModelConfig& c, Dim d) {
     case Dim::Vocab: return c.vocab;
     case Dim::Experts: return c.n_experts;
     case Dim::MoeInter: return c.moe_intermediate;
+    case Dim::SharedInter: return c.shared_expert_intermediate;
+    case Dim::One: return 1;
   }
   return 0;
 }
@@ -72,6 +79,7 @@ bool present(const ModelConfig& c, When w, int64_t layer) {
     case When::Untied: return !c.tie_embeddings;
     case When::DenseMlp: return !c.moe_layer(layer);
     case When::MoeMlp: return c.moe_layer(layer);
+    case When::SharedExpert: return c.moe_layer(layer) && c.shared_expert_intermediate > 0;
   }
   return false;
 }

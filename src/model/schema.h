@@ -36,6 +36,10 @@ enum class TensorRole : uint8_t {
   ExpGate,    // [moe_intermediate, hidden]  one per expert
   ExpUp,      // [moe_intermediate, hidden]  one per expert
   ExpDown,    // [hidden, moe_intermediate]  one per expert
+  ShGate,     // [shared_expert_intermediate, hidden]  the shared expert (qwen2_moe)
+  ShUp,       // [shared_expert_intermediate, hidden]
+  ShDown,     // [hidden, shared_expert_intermediate]
+  ShScale,    // [1, hidden]  shared_expert_gate: sigmoid(h . w) scales the shared expert
   FinalNorm,  // [hidden]
   LmHead,     // [vocab, hidden]
 };

@@ -37,6 +37,8 @@ struct Stage::Impl {
   backend::Buffer router_logits;         // [T, n_experts]
   backend::Buffer expert_in, expert_out;  // [T, hidden]
   std::vector<float> host_router, zeros;  // host copies: routing is decided on the host
+  backend::Buffer shared_logit;           // [T] the shared expert's gate (qwen2_moe)
+  std::vector<float> host_shared;
   std::vector<std::vector<std::pair<int64_t, float>>> expert_tokens;  // per expert: (token, weight)
   std::vector<int64_t> tok_seq, tok_pos;        // per token: sequence id, position
   std::vector<backend::AttentionKeys> tok_keys;  // per token: its sequence's cache (one layer)
@@ -69,6 +71,8 @@ struct Stage::Impl {
       for (const auto& e : L.experts)
         for (const auto* m : {&e.w_gate, &e.w_up, &e.w_down})
           if (m->data) mats.push_back(m);
+      for (const auto* m : {&L.shared.w_gate, &L.shared.w_up, &L.shared.w_down, &L.shared_scale})
+        if (m->data) mats.push_back(m);
     }
     for (const auto* m : mats) {
       const size_t n = size_t(m->rows) * formats::row_bytes(m->dtype, m->cols);
@@ -96,11 +100,13 @@ struct Stage::Impl {
     fit(v, T * cfg.kv_dim());
     fit(attn, T * cfg.q_dim());
     fit(proj, T * cfg.hidden);
-    const int64_t inter = std::max(cfg.intermediate, cfg.moe_intermediate);
+    const int64_t inter =
+        std::max({cfg.intermediate, cfg.moe_intermediate, cfg.shared_expert_intermediate});
     fit(gate, T * inter);
     fit(up, T * inter);
     if (cfg.is_moe()) {
       fit(router_logits, T * cfg.n_experts);
+      fit(shared_logit, T);
       fit(expert_in, T * cfg.hidden);
       fit(expert_out, T * cfg.hidden);
     }
@@ -163,7 +169,7 @@ struct Stage::Impl {
     B.matmul(w_down, gate.data(), T, out);
   }
 
-  // A mixture-of-experts MLP (qwen3_moe): proj = sum over each token's top-k experts of
+  // A mixture-of-experts MLP (qwen3_moe, qwen2_moe): proj = sum over each token's top-k experts of
   // weight x expert(normed). The router's softmax and top-k run on the host from that token's
   // logits alone (ties to the lower expert index), and each token adds its experts' outputs in
   // increasing expert order, so a token's result does not depend on what else is in the batch.
@@ -209,6 +215,19 @@ struct Stage::Impl {
       for (int64_t i = 0; i < n; ++i)
         B.add_scaled(proj.data() + toks[size_t(i)].first * H, expert_out.data() + i * H,
                      toks[size_t(i)].second, H);
+    }
+    // The shared expert (qwen2_moe): every token, scaled by sigmoid(h . shared_expert_gate),
+    // added after the routed experts.
+    if (L.shared.w_gate.data) {
+      mlp(L.shared.w_gate, L.shared.w_up, L.shared.w_down, normed.data(), T,
+          cfg.shared_expert_intermediate, expert_out.data());
+      B.matmul(L.shared_scale, normed.data(), T, shared_logit.data());
+      host_shared.resize(size_t(T));
+      B.download(host_shared.data(), shared_logit.data(), host_shared.size());
+      for (int64_t t = 0; t < T; ++t) {
+        const float scale = float(1.0 / (1.0 + std::exp(-double(host_shared[size_t(t)]))));
+        B.add_scaled(proj.data() + t * H, expert_out.data() + t * H, scale, H);
+      }
     }
   }
 };

@@ -77,6 +77,10 @@ StageWeights load_stage_weights(const TensorLookup& lookup, const ModelConfig& c
       case TensorRole::ExpGate: x->w_gate = mat(); break;
       case TensorRole::ExpUp: x->w_up = mat(); break;
       case TensorRole::ExpDown: x->w_down = mat(); break;
+      case TensorRole::ShGate: l->shared.w_gate = mat(); break;
+      case TensorRole::ShUp: l->shared.w_up = mat(); break;
+      case TensorRole::ShDown: l->shared.w_down = mat(); break;
+      case TensorRole::ShScale: l->shared_scale = mat(); break;
       case TensorRole::FinalNorm: w.final_norm = v(); break;
       case TensorRole::LmHead: w.lm_head = mat(); break;
     }

@@ -26,6 +26,8 @@ struct LayerWeights {
   formats::WeightView w_gate, w_up, w_down;  // [inter, hidden] x2, [hidden, inter]; dense layers
   formats::WeightView router;                // [n_experts, hidden]; MoE layers
   std::vector<ExpertWeights> experts;        // n_experts; MoE layers
+  ExpertWeights shared;                      // the shared expert (qwen2_moe), else empty views
+  formats::WeightView shared_scale;          // [1, hidden] shared_expert_gate
   backend::Buffer attn_norm, mlp_norm;       // [hidden]
   backend::Buffer q_norm, k_norm;            // [head_dim] (qk_norm architectures)
   backend::Buffer bq, bk, bv;                // [q_dim] [kv_dim] [kv_dim] (qkv_bias architectures)

@@ -2,8 +2,8 @@
 """Independent float64 PyTorch reference of the Hugging Face causal-LM forward pass.
 
 Covers Qwen3ForCausalLM, Qwen2ForCausalLM, LlamaForCausalLM (Llama 3.x, incl. rope_scaling
-"llama3"), MistralForCausalLM and Qwen3MoeForCausalLM, written from the transformers modeling
-semantics:
+"llama3"), MistralForCausalLM, Qwen3MoeForCausalLM and Qwen2MoeForCausalLM, written from the
+transformers modeling semantics:
 
   x = embed_tokens[ids]
   per layer:
@@ -20,6 +20,7 @@ semantics:
     mlp_only_layers, instead: p = softmax(h W_router^T) over all experts, the top
     num_experts_per_tok kept (divided by their sum when norm_topk_prob), and
     x = x + sum over the kept experts e of p_e * down_e(silu(gate_e(h)) * up_e(h))
+    Qwen2-MoE also adds sigmoid(h W_shared_gate^T) * shared_expert(h) (a SiLU-gated MLP)
   logits = RMSNorm(x) * norm, times lm_head^T (embed_tokens when tie_word_embeddings)
 
 All math is float64; weights are read as stored (F32, BF16 or F16 values, widened exactly).
@@ -99,6 +100,7 @@ ARCHS = {
     "LlamaForCausalLM": "llama",
     "MistralForCausalLM": "mistral",
     "Qwen3MoeForCausalLM": "qwen3_moe",
+    "Qwen2MoeForCausalLM": "qwen2_moe",
 }
 
 
@@ -121,7 +123,7 @@ class Config:
         self.tie = bool(cfg.get("tie_word_embeddings", False))
         if kind in ("qwen3", "qwen3_moe"):
             hd = cfg.get("head_dim", 128)  # Qwen3Config's / Qwen3MoeConfig's default
-        elif kind == "qwen2":
+        elif kind in ("qwen2", "qwen2_moe"):
             hd = None  # Qwen2 derives it
         else:
             hd = cfg.get("head_dim")
@@ -129,11 +131,14 @@ class Config:
         self.qk_norm = kind in ("qwen3", "qwen3_moe")
         # q/k/v biases: always for Qwen2; q/k/v/o with attention_bias for Qwen3 / Llama.
         with_bias = ("qwen3", "qwen3_moe", "llama")
-        self.qkv_bias = kind == "qwen2" or (kind in with_bias and cfg.get("attention_bias", False))
+        self.qkv_bias = kind in ("qwen2", "qwen2_moe") or (kind in with_bias and cfg.get("attention_bias", False))
         self.o_bias = kind in with_bias and bool(cfg.get("attention_bias", False))
         # Mixture of experts (Qwen3MoeConfig's defaults).
-        self.n_experts = cfg.get("num_experts", 128) if kind == "qwen3_moe" else 0
-        self.top_k = cfg.get("num_experts_per_tok", 8)
+        # Qwen3MoeConfig / Qwen2MoeConfig defaults.
+        self.n_experts = {"qwen3_moe": cfg.get("num_experts", 128),
+                          "qwen2_moe": cfg.get("num_experts", 60)}.get(kind, 0)
+        self.top_k = cfg.get("num_experts_per_tok", 4 if kind == "qwen2_moe" else 8)
+        self.shared_expert = kind == "qwen2_moe" and cfg.get("shared_expert_intermediate_size", 5632) > 0
         self.norm_topk_prob = bool(cfg.get("norm_topk_prob", False))
         self.sparse_step = cfg.get("decoder_sparse_step", 1)
         self.mlp_only_layers = set(cfg.get("mlp_only_layers") or [])
@@ -141,7 +146,7 @@ class Config:
         # Sliding-window attention: Mistral applies sliding_window when set; Qwen applies it only
         # with use_sliding_window, which this reference does not implement.
         self.sliding_window = cfg.get("sliding_window") if kind == "mistral" else None
-        if kind in ("qwen2", "qwen3", "qwen3_moe") and cfg.get("use_sliding_window", False):
+        if kind in ("qwen2", "qwen3", "qwen3_moe", "qwen2_moe") and cfg.get("use_sliding_window", False):
             raise NotImplementedError("use_sliding_window")
         self.eos = cfg.get("eos_token_id")
 
@@ -218,7 +223,8 @@ class Model:
         return self._linear(torch.nn.functional.silu(gate) * up, prefix + "down_proj", bias)
 
     def _experts(self, h, p):
-        """Qwen3MoeSparseMoeBlock: router softmax, top-k (renormalised), weighted expert sum."""
+        """Qwen3MoeSparseMoeBlock / Qwen2MoeSparseMoeBlock: router softmax, top-k (renormalised
+        when norm_topk_prob), weighted expert sum; Qwen2-MoE adds its gated shared expert."""
         c = self.cfg
         probs = torch.softmax(self._linear(h, p + "mlp.gate", False), dim=-1)  # [T, E]
         top_p, top_e = torch.topk(probs, c.top_k, dim=-1)
@@ -233,6 +239,9 @@ class Model:
             weight = (top_p * chosen).sum(dim=-1)[tokens]
             y = self._mlp(h[tokens], f"{p}mlp.experts.{e}.", False)
             out[tokens] += weight[:, None] * y
+        if c.shared_expert:  # Qwen2MoeSparseMoeBlock: + sigmoid(h W_g^T) * shared_expert(h)
+            gate = torch.sigmoid(self._linear(h, p + "mlp.shared_expert_gate", False))  # [T, 1]
+            out = out + gate * self._mlp(h, p + "mlp.shared_expert.", False)
         return out
 
     def forward(self, ids, last_only=False):

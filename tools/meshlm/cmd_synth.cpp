@@ -62,8 +62,9 @@ struct SynthArgs {
   std::string arch = "qwen3", out, preset, dtype = "bf16", tokenizer_dir;
   int64_t hidden = 256, intermediate = 768, layers = 4, heads = 4, kv_heads = 2, head_dim = 64;
   int64_t vocab = 0, max_position = 0;  // 0: the architecture's default
-  // Mixture-of-experts families (qwen3_moe); moe_intermediate 0: intermediate / 4.
+  // Mixture-of-experts families (qwen3_moe, qwen2_moe); moe_intermediate 0: intermediate / 4.
   int64_t experts = 8, experts_per_tok = 2, moe_intermediate = 0, decoder_sparse_step = 1;
+  int64_t shared_expert_intermediate = 0;  // qwen2_moe; 0: --intermediate
   std::vector<int64_t> mlp_only_layers;
   bool untied = false;
   uint64_t seed = 1234;
@@ -115,9 +116,10 @@ ordered_json token_id(int64_t id, int64_t vocab) {
 
 ordered_json make_config(const SynthArgs& a, const ArchInfo& arch, WeightType dtype) {
   const bool qwen3 = arch.name == "qwen3" || arch.name == "qwen3_moe";
+  const bool qwen2 = arch.name == "qwen2" || arch.name == "qwen2_moe";
   ordered_json c;
   c["architectures"] = {arch.hf_class};
-  if (arch.name != "qwen2" && arch.name != "mistral") c["attention_bias"] = false;
+  if (!qwen2 && arch.name != "mistral") c["attention_bias"] = false;
   c["attention_dropout"] = 0.0;
   c["bos_token_id"] = token_id(arch.bos, a.vocab);
   c["eos_token_id"] = token_id(arch.eos, a.vocab);
@@ -131,13 +133,13 @@ ordered_json make_config(const SynthArgs& a, const ArchInfo& arch, WeightType dt
   c["initializer_range"] = 0.02;
   c["intermediate_size"] = a.intermediate;
   c["max_position_embeddings"] = a.max_position;
-  if (qwen3 || arch.name == "qwen2") c["max_window_layers"] = a.layers;
+  if (qwen3 || qwen2) c["max_window_layers"] = a.layers;
   if (arch.name == "llama") c["mlp_bias"] = false;
   if (arch.moe) {
     c["mlp_only_layers"] = a.mlp_only_layers;
     c["model_type"] = arch.name;
     c["moe_intermediate_size"] = a.moe_intermediate;
-    c["norm_topk_prob"] = true;
+    c["norm_topk_prob"] = arch.name == "qwen3_moe";  // Qwen3-MoE true, Qwen1.5/2-MoE false
     c["num_attention_heads"] = a.heads;
     c["num_experts"] = a.experts;
     c["num_experts_per_tok"] = a.experts_per_tok;
@@ -172,23 +174,25 @@ ordered_json make_config(const SynthArgs& a, const ArchInfo& arch, WeightType dt
     }
   }
   if (arch.moe) c["router_aux_loss_coef"] = 0.001;
+  if (arch.name == "qwen2_moe") c["shared_expert_intermediate_size"] = a.shared_expert_intermediate;
   c["tie_word_embeddings"] = !a.untied;
   c["torch_dtype"] = torch_dtype_name(dtype);
   c["transformers_version"] = qwen3   ? "4.51.0"
-                              : arch.name == "qwen2" ? "4.43.1"
+                              : qwen2 ? "4.43.1"
                               : arch.name == "llama" ? "4.45.0"
                                                      : "4.42.0";
   c["use_cache"] = true;
-  if (qwen3 || arch.name == "qwen2") c["use_sliding_window"] = false;
+  if (qwen3 || qwen2) c["use_sliding_window"] = false;
   c["vocab_size"] = a.vocab;
   return c;
 }
 
 ordered_json make_generation_config(const SynthArgs& a, const ArchInfo& arch) {
   const bool qwen3 = arch.name == "qwen3" || arch.name == "qwen3_moe";
+  const bool qwen2 = arch.name == "qwen2" || arch.name == "qwen2_moe";
   ordered_json g;
   g["bos_token_id"] = token_id(arch.bos, a.vocab);
-  if (qwen3 || arch.name == "qwen2") {
+  if (qwen3 || qwen2) {
     g["eos_token_id"] = ordered_json::array();
     for (int64_t id : {arch.eos, arch.bos})
       if (id < a.vocab) g["eos_token_id"].push_back(id);
@@ -430,9 +434,8 @@ void validate(const SynthArgs& a, const ArchInfo& arch) {
   positive(a.max_position, "--max-position");
   if (a.heads % a.kv_heads != 0) throw Error("synth", "--heads must be a multiple of --kv-heads");
   if (a.head_dim % 2 != 0) throw Error("synth", "--head-dim must be even (RoPE)");
-  if (arch.name == "qwen2" && a.head_dim * a.heads != a.hidden)
-    throw Error("synth",
-                "qwen2 configs have no head_dim: --head-dim must equal --hidden / --heads");
+  if ((arch.name == "qwen2" || arch.name == "qwen2_moe") && a.head_dim * a.heads != a.hidden)
+    throw Error("synth", arch.name + " configs have no head_dim: --head-dim must equal --hidden / --heads");
   if (a.shards < 1) throw Error("synth", "--shards must be at least 1");
   if (arch.moe) {
     positive(a.experts, "--experts");
@@ -449,8 +452,9 @@ void validate(const SynthArgs& a, const ArchInfo& arch) {
 int run_synth(int argc, char** argv) {
   SynthArgs a;
   CLI::App app{"Write a synthetic model folder (random weights, Hugging Face layout)", "synth"};
-  app.add_option("--arch", a.arch, "qwen3 | qwen2 | llama | mistral | qwen3_moe (default qwen3)")
-      ->check(CLI::IsMember({"qwen3", "qwen2", "llama", "mistral", "qwen3_moe"}));
+  app.add_option("--arch", a.arch,
+                 "qwen3 | qwen2 | llama | mistral | qwen3_moe | qwen2_moe (default qwen3)")
+      ->check(CLI::IsMember({"qwen3", "qwen2", "llama", "mistral", "qwen3_moe", "qwen2_moe"}));
   app.add_option("--out", a.out, "output folder")->required();
   app.add_option("--preset", a.preset, "tiny | qwen3-0.6b | qwen3-1.7b (shape; options override)")
       ->check(CLI::IsMember({"tiny", "qwen3-0.6b", "qwen3-1.7b"}));
@@ -470,14 +474,16 @@ int run_synth(int argc, char** argv) {
   app.add_option("--tokenizer-dir", a.tokenizer_dir, "copy tokenizer.json / tokenizer_config.json");
   app.add_option("--max-position", a.max_position, "max_position_embeddings (arch default)");
   app.add_option("--threads", a.threads, "generator threads (default: all cores)");
-  app.add_option("--experts", a.experts, "qwen3_moe: num_experts (8)");
-  app.add_option("--experts-per-tok", a.experts_per_tok, "qwen3_moe: num_experts_per_tok (2)");
+  app.add_option("--experts", a.experts, "MoE: num_experts (8)");
+  app.add_option("--experts-per-tok", a.experts_per_tok, "MoE: num_experts_per_tok (2)");
   app.add_option("--moe-intermediate", a.moe_intermediate,
-                 "qwen3_moe: moe_intermediate_size (--intermediate / 4)");
+                 "MoE: moe_intermediate_size (--intermediate / 4)");
   app.add_option("--decoder-sparse-step", a.decoder_sparse_step,
-                 "qwen3_moe: every n-th layer is a MoE layer (1)");
+                 "MoE: every n-th layer is a MoE layer (1)");
   app.add_option("--mlp-only-layers", a.mlp_only_layers,
-                 "qwen3_moe: layers that keep the dense MLP (e.g. --mlp-only-layers 0 2)");
+                 "MoE: layers that keep the dense MLP (e.g. --mlp-only-layers 0 2)");
+  app.add_option("--shared-expert-intermediate", a.shared_expert_intermediate,
+                 "qwen2_moe: shared_expert_intermediate_size (--intermediate)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -499,6 +505,7 @@ int run_synth(int argc, char** argv) {
   if (a.max_position == 0) a.max_position = arch.max_position;
   if (a.vocab == 0) a.vocab = arch.vocab;
   if (a.moe_intermediate == 0) a.moe_intermediate = std::max<int64_t>(1, a.intermediate / 4);
+  if (a.shared_expert_intermediate == 0) a.shared_expert_intermediate = a.intermediate;
   validate(a, arch);
 
   const auto t0 = std::chrono::steady_clock::now();
