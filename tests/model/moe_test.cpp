@@ -187,6 +187,13 @@ TEST(Moe, BadConfigsNameTheField) {
   j = moe_config();
   j["decoder_sparse_step"] = 0;
   EXPECT_NE(config_error(j).find("decoder_sparse_step"), std::string::npos) << config_error(j);
+  // qwen2_moe needs its shared expert's size.
+  j = moe_config();
+  j["model_type"] = "qwen2_moe";
+  EXPECT_NE(config_error(j).find("shared_expert_intermediate_size"), std::string::npos) << config_error(j);
+  j["shared_expert_intermediate_size"] = 48;
+  EXPECT_EQ(config_error(j), "");
+  EXPECT_EQ(model::ModelConfig::from_json(j).shared_expert_intermediate, 48);
   // The layer grid: decoder_sparse_step 2 makes layers 1 and 3 the MoE ones.
   j = moe_config();
   j["decoder_sparse_step"] = 2;
