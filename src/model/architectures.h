@@ -8,13 +8,22 @@
 
 namespace meshlm::model {
 
+// How a family's MLPs are mixtures of experts, and how its config.json and tensors name them.
+enum class Moe : uint8_t {
+  None,
+  Qwen,     // num_experts, moe_intermediate_size, norm_topk_prob, decoder_sparse_step, mlp_only_layers;
+            // "mlp.gate", "mlp.experts.<e>.{gate,up,down}_proj" (+ qwen2_moe's shared expert)
+  Mixtral,  // num_local_experts, experts of intermediate_size, top-k renormalised, every layer;
+            // "block_sparse_moe.gate", "block_sparse_moe.experts.<e>.{w1,w3,w2}"
+};
+
 struct ArchTraits {
   const char* model_type;       // config.json "model_type"
   const char* hf_class;         // config.json "architectures"[0]
   bool qkv_bias;                // q/k/v projections carry biases
   bool qk_norm;                 // per-head RMSNorm of q and k before RoPE
   bool head_dim_from_config;    // config.json has "head_dim" (else hidden / heads)
-  bool moe;                     // MLPs are mixtures of experts (config.json's num_experts, ...)
+  Moe moe;                      // MLPs are mixtures of experts, and in which dialect
   double default_rope_theta;
   float default_rms_eps;
   // The family's usual vocabulary, context and special ids (what `meshlm synth` writes).

@@ -127,7 +127,15 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
         if (v.is_number_integer()) c.eos_ids.push_back(v.get<int64_t>());
   }
   if (auto b = j.find("bos_token_id"); b != j.end() && b->is_number_integer()) c.bos_id = b->get<int64_t>();
-  if (arch->moe) {
+  if (arch->moe == Moe::Mixtral) {
+    // Mixtral: every layer's MLP is the mixture; each expert has intermediate_size, and the
+    // top-k probabilities are always renormalised.
+    c.n_experts = require_positive(j, "num_local_experts");
+    c.n_experts_used = require_positive(j, "num_experts_per_tok");
+    c.moe_intermediate = c.intermediate;
+    c.norm_topk_prob = true;
+    c.validate();
+  } else if (arch->moe == Moe::Qwen) {
     c.n_experts = require_positive(j, "num_experts");
     c.n_experts_used = require_positive(j, "num_experts_per_tok");
     c.moe_intermediate = require_positive(j, "moe_intermediate_size");
@@ -169,7 +177,7 @@ void ModelConfig::validate() const {
     check_at_most(n_experts, int64_t{1} << 12, "num_experts");
     if (n_experts_used <= 0 || n_experts_used > n_experts)
       throw Error("config", "\"num_experts_per_tok\" is " + std::to_string(n_experts_used) +
-                                ", it must be between 1 and num_experts (" + std::to_string(n_experts) + ")");
+                                ", it must be between 1 and the number of experts (" + std::to_string(n_experts) + ")");
     if (moe_intermediate <= 0) throw Error("config", "\"moe_intermediate_size\" must be a positive integer");
     check_at_most(moe_intermediate, int64_t{1} << 20, "moe_intermediate_size");
     check_at_most(shared_expert_intermediate, int64_t{1} << 20, "shared_expert_intermediate_size");

@@ -1,6 +1,7 @@
 #include "model/schema.h"
 
 #include "core/error.h"
+#include "model/architectures.h"
 
 namespace meshlm::model {
 
@@ -53,6 +54,27 @@ constexpr Row kRows[] = {
     {TensorRole::FinalNorm, TensorKind::Norm, "model.norm.weight", "output_norm.weight", false, Dim::Hidden, Dim::Hidden, true, When::Always, SplitAxis::None},
     {TensorRole::LmHead, TensorKind::Embedding, "lm_head.weight", "output.weight", false, Dim::Vocab, Dim::Hidden, false, When::Untied, SplitAxis::Rows},
 };
+
+// Families that name a row's tensor differently (same role, shape and GGUF name).
+struct Rename {
+  TensorRole role;
+  const char* name;
+};
+constexpr Rename kMixtralNames[] = {
+    {TensorRole::Router, "block_sparse_moe.gate.weight"},
+    {TensorRole::ExpGate, "block_sparse_moe.experts.%E.w1.weight"},
+    {TensorRole::ExpUp, "block_sparse_moe.experts.%E.w3.weight"},
+    {TensorRole::ExpDown, "block_sparse_moe.experts.%E.w2.weight"},
+};
+
+// The row's Hugging Face name in this configuration's family.
+const char* hf_name(const ModelConfig& c, const Row& r) {
+  const ArchTraits* arch = find_arch(c.model_type);
+  if (arch && arch->moe == Moe::Mixtral)
+    for (const Rename& n : kMixtralNames)
+      if (n.role == r.role) return n.name;
+  return r.name;
+}
 
 int64_t dim(const ModelConfig& c, Dim d) {
   switch (d) {
@@ -108,7 +130,8 @@ TensorDesc describe(const ModelConfig& c, const Row& r, int64_t layer, int64_t e
   TensorDesc d;
   d.role = r.role;
   d.kind = r.kind;
-  d.name = r.per_layer ? layer_name(layer, expert_name(r.name, expert)) : std::string(r.name);
+  const char* name = hf_name(c, r);
+  d.name = r.per_layer ? layer_name(layer, expert_name(name, expert)) : std::string(name);
   d.gguf_name = r.per_layer ? "blk." + std::to_string(layer) + "." + r.gguf : std::string(r.gguf);
   d.shape = r.vector ? std::vector<int64_t>{dim(c, r.d0)}
                      : std::vector<int64_t>{dim(c, r.d0), dim(c, r.d1)};
@@ -120,9 +143,10 @@ TensorDesc describe(const ModelConfig& c, const Row& r, int64_t layer, int64_t e
 
 }  // namespace
 
-std::string tensor_name(TensorRole role, int64_t layer, int64_t expert) {
+std::string tensor_name(const ModelConfig& c, TensorRole role, int64_t layer, int64_t expert) {
   const Row& r = row_of(role);
-  return r.per_layer ? layer_name(layer, expert_name(r.name, expert)) : std::string(r.name);
+  const char* name = hf_name(c, r);
+  return r.per_layer ? layer_name(layer, expert_name(name, expert)) : std::string(name);
 }
 
 std::vector<TensorDesc> model_tensors(const ModelConfig& c) {

@@ -32,7 +32,7 @@ enum class TensorRole : uint8_t {
   WGate,      // [intermediate, hidden]
   WUp,        // [intermediate, hidden]
   WDown,      // [hidden, intermediate]
-  Router,     // [n_experts, hidden]  a MoE layer's router ("mlp.gate")
+  Router,     // [n_experts, hidden]  a MoE layer's router ("mlp.gate", Mixtral's "block_sparse_moe.gate")
   ExpGate,    // [moe_intermediate, hidden]  one per expert
   ExpUp,      // [moe_intermediate, hidden]  one per expert
   ExpDown,    // [hidden, moe_intermediate]  one per expert
@@ -75,8 +75,8 @@ std::vector<TensorDesc> model_tensors(const ModelConfig& c);
 std::vector<TensorDesc> stage_tensors(const ModelConfig& c, LayerRange layers);
 std::vector<std::string> stage_tensor_names(const ModelConfig& c, LayerRange layers);
 // The name of a layer's tensor of this role (of expert `expert` for the per-expert roles), or of
-// a global one (layer ignored).
-std::string tensor_name(TensorRole role, int64_t layer = -1, int64_t expert = -1);
+// a global one (layer ignored), in the configuration's family (Mixtral names its experts apart).
+std::string tensor_name(const ModelConfig& c, TensorRole role, int64_t layer = -1, int64_t expert = -1);
 // MLX affine folders store a quantized matrix (a Matrix or Embedding row) as three tensors named
 // after its module: the codes under the schema name ("model.layers.0.mlp.down_proj.weight") and
 // the per-group scales and biases beside it ("...down_proj.scales", "...down_proj.biases").

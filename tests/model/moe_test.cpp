@@ -94,7 +94,7 @@ TEST(Moe, TheSynthModelHasDenseAndMoeLayers) {
     routers += d.role == model::TensorRole::Router;
     dense += d.role == model::TensorRole::WGate;
     if (d.expert >= 0) {
-      EXPECT_EQ(d.name, model::tensor_name(d.role, d.layer, d.expert));
+      EXPECT_EQ(d.name, model::tensor_name(c, d.role, d.layer, d.expert));
     }
   }
   EXPECT_EQ(experts, 3u * 8u * 3u);  // 3 MoE layers x 8 experts x gate/up/down
@@ -194,6 +194,25 @@ TEST(Moe, BadConfigsNameTheField) {
   j["shared_expert_intermediate_size"] = 48;
   EXPECT_EQ(config_error(j), "");
   EXPECT_EQ(model::ModelConfig::from_json(j).shared_expert_intermediate, 48);
+  // Mixtral counts its experts in num_local_experts; each has intermediate_size, every layer is
+  // MoE, the top-k always renormalised, and the tensors are block_sparse_moe's.
+  j = moe_config();
+  j["model_type"] = "mixtral";
+  EXPECT_NE(config_error(j).find("num_local_experts"), std::string::npos) << config_error(j);
+  j["num_local_experts"] = 4;
+  j["mlp_only_layers"] = {1};  // not a Mixtral key: ignored
+  {
+    const auto m = model::ModelConfig::from_json(j);
+    EXPECT_EQ(m.n_experts, 4);
+    EXPECT_EQ(m.moe_intermediate, 128);
+    EXPECT_TRUE(m.norm_topk_prob);
+    for (int64_t l = 0; l < m.n_layers; ++l) EXPECT_TRUE(m.moe_layer(l)) << l;
+    EXPECT_EQ(model::tensor_name(m, model::TensorRole::ExpUp, 2, 3),
+              "model.layers.2.block_sparse_moe.experts.3.w3.weight");
+    EXPECT_EQ(model::tensor_name(m, model::TensorRole::Router, 0), "model.layers.0.block_sparse_moe.gate.weight");
+  }
+  j["num_experts_per_tok"] = 5;
+  EXPECT_NE(config_error(j).find("num_experts_per_tok"), std::string::npos) << config_error(j);
   // The layer grid: decoder_sparse_step 2 makes layers 1 and 3 the MoE ones.
   j = moe_config();
   j["decoder_sparse_step"] = 2;

@@ -46,7 +46,7 @@ TEST(Schema, EveryArchitectureHasItsHuggingFaceTensors) {
       EXPECT_EQ(names.count("model.layers.2.self_attn.v_proj.bias"), a.qkv_bias ? 1u : 0u);
       for (const auto& d : all) {
         EXPECT_EQ(d.layer, layer_of(d.name)) << d.name;
-        EXPECT_EQ(d.name, tensor_name(d.role, d.layer)) << d.name;
+        EXPECT_EQ(d.name, tensor_name(c, d.role, d.layer)) << d.name;
       }
     }
   }

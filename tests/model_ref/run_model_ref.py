@@ -9,7 +9,7 @@ tests/reference/hf_reference.py's greedy generation on the same folder (in-proce
   * max |engine logit - reference logit| < tol over the rows before any divergence
     (tol 1e-3 for f32 weights, 1e-2 for bf16 / f16 weights).
 
-Usage: run_model_ref.py --meshlm PATH [--arch qwen3|qwen2|llama|mistral|qwen3_moe|qwen2_moe|all] [--work DIR] [--keep]
+Usage: run_model_ref.py --meshlm PATH [--arch qwen3|qwen2|llama|mistral|qwen3_moe|qwen2_moe|mixtral|all] [--work DIR] [--keep]
 Exit status 0 pass, 1 fail, 77 skip (no torch / numpy in this python).
 """
 
@@ -50,6 +50,10 @@ SHAPES = {
     "qwen2_moe": dict(hidden=128, layers=3, heads=4, kv_heads=2, head_dim=32, intermediate=256,
                       experts=6, experts_per_tok=2, moe_intermediate=64, mlp_only_layers=0,
                       shared_expert_intermediate=96),
+    # Mixtral: 4 experts of intermediate_size 96, 2 per token, in every layer; kv_heads 1 and
+    # head_dim 48 (!= hidden / heads) as for Mistral.
+    "mixtral": dict(hidden=128, layers=3, heads=4, kv_heads=1, head_dim=48, intermediate=256,
+                    experts=4, experts_per_tok=2, moe_intermediate=96),
 }
 # (dtype, untied, shards) per case; every arch gets f32 and bf16, tied and untied.
 CASES = [("f32", False, 1), ("f32", True, 2), ("bf16", False, 1), ("bf16", True, 1)]

@@ -2,7 +2,7 @@
 """Independent float64 PyTorch reference of the Hugging Face causal-LM forward pass.
 
 Covers Qwen3ForCausalLM, Qwen2ForCausalLM, LlamaForCausalLM (Llama 3.x, incl. rope_scaling
-"llama3"), MistralForCausalLM, Qwen3MoeForCausalLM and Qwen2MoeForCausalLM, written from the
+"llama3"), MistralForCausalLM, Qwen3MoeForCausalLM, Qwen2MoeForCausalLM and MixtralForCausalLM, written from the
 transformers modeling semantics:
 
   x = embed_tokens[ids]
@@ -101,6 +101,7 @@ ARCHS = {
     "MistralForCausalLM": "mistral",
     "Qwen3MoeForCausalLM": "qwen3_moe",
     "Qwen2MoeForCausalLM": "qwen2_moe",
+    "MixtralForCausalLM": "mixtral",
 }
 
 
@@ -136,16 +137,19 @@ class Config:
         # Mixture of experts (Qwen3MoeConfig's defaults).
         # Qwen3MoeConfig / Qwen2MoeConfig defaults.
         self.n_experts = {"qwen3_moe": cfg.get("num_experts", 128),
-                          "qwen2_moe": cfg.get("num_experts", 60)}.get(kind, 0)
-        self.top_k = cfg.get("num_experts_per_tok", 4 if kind == "qwen2_moe" else 8)
+                          "qwen2_moe": cfg.get("num_experts", 60),
+                          "mixtral": cfg.get("num_local_experts", 8)}.get(kind, 0)
+        self.top_k = cfg.get("num_experts_per_tok", {"qwen2_moe": 4, "mixtral": 2}.get(kind, 8))
         self.shared_expert = kind == "qwen2_moe" and cfg.get("shared_expert_intermediate_size", 5632) > 0
-        self.norm_topk_prob = bool(cfg.get("norm_topk_prob", False))
-        self.sparse_step = cfg.get("decoder_sparse_step", 1)
-        self.mlp_only_layers = set(cfg.get("mlp_only_layers") or [])
+        # MixtralSparseMoeBlock always renormalises the top-k and has experts in every layer.
+        self.norm_topk_prob = kind == "mixtral" or bool(cfg.get("norm_topk_prob", False))
+        self.sparse_step = 1 if kind == "mixtral" else cfg.get("decoder_sparse_step", 1)
+        self.mlp_only_layers = set() if kind == "mixtral" else set(cfg.get("mlp_only_layers") or [])
+        self.mixtral = kind == "mixtral"
         self.mlp_bias = kind == "llama" and bool(cfg.get("mlp_bias", False))
         # Sliding-window attention: Mistral applies sliding_window when set; Qwen applies it only
         # with use_sliding_window, which this reference does not implement.
-        self.sliding_window = cfg.get("sliding_window") if kind == "mistral" else None
+        self.sliding_window = cfg.get("sliding_window") if kind in ("mistral", "mixtral") else None
         if kind in ("qwen2", "qwen3", "qwen3_moe", "qwen2_moe") and cfg.get("use_sliding_window", False):
             raise NotImplementedError("use_sliding_window")
         self.eos = cfg.get("eos_token_id")
@@ -217,16 +221,19 @@ class Model:
             y = y + self.w[name + ".bias"]
         return y
 
-    def _mlp(self, h, prefix, bias):
-        gate = self._linear(h, prefix + "gate_proj", bias)
-        up = self._linear(h, prefix + "up_proj", bias)
-        return self._linear(torch.nn.functional.silu(gate) * up, prefix + "down_proj", bias)
+    def _mlp(self, h, prefix, bias, names=("gate_proj", "up_proj", "down_proj")):
+        gate = self._linear(h, prefix + names[0], bias)
+        up = self._linear(h, prefix + names[1], bias)
+        return self._linear(torch.nn.functional.silu(gate) * up, prefix + names[2], bias)
 
     def _experts(self, h, p):
-        """Qwen3MoeSparseMoeBlock / Qwen2MoeSparseMoeBlock: router softmax, top-k (renormalised
-        when norm_topk_prob), weighted expert sum; Qwen2-MoE adds its gated shared expert."""
+        """Qwen3MoeSparseMoeBlock / Qwen2MoeSparseMoeBlock / MixtralSparseMoeBlock: router
+        softmax, top-k (renormalised when norm_topk_prob), weighted expert sum; Qwen2-MoE adds its
+        gated shared expert. Mixtral names the block block_sparse_moe and its experts w1/w3/w2."""
         c = self.cfg
-        probs = torch.softmax(self._linear(h, p + "mlp.gate", False), dim=-1)  # [T, E]
+        block = p + ("block_sparse_moe." if c.mixtral else "mlp.")
+        names = ("w1", "w3", "w2") if c.mixtral else ("gate_proj", "up_proj", "down_proj")
+        probs = torch.softmax(self._linear(h, block + "gate", False), dim=-1)  # [T, E]
         top_p, top_e = torch.topk(probs, c.top_k, dim=-1)
         if c.norm_topk_prob:
             top_p = top_p / top_p.sum(dim=-1, keepdim=True)
@@ -237,7 +244,7 @@ class Model:
             if tokens.numel() == 0:
                 continue
             weight = (top_p * chosen).sum(dim=-1)[tokens]
-            y = self._mlp(h[tokens], f"{p}mlp.experts.{e}.", False)
+            y = self._mlp(h[tokens], f"{block}experts.{e}.", False, names)
             out[tokens] += weight[:, None] * y
         if c.shared_expert:  # Qwen2MoeSparseMoeBlock: + sigmoid(h W_g^T) * shared_expert(h)
             gate = torch.sigmoid(self._linear(h, p + "mlp.shared_expert_gate", False))  # [T, 1]

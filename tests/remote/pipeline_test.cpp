@@ -463,7 +463,7 @@ ArchRun run_arch(runtime::Pipeline& p, int64_t vocab, int steps) {
 
 TEST_F(DistPipeline, EveryArchitectureOneToFourStagesFourInFlight) {
   WorkerProcess w1, w2, w3;
-  for (const std::string arch : {"qwen3", "qwen2", "llama", "mistral", "qwen3_moe", "qwen2_moe"}) {
+  for (const std::string arch : {"qwen3", "qwen2", "llama", "mistral", "qwen3_moe", "qwen2_moe", "mixtral"}) {
     SCOPED_TRACE(arch);
     fs::path dir = fs::path(MESHLM_TEST_DIR) / ("synth-" + arch + "-arch");
     if (!fs::exists(dir / "config.json")) {
@@ -474,6 +474,8 @@ TEST_F(DistPipeline, EveryArchitectureOneToFourStagesFourInFlight) {
       if (arch == "llama") cmd.push_back("--untied");
       if (arch == "qwen3_moe" || arch == "qwen2_moe")  // 8 experts, 2 per token, layer 1 dense
         cmd.insert(cmd.end(), {"--experts", "8", "--moe-intermediate", "32", "--mlp-only-layers", "1"});
+      if (arch == "mixtral")  // 4 experts of 32, 2 per token, every layer
+        cmd.insert(cmd.end(), {"--experts", "4", "--moe-intermediate", "32"});
       ASSERT_EQ(run_command(cmd), 0) << "meshlm synth failed";
     }
     auto one = runtime::make_local_pipeline(dir.string(), {1, 128});

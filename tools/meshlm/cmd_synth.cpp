@@ -52,7 +52,7 @@ struct ArchInfo {
 ArchInfo arch_info(const std::string& name) {
   const model::ArchTraits* t = model::find_arch(name);
   if (!t) throw Error("synth", "unknown --arch '" + name + "' (" + model::supported_architectures() + ")");
-  return {t->model_type, t->hf_class,    t->qk_norm, t->qkv_bias, t->moe,
+  return {t->model_type, t->hf_class,    t->qk_norm, t->qkv_bias, t->moe != model::Moe::None,
           t->vocab,      t->max_position, t->bos_id,  t->eos_id};
 }
 
@@ -117,25 +117,32 @@ ordered_json token_id(int64_t id, int64_t vocab) {
 ordered_json make_config(const SynthArgs& a, const ArchInfo& arch, WeightType dtype) {
   const bool qwen3 = arch.name == "qwen3" || arch.name == "qwen3_moe";
   const bool qwen2 = arch.name == "qwen2" || arch.name == "qwen2_moe";
+  const bool mixtral = arch.name == "mixtral";
+  // Mixtral's config.json has Mistral's shape plus num_local_experts / num_experts_per_tok.
+  const bool mistral_like = arch.name == "mistral" || mixtral;
   ordered_json c;
   c["architectures"] = {arch.hf_class};
-  if (!qwen2 && arch.name != "mistral") c["attention_bias"] = false;
+  if (!qwen2 && !mistral_like) c["attention_bias"] = false;
   c["attention_dropout"] = 0.0;
   c["bos_token_id"] = token_id(arch.bos, a.vocab);
   c["eos_token_id"] = token_id(arch.eos, a.vocab);
   // Qwen2 configs never have head_dim; Mistral's only when it is not hidden / heads (Nemo).
   bool write_head_dim = qwen3 || arch.name == "llama" ||
-                        (arch.name == "mistral" && a.head_dim * a.heads != a.hidden);
+                        (mistral_like && a.head_dim * a.heads != a.hidden);
   if (write_head_dim) c["head_dim"] = a.head_dim;
-  if (arch.moe) c["decoder_sparse_step"] = a.decoder_sparse_step;
+  if (arch.moe && !mixtral) c["decoder_sparse_step"] = a.decoder_sparse_step;
   c["hidden_act"] = "silu";
   c["hidden_size"] = a.hidden;
   c["initializer_range"] = 0.02;
-  c["intermediate_size"] = a.intermediate;
+  c["intermediate_size"] = mixtral ? a.moe_intermediate : a.intermediate;  // Mixtral: the experts'
   c["max_position_embeddings"] = a.max_position;
   if (qwen3 || qwen2) c["max_window_layers"] = a.layers;
   if (arch.name == "llama") c["mlp_bias"] = false;
-  if (arch.moe) {
+  if (mixtral) {
+    c["model_type"] = arch.name;
+    c["num_attention_heads"] = a.heads;
+    c["num_experts_per_tok"] = a.experts_per_tok;
+  } else if (arch.moe) {
     c["mlp_only_layers"] = a.mlp_only_layers;
     c["model_type"] = arch.name;
     c["moe_intermediate_size"] = a.moe_intermediate;
@@ -149,8 +156,9 @@ ordered_json make_config(const SynthArgs& a, const ArchInfo& arch, WeightType dt
   if (!arch.moe) c["num_attention_heads"] = a.heads;
   c["num_hidden_layers"] = a.layers;
   c["num_key_value_heads"] = a.kv_heads;
+  if (mixtral) c["num_local_experts"] = a.experts;
   if (arch.name == "llama") c["pretraining_tp"] = 1;
-  bool eps_1e5 = arch.name == "llama" || arch.name == "mistral";
+  bool eps_1e5 = arch.name == "llama" || mistral_like;
   if (arch.moe) c["output_router_logits"] = false;
   c["rms_norm_eps"] = eps_1e5 ? 1e-5 : 1e-6;
   if (arch.name == "llama") {
@@ -160,7 +168,7 @@ ordered_json make_config(const SynthArgs& a, const ArchInfo& arch, WeightType dt
                          {"original_max_position_embeddings", 8192},
                          {"rope_type", "llama3"}};
     c["rope_theta"] = 500000.0;
-  } else if (arch.name == "mistral") {
+  } else if (mistral_like) {
     c["rope_theta"] = 1000000.0;
     c["sliding_window"] = nullptr;
   } else {
@@ -173,13 +181,14 @@ ordered_json make_config(const SynthArgs& a, const ArchInfo& arch, WeightType dt
       c["sliding_window"] = a.max_position;
     }
   }
-  if (arch.moe) c["router_aux_loss_coef"] = 0.001;
+  if (arch.moe) c["router_aux_loss_coef"] = mixtral ? 0.02 : 0.001;
   if (arch.name == "qwen2_moe") c["shared_expert_intermediate_size"] = a.shared_expert_intermediate;
   c["tie_word_embeddings"] = !a.untied;
   c["torch_dtype"] = torch_dtype_name(dtype);
   c["transformers_version"] = qwen3   ? "4.51.0"
                               : qwen2 ? "4.43.1"
                               : arch.name == "llama" ? "4.45.0"
+                              : mixtral              ? "4.36.0"
                                                      : "4.42.0";
   c["use_cache"] = true;
   if (qwen3 || qwen2) c["use_sliding_window"] = false;
@@ -443,6 +452,9 @@ void validate(const SynthArgs& a, const ArchInfo& arch) {
     positive(a.moe_intermediate, "--moe-intermediate");
     positive(a.decoder_sparse_step, "--decoder-sparse-step");
     if (a.experts_per_tok > a.experts) throw Error("synth", "--experts-per-tok must be at most --experts");
+    if (arch.name == "mixtral" && (!a.mlp_only_layers.empty() || a.decoder_sparse_step != 1))
+      throw Error("synth", "mixtral has a mixture of experts in every layer: no --mlp-only-layers or "
+                           "--decoder-sparse-step");
     for (int64_t l : a.mlp_only_layers)
       if (l < 0 || l >= a.layers) throw Error("synth", "--mlp-only-layers names layer " + std::to_string(l) +
                                                          " of a " + std::to_string(a.layers) + "-layer model");
@@ -453,8 +465,8 @@ int run_synth(int argc, char** argv) {
   SynthArgs a;
   CLI::App app{"Write a synthetic model folder (random weights, Hugging Face layout)", "synth"};
   app.add_option("--arch", a.arch,
-                 "qwen3 | qwen2 | llama | mistral | qwen3_moe | qwen2_moe (default qwen3)")
-      ->check(CLI::IsMember({"qwen3", "qwen2", "llama", "mistral", "qwen3_moe", "qwen2_moe"}));
+                 "qwen3 | qwen2 | llama | mistral | qwen3_moe | qwen2_moe | mixtral (default qwen3)")
+      ->check(CLI::IsMember({"qwen3", "qwen2", "llama", "mistral", "qwen3_moe", "qwen2_moe", "mixtral"}));
   app.add_option("--out", a.out, "output folder")->required();
   app.add_option("--preset", a.preset, "tiny | qwen3-0.6b | qwen3-1.7b (shape; options override)")
       ->check(CLI::IsMember({"tiny", "qwen3-0.6b", "qwen3-1.7b"}));
@@ -474,10 +486,11 @@ int run_synth(int argc, char** argv) {
   app.add_option("--tokenizer-dir", a.tokenizer_dir, "copy tokenizer.json / tokenizer_config.json");
   app.add_option("--max-position", a.max_position, "max_position_embeddings (arch default)");
   app.add_option("--threads", a.threads, "generator threads (default: all cores)");
-  app.add_option("--experts", a.experts, "MoE: num_experts (8)");
+  app.add_option("--experts", a.experts, "MoE: num_experts (mixtral: num_local_experts) (8)");
   app.add_option("--experts-per-tok", a.experts_per_tok, "MoE: num_experts_per_tok (2)");
   app.add_option("--moe-intermediate", a.moe_intermediate,
-                 "MoE: moe_intermediate_size (--intermediate / 4)");
+                 "MoE: moe_intermediate_size (--intermediate / 4); mixtral: the experts' "
+                 "intermediate_size");
   app.add_option("--decoder-sparse-step", a.decoder_sparse_step,
                  "MoE: every n-th layer is a MoE layer (1)");
   app.add_option("--mlp-only-layers", a.mlp_only_layers,
