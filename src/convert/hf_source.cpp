@@ -52,6 +52,9 @@ constexpr GgufArch kArchs[] = {
     {"qwen2", "qwen2", false},
     {"llama", "llama", true},
     {"mistral", "llama", true},
+    {"qwen3_moe", "qwen3moe", false},
+    {"qwen2_moe", "qwen2moe", false},
+    {"mixtral", "llama", true},  // the converter writes Mixtral as a llama with experts
 };
 
 // The pre-tokenizer regexes llama.cpp knows by name (it identifies them by hashing the
@@ -245,7 +248,7 @@ SourceModel open_hf_source(const std::string& dir_str, const std::string& name_a
   src.path = dir_str;
   src.from_hf = true;
   src.keep_alive = set;
-  src.facts = {A, cfg.n_layers, cfg.n_heads, cfg.n_kv_heads};
+  src.facts = {A, cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, cfg.n_experts};
 
   // The folder's dtype: the converter's file type when it keeps it.
   const model::TensorInfo& embed = st.info("model.embed_tokens.weight");
@@ -287,6 +290,21 @@ SourceModel open_hf_source(const std::string& dir_str, const std::string& name_a
     add(A + ".attention.key_length", GgufValue::from_u32(u32_of(config, "head_dim")));
     add(A + ".attention.value_length", GgufValue::from_u32(u32_of(config, "head_dim")));
   }
+  if (cfg.is_moe()) {  // the converter's expert keys
+    add(A + ".expert_count", GgufValue::from_u32(uint32_t(cfg.n_experts)));
+    add(A + ".expert_used_count", GgufValue::from_u32(uint32_t(cfg.n_experts_used)));
+    if (cfg.model_type != "mixtral")
+      add(A + ".expert_feed_forward_length", GgufValue::from_u32(uint32_t(cfg.moe_intermediate)));
+    if (cfg.shared_expert_intermediate > 0)
+      add(A + ".expert_shared_feed_forward_length", GgufValue::from_u32(uint32_t(cfg.shared_expert_intermediate)));
+    // llama.cpp's qwen3moe / llama graphs always renormalise the top-k and qwen2moe's never:
+    // a configuration that differs cannot be written as a file llama.cpp would run the same.
+    const bool llama_norm = cfg.model_type != "qwen2_moe";
+    if (cfg.norm_topk_prob != llama_norm)
+      fail("norm_topk_prob " + std::string(cfg.norm_topk_prob ? "true" : "false") + " in a " + cfg.model_type +
+           " model: llama.cpp's " + A + " always " + (llama_norm ? "renormalises" : "keeps") +
+           " the top-k expert weights");
+  }
   if (A == "llama") {  // LlamaModel adds these two
     add(A + ".vocab_size", GgufValue::from_u32(uint32_t(cfg.vocab)));
     add(A + ".rope.dimension_count", GgufValue::from_u32(uint32_t(cfg.head_dim)));
@@ -317,7 +335,49 @@ SourceModel open_hf_source(const std::string& dir_str, const std::string& name_a
     t.read_rows = [freqs](int64_t, int64_t, float* dst) { std::copy(freqs->begin(), freqs->end(), dst); };
     src.tensors.push_back(std::move(t));
   }
-  for (const model::TensorDesc& d : model::model_tensors(cfg)) {
+  const std::vector<model::TensorDesc> descs = model::model_tensors(cfg);
+  for (size_t di = 0; di < descs.size(); ++di) {
+    const model::TensorDesc& d = descs[di];
+    // A layer's experts are written once, stacked, at its first expert tensor.
+    if (d.expert > 0 || (d.expert == 0 && d.role != TensorRole::ExpGate)) continue;
+    if (d.expert == 0) {
+      // The converter stacks a layer's experts into one [n_experts, rows, cols] tensor per role,
+      // down, gate, up, where the layer's first expert tensor is.
+      for (TensorRole role : {TensorRole::ExpDown, TensorRole::ExpGate, TensorRole::ExpUp}) {
+        std::vector<const uint8_t*> parts;
+        std::vector<int64_t> shape;
+        WeightType dtype = WeightType::F32;
+        std::string gguf_name;
+        for (const model::TensorDesc& e : descs) {
+          if (e.layer != d.layer || e.role != role) continue;
+          const model::TensorInfo& info = st.info(e.name);
+          if (!info.dtype_supported || !formats::info(info.dtype).plain())
+            fail("tensor '" + e.name + "' has dtype " + info.dtype_name + " (F32, BF16 or F16 expected)");
+          if (info.shape != e.shape) fail("tensor '" + e.name + "' does not have the shape config.json implies");
+          if (!parts.empty() && info.dtype != dtype)
+            fail("tensor '" + e.name + "' has another dtype than the layer's other experts");
+          dtype = info.dtype;
+          shape = e.shape;
+          gguf_name = e.gguf_name;
+          parts.push_back(st.data(info));
+        }
+        SourceTensor t;
+        t.name = gguf_name;
+        t.shape = {int64_t(parts.size()), shape[0], shape[1]};
+        t.type = dtype;
+        const int64_t rows = shape[0], cols = shape[1];
+        const size_t row_bytes = formats::row_bytes(dtype, cols);
+        t.read_rows = [parts, dtype, rows, cols, row_bytes](int64_t first, int64_t n, float* dst) {
+          for (int64_t k = 0; k < n; ++k) {
+            const int64_t r = first + k;
+            formats::dequantize_row(dtype, parts[size_t(r / rows)] + size_t(r % rows) * row_bytes, cols,
+                                    dst + k * cols);
+          }
+        };
+        src.tensors.push_back(std::move(t));
+      }
+      continue;
+    }
     const model::TensorInfo& info = st.info(d.name);
     if (!info.dtype_supported || !formats::info(info.dtype).plain())
       fail("tensor '" + d.name + "' has dtype " + info.dtype_name + " (F32, BF16 or F16 expected)");

@@ -53,6 +53,19 @@ Category category_of(std::string_view name) {
   return Category::Other;
 }
 
+// "blk.<n>." -> n (llama-quantize reads an expert tensor's layer from its name).
+int64_t layer_from_name(std::string_view name) {
+  int64_t layer = -1;
+  if (name.substr(0, 4) == "blk.") {
+    layer = 0;
+    size_t i = 4;
+    for (; i < name.size() && name[i] >= '0' && name[i] <= '9'; ++i) layer = layer * 10 + (name[i] - '0');
+    if (i == 4 || i >= name.size() || name[i] != '.') layer = -1;
+  }
+  if (layer < 0) throw Error("quantize", "cannot tell the layer of expert tensor '" + std::string(name) + "'");
+  return layer;
+}
+
 // ggml_n_dims: trailing ne[] of 1 (leading row-major dims) do not count; at least 1.
 int n_dims(std::span<const int64_t> shape) {
   for (size_t j = 0; j < shape.size(); ++j)
@@ -153,9 +166,15 @@ std::vector<TensorChoice> choose_gguf_types(const QuantType& type, const ModelFa
       } else if (c == Category::AttnV) {
         if ((q4_k_m || q5_k_m) && use_more_bits(i_attn_v, n_attn_v)) nt = WeightType::Q6_K;
         if (is_70b && (nt == WeightType::Q3_K || nt == WeightType::Q4_K)) nt = WeightType::Q5_K;
+        if (facts.n_expert == 8) nt = WeightType::Q8_0;
         ++i_attn_v;
+      } else if (c == Category::AttnK) {
+        if (facts.n_expert == 8) nt = WeightType::Q8_0;
+      } else if (c == Category::AttnOutput) {
+        if (facts.n_expert == 8 && q4_k_m) nt = WeightType::Q5_K;
       } else if (c == Category::FfnDown) {
-        if ((q4_k_m || q5_k_m) && use_more_bits(i_ffn_down, n_ffn_down)) nt = WeightType::Q6_K;
+        const int64_t layer = facts.n_expert > 1 ? layer_from_name(t.name) : i_ffn_down;
+        if ((q4_k_m || q5_k_m) && use_more_bits(layer, n_ffn_down)) nt = WeightType::Q6_K;
         ++i_ffn_down;
       }
       // Rows that are not whole blocks: llama-quantize's fallbacks.

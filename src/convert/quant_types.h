@@ -10,6 +10,9 @@
 //     type is Q8_0; Q8_0 when its rows are not whole 256-element blocks
 //   * Q4_K_M / Q5_K_M: attn_v and ffn_down of the "more bits" layers (the first 1/8, the last
 //     1/8, and every third in between) -> Q6_K; Llama/Qwen2 70B (80 layers): Q4_K attn_v -> Q5_K
+//   * mixture-of-experts models: ffn_down's layer is read from the tensor name (a layer may hold
+//     several: the experts', the shared expert's); with exactly 8 experts (Mixtral's shape) attn_v
+//     and attn_k -> Q8_0, and Q4_K_M's attn_output -> Q5_K
 //   * rows that are not whole blocks of the chosen type fall back (Q4_K -> Q5_0, Q5_K -> Q5_1,
 //     Q6_K -> Q8_0; F16 when not whole 32-element blocks either)
 #pragma once
@@ -47,6 +50,7 @@ struct ModelFacts {
   std::string arch;        // GGUF architecture ("qwen3", "llama", ...)
   int64_t n_layers = 0;
   int64_t n_head = 0, n_head_kv = 0;
+  int64_t n_expert = 0;    // experts per MoE layer (0: dense)
 };
 
 struct TensorChoiceInput {

@@ -39,6 +39,7 @@ SourceModel open_gguf_source(const std::string& path) {
   src.facts.n_layers = int64_t(md.get_u32(arch + ".block_count"));
   src.facts.n_head = int64_t(md.get_u32(arch + ".attention.head_count", 0));
   src.facts.n_head_kv = int64_t(md.get_u32(arch + ".attention.head_count_kv", uint32_t(src.facts.n_head)));
+  src.facts.n_expert = int64_t(md.get_u32(arch + ".expert_count", 0));
   for (const formats::GgufTensor* t : model->tensors()) {
     SourceTensor st;
     st.name = t->name;

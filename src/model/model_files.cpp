@@ -34,6 +34,8 @@ class HfFiles final : public ModelFiles {
   std::unique_ptr<SafetensorsSet> st_;
 };
 
+std::string shape_text(const std::vector<int64_t>& s);
+
 class GgufFiles final : public ModelFiles {
  public:
   explicit GgufFiles(const std::string& path)
@@ -48,7 +50,24 @@ class GgufFiles final : public ModelFiles {
       if (!t)
         throw Error("weights", "missing tensor '" + d.gguf_name + "' (" + d.name + ") in " +
                                    m->metadata().source());
-      return TensorRef{t->data, t->type, t->shape(), t->nbytes, t->name};
+      std::vector<int64_t> shape = t->shape();
+      if (d.expert >= 0) {
+        // A layer's experts stacked into one 3-D tensor [n_experts, rows, cols]: expert e is
+        // the e-th [rows, cols] slice.
+        if (shape.size() != 3 || d.shape.size() != 2 || d.expert >= shape[0] ||
+            shape[1] != d.shape[0] || shape[2] != d.shape[1])
+          throw Error("weights", "tensor '" + d.gguf_name + "' in " + m->metadata().source() +
+                                     " has shape " + shape_text(shape) + ", expected [experts, " +
+                                     std::to_string(d.shape.empty() ? 0 : d.shape[0]) + ", " +
+                                     std::to_string(d.shape.size() < 2 ? 0 : d.shape[1]) +
+                                     "] holding expert " + std::to_string(d.expert));
+        const uint64_t slice = t->nbytes / uint64_t(shape[0]);
+        return TensorRef{t->data + slice * uint64_t(d.expert), t->type, {shape[1], shape[2]}, slice,
+                         t->name + "[" + std::to_string(d.expert) + "]"};
+      }
+      // llama.cpp declares qwen2_moe's shared-expert gate 1-D [hidden]; Hugging Face's is [1, hidden].
+      if (d.shape.size() == 2 && d.shape[0] == 1 && shape.size() == 1) shape.insert(shape.begin(), 1);
+      return TensorRef{t->data, t->type, std::move(shape), t->nbytes, t->name};
     };
   }
 
@@ -302,8 +321,14 @@ TensorLookup safetensors_lookup(const SafetensorsSet& st) {
 ModelConfig config_from_gguf(const formats::GgufModel& model) {
   const formats::GgufMetadata& md = model.metadata();
   const std::string arch = md.get_string("general.architecture");
-  // llama.cpp's architecture names; Mistral's dense models are "llama" there too.
-  const ArchTraits* traits = find_arch(arch);
+  // llama.cpp's architecture names: Mistral's dense models are "llama" there too, and so is
+  // Mixtral (a "llama" with experts); Qwen's MoE families are "qwen3moe" / "qwen2moe".
+  const bool has_experts = md.has(arch + ".expert_count") && md.get_i64(arch + ".expert_count") > 0;
+  std::string model_type = arch;
+  if (arch == "qwen3moe") model_type = "qwen3_moe";
+  if (arch == "qwen2moe") model_type = "qwen2_moe";
+  if (arch == "llama" && has_experts) model_type = "mixtral";
+  const ArchTraits* traits = find_arch(model_type);
   if (!traits)
     throw Error("config", md.source() + ": unsupported GGUF architecture '" + arch +
                               "'; supported: " + supported_architectures());
@@ -314,7 +339,7 @@ ModelConfig config_from_gguf(const formats::GgufModel& model) {
     return v;
   };
   ModelConfig c;
-  c.model_type = arch;
+  c.model_type = model_type;
   c.architecture = traits->hf_class;
   c.qk_norm = traits->qk_norm;
   c.qkv_bias = traits->qkv_bias || model.find_tensor("blk.0.attn_q.bias") != nullptr;
@@ -350,6 +375,19 @@ ModelConfig config_from_gguf(const formats::GgufModel& model) {
       throw Error("config", md.source() + ": rope_freqs.weight must hold head_dim / 2 values");
     c.rope_freq_factors.resize(size_t(f->dims[0]));
     formats::dequantize_row(f->type, f->data, f->dims[0], c.rope_freq_factors.data());
+  }
+  if (traits->moe != Moe::None) {
+    // Experts as llama.cpp reads them: its qwen3moe and llama (Mixtral) graphs renormalise the
+    // top-k weights, qwen2moe's does not; a layer without a router is dense.
+    c.n_experts = positive(key("expert_count"));
+    c.n_experts_used = positive(key("expert_used_count"));
+    c.moe_intermediate = traits->moe == Moe::Mixtral ? c.intermediate
+                                                     : positive(key("expert_feed_forward_length"));
+    c.norm_topk_prob = md.get_bool(key("expert_weights_norm"), model_type != "qwen2_moe");
+    if (model_type == "qwen2_moe")
+      c.shared_expert_intermediate = positive(key("expert_shared_feed_forward_length"));
+    for (int64_t l = 0; l < c.n_layers; ++l)
+      if (!model.find_tensor("blk." + std::to_string(l) + ".ffn_gate_inp.weight")) c.mlp_only_layers.push_back(l);
   }
   if (auto bos = md.opt_i64("tokenizer.ggml.bos_token_id")) c.bos_id = *bos;
   for (const char* k : {"tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id"})

@@ -111,7 +111,7 @@ std::vector<std::string> stage_stored_tensors(
   std::vector<std::string> out;
   for (const model::TensorDesc& d : model::stage_tensors(cfg, layers)) {
     if (format == SyncFormat::Gguf) {
-      out.push_back(d.gguf_name);
+      if (d.expert <= 0) out.push_back(d.gguf_name);  // a layer's experts are one stacked tensor
       continue;
     }
     out.push_back(d.name);

@@ -5,6 +5,8 @@
 #                      1234): HF folder + the F32 GGUF llama.cpp's converter would write
 #   llama-tiny-synth/  an untied Llama 3 (llama3 rope -> rope_freqs, permuted q/k rows), BF16, + its
 #                      BF16 GGUF
+#   qwen3-moe-synth/   a Qwen3-MoE (8 experts, 2 per token, every layer MoE), F32, from `meshlm synth`
+#                      with the Qwen3 tokenizer: the model of moe_golden.json
 # Without ../shared, numpy or the npm tokenizers (tests/js: npm ci) it builds qwen3-tiny-synth with
 # `meshlm synth` (MESHLM, the second argument; no tokenizer, no reference GGUF): the tests that
 # need what is missing skip and say why.
@@ -36,4 +38,7 @@ $PY "$shared/tools/make_synth_model.py" --out "$out/qwen3-tiny-synth" --hidden 2
 $PY "$shared/tools/make_synth_model.py" --arch llama --untied --out "$out/llama-tiny-synth" --hidden 256 \
   --intermediate 768 --layers 4 --heads 4 --kv-heads 2 --head-dim 64 --dtype bf16 --gguf \
   --tokenizer-dir "$npm/tokenizer-llama3/models" >/dev/null
+"$meshlm" synth --arch qwen3_moe --out "$out/qwen3-moe-synth" --hidden 256 --intermediate 512 --layers 4 \
+  --heads 4 --kv-heads 2 --head-dim 64 --experts 8 --moe-intermediate 256 --dtype f32 --threads 1 \
+  --tokenizer-dir "$npm/tokenizer-qwen3/models" >/dev/null
 touch "$out/.complete"
