@@ -120,6 +120,26 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
       throw Error("config", "unsupported rope_scaling type '" + type + "' (supported: llama3, linear)");
     }
   }
+  // Sliding-window attention (see config.h). A null or absent window is full attention.
+  auto window = [&]() {
+    auto w = j.find("sliding_window");
+    if (w == j.end() || w->is_null()) return int64_t{0};
+    if (!w->is_number_integer() || w->get<int64_t>() <= 0)
+      throw Error("config", "\"sliding_window\" must be a positive integer or null, got " + w->dump());
+    return w->get<int64_t>();
+  };
+  if (c.model_type == "mistral" || c.model_type == "mixtral") {
+    c.sliding_window = window();
+  } else if (get_or<bool>(j, "use_sliding_window", false)) {  // the Qwen families
+    c.sliding_window = window();
+    if (c.sliding_window == 0)
+      throw Error("config", "\"use_sliding_window\" is true but \"sliding_window\" is not set");
+    c.sliding_window_from = get_or<int64_t>(j, "max_window_layers", 0);
+    if (c.sliding_window_from < 0)
+      throw Error("config", "\"max_window_layers\" must not be negative");
+  }
+  // A window as long as the context is full attention.
+  if (c.sliding_window >= c.max_position) c.sliding_window = 0;
   if (auto e = j.find("eos_token_id"); e != j.end()) {
     if (e->is_number_integer()) c.eos_ids.push_back(e->get<int64_t>());
     if (e->is_array())

@@ -53,6 +53,12 @@ struct ModelConfig {
   int64_t shared_expert_intermediate = 0;
   int64_t decoder_sparse_step = 1;
   std::vector<int64_t> mlp_only_layers;
+  // Sliding-window attention: in the layers from sliding_window_from on, a token attends to the
+  // last sliding_window positions (itself included) only. 0: full attention everywhere.
+  // Mistral / Mixtral: config.json's sliding_window, every layer; the Qwen families: with
+  // use_sliding_window, the layers from max_window_layers on.
+  int64_t sliding_window = 0;
+  int64_t sliding_window_from = 0;
 
   // Parses config.json. Throws Error("config", ...) for missing keys or an unknown architecture
   // (naming the supported ones).
@@ -71,6 +77,10 @@ struct ModelConfig {
   bool is_moe() const { return n_experts > 0; }
   // Layer `layer`'s MLP is the mixture of experts (else the dense MLP).
   bool moe_layer(int64_t layer) const;
+  // How many positions back a token of this layer sees (itself included); 0: all of them.
+  int64_t window(int64_t layer) const {
+    return sliding_window > 0 && layer >= sliding_window_from ? sliding_window : 0;
+  }
 };
 
 // The model_types meshlm supports, for error messages ("qwen3, qwen2, llama, mistral").

@@ -135,14 +135,17 @@ struct Stage::Impl {
         cfg.rope_interleaved ? backend::RopeStyle::Interleaved : backend::RopeStyle::HalfSplit;
     B.rope(q.data(), T, cfg.n_heads, hd, tok_pos.data(), inv_freq.data(), style);
     B.rope(k.data(), T, cfg.n_kv_heads, hd, tok_pos.data(), inv_freq.data(), style);
-    // Append to each sequence's cache; each token then sees its sequence up to itself.
+    // Append to each sequence's cache; each token then sees its sequence up to itself (in a
+    // sliding-window layer, its last `window` positions).
+    const int64_t window = cfg.window(range.begin + li);
     for (int64_t t = 0; t < T; ++t) {
       const int64_t s = tok_seq[size_t(t)], p = tok_pos[size_t(t)];
       float* keys = kv.keys(s, li);
       float* values = kv.values(s, li);
       B.copy(keys + p * KV, k.data() + t * KV, size_t(KV));
       B.copy(values + p * KV, v.data() + t * KV, size_t(KV));
-      tok_keys[size_t(t)] = {keys, values, p + 1};
+      const int64_t from = window > 0 ? std::max<int64_t>(0, p + 1 - window) : 0;
+      tok_keys[size_t(t)] = {keys + from * KV, values + from * KV, p + 1 - from};
     }
     const backend::AttentionShape shape{cfg.n_heads, cfg.n_kv_heads, hd,
                                         1.0f / std::sqrt(float(hd))};

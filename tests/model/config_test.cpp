@@ -41,6 +41,45 @@ TEST(Config, MissingAndWrongKeys) {
   EXPECT_THROW(model::ModelConfig::from_dir("/nonexistent"), Error);
 }
 
+std::string config_error(const nlohmann::json& j) {
+  try {
+    model::ModelConfig::from_json(j);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// Sliding windows: Mistral's in every layer; Qwen's only with use_sliding_window, from
+// max_window_layers on; a window of 0 or a missing one is an error naming the field.
+TEST(Config, SlidingWindow) {
+  auto j = base();
+  j["model_type"] = "mistral";
+  j["sliding_window"] = 4096;
+  j["max_position_embeddings"] = 32768;
+  auto c = model::ModelConfig::from_json(j);
+  EXPECT_EQ(c.window(0), 4096);
+  EXPECT_EQ(c.window(1), 4096);
+  j["sliding_window"] = nullptr;
+  EXPECT_EQ(model::ModelConfig::from_json(j).window(0), 0);
+  j["sliding_window"] = 0;
+  EXPECT_NE(config_error(j).find("sliding_window"), std::string::npos) << config_error(j);
+  j = base();
+  j["model_type"] = "qwen2";
+  j["sliding_window"] = 64;
+  j["max_window_layers"] = 1;
+  EXPECT_EQ(model::ModelConfig::from_json(j).window(1), 0);  // use_sliding_window false
+  j["use_sliding_window"] = true;
+  c = model::ModelConfig::from_json(j);
+  EXPECT_EQ(c.window(0), 0);
+  EXPECT_EQ(c.window(1), 64);
+  j.erase("sliding_window");
+  EXPECT_NE(config_error(j).find("sliding_window"), std::string::npos) << config_error(j);
+  j = base();  // llama: no sliding window whatever the config says
+  j["sliding_window"] = 8;
+  EXPECT_EQ(model::ModelConfig::from_json(j).window(0), 0);
+}
+
 TEST(Config, HeadDimAndTraits) {
   auto j = base();
   auto c = model::ModelConfig::from_json(j);

@@ -57,7 +57,12 @@ SHAPES = {
 }
 # (dtype, untied, shards) per case; every arch gets f32 and bf16, tied and untied.
 CASES = [("f32", False, 1), ("f32", True, 2), ("bf16", False, 1), ("bf16", True, 1)]
-EXTRA = {"qwen3": [("f16", False, 1)], "llama": [("bf16", True, 3)]}
+# Extra cases; a 4th element adds synth options. Windows of 7 and 5 positions, shorter than the
+# prompt: Mistral's in every layer, Qwen3's from layer 1 on (max_window_layers), Mixtral's too.
+EXTRA = {"qwen3": [("f16", False, 1), ("f32", False, 1, ["--sliding-window", "7", "--max-window-layers", "1"])],
+         "llama": [("bf16", True, 3)],
+         "mistral": [("f32", False, 1, ["--sliding-window", "7"])],
+         "mixtral": [("f32", True, 1, ["--sliding-window", "5"])]}
 TOL = {"f32": 1e-3, "bf16": 1e-2, "f16": 1e-2}
 
 
@@ -68,8 +73,10 @@ def run(cmd):
     return p.stdout
 
 
-def check_case(meshlm, arch, dtype, untied, shards, work):
+def check_case(meshlm, arch, dtype, untied, shards, work, extra=()):
     name = f"{arch}-{dtype}-{'untied' if untied else 'tied'}" + (f"-{shards}shards" if shards > 1 else "")
+    if extra:
+        name += "-" + "".join(x.lstrip("-") for x in extra).replace("window", "w")
     model_dir = os.path.join(work, name)
     shape = SHAPES[arch]
     seed = 1000 + sum(map(ord, name))
@@ -79,7 +86,7 @@ def check_case(meshlm, arch, dtype, untied, shards, work):
         cmd += ["--" + k.replace("_", "-"), str(v)]
     if untied:
         cmd.append("--untied")
-    run(cmd)
+    run(cmd + list(extra))
 
     rng = random.Random(seed)
     prompt = [rng.randrange(VOCAB) for _ in range(N_PROMPT)]
@@ -137,10 +144,11 @@ def main():
     passed = failed = 0
     try:
         for arch in archs:
-            for dtype, untied, shards in CASES + EXTRA.get(arch, []):
+            for dtype, untied, shards, *extra in CASES + EXTRA.get(arch, []):
                 t0 = time.time()
                 try:
-                    name, ok, detail = check_case(args.meshlm, arch, dtype, untied, shards, work)
+                    name, ok, detail = check_case(args.meshlm, arch, dtype, untied, shards, work,
+                                                  extra[0] if extra else ())
                 except Exception as e:  # noqa: BLE001 (report and go on with the other cases)
                     name, ok, detail = f"{arch}-{dtype}", False, f"error: {e}"
                 print(f"{'PASS' if ok else 'FAIL'} {name}: {detail} [{time.time() - t0:.1f}s]", flush=True)

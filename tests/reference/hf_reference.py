@@ -147,11 +147,16 @@ class Config:
         self.mlp_only_layers = set() if kind == "mixtral" else set(cfg.get("mlp_only_layers") or [])
         self.mixtral = kind == "mixtral"
         self.mlp_bias = kind == "llama" and bool(cfg.get("mlp_bias", False))
-        # Sliding-window attention: Mistral applies sliding_window when set; Qwen applies it only
-        # with use_sliding_window, which this reference does not implement.
-        self.sliding_window = cfg.get("sliding_window") if kind in ("mistral", "mixtral") else None
-        if kind in ("qwen2", "qwen3", "qwen3_moe", "qwen2_moe") and cfg.get("use_sliding_window", False):
-            raise NotImplementedError("use_sliding_window")
+        # Sliding-window attention (token i sees keys j with i - j < sliding_window): Mistral and
+        # Mixtral in every layer when sliding_window is set; the Qwen families only with
+        # use_sliding_window, in the layers from max_window_layers on.
+        self.sliding_window = None
+        self.window_from = 0
+        if kind in ("mistral", "mixtral"):
+            self.sliding_window = cfg.get("sliding_window")
+        elif kind in ("qwen2", "qwen3", "qwen3_moe", "qwen2_moe") and cfg.get("use_sliding_window", False):
+            self.sliding_window = cfg["sliding_window"]
+            self.window_from = cfg.get("max_window_layers", 0)
         self.eos = cfg.get("eos_token_id")
 
     def moe_layer(self, layer):
@@ -263,12 +268,15 @@ class Model:
         i_idx = torch.arange(T)[:, None]
         j_idx = torch.arange(T)[None, :]
         allowed = j_idx <= i_idx
+        full_mask = torch.zeros(T, T, dtype=F64).masked_fill(~allowed, float("-inf"))
+        window_mask = full_mask
         if c.sliding_window:
             allowed = allowed & (i_idx - j_idx < c.sliding_window)
-        mask = torch.zeros(T, T, dtype=F64).masked_fill(~allowed, float("-inf"))
+            window_mask = torch.zeros(T, T, dtype=F64).masked_fill(~allowed, float("-inf"))
         rep = c.n_heads // c.n_kv
         for layer in range(c.n_layers):
             p = f"model.layers.{layer}."
+            mask = window_mask if layer >= c.window_from else full_mask
             h = rms_norm(x, self.w[p + "input_layernorm.weight"], c.eps)
             q = self._linear(h, p + "self_attn.q_proj", c.qkv_bias).view(T, c.n_heads, c.head_dim)
             k = self._linear(h, p + "self_attn.k_proj", c.qkv_bias).view(T, c.n_kv, c.head_dim)

@@ -465,7 +465,7 @@ TEST_F(DistPipeline, EveryArchitectureOneToFourStagesFourInFlight) {
   WorkerProcess w1, w2, w3;
   for (const std::string arch : {"qwen3", "qwen2", "llama", "mistral", "qwen3_moe", "qwen2_moe", "mixtral"}) {
     SCOPED_TRACE(arch);
-    fs::path dir = fs::path(MESHLM_TEST_DIR) / ("synth-" + arch + "-arch");
+    fs::path dir = fs::path(MESHLM_TEST_DIR) / ("synth-" + arch + "-arch-w");
     if (!fs::exists(dir / "config.json")) {
       std::vector<std::string> cmd = {MESHLM_BIN, "synth", "--arch", arch, "--out", dir.string(),
                                       "--hidden", "64", "--intermediate", "128", "--layers", "4",
@@ -474,6 +474,10 @@ TEST_F(DistPipeline, EveryArchitectureOneToFourStagesFourInFlight) {
       if (arch == "llama") cmd.push_back("--untied");
       if (arch == "qwen3_moe" || arch == "qwen2_moe")  // 8 experts, 2 per token, layer 1 dense
         cmd.insert(cmd.end(), {"--experts", "8", "--moe-intermediate", "32", "--mlp-only-layers", "1"});
+      // Sliding windows shorter than the sequences: Mistral's in every layer, Qwen3's from layer 2
+      // on (a stage boundary falls inside the windowed layers or before them).
+      if (arch == "mistral") cmd.insert(cmd.end(), {"--sliding-window", "6"});
+      if (arch == "qwen3") cmd.insert(cmd.end(), {"--sliding-window", "6", "--max-window-layers", "2"});
       if (arch == "mixtral")  // 4 experts of 32, 2 per token, every layer
         cmd.insert(cmd.end(), {"--experts", "4", "--moe-intermediate", "32"});
       ASSERT_EQ(run_command(cmd), 0) << "meshlm synth failed";

@@ -65,6 +65,9 @@ struct SynthArgs {
   // Mixture-of-experts families (qwen3_moe, qwen2_moe); moe_intermediate 0: intermediate / 4.
   int64_t experts = 8, experts_per_tok = 2, moe_intermediate = 0, decoder_sparse_step = 1;
   int64_t shared_expert_intermediate = 0;  // qwen2_moe; 0: --intermediate
+  // Sliding-window attention (0: none): mistral / mixtral in every layer; the Qwen families with
+  // use_sliding_window from layer max_window_layers on (-1: half the layers).
+  int64_t sliding_window = 0, max_window_layers = -1;
   std::vector<int64_t> mlp_only_layers;
   bool untied = false;
   uint64_t seed = 1234;
@@ -136,7 +139,9 @@ ordered_json make_config(const SynthArgs& a, const ArchInfo& arch, WeightType dt
   c["initializer_range"] = 0.02;
   c["intermediate_size"] = mixtral ? a.moe_intermediate : a.intermediate;  // Mixtral: the experts'
   c["max_position_embeddings"] = a.max_position;
-  if (qwen3 || qwen2) c["max_window_layers"] = a.layers;
+  if (qwen3 || qwen2)
+    c["max_window_layers"] = a.sliding_window > 0 ? (a.max_window_layers >= 0 ? a.max_window_layers : a.layers / 2)
+                                                  : a.layers;
   if (arch.name == "llama") c["mlp_bias"] = false;
   if (mixtral) {
     c["model_type"] = arch.name;
@@ -170,15 +175,15 @@ ordered_json make_config(const SynthArgs& a, const ArchInfo& arch, WeightType dt
     c["rope_theta"] = 500000.0;
   } else if (mistral_like) {
     c["rope_theta"] = 1000000.0;
-    c["sliding_window"] = nullptr;
+    c["sliding_window"] = a.sliding_window > 0 ? ordered_json(a.sliding_window) : ordered_json(nullptr);
   } else {
     c["rope_scaling"] = nullptr;
     if (qwen3) {
       c["rope_theta"] = 1000000;
-      c["sliding_window"] = nullptr;
+      c["sliding_window"] = a.sliding_window > 0 ? ordered_json(a.sliding_window) : ordered_json(nullptr);
     } else {
       c["rope_theta"] = 1000000.0;
-      c["sliding_window"] = a.max_position;
+      c["sliding_window"] = a.sliding_window > 0 ? a.sliding_window : a.max_position;
     }
   }
   if (arch.moe) c["router_aux_loss_coef"] = mixtral ? 0.02 : 0.001;
@@ -191,7 +196,7 @@ ordered_json make_config(const SynthArgs& a, const ArchInfo& arch, WeightType dt
                               : mixtral              ? "4.36.0"
                                                      : "4.42.0";
   c["use_cache"] = true;
-  if (qwen3 || qwen2) c["use_sliding_window"] = false;
+  if (qwen3 || qwen2) c["use_sliding_window"] = a.sliding_window > 0;
   c["vocab_size"] = a.vocab;
   return c;
 }
@@ -446,6 +451,9 @@ void validate(const SynthArgs& a, const ArchInfo& arch) {
   if ((arch.name == "qwen2" || arch.name == "qwen2_moe") && a.head_dim * a.heads != a.hidden)
     throw Error("synth", arch.name + " configs have no head_dim: --head-dim must equal --hidden / --heads");
   if (a.shards < 1) throw Error("synth", "--shards must be at least 1");
+  if (a.sliding_window < 0) throw Error("synth", "--sliding-window must not be negative");
+  if (a.sliding_window > 0 && arch.name == "llama")
+    throw Error("synth", "llama configs have no sliding window");
   if (arch.moe) {
     positive(a.experts, "--experts");
     positive(a.experts_per_tok, "--experts-per-tok");
@@ -495,6 +503,11 @@ int run_synth(int argc, char** argv) {
                  "MoE: every n-th layer is a MoE layer (1)");
   app.add_option("--mlp-only-layers", a.mlp_only_layers,
                  "MoE: layers that keep the dense MLP (e.g. --mlp-only-layers 0 2)");
+  app.add_option("--sliding-window", a.sliding_window,
+                 "sliding-window attention of this many positions (mistral, mixtral: every layer; "
+                 "qwen families: use_sliding_window from --max-window-layers on)");
+  app.add_option("--max-window-layers", a.max_window_layers,
+                 "qwen families: the first layer with the sliding window (default: half the layers)");
   app.add_option("--shared-expert-intermediate", a.shared_expert_intermediate,
                  "qwen2_moe: shared_expert_intermediate_size (--intermediate)");
   try {
