@@ -39,6 +39,27 @@ std::vector<std::string> layer_only(const model::ModelConfig& c, int64_t i) {
   return out;
 }
 
+// Bytes read to decode one token from these tensors: an expert's weights count for the share of
+// experts a token uses; the embedding of the first stage (a row lookup) for nothing unless it is
+// also the tied head.
+// Which of a stage's tensors count: kLayers its layers' own, kFixed the others (embedding, final
+// norm, head), kAll both.
+enum class Part { kLayers, kFixed, kAll };
+uint64_t active_bytes(const model::ModelConfig& c, const TensorSizes& sizes, model::LayerRange layers,
+                      Part part = Part::kAll) {
+  const bool last = layers.is_last(c.n_layers);
+  double total = 0;
+  for (const auto& d : model::stage_tensors(c, layers)) {
+    if ((part == Part::kLayers && d.layer < 0) || (part == Part::kFixed && d.layer >= 0)) continue;
+    auto it = sizes.find(d.name);
+    if (it == sizes.end()) throw Error("plan", "the model has no tensor " + d.name);
+    if (d.role == model::TensorRole::Embed && !(last && c.tie_embeddings)) continue;
+    total += d.expert >= 0 ? double(it->second) * double(c.n_experts_used) / double(c.n_experts)
+                           : double(it->second);
+  }
+  return uint64_t(total);
+}
+
 uint64_t kv_bytes_per_layer(const model::ModelConfig& c, const PlanOptions& options) {
   return uint64_t(2) * uint64_t(c.kv_dim()) * sizeof(float) *
          uint64_t(std::max<int64_t>(options.kv_tokens, 0));
@@ -76,6 +97,7 @@ void add_stages(Plan& plan, const model::ModelConfig& c, const TensorSizes& size
     s.kv_bytes = uint64_t(s.layers.size()) * plan.kv_bytes_per_layer;
     s.weight_bytes = sum_bytes(sizes, model::stage_tensor_names(c, s.layers));
     s.weight_types = weight_types_of(c, sizes, s.layers);
+    s.active_bytes = active_bytes(c, sizes, s.layers);
     plan.stages.push_back(s);
   }
 }
@@ -171,9 +193,14 @@ Plan plan_layers(const model::ModelConfig& c, const TensorSizes& sizes,
   // Work in proportion to memory: each node's share of the whole forward pass (its layers, plus
   // on the last stage the LM head, which costs as much as `head` layers: a matrix-vector product
   // reads every weight once) follows its memory. Equal nodes thus get equal compute, the last
-  // one fewer layers. Targets floored and capped, then the remainder by largest shortfall.
-  const double head = n > 1 && plan.layer_bytes > 0 ? double(last_fixed) / double(plan.layer_bytes)
-                                                     : 0.0;
+  // one fewer layers. Compute is in active bytes (what decoding a token reads): for a MoE model
+  // the head weighs many more of its layers than their stored bytes say. Targets floored and
+  // capped (memory), then the remainder by largest shortfall.
+  plan.layer_active_bytes = active_bytes(c, sizes, {0, L}, Part::kLayers) / uint64_t(L);
+  const uint64_t head_active = n > 1 ? active_bytes(c, sizes, {L - 1, L}, Part::kFixed) : 0;
+  const double head = n > 1 && plan.layer_active_bytes > 0
+                          ? double(head_active) / double(plan.layer_active_bytes)
+                          : 0.0;
   double total_cap = 0;
   for (double x : cap) total_cap += x;
   std::vector<double> target(n);
@@ -233,17 +260,17 @@ std::string format_plan(const Plan& plan) {
   char line[256];
   size_t type_width = 4;  // the weight types column fits the longest
   for (const auto& s : plan.stages) type_width = std::max(type_width, s.weight_types.size());
-  std::snprintf(line, sizeof line, "%-5s %-24s %-9s %12s %-*s %12s %12s %12s\n", "stage", "node",
-                "layers", "weights", int(type_width), "type", "KV room", "available", "left");
+  std::snprintf(line, sizeof line, "%-5s %-24s %-9s %12s %-*s %12s %12s %12s %12s\n", "stage", "node",
+                "layers", "weights", int(type_width), "type", "read/token", "KV room", "available", "left");
   out += line;
   for (size_t k = 0; k < plan.stages.size(); ++k) {
     const auto& s = plan.stages[k];
     const std::string layers = s.layers.inclusive_str();
     int64_t left = int64_t(s.mem_available) - int64_t(s.weight_bytes + s.kv_bytes);
-    std::snprintf(line, sizeof line, "%-5zu %-24s %-9s %12s %-*s %12s %12s %12s\n", k,
+    std::snprintf(line, sizeof line, "%-5zu %-24s %-9s %12s %-*s %12s %12s %12s %12s\n", k,
                   s.node.c_str(), layers.c_str(), format_bytes(s.weight_bytes).c_str(),
                   int(type_width), s.weight_types.empty() ? "-" : s.weight_types.c_str(),
-                  format_bytes(s.kv_bytes).c_str(), format_bytes(s.mem_available).c_str(),
+                  format_bytes(s.active_bytes).c_str(), format_bytes(s.kv_bytes).c_str(), format_bytes(s.mem_available).c_str(),
                   left < 0 ? "-" : format_bytes(uint64_t(left)).c_str());
     out += line;
   }

@@ -5,6 +5,10 @@
 // its layers (the embedding on stage 0; final norm + LM head on the last stage). A node's work is
 // its layers, plus on the last stage the LM head counted as the layers it weighs (decode reads
 // each weight once), so equal nodes get equal compute and the last stage fewer layers.
+// Compute is counted in bytes read per decoded token ("active" bytes): a layer's weights, but of
+// a mixture-of-experts layer only the experts a token uses (n_experts_used / n_experts of them,
+// on average), and the LM head whole. A MoE layer thus weighs far more than it computes, and the
+// head counts for many more of its layers than of a dense model's; `meshlm plan` shows both.
 // Each layer costs its weights plus its KV cache room (kv_tokens positions at f32). A node that
 // cannot hold even one layer, or a cluster that cannot hold the model, is an Error("plan", ...)
 // saying by how much it falls short.
@@ -37,6 +41,7 @@ struct StagePlan {
   model::LayerRange layers;
   uint64_t weight_bytes = 0;  // layers + the fixed tensors of this stage
   uint64_t kv_bytes = 0;      // KV room for its layers
+  uint64_t active_bytes = 0;  // weights read per decoded token (MoE: the average share of experts)
   uint64_t mem_available = 0;
   // The formats its weight matrices are stored in, the most bytes first, '/'-separated:
   // "BF16", "Q4_K/Q6_K", "MLX4_G64_BF16"; "" when the sizes did not say (TensorSizes::types).
@@ -46,6 +51,7 @@ struct StagePlan {
 struct Plan {
   std::vector<StagePlan> stages;
   uint64_t layer_bytes = 0;     // weights of one layer (the largest)
+  uint64_t layer_active_bytes = 0;  // read per decoded token by one layer (the mean)
   uint64_t kv_bytes_per_layer = 0;
   uint64_t total_weight_bytes = 0;
 

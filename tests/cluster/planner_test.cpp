@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <cmath>
 #include <filesystem>
 
 #include "../remote/sync_test_util.h"
@@ -71,6 +72,42 @@ TEST(Planner, EqualNodesGetEqualComputeAndCoverEveryLayer) {
   EXPECT_GT(p.stages[0].weight_bytes, embed);
   EXPECT_GT(p.stages[1].weight_bytes, embed);
   EXPECT_EQ(p.stages[0].weight_bytes + p.stages[1].weight_bytes, p.total_weight_bytes + embed);
+}
+
+// A Qwen3-30B-A3B-shaped MoE (64 experts, 8 per token): a layer reads an eighth of its experts
+// per token, so the tied LM head weighs ~5.5 of its layers in compute, not ~1 as in bytes. The
+// last stage gets fewer layers, and the two stages read about as much per token.
+TEST(Planner, MoeBalancesWhatATokenReads) {
+  model::ModelConfig c;
+  c.model_type = "qwen3_moe";
+  c.hidden = 2048;
+  c.n_layers = 24;
+  c.n_heads = 32;
+  c.n_kv_heads = 4;
+  c.head_dim = 128;
+  c.intermediate = 6144;
+  c.vocab = 151936;
+  c.tie_embeddings = true;
+  c.qk_norm = true;
+  c.n_experts = 64;
+  c.n_experts_used = 8;
+  c.moe_intermediate = 768;
+  TensorSizes sizes;
+  for (const auto& d : model::model_tensors(c)) {
+    uint64_t elems = 1;
+    for (int64_t x : d.shape) elems *= uint64_t(x);
+    sizes[d.name] = elems * 2;
+  }
+  Plan p = plan_layers(c, sizes, {{"a", 16 * kGiB}, {"b", 16 * kGiB}}, {});
+  EXPECT_EQ(p.partition(), (model::LayerPartition{{0, 15}, {15, 24}}));
+  for (const auto& s : p.stages) EXPECT_LT(s.active_bytes * 2, s.weight_bytes) << s.node;
+  const double a0 = double(p.stages[0].active_bytes), a1 = double(p.stages[1].active_bytes);
+  EXPECT_LT(std::abs(a0 - a1) / std::max(a0, a1), 0.15) << a0 << " vs " << a1;
+  // One layer: attention and router whole, 8 of 64 experts.
+  const uint64_t attn = uint64_t(2 * 4096 * 2048 + 2 * 512 * 2048) * 2;
+  const uint64_t experts = uint64_t(64 * 3 * 768 * 2048) * 2;
+  EXPECT_NEAR(double(p.layer_active_bytes), double(attn + experts / 8), 0.01 * double(attn + experts / 8));
+  EXPECT_NE(format_plan(p).find("read/token"), std::string::npos);
 }
 
 TEST(Planner, LayersFollowMemory) {

@@ -52,6 +52,7 @@ int run_plan(int argc, char** argv) {
                                {"weight_bytes", s.weight_bytes},
                                {"weight_types", s.weight_types},
                                {"kv_bytes", s.kv_bytes},
+                               {"active_bytes", s.active_bytes},
                                {"mem_available", s.mem_available}});
     std::printf("%s\n", out.dump(2).c_str());
     return 0;
