@@ -78,17 +78,10 @@ TEST(Planner, EqualNodesGetEqualComputeAndCoverEveryLayer) {
 // per token, so the tied LM head weighs ~5.5 of its layers in compute, not ~1 as in bytes. The
 // last stage gets fewer layers, and the two stages read about as much per token.
 TEST(Planner, MoeBalancesWhatATokenReads) {
-  model::ModelConfig c;
+  model::ModelConfig c = config(24, true);
   c.model_type = "qwen3_moe";
-  c.hidden = 2048;
-  c.n_layers = 24;
   c.n_heads = 32;
   c.n_kv_heads = 4;
-  c.head_dim = 128;
-  c.intermediate = 6144;
-  c.vocab = 151936;
-  c.tie_embeddings = true;
-  c.qk_norm = true;
   c.n_experts = 64;
   c.n_experts_used = 8;
   c.moe_intermediate = 768;

@@ -41,14 +41,7 @@ TEST(Config, MissingAndWrongKeys) {
   EXPECT_THROW(model::ModelConfig::from_dir("/nonexistent"), Error);
 }
 
-std::string config_error(const nlohmann::json& j) {
-  try {
-    model::ModelConfig::from_json(j);
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::config_error;
 
 // Sliding windows: Mistral's in every layer; Qwen's only with use_sliding_window, from
 // max_window_layers on; a window of 0 or a missing one is an error naming the field.

@@ -158,14 +158,7 @@ nlohmann::json moe_config() {
           {"num_experts_per_tok", 2}, {"moe_intermediate_size", 32}};
 }
 
-std::string config_error(const nlohmann::json& j) {
-  try {
-    model::ModelConfig::from_json(j);
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::config_error;
 
 TEST(Moe, BadConfigsNameTheField) {
   EXPECT_EQ(config_error(moe_config()), "");

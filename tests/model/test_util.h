@@ -9,6 +9,9 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "core/error.h"
+#include "model/config.h"
+
 namespace meshlm::test {
 
 inline nlohmann::json read_json(const std::string& path) {
@@ -40,5 +43,15 @@ inline bool golden_available() {
     if (!::meshlm::test::golden_available())                                      \
       GTEST_SKIP() << "golden model or ../shared/golden absent";                  \
   } while (0)
+
+// The message ModelConfig::from_json throws for j, "" when it accepts it.
+inline std::string config_error(const nlohmann::json& j) {
+  try {
+    model::ModelConfig::from_json(j);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
 
 }  // namespace meshlm::test
