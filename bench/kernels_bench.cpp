@@ -182,6 +182,12 @@ void QuantMatmulArgs(benchmark::internal::Benchmark* b) {
       b->Args({int(t), 6144, 2048, 1, threads, 0});  // the exact path (decode rows to f32)
       for (int n_tok : {4, 16, 128}) b->Args({int(t), 6144, 2048, n_tok, threads, 1});
       b->Args({int(t), 6144, 2048, 16, threads, 0});
+      // Qwen3-30B-A3B's experts (gate/up 768x2048, down 2048x768) with the few tokens a batch
+      // gives each expert.
+      for (int n_tok : {1, 2, 4}) {
+        b->Args({int(t), 768, 2048, n_tok, threads, 1});
+        b->Args({int(t), 2048, 768, n_tok, threads, 1});
+      }
     }
 }
 BENCHMARK(BM_QuantMatmul)->Apply(QuantMatmulArgs)->UseRealTime()->Unit(benchmark::kMillisecond);
