@@ -39,7 +39,20 @@ void SequenceSampler::observe_generated(const int32_t* ids, int64_t n) {
   for (int64_t i = 0; i < n; ++i) ++generated_counts_[ids[i]];
 }
 
-SampledToken SequenceSampler::sample(float* logits, int64_t vocab, int64_t position) {
+void apply_mask(float* logits, int64_t vocab, const TokenMask& mask) {
+  const float ninf = -std::numeric_limits<float>::infinity();
+  for (int64_t base = 0; base < vocab; base += 64) {
+    const size_t w = size_t(base / 64);
+    const uint64_t bits = w < mask.size() ? mask[w] : 0;
+    if (bits == ~uint64_t{0}) continue;
+    const int64_t end = std::min<int64_t>(base + 64, vocab);
+    for (int64_t i = base; i < end; ++i)
+      if (!((bits >> (i - base)) & 1)) logits[i] = ninf;
+  }
+}
+
+SampledToken SequenceSampler::sample(float* logits, int64_t vocab, int64_t position,
+                                     const TokenMask* mask) {
   if (position < 0) position = (int64_t{1} << 62) + draws_++;
   SampledToken out;
   const SamplingParams& p = params_;
@@ -65,6 +78,7 @@ SampledToken SequenceSampler::sample(float* logits, int64_t vocab, int64_t posit
   }
   std::vector<float> raw;  // the unpenalised logits, for the chosen token's logprob
   if (want_logprobs) raw.assign(logits, logits + vocab);
+  if (mask) apply_mask(logits, vocab, *mask);
 
   // Penalties.
   if (p.repetition_penalty != 1.0f) {
@@ -152,6 +166,8 @@ SampledToken SequenceSampler::sample(float* logits, int64_t vocab, int64_t posit
     double r = double(bits >> 11) * 0x1.0p-53 * total, acc = 0;
     if (truncate) {
       chosen = idx.back();
+      // A masked head may end in refused tokens (probability 0): never fall back onto one.
+      if (mask && prob[size_t(chosen)] == 0) chosen = idx.front();
       for (int32_t id : idx) {
         acc += prob[size_t(id)];
         if (r < acc) {
@@ -185,7 +201,7 @@ void SamplerSet::release(int64_t seq_id) { samplers_.erase(seq_id); }
 
 std::vector<std::pair<int64_t, SampledToken>> SamplerSet::sample_batch(
     std::span<const model::SeqChunk> chunks, std::span<const int32_t> tokens, float* logits,
-    int64_t vocab) {
+    int64_t vocab, std::span<const SeqMask> masks) {
   std::vector<std::pair<int64_t, SampledToken>> out;
   size_t t = 0;
   int64_t row = 0;
@@ -218,7 +234,10 @@ std::vector<std::pair<int64_t, SampledToken>> SamplerSet::sample_batch(
     }
     if (!ch.want_logits) continue;
     const int64_t last_pos = ch.pos + ch.n_tokens - 1;
-    out.emplace_back(ch.seq_id, e.sampler.sample(logits + row * vocab, vocab, last_pos));
+    const TokenMask* mask = nullptr;
+    for (const auto& [seq, m] : masks)
+      if (seq == ch.seq_id && m) mask = m.get();
+    out.emplace_back(ch.seq_id, e.sampler.sample(logits + row * vocab, vocab, last_pos, mask));
     e.sampled_any = true;
     e.counted_until = std::max<int64_t>(e.counted_until, last_pos + 2);  // the sampled token
     ++row;

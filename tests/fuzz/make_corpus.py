@@ -12,7 +12,7 @@ import struct
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "corpus")
-PROTOCOL_VERSION = 6  # dist::kProtocolVersion (src/transport/frame.h)
+PROTOCOL_VERSION = 7  # dist::kProtocolVersion (src/transport/frame.h)
 
 # FrameType values (src/transport/frame.h) and their order in fuzz_common.h kAllFrameTypes.
 FRAME_TYPES = [("hello", 1), ("challenge", 2), ("auth", 3), ("welcome", 4), ("load", 10),
@@ -82,7 +82,8 @@ PAYLOADS = {
                i64(2) + i32(9) + i32(1) + boolean(True) + boolean(True) +
                i32_array([1, 2, 3, 4]) + u64(1) + i64(1) + sampling(seed=42, top_logprobs=2,
                                                                   logprobs=True) +
-               boolean(False) + i64_array([120, 95]) + i64(2) + u64(8) +
+               boolean(False) + u64(1) + i64(2) + u64(2) + u64(0x35) + u64(1 << 63) +
+               i64_array([120, 95]) + i64(2) + u64(8) +
                b"".join(f32(x / 8) for x in range(8)),
     "result": u64(7) + u64(2) + i64(1) + i32(5) + f32(-0.5) + u32(2) + i32(5) + f32(-0.5) +
               i32(6) + f32(-1.5) + i64(2) + i32(9) + f32(-0.1) + u32(0) + f32_array([0.5, -1.0]) +
