@@ -169,22 +169,32 @@ Vocabulary::Vocabulary(std::vector<std::string> token_bytes, std::vector<int32_t
   std::stable_sort(order.begin(), order.end(),
                    [&](int32_t a, int32_t b) { return bytes_[size_t(a)] < bytes_[size_t(b)]; });
   std::vector<uint32_t> path;  // open node per depth - 1
+  // Closing the deepest open node: its subtree is complete.
+  auto close = [&] {
+    const uint32_t c = path.back();
+    path.pop_back();
+    nodes_[c].skip = uint32_t(nodes_.size());
+    sub_end_[c] = uint32_t(tokens_.size());
+    if (!path.empty()) {
+      below_[path.back()].add(below_[c]);
+      below_[path.back()].add(nodes_[c].byte);
+    }
+  };
   const std::string* prev = &empty_;
   for (int32_t id : order) {
     const std::string& s = bytes_[size_t(id)];
     size_t lcp = 0;
     while (lcp < s.size() && lcp < prev->size() && s[lcp] == (*prev)[lcp]) ++lcp;
     lcp = std::min(lcp, path.size());
-    while (path.size() > lcp) {
-      nodes_[path.back()].skip = uint32_t(nodes_.size());
-      path.pop_back();
-    }
+    while (path.size() > lcp) close();
     for (size_t d = lcp; d < s.size(); ++d) {
       if (d + 1 > 0xFFFF) break;
       Node nd{uint8_t(s[d]), uint16_t(d + 1), 0, uint32_t(tokens_.size()),
               uint32_t(tokens_.size())};
       path.push_back(uint32_t(nodes_.size()));
       nodes_.push_back(nd);
+      below_.emplace_back();
+      sub_end_.push_back(0);
     }
     if (path.size() == s.size()) {
       Node& last = nodes_[path.back()];
@@ -196,10 +206,7 @@ Vocabulary::Vocabulary(std::vector<std::string> token_bytes, std::vector<int32_t
     max_depth_ = std::max(max_depth_, path.size());
     prev = &s;
   }
-  while (!path.empty()) {
-    nodes_[path.back()].skip = uint32_t(nodes_.size());
-    path.pop_back();
-  }
+  while (!path.empty()) close();
 }
 
 const std::string& Vocabulary::bytes(int32_t id) const {
@@ -299,6 +306,17 @@ int32_t Automaton::next_locked(int32_t state, uint8_t byte) {
   return to;
 }
 
+const ByteSet& Automaton::loops_locked(int32_t state) {
+  if (!states_[size_t(state)].loops_known) {
+    ByteSet loops;
+    for (int b = 0; b < 256; ++b)
+      if (next_locked(state, uint8_t(b)) == state) loops.add(uint8_t(b));
+    states_[size_t(state)].loops = loops;
+    states_[size_t(state)].loops_known = true;
+  }
+  return states_[size_t(state)].loops;
+}
+
 int32_t Automaton::next(int32_t state, uint8_t byte) {
   std::lock_guard lock(mutex_);
   return next_locked(state, byte);
@@ -340,6 +358,12 @@ std::shared_ptr<const MaskWords> Automaton::mask(int32_t state, const Vocabulary
   uint64_t* bits = words->data();
   const auto& nodes = vocab.nodes();
   const auto& toks = vocab.node_tokens();
+  const auto& below = vocab.below();
+  const auto& sub_end = vocab.subtree_tok_end();
+  auto subset = [](const ByteSet& a, const ByteSet& b) {
+    return !(a.w[0] & ~b.w[0]) && !(a.w[1] & ~b.w[1]) && !(a.w[2] & ~b.w[2]) &&
+           !(a.w[3] & ~b.w[3]);
+  };
   std::vector<int32_t> at(vocab.max_depth() + 1);
   at[0] = state;
   const size_t n = nodes.size();
@@ -351,11 +375,15 @@ std::shared_ptr<const MaskWords> Automaton::mask(int32_t state, const Vocabulary
       continue;
     }
     at[nd.depth] = s;
-    for (uint32_t t = nd.tok_begin; t < nd.tok_end; ++t) {
+    // A byte that loops (inside a string: most of them): when every byte below this node loops
+    // too, every token of the subtree stays in this state: all allowed, no walk.
+    const bool whole = s == at[nd.depth - 1u] && subset(below[i], loops_locked(s));
+    const uint32_t end = whole ? sub_end[i] : nd.tok_end;
+    for (uint32_t t = nd.tok_begin; t < end; ++t) {
       const int32_t id = toks[t];
       bits[size_t(id) >> 6] |= uint64_t{1} << (id & 63);
     }
-    ++i;
+    i = whole ? nd.skip : i + 1;
   }
   if (states_[size_t(state)].accepting)
     for (int32_t id : vocab.eos()) bits[size_t(id) >> 6] |= uint64_t{1} << (id & 63);

@@ -115,6 +115,10 @@ class Vocabulary {
     uint32_t tok_begin, tok_end;
   };
   const std::vector<Node>& nodes() const { return nodes_; }
+  // Per node: the bytes below it (its descendants' bytes), and where its subtree's tokens end in
+  // node_tokens() (they are contiguous, from its tok_begin).
+  const std::vector<ByteSet>& below() const { return below_; }
+  const std::vector<uint32_t>& subtree_tok_end() const { return sub_end_; }
   const std::vector<int32_t>& node_tokens() const { return tokens_; }
   size_t max_depth() const { return max_depth_; }
 
@@ -124,6 +128,8 @@ class Vocabulary {
   size_t n_ids_;
   std::vector<Node> nodes_;
   std::vector<int32_t> tokens_;
+  std::vector<ByteSet> below_;
+  std::vector<uint32_t> sub_end_;
   size_t max_depth_ = 0;
   std::string empty_;
 };
@@ -132,7 +138,9 @@ class Vocabulary {
 class Automaton {
  public:
   static constexpr int32_t kDead = -1;
-  explicit Automaton(Grammar grammar, size_t max_states = 4'000'000);
+  // More than max_states states (each up to 1 KiB of transitions) throws Error("grammar"): a
+  // bound on what one hostile schema can make the server hold.
+  explicit Automaton(Grammar grammar, size_t max_states = 250'000);
   const Grammar& grammar() const { return g_; }
 
   int32_t start();
@@ -148,6 +156,7 @@ class Automaton {
 
  private:
   int32_t next_locked(int32_t state, uint8_t byte);
+  const ByteSet& loops_locked(int32_t state);
   int32_t node(int32_t pos, int32_t parent);
   void expand(int32_t pos, int32_t parent, std::vector<int32_t>& out, int depth);
   int32_t intern_state(std::vector<int32_t>& stacks);
@@ -163,6 +172,8 @@ class Automaton {
     std::vector<int32_t> stacks;
     std::unique_ptr<int32_t[]> next;  // 256 entries once the state has been stepped from
     std::shared_ptr<const MaskWords> mask;
+    ByteSet loops;  // bytes that lead back to this state (once loops_known)
+    bool loops_known = false;
     bool accepting = false;
   };
   std::vector<State> states_;

@@ -44,11 +44,36 @@ void apply_mask(float* logits, int64_t vocab, const TokenMask& mask) {
   for (int64_t base = 0; base < vocab; base += 64) {
     const size_t w = size_t(base / 64);
     const uint64_t bits = w < mask.size() ? mask[w] : 0;
-    if (bits == ~uint64_t{0}) continue;
+    if (bits == ~uint64_t{0}) continue;  // all allowed (inside a string: most words)
     const int64_t end = std::min<int64_t>(base + 64, vocab);
+    if (bits == 0) {  // none allowed (between values: most words)
+      std::fill(logits + base, logits + end, ninf);
+      continue;
+    }
     for (int64_t i = base; i < end; ++i)
       if (!((bits >> (i - base)) & 1)) logits[i] = ninf;
   }
+}
+
+// argmax over the allowed ids only (the first on ties), reading nothing of the refused ones:
+// greedy under a mask without writing -inf over the vocabulary. -1 when none is allowed.
+int32_t masked_argmax(const float* logits, int64_t vocab, const TokenMask& mask) {
+  int64_t best = -1;
+  float best_v = 0;
+  for (int64_t base = 0; base < vocab; base += 64) {
+    const size_t w = size_t(base / 64);
+    uint64_t bits = w < mask.size() ? mask[w] : 0;
+    if (vocab - base < 64) bits &= (uint64_t{1} << (vocab - base)) - 1;
+    while (bits) {
+      const int64_t i = base + __builtin_ctzll(bits);
+      bits &= bits - 1;
+      if (best < 0 || logits[i] > best_v) {
+        best = i;
+        best_v = logits[i];
+      }
+    }
+  }
+  return int32_t(best);
 }
 
 SampledToken SequenceSampler::sample(float* logits, int64_t vocab, int64_t position,
@@ -78,7 +103,8 @@ SampledToken SequenceSampler::sample(float* logits, int64_t vocab, int64_t posit
   }
   std::vector<float> raw;  // the unpenalised logits, for the chosen token's logprob
   if (want_logprobs) raw.assign(logits, logits + vocab);
-  if (mask) apply_mask(logits, vocab, *mask);
+  const bool greedy = p.temperature <= 0.0f;
+  if (mask && !greedy) apply_mask(logits, vocab, *mask);
 
   // Penalties.
   if (p.repetition_penalty != 1.0f) {
@@ -97,7 +123,8 @@ SampledToken SequenceSampler::sample(float* logits, int64_t vocab, int64_t posit
 
   int32_t chosen;
   if (p.temperature <= 0.0f) {
-    chosen = argmax(logits, vocab);
+    chosen = mask ? masked_argmax(logits, vocab, *mask) : -1;
+    if (chosen < 0) chosen = argmax(logits, vocab);
   } else {
     // Probabilities with temperature over the whole vocabulary (O(vocab)); only the candidates
     // that top-k / top-p / min-p can keep are sorted, by probability then id.

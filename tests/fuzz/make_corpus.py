@@ -446,6 +446,7 @@ def main():
     json_corpus()
     tokenizer_corpus()
     gguf_corpus()
+    json_schema_corpus()
     total = 0
     for target, files in sorted(corpus.items()):
         shutil.rmtree(os.path.join(OUT, target), ignore_errors=True)
@@ -456,6 +457,30 @@ def main():
             total += len(data)
     print(f"wrote {sum(len(f) for f in corpus.values())} seeds for {len(corpus)} targets, "
           f"{total} bytes, in {OUT}")
+
+
+def json_schema_corpus():
+    """fuzz_json_schema: schema, a 0 byte, a document."""
+    seeds = {
+        "person": ({"type": "object", "properties": {"name": {"type": "string", "maxLength": 5},
+                                                      "age": {"type": "integer", "minimum": 0,
+                                                              "maximum": 120}},
+                    "required": ["name"], "additionalProperties": False},
+                   '{"name": "a\\u00e9", "age": 7}'),
+        "nested": ({"type": "array", "items": {"anyOf": [{"type": "number"}, {"type": "null"},
+                                                         {"enum": ["x", 1, True]}]},
+                    "minItems": 1, "maxItems": 3}, '[-0.5e+3, null, "x"]'),
+        "refs": ({"$defs": {"n": {"type": "object", "properties": {"k": {"type": "array", "items":
+                                                                         {"$ref": "#/$defs/n"}}},
+                                  "required": ["k"]}}, "$ref": "#/$defs/n"},
+                 '{"k":[{"k":[]},{"k":[{"k":[]}]}]}'),
+        "nullable": ({"type": ["string", "null"], "minLength": 1}, '"\\"\\\\"'),
+        "unsupported": ({"type": "string", "pattern": "^a$"}, '"a"'),
+        "tuple": ({"prefixItems": [{"const": "a"}, {"type": "boolean"}]}, '["a", false]'),
+        "any_object": (True, '{"a": [1, {"b": "\\ud83d\\ude00"}]}'),
+    }
+    corpus["fuzz_json_schema"] = {
+        name: json.dumps(schema).encode() + b"\0" + doc.encode() for name, (schema, doc) in seeds.items()}
 
 
 if __name__ == "__main__":
