@@ -104,7 +104,24 @@ SampledToken SequenceSampler::sample(float* logits, int64_t vocab, int64_t posit
   std::vector<float> raw;  // the unpenalised logits, for the chosen token's logprob
   if (want_logprobs) raw.assign(logits, logits + vocab);
   const bool greedy = p.temperature <= 0.0f;
-  if (mask && !greedy) apply_mask(logits, vocab, *mask);
+  // Under a sparse mask (between JSON values: a handful of tokens) temperature sampling runs over
+  // the allowed ids only; refused ones would have probability 0 and could never be drawn.
+  std::vector<int32_t> cand;
+  if (mask && !greedy) {
+    int64_t allowed = 0;
+    for (size_t w = 0; w < mask->size() && int64_t(w) * 64 < vocab; ++w)
+      allowed += __builtin_popcountll((*mask)[w]);
+    if (allowed * 8 <= vocab) {
+      cand.reserve(size_t(allowed));
+      for (int64_t base = 0; base < vocab; base += 64) {
+        uint64_t bits = size_t(base / 64) < mask->size() ? (*mask)[size_t(base / 64)] : 0;
+        if (vocab - base < 64) bits &= (uint64_t{1} << (vocab - base)) - 1;
+        for (; bits; bits &= bits - 1) cand.push_back(int32_t(base + __builtin_ctzll(bits)));
+      }
+    }
+    if (cand.empty()) apply_mask(logits, vocab, *mask);
+  }
+  const bool sparse = !cand.empty();
 
   // Penalties.
   if (p.repetition_penalty != 1.0f) {
@@ -129,11 +146,18 @@ SampledToken SequenceSampler::sample(float* logits, int64_t vocab, int64_t posit
     // Probabilities with temperature over the whole vocabulary (O(vocab)); only the candidates
     // that top-k / top-p / min-p can keep are sorted, by probability then id.
     const double inv_t = 1.0 / p.temperature;
-    float m = logits[argmax(logits, vocab)];
-    std::vector<double> prob(static_cast<size_t>(vocab));
+    const int64_t n_cand = sparse ? int64_t(cand.size()) : vocab;  // candidates, ascending ids
+    auto id_at = [&](int64_t k) { return sparse ? cand[size_t(k)] : int32_t(k); };
+    const int32_t best = sparse ? masked_argmax(logits, vocab, *mask) : argmax(logits, vocab);
+    const float m = logits[best];
+    // Written (and read) at the candidates' ids only.
+    std::unique_ptr<double[]> prob(new double[size_t(vocab)]);
     double z = 0;
-    for (int64_t i = 0; i < vocab; ++i) z += prob[size_t(i)] = std::exp((double(logits[i]) - m) * inv_t);
-    for (auto& x : prob) x /= z;
+    for (int64_t k = 0; k < n_cand; ++k) {
+      const int32_t i = id_at(k);
+      z += prob[size_t(i)] = std::exp((double(logits[i]) - m) * inv_t);
+    }
+    for (int64_t k = 0; k < n_cand; ++k) prob[size_t(id_at(k))] /= z;
     auto better = [&](int32_t a, int32_t b) {
       return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
     };
@@ -141,13 +165,17 @@ SampledToken SequenceSampler::sample(float* logits, int64_t vocab, int64_t posit
     std::vector<int32_t> idx;
     if (truncate) {
       // Grow the sorted head until it holds every token the filters could keep.
-      int64_t head = p.top_k > 0 ? std::min<int64_t>(p.top_k, vocab) : std::min<int64_t>(256, vocab);
+      int64_t head = p.top_k > 0 ? std::min<int64_t>(p.top_k, n_cand) : std::min<int64_t>(256, n_cand);
       for (;;) {
-        idx.resize(static_cast<size_t>(vocab));
-        std::iota(idx.begin(), idx.end(), 0);
+        if (sparse) {
+          idx = cand;
+        } else {
+          idx.resize(static_cast<size_t>(vocab));
+          std::iota(idx.begin(), idx.end(), 0);
+        }
         std::partial_sort(idx.begin(), idx.begin() + head, idx.end(), better);
         idx.resize(size_t(head));
-        if (p.top_k > 0 || head == vocab) break;
+        if (p.top_k > 0 || head == n_cand) break;
         double mass = 0;
         for (int32_t id : idx) mass += prob[size_t(id)];
         bool top_p_covered = p.top_p >= 1.0f || mass >= p.top_p;
@@ -156,7 +184,7 @@ SampledToken SequenceSampler::sample(float* logits, int64_t vocab, int64_t posit
             : p.min_p > 0.0f && p.top_p >= 1.0f ? min_p_covered
                                                  : (top_p_covered || min_p_covered))
           break;
-        head = std::min<int64_t>(head * 4, vocab);
+        head = std::min<int64_t>(head * 4, n_cand);
       }
       size_t keep = idx.size();
       // Renormalise over the top-k head before min-p / top-p, as llama.cpp's chain does.
@@ -203,11 +231,12 @@ SampledToken SequenceSampler::sample(float* logits, int64_t vocab, int64_t posit
         }
       }
     } else {
-      chosen = argmax(logits, vocab);  // only reached through rounding at the very end
-      for (int64_t i = 0; i < vocab; ++i) {
+      chosen = best;  // only reached through rounding at the very end
+      for (int64_t k = 0; k < n_cand; ++k) {
+        const int32_t i = id_at(k);
         acc += prob[size_t(i)];
         if (r < acc) {
-          chosen = int32_t(i);
+          chosen = i;
           break;
         }
       }

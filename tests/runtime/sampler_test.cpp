@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <map>
 
 namespace meshlm::runtime {
@@ -241,6 +242,42 @@ TEST(Sampler, MaskRefusesTokensUnderEveryStrategy) {
   for (int64_t pos = 0; pos < 50; ++pos) {
     auto l = base;
     EXPECT_EQ(s.sample(l.data(), vocab, pos, &only5).token, 5);
+  }
+}
+
+TEST(Sampler, MaskedSamplingEqualsRefusedTokensAtMinusInfinity) {
+  // A sparse mask samples over the allowed ids only, a dense one writes -inf over the refused:
+  // both draw what the unmasked sampler draws from logits where refused tokens are -inf.
+  const int64_t vocab = 1000;
+  std::vector<float> base(static_cast<size_t>(vocab));
+  for (int64_t i = 0; i < vocab; ++i) base[size_t(i)] = std::cos(float(i) * 0.37f) * 4;
+  for (int density : {3, 60, 900}) {  // allowed ids: every id % 1000 < density (spread)
+    TokenMask mask(16, 0);
+    std::vector<float> ref = base;
+    for (int64_t i = 0; i < vocab; ++i) {
+      if ((i * 7919) % 1000 < density)
+        mask[size_t(i / 64)] |= uint64_t{1} << (i % 64);
+      else
+        ref[size_t(i)] = -std::numeric_limits<float>::infinity();
+    }
+    std::vector<SamplingParams> ps(5);
+    ps[0].temperature = 0.0f;
+    ps[1].temperature = 1.0f;
+    ps[2].temperature = 0.7f, ps[2].top_k = 20;
+    ps[3].temperature = 1.3f, ps[3].top_p = 0.8f;
+    ps[4].temperature = 1.0f, ps[4].min_p = 0.05f, ps[4].top_k = 50;
+    for (auto p : ps) {
+      p.seed = 5;
+      p.has_seed = true;
+      SequenceSampler masked(p), plain(p);
+      for (int64_t pos = 0; pos < 100; ++pos) {
+        auto a = base, b = ref;
+        const int32_t x = masked.sample(a.data(), vocab, pos, &mask).token;
+        const int32_t y = plain.sample(b.data(), vocab, pos).token;
+        ASSERT_EQ(x, y) << "density " << density << " temp " << p.temperature << " pos " << pos;
+        ASSERT_TRUE((mask[size_t(x / 64)] >> (x % 64)) & 1);
+      }
+    }
   }
 }
 
