@@ -348,6 +348,11 @@ size_t Automaton::state_count() {
   return states_.size();
 }
 
+size_t Automaton::mask_count() {
+  std::lock_guard lock(mutex_);
+  return masks_;
+}
+
 std::shared_ptr<const MaskWords> Automaton::mask(int32_t state, const Vocabulary& vocab) {
   std::lock_guard lock(mutex_);
   if (vocab_ && vocab_ != &vocab) throw Error("grammar", "one automaton, two vocabularies");
@@ -388,6 +393,7 @@ std::shared_ptr<const MaskWords> Automaton::mask(int32_t state, const Vocabulary
   if (states_[size_t(state)].accepting)
     for (int32_t id : vocab.eos()) bits[size_t(id) >> 6] |= uint64_t{1} << (id & 63);
   states_[size_t(state)].mask = words;
+  ++masks_;
   return words;
 }
 

@@ -140,7 +140,7 @@ class Automaton {
   static constexpr int32_t kDead = -1;
   // More than max_states states (each up to 1 KiB of transitions) throws Error("grammar"): a
   // bound on what one hostile schema can make the server hold.
-  explicit Automaton(Grammar grammar, size_t max_states = 250'000);
+  explicit Automaton(Grammar grammar, size_t max_states = 200'000);
   const Grammar& grammar() const { return g_; }
 
   int32_t start();
@@ -149,6 +149,7 @@ class Automaton {
   bool accepting(int32_t state);     // the input so far is a complete sentence
   bool can_continue(int32_t state);  // some byte may follow
   size_t state_count();
+  size_t mask_count();  // states whose mask is cached (each vocab.words() x 8 bytes)
 
   // The tokens whose bytes are a valid continuation from `state` (+ vocab's EOS ids when the
   // state is accepting). Cached per state. `vocab` must be the same object on every call.
@@ -177,6 +178,7 @@ class Automaton {
     bool accepting = false;
   };
   std::vector<State> states_;
+  size_t masks_ = 0;
   std::unordered_map<uint64_t, std::vector<int32_t>> state_ids_;  // hash -> candidate ids
   int32_t start_ = -2;
   const Vocabulary* vocab_ = nullptr;

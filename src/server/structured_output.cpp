@@ -37,8 +37,15 @@ std::shared_ptr<grammar::Automaton> StructuredOutputs::cached(
   {
     std::lock_guard lock(mutex_);
     if (auto it = by_key_.find(key); it != by_key_.end()) {
-      lru_.splice(lru_.begin(), lru_, it->second);
-      return it->second->second;
+      auto& a = it->second->second;
+      if (a->state_count() <= kMaxSharedStates && a->mask_count() <= kMaxSharedMasks) {
+        lru_.splice(lru_.begin(), lru_, it->second);
+        return a;
+      }
+      // Grown too big to keep sharing (json_object's nesting makes new states without end):
+      // new requests start a fresh automaton; running ones keep the old one until they end.
+      lru_.erase(it->second);
+      by_key_.erase(it);
     }
   }
   std::shared_ptr<grammar::Automaton> a;

@@ -68,7 +68,11 @@ class StructuredOutputs {
   // LRU of compiled grammars by key.
   std::list<std::pair<std::string, std::shared_ptr<grammar::Automaton>>> lru_;
   std::unordered_map<std::string, decltype(lru_)::iterator> by_key_;
-  static constexpr size_t kCacheSize = 32;
+  // Bounds on what the cache holds: 16 grammars, each shared while it has at most 20k states
+  // (<= 20 MiB of transitions) and 512 cached masks (<= 10 MiB with a 152k vocabulary).
+  static constexpr size_t kCacheSize = 16;
+  static constexpr size_t kMaxSharedStates = 20000;
+  static constexpr size_t kMaxSharedMasks = 512;
 };
 
 }  // namespace meshlm::server
