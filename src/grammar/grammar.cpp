@@ -163,9 +163,28 @@ Vocabulary::Vocabulary(std::vector<std::string> token_bytes, std::vector<int32_t
     : bytes_(std::move(token_bytes)), eos_(std::move(eos)), n_ids_(n_ids) {
   if (bytes_.size() > n_ids_) bytes_.resize(n_ids_);
   std::erase_if(eos_, [&](int32_t id) { return id < 0 || size_t(id) >= n_ids_; });
-  std::vector<int32_t> order;
-  for (size_t i = 0; i < bytes_.size(); ++i)
-    if (!bytes_[i].empty() && !is_eos(int32_t(i))) order.push_back(int32_t(i));
+  std::vector<int32_t> every, rest;
+  plain_le_.assign(kMaxPlain + 1, MaskWords(words(), 0));
+  for (size_t i = 0; i < bytes_.size(); ++i) {
+    const std::string& b = bytes_[i];
+    if (b.empty() || is_eos(int32_t(i))) continue;
+    every.push_back(int32_t(i));
+    const bool plain = b.size() <= kMaxPlain &&
+                       std::all_of(b.begin(), b.end(), [](char c) { return plain_byte(uint8_t(c)); });
+    if (plain)
+      plain_le_[b.size()][i >> 6] |= uint64_t{1} << (i & 63);
+    else
+      rest.push_back(int32_t(i));
+  }
+  for (size_t n = 1; n <= kMaxPlain; ++n)
+    for (size_t w = 0; w < words(); ++w) plain_le_[n][w] |= plain_le_[n - 1][w];
+  all_ = build(every);
+  rest_ = build(rest);
+}
+
+Vocabulary::Trie Vocabulary::build(const std::vector<int32_t>& ids) const {
+  Trie t;
+  std::vector<int32_t> order = ids;
   std::stable_sort(order.begin(), order.end(),
                    [&](int32_t a, int32_t b) { return bytes_[size_t(a)] < bytes_[size_t(b)]; });
   std::vector<uint32_t> path;  // open node per depth - 1
@@ -173,11 +192,11 @@ Vocabulary::Vocabulary(std::vector<std::string> token_bytes, std::vector<int32_t
   auto close = [&] {
     const uint32_t c = path.back();
     path.pop_back();
-    nodes_[c].skip = uint32_t(nodes_.size());
-    sub_end_[c] = uint32_t(tokens_.size());
+    t.nodes[c].skip = uint32_t(t.nodes.size());
+    t.sub_end[c] = uint32_t(t.tokens.size());
     if (!path.empty()) {
-      below_[path.back()].add(below_[c]);
-      below_[path.back()].add(nodes_[c].byte);
+      t.below[path.back()].add(t.below[c]);
+      t.below[path.back()].add(t.nodes[c].byte);
     }
   };
   const std::string* prev = &empty_;
@@ -189,24 +208,25 @@ Vocabulary::Vocabulary(std::vector<std::string> token_bytes, std::vector<int32_t
     while (path.size() > lcp) close();
     for (size_t d = lcp; d < s.size(); ++d) {
       if (d + 1 > 0xFFFF) break;
-      Node nd{uint8_t(s[d]), uint16_t(d + 1), 0, uint32_t(tokens_.size()),
-              uint32_t(tokens_.size())};
-      path.push_back(uint32_t(nodes_.size()));
-      nodes_.push_back(nd);
-      below_.emplace_back();
-      sub_end_.push_back(0);
+      Node nd{uint8_t(s[d]), uint16_t(d + 1), 0, uint32_t(t.tokens.size()),
+              uint32_t(t.tokens.size())};
+      path.push_back(uint32_t(t.nodes.size()));
+      t.nodes.push_back(nd);
+      t.below.emplace_back();
+      t.sub_end.push_back(0);
     }
     if (path.size() == s.size()) {
-      Node& last = nodes_[path.back()];
-      if (last.tok_end == tokens_.size()) {
-        tokens_.push_back(id);
-        last.tok_end = uint32_t(tokens_.size());
+      Node& last = t.nodes[path.back()];
+      if (last.tok_end == t.tokens.size()) {
+        t.tokens.push_back(id);
+        last.tok_end = uint32_t(t.tokens.size());
       }
     }
-    max_depth_ = std::max(max_depth_, path.size());
+    t.max_depth = std::max(t.max_depth, path.size());
     prev = &s;
   }
   while (!path.empty()) close();
+  return t;
 }
 
 const std::string& Vocabulary::bytes(int32_t id) const {
@@ -353,23 +373,48 @@ size_t Automaton::mask_count() {
   return masks_;
 }
 
-std::shared_ptr<const MaskWords> Automaton::mask(int32_t state, const Vocabulary& vocab) {
-  std::lock_guard lock(mutex_);
-  if (vocab_ && vocab_ != &vocab) throw Error("grammar", "one automaton, two vocabularies");
-  vocab_ = &vocab;
-  if (state < 0) return std::make_shared<MaskWords>(vocab.words(), 0);
-  if (auto m = states_[size_t(state)].mask) return m;
-  auto words = std::make_shared<MaskWords>(vocab.words(), 0);
-  uint64_t* bits = words->data();
-  const auto& nodes = vocab.nodes();
-  const auto& toks = vocab.node_tokens();
-  const auto& below = vocab.below();
-  const auto& sub_end = vocab.subtree_tok_end();
+// The plain run of a state (see State::plain_run), following the chain of plain-byte successors
+// at most kMaxPlain steps.
+int Automaton::plain_run_locked(int32_t state) {
+  State& st0 = states_[size_t(state)];
+  if (st0.plain_run >= 0) return st0.plain_run;
+  constexpr int kMax = int(Vocabulary::kMaxPlain);
+  int run = 0;
+  int32_t s = state;
+  bool ok = true;
+  for (;;) {
+    // Does every plain byte lead from s to one same state?
+    int32_t to = -2;
+    for (int b = 0x20; b < 0x7F && ok; ++b) {
+      if (!Vocabulary::plain_byte(uint8_t(b))) continue;
+      const int32_t t = next_locked(s, uint8_t(b));
+      if (to == -2) to = t;
+      if (t != to) ok = false;
+    }
+    if (!ok) break;  // mixed: this state is not uniform; exact only at the start (run 0)
+    if (to < 0) break;  // no plain byte goes on: the run ends here, exactly
+    ++run;
+    if (to == s || run >= kMax) {
+      run = kMax;  // loops (a free string) or at least every plain token's length
+      break;
+    }
+    s = to;
+  }
+  // Mixed after `run` uniform steps: tokens longer than the run might still pass, so the shortcut
+  // would not be exact; use the plain walk for such states.
+  if (!ok) run = 0;
+  states_[size_t(state)].plain_run = int16_t(run);
+  return run;
+}
+
+void Automaton::walk(const Vocabulary::Trie& trie, int32_t state, uint64_t* bits) {
+  const auto& nodes = trie.nodes;
+  const auto& toks = trie.tokens;
   auto subset = [](const ByteSet& a, const ByteSet& b) {
     return !(a.w[0] & ~b.w[0]) && !(a.w[1] & ~b.w[1]) && !(a.w[2] & ~b.w[2]) &&
            !(a.w[3] & ~b.w[3]);
   };
-  std::vector<int32_t> at(vocab.max_depth() + 1);
+  std::vector<int32_t> at(trie.max_depth + 1);
   at[0] = state;
   const size_t n = nodes.size();
   for (size_t i = 0; i < n;) {
@@ -382,16 +427,30 @@ std::shared_ptr<const MaskWords> Automaton::mask(int32_t state, const Vocabulary
     at[nd.depth] = s;
     // A byte that loops (inside a string: most of them): when every byte below this node loops
     // too, every token of the subtree stays in this state: all allowed, no walk.
-    const bool whole = s == at[nd.depth - 1u] && subset(below[i], loops_locked(s));
-    const uint32_t end = whole ? sub_end[i] : nd.tok_end;
+    const bool whole = s == at[nd.depth - 1u] && subset(trie.below[i], loops_locked(s));
+    const uint32_t end = whole ? trie.sub_end[i] : nd.tok_end;
     for (uint32_t t = nd.tok_begin; t < end; ++t) {
       const int32_t id = toks[t];
       bits[size_t(id) >> 6] |= uint64_t{1} << (id & 63);
     }
     i = whole ? nd.skip : i + 1;
   }
+}
+
+std::shared_ptr<const MaskWords> Automaton::mask(int32_t state, const Vocabulary& vocab) {
+  std::lock_guard lock(mutex_);
+  if (vocab_ && vocab_ != &vocab) throw Error("grammar", "one automaton, two vocabularies");
+  vocab_ = &vocab;
+  if (state < 0) return std::make_shared<MaskWords>(vocab.words(), 0);
+  if (auto m = states_[size_t(state)].mask) return m;
+  // Inside a JSON string every plain token (printable ASCII but '"' and '\\') of at most the
+  // state's plain run is allowed: a precomputed set, and only the other tokens are walked.
+  const int run = plain_run_locked(state);
+  auto words = run > 0 ? std::make_shared<MaskWords>(vocab.plain_up_to(size_t(run)))
+                       : std::make_shared<MaskWords>(vocab.words(), 0);
+  walk(run > 0 ? vocab.rest() : vocab.all(), state, words->data());
   if (states_[size_t(state)].accepting)
-    for (int32_t id : vocab.eos()) bits[size_t(id) >> 6] |= uint64_t{1} << (id & 63);
+    for (int32_t id : vocab.eos()) (*words)[size_t(id) >> 6] |= uint64_t{1} << (id & 63);
   states_[size_t(state)].mask = words;
   ++masks_;
   return words;

@@ -92,7 +92,7 @@ class GrammarBuilder {
 // The allowed-token bitset of one step: bit i of words[i / 64] is token id i.
 using MaskWords = std::vector<uint64_t>;
 
-// Token ids as bytes, with a prefix trie for walking the whole vocabulary against a state.
+// Token ids as bytes, with prefix tries for walking the vocabulary against a state.
 class Vocabulary {
  public:
   // token_bytes[i]: the bytes token i adds to the output; empty = never allowed (special tokens,
@@ -104,33 +104,41 @@ class Vocabulary {
   const std::string& bytes(int32_t id) const;
   bool is_eos(int32_t id) const;
   const std::vector<int32_t>& eos() const { return eos_; }
-  size_t trie_nodes() const { return nodes_.size(); }
+  size_t trie_nodes() const { return all_.nodes.size(); }
 
-  // Pre-order trie: node i has depth >= 1, the byte that leads to it, the index just past its
-  // subtree, and the tokens whose bytes end there (tokens_[tok_begin, tok_end)).
+  // A pre-order trie: node i has depth >= 1, the byte that leads to it, the index just past its
+  // subtree, and the tokens whose bytes end there (tokens[tok_begin, tok_end)); below[i]: the
+  // bytes under it; its subtree's tokens are tokens[tok_begin, sub_end[i]).
   struct Node {
     uint8_t byte;
     uint16_t depth;
     uint32_t skip;
     uint32_t tok_begin, tok_end;
   };
-  const std::vector<Node>& nodes() const { return nodes_; }
-  // Per node: the bytes below it (its descendants' bytes), and where its subtree's tokens end in
-  // node_tokens() (they are contiguous, from its tok_begin).
-  const std::vector<ByteSet>& below() const { return below_; }
-  const std::vector<uint32_t>& subtree_tok_end() const { return sub_end_; }
-  const std::vector<int32_t>& node_tokens() const { return tokens_; }
-  size_t max_depth() const { return max_depth_; }
+  struct Trie {
+    std::vector<Node> nodes;
+    std::vector<int32_t> tokens;
+    std::vector<ByteSet> below;
+    std::vector<uint32_t> sub_end;
+    size_t max_depth = 0;
+  };
+  // Plain string characters: printable ASCII but '"' and '\\'. A token made of at most
+  // kMaxPlain of them is "plain"; inside a JSON string only its length matters.
+  static constexpr size_t kMaxPlain = 64;
+  static bool plain_byte(uint8_t b) { return b >= 0x20 && b < 0x7F && b != '"' && b != '\\'; }
+  const Trie& all() const { return all_; }    // every token
+  const Trie& rest() const { return rest_; }  // every token but the plain ones
+  // The plain tokens of at most n bytes (n <= kMaxPlain).
+  const MaskWords& plain_up_to(size_t n) const { return plain_le_[n]; }
 
  private:
+  Trie build(const std::vector<int32_t>& ids) const;
+
   std::vector<std::string> bytes_;
   std::vector<int32_t> eos_;
   size_t n_ids_;
-  std::vector<Node> nodes_;
-  std::vector<int32_t> tokens_;
-  std::vector<ByteSet> below_;
-  std::vector<uint32_t> sub_end_;
-  size_t max_depth_ = 0;
+  Trie all_, rest_;
+  std::vector<MaskWords> plain_le_;
   std::string empty_;
 };
 
@@ -158,6 +166,8 @@ class Automaton {
  private:
   int32_t next_locked(int32_t state, uint8_t byte);
   const ByteSet& loops_locked(int32_t state);
+  int plain_run_locked(int32_t state);
+  void walk(const Vocabulary::Trie& trie, int32_t state, uint64_t* bits);
   int32_t node(int32_t pos, int32_t parent);
   void expand(int32_t pos, int32_t parent, std::vector<int32_t>& out, int depth);
   int32_t intern_state(std::vector<int32_t>& stacks);
@@ -175,6 +185,10 @@ class Automaton {
     std::shared_ptr<const MaskWords> mask;
     ByteSet loops;  // bytes that lead back to this state (once loops_known)
     bool loops_known = false;
+    // How many plain characters in a row are sure to be accepted, each plain byte leading to one
+    // same state, past which none is (kMaxPlain: at least that many; 0: not such a state); -1:
+    // unknown.
+    int16_t plain_run = -1;
     bool accepting = false;
   };
   std::vector<State> states_;

@@ -337,4 +337,19 @@ TEST(TokenMask, RealQwen3VocabularyMatchesBruteForce) {
     ASSERT_EQ(ids_of(*mask), brute_force(*a, *vocab, m.state())) << piece;
   }
   EXPECT_TRUE(m.complete());
+
+  // Counted strings (each position its own state; the plain-token shortcut with a finite run),
+  // an enum literal (no shortcut), and escapes.
+  auto b = automaton_for(json::parse(R"({"type": "object", "properties": {"s": {"type": "string",
+      "maxLength": 5}, "e": {"enum": ["abc", "abd", "a\"b"]}, "t": {"type": "string", "minLength": 2}},
+      "required": ["s", "e", "t"]})"));
+  Matcher m2(b, vocab);
+  for (std::string piece : {std::string("{\"s\": \""), std::string("ab"), std::string("c\\n"),
+                            std::string("é"), std::string("\", \"e\": \"a"), std::string("b"),
+                            std::string("d\", \"t\": \""), std::string("x"),
+                            std::string("yz\"}")}) {
+    ASSERT_TRUE(m2.accept_bytes(piece)) << piece;
+    ASSERT_EQ(ids_of(*m2.mask()), brute_force(*b, *vocab, m2.state())) << piece;
+  }
+  EXPECT_TRUE(m2.complete());
 }
