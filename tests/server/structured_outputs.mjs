@@ -186,6 +186,19 @@ const checks = [
     console.log(`     json_object: ${finished}/12 sampled replies finished within max_tokens`);
   }],
 
+  ['/v1/completions takes response_format too', async () => {
+    for (const seed of [1, 2, 3]) {
+      const r = await fetch(`${server.url}/v1/completions`, {
+        method: 'POST', headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ prompt: 'Data:', max_tokens: 400, seed, temperature: 0.8, response_format: withSchema('enums', SCHEMAS.enums) }),
+      });
+      const j = await r.json();
+      assert.equal(r.status, 200, JSON.stringify(j));
+      assert.equal(j.choices[0].finish_reason, 'stop');
+      assert.ok(validators.enums(JSON.parse(j.choices[0].text)), j.choices[0].text);
+    }
+  }],
+
   ['streaming gives the same document as non-streaming', async () => {
     for (const i of [3, 10, 17]) {
       const { body } = schemaRequest(i);
