@@ -399,6 +399,9 @@ void handle_chat_completions(Server::State& st, const httplib::Request& req,
           st.structured->for_tool_call(r.tools, r.tool_choice_function, st.tool_syntax);
     else
       setup.constraint = st.structured->for_response_format(r.gen.response_format);
+    // A constrained reply has no reasoning block, even after a prompt that opened one (templates
+    // of thinking models): all of it is content (or tool calls).
+    if (setup.constraint) setup.parse_reasoning = false;
     ResponseEnvelope envelope;
     envelope.chat = true;
     envelope.id = random_id("chatcmpl-");
