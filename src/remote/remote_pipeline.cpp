@@ -432,7 +432,8 @@ class RemotePipeline final : public runtime::Pipeline {
   std::string run_stage0_and_send(runtime::MicroBatch& batch, bool& retryable) {
     ForwardMsg m;
     try {
-      runner0_->run({batch.chunks, batch.tokens, batch.new_sequences, batch.return_logits},
+      runner0_->run({batch.chunks, batch.tokens, batch.new_sequences, batch.return_logits,
+                     batch.masks},
                     hidden_, out0_);
       {
         std::lock_guard lock(mutex_);
@@ -456,6 +457,7 @@ class RemotePipeline final : public runtime::Pipeline {
     m.tokens = std::move(batch.tokens);
     m.new_sequences = std::move(batch.new_sequences);
     m.return_logits = batch.return_logits;
+    m.masks = std::move(batch.masks);
     m.hidden_dim = config().hidden;
     auto head = encode_forward_head_with_count(m, hidden_.size());
     std::span<const uint8_t> pieces[2] = {

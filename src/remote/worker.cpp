@@ -293,7 +293,7 @@ struct Worker::Impl {
         throw Error("worker", "activations have hidden size " + std::to_string(m.hidden_dim) +
                                   ", the model has " + std::to_string(cfg.hidden));
       }
-      runner->run({m.chunks, m.tokens, m.new_sequences, m.return_logits}, m.hidden, out);
+      runner->run({m.chunks, m.tokens, m.new_sequences, m.return_logits, m.masks}, m.hidden, out);
       m.stage_us.push_back(int64_t(out.seconds * 1e6));
       result.stage_us = m.stage_us;
       if (!out.last) {

@@ -271,11 +271,32 @@ bool Engine::Impl::launch_one() {
 
   MicroBatch batch;
   std::vector<Member> members;
+  std::vector<std::pair<uint64_t, std::string>> refused;  // constrained sequences that cannot go on
+  // The mask of a constrained sequence's next sample; false when there is none to be had.
+  auto attach_mask = [&](uint64_t id, Sequence& seq) {
+    if (!seq.request.constraint) return true;
+    std::string why;
+    try {
+      auto mask = seq.request.constraint->next_mask();
+      bool any = false;
+      for (uint64_t w : *mask) any |= w != 0;
+      if (any) {
+        batch.masks.emplace_back(static_cast<int64_t>(id), std::move(mask));
+        return true;
+      }
+      why = "[engine] no token of the vocabulary can continue the structured output";
+    } catch (const std::exception& e) {
+      why = e.what();
+    }
+    refused.emplace_back(id, why);
+    return false;
+  };
   int64_t budget = options.max_batch_tokens;
   int64_t decode_taken = 0;
   for (auto& [id, seq] : active) {
     if (budget < 1 || decode_taken >= decode_cap) break;
     if (seq->in_flight || seq->cancelled || !seq->ready_to_decode()) continue;
+    if (!attach_mask(id, *seq)) continue;
     model::SeqChunk chunk;
     chunk.seq_id = static_cast<int64_t>(id);
     chunk.pos = static_cast<int32_t>(seq->prompt_len() + seq->generated - 1);
@@ -298,6 +319,7 @@ bool Engine::Impl::launch_one() {
     chunk.n_tokens = static_cast<int32_t>(n);
     // A replayed prefill samples nothing: its next token is already known (last_token).
     chunk.want_logits = seq->prefilled + n == seq->prefill_target && seq->generated == 0;
+    if (chunk.want_logits && !attach_mask(id, *seq)) continue;
     batch.chunks.push_back(chunk);
     for (int64_t i = seq->prefilled; i < seq->prefilled + n; ++i)
       batch.tokens.push_back(seq->token_at(i));
@@ -310,7 +332,13 @@ bool Engine::Impl::launch_one() {
     seq->in_flight = true;
     budget -= n;
   }
-  if (members.empty()) return false;
+  for (const auto& [id, why] : refused) {
+    auto it = active.find(id);
+    pipeline->release(static_cast<int64_t>(id));
+    finish(*it->second, FinishReason::Error, why);
+    active.erase(it);
+  }
+  if (members.empty()) return !refused.empty();
   batch.id = next_batch_id++;
   in_flight.push_back(members);
   try {
@@ -406,6 +434,14 @@ void Engine::Impl::complete_one() {
       continue;  // an intermediate prefill chunk
     }
     const SampledToken& token = *found->second;
+    if (seq.request.constraint) {
+      try {
+        seq.request.constraint->accept(token.token);
+      } catch (const std::exception& e) {
+        end_seq(FinishReason::Error, e.what());
+        continue;
+      }
+    }
     ++seq.generated;
     seq.last_token = token.token;
     seq.output.push_back(token.token);

@@ -24,12 +24,25 @@ struct TokenEvent {
   int64_t generated_tokens = 0;
 };
 
+// What a constrained request (structured outputs) may sample: the engine asks for the mask of
+// each step before launching it and reports the token sampled under it. Called on the engine
+// thread only. The server implements it with a grammar (grammar/ + server/structured_output).
+class TokenConstraint {
+ public:
+  virtual ~TokenConstraint() = default;
+  // Allowed tokens of the next sample. Throws when the constraint cannot go on.
+  virtual std::shared_ptr<const TokenMask> next_mask() = 0;
+  // The token sampled under the last mask. Throws when it was not allowed.
+  virtual void accept(int32_t token) = 0;
+};
+
 struct Request {
   std::vector<int32_t> prompt;
   SamplingParams sampling;
   int64_t max_tokens = 256;
   bool ignore_eos = false;
   std::vector<int32_t> eos_ids;  // generation stops after emitting one of these (unless ignore_eos)
+  std::shared_ptr<TokenConstraint> constraint;  // null: unconstrained
   // Called on the engine thread for each token and once with finished == true. Return false
   // to cancel the request (its KV is freed at once). Must not block.
   std::function<bool(const TokenEvent&)> on_event;

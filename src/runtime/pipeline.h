@@ -23,6 +23,8 @@ struct MicroBatch {
   std::vector<std::pair<int64_t, SamplingParams>> new_sequences;
   // When true, the last stage returns raw logits instead of sampling (tests, perplexity).
   bool return_logits = false;
+  // Allowed tokens for chunks with want_logits of constrained sequences (structured outputs).
+  std::vector<SeqMask> masks;
 };
 
 struct MicroBatchResult {

@@ -39,7 +39,45 @@ void SequenceSampler::observe_generated(const int32_t* ids, int64_t n) {
   for (int64_t i = 0; i < n; ++i) ++generated_counts_[ids[i]];
 }
 
-SampledToken SequenceSampler::sample(float* logits, int64_t vocab, int64_t position) {
+void apply_mask(float* logits, int64_t vocab, const TokenMask& mask) {
+  const float ninf = -std::numeric_limits<float>::infinity();
+  for (int64_t base = 0; base < vocab; base += 64) {
+    const size_t w = size_t(base / 64);
+    const uint64_t bits = w < mask.size() ? mask[w] : 0;
+    if (bits == ~uint64_t{0}) continue;  // all allowed (inside a string: most words)
+    const int64_t end = std::min<int64_t>(base + 64, vocab);
+    if (bits == 0) {  // none allowed (between values: most words)
+      std::fill(logits + base, logits + end, ninf);
+      continue;
+    }
+    for (int64_t i = base; i < end; ++i)
+      if (!((bits >> (i - base)) & 1)) logits[i] = ninf;
+  }
+}
+
+// argmax over the allowed ids only (the first on ties), reading nothing of the refused ones:
+// greedy under a mask without writing -inf over the vocabulary. -1 when none is allowed.
+int32_t masked_argmax(const float* logits, int64_t vocab, const TokenMask& mask) {
+  int64_t best = -1;
+  float best_v = 0;
+  for (int64_t base = 0; base < vocab; base += 64) {
+    const size_t w = size_t(base / 64);
+    uint64_t bits = w < mask.size() ? mask[w] : 0;
+    if (vocab - base < 64) bits &= (uint64_t{1} << (vocab - base)) - 1;
+    while (bits) {
+      const int64_t i = base + __builtin_ctzll(bits);
+      bits &= bits - 1;
+      if (best < 0 || logits[i] > best_v) {
+        best = i;
+        best_v = logits[i];
+      }
+    }
+  }
+  return int32_t(best);
+}
+
+SampledToken SequenceSampler::sample(float* logits, int64_t vocab, int64_t position,
+                                     const TokenMask* mask) {
   if (position < 0) position = (int64_t{1} << 62) + draws_++;
   SampledToken out;
   const SamplingParams& p = params_;
@@ -65,6 +103,25 @@ SampledToken SequenceSampler::sample(float* logits, int64_t vocab, int64_t posit
   }
   std::vector<float> raw;  // the unpenalised logits, for the chosen token's logprob
   if (want_logprobs) raw.assign(logits, logits + vocab);
+  const bool greedy = p.temperature <= 0.0f;
+  // Under a sparse mask (between JSON values: a handful of tokens) temperature sampling runs over
+  // the allowed ids only; refused ones would have probability 0 and could never be drawn.
+  std::vector<int32_t> cand;
+  if (mask && !greedy) {
+    int64_t allowed = 0;
+    for (size_t w = 0; w < mask->size() && int64_t(w) * 64 < vocab; ++w)
+      allowed += __builtin_popcountll((*mask)[w]);
+    if (allowed * 8 <= vocab) {
+      cand.reserve(size_t(allowed));
+      for (int64_t base = 0; base < vocab; base += 64) {
+        uint64_t bits = size_t(base / 64) < mask->size() ? (*mask)[size_t(base / 64)] : 0;
+        if (vocab - base < 64) bits &= (uint64_t{1} << (vocab - base)) - 1;
+        for (; bits; bits &= bits - 1) cand.push_back(int32_t(base + __builtin_ctzll(bits)));
+      }
+    }
+    if (cand.empty()) apply_mask(logits, vocab, *mask);
+  }
+  const bool sparse = !cand.empty();
 
   // Penalties.
   if (p.repetition_penalty != 1.0f) {
@@ -83,16 +140,24 @@ SampledToken SequenceSampler::sample(float* logits, int64_t vocab, int64_t posit
 
   int32_t chosen;
   if (p.temperature <= 0.0f) {
-    chosen = argmax(logits, vocab);
+    chosen = mask ? masked_argmax(logits, vocab, *mask) : -1;
+    if (chosen < 0) chosen = argmax(logits, vocab);
   } else {
     // Probabilities with temperature over the whole vocabulary (O(vocab)); only the candidates
     // that top-k / top-p / min-p can keep are sorted, by probability then id.
     const double inv_t = 1.0 / p.temperature;
-    float m = logits[argmax(logits, vocab)];
-    std::vector<double> prob(static_cast<size_t>(vocab));
+    const int64_t n_cand = sparse ? int64_t(cand.size()) : vocab;  // candidates, ascending ids
+    auto id_at = [&](int64_t k) { return sparse ? cand[size_t(k)] : int32_t(k); };
+    const int32_t best = sparse ? masked_argmax(logits, vocab, *mask) : argmax(logits, vocab);
+    const float m = logits[best];
+    // Written (and read) at the candidates' ids only.
+    std::unique_ptr<double[]> prob(new double[size_t(vocab)]);
     double z = 0;
-    for (int64_t i = 0; i < vocab; ++i) z += prob[size_t(i)] = std::exp((double(logits[i]) - m) * inv_t);
-    for (auto& x : prob) x /= z;
+    for (int64_t k = 0; k < n_cand; ++k) {
+      const int32_t i = id_at(k);
+      z += prob[size_t(i)] = std::exp((double(logits[i]) - m) * inv_t);
+    }
+    for (int64_t k = 0; k < n_cand; ++k) prob[size_t(id_at(k))] /= z;
     auto better = [&](int32_t a, int32_t b) {
       return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
     };
@@ -100,13 +165,17 @@ SampledToken SequenceSampler::sample(float* logits, int64_t vocab, int64_t posit
     std::vector<int32_t> idx;
     if (truncate) {
       // Grow the sorted head until it holds every token the filters could keep.
-      int64_t head = p.top_k > 0 ? std::min<int64_t>(p.top_k, vocab) : std::min<int64_t>(256, vocab);
+      int64_t head = p.top_k > 0 ? std::min<int64_t>(p.top_k, n_cand) : std::min<int64_t>(256, n_cand);
       for (;;) {
-        idx.resize(static_cast<size_t>(vocab));
-        std::iota(idx.begin(), idx.end(), 0);
+        if (sparse) {
+          idx = cand;
+        } else {
+          idx.resize(static_cast<size_t>(vocab));
+          std::iota(idx.begin(), idx.end(), 0);
+        }
         std::partial_sort(idx.begin(), idx.begin() + head, idx.end(), better);
         idx.resize(size_t(head));
-        if (p.top_k > 0 || head == vocab) break;
+        if (p.top_k > 0 || head == n_cand) break;
         double mass = 0;
         for (int32_t id : idx) mass += prob[size_t(id)];
         bool top_p_covered = p.top_p >= 1.0f || mass >= p.top_p;
@@ -115,7 +184,7 @@ SampledToken SequenceSampler::sample(float* logits, int64_t vocab, int64_t posit
             : p.min_p > 0.0f && p.top_p >= 1.0f ? min_p_covered
                                                  : (top_p_covered || min_p_covered))
           break;
-        head = std::min<int64_t>(head * 4, vocab);
+        head = std::min<int64_t>(head * 4, n_cand);
       }
       size_t keep = idx.size();
       // Renormalise over the top-k head before min-p / top-p, as llama.cpp's chain does.
@@ -152,6 +221,8 @@ SampledToken SequenceSampler::sample(float* logits, int64_t vocab, int64_t posit
     double r = double(bits >> 11) * 0x1.0p-53 * total, acc = 0;
     if (truncate) {
       chosen = idx.back();
+      // A masked head may end in refused tokens (probability 0): never fall back onto one.
+      if (mask && prob[size_t(chosen)] == 0) chosen = idx.front();
       for (int32_t id : idx) {
         acc += prob[size_t(id)];
         if (r < acc) {
@@ -160,11 +231,12 @@ SampledToken SequenceSampler::sample(float* logits, int64_t vocab, int64_t posit
         }
       }
     } else {
-      chosen = argmax(logits, vocab);  // only reached through rounding at the very end
-      for (int64_t i = 0; i < vocab; ++i) {
+      chosen = best;  // only reached through rounding at the very end
+      for (int64_t k = 0; k < n_cand; ++k) {
+        const int32_t i = id_at(k);
         acc += prob[size_t(i)];
         if (r < acc) {
-          chosen = int32_t(i);
+          chosen = i;
           break;
         }
       }
@@ -185,7 +257,7 @@ void SamplerSet::release(int64_t seq_id) { samplers_.erase(seq_id); }
 
 std::vector<std::pair<int64_t, SampledToken>> SamplerSet::sample_batch(
     std::span<const model::SeqChunk> chunks, std::span<const int32_t> tokens, float* logits,
-    int64_t vocab) {
+    int64_t vocab, std::span<const SeqMask> masks) {
   std::vector<std::pair<int64_t, SampledToken>> out;
   size_t t = 0;
   int64_t row = 0;
@@ -218,7 +290,10 @@ std::vector<std::pair<int64_t, SampledToken>> SamplerSet::sample_batch(
     }
     if (!ch.want_logits) continue;
     const int64_t last_pos = ch.pos + ch.n_tokens - 1;
-    out.emplace_back(ch.seq_id, e.sampler.sample(logits + row * vocab, vocab, last_pos));
+    const TokenMask* mask = nullptr;
+    for (const auto& [seq, m] : masks)
+      if (seq == ch.seq_id && m) mask = m.get();
+    out.emplace_back(ch.seq_id, e.sampler.sample(logits + row * vocab, vocab, last_pos, mask));
     e.sampled_any = true;
     e.counted_until = std::max<int64_t>(e.counted_until, last_pos + 2);  // the sampled token
     ++row;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <random>
 #include <unordered_map>
 #include <vector>
@@ -31,6 +32,12 @@ struct SamplingParams {
   bool logprobs = false;     // report the chosen token's log-probability
 };
 
+// The tokens a sequence may sample next (structured outputs): bit i of word i / 64 is token id i;
+// ids past the end are refused. Built by the coordinator from the request's grammar
+// (grammar/), carried to the last stage with the micro-batch.
+using TokenMask = std::vector<uint64_t>;
+using SeqMask = std::pair<int64_t, std::shared_ptr<const TokenMask>>;
+
 struct SampledToken {
   int32_t token = -1;
   float logprob = 0.0f;  // log-softmax of the raw logits (before penalties/temperature)
@@ -47,7 +54,10 @@ class SequenceSampler {
   // Samples from logits[vocab] (modified in place) and records the token as generated. The random
   // number is a function of the seed and `position` (the position of the last input token), so a
   // sequence replayed from its tokens draws the same numbers; position < 0 uses a running count.
-  SampledToken sample(float* logits, int64_t vocab, int64_t position = -1);
+  // With a mask, refused tokens get -inf before penalties, temperature and top-k/top-p/min-p (so
+  // greedy picks the best allowed token); logprobs stay those of the raw distribution.
+  SampledToken sample(float* logits, int64_t vocab, int64_t position = -1,
+                      const TokenMask* mask = nullptr);
   const SamplingParams& params() const { return params_; }
 
  private:
@@ -68,10 +78,10 @@ class SamplerSet {
   // For a micro-batch's chunks and the logits rows Stage::forward produced ([rows, vocab]):
   // records prompt tokens for penalties (tokens of a sequence before its first sampled token),
   // and samples one token for each chunk with want_logits. Sequences without an explicit add()
-  // get default (greedy) parameters.
+  // get default (greedy) parameters. `masks`: allowed tokens of the sequences that have one.
   std::vector<std::pair<int64_t, SampledToken>> sample_batch(
       std::span<const model::SeqChunk> chunks, std::span<const int32_t> tokens, float* logits,
-      int64_t vocab);
+      int64_t vocab, std::span<const SeqMask> masks = {});
 
  private:
   struct Entry {

@@ -18,7 +18,7 @@ void StageRunner::run(const StageInput& in, std::vector<float>& hidden, StageOut
   if (in.return_logits)
     out.logits.assign(logits_.begin(), logits_.begin() + rows * vocab);
   else
-    out.sampled = samplers_.sample_batch(in.chunks, in.tokens, logits_.data(), vocab);
+    out.sampled = samplers_.sample_batch(in.chunks, in.tokens, logits_.data(), vocab, in.masks);
 }
 
 void StageRunner::release(int64_t seq_id) { samplers_.release(seq_id); }

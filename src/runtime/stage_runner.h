@@ -21,6 +21,7 @@ struct StageInput {
   // Sampling parameters of sequences whose first chunk this is (used by the last stage only).
   std::span<const std::pair<int64_t, SamplingParams>> new_sequences;
   bool return_logits = false;  // last stage: logits instead of sampled tokens
+  std::span<const SeqMask> masks;  // last stage: allowed tokens per constrained sequence
 };
 
 struct StageOutput {

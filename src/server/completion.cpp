@@ -36,6 +36,7 @@ Completion::Completion(runtime::Engine& engine, const tok::Tokenizer& tokenizer,
   req.max_tokens = std::min(setup.gen.max_tokens.value_or(ctx - n), ctx - n);
   req.ignore_eos = setup.gen.ignore_eos;
   req.eos_ids = std::move(setup.eos_ids);
+  req.constraint = std::move(setup.constraint);
   std::weak_ptr<Queue> weak = queue_;
   req.on_event = [weak](const runtime::TokenEvent& e) {
     auto q = weak.lock();

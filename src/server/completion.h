@@ -45,6 +45,7 @@ struct CompletionSetup {
   ToolSyntax tools = ToolSyntax::None;
   bool starts_in_reasoning = false;
   bool parse_reasoning = true;
+  std::shared_ptr<runtime::TokenConstraint> constraint;  // structured outputs (null: none)
 };
 
 class Completion {

@@ -392,6 +392,16 @@ void handle_chat_completions(Server::State& st, const httplib::Request& req,
     setup.tools = tools ? st.tool_syntax : ToolSyntax::None;
     setup.parse_reasoning = st.options.parse_reasoning;
     setup.starts_in_reasoning = ends_with_think(prompt);
+    // Structured outputs: a forced tool call constrains the whole reply to the call's syntax with
+    // the tool's parameters schema; otherwise response_format, when it asks for JSON.
+    if (tools && (r.tool_choice_required || !r.tool_choice_function.empty()))
+      setup.constraint =
+          st.structured->for_tool_call(r.tools, r.tool_choice_function, st.tool_syntax);
+    else
+      setup.constraint = st.structured->for_response_format(r.gen.response_format);
+    // A constrained reply has no reasoning block, even after a prompt that opened one (templates
+    // of thinking models): all of it is content (or tool calls).
+    if (setup.constraint) setup.parse_reasoning = false;
     ResponseEnvelope envelope;
     envelope.chat = true;
     envelope.id = random_id("chatcmpl-");
@@ -423,6 +433,7 @@ void handle_completions(Server::State& st, const httplib::Request& req, httplib:
     setup.eos_ids = st.eos_ids;
     setup.tools = ToolSyntax::None;
     setup.parse_reasoning = false;
+    setup.constraint = st.structured->for_response_format(r.gen.response_format);
     ResponseEnvelope envelope;
     envelope.chat = false;
     envelope.id = random_id("cmpl-");

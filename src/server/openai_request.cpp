@@ -117,6 +117,38 @@ GenerationParams parse_common(const json& j) {
   return g;
 }
 
+// response_format, read from the key-order-preserving parse (a schema's properties are generated
+// in the client's order). The schema itself is checked when it is compiled (structured_output).
+ResponseFormat parse_response_format(const nlohmann::ordered_json& j) {
+  ResponseFormat f;
+  auto it = j.find("response_format");
+  if (it == j.end() || it->is_null()) return f;
+  const auto& rf = *it;
+  if (!rf.is_object() || !rf.contains("type") || !rf["type"].is_string())
+    bad("response_format", "'response_format' must be an object with a 'type'.");
+  const std::string type = rf["type"].get<std::string>();
+  if (type == "text") return f;
+  if (type == "json_object") {
+    f.kind = ResponseFormat::Kind::JsonObject;
+    return f;
+  }
+  if (type != "json_schema")
+    bad("response_format.type", "'response_format.type' must be 'text', 'json_object' or "
+                                "'json_schema'; got '" + type + "'.");
+  if (!rf.contains("json_schema") || !rf["json_schema"].is_object())
+    bad("response_format.json_schema",
+        "'response_format' of type 'json_schema' needs a 'json_schema' object.");
+  const auto& js = rf["json_schema"];
+  if (js.contains("name") && !js["name"].is_string())
+    bad("response_format.json_schema.name", "'response_format.json_schema.name' must be a string.");
+  if (!js.contains("schema") || !(js["schema"].is_object() || js["schema"].is_boolean()))
+    bad("response_format.json_schema.schema",
+        "'response_format.json_schema.schema' must be a JSON Schema object.");
+  f.kind = ResponseFormat::Kind::JsonSchema;
+  f.schema = js["schema"];
+  return f;
+}
+
 // Message content: a string, or a list of text parts joined with newlines.
 template <class J>
 J normalise_content(const J& content, size_t index, const std::string& role) {
@@ -199,6 +231,7 @@ ChatRequest parse_chat_request(const std::string& body) {
   const auto oj = nlohmann::ordered_json::parse(body, nullptr, false);
   r.messages = normalise_messages(oj);
   r.gen = parse_common(j);
+  r.gen.response_format = parse_response_format(oj);
   if (present(j, "logprobs")) r.gen.sampling.logprobs = boolean(j, "logprobs");
   if (present(j, "top_logprobs")) {
     r.gen.sampling.top_logprobs = static_cast<int32_t>(integer(j, "top_logprobs", 0, 20));
@@ -279,6 +312,7 @@ CompletionRequest parse_completion_request(const std::string& body) {
     bad("prompt", "'prompt' must be a string, a list with one string, or a list of token ids.");
   }
   r.gen = parse_common(j);
+  r.gen.response_format = parse_response_format(nlohmann::ordered_json::parse(body, nullptr, false));
   if (present(j, "logprobs")) {
     const json& v = j.at("logprobs");
     if (v.is_boolean()) {

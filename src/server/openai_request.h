@@ -13,6 +13,12 @@
 
 namespace meshlm::server {
 
+// response_format: free text, any JSON object, or JSON valid under a schema.
+struct ResponseFormat {
+  enum class Kind { Text, JsonObject, JsonSchema } kind = Kind::Text;
+  nlohmann::ordered_json schema;  // JsonSchema: json_schema.schema (the client's key order)
+};
+
 // What both endpoints share.
 struct GenerationParams {
   runtime::SamplingParams sampling;
@@ -21,6 +27,7 @@ struct GenerationParams {
   bool ignore_eos = false;
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
+  ResponseFormat response_format;
 };
 
 struct ChatRequest {
@@ -28,8 +35,8 @@ struct ChatRequest {
   nlohmann::ordered_json messages;  // normalised: content is a string (or null), roles checked
   nlohmann::ordered_json tools;     // null when absent
   bool tool_choice_none = false;
-  bool tool_choice_required = false;  // validated; the model is not constrained to call one
-  std::string tool_choice_function;   // a named function (validated against tools)
+  bool tool_choice_required = false;  // the reply is constrained to one tool call
+  std::string tool_choice_function;   // a named function (validated against tools); constrained
   nlohmann::ordered_json template_kwargs = nlohmann::ordered_json::object();  // chat_template_kwargs
 };
 

@@ -108,6 +108,8 @@ Server::Server(std::unique_ptr<runtime::Engine> engine, std::unique_ptr<tok::Tok
   if (st.options.model_name.empty()) st.options.model_name = "meshlm";
   st.created = static_cast<int64_t>(std::time(nullptr));
   st.eos_ids = collect_eos(st);
+  st.structured = std::make_unique<StructuredOutputs>(
+      *st.tokenizer, static_cast<size_t>(st.engine->config().vocab), st.eos_ids);
   st.tool_syntax =
       st.engine->config().model_type == "llama" ? ToolSyntax::LlamaJson : ToolSyntax::Hermes;
   st.base_context = {{"bos_token", st.tokenizer->bos_token()},

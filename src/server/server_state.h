@@ -13,6 +13,7 @@
 #include "server/metrics.h"
 #include "server/output_parser.h"
 #include "server/server.h"
+#include "server/structured_output.h"
 
 namespace meshlm::server {
 
@@ -24,6 +25,7 @@ struct Server::State {
   nlohmann::json base_context = nlohmann::json::object();  // bos_token, eos_token, ...
   std::vector<int32_t> eos_ids;
   ToolSyntax tool_syntax = ToolSyntax::Hermes;
+  std::unique_ptr<StructuredOutputs> structured;  // response_format / forced tool calls
   int64_t created = 0;  // unix time the server started
   Metrics metrics;
   std::atomic<bool> stopping{false};  // stop(): waiting handlers give up

@@ -10,6 +10,7 @@
 #include "core/utf8.h"
 #include "tokenizer/added_vocab.h"
 #include "tokenizer/bpe_model.h"
+#include "tokenizer/byte_level.h"
 #include "tokenizer/decoders.h"
 #include "tokenizer/json_lite.h"
 #include "tokenizer/normalizers.h"
@@ -78,6 +79,7 @@ class HfTokenizer final : public Tokenizer {
     pre_tokenizer_ = make_pre_tokenizer(pre_tokenizer);
     post_processor_ = make_post_processor(post_processor);
     decoder_ = make_decoder(decoder);
+    scan_decoder(decoder);
     load_added_tokens(added);
     vocab_size_ = static_cast<size_t>(model_->max_id() + 1);
     for (const AddedToken& t : added_.tokens())
@@ -161,6 +163,44 @@ class HfTokenizer final : public Tokenizer {
     const AddedToken* t = added_.by_id(id);
     return t && t->special;
   }
+  std::string token_bytes(TokenId id) const override {
+    std::string_view s;
+    if (const AddedToken* t = added_.by_id(id))
+      s = t->normalized ? t->normalized_content : t->content;
+    else if (const std::string_view* m = model_->id_to_token(id))
+      s = *m;
+    else
+      return {};
+    std::string out;
+    if (byte_level_) {
+      for (size_t i = 0; i < s.size();) {
+        int b = byte_level_byte(utf8_next(s, i));
+        if (b < 0) return std::string(s);  // outside the byte alphabet: its own UTF-8
+        out.push_back(static_cast<char>(b));
+      }
+      return out;
+    }
+    if (byte_fallback_ && s.size() == 6 && s.substr(0, 3) == "<0x" && s[5] == '>') {
+      auto hex = [](char c) {
+        return c >= '0' && c <= '9'   ? c - '0'
+               : c >= 'a' && c <= 'f' ? c - 'a' + 10
+               : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                      : -1;
+      };
+      int hi = hex(s[3]), lo = hex(s[4]);
+      if (hi >= 0 && lo >= 0) return std::string(1, static_cast<char>(hi * 16 + lo));
+    }
+    static constexpr std::string_view kMeta = "\xE2\x96\x81";  // U+2581, SentencePiece's space
+    for (size_t i = 0; i < s.size();) {
+      if (s.substr(i, kMeta.size()) == kMeta) {
+        out.push_back(' ');
+        i += kMeta.size();
+      } else {
+        out.push_back(s[i++]);
+      }
+    }
+    return out;
+  }
   std::optional<TokenId> bos_id() const override { return bos_id_; }
   std::optional<TokenId> eos_id() const override { return eos_id_; }
   std::string bos_token() const override { return bos_token_; }
@@ -238,6 +278,17 @@ class HfTokenizer final : public Tokenizer {
   std::unique_ptr<PreTokenizer> pre_tokenizer_;
   std::unique_ptr<PostProcessor> post_processor_;
   std::unique_ptr<Decoder> decoder_;
+  bool byte_level_ = false;     // the decoder chain has ByteLevel (GPT-2 byte alphabet)
+  bool byte_fallback_ = false;  // ... ByteFallback (<0xHH> pieces)
+
+  void scan_decoder(const JsonValue& d) {
+    if (!d.is_object()) return;
+    const std::string type = d.get_string("type", "");
+    if (type == "ByteLevel") byte_level_ = true;
+    if (type == "ByteFallback") byte_fallback_ = true;
+    if (const JsonValue* list = d.find("decoders"); list && list->is_array())
+      for (const JsonValue& x : list->as_array("decoders")) scan_decoder(x);
+  }
   AddedVocab added_;
   size_t vocab_size_ = 0;
   std::optional<TokenId> bos_id_, eos_id_;

@@ -38,6 +38,10 @@ class Tokenizer {
   virtual std::optional<TokenId> token_to_id(std::string_view token) const = 0;
   virtual std::optional<std::string> id_to_token(TokenId id) const = 0;
   virtual bool is_special(TokenId id) const = 0;
+  // The bytes token `id` adds to decoded text in the middle of a sequence (a byte-level token's
+  // raw bytes, which may be part of a UTF-8 character; a SentencePiece piece with its spaces);
+  // empty for ids the vocabulary lacks. Structured outputs match these against a grammar.
+  virtual std::string token_bytes(TokenId id) const { return decode({id}, false); }
 
   // From tokenizer_config.json (bos_token / eos_token / pad_token, as strings or AddedToken
   // objects) falling back to the tokenizer.json post-processor; empty when unknown.

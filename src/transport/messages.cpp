@@ -46,6 +46,10 @@ class FieldWriter {
   void raw(std::span<const uint8_t> bytes) { w_.raw(bytes); }
   void i32_array(std::span<const int32_t> v, uint64_t /*max_count*/) { w_.i32_array(v); }
   void i64_array(std::span<const int64_t> v, uint64_t /*max_count*/) { w_.i64_array(v); }
+  void u64_array(std::span<const uint64_t> v, uint64_t /*max_count*/) {
+    w_.u64(v.size());
+    for (uint64_t x : v) w_.u64(x);
+  }
   void f32_array(std::span<const float> v, uint64_t /*max_count*/) { w_.f32_array(v); }
   // The last field of a forward frame: u64 count, then the f32 values, which the writer leaves to
   // its caller (encode_forward appends them; a transport sends them from the caller's buffer).
@@ -88,6 +92,10 @@ class FieldReader {
   void raw(std::span<uint8_t> bytes) { r_.raw(bytes); }
   void i32_array(std::vector<int32_t>& v, uint64_t max_count) { v = r_.i32_array(max_count); }
   void i64_array(std::vector<int64_t>& v, uint64_t max_count) { v = r_.i64_array(max_count); }
+  void u64_array(std::vector<uint64_t>& v, uint64_t max_count) {
+    v.resize(r_.count(8, max_count, "mask word"));
+    for (uint64_t& x : v) x = r_.u64();
+  }
   void f32_array(std::vector<float>& v, uint64_t max_count) { v = r_.f32_array(max_count); }
   void f32_tail(std::vector<float>& v, uint64_t max_count) { v = r_.f32_array(max_count); }
   // The count must fit in max_count and in what remains at min_elem_bytes an element.
@@ -261,6 +269,17 @@ void visit(A& a, M& m) {
     visit(a, s.second);
   });
   a.boolean(m.return_logits);
+  a.list(m.masks, 8 + 8, m.chunks.size(), "token mask", [&](auto& e) {
+    a.i64(e.first);
+    if constexpr (std::is_const_v<M>) {
+      static const runtime::TokenMask kNone;
+      a.u64_array(e.second ? *e.second : kNone, kMaxMaskWords);
+    } else {
+      auto words = std::make_shared<runtime::TokenMask>();
+      a.u64_array(*words, kMaxMaskWords);
+      e.second = std::move(words);
+    }
+  });
   a.i64_array(m.stage_us, kMaxStages);
   a.check([&] {
     for (int64_t us : m.stage_us)

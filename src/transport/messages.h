@@ -28,6 +28,7 @@ inline constexpr uint64_t kMaxTokens = 1 << 22;
 inline constexpr int64_t kMaxHidden = 1 << 18;
 inline constexpr int32_t kMaxTopLogprobs = 20;
 inline constexpr uint64_t kMaxStages = 1024;
+inline constexpr uint64_t kMaxMaskWords = (uint64_t{1} << 24) / 64;  // vocabularies up to 2^24
 
 struct HelloMsg {
   uint32_t version = kProtocolVersion;
@@ -79,6 +80,9 @@ struct ForwardMsg {
   std::vector<int32_t> tokens;  // all chunks' ids, concatenated
   std::vector<std::pair<int64_t, runtime::SamplingParams>> new_sequences;
   bool return_logits = false;
+  // Allowed tokens of constrained sequences (protocol 7); every stage passes them on, the last
+  // samples under them.
+  std::vector<runtime::SeqMask> masks;
   std::vector<int64_t> stage_us;  // compute time of each remote stage so far (µs), in order
   int64_t hidden_dim = 0;
   std::vector<float> hidden;  // [total_tokens, hidden_dim]

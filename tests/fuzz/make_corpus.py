@@ -12,7 +12,7 @@ import struct
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "corpus")
-PROTOCOL_VERSION = 6  # dist::kProtocolVersion (src/transport/frame.h)
+PROTOCOL_VERSION = 7  # dist::kProtocolVersion (src/transport/frame.h)
 
 # FrameType values (src/transport/frame.h) and their order in fuzz_common.h kAllFrameTypes.
 FRAME_TYPES = [("hello", 1), ("challenge", 2), ("auth", 3), ("welcome", 4), ("load", 10),
@@ -82,7 +82,8 @@ PAYLOADS = {
                i64(2) + i32(9) + i32(1) + boolean(True) + boolean(True) +
                i32_array([1, 2, 3, 4]) + u64(1) + i64(1) + sampling(seed=42, top_logprobs=2,
                                                                   logprobs=True) +
-               boolean(False) + i64_array([120, 95]) + i64(2) + u64(8) +
+               boolean(False) + u64(1) + i64(2) + u64(2) + u64(0x35) + u64(1 << 63) +
+               i64_array([120, 95]) + i64(2) + u64(8) +
                b"".join(f32(x / 8) for x in range(8)),
     "result": u64(7) + u64(2) + i64(1) + i32(5) + f32(-0.5) + u32(2) + i32(5) + f32(-0.5) +
               i32(6) + f32(-1.5) + i64(2) + i32(9) + f32(-0.1) + u32(0) + f32_array([0.5, -1.0]) +
@@ -445,6 +446,7 @@ def main():
     json_corpus()
     tokenizer_corpus()
     gguf_corpus()
+    json_schema_corpus()
     total = 0
     for target, files in sorted(corpus.items()):
         shutil.rmtree(os.path.join(OUT, target), ignore_errors=True)
@@ -455,6 +457,30 @@ def main():
             total += len(data)
     print(f"wrote {sum(len(f) for f in corpus.values())} seeds for {len(corpus)} targets, "
           f"{total} bytes, in {OUT}")
+
+
+def json_schema_corpus():
+    """fuzz_json_schema: schema, a 0 byte, a document."""
+    seeds = {
+        "person": ({"type": "object", "properties": {"name": {"type": "string", "maxLength": 5},
+                                                      "age": {"type": "integer", "minimum": 0,
+                                                              "maximum": 120}},
+                    "required": ["name"], "additionalProperties": False},
+                   '{"name": "a\\u00e9", "age": 7}'),
+        "nested": ({"type": "array", "items": {"anyOf": [{"type": "number"}, {"type": "null"},
+                                                         {"enum": ["x", 1, True]}]},
+                    "minItems": 1, "maxItems": 3}, '[-0.5e+3, null, "x"]'),
+        "refs": ({"$defs": {"n": {"type": "object", "properties": {"k": {"type": "array", "items":
+                                                                         {"$ref": "#/$defs/n"}}},
+                                  "required": ["k"]}}, "$ref": "#/$defs/n"},
+                 '{"k":[{"k":[]},{"k":[{"k":[]}]}]}'),
+        "nullable": ({"type": ["string", "null"], "minLength": 1}, '"\\"\\\\"'),
+        "unsupported": ({"type": "string", "pattern": "^a$"}, '"a"'),
+        "tuple": ({"prefixItems": [{"const": "a"}, {"type": "boolean"}]}, '["a", false]'),
+        "any_object": (True, '{"a": [1, {"b": "\\ud83d\\ude00"}]}'),
+    }
+    corpus["fuzz_json_schema"] = {
+        name: json.dumps(schema).encode() + b"\0" + doc.encode() for name, (schema, doc) in seeds.items()}
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <map>
 
 namespace meshlm::runtime {
@@ -190,6 +191,109 @@ TEST(Sampler, ReplayFromTokensSamplesTheSameContinuation) {
   for (int i = 1; i < steps; ++i)
     other.push_back(step(c, int64_t(prompt.size()) + i - 1, {other.back()}, true));
   EXPECT_NE(other, ref);
+}
+
+TEST(Sampler, MaskRefusesTokensUnderEveryStrategy) {
+  // 130 tokens (three mask words, the last one partial); allowed: 5, 64, 100, 129.
+  const int64_t vocab = 130;
+  TokenMask mask(3, 0);
+  for (int id : {5, 64, 100, 129}) mask[size_t(id / 64)] |= uint64_t{1} << (id % 64);
+  std::vector<float> base(static_cast<size_t>(vocab));
+  for (int64_t i = 0; i < vocab; ++i) base[size_t(i)] = std::sin(float(i)) * 3;  // best: not allowed
+  base[7] = 50;
+  auto best_allowed = [&] {
+    int best = 5;
+    for (int id : {64, 100, 129})
+      if (base[size_t(id)] > base[size_t(best)]) best = id;
+    return best;
+  };
+  SamplingParams greedy;
+  greedy.temperature = 0;
+  {
+    SequenceSampler s(greedy);
+    auto l = base;
+    EXPECT_EQ(s.sample(l.data(), vocab, 0, &mask).token, best_allowed());
+  }
+  std::vector<SamplingParams> ps(5);
+  ps[0].temperature = 1.0f;
+  ps[1].temperature = 2.0f, ps[1].top_k = 40;  // more candidates than allowed tokens
+  ps[2].temperature = 1.5f, ps[2].top_p = 0.9f;
+  ps[3].temperature = 1.0f, ps[3].min_p = 0.01f;
+  ps[4].temperature = 1.0f, ps[4].repetition_penalty = 1.3f, ps[4].presence_penalty = 1.0f;
+  for (auto& p : ps) {
+    p.seed = 11;
+    p.has_seed = true;
+    p.logprobs = true;
+    SequenceSampler s(p);
+    std::map<int32_t, int> seen;
+    for (int64_t pos = 0; pos < 400; ++pos) {
+      auto l = base;
+      auto t = s.sample(l.data(), vocab, pos, &mask);
+      ++seen[t.token];
+      EXPECT_TRUE(std::isfinite(t.logprob));
+    }
+    for (auto& [id, n] : seen) EXPECT_TRUE(id == 5 || id == 64 || id == 100 || id == 129) << id;
+  }
+  // A short mask refuses the ids past its end; one allowed token is always the one sampled.
+  TokenMask only5(1, uint64_t{1} << 5);
+  SamplingParams hot;
+  hot.temperature = 2.0f;
+  SequenceSampler s(hot);
+  for (int64_t pos = 0; pos < 50; ++pos) {
+    auto l = base;
+    EXPECT_EQ(s.sample(l.data(), vocab, pos, &only5).token, 5);
+  }
+}
+
+TEST(Sampler, MaskedSamplingEqualsRefusedTokensAtMinusInfinity) {
+  // A sparse mask samples over the allowed ids only, a dense one writes -inf over the refused:
+  // both draw what the unmasked sampler draws from logits where refused tokens are -inf.
+  const int64_t vocab = 1000;
+  std::vector<float> base(static_cast<size_t>(vocab));
+  for (int64_t i = 0; i < vocab; ++i) base[size_t(i)] = std::cos(float(i) * 0.37f) * 4;
+  for (int density : {3, 60, 900}) {  // allowed ids: every id % 1000 < density (spread)
+    TokenMask mask(16, 0);
+    std::vector<float> ref = base;
+    for (int64_t i = 0; i < vocab; ++i) {
+      if ((i * 7919) % 1000 < density)
+        mask[size_t(i / 64)] |= uint64_t{1} << (i % 64);
+      else
+        ref[size_t(i)] = -std::numeric_limits<float>::infinity();
+    }
+    std::vector<SamplingParams> ps(5);
+    ps[0].temperature = 0.0f;
+    ps[1].temperature = 1.0f;
+    ps[2].temperature = 0.7f, ps[2].top_k = 20;
+    ps[3].temperature = 1.3f, ps[3].top_p = 0.8f;
+    ps[4].temperature = 1.0f, ps[4].min_p = 0.05f, ps[4].top_k = 50;
+    for (auto p : ps) {
+      p.seed = 5;
+      p.has_seed = true;
+      SequenceSampler masked(p), plain(p);
+      for (int64_t pos = 0; pos < 100; ++pos) {
+        auto a = base, b = ref;
+        const int32_t x = masked.sample(a.data(), vocab, pos, &mask).token;
+        const int32_t y = plain.sample(b.data(), vocab, pos).token;
+        ASSERT_EQ(x, y) << "density " << density << " temp " << p.temperature << " pos " << pos;
+        ASSERT_TRUE((mask[size_t(x / 64)] >> (x % 64)) & 1);
+      }
+    }
+  }
+}
+
+TEST(Sampler, SetAppliesEachSequencesMask) {
+  SamplerSet set;
+  const int64_t vocab = 64;
+  std::vector<float> rows(size_t(vocab * 2), 0.0f);
+  rows[3] = 9;             // row 0's best
+  rows[size_t(vocab) + 3] = 9;  // row 1's best
+  model::SeqChunk ch[2] = {{1, 0, 1, true, false}, {2, 0, 1, true, false}};
+  const int32_t toks[2] = {0, 0};
+  std::vector<SeqMask> masks = {{2, std::make_shared<TokenMask>(TokenMask{uint64_t{1} << 40})}};
+  auto out = set.sample_batch(ch, toks, rows.data(), vocab, masks);
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].second.token, 3);   // unconstrained
+  EXPECT_EQ(out[1].second.token, 40);  // only 40 allowed
 }
 
 }  // namespace

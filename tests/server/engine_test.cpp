@@ -402,5 +402,92 @@ TEST(Engine, DestructorFinishesPendingRequests) {
   EXPECT_EQ(b.last.reason, FinishReason::Cancelled);
 }
 
+// A constraint that allows one token per step (step k: 100 + k) and then only EOS (999).
+struct StepConstraint : TokenConstraint {
+  int64_t vocab, steps;
+  int64_t step = 0;
+  int64_t fail_at = -1;  // this step's mask is empty
+  std::vector<int32_t> accepted;
+  StepConstraint(int64_t v, int64_t n) : vocab(v), steps(n) {}
+  std::shared_ptr<const TokenMask> next_mask() override {
+    auto m = std::make_shared<TokenMask>(size_t((vocab + 63) / 64), 0);
+    if (step == fail_at) return m;
+    const int64_t id = step < steps ? 100 + step : 999;
+    (*m)[size_t(id / 64)] |= uint64_t{1} << (id % 64);
+    return m;
+  }
+  void accept(int32_t token) override {
+    const int64_t want = step < steps ? 100 + step : 999;
+    if (token != want) throw std::runtime_error("token " + std::to_string(token) + " not allowed");
+    accepted.push_back(token);
+    ++step;
+  }
+};
+
+TEST(Engine, ConstraintMasksEveryStepAndSurvivesAReplay) {
+  auto pipe = std::make_unique<FakePipeline>(2);
+  auto* fake = pipe.get();
+  {
+    std::lock_guard lock(fake->shared().mutex);
+    fake->shared().fail_message = "[dist] stage 1 (10.0.0.2:9000) is down";
+    fake->shared().fail_retryable = true;
+    fake->shared().fail_after = 6;
+    fake->shared().stage_state = "down";
+  }
+  EngineOptions opt;
+  opt.recovery_timeout_ms = 600000;
+  opt.prefill_chunk = 3;
+  Engine engine(std::move(pipe), opt);
+  Collector a, b;
+  auto ca = std::make_shared<StepConstraint>(1000, 12);
+  auto ra = a.request(prompt_of(7, 1), 40);
+  ra.constraint = ca;
+  ra.eos_ids = {999};
+  engine.submit(std::move(ra));
+  engine.submit(b.request(prompt_of(5, 2), 20));  // unconstrained beside it
+  for (int i = 0; i < 3000 && !engine.stats().recovering; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_TRUE(engine.stats().recovering);
+  {
+    std::lock_guard lock(fake->shared().mutex);
+    fake->shared().fail_message.clear();
+    fake->shared().stage_state = "ready";
+  }
+  ASSERT_TRUE(a.wait());
+  ASSERT_TRUE(b.wait());
+  std::vector<int32_t> want;
+  for (int k = 0; k < 12; ++k) want.push_back(100 + k);
+  want.push_back(999);
+  EXPECT_EQ(a.tokens, want);
+  EXPECT_EQ(ca->accepted, want);  // each token accepted once, replay or not
+  EXPECT_EQ(a.last.reason, FinishReason::Stop);
+  EXPECT_EQ(b.tokens, FakePipeline::reference(prompt_of(5, 2), 20, 1000));
+  std::lock_guard lock(fake->shared().mutex);
+  EXPECT_TRUE(fake->shared().violations.empty()) << fake->shared().violations[0];
+  EXPECT_EQ(fake->shared().masked_samples, 13);
+}
+
+TEST(Engine, ConstraintWithNoAllowedTokenFailsOnlyItsRequest) {
+  auto pipe = std::make_unique<FakePipeline>(1);
+  auto* fake = pipe.get();
+  Engine engine(std::move(pipe), EngineOptions{});
+  Collector a, b;
+  auto ca = std::make_shared<StepConstraint>(1000, 12);
+  ca->fail_at = 3;
+  auto ra = a.request(prompt_of(7, 1), 40);
+  ra.constraint = ca;
+  const uint64_t id = engine.submit(std::move(ra));
+  engine.submit(b.request(prompt_of(5, 2), 10));
+  ASSERT_TRUE(a.wait());
+  ASSERT_TRUE(b.wait());
+  EXPECT_EQ(a.last.reason, FinishReason::Error);
+  EXPECT_NE(a.last.error.find("no token"), std::string::npos) << a.last.error;
+  EXPECT_EQ(a.tokens, (std::vector<int32_t>{100, 101, 102}));
+  EXPECT_EQ(b.last.reason, FinishReason::Length);
+  EXPECT_EQ(b.tokens, FakePipeline::reference(prompt_of(5, 2), 10, 1000));
+  std::lock_guard lock(fake->shared().mutex);
+  EXPECT_TRUE(fake->shared().released.count(static_cast<int64_t>(id)));
+}
+
 }  // namespace
 }  // namespace meshlm::runtime

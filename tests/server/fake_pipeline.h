@@ -33,6 +33,7 @@ class FakePipeline : public runtime::Pipeline {
     int64_t max_batch_tokens_seen = 0;
     int64_t batches = 0;
     int64_t max_decode_rows = 0;  // most decode (1-token) chunks in one batch
+    int64_t masked_samples = 0;   // tokens sampled under a token mask
     std::string fail_message;     // non-empty: every batch from now on fails with it
     bool fail_retryable = false;  // ... as a lost stage (the engine pauses and replays)
     int64_t fail_after = 0;       // ... once this many more batches have succeeded
@@ -133,6 +134,21 @@ class FakePipeline : public runtime::Pipeline {
       if (c.want_logits) {
         runtime::SampledToken t;
         t.token = next_token(h, config_.vocab);
+        // A constrained sequence: the first allowed id from the "model's" choice on (wrapping).
+        for (auto& [seq, mask] : batch.masks) {
+          if (seq != c.seq_id) continue;
+          ++shared_.masked_samples;
+          auto allowed = [&](int64_t id) {
+            return size_t(id / 64) < mask->size() && (((*mask)[size_t(id / 64)] >> (id % 64)) & 1);
+          };
+          for (int64_t k = 0; k < config_.vocab; ++k) {
+            const int64_t id = (t.token + k) % config_.vocab;
+            if (allowed(id)) {
+              t.token = static_cast<int32_t>(id);
+              break;
+            }
+          }
+        }
         t.logprob = -0.5f;
         result.sampled.emplace_back(c.seq_id, t);
       }

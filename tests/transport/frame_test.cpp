@@ -25,6 +25,7 @@ ForwardMsg sample_forward() {
   p.logprobs = true;
   m.new_sequences = {{7, p}};
   m.return_logits = true;
+  m.masks = {{9, std::make_shared<runtime::TokenMask>(runtime::TokenMask{0x35, 1ull << 63})}};
   m.hidden_dim = 3;
   for (int i = 0; i < 12; ++i) m.hidden.push_back(0.5f * i - 1.0f);
   return m;
@@ -120,6 +121,9 @@ TEST(Messages, ForwardRoundTrip) {
   EXPECT_FLOAT_EQ(d.new_sequences[0].second.temperature, 0.7f);
   EXPECT_EQ(d.new_sequences[0].second.top_logprobs, 3);
   EXPECT_TRUE(d.return_logits);
+  ASSERT_EQ(d.masks.size(), 1u);
+  EXPECT_EQ(d.masks[0].first, 9);
+  EXPECT_EQ(*d.masks[0].second, *m.masks[0].second);
   EXPECT_EQ(d.hidden, m.hidden);
 }
 
