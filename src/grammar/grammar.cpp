@@ -6,16 +6,10 @@
 #include <numeric>
 
 #include "core/error.h"
+#include "core/splitmix.h"
 
 namespace meshlm::grammar {
 namespace {
-
-uint64_t mix(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
 
 std::string set_str(const ByteSet& s) {
   auto ch = [](int b) {
@@ -279,7 +273,7 @@ int32_t Automaton::intern_state(std::vector<int32_t>& stacks) {
   std::sort(stacks.begin(), stacks.end());
   stacks.erase(std::unique(stacks.begin(), stacks.end()), stacks.end());
   uint64_t h = stacks.size();
-  for (int32_t s : stacks) h = mix(h ^ uint64_t(uint32_t(s)));
+  for (int32_t s : stacks) h = splitmix64(h ^ uint64_t(uint32_t(s)));
   auto& bucket = state_ids_[h];
   for (int32_t id : bucket)
     if (states_[size_t(id)].stacks == stacks) return id;

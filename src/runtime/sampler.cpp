@@ -5,6 +5,8 @@
 #include <limits>
 #include <numeric>
 
+#include "core/splitmix.h"
+
 namespace meshlm::runtime {
 
 int32_t argmax(const float* logits, int64_t n) {
@@ -13,18 +15,6 @@ int32_t argmax(const float* logits, int64_t n) {
     if (logits[i] > logits[best]) best = i;
   return int32_t(best);
 }
-
-namespace {
-
-// SplitMix64's finaliser: a well-mixed 64-bit value of (seed, position).
-uint64_t mix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
-}  // namespace
 
 SequenceSampler::SequenceSampler(const SamplingParams& params) : params_(params) {
   seed_ = params.has_seed ? params.seed
@@ -217,7 +207,7 @@ SampledToken SequenceSampler::sample(float* logits, int64_t vocab, int64_t posit
     else
       total = 1.0;
     // One uniform draw in [0, total) from (seed, position): 53 random bits.
-    const uint64_t bits = mix64(seed_ ^ mix64(uint64_t(position)));
+    const uint64_t bits = splitmix64(seed_ ^ splitmix64(uint64_t(position)));
     double r = double(bits >> 11) * 0x1.0p-53 * total, acc = 0;
     if (truncate) {
       chosen = idx.back();
