@@ -53,15 +53,9 @@ Category category_of(std::string_view name) {
   return Category::Other;
 }
 
-// "blk.<n>." -> n (llama-quantize reads an expert tensor's layer from its name).
-int64_t layer_from_name(std::string_view name) {
-  int64_t layer = -1;
-  if (name.substr(0, 4) == "blk.") {
-    layer = 0;
-    size_t i = 4;
-    for (; i < name.size() && name[i] >= '0' && name[i] <= '9'; ++i) layer = layer * 10 + (name[i] - '0');
-    if (i == 4 || i >= name.size() || name[i] != '.') layer = -1;
-  }
+// llama-quantize reads an expert tensor's layer from its name ("blk.<n>.").
+int64_t expert_tensor_layer(std::string_view name) {
+  const int64_t layer = gguf_layer_of(name);
   if (layer < 0) throw Error("quantize", "cannot tell the layer of expert tensor '" + std::string(name) + "'");
   return layer;
 }
@@ -173,7 +167,7 @@ std::vector<TensorChoice> choose_gguf_types(const QuantType& type, const ModelFa
       } else if (c == Category::AttnOutput) {
         if (facts.n_expert == 8 && q4_k_m) nt = WeightType::Q5_K;
       } else if (c == Category::FfnDown) {
-        const int64_t layer = facts.n_expert > 1 ? layer_from_name(t.name) : i_ffn_down;
+        const int64_t layer = facts.n_expert > 1 ? expert_tensor_layer(t.name) : i_ffn_down;
         if ((q4_k_m || q5_k_m) && use_more_bits(layer, n_ffn_down)) nt = WeightType::Q6_K;
         ++i_ffn_down;
       }
