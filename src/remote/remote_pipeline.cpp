@@ -2,6 +2,7 @@
 
 #include "model/model_files.h"
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -11,6 +12,7 @@
 
 #include "core/hex.h"
 #include "core/log.h"
+#include "core/trace.h"
 #include "remote/fingerprint.h"
 #include "remote/model_sync.h"
 #include "runtime/stage_runner.h"
@@ -31,6 +33,9 @@ struct Remote {
   std::string state = "connecting";
   uint64_t weight_bytes = 0;  // as the worker reported it
   double busy_seconds = 0;    // compute time it reported for its micro-batches
+  double queue_seconds = 0;   // hand-off time inside the worker it reported (sum)
+  // Send time: the worker reports its total since it loaded; earlier loads' totals are in base.
+  double send_base = 0, send_latest = 0;
   // Shared so that the monitor can ping it while the engine thread uses it; replaced only with
   // op_mutex_ held.
   std::shared_ptr<Connection> conn;
@@ -124,6 +129,7 @@ class RemotePipeline final : public runtime::Pipeline {
   int depth() const override { return static_cast<int>(remotes_.size()) + 1; }
 
   void launch(runtime::MicroBatch batch) override {
+    trace::event("coord.launch", batch.id);
     std::lock_guard op(op_mutex_);
     {
       std::lock_guard lock(mutex_);
@@ -173,6 +179,7 @@ class RemotePipeline final : public runtime::Pipeline {
       cv_.notify_all();
     }
     in_flight_.pop_front();
+    trace::event("coord.wake", id);
     return r;
   }
 
@@ -193,11 +200,21 @@ class RemotePipeline final : public runtime::Pipeline {
   std::vector<runtime::StageInfo> stages() const override {
     std::lock_guard lock(mutex_);
     std::vector<runtime::StageInfo> out;
+    const double elapsed =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+    auto waited = [&](const runtime::StageInfo& s) {
+      return std::max(0.0, elapsed - s.busy_seconds - s.queue_seconds - s.send_seconds);
+    };
     out.push_back({"local", stage0_->layers(), "ready",
                    stage0_->weight_bytes(), stage0_busy_seconds_, transfer_seconds_});
+    out.back().send_seconds = stage0_send_seconds_;
+    out.back().wait_seconds = waited(out.back());
     for (auto& r : remotes_) {
       out.push_back({r->address, r->layers, r->state, r->weight_bytes,
                      r->busy_seconds, 0.0});
+      out.back().queue_seconds = r->queue_seconds;
+      out.back().send_seconds = r->send_base + r->send_latest;
+      out.back().wait_seconds = waited(out.back());
     }
     return out;
   }
@@ -265,6 +282,8 @@ class RemotePipeline final : public runtime::Pipeline {
                   r.layers.begin, r.layers.end, loaded.weight_bytes / 1048576.0);
         std::lock_guard lock(mutex_);
         r.weight_bytes = loaded.weight_bytes;
+        r.send_base += r.send_latest;
+        r.send_latest = 0;
         r.state = "ready";
         r.last_heard = std::chrono::steady_clock::now();
       } catch (const std::exception& e) {
@@ -439,6 +458,7 @@ class RemotePipeline final : public runtime::Pipeline {
         std::lock_guard lock(mutex_);
         stage0_busy_seconds_ += out0_.seconds;
       }
+      trace::event("coord.computed", batch.id);
       if (out0_.last) {  // a single stage: finish here
         runtime::MicroBatchResult r;
         r.id = batch.id;
@@ -467,7 +487,13 @@ class RemotePipeline final : public runtime::Pipeline {
         std::lock_guard lock(mutex_);
         sent_at_[m.id] = std::chrono::steady_clock::now();
       }
+      const auto start = std::chrono::steady_clock::now();
       remotes_[0]->conn->send_pieces(FrameType::Forward, pieces);
+      const double took =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      trace::event("coord.sent", m.id);
+      std::lock_guard lock(mutex_);
+      stage0_send_seconds_ += took;
     } catch (const std::exception& e) {
       mark_down(0, e.what());
       retryable = !mpi_;
@@ -506,6 +532,7 @@ class RemotePipeline final : public runtime::Pipeline {
           throw Error("protocol", "unexpected " + frame_type_name(f.header.type) + " frame");
         }
         ResultMsg m = decode_result(f.payload);
+        trace::event("coord.result", m.id);
         runtime::MicroBatchResult r;
         r.id = m.id;
         r.sampled = std::move(m.sampled);
@@ -518,6 +545,10 @@ class RemotePipeline final : public runtime::Pipeline {
         for (size_t i = 0; i < m.stage_us.size() && i < remotes_.size(); ++i) {
           remotes_[i]->busy_seconds += double(m.stage_us[i]) * 1e-6;
           compute += double(m.stage_us[i]) * 1e-6;
+        }
+        for (size_t i = 0; i < m.stage_queue_us.size() && i < remotes_.size(); ++i) {
+          remotes_[i]->queue_seconds += double(m.stage_queue_us[i]) * 1e-6;
+          remotes_[i]->send_latest = double(m.stage_send_us[i]) * 1e-6;
         }
         if (auto it = sent_at_.find(r.id); it != sent_at_.end()) {
           double round_trip =
@@ -560,6 +591,8 @@ class RemotePipeline final : public runtime::Pipeline {
   std::map<uint64_t, runtime::MicroBatchResult> done_;  // completed, not yet returned
   double stage0_busy_seconds_ = 0;
   double transfer_seconds_ = 0;  // round trips to the workers minus their compute
+  double stage0_send_seconds_ = 0;  // in send_pieces to stage 1
+  const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   bool closing_ = false;  // the destructor is shutting the workers down
   std::map<uint64_t, std::chrono::steady_clock::time_point> sent_at_;  // micro-batch -> sent
   std::string broken_;  // non-empty: a stage is down; the next launch reconnects

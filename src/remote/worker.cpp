@@ -4,6 +4,7 @@
 
 #include <poll.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "core/log.h"
+#include "core/trace.h"
 #include "model/stage.h"
 #include "remote/fingerprint.h"
 #include "remote/model_sync.h"
@@ -59,6 +61,11 @@ struct Worker::Impl {
   std::string loaded_fingerprint;
   std::unique_ptr<runtime::StageRunner> runner;  // runs `stage`; samples when it is the last
   runtime::StageOutput out;
+  // Where a micro-batch's time goes in this stage (issue 19): when the frame being handled
+  // finished arriving, and the time spent sending frames on (forwards and results) since the
+  // stage loaded. Both travel in every forward and result frame.
+  std::chrono::steady_clock::time_point arrived_at{};
+  double send_seconds = 0;
 
   explicit Impl(const WorkerOptions& o) : options(o) {
     if (!o.model_dir.empty()) own_fingerprint = fingerprint(o.model_dir);
@@ -189,6 +196,7 @@ struct Worker::Impl {
       session_loaded = false;  // no heartbeat may come between the load and the loaded frame
     }
     LoadMsg m = decode_load(f.payload);
+    send_seconds = 0;
     if (is_mpi_address(m.next) && !attached) {
       throw Error("worker", name() + " is not an MPI rank: it cannot pass activations to " + m.next);
     }
@@ -274,11 +282,34 @@ struct Worker::Impl {
   }
 
   void send_result(ResultMsg& r) {
-    if (session) session->send(FrameType::Result, encode_result(r));
+    if (!session) return;
+    const auto start = std::chrono::steady_clock::now();
+    session->send(FrameType::Result, encode_result(r));
+    send_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    trace::event("worker.sent", r.id);
+  }
+
+  // Appends this stage's times to a micro-batch's lists (compute, queue, send so far).
+  void add_stage_times(ForwardMsg& m, std::chrono::steady_clock::time_point started) {
+    m.stage_us.push_back(int64_t(out.seconds * 1e6));
+    m.stage_queue_us.push_back(std::max<int64_t>(
+        0, std::chrono::duration_cast<std::chrono::microseconds>(started - arrived_at).count()));
+    m.stage_send_us.push_back(int64_t(send_seconds * 1e6));
+  }
+
+  // A forward frame's arrival, for MESHLM_TRACE: its micro-batch id is the payload's first
+  // field (little-endian u64).
+  static void trace_arrival(const Frame& f) {
+    if (!trace::enabled() || f.payload.size() < 8) return;
+    uint64_t id = 0;
+    for (int i = 7; i >= 0; --i) id = (id << 8) | f.payload[size_t(i)];
+    trace::event("worker.recv", id);
   }
 
   void handle_forward(const Frame& f) {
+    const auto started = std::chrono::steady_clock::now();
     ForwardMsg m = decode_forward(f.payload);
+    trace::event("worker.start", m.id);
     ResultMsg result;
     result.id = m.id;
     bool pass_on = false;
@@ -294,8 +325,11 @@ struct Worker::Impl {
                                   ", the model has " + std::to_string(cfg.hidden));
       }
       runner->run({m.chunks, m.tokens, m.new_sequences, m.return_logits, m.masks}, m.hidden, out);
-      m.stage_us.push_back(int64_t(out.seconds * 1e6));
+      trace::event("worker.computed", m.id);
+      add_stage_times(m, started);
       result.stage_us = m.stage_us;
+      result.stage_queue_us = m.stage_queue_us;
+      result.stage_send_us = m.stage_send_us;
       if (!out.last) {
         m.hidden_dim = cfg.hidden;
         pass_on = true;
@@ -320,7 +354,11 @@ struct Worker::Impl {
         head, {reinterpret_cast<const uint8_t*>(m.hidden.data()), m.hidden.size() * 4}};
     try {
       if (!downstream) connect_downstream();
+      const auto start = std::chrono::steady_clock::now();
       downstream->send_pieces(FrameType::Forward, pieces);
+      send_seconds +=
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      trace::event("worker.sent", m.id);
     } catch (const std::exception& e) {
       downstream.reset();
       std::string why =
@@ -389,6 +427,8 @@ struct Worker::Impl {
   void serve(std::unique_ptr<Connection>& conn, bool from_session) {
     try {
       Frame f = recv_checked(*conn, options.frame_timeout_ms);
+      arrived_at = std::chrono::steady_clock::now();
+      if (f.type() == FrameType::Forward) trace_arrival(f);
       if (from_session) {
         session_heard = std::chrono::steady_clock::now();
         if (f.type() == FrameType::Ping) session_pinged = true;
@@ -429,6 +469,7 @@ struct Worker::Impl {
 
   struct Event {
     bool from_session = false;
+    std::chrono::steady_clock::time_point arrived{};
     std::optional<Frame> frame;  // empty: the connection failed with `error`
     std::string error;
   };
@@ -442,6 +483,8 @@ struct Worker::Impl {
       ev.from_session = from_session;
       try {
         ev.frame = recv_checked(*conn, -1);
+        ev.arrived = std::chrono::steady_clock::now();
+        if (ev.frame->type() == FrameType::Forward) trace_arrival(*ev.frame);
       } catch (const std::exception& e) {
         ev.error = e.what();
       }
@@ -493,6 +536,7 @@ struct Worker::Impl {
         continue;
       }
       try {
+        arrived_at = ev.arrived;
         handle(*ev.frame, ev.from_session);
       } catch (const std::exception& e) {
         send_error_quietly(conn, e.what());

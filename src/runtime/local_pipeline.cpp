@@ -1,5 +1,7 @@
 // All stages in this process, run one after the other for each micro-batch. Used for a single
 // machine (one stage) and for in-process multi-stage exactness tests.
+#include <algorithm>
+#include <chrono>
 #include <deque>
 #include <mutex>
 
@@ -71,10 +73,15 @@ class LocalPipeline final : public Pipeline {
  private:
   void refresh_info() {
     std::vector<StageInfo> out;
+    const double elapsed =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
     for (size_t i = 0; i < stages_.size(); ++i) {
       const auto& s = stages_[i];
       out.push_back({"local", s->layers(), "ready",
                      uint64_t(s->weight_bytes() + s->kv_bytes_in_use()), busy_[i]});
+      // In one process the stages take turns: a stage waits while the others compute and
+      // while the engine has no work for it (nothing is sent or queued).
+      out.back().wait_seconds = std::max(0.0, elapsed - busy_[i]);
     }
     std::lock_guard<std::mutex> lock(info_mutex_);
     info_ = std::move(out);
@@ -88,6 +95,7 @@ class LocalPipeline final : public Pipeline {
   StageOutput out_;
   std::deque<MicroBatchResult> done_;
   std::vector<double> busy_;  // seconds of compute per stage
+  const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
 };
 
 }  // namespace

@@ -48,6 +48,11 @@ struct StageInfo {
   // Time micro-batches spent after this stage outside any stage's compute: activations and results
   // on the links plus waiting in front of busy stages. Measured by the coordinator (its row).
   double transfer_seconds = 0;
+  // Where the rest of the stage's time went (issue 19), since the pipeline started:
+  double queue_seconds = 0;  // a micro-batch's frame had arrived and waited for the stage's thread
+  double send_seconds = 0;   // sending frames on (activations to the next stage, results)
+  // Waiting for input: time since the pipeline started minus compute, queue and send.
+  double wait_seconds = 0;
 };
 
 class Pipeline {

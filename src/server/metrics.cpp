@@ -127,6 +127,28 @@ std::string Metrics::render(const runtime::EngineStats& stats,
   for (size_t i = 0; i < stages.size(); ++i)
     out += "meshlm_stage_transfer_seconds_total" + stage_labels(i) + " " +
            fmt(stages[i].transfer_seconds) + "\n";
+  // Where the rest of each stage's time went (issue 19).
+  const struct {
+    const char* name;
+    const char* help;
+    double runtime::StageInfo::*field;
+  } kTimes[] = {
+      {"meshlm_stage_queue_seconds_total",
+       "Time micro-batches that had reached a stage waited for its thread.",
+       &runtime::StageInfo::queue_seconds},
+      {"meshlm_stage_send_seconds_total",
+       "Time each stage spent sending frames on (activations, results).",
+       &runtime::StageInfo::send_seconds},
+      {"meshlm_stage_wait_seconds_total",
+       "Time each stage spent waiting for input (not computing, queueing or sending).",
+       &runtime::StageInfo::wait_seconds},
+  };
+  for (const auto& t : kTimes) {
+    out += std::string("# HELP ") + t.name + " " + t.help + "\n";
+    out += std::string("# TYPE ") + t.name + " counter\n";
+    for (size_t i = 0; i < stages.size(); ++i)
+      out += t.name + stage_labels(i) + " " + fmt(stages[i].*t.field) + "\n";
+  }
   return out;
 }
 

@@ -230,6 +230,17 @@ void visit(A& a, M& m) {
 
 // ---- forward ----
 
+// Stage timings: one entry per remote stage in each list, none negative.
+void check_stage_times(const std::vector<int64_t>& compute, const std::vector<int64_t>& queue,
+                       const std::vector<int64_t>& send) {
+  if (queue.size() != compute.size() || send.size() != compute.size())
+    invalid("stage times of " + std::to_string(compute.size()) + ", " +
+            std::to_string(queue.size()) + " and " + std::to_string(send.size()) + " stages");
+  for (const auto* list : {&compute, &queue, &send})
+    for (int64_t us : *list)
+      if (us < 0) invalid("negative stage time");
+}
+
 template <typename A, Of<ForwardMsg> M>
 void visit(A& a, M& m) {
   a.u64(m.id);
@@ -281,10 +292,9 @@ void visit(A& a, M& m) {
     }
   });
   a.i64_array(m.stage_us, kMaxStages);
-  a.check([&] {
-    for (int64_t us : m.stage_us)
-      if (us < 0) invalid("negative stage time");
-  });
+  a.i64_array(m.stage_queue_us, kMaxStages);
+  a.i64_array(m.stage_send_us, kMaxStages);
+  a.check([&] { check_stage_times(m.stage_us, m.stage_queue_us, m.stage_send_us); });
   a.i64(m.hidden_dim);
   a.check([&] {
     if (m.hidden_dim < 0 || m.hidden_dim > kMaxHidden) {
@@ -320,10 +330,9 @@ void visit(A& a, M& m) {
   a.f32_array(m.logits, kMaxPayload / sizeof(float));
   a.str(m.error, 1 << 16);
   a.i64_array(m.stage_us, kMaxStages);
-  a.check([&] {
-    for (int64_t us : m.stage_us)
-      if (us < 0) invalid("negative stage time");
-  });
+  a.i64_array(m.stage_queue_us, kMaxStages);
+  a.i64_array(m.stage_send_us, kMaxStages);
+  a.check([&] { check_stage_times(m.stage_us, m.stage_queue_us, m.stage_send_us); });
   a.end();
 }
 

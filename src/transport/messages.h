@@ -84,6 +84,10 @@ struct ForwardMsg {
   // samples under them.
   std::vector<runtime::SeqMask> masks;
   std::vector<int64_t> stage_us;  // compute time of each remote stage so far (µs), in order
+  // Per remote stage so far, like stage_us (protocol 8): this micro-batch's time between its
+  // frame arriving and its compute starting (hand-off inside the worker), and the stage's total
+  // time spent sending frames downstream since it loaded (sends finished before this one).
+  std::vector<int64_t> stage_queue_us, stage_send_us;
   int64_t hidden_dim = 0;
   std::vector<float> hidden;  // [total_tokens, hidden_dim]
 };
@@ -94,6 +98,7 @@ struct ResultMsg {
   std::vector<float> logits;
   std::string error;
   std::vector<int64_t> stage_us;  // compute time of every remote stage for this micro-batch (µs)
+  std::vector<int64_t> stage_queue_us, stage_send_us;  // as in ForwardMsg, every remote stage
 };
 
 // ---- model sync (model_sync.h) ----

@@ -12,7 +12,7 @@ import struct
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "corpus")
-PROTOCOL_VERSION = 7  # dist::kProtocolVersion (src/transport/frame.h)
+PROTOCOL_VERSION = 8  # dist::kProtocolVersion (src/transport/frame.h)
 
 # FrameType values (src/transport/frame.h) and their order in fuzz_common.h kAllFrameTypes.
 FRAME_TYPES = [("hello", 1), ("challenge", 2), ("auth", 3), ("welcome", 4), ("load", 10),
@@ -83,11 +83,11 @@ PAYLOADS = {
                i32_array([1, 2, 3, 4]) + u64(1) + i64(1) + sampling(seed=42, top_logprobs=2,
                                                                   logprobs=True) +
                boolean(False) + u64(1) + i64(2) + u64(2) + u64(0x35) + u64(1 << 63) +
-               i64_array([120, 95]) + i64(2) + u64(8) +
+               i64_array([120, 95]) + i64_array([3, 4]) + i64_array([40, 50]) + i64(2) + u64(8) +
                b"".join(f32(x / 8) for x in range(8)),
     "result": u64(7) + u64(2) + i64(1) + i32(5) + f32(-0.5) + u32(2) + i32(5) + f32(-0.5) +
               i32(6) + f32(-1.5) + i64(2) + i32(9) + f32(-0.1) + u32(0) + f32_array([0.5, -1.0]) +
-              s("") + i64_array([100, 200]),
+              s("") + i64_array([100, 200]) + i64_array([2, 3]) + i64_array([10, 20]),
     "release": i64_array([1, 2, 3]),
     "ping": u64(1),
     "pong": u64(1),
@@ -108,7 +108,14 @@ def dist_corpus():
     stream = b"".join(frame(n, PAYLOADS[n]) for n in ["load", "forward", "ping", "release"])
     add("fuzz_tcp_recv", "plain_stream", u8(0) + stream)
     add("fuzz_tcp_recv", "plain_truncated", u8(2) + stream[:-5])
-    sealed = b"".join(u8(TYPE_INDEX[n]) + u8(len(PAYLOADS[n])) + PAYLOADS[n]
+    # (the harness reads a u8 length: the forward here is the seed without its token mask)
+    small = dict(PAYLOADS, forward=PAYLOADS["forward"].replace(
+        u64(1) + i64(2) + u64(2) + u64(0x35) + u64(1 << 63), u64(0), 1).replace(
+        i64_array([120, 95]) + i64_array([3, 4]) + i64_array([40, 50]), u64(0) * 3, 1),
+        result=PAYLOADS["result"].replace(i64_array([100, 200]) + i64_array([2, 3]) +
+                                          i64_array([10, 20]), u64(0) * 3, 1))
+    assert all(len(small[n]) < 256 for n in ["forward", "result"])
+    sealed = b"".join(u8(TYPE_INDEX[n]) + u8(len(small[n])) + small[n]
                       for n in ["forward", "result", "ping", "shutdown"])
     add("fuzz_tcp_recv", "sealed_stream", u8(1) + u8(0) + sealed)
     add("fuzz_tcp_recv", "sealed_flipped", u8(3) + u8(77) + sealed)

@@ -208,6 +208,20 @@ TEST_F(DistPipeline, OneTwoThreeStagesAreBitIdentical) {
     EXPECT_EQ(greedy(*three, 10, 6), ref_ids);
     // The same again after releases: KV was freed on every stage.
     EXPECT_EQ(greedy(*three, 10, 6), ref_ids);
+    // Where each stage's time went: every stage has sent frames on (stage 0 and 1 activations,
+    // stage 2 results; a worker's sends reach the coordinator with its next micro-batch), and
+    // compute + queue + send + wait is the time since the pipeline started.
+    st = three->stages();
+    for (const auto& s : st) {
+      EXPECT_GT(s.send_seconds, 0.0) << s.node;
+      EXPECT_GE(s.queue_seconds, 0.0) << s.node;
+      EXPECT_GE(s.wait_seconds, 0.0) << s.node;
+    }
+    EXPECT_EQ(st[0].queue_seconds, 0.0);  // the coordinator's stage runs where its input is made
+    const double total0 = st[0].busy_seconds + st[0].send_seconds + st[0].wait_seconds;
+    for (const auto& s : st)
+      EXPECT_NEAR(s.busy_seconds + s.queue_seconds + s.send_seconds + s.wait_seconds, total0, 1e-6)
+          << s.node;
   }
 }
 

@@ -279,6 +279,9 @@ const checks = [
     assert.match(m, /^meshlm_queue_depth 0$/m);
     assert.match(m, /^meshlm_stage_compute_seconds_total\{stage="0",node="local"\} \d*\.?\d*[1-9]\d*/m);
     assert.match(m, /^meshlm_stage_transfer_seconds_total\{stage="0",node="local"\} /m);
+    assert.match(m, /^meshlm_stage_wait_seconds_total\{stage="0",node="local"\} \d*\.?\d*[1-9]\d*/m);
+    assert.match(m, /^meshlm_stage_send_seconds_total\{stage="0",node="local"\} /m);
+    assert.match(m, /^meshlm_stage_queue_seconds_total\{stage="0",node="local"\} /m);
     assert.ok((await metric('meshlm_generation_tokens_total')) > 100);
     const page = await fetch(`${server.url}/`);
     assert.equal(page.status, 200);

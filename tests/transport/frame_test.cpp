@@ -26,6 +26,9 @@ ForwardMsg sample_forward() {
   m.new_sequences = {{7, p}};
   m.return_logits = true;
   m.masks = {{9, std::make_shared<runtime::TokenMask>(runtime::TokenMask{0x35, 1ull << 63})}};
+  m.stage_us = {120, 95};
+  m.stage_queue_us = {3, 4};
+  m.stage_send_us = {40, 50};
   m.hidden_dim = 3;
   for (int i = 0; i < 12; ++i) m.hidden.push_back(0.5f * i - 1.0f);
   return m;
@@ -124,7 +127,24 @@ TEST(Messages, ForwardRoundTrip) {
   ASSERT_EQ(d.masks.size(), 1u);
   EXPECT_EQ(d.masks[0].first, 9);
   EXPECT_EQ(*d.masks[0].second, *m.masks[0].second);
+  EXPECT_EQ(d.stage_us, m.stage_us);
+  EXPECT_EQ(d.stage_queue_us, m.stage_queue_us);
+  EXPECT_EQ(d.stage_send_us, m.stage_send_us);
   EXPECT_EQ(d.hidden, m.hidden);
+}
+
+TEST(Messages, StageTimesMustCoverTheSameStages) {
+  ForwardMsg m = sample_forward();
+  m.stage_send_us = {40};  // one stage short
+  expect_protocol_error([&] { decode_forward(encode_forward(m)); }, "stage times");
+  m = sample_forward();
+  m.stage_queue_us = {3, -4};
+  expect_protocol_error([&] { decode_forward(encode_forward(m)); }, "negative stage time");
+  ResultMsg r;
+  r.stage_us = {1, 2};
+  r.stage_queue_us = {1, 2};
+  r.stage_send_us = {1, 2, 3};
+  expect_protocol_error([&] { decode_result(encode_result(r)); }, "stage times");
 }
 
 TEST(Messages, ForwardEveryTruncationIsRefused) {
@@ -198,8 +218,13 @@ TEST(Messages, ResultRoundTripAndTruncations) {
   m.sampled = {{5, s}, {6, runtime::SampledToken{3, -1.0f, {}}}};
   m.logits = {1.0f, 2.0f, -3.5f};
   m.error = "stage 2 is down";
+  m.stage_us = {100, 200};
+  m.stage_queue_us = {2, 3};
+  m.stage_send_us = {10, 20};
   auto bytes = encode_result(m);
   ResultMsg d = decode_result(bytes);
+  EXPECT_EQ(d.stage_queue_us, m.stage_queue_us);
+  EXPECT_EQ(d.stage_send_us, m.stage_send_us);
   EXPECT_EQ(d.id, 3u);
   ASSERT_EQ(d.sampled.size(), 2u);
   EXPECT_EQ(d.sampled[0].first, 5);

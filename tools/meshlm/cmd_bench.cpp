@@ -69,8 +69,10 @@ int run_bench(int argc, char** argv) {
   std::mt19937 rng(1234);
   std::uniform_int_distribution<int32_t> dist(0, int32_t(cfg.vocab - 1));
   int64_t seq = 0;
+  uint64_t next_id = 0;  // micro-batch ids, unique over the run (MESHLM_TRACE follows them)
   auto run_pp = [&]() {
     runtime::MicroBatch mb;
+    mb.id = next_id++;
     mb.chunks.push_back({seq, 0, int32_t(n_prompt), true, false});
     for (int64_t i = 0; i < n_prompt; ++i) mb.tokens.push_back(dist(rng));
     auto t0 = Clock::now();
@@ -99,7 +101,7 @@ int run_bench(int argc, char** argv) {
     std::deque<int> order;
     auto launch = [&](int g) {
       runtime::MicroBatch mb;
-      mb.id = uint64_t(g);
+      mb.id = next_id++;
       for (size_t i = 0; i < seqs[size_t(g)].size(); ++i) {
         mb.chunks.push_back({seqs[size_t(g)][i], int32_t(step[size_t(g)]), 1, true, false});
         mb.tokens.push_back(last[size_t(g)][i]);
@@ -128,6 +130,7 @@ int run_bench(int argc, char** argv) {
     auto t0 = Clock::now();
     for (int64_t i = 0; i < n_gen; ++i) {
       runtime::MicroBatch mb;
+      mb.id = next_id++;
       mb.chunks.push_back({seq, int32_t(i), 1, true, false});
       mb.tokens.push_back(token);
       pipeline->launch(std::move(mb));
@@ -143,7 +146,12 @@ int run_bench(int argc, char** argv) {
   if (n_gen > 0) run_tg();
   std::vector<double> pp, tg;
   // Per stage, the share of the generation runs' wall time it spent computing (pipeline balance).
-  std::vector<double> tg_busy(pipeline->stages().size(), 0.0);
+  const size_t n_stages = pipeline->stages().size();
+  std::vector<double> tg_busy(n_stages, 0.0);
+  // And where the rest of each stage's time went (issue 19): a frame waiting for the stage's
+  // thread, sending on, waiting for input; and the coordinator's round trips minus compute.
+  std::vector<double> tg_queue(n_stages, 0.0), tg_send(n_stages, 0.0), tg_wait(n_stages, 0.0);
+  double tg_transfer = 0;
   double tg_wall = 0;
   for (int r = 0; r < reps; ++r) {
     if (n_prompt > 0) pp.push_back(run_pp());
@@ -153,8 +161,13 @@ int run_bench(int argc, char** argv) {
       tg.push_back(run_tg());
       tg_wall += std::chrono::duration<double>(Clock::now() - t0).count();
       auto after = pipeline->stages();
-      for (size_t i = 0; i < tg_busy.size() && i < after.size() && i < before.size(); ++i)
+      for (size_t i = 0; i < tg_busy.size() && i < after.size() && i < before.size(); ++i) {
         tg_busy[i] += after[i].busy_seconds - before[i].busy_seconds;
+        tg_queue[i] += after[i].queue_seconds - before[i].queue_seconds;
+        tg_send[i] += after[i].send_seconds - before[i].send_seconds;
+        tg_wait[i] += after[i].wait_seconds - before[i].wait_seconds;
+        tg_transfer += after[i].transfer_seconds - before[i].transfer_seconds;
+      }
     }
   }
   std::vector<double> tg_util, tg_batch_ms;
@@ -162,6 +175,14 @@ int run_bench(int argc, char** argv) {
   // Mean compute per micro-batch per stage: every stage runs every micro-batch once per step.
   const double batches = double(reps) * double(n_gen) * tg_groups();
   for (double b : tg_busy) tg_batch_ms.push_back(batches > 0 ? 1e3 * b / batches : 0.0);
+  auto per_batch_ms = [&](const std::vector<double>& v) {
+    std::vector<double> out;
+    for (double x : v) out.push_back(batches > 0 ? 1e3 * x / batches : 0.0);
+    return out;
+  };
+  const std::vector<double> queue_ms = per_batch_ms(tg_queue), send_ms = per_batch_ms(tg_send),
+                            wait_ms = per_batch_ms(tg_wait);
+  const double transfer_ms = batches > 0 ? 1e3 * tg_transfer / batches : 0.0;
   Stats sp = stats(pp), st = stats(tg);
   if (json) {
     nlohmann::json j = {{"model", model_dir}, {"architecture", cfg.architecture},
@@ -170,6 +191,8 @@ int run_bench(int argc, char** argv) {
                         {"tg_tps", st.mean}, {"tg_sd", st.sd}, {"simd", kernels::simd_target_name()},
                         {"stages", pipeline->stages().size()}, {"streams", streams},
                         {"tg_stage_busy", tg_util}, {"tg_stage_batch_ms", tg_batch_ms},
+                        {"tg_stage_queue_ms", queue_ms}, {"tg_stage_send_ms", send_ms},
+                        {"tg_stage_wait_ms", wait_ms}, {"tg_transfer_ms", transfer_ms},
                         {"micro_batches", tg_groups()},
                         {"peak_rss_bytes", peak_resident_bytes()}};
     std::printf("%s\n", j.dump().c_str());
@@ -182,6 +205,13 @@ int run_bench(int argc, char** argv) {
       std::printf("| %s | %d | tg%lld | %.2f ± %.2f |\n", cfg.architecture.c_str(), threads,
                   (long long)n_gen, st.mean, st.sd);
     std::printf("simd %s, peak RSS %.1f MiB\n", kernels::simd_target_name(), double(peak_resident_bytes()) / (1 << 20));
+    if (n_gen > 0 && n_stages > 1) {
+      std::printf("generation, per micro-batch: links and hand-offs %.3f ms (round trips minus "
+                  "compute)\n", transfer_ms);
+      for (size_t i = 0; i < n_stages; ++i)
+        std::printf("  stage %zu: compute %.3f ms, queued %.3f ms, sending %.3f ms, waiting for "
+                    "input %.3f ms\n", i, tg_batch_ms[i], queue_ms[i], send_ms[i], wait_ms[i]);
+    }
   }
   return 0;
 }
