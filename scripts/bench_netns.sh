@@ -7,7 +7,7 @@
 #
 # Hosts: coordinator C (10.234.0.1) and worker W (10.234.0.2), network namespaces joined by a
 # bridge in a third one, each host's veth shaped to 1 Gbit/s (tc tbf). In front of the worker
-# (port 7000) tests/e2e/delay_relay.py (port 7001) delivers every chunk DELAY ms after it
+# (port 7000) a delay relay (tests/e2e/delay_relay.cpp, port 7001) delivers every chunk DELAY ms after it
 # arrived, in each direction, so both hops of a token (C->W activations, W->C sampled ids) cross
 # DELAY ms. The worker never sees the model folder (an empty tmpfs covers it in its own mount
 # namespace) and gets its layers over the network (--sync always) once, kept for all runs.
@@ -26,7 +26,13 @@ set -euo pipefail
 MODEL=${1:?usage: bench_netns.sh MODEL_DIR}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 MESHLM=${MESHLM:-$ROOT/build/meshlm}
-RELAY=$ROOT/tests/e2e/delay_relay.py
+# The relay: the C++ one when built (build/tests/e2e/delay_relay: ~40 µs late per direction
+# here), else delay_relay.py (~0.25 ms late and ~200 MB/s under load); RELAY=... picks one.
+if [ -z "${RELAY:-}" ]; then
+  RELAY=$ROOT/build/tests/e2e/delay_relay
+  [ -x "$RELAY" ] || RELAY=$ROOT/tests/e2e/delay_relay.py
+fi
+case "$RELAY" in *.py) RELAY_CMD=(/usr/bin/python3 "$RELAY") ;; *) RELAY_CMD=("$RELAY") ;; esac
 N_PROMPT=${N_PROMPT:-16}
 N_GEN=${N_GEN:-32}
 REPS=${REPS:-3}
@@ -95,7 +101,7 @@ RELAY_PID=
 start_relay() {  # start_relay DELAY_MS LISTEN_PORT TO_PORT
   rm -f "$WORK/relay.ready"
   # Started directly (not through a function or subshell) so that $! is the relay itself.
-  ip netns exec "$NS_W" /usr/bin/python3 "$RELAY" --listen "$ADDR_W:$2" --to "$ADDR_W:$3" \
+  ip netns exec "$NS_W" "${RELAY_CMD[@]}" --listen "$ADDR_W:$2" --to "$ADDR_W:$3" \
     --delay "$1" --ready-file "$WORK/relay.ready" --exit-with-parent $$ 2>>"$WORK/relay.log" &
   RELAY_PID=$!
   PIDS+=("$RELAY_PID")
@@ -151,6 +157,16 @@ for _ in $(seq 200); do
   sleep 0.05
 done
 
+# ---- meshlm's own frames over the link: `meshlm ping` (64 B .. 1 MiB), direct and relayed ----
+PINGS=$WORK/c/pings.txt
+in_c "$MESHLM" ping "$ADDR_W:7000" --secret "$SECRET" --rounds 50 >"$PINGS" 2>>"$WORK/c/bench.log"
+for d in $DELAYS; do
+  start_relay "$d" 7001 7000
+  echo "through the relay, DELAY=$d ms:" >>"$PINGS"
+  in_c "$MESHLM" ping "$ADDR_W:7001" --secret "$SECRET" --rounds 50 >>"$PINGS" 2>>"$WORK/c/bench.log"
+  stop_relay
+done
+
 N_LAYERS=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["num_hidden_layers"])' "$MODEL/config.json")
 HALF=$((N_LAYERS / 2))
 LAYERS="0-$((HALF - 1)),$HALF-$((N_LAYERS - 1))"
@@ -185,6 +201,7 @@ echo "  worker cache: $(du -sh "$WORK/w/cache" | cut -f1) in $(find "$WORK/w/cac
 
 RTTS=""
 for d in $DELAYS; do RTTS+="$d=${RTT[$d]} "; done
+echo; echo "meshlm ping C -> W (median and p90 round trips of meshlm's own frames):"; cat "$PINGS"
 /usr/bin/python3 - "$RESULTS" "$RTTS" <<'EOF'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
@@ -214,6 +231,16 @@ for r in rows:
         delay = "no relay"
     print(f"| {b['stages']} | {delay} | {s} | {tps:.2f} ± {b['tg_sd']:.2f} | {1000 / tps:.2f} "
           f"| {cost} | {share} |")
+print("\nwhere a generation micro-batch's time went (ms; bench --json: links and hand-offs = round "
+      "trips minus compute; per stage compute / queued / sending / waiting for input):")
+for r in rows:
+    b = r["bench"]
+    if b["stages"] < 2:
+        continue
+    per = "; ".join(f"stage {i}: {c:.3f} / {q:.3f} / {sd:.3f} / {w:.3f}" for i, (c, q, sd, w) in
+                    enumerate(zip(b["tg_stage_batch_ms"], b["tg_stage_queue_ms"],
+                                  b["tg_stage_send_ms"], b["tg_stage_wait_ms"])))
+    print(f"  {r['delay']}, {b['streams']} stream(s): links and hand-offs {b['tg_transfer_ms']:.3f}; {per}")
 print(f"\nper-hop cost = (1/tps_2stages - 1/tps_1stage) / {hops} hops (C->W activations, "
       f"W->C sampled ids); tps = aggregate tg tokens/s of `meshlm bench` (mean of the runs).\n"
       f"delay's share = (1/tps_DELAY - 1/tps_DELAY=0) / {hops}: what the relay's delay itself adds "
