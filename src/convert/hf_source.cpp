@@ -22,6 +22,7 @@
 #include "convert/source_model.h"
 #include "core/error.h"
 #include "core/json_file.h"
+#include "model/architectures.h"
 #include "model/config.h"
 #include "model/safetensors.h"
 #include "model/schema.h"
@@ -40,22 +41,6 @@ using model::TensorRole;
 
 // The converter's token types (gguf-py TokenType).
 constexpr int64_t kTokenNormal = 1, kTokenControl = 3, kTokenUserDefined = 4, kTokenUnused = 5;
-
-// GGUF architecture names of meshlm's model_types, and whether the converter permutes q/k.
-struct GgufArch {
-  const char* model_type;
-  const char* gguf_arch;
-  bool permute_qk;
-};
-constexpr GgufArch kArchs[] = {
-    {"qwen3", "qwen3", false},
-    {"qwen2", "qwen2", false},
-    {"llama", "llama", true},
-    {"mistral", "llama", true},
-    {"qwen3_moe", "qwen3moe", false},
-    {"qwen2_moe", "qwen2moe", false},
-    {"mixtral", "llama", true},  // the converter writes Mixtral as a llama with experts
-};
 
 // The pre-tokenizer regexes llama.cpp knows by name (it identifies them by hashing the
 // tokenizer's output; the regex is what that hash stands for).
@@ -235,10 +220,8 @@ SourceModel open_hf_source(const std::string& dir_str, const std::string& name_a
   if (config.contains("quantization") || config.contains("quantization_config"))
     fail("'" + dir_str + "' holds an already quantized model (config.json has quantization settings); quantize from the original weights");
   const model::ModelConfig cfg = model::ModelConfig::from_json(config);
-  const GgufArch* arch = nullptr;
-  for (const GgufArch& a : kArchs)
-    if (cfg.model_type == a.model_type) arch = &a;
-  if (!arch) fail("architecture '" + cfg.model_type + "' has no GGUF mapping");
+  const model::ArchTraits* arch = model::find_arch(cfg.model_type);
+  if (!arch || !arch->gguf_arch) fail("architecture '" + cfg.model_type + "' has no GGUF mapping");
   const std::string A = arch->gguf_arch;
 
   auto set = std::make_shared<std::unique_ptr<model::SafetensorsSet>>(model::SafetensorsSet::open_dir(dir_str));
@@ -323,7 +306,7 @@ SourceModel open_hf_source(const std::string& dir_str, const std::string& name_a
   if (v.chat_template) add("tokenizer.chat_template", GgufValue::from_string(*v.chat_template));
 
   // ---- tensors
-  if (arch->permute_qk && cfg.rope_scaling == model::RopeScaling::Llama3) {
+  if (arch->gguf_permute_qk && cfg.rope_scaling == model::RopeScaling::Llama3) {
     auto freqs = std::make_shared<std::vector<float>>(
         llama3_rope_freqs(cfg.head_dim, config.value("rope_theta", 10000.0), cfg.rope_factor, cfg.rope_low_freq_factor,
                           cfg.rope_high_freq_factor, double(cfg.rope_original_max_position)));
@@ -396,8 +379,8 @@ SourceModel open_hf_source(const std::string& dir_str, const std::string& name_a
     const size_t row_bytes = formats::row_bytes(dtype, cols);
     // Rows of q/k, per head: HF [first halves | second halves] -> interleaved pairs.
     int64_t perm_heads = 0;
-    if (arch->permute_qk && (d.role == TensorRole::Wq || d.role == TensorRole::Bq)) perm_heads = cfg.n_heads;
-    if (arch->permute_qk && (d.role == TensorRole::Wk || d.role == TensorRole::Bk)) perm_heads = cfg.n_kv_heads;
+    if (arch->gguf_permute_qk && (d.role == TensorRole::Wq || d.role == TensorRole::Bq)) perm_heads = cfg.n_heads;
+    if (arch->gguf_permute_qk && (d.role == TensorRole::Wk || d.role == TensorRole::Bk)) perm_heads = cfg.n_kv_heads;
     const bool one_d = d.shape.size() == 1;
     t.type = one_d ? WeightType::F32 : dtype;
     if (one_d && perm_heads > 0) {

@@ -31,10 +31,19 @@ struct ArchTraits {
   int64_t max_position;
   int64_t bos_id;
   int64_t eos_id;
+  // llama.cpp's name for the family (GGUF general.architecture), and whether its converter
+  // permutes the q/k rows (llama.cpp's "llama" graph rotates interleaved pairs). Several
+  // families share a name: dense Mistral and Mixtral are "llama" there.
+  const char* gguf_arch;
+  bool gguf_permute_qk;
 };
 
 // nullptr when the model_type is not supported.
 const ArchTraits* find_arch(const std::string& model_type);
 const std::vector<ArchTraits>& all_archs();
+// The family a GGUF file of llama.cpp architecture `gguf_arch` holds: the first row of that name
+// with (has_experts) or without experts ("llama" reads as llama, or mixtral with experts);
+// nullptr when none.
+const ArchTraits* find_gguf_arch(const std::string& gguf_arch, bool has_experts);
 
 }  // namespace meshlm::model

@@ -324,11 +324,8 @@ ModelConfig config_from_gguf(const formats::GgufModel& model) {
   // llama.cpp's architecture names: Mistral's dense models are "llama" there too, and so is
   // Mixtral (a "llama" with experts); Qwen's MoE families are "qwen3moe" / "qwen2moe".
   const bool has_experts = md.has(arch + ".expert_count") && md.get_i64(arch + ".expert_count") > 0;
-  std::string model_type = arch;
-  if (arch == "qwen3moe") model_type = "qwen3_moe";
-  if (arch == "qwen2moe") model_type = "qwen2_moe";
-  if (arch == "llama" && has_experts) model_type = "mixtral";
-  const ArchTraits* traits = find_arch(model_type);
+  const ArchTraits* traits = find_gguf_arch(arch, has_experts);
+  const std::string model_type = traits ? traits->model_type : arch;
   if (!traits)
     throw Error("config", md.source() + ": unsupported GGUF architecture '" + arch +
                               "'; supported: " + supported_architectures());
