@@ -16,19 +16,32 @@ if [ -f "$out/.complete" ]; then exit 0; fi
 [ -x "$meshlm" ] || { echo "no meshlm binary: skipping"; exit 77; }
 rm -rf "$out"
 mkdir -p "$out"
-synth() { "$meshlm" synth --threads 1 --layers 2 --vocab 512 --seed 5 "$@" >/dev/null; }
+synth() { "$meshlm" synth --threads 1 --seed 5 "$@" >/dev/null; }
 synth --arch qwen3 --out "$out/qwen3" --hidden 128 --intermediate 320 --heads 16 --kv-heads 8 \
-  --head-dim 16 --dtype f32
+  --head-dim 16 --dtype f32 --vocab 512 --layers 2
 synth --arch qwen2 --out "$out/qwen2" --hidden 128 --intermediate 320 --heads 8 --kv-heads 4 \
-  --head-dim 16 --dtype bf16 --vocab 500 --untied
+  --head-dim 16 --dtype bf16 --vocab 500 --untied --layers 2
 synth --arch qwen3_moe --out "$out/qwen3_moe" --hidden 128 --intermediate 256 --layers 3 \
   --heads 8 --kv-heads 4 --head-dim 16 --experts 8 --experts-per-tok 2 --moe-intermediate 96 \
-  --mlp-only-layers 1 --dtype f32
+  --mlp-only-layers 1 --dtype f32 --vocab 512
 synth --arch qwen2_moe --out "$out/qwen2_moe" --hidden 128 --intermediate 256 --heads 8 \
   --kv-heads 4 --head-dim 16 --experts 8 --experts-per-tok 2 --moe-intermediate 96 \
-  --shared-expert-intermediate 160 --dtype f32
+  --shared-expert-intermediate 160 --dtype f32 --vocab 512 --layers 2
 synth --arch qwen3 --out "$out/q4km-src" --hidden 256 --intermediate 768 --heads 16 --kv-heads 4 \
-  --head-dim 64 --dtype f32
+  --head-dim 64 --dtype f32 --vocab 512 --layers 2
+# quantize takes the GGUF vocabulary from tokenizer.json: a two-token byte-level BPE with the
+# qwen2 pre-tokenizer is enough (the tests feed token ids).
+PY=python3; [ -x /usr/bin/python3 ] && PY=/usr/bin/python3
+$PY - "$out/q4km-src/tokenizer.json" <<'PYEOF'
+import json, sys
+regex = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
+         r"\s*[\r\n]+|\s+(?!\S)|\s+")
+json.dump({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": []},
+           "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+               {"type": "Split", "pattern": {"Regex": regex}, "behavior": "Isolated"},
+               {"type": "ByteLevel", "add_prefix_space": False}]}},
+          open(sys.argv[1], "w"))
+PYEOF
 "$meshlm" quantize --model "$out/q4km-src" --out "$out/q4km.gguf" --type Q4_K_M --threads 1 >/dev/null
 rm -rf "$out/q4km-src"
 touch "$out/.complete"

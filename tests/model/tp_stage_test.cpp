@@ -22,6 +22,8 @@
 
 #include "core/error.h"
 #include "model/config.h"
+#include "model/model_files.h"
+#include "model/schema.h"
 #include "model/stage.h"
 #include "runtime/sampler.h"
 #include "transport/collective.h"
@@ -95,8 +97,9 @@ Outputs drive(Stage& st) {
   return out;
 }
 
-StageOptions base_options() {
+StageOptions base_options(const std::string& backend = "cpu") {
   StageOptions o;
+  o.backend = backend;
   o.threads = 1;
   o.max_context = 64;
   return o;
@@ -106,8 +109,8 @@ model::LayerRange whole(const std::string& dir) {
   return {0, model::ModelConfig::from_dir(dir).n_layers};
 }
 
-Outputs run_whole(const std::string& dir) {
-  Stage st(dir, whole(dir), base_options());
+Outputs run_whole(const std::string& dir, const std::string& backend = "cpu") {
+  Stage st(dir, whole(dir), base_options(backend));
   return drive(st);
 }
 
@@ -138,7 +141,8 @@ struct Member {
 };
 
 // Every member of a group with these shares on its own thread, each running drive().
-std::vector<Member> run_members(const std::string& dir, const std::vector<double>& shares) {
+std::vector<Member> run_members(const std::string& dir, const std::vector<double>& shares,
+                                const std::string& backend = "cpu") {
   const int n = int(shares.size());
   Links links = tcp_mesh(n);
   std::vector<std::future<Member>> futures;
@@ -151,7 +155,7 @@ std::vector<Member> run_members(const std::string& dir, const std::vector<double
         transport::GroupOptions go;
         go.timeout_ms = 30000;  // a failure guard only
         auto group = std::make_shared<transport::Group>(r, std::move(peers), go);
-        StageOptions o = base_options();
+        StageOptions o = base_options(backend);
         o.tensor_parallel = StageOptions::TensorParallel{
             shares, r, std::make_shared<transport::GroupReducer>(group)};
         Stage st(dir, whole(dir), o);
@@ -194,21 +198,49 @@ std::string layout_name(const std::vector<double>& shares) {
 
 int64_t ref_kv_heads(const std::string& dir) { return model::ModelConfig::from_dir(dir).n_kv_heads; }
 
+// How many logits rows (of `vocab`) differ by more than `tolerance` relatively.
+size_t rows_beyond(const std::vector<float>& a, const std::vector<float>& ref, int64_t vocab,
+                   double tolerance) {
+  size_t n = 0;
+  for (size_t r = 0; (r + 1) * size_t(vocab) <= ref.size() && (r + 1) * size_t(vocab) <= a.size(); ++r) {
+    const auto row = [&](const std::vector<float>& v) {
+      return std::vector<float>(v.begin() + long(r * size_t(vocab)), v.begin() + long((r + 1) * size_t(vocab)));
+    };
+    if (relative_difference(row(a), row(ref)) > tolerance) ++n;
+  }
+  return n;
+}
+
 // Members of each layout against the whole stage; the first layout twice (same bits).
+// Quantized weights: the cpu kernels quantize each activation block to 8 bits (kernels_quant.h),
+// a step function, so the members' other order of summation (a difference of ~1e-7) can move a
+// value that sits on a rounding boundary to the next code, which changes that token's logits by
+// ~1% from there on. For those models most rows must still be within 1e-5, the greedy ids the
+// same, and the rest within `quantized_bound`.
 void check_layouts(const std::string& name, const std::vector<std::vector<double>>& layouts,
-                   double tolerance = 1e-5) {
+                   double quantized_bound = 0, const std::string& backend = "cpu") {
+  constexpr double tolerance = 1e-5;
   const std::string dir = model_path(name);
-  const Outputs ref = run_whole(dir);
+  const Outputs ref = run_whole(dir, backend);
   ASSERT_FALSE(ref.logits.empty());
   for (size_t li = 0; li < layouts.size(); ++li) {
     const auto& shares = layouts[li];
-    SCOPED_TRACE(name + " " + layout_name(shares));
-    const std::vector<Member> members = run_members(dir, shares);
+    SCOPED_TRACE(name + " " + layout_name(shares) + " " + backend);
+    const std::vector<Member> members = run_members(dir, shares, backend);
     for (size_t r = 0; r < members.size(); ++r) ASSERT_EQ(members[r].error, "") << "member " << r;
     const double rel = relative_difference(members[0].out.logits, ref.logits);
-    std::printf("[tp] %s %s: max relative logit difference %.3g\n", name.c_str(),
-                layout_name(shares).c_str(), rel);
-    EXPECT_LE(rel, tolerance);
+    std::printf("[tp] %s %s (%s backend): max relative logit difference %.3g\n", name.c_str(),
+                layout_name(shares).c_str(), backend.c_str(), rel);
+    const int64_t V = model::ModelConfig::from_dir(dir).vocab;
+    const size_t rows = ref.logits.size() / size_t(V);
+    const size_t beyond = rows_beyond(members[0].out.logits, ref.logits, V, tolerance);
+    if (beyond) std::printf("[tp]   %zu of %zu rows beyond %g\n", beyond, rows, tolerance);
+    if (quantized_bound == 0) {
+      EXPECT_LE(rel, tolerance);
+    } else {
+      EXPECT_LE(beyond * 8, rows) << "more than 1 row in 8 beyond " << tolerance;
+      EXPECT_LE(rel, quantized_bound);
+    }
     EXPECT_EQ(members[0].out.ids, ref.ids);
     for (size_t r = 1; r < members.size(); ++r)
       EXPECT_EQ(bit_difference(members[r].out.logits, members[0].out.logits), "") << "member " << r;
@@ -217,7 +249,7 @@ void check_layouts(const std::string& name, const std::vector<std::vector<double
       EXPECT_EQ(m.out.kv_bytes_per_token * size_t(ref_kv_heads(dir)),
                 ref.kv_bytes_per_token * size_t(m.split.n_kv_heads()));
     if (li == 0) {
-      const std::vector<Member> again = run_members(dir, shares);
+      const std::vector<Member> again = run_members(dir, shares, backend);
       for (size_t r = 0; r < again.size(); ++r) {
         ASSERT_EQ(again[r].error, "");
         EXPECT_EQ(bit_difference(again[r].out.logits, members[r].out.logits), "") << "member " << r;
@@ -248,7 +280,14 @@ TEST(TpStage, Qwen2MoeSharedExpert) {
 
 TEST(TpStage, QuantizedGguf) {
   REQUIRE_TP_MODELS();
-  check_layouts("q4km.gguf", {{1, 1}, {1, 1, 1}, {1, 1, 1, 1}, {1, 3}});
+  check_layouts("q4km.gguf", {{1, 1}, {1, 1, 1}, {1, 1, 1, 1}, {1, 3}}, 0.05);
+}
+
+// The ref backend dequantizes the weights and keeps the activations f32: the quantized slices
+// (whole 256-element blocks, copied) then give the whole stage's logits within 1e-5 everywhere.
+TEST(TpStage, QuantizedGgufRefBackend) {
+  REQUIRE_TP_MODELS();
+  check_layouts("q4km.gguf", {{1, 1, 1}, {1, 1, 1, 1}, {1, 3}}, 0, "ref");
 }
 
 // One member: the same computation as a whole stage, so the same bits.
@@ -262,16 +301,18 @@ struct LocalReducer : model::TpReducer {
 
 TEST(TpStage, OneMemberIsTheWholeStage) {
   REQUIRE_TP_MODELS();
-  for (const std::string name : {"qwen3", "qwen2_moe"}) {
+  for (const std::string name : {"qwen3", "qwen2_moe", "q4km.gguf"}) {
     const std::string dir = model_path(name);
     StageOptions o = base_options();
     o.tensor_parallel = StageOptions::TensorParallel{{1.0}, 0, std::make_shared<LocalReducer>()};
     Stage st(dir, whole(dir), o);
     const Outputs one = drive(st), ref = run_whole(dir);
     EXPECT_EQ(bit_difference(one.logits, ref.logits), "") << name;
-    EXPECT_EQ(one.weight_bytes, ref.weight_bytes + (st.config().tie_embeddings
-                                                        ? size_t(st.config().vocab * st.config().hidden * 4)
-                                                        : 0))
+    size_t embed = 0;
+    const auto files = model::ModelFiles::open(dir);
+    for (const auto& d : model::model_tensors(st.config()))
+      if (d.role == model::TensorRole::Embed) embed = size_t(files->tensor_bytes(d));
+    EXPECT_EQ(one.weight_bytes, ref.weight_bytes + (st.config().tie_embeddings ? embed : 0))
         << name << ": a tied head is a copy of the embedding's rows";
   }
 }
