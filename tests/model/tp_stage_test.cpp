@@ -7,7 +7,9 @@
 // qwen3 (qk_norm, 8 KV heads: 2, 3, 4 members and the uneven {3, 5}), a qwen2 (q/k/v biases,
 // untied head, vocabulary 500), a qwen3_moe, a qwen2_moe (shared expert) and a Q4_K_M GGUF
 // (intermediate and wo split on 256-element blocks; with 4 members one has no MLP block at all).
-// A member's weight bytes are its share of the split tensors plus the replicated ones.
+// The ref backend (f32 activations) on the Q4_K_M file: within 1e-5 too. Members of a first and
+// of a last stage of a pipeline match those stages. A member's weight bytes are its share of the
+// split tensors plus the replicated ones.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -288,6 +290,60 @@ TEST(TpStage, QuantizedGguf) {
 TEST(TpStage, QuantizedGgufRefBackend) {
   REQUIRE_TP_MODELS();
   check_layouts("q4km.gguf", {{1, 1, 1}, {1, 1, 1, 1}, {1, 3}}, 0, "ref");
+}
+
+// Tensor-parallel stages that are parts of a pipeline: members of layers [0, 1) return the
+// whole first stage's activations (no logits), members of [1, 2) take them and return the last
+// stage's logits (the tied head: only the embedding's vocabulary rows, no embedding table).
+TEST(TpStage, FirstAndLastStageOfAPipeline) {
+  REQUIRE_TP_MODELS();
+  const std::string dir = model_path("qwen3");
+  const int64_t V = model::ModelConfig::from_dir(dir).vocab;
+  const auto a = prompt(6, 3, V);
+  const std::vector<model::SeqChunk> chunks = {{7, 0, 6, true, false}};
+  auto run_stage = [&](model::LayerRange layers, std::vector<float> hidden, const std::vector<double>& shares) {
+    std::vector<float> logits;
+    if (shares.empty()) {
+      Stage st(dir, layers, base_options());
+      st.forward(chunks, a, hidden, logits);
+      return std::make_pair(hidden, logits);
+    }
+    const int n = int(shares.size());
+    Links links = tcp_mesh(n);
+    std::vector<std::future<std::pair<std::vector<float>, std::vector<float>>>> futures;
+    for (int r = 0; r < n; ++r)
+      futures.push_back(std::async(std::launch::async, [&, r, hidden, conns = std::move(links[size_t(r)])]() mutable {
+        std::vector<std::unique_ptr<transport::Connection>> peers;
+        for (auto& c : conns) peers.push_back(std::move(c));
+        auto group = std::make_shared<transport::Group>(r, std::move(peers));
+        StageOptions o = base_options();
+        o.tensor_parallel = StageOptions::TensorParallel{
+            shares, r, std::make_shared<transport::GroupReducer>(group)};
+        Stage st(dir, layers, o);
+        std::vector<float> out_logits;
+        st.forward(chunks, a, hidden, out_logits);
+        return std::make_pair(hidden, out_logits);
+      }));
+    std::vector<std::pair<std::vector<float>, std::vector<float>>> results;
+    for (auto& f : futures) results.push_back(f.get());
+    for (size_t r = 1; r < results.size(); ++r) {
+      EXPECT_EQ(bit_difference(results[r].first, results[0].first), "") << "member " << r;
+      EXPECT_EQ(bit_difference(results[r].second, results[0].second), "") << "member " << r;
+    }
+    return results[0];
+  };
+  const auto ref0 = run_stage({0, 1}, {}, {});
+  const auto tp0 = run_stage({0, 1}, {}, {1, 2});
+  EXPECT_TRUE(tp0.second.empty());
+  const double rel0 = relative_difference(tp0.first, ref0.first);
+  std::printf("[tp] qwen3 layers [0, 1) {1,2}: max relative activation difference %.3g\n", rel0);
+  EXPECT_LE(rel0, 1e-5);
+  const auto ref1 = run_stage({1, 2}, ref0.first, {});
+  const auto tp1 = run_stage({1, 2}, ref0.first, {2, 1, 1});
+  ASSERT_EQ(tp1.second.size(), size_t(V));
+  const double rel1 = relative_difference(tp1.second, ref1.second);
+  std::printf("[tp] qwen3 layers [1, 2) {2,1,1}: max relative logit difference %.3g\n", rel1);
+  EXPECT_LE(rel1, 1e-5);
 }
 
 // One member: the same computation as a whole stage, so the same bits.
