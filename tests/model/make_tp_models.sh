@@ -8,6 +8,7 @@
 #   q4km.gguf   a dense qwen3 with hidden 256, intermediate 768 (3 blocks of 256) and 4 query
 #               heads of 64 per KV head (a KV head's wo columns are one block of 256), quantized
 #               Q4_K_M: intermediate and wo splits on 256-element block boundaries
+#   q4km-narrow.gguf  one 64-wide query head per KV head, Q4_K_M: no head split is whole blocks
 # Does nothing when OUT is already complete.
 set -e
 out="$1"
@@ -27,12 +28,14 @@ synth --arch qwen3_moe --out "$out/qwen3_moe" --hidden 128 --intermediate 256 --
 synth --arch qwen2_moe --out "$out/qwen2_moe" --hidden 128 --intermediate 256 --heads 8 \
   --kv-heads 4 --head-dim 16 --experts 8 --experts-per-tok 2 --moe-intermediate 96 \
   --shared-expert-intermediate 160 --dtype f32 --vocab 512 --layers 2
-synth --arch qwen3 --out "$out/q4km-src" --hidden 256 --intermediate 768 --heads 16 --kv-heads 4 \
-  --head-dim 64 --dtype f32 --vocab 512 --layers 2
 # quantize takes the GGUF vocabulary from tokenizer.json: a two-token byte-level BPE with the
 # qwen2 pre-tokenizer is enough (the tests feed token ids).
 PY=python3; [ -x /usr/bin/python3 ] && PY=/usr/bin/python3
-$PY - "$out/q4km-src/tokenizer.json" <<'PYEOF'
+q4km() {  # NAME SYNTH-ARGS...: a qwen3 from synth, quantized to NAME.gguf
+  name="$1"
+  shift
+  synth --arch qwen3 --out "$out/$name-src" --dtype f32 --vocab 512 --layers 2 "$@"
+  $PY - "$out/$name-src/tokenizer.json" <<'PYEOF'
 import json, sys
 regex = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
          r"\s*[\r\n]+|\s+(?!\S)|\s+")
@@ -42,6 +45,11 @@ json.dump({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": []},
                {"type": "ByteLevel", "add_prefix_space": False}]}},
           open(sys.argv[1], "w"))
 PYEOF
-"$meshlm" quantize --model "$out/q4km-src" --out "$out/q4km.gguf" --type Q4_K_M --threads 1 >/dev/null
-rm -rf "$out/q4km-src"
+  "$meshlm" quantize --model "$out/$name-src" --out "$out/$name.gguf" --type Q4_K_M --threads 1 \
+    >/dev/null 2>&1
+  rm -rf "$out/$name-src"
+}
+q4km q4km --hidden 256 --intermediate 768 --heads 16 --kv-heads 4 --head-dim 64
+# One query head of 64 per KV head: a member's wo columns cannot be whole blocks of 256.
+q4km q4km-narrow --hidden 256 --intermediate 256 --heads 4 --kv-heads 4 --head-dim 64
 touch "$out/.complete"

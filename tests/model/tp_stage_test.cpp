@@ -418,5 +418,22 @@ TEST(TpStage, MoreMembersThanKvHeadsIsAnError) {
   EXPECT_THROW(Stage(dir, whole(dir), o), Error);
 }
 
+// Q4_K blocks are 256 elements; a KV head of this model owns 64 wo columns, so no split of its
+// heads among members is whole blocks: an error that names the tensor and the block.
+TEST(TpStage, HeadsThatCutAQuantizationBlockAreAnError) {
+  REQUIRE_TP_MODELS();
+  const std::string dir = model_path("q4km-narrow.gguf");
+  StageOptions o = base_options();
+  o.tensor_parallel = StageOptions::TensorParallel{{1, 1}, 0, std::make_shared<LocalReducer>()};
+  try {
+    Stage st(dir, whole(dir), o);
+    FAIL() << "a split inside a Q4_K block was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.component(), "tensor-parallel");
+    EXPECT_NE(e.message().find("attn_output"), std::string::npos) << e.what();
+    EXPECT_NE(e.message().find("blocks of 256"), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace meshlm
