@@ -4,6 +4,7 @@
 #include <new>
 
 #include "core/error.h"
+#include "core/mmap_file.h"
 #include "formats/weight_format.h"
 
 namespace meshlm::model {
@@ -107,11 +108,23 @@ StageWeights load_split(const TensorLookup& lookup, const ModelConfig& c, LayerR
     ExpertWeights* x = d.expert >= 0 ? &l->experts.at(size_t(d.expert)) : nullptr;
     // Replicated matrices stay views of the file, as in a whole stage.
     auto whole = [&] { return matrix(lookup, d, w.bytes, be); };
-    auto rows = [&](int64_t b, int64_t e) {
-      return be.import_weights(copy_rows(w, checked(lookup, d), b, e));
+    // A split tensor's file pages go once its slice is copied: a column slice reads every row,
+    // and the kernel maps neighbouring pages of a file on each fault, so without this a member
+    // would keep about as many of the file's pages resident as a whole stage.
+    auto drop = [](const TensorRef& t) {
+      if (t.file_mapped) drop_file_pages(t.data, size_t(t.nbytes));
+    };
+    auto rows = [&](int64_t b, int64_t e, bool keep_file_pages = false) {
+      const TensorRef t = checked(lookup, d);
+      const formats::WeightView v = copy_rows(w, t, b, e);
+      if (!keep_file_pages) drop(t);
+      return be.import_weights(v);
     };
     auto cols = [&](int64_t b, int64_t e) {
-      return be.import_weights(copy_cols(w, checked(lookup, d), b, e));
+      const TensorRef t = checked(lookup, d);
+      const formats::WeightView v = copy_cols(w, t, b, e);
+      drop(t);
+      return be.import_weights(v);
     };
     auto v = [&] { return vec(lookup, d, be); };
     auto vr = [&](int64_t b, int64_t e) { return vec_range(lookup, d, b, e, be); };
@@ -120,7 +133,7 @@ StageWeights load_split(const TensorLookup& lookup, const ModelConfig& c, LayerR
         // A tied head is the embedding's vocabulary rows; the whole table only where tokens
         // are embedded.
         if (first) w.embed = whole();
-        if (last && c.tie_embeddings) w.lm_head = rows(s.vocab_begin, s.vocab_end);
+        if (last && c.tie_embeddings) w.lm_head = rows(s.vocab_begin, s.vocab_end, first);
         break;
       case TensorRole::AttnNorm: l->attn_norm = v(); break;
       case TensorRole::Wq: l->wq = rows(q0, q1); break;
