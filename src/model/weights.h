@@ -1,5 +1,6 @@
 // The weights of one stage, found through the tensor schema (model/schema.h). Matrices are views
-// of the loaded file in their stored format, as the backend reads them (import_weights); small
+// of the loaded file in their stored format, as the backend reads them (import_weights); a
+// tensor-parallel member's split matrices are copies of its slices, in the same format. Small
 // vectors (norm weights, biases) are converted to f32 buffers of the backend.
 #pragma once
 
