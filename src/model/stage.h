@@ -47,7 +47,7 @@ struct StageOptions {
     int rank = 0;
     std::shared_ptr<TpReducer> reducer;  // the group's collectives
   };
-  std::optional<TensorParallel> tensor_parallel;
+  std::optional<TensorParallel> tensor_parallel = std::nullopt;
 };
 
 class Stage {
