@@ -81,6 +81,14 @@ void MappedFile::advise_dontneed(size_t offset, size_t len) const {
   if (end > start) ::madvise(const_cast<uint8_t*>(data_) + start, end - start, MADV_DONTNEED);
 }
 
+void drop_file_pages(const void* p, size_t n) {
+  if (p == nullptr || n == 0) return;
+  const auto page = uintptr_t(::sysconf(_SC_PAGESIZE));
+  const uintptr_t start = (reinterpret_cast<uintptr_t>(p) + page - 1) / page * page;
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + n) / page * page;
+  if (end > start) ::madvise(reinterpret_cast<void*>(start), size_t(end - start), MADV_DONTNEED);
+}
+
 std::string lock_pages(const void* p, size_t n) {
   if (p == nullptr || n == 0) return "";
   const auto page = uintptr_t(::sysconf(_SC_PAGESIZE));

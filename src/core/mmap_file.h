@@ -40,6 +40,10 @@ class MappedFile {
 // or why it failed (typically RLIMIT_MEMLOCK: `ulimit -l`).
 std::string lock_pages(const void* p, size_t n);
 
+// Drops the whole pages inside [p, p + n) of a file map from this process (MADV_DONTNEED): they
+// are read from the file again if touched. Only for file maps: anonymous pages would be zeroed.
+void drop_file_pages(const void* p, size_t n);
+
 // Resident set size of this process in bytes (0 where unknown).
 size_t resident_bytes();
 // Peak resident set size of this process in bytes.

@@ -63,11 +63,11 @@ class GgufFiles final : public ModelFiles {
                                      "] holding expert " + std::to_string(d.expert));
         const uint64_t slice = t->nbytes / uint64_t(shape[0]);
         return TensorRef{t->data + slice * uint64_t(d.expert), t->type, {shape[1], shape[2]}, slice,
-                         t->name + "[" + std::to_string(d.expert) + "]"};
+                         t->name + "[" + std::to_string(d.expert) + "]", true};
       }
       // llama.cpp declares qwen2_moe's shared-expert gate 1-D [hidden]; Hugging Face's is [1, hidden].
       if (d.shape.size() == 2 && d.shape[0] == 1 && shape.size() == 1) shape.insert(shape.begin(), 1);
-      return TensorRef{t->data, t->type, std::move(shape), t->nbytes, t->name};
+      return TensorRef{t->data, t->type, std::move(shape), t->nbytes, t->name, true};
     };
   }
 
@@ -314,7 +314,7 @@ TensorLookup safetensors_lookup(const SafetensorsSet& st) {
       throw Error("weights",
                   "tensor '" + d.name + "' has dtype " + t.dtype_name + "; supported: " + supported);
     }
-    return TensorRef{st.data(t), t.dtype, t.shape, t.nbytes, t.name};
+    return TensorRef{st.data(t), t.dtype, t.shape, t.nbytes, t.name, true};
   };
 }
 

@@ -51,6 +51,9 @@ struct TensorRef {
   std::vector<int64_t> shape;
   uint64_t nbytes = 0;
   std::string name;  // as the file spells it
+  // data is in a read-only file map (its pages can be dropped and read again); false for any
+  // other memory (an MLX matrix repacked into anonymous memory, a caller's buffer).
+  bool file_mapped = false;
 };
 
 // Finds a schema tensor in the files; throws Error("weights") / Error("safetensors") naming it

@@ -10,9 +10,33 @@
 #include "backend/backend.h"
 #include "model/kv_cache.h"
 #include "model/model_files.h"
+#include "model/schema.h"
 #include "model/weights.h"
 
 namespace meshlm::model {
+
+namespace {
+
+// A tensor-parallel member's split: its shares from the options, the intermediate ranges on the
+// largest block of the matrices split along them (their columns: down, the experts' down, the
+// shared expert's down), as the files store them.
+std::optional<TensorSplit> member_split(const ModelFiles& files, const ModelConfig& c,
+                                        LayerRange r, const StageOptions& o) {
+  if (!o.tensor_parallel) return std::nullopt;
+  const StageOptions::TensorParallel& tp = *o.tensor_parallel;
+  if (!tp.reducer) throw Error("tensor-parallel", "a tensor-parallel stage needs a reducer");
+  SplitBlocks blocks;
+  for (const TensorDesc& d : stage_tensors(c, r)) {
+    int64_t* b = d.role == TensorRole::WDown     ? &blocks.inter
+                 : d.role == TensorRole::ExpDown ? &blocks.moe
+                 : d.role == TensorRole::ShDown  ? &blocks.shared
+                                                 : nullptr;
+    if (b) *b = std::max(*b, formats::info(files.tensor_type(d)).block_elems);
+  }
+  return split_for(c, tp.shares, tp.rank, blocks);
+}
+
+}  // namespace
 
 struct Stage::Impl {
   std::unique_ptr<ModelFiles> files;
@@ -20,6 +44,10 @@ struct Stage::Impl {
   LayerRange range;
   StageOptions opts;
   std::unique_ptr<backend::Backend> be;
+  std::optional<TensorSplit> split;  // a tensor-parallel member's part; nullopt: whole stage
+  TpReducer* reducer = nullptr;
+  // This member's numbers of heads and intermediate sizes (the model's for a whole stage).
+  int64_t n_heads, n_kv_heads, inter, moe_inter, shared_inter;
   StageWeights w;
   backend::Buffer inv_freq;  // [head_dim / 2]
   KvCache kv;
@@ -49,8 +77,15 @@ struct Stage::Impl {
         range(r),
         opts(o),
         be(backend::create(o.backend, o.threads)),
-        w(load_stage_weights(files->lookup(), cfg, r, *be)),
-        kv(*be, r.size(), cfg.kv_dim(), o.max_context) {
+        split(member_split(*files, cfg, r, o)),
+        reducer(split ? o.tensor_parallel->reducer.get() : nullptr),
+        n_heads(split ? split->n_heads() : cfg.n_heads),
+        n_kv_heads(split ? split->n_kv_heads() : cfg.n_kv_heads),
+        inter(split ? split->inter() : cfg.intermediate),
+        moe_inter(split ? split->moe_inter() : cfg.moe_intermediate),
+        shared_inter(split ? split->shared_inter() : cfg.shared_expert_intermediate),
+        w(load_stage_weights(files->lookup(), cfg, r, *be, split ? &*split : nullptr)),
+        kv(*be, r.size(), n_kv_heads * cfg.head_dim, o.max_context) {
     const std::vector<float> f = cfg.rope_inv_freq();
     inv_freq = be->alloc(f.size());
     be->upload(inv_freq.data(), f.data(), f.size());
@@ -114,11 +149,25 @@ struct Stage::Impl {
 
   static const float* opt(const backend::Buffer& b) { return b.empty() ? nullptr : b.data(); }
 
+  // A tensor-parallel member's partial output [n] (o_proj's, the MLP's) becomes the sum over
+  // members. Through host memory: the reducer's collectives read and write host floats. Every
+  // member adds the same sum to the same residual, so the members stay identical. (No
+  // row-parallel projection of the supported architectures has a bias; one would be added
+  // after this sum, once.)
+  std::vector<float> host_reduce;
+  void reduce(float* partial, int64_t n) {
+    if (!reducer) return;
+    host_reduce.resize(size_t(n));
+    be->download(host_reduce.data(), partial, size_t(n));
+    reducer->all_reduce_sum(host_reduce.data(), size_t(n));
+    be->upload(partial, host_reduce.data(), size_t(n));
+  }
+
   void layer(int64_t li, int64_t T) {
     backend::Backend& B = *be;
     const LayerWeights& L = w.layers[size_t(li)];
-    const int64_t H = cfg.hidden, KV = cfg.kv_dim(), hd = cfg.head_dim;
-    const int64_t I = cfg.intermediate;
+    const int64_t hd = cfg.head_dim;
+    const int64_t H = cfg.hidden, KV = n_kv_heads * hd;
     float* hidden = x.data();
     // Attention block.
     B.rmsnorm(hidden, L.attn_norm.data(), T, H, cfg.rms_eps, normed.data());
@@ -128,13 +177,13 @@ struct Stage::Impl {
                                       {L.wv, v.data(), opt(L.bv)}};
     B.matmul(qkv, normed.data(), T);
     if (cfg.qk_norm) {
-      B.rmsnorm(q.data(), L.q_norm.data(), T * cfg.n_heads, hd, cfg.rms_eps, q.data());
-      B.rmsnorm(k.data(), L.k_norm.data(), T * cfg.n_kv_heads, hd, cfg.rms_eps, k.data());
+      B.rmsnorm(q.data(), L.q_norm.data(), T * n_heads, hd, cfg.rms_eps, q.data());
+      B.rmsnorm(k.data(), L.k_norm.data(), T * n_kv_heads, hd, cfg.rms_eps, k.data());
     }
     const backend::RopeStyle style =
         cfg.rope_interleaved ? backend::RopeStyle::Interleaved : backend::RopeStyle::HalfSplit;
-    B.rope(q.data(), T, cfg.n_heads, hd, tok_pos.data(), inv_freq.data(), style);
-    B.rope(k.data(), T, cfg.n_kv_heads, hd, tok_pos.data(), inv_freq.data(), style);
+    B.rope(q.data(), T, n_heads, hd, tok_pos.data(), inv_freq.data(), style);
+    B.rope(k.data(), T, n_kv_heads, hd, tok_pos.data(), inv_freq.data(), style);
     // Append to each sequence's cache; each token then sees its sequence up to itself (in a
     // sliding-window layer, its last `window` positions).
     const int64_t window = cfg.window(range.begin + li);
@@ -147,18 +196,19 @@ struct Stage::Impl {
       const int64_t from = window > 0 ? std::max<int64_t>(0, p + 1 - window) : 0;
       tok_keys[size_t(t)] = {keys + from * KV, values + from * KV, p + 1 - from};
     }
-    const backend::AttentionShape shape{cfg.n_heads, cfg.n_kv_heads, hd,
-                                        1.0f / std::sqrt(float(hd))};
+    const backend::AttentionShape shape{n_heads, n_kv_heads, hd, 1.0f / std::sqrt(float(hd))};
     B.attention(q.data(), T, tok_keys.data(), shape, attn.data());
     B.matmul(L.wo, attn.data(), T, proj.data());
+    reduce(proj.data(), T * H);
     B.add(hidden, proj.data(), T * H);
     // MLP block.
     B.rmsnorm(hidden, L.mlp_norm.data(), T, H, cfg.rms_eps, normed.data());
     if (!L.experts.empty()) {
       experts(L, T);
     } else {
-      mlp(L.w_gate, L.w_up, L.w_down, normed.data(), T, I, proj.data());
+      mlp(L.w_gate, L.w_up, L.w_down, normed.data(), T, inter, proj.data());
     }
+    reduce(proj.data(), T * H);  // a MoE layer's routed and shared experts in one sum
     B.add(hidden, proj.data(), T * H);
   }
 
@@ -166,6 +216,11 @@ struct Stage::Impl {
   void mlp(const formats::WeightView& w_gate, const formats::WeightView& w_up,
            const formats::WeightView& w_down, const float* in, int64_t T, int64_t inner, float* out) {
     backend::Backend& B = *be;
+    if (inner == 0) {  // a tensor-parallel member with no block of this intermediate: adds 0
+      zeros.assign(size_t(T * cfg.hidden), 0.0f);
+      B.upload(out, zeros.data(), zeros.size());
+      return;
+    }
     const backend::MatmulOut gate_up[] = {{w_gate, gate.data(), nullptr}, {w_up, up.data(), nullptr}};
     B.matmul(gate_up, in, T);
     B.silu_mul(gate.data(), up.data(), T * inner, gate.data());
@@ -207,23 +262,26 @@ struct Stage::Impl {
     }
     zeros.resize(size_t(T * H), 0.0f);
     B.upload(proj.data(), zeros.data(), size_t(T * H));
-    for (int64_t e = 0; e < E; ++e) {
+    // A tensor-parallel member runs every chosen expert on its slice of moe_intermediate (none
+    // when it has no block of it); the members' partial sums are added by layer().
+    for (int64_t e = 0; e < E && moe_inter > 0; ++e) {
       const auto& toks = expert_tokens[size_t(e)];
       if (toks.empty()) continue;  // an expert nobody chose is never read
       const int64_t n = int64_t(toks.size());
       for (int64_t i = 0; i < n; ++i)
         B.copy(expert_in.data() + i * H, normed.data() + toks[size_t(i)].first * H, size_t(H));
       const ExpertWeights& X = L.experts[size_t(e)];
-      mlp(X.w_gate, X.w_up, X.w_down, expert_in.data(), n, cfg.moe_intermediate, expert_out.data());
+      mlp(X.w_gate, X.w_up, X.w_down, expert_in.data(), n, moe_inter, expert_out.data());
       for (int64_t i = 0; i < n; ++i)
         B.add_scaled(proj.data() + toks[size_t(i)].first * H, expert_out.data() + i * H,
                      toks[size_t(i)].second, H);
     }
     // The shared expert (qwen2_moe): every token, scaled by sigmoid(h . shared_expert_gate),
     // added after the routed experts.
+    // A member with no part of the shared expert (its slice empty) skips it: its share is 0.
     if (L.shared.w_gate.data) {
-      mlp(L.shared.w_gate, L.shared.w_up, L.shared.w_down, normed.data(), T,
-          cfg.shared_expert_intermediate, expert_out.data());
+      mlp(L.shared.w_gate, L.shared.w_up, L.shared.w_down, normed.data(), T, shared_inter,
+          expert_out.data());
       B.matmul(L.shared_scale, normed.data(), T, shared_logit.data());
       host_shared.resize(size_t(T));
       B.download(host_shared.data(), shared_logit.data(), host_shared.size());
@@ -232,6 +290,37 @@ struct Stage::Impl {
         B.add_scaled(proj.data() + t * H, expert_out.data() + t * H, scale, H);
       }
     }
+  }
+
+  // A tensor-parallel member's LM head: the logits of its vocabulary rows [rows, V_r], gathered
+  // from every member (rank order = vocabulary order) into the full [rows, vocab] on each.
+  // TODO(tensor parallelism): sampling needs only the top-k and the logsumexp; a distributed
+  // top-k would move k values per row instead of the whole vocabulary.
+  void gather_logits(const float* sel, int64_t rows, std::vector<float>& out) {
+    backend::Backend& B = *be;
+    const int64_t V = cfg.vocab, Vl = split->vocab();
+    fit(logits, rows * Vl);
+    B.matmul(w.lm_head, sel, rows, logits.data());
+    std::vector<float> mine(size_t(rows * Vl));
+    B.download(mine.data(), logits.data(), mine.size());
+    B.synchronize();
+    std::vector<size_t> counts;
+    const std::vector<float> all = reducer->all_gather(mine, &counts);
+    out.resize(size_t(rows * V));
+    int64_t col = 0;
+    size_t base = 0;
+    for (size_t n : counts) {
+      const int64_t Vr = int64_t(n) / rows;
+      if (Vr * rows != int64_t(n) || col + Vr > V)
+        throw Error("tensor-parallel", "gathered logits do not fit the vocabulary");
+      for (int64_t i = 0; i < rows; ++i)
+        std::copy_n(all.data() + base + size_t(i * Vr), size_t(Vr), out.data() + i * V + col);
+      col += Vr;
+      base += n;
+    }
+    if (col != V)
+      throw Error("tensor-parallel", "gathered logits cover " + std::to_string(col) + " of " +
+                                         std::to_string(V) + " vocabulary entries");
   }
 };
 
@@ -243,6 +332,9 @@ Stage::~Stage() = default;
 const ModelConfig& Stage::config() const { return impl_->cfg; }
 LayerRange Stage::layers() const { return impl_->range; }
 size_t Stage::weight_bytes() const { return impl_->w.bytes; }
+const TensorSplit* Stage::tensor_split() const {
+  return impl_->split ? &*impl_->split : nullptr;
+}
 size_t Stage::locked_bytes() const { return impl_->locked; }
 size_t Stage::kv_bytes_per_token() const { return impl_->kv.bytes_per_token(); }
 size_t Stage::kv_bytes_in_use() const {
@@ -338,6 +430,10 @@ int64_t Stage::forward(std::span<const SeqChunk> chunks, std::span<const int32_t
       B.rmsnorm(m.x.data() + t * H, m.w.final_norm.data(), 1, H, c.rms_eps, sel + r * H);
       ++r;
     }
+  }
+  if (m.reducer) {
+    m.gather_logits(sel, rows, logits);
+    return rows;
   }
   m.fit(m.logits, rows * c.vocab);
   B.matmul(m.w.lm_head, sel, rows, m.logits.data());

@@ -5,12 +5,14 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "model/config.h"
 #include "model/layer_range.h"
+#include "model/tensor_split.h"
 
 namespace meshlm::model {
 
@@ -32,6 +34,20 @@ struct StageOptions {
   // The compute backend (backend/backend.h): "cpu" (optimised kernels) or "ref" (the scalar
   // reference kernels, one thread: the tests' oracle).
   std::string backend = "cpu";
+  // Tensor parallelism (model/tensor_split.h): this Stage is member `rank` of a group of
+  // shares.size() that compute the same layers, each with its slice of the weights (its share
+  // of the KV heads, intermediate and vocabulary), summing their partial outputs through
+  // `reducer` after every attention and MLP block and gathering the logits, so that every
+  // member's forward() returns what one whole Stage would. The split itself is computed by the
+  // Stage (split_for), because the quantization blocks it must respect are the files'. Every
+  // member must get the same calls (forward with the same batches, in the same order). Absent:
+  // a whole stage, no collective.
+  struct TensorParallel {
+    std::vector<double> shares;         // one per member, > 0
+    int rank = 0;
+    std::shared_ptr<TpReducer> reducer;  // the group's collectives
+  };
+  std::optional<TensorParallel> tensor_parallel = std::nullopt;
 };
 
 class Stage {
@@ -72,6 +88,8 @@ class Stage {
   size_t locked_bytes() const;  // weight bytes locked in RAM (StageOptions::lock_memory)
   size_t kv_bytes_per_token() const;
   size_t kv_bytes_in_use() const;  // cached tokens of all sequences x kv_bytes_per_token()
+  // A tensor-parallel member's part of the model (nullptr for a whole stage).
+  const TensorSplit* tensor_split() const;
   // The backend computing this stage, e.g. "cpu (AVX2, 2 threads)".
   std::string backend_description() const;
 

@@ -1,8 +1,10 @@
 // The weights of one stage, found through the tensor schema (model/schema.h). Matrices are views
-// of the loaded file in their stored format, as the backend reads them (import_weights); small
+// of the loaded file in their stored format, as the backend reads them (import_weights); a
+// tensor-parallel member's split matrices are copies of its slices, in the same format. Small
 // vectors (norm weights, biases) are converted to f32 buffers of the backend.
 #pragma once
 
+#include <cstddef>
 #include <memory>
 #include <string>
 #include <vector>
@@ -13,6 +15,7 @@
 #include "model/model_files.h"
 #include "model/schema.h"
 #include "model/safetensors.h"
+#include "model/tensor_split.h"
 
 namespace meshlm::model {
 
@@ -39,13 +42,23 @@ struct StageWeights {
   backend::Buffer final_norm;   // [hidden]; last stage
   std::vector<LayerWeights> layers;  // layer_end - layer_begin entries
   size_t bytes = 0;             // bytes of mapped weights this stage uses
+  // A tensor-parallel member's slices, copied out of the file (the views above point here); the
+  // file's other pages are never read. Empty for a whole stage.
+  struct FreeBytes {
+    void operator()(std::byte* p) const;
+  };
+  std::vector<std::unique_ptr<std::byte[], FreeBytes>> owned;
 };
 
 // The tensors of the stage holding `layers` (model/schema.h), checked against the schema's shapes
 // and handed to the backend. Throws Error("weights") / Error("safetensors") for a missing or
 // mis-shaped tensor.
+// With a split (a tensor-parallel member, model/tensor_split.h), only the member's slices are
+// kept: rows of wq / wk / wv / gate / up / lm_head (and the q / k / v biases), columns of wo /
+// down, per expert likewise; the embedding, norms, router and shared_expert_gate whole. Column
+// slices must start and end on the format's blocks: Error("tensor-parallel") otherwise.
 StageWeights load_stage_weights(const TensorLookup& lookup, const ModelConfig& c, LayerRange layers,
-                                backend::Backend& be);
+                                backend::Backend& be, const TensorSplit* split = nullptr);
 StageWeights load_stage_weights(const SafetensorsSet& st, const ModelConfig& c, LayerRange layers,
                                 backend::Backend& be);
 

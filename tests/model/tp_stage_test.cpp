@@ -1,0 +1,439 @@
+// Tensor-parallel Stages (model/tensor_split.h, StageOptions::tensor_parallel): M members, each
+// a thread with its own Stage holding its slices of the weights and a reducer over a real
+// transport::Group on loopback TCP, give the logits of one whole Stage (within 1e-5 of the
+// largest logit: the members' partial sums are added in another order) and the same greedy ids,
+// on a prefill of two sequences in one batch and decode steps after it; every member returns the
+// same bits, and a second run of a layout the same bits again. Models (make_tp_models.sh): a dense
+// qwen3 (qk_norm, 8 KV heads: 2, 3, 4 members and the uneven {3, 5}), a qwen2 (q/k/v biases,
+// untied head, vocabulary 500), a qwen3_moe, a qwen2_moe (shared expert) and a Q4_K_M GGUF
+// (intermediate and wo split on 256-element blocks; with 4 members one has no MLP block at all).
+// The ref backend (f32 activations) on the Q4_K_M file: within 1e-5 too. Members of a first and
+// of a last stage of a pipeline match those stages. A member's weight bytes are its share of the
+// split tensors plus the replicated ones.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <future>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "model/config.h"
+#include "model/model_files.h"
+#include "model/schema.h"
+#include "model/stage.h"
+#include "runtime/sampler.h"
+#include "transport/collective.h"
+#include "transport/tcp_transport.h"
+#include "transport/tp_reducer.h"
+
+namespace meshlm {
+namespace {
+
+namespace fs = std::filesystem;
+using model::Stage;
+using model::StageOptions;
+
+std::string model_path(const std::string& name) { return std::string(MESHLM_TP_MODELS) + "/" + name; }
+
+#define REQUIRE_TP_MODELS()                                                                  \
+  do {                                                                                       \
+    if (!fs::exists(fs::path(MESHLM_TP_MODELS) / ".complete"))                               \
+      GTEST_SKIP() << "no " << MESHLM_TP_MODELS;                                             \
+  } while (0)
+
+// What a stage computed: every logits row it returned, in order, and the greedy ids.
+struct Outputs {
+  std::vector<float> logits;
+  std::vector<int32_t> ids;
+  size_t weight_bytes = 0;
+  size_t kv_bytes_per_token = 0;
+};
+
+std::vector<int32_t> prompt(int n, int salt, int64_t vocab) {
+  std::vector<int32_t> ids;
+  for (int i = 0; i < n; ++i) ids.push_back(int32_t((i * 7919 + salt * 104729) % (vocab - 3) + 3));
+  return ids;
+}
+
+// Prefill of two sequences in one batch (every position's logits for the first, the last one's
+// for the second), then decode steps of both, one of the second alone, and both again, each
+// feeding back the greedy id.
+Outputs drive(Stage& st) {
+  const int64_t V = st.config().vocab;
+  Outputs out;
+  std::vector<float> hidden, logits;
+  auto step = [&](const std::vector<model::SeqChunk>& chunks, const std::vector<int32_t>& tokens) {
+    const int64_t rows = st.forward(chunks, tokens, hidden, logits);
+    EXPECT_EQ(size_t(rows * V), logits.size());
+    out.logits.insert(out.logits.end(), logits.begin(), logits.end());
+  };
+  const auto a = prompt(7, 1, V), b = prompt(5, 2, V);
+  std::vector<int32_t> tokens = a;
+  tokens.insert(tokens.end(), b.begin(), b.end());
+  step({{1, 0, 7, true, true}, {2, 0, 5, true, false}}, tokens);
+  int32_t pos_a = 7, pos_b = 5;
+  auto last = [&](int64_t row_from_end) {
+    const int32_t id = runtime::argmax(logits.data() + logits.size() - size_t(row_from_end * V), V);
+    out.ids.push_back(id);
+    return id;
+  };
+  int32_t next_a = last(2), next_b = last(1);
+  for (int i = 0; i < 5; ++i) {
+    if (i == 2) {  // the second sequence alone
+      step({{2, pos_b++, 1, true, false}}, {next_b});
+      next_b = last(1);
+      continue;
+    }
+    step({{1, pos_a++, 1, true, false}, {2, pos_b++, 1, true, false}}, {next_a, next_b});
+    next_a = last(2);
+    next_b = last(1);
+  }
+  out.weight_bytes = st.weight_bytes();
+  out.kv_bytes_per_token = st.kv_bytes_per_token();
+  return out;
+}
+
+StageOptions base_options(const std::string& backend = "cpu") {
+  StageOptions o;
+  o.backend = backend;
+  o.threads = 1;
+  o.max_context = 64;
+  return o;
+}
+
+model::LayerRange whole(const std::string& dir) {
+  return {0, model::ModelConfig::from_dir(dir).n_layers};
+}
+
+Outputs run_whole(const std::string& dir, const std::string& backend = "cpu") {
+  Stage st(dir, whole(dir), base_options(backend));
+  return drive(st);
+}
+
+// ---- members over loopback TCP ------------------------------------------------------------
+
+using Links = std::vector<std::vector<std::unique_ptr<transport::TcpConnection>>>;
+
+// A full mesh of n ranks over 127.0.0.1 (as in tests/transport/collective_test.cpp).
+Links tcp_mesh(int n) {
+  Links links(static_cast<size_t>(n));
+  for (auto& l : links) l.resize(size_t(n));
+  std::vector<std::unique_ptr<transport::TcpListener>> listeners;
+  for (int i = 0; i < n; ++i)
+    listeners.push_back(std::make_unique<transport::TcpListener>("127.0.0.1:0"));
+  for (int i = 0; i < n; ++i)
+    for (int j = i + 1; j < n; ++j) {
+      links[size_t(j)][size_t(i)] = transport::tcp_connect(listeners[size_t(i)]->address(), 10000);
+      links[size_t(i)][size_t(j)] = listeners[size_t(i)]->accept(10000);
+      if (!links[size_t(i)][size_t(j)]) throw std::runtime_error("tcp_mesh: no connection accepted");
+    }
+  return links;
+}
+
+struct Member {
+  Outputs out;
+  std::string error;
+  model::TensorSplit split;
+};
+
+// Every member of a group with these shares on its own thread, each running drive().
+std::vector<Member> run_members(const std::string& dir, const std::vector<double>& shares,
+                                const std::string& backend = "cpu") {
+  const int n = int(shares.size());
+  Links links = tcp_mesh(n);
+  std::vector<std::future<Member>> futures;
+  for (int r = 0; r < n; ++r) {
+    futures.push_back(std::async(std::launch::async, [&, r, conns = std::move(links[size_t(r)])]() mutable {
+      Member m;
+      try {
+        std::vector<std::unique_ptr<transport::Connection>> peers;
+        for (auto& c : conns) peers.push_back(std::move(c));
+        transport::GroupOptions go;
+        go.timeout_ms = 30000;  // a failure guard only
+        auto group = std::make_shared<transport::Group>(r, std::move(peers), go);
+        StageOptions o = base_options(backend);
+        o.tensor_parallel = StageOptions::TensorParallel{
+            shares, r, std::make_shared<transport::GroupReducer>(group)};
+        Stage st(dir, whole(dir), o);
+        m.split = *st.tensor_split();
+        m.out = drive(st);
+      } catch (const std::exception& e) {
+        m.error = e.what();
+      }
+      return m;
+    }));
+  }
+  std::vector<Member> members;
+  for (auto& f : futures) members.push_back(f.get());
+  return members;
+}
+
+std::string bit_difference(const std::vector<float>& a, const std::vector<float>& b) {
+  if (a.size() != b.size()) return "sizes " + std::to_string(a.size()) + " vs " + std::to_string(b.size());
+  for (size_t i = 0; i < a.size(); ++i)
+    if (std::bit_cast<uint32_t>(a[i]) != std::bit_cast<uint32_t>(b[i]))
+      return "element " + std::to_string(i) + ": " + std::to_string(a[i]) + " vs " + std::to_string(b[i]);
+  return "";
+}
+
+// max |a - ref| / max |ref|.
+double relative_difference(const std::vector<float>& a, const std::vector<float>& ref) {
+  double d = 0, m = 0;
+  for (size_t i = 0; i < ref.size() && i < a.size(); ++i) {
+    d = std::max(d, std::fabs(double(a[i]) - double(ref[i])));
+    m = std::max(m, std::fabs(double(ref[i])));
+  }
+  return m > 0 ? d / m : d;
+}
+
+std::string layout_name(const std::vector<double>& shares) {
+  std::string s = "{";
+  for (size_t i = 0; i < shares.size(); ++i) s += (i ? "," : "") + std::to_string(int(shares[i]));
+  return s + "}";
+}
+
+int64_t ref_kv_heads(const std::string& dir) { return model::ModelConfig::from_dir(dir).n_kv_heads; }
+
+// How many logits rows (of `vocab`) differ by more than `tolerance` relatively.
+size_t rows_beyond(const std::vector<float>& a, const std::vector<float>& ref, int64_t vocab,
+                   double tolerance) {
+  size_t n = 0;
+  for (size_t r = 0; (r + 1) * size_t(vocab) <= ref.size() && (r + 1) * size_t(vocab) <= a.size(); ++r) {
+    const auto row = [&](const std::vector<float>& v) {
+      return std::vector<float>(v.begin() + long(r * size_t(vocab)), v.begin() + long((r + 1) * size_t(vocab)));
+    };
+    if (relative_difference(row(a), row(ref)) > tolerance) ++n;
+  }
+  return n;
+}
+
+// Members of each layout against the whole stage; the first layout twice (same bits).
+// Quantized weights: the cpu kernels quantize each activation block to 8 bits (kernels_quant.h),
+// a step function, so the members' other order of summation (a difference of ~1e-7) can move a
+// value that sits on a rounding boundary to the next code, which changes that token's logits by
+// ~1% from there on. For those models most rows must still be within 1e-5, the greedy ids the
+// same, and the rest within `quantized_bound`.
+void check_layouts(const std::string& name, const std::vector<std::vector<double>>& layouts,
+                   double quantized_bound = 0, const std::string& backend = "cpu") {
+  constexpr double tolerance = 1e-5;
+  const std::string dir = model_path(name);
+  const Outputs ref = run_whole(dir, backend);
+  ASSERT_FALSE(ref.logits.empty());
+  for (size_t li = 0; li < layouts.size(); ++li) {
+    const auto& shares = layouts[li];
+    SCOPED_TRACE(name + " " + layout_name(shares) + " " + backend);
+    const std::vector<Member> members = run_members(dir, shares, backend);
+    for (size_t r = 0; r < members.size(); ++r) ASSERT_EQ(members[r].error, "") << "member " << r;
+    const double rel = relative_difference(members[0].out.logits, ref.logits);
+    std::printf("[tp] %s %s (%s backend): max relative logit difference %.3g\n", name.c_str(),
+                layout_name(shares).c_str(), backend.c_str(), rel);
+    const int64_t V = model::ModelConfig::from_dir(dir).vocab;
+    const size_t rows = ref.logits.size() / size_t(V);
+    const size_t beyond = rows_beyond(members[0].out.logits, ref.logits, V, tolerance);
+    if (beyond) std::printf("[tp]   %zu of %zu rows beyond %g\n", beyond, rows, tolerance);
+    if (quantized_bound == 0) {
+      EXPECT_LE(rel, tolerance);
+    } else {
+      EXPECT_LE(beyond * 8, rows) << "more than 1 row in 8 beyond " << tolerance;
+      EXPECT_LE(rel, quantized_bound);
+    }
+    EXPECT_EQ(members[0].out.ids, ref.ids);
+    for (size_t r = 1; r < members.size(); ++r)
+      EXPECT_EQ(bit_difference(members[r].out.logits, members[0].out.logits), "") << "member " << r;
+    // Each member caches its own KV heads only.
+    for (const auto& m : members)
+      EXPECT_EQ(m.out.kv_bytes_per_token * size_t(ref_kv_heads(dir)),
+                ref.kv_bytes_per_token * size_t(m.split.n_kv_heads()));
+    if (li == 0) {
+      const std::vector<Member> again = run_members(dir, shares, backend);
+      for (size_t r = 0; r < again.size(); ++r) {
+        ASSERT_EQ(again[r].error, "");
+        EXPECT_EQ(bit_difference(again[r].out.logits, members[r].out.logits), "") << "member " << r;
+      }
+    }
+  }
+}
+
+TEST(TpStage, Qwen3Dense) {
+  REQUIRE_TP_MODELS();
+  check_layouts("qwen3", {{1, 1, 1}, {1, 1}, {1, 1, 1, 1}, {3, 5}});
+}
+
+TEST(TpStage, Qwen2QkvBias) {
+  REQUIRE_TP_MODELS();
+  check_layouts("qwen2", {{1, 1}, {1, 1, 1}, {1, 1, 1, 1}, {1, 3}});
+}
+
+TEST(TpStage, Qwen3Moe) {
+  REQUIRE_TP_MODELS();
+  check_layouts("qwen3_moe", {{1, 1}, {1, 1, 1}, {1, 3}});
+}
+
+TEST(TpStage, Qwen2MoeSharedExpert) {
+  REQUIRE_TP_MODELS();
+  check_layouts("qwen2_moe", {{1, 1}, {1, 2, 1}});
+}
+
+TEST(TpStage, QuantizedGguf) {
+  REQUIRE_TP_MODELS();
+  check_layouts("q4km.gguf", {{1, 1}, {1, 1, 1}, {1, 1, 1, 1}, {1, 3}}, 0.05);
+}
+
+// The ref backend dequantizes the weights and keeps the activations f32: the quantized slices
+// (whole 256-element blocks, copied) then give the whole stage's logits within 1e-5 everywhere.
+TEST(TpStage, QuantizedGgufRefBackend) {
+  REQUIRE_TP_MODELS();
+  check_layouts("q4km.gguf", {{1, 1, 1}, {1, 1, 1, 1}, {1, 3}}, 0, "ref");
+}
+
+// Tensor-parallel stages that are parts of a pipeline: members of layers [0, 1) return the
+// whole first stage's activations (no logits), members of [1, 2) take them and return the last
+// stage's logits (the tied head: only the embedding's vocabulary rows, no embedding table).
+TEST(TpStage, FirstAndLastStageOfAPipeline) {
+  REQUIRE_TP_MODELS();
+  const std::string dir = model_path("qwen3");
+  const int64_t V = model::ModelConfig::from_dir(dir).vocab;
+  const auto a = prompt(6, 3, V);
+  const std::vector<model::SeqChunk> chunks = {{7, 0, 6, true, false}};
+  auto run_stage = [&](model::LayerRange layers, std::vector<float> hidden, const std::vector<double>& shares) {
+    std::vector<float> logits;
+    if (shares.empty()) {
+      Stage st(dir, layers, base_options());
+      st.forward(chunks, a, hidden, logits);
+      return std::make_pair(hidden, logits);
+    }
+    const int n = int(shares.size());
+    Links links = tcp_mesh(n);
+    std::vector<std::future<std::pair<std::vector<float>, std::vector<float>>>> futures;
+    for (int r = 0; r < n; ++r)
+      futures.push_back(std::async(std::launch::async, [&, r, hidden, conns = std::move(links[size_t(r)])]() mutable {
+        std::vector<std::unique_ptr<transport::Connection>> peers;
+        for (auto& c : conns) peers.push_back(std::move(c));
+        auto group = std::make_shared<transport::Group>(r, std::move(peers));
+        StageOptions o = base_options();
+        o.tensor_parallel = StageOptions::TensorParallel{
+            shares, r, std::make_shared<transport::GroupReducer>(group)};
+        Stage st(dir, layers, o);
+        std::vector<float> out_logits;
+        st.forward(chunks, a, hidden, out_logits);
+        return std::make_pair(hidden, out_logits);
+      }));
+    std::vector<std::pair<std::vector<float>, std::vector<float>>> results;
+    for (auto& f : futures) results.push_back(f.get());
+    for (size_t r = 1; r < results.size(); ++r) {
+      EXPECT_EQ(bit_difference(results[r].first, results[0].first), "") << "member " << r;
+      EXPECT_EQ(bit_difference(results[r].second, results[0].second), "") << "member " << r;
+    }
+    return results[0];
+  };
+  const auto ref0 = run_stage({0, 1}, {}, {});
+  const auto tp0 = run_stage({0, 1}, {}, {1, 2});
+  EXPECT_TRUE(tp0.second.empty());
+  const double rel0 = relative_difference(tp0.first, ref0.first);
+  std::printf("[tp] qwen3 layers [0, 1) {1,2}: max relative activation difference %.3g\n", rel0);
+  EXPECT_LE(rel0, 1e-5);
+  const auto ref1 = run_stage({1, 2}, ref0.first, {});
+  const auto tp1 = run_stage({1, 2}, ref0.first, {2, 1, 1});
+  ASSERT_EQ(tp1.second.size(), size_t(V));
+  const double rel1 = relative_difference(tp1.second, ref1.second);
+  std::printf("[tp] qwen3 layers [1, 2) {2,1,1}: max relative logit difference %.3g\n", rel1);
+  EXPECT_LE(rel1, 1e-5);
+}
+
+// One member: the same computation as a whole stage, so the same bits.
+struct LocalReducer : model::TpReducer {
+  void all_reduce_sum(float*, size_t) override {}
+  std::vector<float> all_gather(std::span<const float> mine, std::vector<size_t>* counts) override {
+    if (counts) *counts = {mine.size()};
+    return {mine.begin(), mine.end()};
+  }
+};
+
+TEST(TpStage, OneMemberIsTheWholeStage) {
+  REQUIRE_TP_MODELS();
+  for (const std::string name : {"qwen3", "qwen2_moe", "q4km.gguf"}) {
+    const std::string dir = model_path(name);
+    StageOptions o = base_options();
+    o.tensor_parallel = StageOptions::TensorParallel{{1.0}, 0, std::make_shared<LocalReducer>()};
+    Stage st(dir, whole(dir), o);
+    const Outputs one = drive(st), ref = run_whole(dir);
+    EXPECT_EQ(bit_difference(one.logits, ref.logits), "") << name;
+    size_t embed = 0;
+    const auto files = model::ModelFiles::open(dir);
+    for (const auto& d : model::model_tensors(st.config()))
+      if (d.role == model::TensorRole::Embed) embed = size_t(files->tensor_bytes(d));
+    EXPECT_EQ(one.weight_bytes, ref.weight_bytes + (st.config().tie_embeddings ? embed : 0))
+        << name << ": a tied head is a copy of the embedding's rows";
+  }
+}
+
+// A member holds its share of the split tensors plus the replicated ones (the embedding; the
+// norms are not counted as weight bytes).
+TEST(TpStage, WeightBytesAreTheMembersShare) {
+  REQUIRE_TP_MODELS();
+  const std::string dir = model_path("qwen2");  // BF16, untied: embedding + head + layers
+  const Outputs ref = run_whole(dir);
+  const model::ModelConfig c = model::ModelConfig::from_dir(dir);
+  const size_t embed = size_t(c.vocab * c.hidden) * 2;
+  const size_t split_bytes = ref.weight_bytes - embed;  // head + layers
+  for (const std::vector<double>& shares : {std::vector<double>{1, 1}, {1, 1, 1, 1}, {1, 3}}) {
+    const std::vector<Member> members = run_members(dir, shares);
+    double total_share = 0;
+    for (double s : shares) total_share += s;
+    size_t sum = 0;
+    for (size_t r = 0; r < members.size(); ++r) {
+      ASSERT_EQ(members[r].error, "");
+      const double expected = double(embed) + double(split_bytes) * shares[r] / total_share;
+      const double got = double(members[r].out.weight_bytes);
+      EXPECT_NEAR(got, expected, 0.05 * double(split_bytes))
+          << layout_name(shares) << " member " << r;
+      sum += members[r].out.weight_bytes;
+    }
+    // The split tensors are held exactly once across the members.
+    EXPECT_EQ(sum, ref.weight_bytes + (members.size() - 1) * embed) << layout_name(shares);
+  }
+}
+
+TEST(TpStage, MoreMembersThanKvHeadsIsAnError) {
+  REQUIRE_TP_MODELS();
+  const std::string dir = model_path("qwen2");  // 4 KV heads
+  StageOptions o = base_options();
+  o.tensor_parallel =
+      StageOptions::TensorParallel{std::vector<double>(5, 1.0), 0, std::make_shared<LocalReducer>()};
+  try {
+    Stage st(dir, whole(dir), o);
+    FAIL() << "5 members of 4 KV heads were accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.component(), "tensor-parallel");
+    EXPECT_NE(e.message().find("4 KV heads"), std::string::npos) << e.what();
+  }
+  o.tensor_parallel->shares = {1, 1};
+  o.tensor_parallel->reducer = nullptr;
+  EXPECT_THROW(Stage(dir, whole(dir), o), Error);
+}
+
+// Q4_K blocks are 256 elements; a KV head of this model owns 64 wo columns, so no split of its
+// heads among members is whole blocks: an error that names the tensor and the block.
+TEST(TpStage, HeadsThatCutAQuantizationBlockAreAnError) {
+  REQUIRE_TP_MODELS();
+  const std::string dir = model_path("q4km-narrow.gguf");
+  StageOptions o = base_options();
+  o.tensor_parallel = StageOptions::TensorParallel{{1, 1}, 0, std::make_shared<LocalReducer>()};
+  try {
+    Stage st(dir, whole(dir), o);
+    FAIL() << "a split inside a Q4_K block was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.component(), "tensor-parallel");
+    EXPECT_NE(e.message().find("attn_output"), std::string::npos) << e.what();
+    EXPECT_NE(e.message().find("blocks of 256"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace meshlm
