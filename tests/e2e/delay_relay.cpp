@@ -67,44 +67,41 @@ void no_delay(int fd) {
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
-int connect_to(const Address& a) {
+// The first address of `a` on which `use(fd, addr)` succeeds with a fresh stream socket, or -1.
+template <typename Use>
+int open_socket(const Address& a, bool passive, Use use) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = passive ? AI_PASSIVE : 0;
   addrinfo* res = nullptr;
   if (getaddrinfo(a.host.c_str(), a.port.c_str(), &hints, &res) != 0) return -1;
   int fd = -1;
   for (addrinfo* p = res; p; p = p->ai_next) {
     fd = socket(p->ai_family, p->ai_socktype, p->ai_protocol);
     if (fd < 0) continue;
-    if (connect(fd, p->ai_addr, p->ai_addrlen) == 0) break;
+    if (use(fd, p)) break;
     close(fd);
     fd = -1;
   }
   freeaddrinfo(res);
+  return fd;
+}
+
+int connect_to(const Address& a) {
+  int fd = open_socket(a, false, [](int s, const addrinfo* p) {
+    return connect(s, p->ai_addr, p->ai_addrlen) == 0;
+  });
   if (fd >= 0) no_delay(fd);
   return fd;
 }
 
 int listen_on(const Address& a) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE;
-  addrinfo* res = nullptr;
-  if (getaddrinfo(a.host.c_str(), a.port.c_str(), &hints, &res) != 0) return -1;
-  int fd = -1;
-  for (addrinfo* p = res; p; p = p->ai_next) {
-    fd = socket(p->ai_family, p->ai_socktype, p->ai_protocol);
-    if (fd < 0) continue;
+  return open_socket(a, true, [](int s, const addrinfo* p) {
     int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(fd, p->ai_addr, p->ai_addrlen) == 0 && listen(fd, 64) == 0) break;
-    close(fd);
-    fd = -1;
-  }
-  freeaddrinfo(res);
-  return fd;
+    setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    return bind(s, p->ai_addr, p->ai_addrlen) == 0 && listen(s, 64) == 0;
+  });
 }
 
 bool write_all(int fd, const uint8_t* data, size_t n) {
