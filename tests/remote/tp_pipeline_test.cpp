@@ -262,6 +262,29 @@ TEST_F(TpPipelineTest, KilledMemberIsAnErrorNotAHang) {
   EXPECT_EQ(greedy(*again, 0, 2).size(), 2u);
 }
 
+// A member that stops answering without closing its connections (SIGSTOP): the collectives'
+// timeout fails the micro-batch instead of a hang.
+TEST_F(TpPipelineTest, StalledMemberTimesOut) {
+  WorkerProcess w1, w2;
+  auto o = options({w1.address(), w2.address()});
+  o.group_timeout_ms = 2000;
+  auto p = make_tp_pipeline(o);
+  ASSERT_EQ(greedy(*p, 0, 1).size(), 2u);
+  w2.signal(SIGSTOP);
+  runtime::MicroBatch b;
+  b.id = 1;
+  b.tokens = kPrompts[0];
+  b.chunks = {{50, 0, int32_t(b.tokens.size()), true, false}};
+  runtime::SamplingParams params;
+  params.temperature = 0;
+  b.new_sequences = {{50, params}};
+  p->launch(b);
+  auto r = p->wait();
+  w2.signal(SIGCONT);
+  EXPECT_NE(r.error.find("tensor-parallel group"), std::string::npos) << r.error;
+  p.reset();
+}
+
 TEST_F(TpPipelineTest, BadSharesAreRefused) {
   WorkerProcess w1;
   EXPECT_THROW(make_tp_pipeline(options({w1.address()}, {1, 2, 3})), Error);
