@@ -29,6 +29,7 @@
 #include "kernels/kernels.h"
 #include "model/weights.h"
 #include "remote/remote_pipeline.h"
+#include "remote/tp_pipeline.h"
 #include "remote/worker.h"
 #include "transport/frame.h"
 #include "transport/messages.h"
@@ -208,7 +209,8 @@ bool LayoutOptions::serve_if_mpi_worker(const std::string& model_dir, int thread
 }
 
 void LayoutOptions::discover_peers() {
-  if (!discover || mpi() || !peers.empty() || stages > 1 || !local_layers.empty()) return;
+  if (!discover || mpi() || !peers.empty() || stages > 1 || !local_layers.empty() || tp > 1)
+    return;
   if (!discovery::discovery_available()) {
     log::info("[discovery] not built in (avahi-core missing): pass --peers to use workers");
     return;
@@ -321,6 +323,7 @@ std::unique_ptr<runtime::Pipeline> LayoutOptions::make(const std::string& model_
   std::vector<std::string> peer_list = split_list(peers);
   if (!local_layers.empty() && (!peer_list.empty() || stages > 1))
     throw Error("cli", "--local-layers cannot be combined with --peers or --stages");
+  if (tp > 1 || !tp_shares.empty()) return make_tp(model_dir, stage);
   if (mpi()) {
     if (!transport::mpi_initialized() || transport::mpi_rank() != 0)
       throw Error("cli", "--transport mpi works with serve, generate and bench (this command does "
@@ -386,6 +389,50 @@ std::unique_ptr<runtime::Pipeline> LayoutOptions::make(const std::string& model_
   auto inner = remote::make_remote_pipeline(ro);
   log::info("pipeline of {} stages ready", n_stages);
   if (!workers) return inner;
+  return std::make_unique<OwningPipeline>(std::move(workers), std::move(inner));
+}
+
+static std::vector<double> parse_share_list(const std::string& text) {
+  std::vector<double> out;
+  for (const std::string& item : split_list(text)) {
+    size_t used = 0;
+    double v = 0;
+    try {
+      v = std::stod(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != item.size() || !(v > 0) || v > 1e6)
+      throw Error("cli", "bad --tp-shares '" + text + "': want positive numbers, e.g. 1,3");
+    out.push_back(v);
+  }
+  return out;
+}
+
+std::unique_ptr<runtime::Pipeline> LayoutOptions::make_tp(const std::string& model_dir,
+                                                          const model::StageOptions& stage) const {
+  if (mpi() || stages > 1 || !split_list(peers).empty() || !layers.empty() || !local_layers.empty())
+    throw Error("cli", "--tp cannot be combined with --stages, --peers, --layers, --local-layers or "
+                       "--transport mpi yet (tensor parallelism is one group of local processes)");
+  std::vector<double> shares = parse_share_list(tp_shares);
+  if (!tp_shares.empty() && int(shares.size()) != tp)
+    throw Error("cli", "--tp-shares has " + std::to_string(shares.size()) + " shares for --tp " +
+                           std::to_string(tp));
+  if (tp < 2) throw Error("cli", "--tp-shares needs --tp 2 or more");
+  std::string sec = resolved_secret();
+  if (sec.empty()) sec = random_hex(16);
+  auto workers = std::make_unique<LocalWorkers>(tp - 1, sec, stage.threads, stage.lock_memory,
+                                                stage.backend);
+  remote::TpPipelineOptions o;
+  o.model_dir = model_dir;
+  o.worker_model_dir = worker_model_dir;
+  o.peers = workers->addresses();
+  o.shares = shares;
+  o.stage = stage;
+  o.secret = sec;
+  o.group_timeout_ms = stage_timeout_s * 1000;
+  auto inner = remote::make_tp_pipeline(o);
+  log::info("tensor-parallel group of {} members ready", tp);
   return std::make_unique<OwningPipeline>(std::move(workers), std::move(inner));
 }
 

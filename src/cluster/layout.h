@@ -36,6 +36,12 @@ struct LayoutOptions {
   std::string backend = "cpu";  // --backend: compute backend of every stage here, in the workers
                                 // --stages starts and in MPI ranks (backend/backend.h)
 
+  // Tensor parallelism (remote/tp_pipeline.h): > 1 runs the whole model as one group of tp
+  // members, this process and tp-1 local worker processes, each holding its share of every
+  // layer. Not with --stages, --peers, --layers, --local-layers or MPI (yet).
+  int tp = 1;
+  std::string tp_shares;  // "1,3": one share per member (this process first); "" = equal
+
   bool mpi() const { return transport == "mpi"; }
   // --transport mpi: initialises MPI (call right after parsing, before any thread starts) and
   // checks the options. On ranks 1..N-1 it then serves that rank's stage until rank 0 shuts the
@@ -58,6 +64,10 @@ struct LayoutOptions {
   // --mlock. Throws Error on bad options.
   std::unique_ptr<runtime::Pipeline> make(const std::string& model_dir,
                                           const model::StageOptions& stage) const;
+
+ private:
+  std::unique_ptr<runtime::Pipeline> make_tp(const std::string& model_dir,
+                                             const model::StageOptions& stage) const;
 };
 
 // "0,2,4" (spaces, brackets allowed) -> numbers in [0, 2^31); throws Error("cli", "bad <what> ...").

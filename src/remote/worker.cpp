@@ -25,6 +25,7 @@
 #include "transport/messages.h"
 #include "transport/mpi_transport.h"
 #include "transport/tcp_transport.h"
+#include "transport/tp_reducer.h"
 
 namespace meshlm::remote {
 
@@ -60,6 +61,13 @@ struct Worker::Impl {
   std::string cache_dir;   // for model sync
   std::string loaded_fingerprint;
   std::unique_ptr<runtime::StageRunner> runner;  // runs `stage`; samples when it is the last
+  // Tensor parallelism (tp_pipeline.h): `stage` is member loaded.tp_rank of the group whose
+  // collectives go through tp_group; forwards and releases come on the session. Connections
+  // with role "tp" that arrive before their load frame wait in tp_pending (with their client id).
+  bool tp_member = false;
+  std::shared_ptr<Group> tp_group;
+  std::vector<std::pair<std::string, std::unique_ptr<Connection>>> tp_pending;
+  std::vector<float> tp_hidden, tp_logits;
   runtime::StageOutput out;
   // Where a micro-batch's time goes in this stage (issue 19): when the frame being handled
   // finished arriving, and the time spent sending frames on (forwards and results) since the
@@ -108,6 +116,13 @@ struct Worker::Impl {
       session_loaded = false;
     }
     session_pinged = false;
+    if (tp_member) {  // the member's stage belongs to the group, which ends with the session
+      runner.reset();
+      stage.reset();
+      tp_member = false;
+    }
+    tp_group.reset();
+    tp_pending.clear();
     upstream.reset();
     downstream.reset();
     next_address.clear();
@@ -128,6 +143,14 @@ struct Worker::Impl {
       return;
     }
     if (hs.role == "probe") return;  // `meshlm plan` asking what this node offers: done
+    if (hs.role == "tp") {  // a member of a group this worker is about to be told to join
+      if (!session || tp_pending.size() >= 64) {
+        send_error_quietly(*conn, name() + " is not joining a tensor-parallel group");
+        return;
+      }
+      tp_pending.emplace_back(hs.client_id, std::move(conn));
+      return;
+    }
     if (hs.role == "coordinator") {
       // The same coordinator reconnecting (after a failure it noticed first) takes over.
       bool same = session && !hs.client_id.empty() && hs.client_id == session_client_id;
@@ -197,6 +220,16 @@ struct Worker::Impl {
     }
     LoadMsg m = decode_load(f.payload);
     send_seconds = 0;
+    if (!m.tp_shares.empty()) {
+      handle_tp_load(m);
+      return;
+    }
+    if (tp_member) {  // a pipeline stage after a group: the member stage cannot be reused
+      runner.reset();
+      stage.reset();
+      tp_member = false;
+      tp_group.reset();
+    }
     if (is_mpi_address(m.next) && !attached) {
       throw Error("worker", name() + " is not an MPI rank: it cannot pass activations to " + m.next);
     }
@@ -252,6 +285,155 @@ struct Worker::Impl {
     std::lock_guard lock(session_mutex);
     session->send(FrameType::Loaded, encode_loaded(reply));
     session_loaded = true;
+  }
+
+  // ---- tensor parallelism ----
+
+  static constexpr int kTpFormMs = 60000;    // forming the group: each connection and handshake
+  static constexpr int kTpGroupMs = 60000;   // the group's collectives (GroupOptions::timeout_ms)
+
+  // "<rank>@<coordinator client id>": who a "tp" connection is, and for which coordinator.
+  std::string tp_client_id(int rank) const { return std::to_string(rank) + "@" + session_client_id; }
+
+  // The connection from member r (< rank) of this session's group: a pending one, else the next
+  // "tp" connection accepted; other connections are refused meanwhile (busy).
+  void accept_tp_members(std::vector<std::unique_ptr<Connection>>& peers, int rank,
+                         const std::string& fp) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kTpFormMs);
+    auto missing = [&] {
+      for (int r = 0; r < rank; ++r) {
+        if (!peers[size_t(r)]) return true;
+      }
+      return false;
+    };
+    auto take = [&](const std::string& id, std::unique_ptr<Connection> conn) {
+      const auto at = id.find('@');
+      int r = -1;
+      if (at != std::string::npos && id.substr(at + 1) == session_client_id) {
+        try {
+          r = std::stoi(id.substr(0, at));
+        } catch (const std::exception&) {
+        }
+      }
+      if (r < 0 || r >= rank || peers[size_t(r)]) {
+        send_error_quietly(*conn, name() + ": not a member of this tensor-parallel group");
+        log::warn("[worker] refused tensor-parallel connection '{}' from {}", id, conn->peer());
+        return;
+      }
+      peers[size_t(r)] = std::move(conn);
+    };
+    auto pending = std::move(tp_pending);
+    tp_pending.clear();
+    for (auto& [id, conn] : pending) take(id, std::move(conn));
+    while (missing()) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            deadline - std::chrono::steady_clock::now()).count();
+      if (left <= 0) {
+        throw Error("worker", name() + ": the tensor-parallel group did not form within " +
+                                  std::to_string(kTpFormMs / 1000) + " s");
+      }
+      auto conn = listener->accept(int(left));
+      if (!conn) continue;
+      HandshakeResult hs;
+      try {
+        hs = handshake_server(*conn, handshake_options(fp));
+      } catch (const std::exception& e) {
+        log::warn("[worker] refused {}: {}", conn->peer(), e.what());
+        continue;
+      }
+      if (hs.role == "probe") continue;
+      if (hs.role != "tp") {
+        send_error_quietly(*conn, name() + " is busy forming a tensor-parallel group");
+        continue;
+      }
+      take(hs.client_id, std::move(conn));
+    }
+  }
+
+  // A load with a tensor-parallel part: form the group (connect to the members after this one,
+  // accept those before it), then load this member's slice of the layers.
+  void handle_tp_load(const LoadMsg& m) {
+    if (attached || !listener) {
+      throw Error("worker", name() + ": tensor parallelism needs a listening (TCP) worker");
+    }
+    auto [dir, fp] = choose_model_dir(m);
+    if (dir.empty()) {
+      throw Error("worker", name() + " has no copy of the model at '" + m.model_dir +
+                                "'; tensor-parallel members do not sync the model yet");
+    }
+    runner.reset();
+    stage.reset();
+    tp_member = false;
+    tp_group.reset();
+    const int n = int(m.tp_shares.size());
+    const int rank = m.tp_rank;
+    std::vector<std::unique_ptr<Connection>> peers(static_cast<size_t>(n));
+    for (int j = rank + 1; j < n; ++j) {
+      const std::string& address = m.tp_addresses[size_t(j)];
+      try {
+        auto conn = connect_address(address, kMpiUpstreamTag, kTpFormMs);
+        HandshakeOptions h = handshake_options(fp);
+        h.role = "tp";
+        h.name = "tensor-parallel member " + std::to_string(j);
+        h.client_id = tp_client_id(rank);
+        h.timeout_ms = kTpFormMs;
+        handshake_client(*conn, h);
+        peers[size_t(j)] = std::move(conn);
+      } catch (const std::exception& e) {
+        throw Error("worker", name() + ": cannot reach tensor-parallel member " +
+                                  std::to_string(j) + " (" + address + "): " + e.what());
+      }
+    }
+    accept_tp_members(peers, rank, fp);
+    GroupOptions go;
+    go.timeout_ms = kTpGroupMs;
+    tp_group = std::make_shared<Group>(rank, std::move(peers), go);
+    model::StageOptions so;
+    so.threads = options.threads;
+    so.max_context = m.max_context;
+    so.lock_memory = options.lock_memory;
+    so.backend = options.stage_backend;
+    so.tensor_parallel = model::StageOptions::TensorParallel{
+        std::vector<double>(m.tp_shares.begin(), m.tp_shares.end()), rank,
+        std::make_shared<GroupReducer>(tp_group)};
+    log::info("[worker] loading member {} of {} of layers {}-{} of {}", rank, n, m.layers.begin,
+              m.layers.end, dir);
+    stage = std::make_unique<model::Stage>(dir, m.layers, so);
+    tp_member = true;
+    loaded = m;
+    loaded_dir = dir;
+    loaded_fingerprint = fp;
+    downstream.reset();
+    next_address.clear();
+    LoadedMsg reply;
+    reply.n_layers = stage->config().n_layers;
+    reply.weight_bytes = stage->weight_bytes();
+    reply.fingerprint = fp;
+    std::lock_guard lock(session_mutex);
+    session->send(FrameType::Loaded, encode_loaded(reply));
+    session_loaded = true;
+  }
+
+  // A member's forward: the same call as every other member's (the collectives pair them up);
+  // the output is rank 0's to use. A failure (a member gone: the group broke) is reported to
+  // the coordinator and ends the session.
+  void handle_tp_forward(const Frame& f) {
+    ForwardMsg m = decode_forward(f.payload);
+    try {
+      tp_hidden.clear();
+      stage->forward(m.chunks, m.tokens, tp_hidden, tp_logits);
+    } catch (const std::exception& e) {
+      const std::string why = stage_name() + ": " + e.what();
+      log::warn("[worker] {}", why);
+      ResultMsg r;
+      r.id = m.id;
+      r.error = why;
+      try {
+        send_result(r);
+      } catch (const std::exception&) {
+      }
+      end_session(why);
+    }
   }
 
   void send_heartbeats() {
@@ -397,7 +579,14 @@ struct Worker::Impl {
   // Handles one frame from the coordinator (from_session) or the previous stage.
   void handle(const Frame& f, bool from_session) {
     switch (f.type()) {
-      case FrameType::Forward: handle_forward(f); return;
+      case FrameType::Forward:
+        if (tp_member) {
+          if (!from_session) break;
+          handle_tp_forward(f);
+        } else {
+          handle_forward(f);
+        }
+        return;
       case FrameType::Release: handle_release(f); return;
       case FrameType::Ping:
         (from_session ? session : upstream)->send(FrameType::Pong, f.payload);

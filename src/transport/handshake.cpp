@@ -141,7 +141,8 @@ HandshakeResult handshake_server(Connection& conn, const HandshakeOptions& optio
                      std::to_string(hello.version) + ", this node speaks " +
                      std::to_string(kProtocolVersion));
   }
-  if (hello.role != "coordinator" && hello.role != "upstream" && hello.role != "probe") {
+  if (hello.role != "coordinator" && hello.role != "upstream" && hello.role != "probe" &&
+      hello.role != "tp") {
     refuse(conn, "unknown role '" + hello.role + "'");
   }
   check_fingerprints(conn, options.fingerprint, hello.fingerprint, "this node", options.name);

@@ -27,7 +27,8 @@ namespace meshlm::transport {
 struct HandshakeOptions {
   std::string secret;       // the shared cluster secret ("" is a valid, weak secret)
   std::string fingerprint;  // this side's model fingerprint, "" when it has none
-  std::string role = "coordinator";  // client only: "coordinator", "upstream" or "probe"
+  std::string role = "coordinator";  // client only: "coordinator", "upstream", "probe" or "tp"
+                                     // (a tensor-parallel member joining a group)
   std::string name = "peer";         // how this side names the other in messages ("worker")
   std::string client_id;             // client only: identifies one coordinator instance
   int timeout_ms = 10000;

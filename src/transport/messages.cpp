@@ -203,6 +203,8 @@ void visit(A& a, M& m) {
 
 // ---- load ----
 
+constexpr uint32_t kMaxTpMembers = 64;
+
 template <typename A, Of<LoadMsg> M>
 void visit(A& a, M& m) {
   a.str(m.model_dir, 4096);
@@ -211,9 +213,25 @@ void visit(A& a, M& m) {
   a.i64(m.max_context);
   a.str(m.next, 1024);
   a.boolean(m.sync);
+  a.i32(m.tp_rank);
+  a.f32_array(m.tp_shares, kMaxTpMembers);
+  a.short_list(m.tp_addresses, kMaxTpMembers, "tensor-parallel addresses",
+               [&](auto& s) { a.str(s, 1024); });
   a.end();
   a.check([&] {
     check_layers(m.layers);
+    if (!m.tp_shares.empty() || !m.tp_addresses.empty() || m.tp_rank != 0) {
+      if (m.tp_shares.size() < 2 || m.tp_addresses.size() != m.tp_shares.size()) {
+        invalid("tensor-parallel group of " + std::to_string(m.tp_shares.size()) + " shares and " +
+                std::to_string(m.tp_addresses.size()) + " addresses");
+      }
+      if (m.tp_rank < 1 || size_t(m.tp_rank) >= m.tp_shares.size()) {
+        invalid("tensor-parallel rank " + std::to_string(m.tp_rank));
+      }
+      for (float s : m.tp_shares) {
+        if (!(s > 0) || !std::isfinite(s)) invalid("tensor-parallel share " + std::to_string(s));
+      }
+    }
     if (m.max_context <= 0 || m.max_context > (int64_t{1} << 24)) {
       invalid("max_context " + std::to_string(m.max_context));
     }

@@ -66,6 +66,14 @@ struct LoadMsg {
   // The coordinator serves its tensors (model_sync.h): a worker without the model (model_dir ""
   // or not this model) fetches its layers into its cache. Protocol 3.
   bool sync = false;
+  // Tensor parallelism (protocol 9): with shares (one per member, > 0), the worker is member
+  // tp_rank (1..M-1) of a group of shares.size() that computes the layers together (model/
+  // stage.h StageOptions::tensor_parallel). tp_addresses[r] is member r's host:port ("" for
+  // rank 0, the coordinator, which does not listen); the worker connects to the members after
+  // it and accepts the ones before it (handshake role "tp"). Empty: a pipeline stage.
+  int32_t tp_rank = 0;
+  std::vector<float> tp_shares;
+  std::vector<std::string> tp_addresses;
 };
 
 struct LoadedMsg {

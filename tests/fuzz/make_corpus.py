@@ -12,7 +12,7 @@ import struct
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "corpus")
-PROTOCOL_VERSION = 8  # dist::kProtocolVersion (src/transport/frame.h)
+PROTOCOL_VERSION = 9  # dist::kProtocolVersion (src/transport/frame.h)
 
 # FrameType values (src/transport/frame.h) and their order in fuzz_common.h kAllFrameTypes.
 FRAME_TYPES = [("hello", 1), ("challenge", 2), ("auth", 3), ("welcome", 4), ("load", 10),
@@ -64,7 +64,8 @@ PAYLOADS = {
     "challenge": u32(PROTOCOL_VERSION) + s(FP) + bytes(range(32)) + bytes(range(32, 64)),
     "auth": bytes(range(64, 96)),
     "welcome": s("0.1.0") + u64(16 << 30) + u64(8 << 30) + i32(8) + s("cpu/AVX2"),
-    "load": s("/models/qwen3") + i64(0) + i64(14) + i64(4096) + s("10.0.0.2:7070") + boolean(True),
+    "load": s("/models/qwen3") + i64(0) + i64(14) + i64(4096) + s("10.0.0.2:7070") + boolean(True) +
+            i32(1) + f32_array([1.0, 3.0]) + u32(2) + s("") + s("10.0.0.2:7071"),
     "loaded": i64(14) + u64(123456789) + s(FP),
     "manifest_request": i64(0) + i64(2),
     # format 0 (safetensors folder): config.json, no GGUF parts; an MLX matrix's U32 codes.

@@ -241,6 +241,31 @@ TEST(Messages, ResultRoundTripAndTruncations) {
   expect_protocol_error([&] { decode_result(bad); }, "top logprobs");
 }
 
+TEST(Messages, LoadCarriesTheTensorParallelGroup) {
+  LoadMsg l;
+  l.model_dir = "/models/x";
+  l.layers = {0, 4};
+  l.tp_rank = 2;
+  l.tp_shares = {1, 3, 0.5f};
+  l.tp_addresses = {"", "127.0.0.1:7001", "127.0.0.1:7002"};
+  LoadMsg dl = decode_load(encode_load(l));
+  EXPECT_EQ(dl.tp_rank, 2);
+  EXPECT_EQ(dl.tp_shares, l.tp_shares);
+  EXPECT_EQ(dl.tp_addresses, l.tp_addresses);
+  LoadMsg plain;  // a pipeline stage
+  plain.layers = {0, 4};
+  EXPECT_TRUE(decode_load(encode_load(plain)).tp_shares.empty());
+  LoadMsg bad = l;
+  bad.tp_rank = 0;  // rank 0 is the coordinator
+  expect_protocol_error([&] { decode_load(encode_load(bad)); }, "tensor-parallel rank");
+  bad = l;
+  bad.tp_shares[1] = 0;
+  expect_protocol_error([&] { decode_load(encode_load(bad)); }, "tensor-parallel share");
+  bad = l;
+  bad.tp_addresses.pop_back();
+  expect_protocol_error([&] { decode_load(encode_load(bad)); }, "tensor-parallel group");
+}
+
 TEST(Messages, SmallFramesRoundTrip) {
   EXPECT_EQ(decode_release(encode_release({{1, -2, 3}})).seq_ids, (std::vector<int64_t>{1, -2, 3}));
   EXPECT_EQ(decode_text(encode_text("boom")), "boom");

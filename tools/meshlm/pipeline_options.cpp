@@ -14,6 +14,12 @@ void PipelineOptions::add_to(CLI::App& app, bool discover_by_default) {
   app.add_option("--peers", peers, "workers host:port,... in stage order (this process is stage 0)");
   app.add_option("--stages", stages, "start N-1 local worker processes and split the model N ways")
       ->check(CLI::Range(1, 64));
+  app.add_option("--tp", tp,
+                 "tensor parallelism: run the whole model as one group of N members, this process "
+                 "and N-1 local worker processes, each with 1/N of every layer's weights")
+      ->check(CLI::Range(1, 64));
+  app.add_option("--tp-shares", tp_shares,
+                 "uneven tensor-parallel split, one share per member (this process first), e.g. 1,3");
   app.add_option("--layers", layers, "explicit layer ranges per stage, e.g. 0-13,14-27");
   app.add_option("--secret", secret, "cluster secret (default: $MESHLM_SECRET)");
   app.add_option("--worker-model", worker_model_dir, "the model's path on the workers (default: same)");

@@ -1,0 +1,295 @@
+// Tensor parallelism across processes (remote/tp_pipeline.h): the coordinator is member 0 of
+// a group whose other members are real `meshlm worker` processes on loopback. The group of 2
+// and 3 (and an uneven split) gives the greedy ids of one process and logits within 1e-5, two
+// runs are bit-identical, and a member killed fails the next micro-batch with an error instead
+// of a hang.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "core/error.h"
+#include "remote/tp_pipeline.h"
+#include "runtime/pipeline.h"
+#include "../common/synth_once.h"
+
+extern char** environ;
+
+namespace meshlm::remote {
+namespace {
+
+namespace fs = std::filesystem;
+const std::string kSecret = "test-secret";
+
+// 4 KV heads, so that 3 members each get at least one.
+fs::path model_dir() { return fs::path(MESHLM_TEST_DIR) / "synth-qwen3-tp"; }
+
+int run_command(std::vector<std::string> args) {
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid;
+  if (posix_spawn(&pid, argv[0], nullptr, nullptr, argv.data(), environ) != 0) return -1;
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// A `meshlm worker` child process on 127.0.0.1.
+class WorkerProcess {
+ public:
+  explicit WorkerProcess(uint16_t port = 0, std::vector<std::string> extra = {}) {
+    static int counter = 0;
+    port_file_ = fs::path(MESHLM_TEST_DIR) /
+                 ("worker_port_" + std::to_string(getpid()) + "_" + std::to_string(counter++));
+    fs::remove(port_file_);
+    std::vector<std::string> args = {MESHLM_BIN, "worker", "--listen",
+                                     "127.0.0.1:" + std::to_string(port), "--secret", kSecret,
+                                     "--threads", "1", "--port-file", port_file_.string()};
+    args.insert(args.end(), extra.begin(), extra.end());
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    if (posix_spawn(&pid_, argv[0], nullptr, nullptr, argv.data(), environ) != 0) {
+      throw std::runtime_error("cannot start meshlm worker");
+    }
+    // Up to 60 s for the process to start and listen (a bound, not a timing assertion).
+    for (int i = 0; i < 3000 && !fs::exists(port_file_); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    std::ifstream in(port_file_);
+    int p = 0;
+    if (!(in >> p)) throw std::runtime_error("meshlm worker did not report its port");
+    port_ = static_cast<uint16_t>(p);
+  }
+  ~WorkerProcess() {
+    signal(SIGCONT);
+    kill(SIGTERM);
+  }
+  // Sends sig without waiting for the process to end (SIGSTOP / SIGCONT).
+  void signal(int sig) {
+    if (pid_ > 0) ::kill(pid_, sig);
+  }
+  void kill(int sig) {
+    if (pid_ > 0) {
+      ::kill(pid_, sig);
+      int status;
+      waitpid(pid_, &status, 0);
+      pid_ = -1;
+    }
+    fs::remove(port_file_);
+  }
+  uint16_t port() const { return port_; }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  pid_t pid_ = -1;
+  uint16_t port_ = 0;
+  fs::path port_file_;
+};
+
+class TpPipelineTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    ASSERT_EQ(::meshlm::test::synth_once(MESHLM_BIN, model_dir(),
+                               {"--arch", "qwen3", "--hidden", "128", "--layers", "3", "--heads",
+                                "4", "--kv-heads", "4", "--head-dim", "32", "--intermediate",
+                                "256", "--vocab", "512", "--dtype", "f32", "--threads", "1"}),
+              "");
+  }
+
+  static TpPipelineOptions options(std::vector<std::string> peers, std::vector<double> shares = {}) {
+    TpPipelineOptions o;
+    o.model_dir = model_dir().string();
+    o.peers = std::move(peers);
+    o.shares = std::move(shares);
+    o.stage.threads = 1;
+    o.stage.max_context = 256;
+    o.secret = kSecret;
+    o.group_timeout_ms = 30000;
+    return o;
+  }
+};
+
+const std::vector<std::vector<int32_t>> kPrompts = {{1, 17, 300, 42, 7, 99, 250},
+                                                    {5, 6, 7, 8, 9, 10, 11, 12, 13, 14}};
+
+// Logits of every prompt position of sequence 0 and the last position of sequence 1.
+std::vector<float> prompt_logits(runtime::Pipeline& p, int64_t seq_base) {
+  runtime::MicroBatch b;
+  b.id = 1;
+  b.return_logits = true;
+  b.chunks = {{seq_base, 0, int32_t(kPrompts[0].size()), true, true},
+              {seq_base + 1, 0, int32_t(kPrompts[1].size()), true, false}};
+  for (auto& pr : kPrompts) b.tokens.insert(b.tokens.end(), pr.begin(), pr.end());
+  p.launch(b);
+  auto r = p.wait();
+  EXPECT_EQ(r.error, "");
+  p.release(seq_base);
+  p.release(seq_base + 1);
+  return r.logits;
+}
+
+// Greedy generation, one micro-batch per sequence and step.
+std::vector<std::vector<int32_t>> greedy(runtime::Pipeline& p, int64_t seq_base, int steps) {
+  std::vector<std::vector<int32_t>> out(kPrompts.size());
+  std::vector<int32_t> pos(kPrompts.size(), 0);
+  uint64_t id = 100;
+  for (int step = 0; step <= steps; ++step) {
+    for (size_t s = 0; s < kPrompts.size(); ++s) {
+      runtime::MicroBatch b;
+      b.id = id++;
+      if (step == 0) {
+        b.tokens = kPrompts[s];
+        runtime::SamplingParams params;
+        params.temperature = 0;
+        b.new_sequences = {{seq_base + int64_t(s), params}};
+      } else {
+        b.tokens = {out[s].back()};
+      }
+      b.chunks = {{seq_base + int64_t(s), pos[s], int32_t(b.tokens.size()), true, false}};
+      pos[s] += int32_t(b.tokens.size());
+      p.launch(std::move(b));
+      auto r = p.wait();
+      EXPECT_EQ(r.error, "");
+      if (r.sampled.size() != 1) return {};
+      out[s].push_back(r.sampled[0].second.token);
+    }
+  }
+  for (size_t s = 0; s < kPrompts.size(); ++s) p.release(seq_base + int64_t(s));
+  return out;
+}
+
+void expect_close(const std::vector<float>& got, const std::vector<float>& want) {
+  ASSERT_EQ(got.size(), want.size());
+  double worst = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double scale = std::max(1.0, std::fabs(double(want[i])));
+    worst = std::max(worst, std::fabs(double(got[i]) - double(want[i])) / scale);
+  }
+  EXPECT_LE(worst, 1e-5);
+}
+
+TEST_F(TpPipelineTest, TwoAndThreeMembersMatchOneProcess) {
+  auto one = runtime::make_local_pipeline(model_dir().string(), {1, 256});
+  const auto ref_logits = prompt_logits(*one, 0);
+  const auto ref_ids = greedy(*one, 10, 6);
+  ASSERT_EQ(ref_ids.size(), 2u);
+
+  WorkerProcess w1, w2;
+  for (const std::vector<std::string>& peers :
+       {std::vector<std::string>{w1.address()}, {w1.address(), w2.address()}}) {
+    SCOPED_TRACE(std::to_string(peers.size() + 1) + " members");
+    auto p = make_tp_pipeline(options(peers));
+    EXPECT_EQ(p->depth(), 1);
+    auto st = p->stages();
+    ASSERT_EQ(st.size(), peers.size() + 1);
+    for (const auto& s : st) {
+      EXPECT_EQ(s.state, "ready") << s.node;
+      EXPECT_GT(s.memory_bytes, 0u) << s.node;
+    }
+    const auto logits = prompt_logits(*p, 0);
+    expect_close(logits, ref_logits);
+    EXPECT_EQ(greedy(*p, 10, 6), ref_ids);
+    // Twice: the members' KV was released, and the group is deterministic.
+    const auto again = prompt_logits(*p, 0);
+    ASSERT_EQ(again.size(), logits.size());
+    EXPECT_EQ(std::memcmp(again.data(), logits.data(), logits.size() * 4), 0);
+    EXPECT_EQ(greedy(*p, 10, 6), ref_ids);
+  }
+}
+
+TEST_F(TpPipelineTest, UnevenSharesAndRunsAreBitIdentical) {
+  auto one = runtime::make_local_pipeline(model_dir().string(), {1, 256});
+  const auto ref_logits = prompt_logits(*one, 0);
+  const auto ref_ids = greedy(*one, 10, 4);
+  WorkerProcess w1;
+  std::vector<float> first;
+  for (int run = 0; run < 2; ++run) {
+    auto p = make_tp_pipeline(options({w1.address()}, {1, 3}));
+    auto st = p->stages();
+    ASSERT_EQ(st.size(), 2u);
+    EXPECT_LT(st[0].memory_bytes, st[1].memory_bytes);  // member 1 holds 3/4 of the split part
+    const auto logits = prompt_logits(*p, 0);
+    expect_close(logits, ref_logits);
+    EXPECT_EQ(greedy(*p, 10, 4), ref_ids);
+    if (run == 0) {
+      first = logits;
+    } else {
+      ASSERT_EQ(logits.size(), first.size());
+      EXPECT_EQ(std::memcmp(logits.data(), first.data(), logits.size() * 4), 0);
+    }
+  }
+}
+
+TEST_F(TpPipelineTest, KilledMemberIsAnErrorNotAHang) {
+  WorkerProcess w1;
+  auto w2 = std::make_unique<WorkerProcess>();
+  auto p = make_tp_pipeline(options({w1.address(), w2->address()}));
+  ASSERT_EQ(greedy(*p, 0, 2).size(), 2u);
+  w2->kill(SIGKILL);
+  runtime::MicroBatch b;
+  b.id = 1;
+  b.tokens = kPrompts[0];
+  b.chunks = {{50, 0, int32_t(b.tokens.size()), true, false}};
+  runtime::SamplingParams params;
+  params.temperature = 0;
+  b.new_sequences = {{50, params}};
+  p->launch(b);
+  auto r = p->wait();
+  EXPECT_NE(r.error, "");
+  EXPECT_NE(r.error.find("tensor-parallel"), std::string::npos) << r.error;
+  EXPECT_FALSE(r.retryable);
+  // Broken for good: the next micro-batch fails at once, and releases are harmless.
+  b.id = 2;
+  p->launch(b);
+  r = p->wait();
+  EXPECT_NE(r.error, "");
+  p->release(50);
+  for (const auto& s : p->stages()) EXPECT_EQ(s.state, "down") << s.node;
+  p.reset();  // destruction with a dead member: no hang, no crash
+  // The surviving worker serves a new group.
+  auto again = make_tp_pipeline(options({w1.address()}));
+  EXPECT_EQ(greedy(*again, 0, 2).size(), 2u);
+}
+
+// A member that stops answering without closing its connections (SIGSTOP): the collectives'
+// timeout fails the micro-batch instead of a hang.
+TEST_F(TpPipelineTest, StalledMemberTimesOut) {
+  WorkerProcess w1, w2;
+  auto o = options({w1.address(), w2.address()});
+  o.group_timeout_ms = 2000;
+  auto p = make_tp_pipeline(o);
+  ASSERT_EQ(greedy(*p, 0, 1).size(), 2u);
+  w2.signal(SIGSTOP);
+  runtime::MicroBatch b;
+  b.id = 1;
+  b.tokens = kPrompts[0];
+  b.chunks = {{50, 0, int32_t(b.tokens.size()), true, false}};
+  runtime::SamplingParams params;
+  params.temperature = 0;
+  b.new_sequences = {{50, params}};
+  p->launch(b);
+  auto r = p->wait();
+  w2.signal(SIGCONT);
+  EXPECT_NE(r.error.find("tensor-parallel group"), std::string::npos) << r.error;
+  p.reset();
+}
+
+TEST_F(TpPipelineTest, BadSharesAreRefused) {
+  WorkerProcess w1;
+  EXPECT_THROW(make_tp_pipeline(options({w1.address()}, {1, 2, 3})), Error);
+  EXPECT_THROW(make_tp_pipeline(options({w1.address()}, {1, 0})), Error);
+}
+
+}  // namespace
+}  // namespace meshlm::remote
