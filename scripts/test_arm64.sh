@@ -27,10 +27,10 @@ t0=$(date +%s)
 cmake -S . -B build-arm64 -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_TOOLCHAIN_FILE=cmake/toolchain-aarch64-linux-gnu.cmake \
   -DMESHLM_WITH_MPI=OFF -DMESHLM_WITH_DISCOVERY=OFF -DMESHLM_BUILD_BENCH=OFF >/dev/null
-# The test executables of the kernels, the weight formats and the model only: no network, no
-# processes of their own. Their directories' ctest files hold nothing else but the golden model
-# fixture (below).
-TARGETS="kernels_parity_test thread_pool_test formats_tests model_tests"
+# The test executables of the kernels, the weight formats and the model only: no processes of
+# their own (tp_stage_tests' members are threads over loopback TCP). Their directories' ctest
+# files hold nothing else but the model fixtures (below).
+TARGETS="kernels_parity_test thread_pool_test formats_tests model_tests tp_stage_tests"
 DIRS="tests/kernels tests/formats tests/model"
 
 ninja -C build-arm64 -j"$JOBS" $TARGETS
@@ -61,6 +61,8 @@ fi
 # The MoE model of moe_test.cpp (moe_model_setup then finds it complete), with meshlm synth.
 [ -x "$meshlm" ] || qemu_meshlm
 tests/model/make_moe_model.sh build-arm64/models/qwen3-moe-tiny-synth "$meshlm"
+# The tensor-parallel models of tp_stage_test.cpp (tp_models_setup then finds them complete).
+tests/model/make_tp_models.sh build-arm64/models/tp-synth "$meshlm"
 
 # Tests left out under qemu (10-30x slower than native), each for its run time there (2 loaded
 # x86 cores); they run natively in the x86 suite and on aarch64 machines, and the NEON kernels'
