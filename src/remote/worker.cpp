@@ -278,10 +278,15 @@ struct Worker::Impl {
                                                    "... need a next stage");
     }
     if (!next_address.empty()) connect_downstream();
+    reply_loaded(fp);
+  }
+
+  // Tells the coordinator the stage (or tensor-parallel member) is loaded.
+  void reply_loaded(const std::string& fingerprint) {
     LoadedMsg reply;
     reply.n_layers = stage->config().n_layers;
     reply.weight_bytes = stage->weight_bytes();
-    reply.fingerprint = fp;
+    reply.fingerprint = fingerprint;
     std::lock_guard lock(session_mutex);
     session->send(FrameType::Loaded, encode_loaded(reply));
     session_loaded = true;
@@ -405,13 +410,7 @@ struct Worker::Impl {
     loaded_fingerprint = fp;
     downstream.reset();
     next_address.clear();
-    LoadedMsg reply;
-    reply.n_layers = stage->config().n_layers;
-    reply.weight_bytes = stage->weight_bytes();
-    reply.fingerprint = fp;
-    std::lock_guard lock(session_mutex);
-    session->send(FrameType::Loaded, encode_loaded(reply));
-    session_loaded = true;
+    reply_loaded(fp);
   }
 
   // A member's forward: the same call as every other member's (the collectives pair them up);

@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
-#include <future>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
 #include <thread>
 
 #include "transport/mpi_transport.h"
@@ -75,9 +77,13 @@ Group::Group(int rank, std::vector<std::unique_ptr<Connection>> peers, GroupOpti
   }
   sent_.assign(size_, 0);
   received_.assign(size_, 0);
+  if (options_.inline_small_sends && size_ > 1) {
+    inline_limit_ = SIZE_MAX;
+    for (auto& p : peers_) {
+      if (p) inline_limit_ = std::min(inline_limit_, p->reserve_send_buffer(size_t{1} << 20));
+    }
+  }
 }
-
-Group::~Group() = default;
 
 void Group::check_usable(const std::string& call) const {
   if (broken()) {
@@ -198,39 +204,101 @@ void Group::recv(int from, std::span<uint8_t> out) {
   ++received_[from];
 }
 
-void Group::exchange(CollectiveOp op, std::shared_ptr<const std::vector<float>> mine,
-                     int64_t expect_count, const PartFn& on_part, const std::string& call) {
-  const uint64_t seq = seq_++;
-  auto head = std::make_shared<std::vector<uint8_t>>(encode_collective_head(
-      {op, static_cast<uint32_t>(rank_), seq, static_cast<uint64_t>(mine->size())}));
+// The sending thread: one per group, started by the first collective that needs it. It owns
+// copies of what it uses (the connections, the frame), so that it can be left behind if a send
+// cannot be interrupted (MPI) without touching freed memory.
+struct Group::Sender {
+  std::mutex m;
+  std::condition_variable posted_cv, done_cv;
+  bool pending = false;  // a job is posted and not finished
+  bool stop = false;
+  std::shared_ptr<const std::vector<uint8_t>> head;
+  std::shared_ptr<const std::vector<float>> mine;
+  std::string error;  // the finished job's, "" when every send went out
+  std::thread thread;
+};
 
-  // The helper thread owns what it uses (connections, head, data), so that it can be left
-  // behind if a send cannot be interrupted (MPI) without touching freed memory.
-  std::promise<std::string> sent;
-  std::future<std::string> sent_result = sent.get_future();
-  std::thread sender;
-  if (size_ > 1) {
+namespace {
+
+std::string send_to_peers(const std::vector<std::shared_ptr<Connection>>& peers, int self,
+                          const std::vector<uint8_t>& head, const std::vector<float>& mine) {
+  for (int r = 0; r < static_cast<int>(peers.size()); ++r) {
+    if (r == self) continue;
     try {
-      sender = std::thread([peers = peers_, head, mine, self = rank_,
-                            done = std::move(sent)]() mutable {
-        std::string error;
-        for (int r = 0; r < static_cast<int>(peers.size()) && error.empty(); ++r) {
-          if (r == self) continue;
-          try {
-            std::span<const uint8_t> pieces[2] = {*head, float_bytes(*mine)};
-            peers[r]->send_pieces(FrameType::Collective, pieces);
-          } catch (const std::exception& e) {
-            error = "sending to rank " + std::to_string(r) + " (" + peers[r]->peer() +
-                    "): " + e.what();
-          }
+      std::span<const uint8_t> pieces[2] = {head, float_bytes(mine)};
+      peers[r]->send_pieces(FrameType::Collective, pieces);
+    } catch (const std::exception& e) {
+      return "sending to rank " + std::to_string(r) + " (" + peers[r]->peer() + "): " + e.what();
+    }
+  }
+  return "";
+}
+
+}  // namespace
+
+void Group::post_send(std::shared_ptr<const std::vector<uint8_t>> head,
+                      std::shared_ptr<const std::vector<float>> mine, const std::string& call) {
+  if (!sender_) {
+    auto s = std::make_shared<Sender>();
+    try {
+      s->thread = std::thread([s, peers = peers_, self = rank_] {
+        std::unique_lock lock(s->m);
+        for (;;) {
+          s->posted_cv.wait(lock, [&] { return s->pending || s->stop; });
+          if (!s->pending) return;  // stopped with nothing to send
+          auto head = std::move(s->head);
+          auto mine = std::move(s->mine);
+          lock.unlock();
+          std::string error = send_to_peers(peers, self, *head, *mine);
+          lock.lock();
+          s->error = std::move(error);
+          s->pending = false;
+          s->done_cv.notify_all();
         }
-        done.set_value(std::move(error));
       });
     } catch (const std::exception& e) {
       fail(call + ": cannot start the sending thread: " + e.what());
     }
+    sender_ = std::move(s);
+  }
+  std::lock_guard lock(sender_->m);
+  sender_->head = std::move(head);
+  sender_->mine = std::move(mine);
+  sender_->error.clear();
+  sender_->pending = true;
+  sender_->posted_cv.notify_one();
+}
+
+Group::~Group() {
+  if (!sender_) return;
+  bool busy;
+  {
+    std::lock_guard lock(sender_->m);
+    sender_->stop = true;
+    busy = sender_->pending;
+    sender_->posted_cv.notify_one();
+  }
+  // A send that closing could not interrupt (MPI) keeps the thread: it owns what it touches.
+  if (busy) {
+    sender_->thread.detach();
   } else {
-    sent.set_value("");
+    sender_->thread.join();
+  }
+}
+
+void Group::exchange(CollectiveOp op, std::shared_ptr<const std::vector<float>> mine,
+                     int64_t expect_count, const PartFn& on_part, const std::string& call) {
+  const uint64_t seq = seq_++;
+  auto head = std::make_shared<const std::vector<uint8_t>>(encode_collective_head(
+      {op, static_cast<uint32_t>(rank_), seq, static_cast<uint64_t>(mine->size())}));
+
+  const bool posted = size_ > 1 && mine->size() * sizeof(float) + head->size() > inline_limit_;
+  if (posted) {
+    post_send(head, mine, call);
+  } else if (size_ > 1) {
+    // Every link buffers this frame whole: the sends return without waiting for a receiver.
+    std::string error = send_to_peers(peers_, rank_, *head, *mine);
+    if (!error.empty()) fail(call + ": " + error);
   }
 
   std::string error;
@@ -249,27 +317,36 @@ void Group::exchange(CollectiveOp op, std::shared_ptr<const std::vector<float>> 
   } catch (const std::exception& e) {
     error = call + ": " + e.what();
   }
+  if (!posted) {
+    if (!error.empty()) fail(error);
+    return;
+  }
 
   // Peers that take our data late are waited for as long as their data would be.
-  if (error.empty() && options_.timeout_ms < 0) sent_result.wait();
-  if (error.empty() &&
-      sent_result.wait_for(std::chrono::milliseconds(std::max(0, options_.timeout_ms))) !=
-          std::future_status::ready) {
+  auto wait_done = [&](int ms) {
+    std::unique_lock lock(sender_->m);
+    auto done = [&] { return !sender_->pending; };
+    if (ms < 0) {
+      sender_->done_cv.wait(lock, done);
+      return true;
+    }
+    return sender_->done_cv.wait_for(lock, std::chrono::milliseconds(ms), done);
+  };
+  if (error.empty() && !wait_done(options_.timeout_ms)) {
     error = call + ": the peers did not take this rank's data within " +
             std::to_string(options_.timeout_ms) + " ms";
   }
   if (!error.empty()) {
     close_all();  // wakes a send blocked on a TCP peer at once
-    if (sent_result.wait_for(std::chrono::seconds(1)) != std::future_status::ready) {
-      // A send that closing cannot interrupt (MPI): leave it; it owns everything it touches.
-      if (sender.joinable()) sender.detach();
-      fail(error);
-    }
+    wait_done(1000);  // one that closing cannot interrupt (MPI) is left to the destructor
+    fail(error);
   }
-  std::string send_error = sent_result.get();
-  if (sender.joinable()) sender.join();
-  if (error.empty() && !send_error.empty()) error = call + ": " + send_error;
-  if (!error.empty()) fail(error);
+  std::string send_error;
+  {
+    std::lock_guard lock(sender_->m);
+    send_error = sender_->error;
+  }
+  if (!send_error.empty()) fail(call + ": " + send_error);
 }
 
 void Group::all_reduce_sum(float* data, size_t n) {

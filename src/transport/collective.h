@@ -7,11 +7,16 @@
 //    MPI. Each call has a sequence number, the same on every rank; a message from another call
 //    (a rank that skipped or reordered one) is an Error, not silently mixed in.
 //  - Who sends what: in a collective every rank sends its own contribution, unchanged, to every
-//    other rank (one FrameType::Collective frame per peer, sent in rank order 0..N-1 from a
-//    helper thread), and receives every other rank's contribution in rank order 0..N-1. Both
-//    sides walking the ranks in the same order makes it deadlock-free even when a send waits
-//    for its receiver (MPI rendezvous, full TCP buffers): the pending message p->q that is
-//    smallest by (q, p) is always the one both its sender and its receiver are at.
+//    other rank (one FrameType::Collective frame per peer, sent in rank order 0..N-1), and
+//    receives every other rank's contribution in rank order 0..N-1. A frame that every link
+//    buffers whole (Connection::reserve_send_buffer: TCP, up to 128 KB on Linux, so any
+//    activation row of hidden <= 32768) is sent on the caller's thread before it receives:
+//    such a send never waits for a receiver. Larger frames, and links that give no such
+//    guarantee (MPI), go through the group's one sending thread (started on first use,
+//    kept for the group's life) while the caller receives. Both sides walking the ranks in the
+//    same order makes that deadlock-free even when a send waits for its receiver (MPI
+//    rendezvous, full TCP buffers): the pending message p->q that is smallest by (q, p) is
+//    always the one both its sender and its receiver are at.
 //  - all_gather: contributions may differ in size (zero included); every rank gets all of them
 //    concatenated in rank order, and the sizes.
 //  - all_reduce_sum: every rank passes the same n; the result is, for each element,
@@ -69,6 +74,9 @@ struct GroupOptions {
   // the call fails; < 0 waits forever. A failure guard: ranks reach a collective at different
   // times.
   int timeout_ms = 60000;
+  // Send frames the links buffer whole on the caller's thread (see above); false sends every
+  // collective through the sending thread (tests cover both paths with it).
+  bool inline_small_sends = true;
 };
 
 class Group {
@@ -103,17 +111,26 @@ class Group {
   // Breaks the group (closes every connection) and throws Error("collective", message).
   [[noreturn]] void fail(const std::string& message);
   void close_all();
-  // Sends `mine` to every peer (helper thread) while receiving every peer's contribution in
-  // rank order; on_part sees each rank's contribution (this rank's included) in rank order
-  // 0..N-1. expect_count < 0: any size.
+  // Sends `mine` to every peer (inline or through the sending thread) while receiving every
+  // peer's contribution in rank order; on_part sees each rank's contribution (this rank's
+  // included) in rank order 0..N-1. expect_count < 0: any size.
   void exchange(CollectiveOp op, std::shared_ptr<const std::vector<float>> mine,
                 int64_t expect_count, const PartFn& on_part, const std::string& call);
   // The next Collective frame from `from`, checked against op, seq and expect_count.
   Frame recv_frame(int from, CollectiveOp op, uint64_t seq, int64_t expect_count,
                    const std::string& call);
 
+  struct Sender;  // the sending thread and what it shares with the group (collective.cpp)
+  // Hands one frame (head + data) for every peer to the sending thread.
+  void post_send(std::shared_ptr<const std::vector<uint8_t>> head,
+                 std::shared_ptr<const std::vector<float>> mine, const std::string& call);
+  // Waits up to the group's timeout for the posted sends; "" when they all went out.
+  std::string wait_sent(const std::string& call);
+
   int rank_ = 0, size_ = 1;
   std::vector<std::shared_ptr<Connection>> peers_;
+  size_t inline_limit_ = 0;  // frames up to this many payload bytes are sent inline
+  std::shared_ptr<Sender> sender_;
   GroupOptions options_;
   uint64_t seq_ = 0;                      // collectives so far
   std::vector<uint64_t> sent_, received_;  // send/recv messages per peer

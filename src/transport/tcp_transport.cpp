@@ -118,6 +118,23 @@ void TcpConnection::send_pieces(FrameType type, std::span<const std::span<const 
   }
 }
 
+size_t TcpConnection::reserve_send_buffer(size_t bytes) {
+  const int fd = fd_.load();
+  if (fd < 0) return 0;
+  int want = static_cast<int>(std::min<size_t>(bytes, 64u << 20));
+  int have = 0;
+  socklen_t len = sizeof(have);
+  if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &have, &len) != 0) return 0;
+  if (have < want) {
+    if (setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &want, sizeof(want)) != 0) return 0;
+    len = sizeof(have);
+    if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &have, &len) != 0) return 0;
+  }
+  // Linux reports twice what was asked (the other half pays its per-packet bookkeeping); macOS
+  // reports what it granted. An eighth of the figure leaves room for two frames either way.
+  return have > 0 ? static_cast<size_t>(have) / 8 : 0;
+}
+
 bool TcpConnection::enable_aead(const AeadKeys& keys) {
   auto sealer = std::make_unique<AeadStream>(keys.cipher, keys.send, true);
   auto opener = std::make_unique<AeadStream>(keys.cipher, keys.recv, false);

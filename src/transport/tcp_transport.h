@@ -31,6 +31,11 @@ class TcpConnection : public Connection {
   void close() override;
   std::string peer() const override { return peer_; }
   int poll_fd() const override { return fd_; }
+  // Sets SO_SNDBUF to `bytes` (which turns off the kernel's send-buffer autotuning for this
+  // socket) and returns an eighth of what the kernel grants (it counts its bookkeeping in the
+  // same budget): two frames of that size fit in the send buffer alone, whatever the peer's
+  // receive buffer holds.
+  size_t reserve_send_buffer(size_t bytes) override;
   bool enable_aead(const AeadKeys& keys) override;
   bool aead_enabled() const override { return aead_on_.load(); }
 

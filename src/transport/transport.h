@@ -55,6 +55,15 @@ class Connection {
   virtual std::string peer() const = 0;
   // A descriptor that becomes readable when a frame may be waiting (for poll()), or -1.
   virtual int poll_fd() const { return -1; }
+  // Asks the link to buffer at least `bytes` of outgoing data in the kernel, and returns the
+  // largest frame payload that send_pieces() then takes without waiting for the peer even when
+  // the peer has not yet read the previous such frame (two in flight). 0 (the default, and MPI,
+  // whose large messages may rendezvous): no such guarantee, a send may wait for the receiver.
+  // Collectives send frames up to this size on the caller's thread instead of a helper's.
+  virtual size_t reserve_send_buffer(size_t bytes) {
+    (void)bytes;
+    return 0;
+  }
 
   // Encrypted links (aead.h): from the next frame on, every frame sent is sealed with
   // keys.send and every frame received must authenticate with keys.recv, both counters from 0;

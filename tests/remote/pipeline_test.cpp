@@ -22,6 +22,7 @@
 #include "transport/messages.h"
 #include "transport/tcp_transport.h"
 #include "../common/synth_once.h"
+#include "worker_process.h"
 
 extern char** environ;
 
@@ -31,73 +32,12 @@ using namespace transport;
 namespace {
 
 namespace fs = std::filesystem;
-const std::string kSecret = "test-secret";
+const std::string kSecret = test::kWorkerSecret;
 
 fs::path model_dir() { return fs::path(MESHLM_TEST_DIR) / "synth-qwen3-128"; }
 
-int run_command(std::vector<std::string> args) {
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid;
-  if (posix_spawn(&pid, argv[0], nullptr, nullptr, argv.data(), environ) != 0) return -1;
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-// A `meshlm worker` child process on 127.0.0.1.
-class WorkerProcess {
- public:
-  explicit WorkerProcess(uint16_t port = 0, std::vector<std::string> extra = {}) {
-    static int counter = 0;
-    port_file_ = fs::path(MESHLM_TEST_DIR) /
-                 ("worker_port_" + std::to_string(getpid()) + "_" + std::to_string(counter++));
-    fs::remove(port_file_);
-    std::vector<std::string> args = {MESHLM_BIN, "worker", "--listen",
-                                     "127.0.0.1:" + std::to_string(port), "--secret", kSecret,
-                                     "--threads", "1", "--port-file", port_file_.string()};
-    args.insert(args.end(), extra.begin(), extra.end());
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    if (posix_spawn(&pid_, argv[0], nullptr, nullptr, argv.data(), environ) != 0) {
-      throw std::runtime_error("cannot start meshlm worker");
-    }
-    // Up to 60 s for the process to start and listen (a bound, not a timing assertion).
-    for (int i = 0; i < 3000 && !fs::exists(port_file_); ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    std::ifstream in(port_file_);
-    int p = 0;
-    if (!(in >> p)) throw std::runtime_error("meshlm worker did not report its port");
-    port_ = static_cast<uint16_t>(p);
-  }
-  ~WorkerProcess() {
-    signal(SIGCONT);
-    kill(SIGTERM);
-  }
-  // Sends sig without waiting for the process to end (SIGSTOP / SIGCONT).
-  void signal(int sig) {
-    if (pid_ > 0) ::kill(pid_, sig);
-  }
-  void kill(int sig) {
-    if (pid_ > 0) {
-      ::kill(pid_, sig);
-      int status;
-      waitpid(pid_, &status, 0);
-      pid_ = -1;
-    }
-    fs::remove(port_file_);
-  }
-  uint16_t port() const { return port_; }
-  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
-
- private:
-  pid_t pid_ = -1;
-  uint16_t port_ = 0;
-  fs::path port_file_;
-};
+using test::run_command;
+using test::WorkerProcess;
 
 class DistPipeline : public ::testing::Test {
  protected:

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <bit>
+#include <chrono>
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
@@ -266,6 +267,37 @@ TEST(Collective, EncryptedLinks) {
   expect_no_errors(run_ranks(tcp_mesh(3, "collective-secret"), [](Group& g) {
     run_standard_checks(g);
   }));
+}
+
+// Small frames go out on the caller's thread, large ones through the sending thread (the
+// standard checks have both); with inline_small_sends off, every one goes through the thread.
+TEST(Collective, EverySendThroughTheSendingThread) {
+  GroupOptions o = guard();
+  o.inline_small_sends = false;
+  expect_no_errors(run_ranks(tcp_mesh(3), [](Group& g) { run_standard_checks(g); }, o));
+}
+
+// What makes the inline path safe: a TCP link buffers two activation rows of hidden 8192 whole.
+TEST(Collective, TcpLinksBufferSmallFramesWhole) {
+  Links links = tcp_mesh(2);
+  size_t limit = links[0][1]->reserve_send_buffer(size_t{1} << 20);
+  EXPECT_GE(limit, 8192 * sizeof(float) + kCollectiveHeadSize);
+  // Two such frames are taken while the peer reads nothing (a guard closes the link if the
+  // sends hang, so that a failure is a failure and not a hung test).
+  std::vector<uint8_t> frame(limit, 0x5a);
+  auto sending = std::async(std::launch::async, [&] {
+    links[0][1]->send(FrameType::Collective, frame);
+    links[0][1]->send(FrameType::Collective, frame);
+  });
+  if (sending.wait_for(std::chrono::seconds(30)) != std::future_status::ready) {
+    ADD_FAILURE() << "two frames of " << limit << " bytes did not fit in the send buffer";
+    links[0][1]->close();
+  }
+  sending.get();
+  for (int k = 0; k < 2; ++k) {
+    Frame f = links[1][0]->recv(10000);
+    EXPECT_EQ(f.payload.size(), frame.size());
+  }
 }
 
 TEST(Collective, WithoutTimeout) {
