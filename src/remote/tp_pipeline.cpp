@@ -121,6 +121,7 @@ class TpPipeline final : public runtime::Pipeline {
         r.logits = std::move(out0_.logits);
         std::lock_guard lock(mutex_);
         busy_seconds_ += out0_.seconds;
+        collectives_ = group_->stats();
       } catch (const std::exception& e) {
         r.error = "tensor-parallel group: " + std::string(e.what());
         if (!send_error.empty() && r.error.find(send_error) == std::string::npos) {
@@ -162,10 +163,19 @@ class TpPipeline final : public runtime::Pipeline {
     std::lock_guard lock(mutex_);
     std::vector<runtime::StageInfo> out;
     const std::string state = broken_.empty() ? "ready" : "down";
-    out.push_back({"local (tp 0)", layers_, state, stage0_->weight_bytes(), busy_seconds_, 0.0});
+    // Member 0's compute is its stage's time minus the collectives (which are the links plus
+    // waiting for slower members); the workers' rows repeat member 0's figures.
+    runtime::StageInfo row{"local (tp 0)", layers_, state, stage0_->weight_bytes(),
+                           busy_seconds_ - collectives_.seconds, 0.0};
+    row.collectives = collectives_.calls;
+    row.collective_bytes = collectives_.bytes_sent;
+    row.collective_seconds = collectives_.seconds;
+    out.push_back(row);
     for (size_t k = 0; k < members_.size(); ++k) {
-      out.push_back({members_[k]->address + " (tp " + std::to_string(k + 1) + ")", layers_,
-                     members_[k]->state, members_[k]->weight_bytes, busy_seconds_, 0.0});
+      row.node = members_[k]->address + " (tp " + std::to_string(k + 1) + ")";
+      row.state = members_[k]->state;
+      row.memory_bytes = members_[k]->weight_bytes;
+      out.push_back(row);
     }
     return out;
   }
@@ -244,10 +254,10 @@ class TpPipeline final : public runtime::Pipeline {
     }
     GroupOptions go;
     go.timeout_ms = options_.group_timeout_ms;
-    auto group = std::make_shared<Group>(0, std::move(peers), go);
+    group_ = std::make_shared<Group>(0, std::move(peers), go);
     model::StageOptions so = options_.stage;
     so.tensor_parallel = model::StageOptions::TensorParallel{options_.shares, 0,
-                                                             std::make_shared<GroupReducer>(group)};
+                                                             std::make_shared<GroupReducer>(group_)};
     stage0_ = std::make_unique<model::Stage>(options_.model_dir, layers_, so);
     runner0_ = std::make_unique<runtime::StageRunner>(*stage0_);
     for (size_t k = 0; k < members_.size(); ++k) {
@@ -325,7 +335,9 @@ class TpPipeline final : public runtime::Pipeline {
   mutable std::mutex mutex_;
   std::deque<runtime::MicroBatchResult> done_;
   std::string broken_;
-  double busy_seconds_ = 0;
+  double busy_seconds_ = 0;  // member 0's stage runs, collectives included
+  std::shared_ptr<Group> group_;
+  Group::Stats collectives_;  // group_'s, copied after each micro-batch (for stages())
   bool closing_ = false;
 };
 

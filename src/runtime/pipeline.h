@@ -53,6 +53,12 @@ struct StageInfo {
   double send_seconds = 0;   // sending frames on (activations to the next stage, results)
   // Waiting for input: time since the pipeline started minus compute, queue and send.
   double wait_seconds = 0;
+  // Tensor-parallel members (remote/tp_pipeline.h): the group's collectives so far, how many,
+  // the bytes this member sent in them, and their wall time (links plus waiting for slower
+  // members; not counted in busy_seconds).
+  uint64_t collectives = 0;
+  uint64_t collective_bytes = 0;
+  double collective_seconds = 0;
 };
 
 class Pipeline {

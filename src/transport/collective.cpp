@@ -289,6 +289,16 @@ Group::~Group() {
 void Group::exchange(CollectiveOp op, std::shared_ptr<const std::vector<float>> mine,
                      int64_t expect_count, const PartFn& on_part, const std::string& call) {
   const uint64_t seq = seq_++;
+  const auto t0 = std::chrono::steady_clock::now();
+  struct Account {  // counts the call however it ends
+    Stats& s;
+    std::chrono::steady_clock::time_point t0;
+    ~Account() {
+      s.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    }
+  } account{stats_, t0};
+  ++stats_.calls;
+  stats_.bytes_sent += uint64_t(size_ - 1) * mine->size() * sizeof(float);
   auto head = std::make_shared<const std::vector<uint8_t>>(encode_collective_head(
       {op, static_cast<uint32_t>(rank_), seq, static_cast<uint64_t>(mine->size())}));
 

@@ -88,6 +88,16 @@ class Group {
   Group(const Group&) = delete;
   Group& operator=(const Group&) = delete;
 
+  // What the collectives (all_reduce_sum, all_gather) cost this rank so far: how many, the
+  // payload bytes it sent (to all peers together), and the wall time spent inside them
+  // (sending, the link, and waiting for slower ranks). Read by the group's own thread.
+  struct Stats {
+    uint64_t calls = 0;
+    uint64_t bytes_sent = 0;
+    double seconds = 0;
+  };
+  const Stats& stats() const { return stats_; }
+
   int rank() const { return rank_; }
   int size() const { return size_; }
   bool broken() const { return !broken_reason_.empty(); }
@@ -135,6 +145,7 @@ class Group {
   uint64_t seq_ = 0;                      // collectives so far
   std::vector<uint64_t> sent_, received_;  // send/recv messages per peer
   std::string broken_reason_;
+  Stats stats_;
 };
 
 // The tag of the connections mpi_group() opens (mpi_transport.h has 100 and 101).

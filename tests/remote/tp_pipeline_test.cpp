@@ -138,6 +138,12 @@ TEST_F(TpPipelineTest, TwoAndThreeMembersMatchOneProcess) {
     }
     const auto logits = prompt_logits(*p, 0);
     expect_close(logits, ref_logits);
+    // What bench reports: two all-reduces per layer and the LM head's gather; each all-reduce
+    // sends the 17 positions' rows (hidden 128 floats) to every other member.
+    st = p->stages();
+    EXPECT_EQ(st[0].collectives, 2u * 3 + 1);
+    EXPECT_GE(st[0].collective_bytes, peers.size() * 2 * 3 * 17 * 128 * sizeof(float));
+    EXPECT_GT(st[0].collective_seconds, 0.0);
     EXPECT_EQ(greedy(*p, 10, 6), ref_ids);
     // Twice: the members' KV was released, and the group is deterministic.
     const auto again = prompt_logits(*p, 0);

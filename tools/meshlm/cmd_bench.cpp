@@ -153,6 +153,8 @@ int run_bench(int argc, char** argv) {
   std::vector<double> tg_queue(n_stages, 0.0), tg_send(n_stages, 0.0), tg_wait(n_stages, 0.0);
   double tg_transfer = 0;
   double tg_wall = 0;
+  // Tensor parallelism (issue 16): member 0's collectives during generation.
+  double tg_coll_calls = 0, tg_coll_bytes = 0, tg_coll_seconds = 0;
   for (int r = 0; r < reps; ++r) {
     if (n_prompt > 0) pp.push_back(run_pp());
     if (n_gen > 0) {
@@ -167,6 +169,11 @@ int run_bench(int argc, char** argv) {
         tg_send[i] += after[i].send_seconds - before[i].send_seconds;
         tg_wait[i] += after[i].wait_seconds - before[i].wait_seconds;
         tg_transfer += after[i].transfer_seconds - before[i].transfer_seconds;
+      }
+      if (!after.empty() && !before.empty()) {
+        tg_coll_calls += double(after[0].collectives - before[0].collectives);
+        tg_coll_bytes += double(after[0].collective_bytes - before[0].collective_bytes);
+        tg_coll_seconds += after[0].collective_seconds - before[0].collective_seconds;
       }
     }
   }
@@ -183,6 +190,11 @@ int run_bench(int argc, char** argv) {
   const std::vector<double> queue_ms = per_batch_ms(tg_queue), send_ms = per_batch_ms(tg_send),
                             wait_ms = per_batch_ms(tg_wait);
   const double transfer_ms = batches > 0 ? 1e3 * tg_transfer / batches : 0.0;
+  // Per micro-batch: collectives, bytes member 0 sent in them, ms in them; µs per collective.
+  const double coll_per_batch = batches > 0 ? tg_coll_calls / batches : 0.0;
+  const double coll_bytes_per_batch = batches > 0 ? tg_coll_bytes / batches : 0.0;
+  const double coll_ms = batches > 0 ? 1e3 * tg_coll_seconds / batches : 0.0;
+  const double coll_us_each = tg_coll_calls > 0 ? 1e6 * tg_coll_seconds / tg_coll_calls : 0.0;
   Stats sp = stats(pp), st = stats(tg);
   if (json) {
     nlohmann::json j = {{"model", model_dir}, {"architecture", cfg.architecture},
@@ -194,6 +206,9 @@ int run_bench(int argc, char** argv) {
                         {"tg_stage_queue_ms", queue_ms}, {"tg_stage_send_ms", send_ms},
                         {"tg_stage_wait_ms", wait_ms}, {"tg_transfer_ms", transfer_ms},
                         {"micro_batches", tg_groups()},
+                        {"tg_collectives", coll_per_batch}, {"tg_collective_ms", coll_ms},
+                        {"tg_collective_us_each", coll_us_each},
+                        {"tg_collective_bytes", coll_bytes_per_batch},
                         {"peak_rss_bytes", peak_resident_bytes()}};
     std::printf("%s\n", j.dump().c_str());
   } else {
@@ -205,7 +220,12 @@ int run_bench(int argc, char** argv) {
       std::printf("| %s | %d | tg%lld | %.2f ± %.2f |\n", cfg.architecture.c_str(), threads,
                   (long long)n_gen, st.mean, st.sd);
     std::printf("simd %s, peak RSS %.1f MiB\n", kernels::simd_target_name(), double(peak_resident_bytes()) / (1 << 20));
-    if (n_gen > 0 && n_stages > 1) {
+    if (n_gen > 0 && tg_coll_calls > 0) {
+      std::printf("generation, per micro-batch: member 0 computes %.3f ms; %.0f collectives take "
+                  "%.3f ms (%.1f us each: links and waiting for the other members), %.1f KiB "
+                  "sent\n", tg_batch_ms.empty() ? 0.0 : tg_batch_ms[0], coll_per_batch, coll_ms,
+                  coll_us_each, coll_bytes_per_batch / 1024);
+    } else if (n_gen > 0 && n_stages > 1) {
       std::printf("generation, per micro-batch: links and hand-offs %.3f ms (round trips minus "
                   "compute)\n", transfer_ms);
       for (size_t i = 0; i < n_stages; ++i)
