@@ -5,7 +5,8 @@
 # FUZZ_SECONDS (10) on its seed corpus (scripts/fuzz.sh). Usage: scripts/test.sh [--no-sanitize]
 # The sanitizer run leaves out tests labelled "no_sanitize" (RSS and load figures, meaningless
 # there) and "heavy" (CLI runs of the golden model's perplexity and similar, 20-60x slower under
-# ASan: 500-900 s each; the unit tests exercise the same code). Each step prints its minutes.
+# ASan: 500-900 s each; the unit tests exercise the same code); with MESHLM_SKIP_HEAVY=1 the
+# gtest cases of that kind skip themselves (tests/common/heavy.h). Each step prints its minutes.
 set -e
 cd "$(dirname "$0")/.."
 START=$(date +%s)
@@ -32,7 +33,7 @@ if [ "$1" != "--no-sanitize" ]; then
     -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" -DMESHLM_BUILD_BENCH=OFF >/dev/null
   ninja -C build-asan -j"$JOBS"
   step "Tests under ASan + UBSan"
-  (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 MESHLM_SKIP_HEAVY=1 \
     ctest --output-on-failure -j"$JOBS" --timeout 900 -LE "no_sanitize|heavy")
   step "Fuzz targets (libFuzzer + ASan + UBSan, seed corpus, ${FUZZ_SECONDS:-10} s each)"
   FUZZ_SECONDS=${FUZZ_SECONDS:-10} ./scripts/fuzz.sh

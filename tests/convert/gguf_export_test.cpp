@@ -9,6 +9,7 @@
 #include <iterator>
 #include <map>
 
+#include "../common/heavy.h"
 #include "convert/gguf_export.h"
 #include "convert/source_model.h"
 #include "core/error.h"
@@ -129,6 +130,7 @@ TEST(GgufExport, HfLlamaToBf16IsTheConvertersGguf) {
 
 // From a folder, a quantized type is what convert_hf_to_gguf.py then llama-quantize give.
 TEST(GgufExport, HfToQ4KMIsConvertThenQuantize) {
+  MESHLM_SKIP_IF_HEAVY_OFF();
   SKIP_WITHOUT_REFERENCE();
   TempDir tmp("hf_q4km");
   export_gguf(open_hf_source(kLlama), parse_quant_type("q4_k_m"), tmp / "from_hf.gguf", threads(2));
@@ -160,6 +162,7 @@ WeightType expected_type(std::string_view type, const std::string& name) {
 
 // (c) Every GGUF type: a file our reader accepts, the expected types, values near the source's.
 TEST(GgufExport, EveryTypeReadsBackWithExpectedTypes) {
+  MESHLM_SKIP_IF_HEAVY_OFF();
   SKIP_WITHOUT_REFERENCE();
   TempDir tmp("every_type");
   const SourceModel src = open_hf_source(kLlama);

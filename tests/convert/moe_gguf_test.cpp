@@ -9,6 +9,7 @@
 #include <fstream>
 #include <iterator>
 
+#include "../common/heavy.h"
 #include "convert/gguf_export.h"
 #include "convert/source_model.h"
 #include "core/json_file.h"
@@ -82,6 +83,7 @@ TEST(MoeGguf, Q4KMIsLlamaQuantizesFile) {
 // The command line on the GGUF: the folder's logits exactly (F32 weights, same kernels), and the
 // float64 reference's perplexity.
 TEST(MoeGguf, RunsAsTheFolderAndAsTheReference) {
+  MESHLM_SKIP_IF_HEAVY_OFF();
   SKIP_WITHOUT_MOE_MODEL();
   const std::string text = kShared + "/golden/ppl_text_gpl3_first190lines.txt";
   if (!fs::exists(text)) GTEST_SKIP() << "no " << text;
