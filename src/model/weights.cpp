@@ -1,5 +1,7 @@
 #include "model/weights.h"
 
+#include <sys/mman.h>
+
 #include <cstring>
 #include <new>
 
@@ -42,11 +44,18 @@ backend::Buffer vec(const TensorLookup& lookup, const TensorDesc& d, backend::Ba
   return b;
 }
 
-constexpr std::align_val_t kOwnedAlign{64};
+// Slices are 2 MB-aligned so that the kernel can back them with transparent huge pages (see
+// MappedFile: the same TLB argument); smaller ones only to the cache line.
+constexpr size_t kHugePage = size_t{2} << 20;
 
 const std::byte* own(StageWeights& w, size_t n) {
   if (n == 0) return nullptr;
-  w.owned.emplace_back(static_cast<std::byte*>(::operator new[](n, kOwnedAlign)));
+  const std::align_val_t align{n >= kHugePage ? kHugePage : 64};
+  w.owned.emplace_back(static_cast<std::byte*>(::operator new[](n, align)),
+                       StageWeights::FreeBytes{align});
+#ifdef MADV_HUGEPAGE
+  if (n >= kHugePage) ::madvise(w.owned.back().get(), n / kHugePage * kHugePage, MADV_HUGEPAGE);
+#endif
   return w.owned.back().get();
 }
 
@@ -166,7 +175,7 @@ StageWeights load_split(const TensorLookup& lookup, const ModelConfig& c, LayerR
 
 }  // namespace
 
-void StageWeights::FreeBytes::operator()(std::byte* p) const { ::operator delete[](p, kOwnedAlign); }
+void StageWeights::FreeBytes::operator()(std::byte* p) const { ::operator delete[](p, align); }
 
 StageWeights load_stage_weights(const SafetensorsSet& st, const ModelConfig& c, LayerRange layers,
                                 backend::Backend& be) {

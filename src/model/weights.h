@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -45,6 +46,7 @@ struct StageWeights {
   // A tensor-parallel member's slices, copied out of the file (the views above point here); the
   // file's other pages are never read. Empty for a whole stage.
   struct FreeBytes {
+    std::align_val_t align{64};  // what the bytes were allocated with
     void operator()(std::byte* p) const;
   };
   std::vector<std::unique_ptr<std::byte[], FreeBytes>> owned;

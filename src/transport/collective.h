@@ -8,10 +8,10 @@
 //    (a rank that skipped or reordered one) is an Error, not silently mixed in.
 //  - Who sends what: in a collective every rank sends its own contribution, unchanged, to every
 //    other rank (one FrameType::Collective frame per peer, sent in rank order 0..N-1), and
-//    receives every other rank's contribution in rank order 0..N-1. A frame that every link
-//    buffers whole (Connection::reserve_send_buffer: TCP, up to 128 KB on Linux, so any
-//    activation row of hidden <= 32768) is sent on the caller's thread before it receives:
-//    such a send never waits for a receiver. Larger frames, and links that give no such
+//    receives every other rank's contribution in rank order 0..N-1. A frame of up to 32 KB
+//    (one activation row of hidden <= 8192) that every link buffers whole
+//    (Connection::reserve_send_buffer: TCP) is sent on the caller's thread before it
+//    receives: such a send never waits for a receiver. Larger frames, and links that give no such
 //    guarantee (MPI), go through the group's one sending thread (started on first use,
 //    kept for the group's life) while the caller receives. Both sides walking the ranks in the
 //    same order makes that deadlock-free even when a send waits for its receiver (MPI
