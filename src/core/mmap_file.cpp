@@ -6,7 +6,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <utility>
@@ -113,6 +117,146 @@ std::string lock_pages(const void* p, size_t n) {
   }
   return why;
 }
+
+#if defined(__linux__)
+namespace {
+
+// One mapping of /proc/self/smaps: its range, file offset, path, and the counters we read.
+struct Vma {
+  uintptr_t start = 0, end = 0;
+  uint64_t offset = 0, inode = 0;
+  std::string perms, path;
+  size_t rss = 0, pmd_mapped = 0;
+};
+
+std::vector<Vma> read_smaps() {
+  std::vector<Vma> out;
+  FILE* f = std::fopen("/proc/self/smaps", "r");
+  if (!f) return out;
+  char line[4096];
+  while (std::fgets(line, sizeof line, f)) {
+    unsigned long a = 0, b = 0, off = 0;
+    char perms[8] = {0};
+    int path_at = 0;
+    unsigned long inode = 0;
+    if (std::sscanf(line, "%lx-%lx %7s %lx %*s %lu %n", &a, &b, perms, &off, &inode, &path_at) >= 5 &&
+        path_at > 0) {
+      Vma v;
+      v.inode = inode;
+      v.start = a;
+      v.end = b;
+      v.offset = off;
+      v.perms = perms;
+      std::string path = line + path_at;
+      while (!path.empty() && (path.back() == '\n' || path.back() == ' ')) path.pop_back();
+      v.path = path;
+      out.push_back(std::move(v));
+      continue;
+    }
+    if (out.empty()) continue;
+    unsigned long kb = 0;
+    if (std::sscanf(line, "Rss: %lu kB", &kb) == 1) out.back().rss = size_t(kb) << 10;
+    if (std::sscanf(line, "FilePmdMapped: %lu kB", &kb) == 1) out.back().pmd_mapped = size_t(kb) << 10;
+  }
+  std::fclose(f);
+  return out;
+}
+
+constexpr uintptr_t kHuge = uintptr_t{2} << 20;
+
+void touch(const MemoryRegion& r) {
+  const auto* p = static_cast<const volatile uint8_t*>(r.data);
+  uint8_t sink = 0;
+  for (size_t i = 0; i < r.size; i += 4096) sink ^= p[i];
+  if (r.size) sink ^= p[r.size - 1];
+  (void)sink;
+}
+
+// The 2 MB-mapped bytes of the regions: a 2 MB page counts when every byte of it is mapped
+// so (smaps gives a whole mapping's figure; the regions' share is estimated as the mapping's
+// 2 MB share of its resident bytes times the regions' bytes in it).
+size_t huge_bytes(const std::vector<Vma>& vmas, const std::vector<MemoryRegion>& regions) {
+  double total = 0;
+  for (const Vma& v : vmas) {
+    if (v.rss == 0) continue;
+    size_t in = 0;
+    for (const MemoryRegion& r : regions) {
+      const auto a = reinterpret_cast<uintptr_t>(r.data), b = a + r.size;
+      if (b > v.start && a < v.end) in += std::min(b, v.end) - std::max(a, v.start);
+    }
+    total += double(in) * std::min(1.0, double(v.pmd_mapped) / double(v.rss));
+  }
+  return size_t(total);
+}
+
+}  // namespace
+
+HugePageReport map_weights_on_huge_pages(const std::vector<MemoryRegion>& all) {
+  HugePageReport rep;
+  const char* env = std::getenv("MESHLM_HUGE_PAGES");
+  const bool reread_allowed = !(env && std::string(env) == "0");
+  const auto t0 = std::chrono::steady_clock::now();
+  // The read-only private file maps holding the regions, and the regions inside them (copies
+  // in anonymous memory, a tensor-parallel member's slices, are not this function's).
+  std::vector<Vma> maps;
+  std::vector<MemoryRegion> regions;
+  for (const Vma& v : read_smaps()) {
+    if (v.perms != "r--p" || v.path.empty() || v.path[0] != '/') continue;
+    bool used = false;
+    for (const MemoryRegion& r : all) {
+      const auto a = reinterpret_cast<uintptr_t>(r.data), b = a + r.size;
+      if (b <= v.start || a >= v.end) continue;
+      const uintptr_t s = std::max(a, v.start), e = std::min(b, v.end);
+      regions.push_back({reinterpret_cast<const void*>(s), size_t(e - s)});
+      used = true;
+    }
+    if (used) maps.push_back(v);
+  }
+  for (const MemoryRegion& r : regions) {
+    rep.bytes += r.size;
+    touch(r);
+  }
+  rep.huge_before = rep.huge_after = huge_bytes(read_smaps(), regions);
+  if (!reread_allowed || rep.bytes < (size_t{64} << 20) || rep.huge_before * 2 >= rep.bytes) {
+    rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return rep;
+  }
+#if defined(MADV_PAGEOUT) && defined(MADV_HUGEPAGE)
+  // Drop the regions' pages, 2 MB-aligned outward within their map (a 2 MB folio needs the
+  // whole 2 MB absent from the cache), then map each file again at its address.
+  for (const MemoryRegion& r : regions) {
+    const auto a = reinterpret_cast<uintptr_t>(r.data);
+    for (const Vma& v : maps) {
+      if (a + r.size <= v.start || a >= v.end) continue;
+      const uintptr_t s = std::max(v.start, a / kHuge * kHuge);
+      const uintptr_t e = std::min(v.end, (a + r.size + kHuge - 1) / kHuge * kHuge);
+      if (e > s) ::madvise(reinterpret_cast<void*>(s), e - s, MADV_PAGEOUT);
+    }
+  }
+  for (const Vma& v : maps) {
+    const int fd = ::open(v.path.c_str(), O_RDONLY);
+    if (fd < 0) continue;
+    struct stat st {};
+    if (::fstat(fd, &st) != 0 || uint64_t(st.st_ino) != v.inode) {  // replaced on disk since
+      ::close(fd);
+      continue;
+    }
+    void* p = ::mmap(reinterpret_cast<void*>(v.start), v.end - v.start, PROT_READ,
+                     MAP_PRIVATE | MAP_FIXED, fd, off_t(v.offset));
+    ::close(fd);
+    if (p != MAP_FAILED) ::madvise(p, v.end - v.start, MADV_HUGEPAGE);
+    // A failed MAP_FIXED leaves the old mapping in place (the same file's pages): no harm.
+  }
+  for (const MemoryRegion& r : regions) touch(r);
+  rep.reread = true;
+  rep.huge_after = huge_bytes(read_smaps(), regions);
+#endif
+  rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return rep;
+}
+#else
+HugePageReport map_weights_on_huge_pages(const std::vector<MemoryRegion>&) { return {}; }
+#endif
 
 size_t resident_bytes() {
 #if defined(__APPLE__)

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace meshlm {
 
@@ -43,6 +44,30 @@ std::string lock_pages(const void* p, size_t n);
 // Drops the whole pages inside [p, p + n) of a file map from this process (MADV_DONTNEED): they
 // are read from the file again if touched. Only for file maps: anonymous pages would be zeroed.
 void drop_file_pages(const void* p, size_t n);
+
+// Weights on 2 MB pages (Linux; elsewhere it does nothing and returns {}). Touches every page of
+// the regions (parts of read-only file maps), so that they are resident when the first token
+// needs them, and measures how much of them the kernel mapped with 2 MB pages. A file whose
+// page cache holds it in 4 KB folios (typically one just written: downloaded, converted,
+// copied) maps with 4 KB pages whatever MappedFile's MADV_HUGEPAGE says, and decode pays a
+// TLB miss per 4 KB (BENCHMARKS.md: 1.7B-dims BF16 4.2 vs 6.1 tokens/s). When under half of
+// at least 64 MiB is on 2 MB pages, it drops the regions' pages from the page cache
+// (MADV_PAGEOUT: clean pages no other process maps), maps those files again at the same
+// addresses (MAP_FIXED: pointers into them stay valid; fresh page tables, which a 2 MB
+// mapping needs) and reads the regions back, now into 2 MB folios: one re-read from disk.
+// MESHLM_HUGE_PAGES=0 skips the re-read (the touch and the measurement stay).
+struct HugePageReport {
+  size_t bytes = 0;         // of the regions, whole pages
+  size_t huge_before = 0;   // mapped by 2 MB pages after the first touch
+  size_t huge_after = 0;    // ... after the re-read (== huge_before when there was none)
+  bool reread = false;
+  double seconds = 0;
+};
+struct MemoryRegion {
+  const void* data;
+  size_t size;
+};
+HugePageReport map_weights_on_huge_pages(const std::vector<MemoryRegion>& regions);
 
 // Resident set size of this process in bytes (0 where unknown).
 size_t resident_bytes();

@@ -89,16 +89,17 @@ struct Stage::Impl {
     const std::vector<float> f = cfg.rope_inv_freq();
     inv_freq = be->alloc(f.size());
     be->upload(inv_freq.data(), f.data(), f.size());
+    map_on_huge_pages();
     if (o.lock_memory) lock_weights();
   }
 
   size_t locked = 0;
 
-  // mlock every matrix of the stage (the small vectors are heap copies). Stops at the first
-  // failure, with one warning that says how much was locked and why the rest was not.
-  void lock_weights() {
+  // Every matrix of the stage (the small vectors are heap copies); the embedding only when
+  // asked (a lookup reads a few rows of it per token) or when it is also the LM head.
+  std::vector<const formats::WeightView*> matrices(bool with_embedding) const {
     std::vector<const formats::WeightView*> mats;
-    if (w.embed.data) mats.push_back(&w.embed);
+    if (w.embed.data && (with_embedding || w.lm_head.data == w.embed.data)) mats.push_back(&w.embed);
     if (w.lm_head.data && w.lm_head.data != w.embed.data) mats.push_back(&w.lm_head);
     for (const auto& L : w.layers) {
       for (const auto* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down, &L.router})
@@ -109,7 +110,33 @@ struct Stage::Impl {
       for (const auto* m : {&L.shared.w_gate, &L.shared.w_up, &L.shared.w_down, &L.shared_scale})
         if (m->data) mats.push_back(m);
     }
-    for (const auto* m : mats) {
+    return mats;
+  }
+
+  // The stage's file-mapped weights on 2 MB pages (core/mmap_file.h: read in now, and re-read
+  // once where the page cache holds them in 4 KB folios).
+  void map_on_huge_pages() {
+    std::vector<MemoryRegion> regions;
+    for (const auto* m : matrices(false))
+      regions.push_back({m->data, size_t(m->rows) * formats::row_bytes(m->dtype, m->cols)});
+    const HugePageReport rep = map_weights_on_huge_pages(regions);
+    if (rep.bytes < (size_t{64} << 20)) return;
+    if (rep.reread) {
+      log::info("[stage] layers [{}, {}): {} of {} MiB of file-mapped weights on 2 MB pages "
+                "after re-reading them ({:.1f} s; the page cache held them in 4 KB pages, {} MiB "
+                "on 2 MB pages before; MESHLM_HUGE_PAGES=0 skips this)",
+                range.begin, range.end, rep.huge_after >> 20, rep.bytes >> 20, rep.seconds,
+                rep.huge_before >> 20);
+    } else {
+      log::debug("[stage] layers [{}, {}): {} of {} MiB of file-mapped weights on 2 MB pages",
+                 range.begin, range.end, rep.huge_after >> 20, rep.bytes >> 20);
+    }
+  }
+
+  // mlock every matrix of the stage. Stops at the first failure, with one warning that says
+  // how much was locked and why the rest was not.
+  void lock_weights() {
+    for (const auto* m : matrices(true)) {
       const size_t n = size_t(m->rows) * formats::row_bytes(m->dtype, m->cols);
       std::string err = lock_pages(m->data, n);
       if (!err.empty()) {
