@@ -4,16 +4,19 @@
 
 namespace meshlm::log {
 
-void set_level(const std::string& name) {
-  static bool initialised = [] {
-    auto logger = spdlog::stderr_color_mt("meshlm");
-    spdlog::set_default_logger(logger);
-    spdlog::set_pattern("%H:%M:%S.%e %^%l%$ %v");
-    return true;
+spdlog::logger& logger() {
+  static std::shared_ptr<spdlog::logger> made = [] {
+    auto l = spdlog::stderr_color_mt("meshlm");
+    l->set_pattern("%H:%M:%S.%e %^%l%$ %v");
+    spdlog::set_default_logger(l);
+    return l;
   }();
-  (void)initialised;
+  return *made;
+}
+
+void set_level(const std::string& name) {
   auto level = spdlog::level::from_str(name);
-  if (level != spdlog::level::off || name == "off") spdlog::set_level(level);
+  if (level != spdlog::level::off || name == "off") logger().set_level(level);
 }
 
 }  // namespace meshlm::log

@@ -195,6 +195,7 @@ HugePageReport map_weights_on_huge_pages(const std::vector<MemoryRegion>& all) {
   HugePageReport rep;
   const char* env = std::getenv("MESHLM_HUGE_PAGES");
   const bool reread_allowed = !(env && std::string(env) == "0");
+  const bool force = env && std::string(env) == "force";  // tests: always re-read
   const auto t0 = std::chrono::steady_clock::now();
   // The read-only private file maps holding the regions, and the regions inside them (copies
   // in anonymous memory, a tensor-parallel member's slices, are not this function's).
@@ -217,7 +218,7 @@ HugePageReport map_weights_on_huge_pages(const std::vector<MemoryRegion>& all) {
     touch(r);
   }
   rep.huge_before = rep.huge_after = huge_bytes(read_smaps(), regions);
-  if (!reread_allowed || rep.bytes < (size_t{64} << 20) || rep.huge_before * 2 >= rep.bytes) {
+  if (!force && (!reread_allowed || rep.bytes < (size_t{64} << 20) || rep.huge_before * 2 >= rep.bytes)) {
     rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return rep;
   }

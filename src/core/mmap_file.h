@@ -55,7 +55,8 @@ void drop_file_pages(const void* p, size_t n);
 // (MADV_PAGEOUT: clean pages no other process maps), maps those files again at the same
 // addresses (MAP_FIXED: pointers into them stay valid; fresh page tables, which a 2 MB
 // mapping needs) and reads the regions back, now into 2 MB folios: one re-read from disk.
-// MESHLM_HUGE_PAGES=0 skips the re-read (the touch and the measurement stay).
+// MESHLM_HUGE_PAGES=0 skips the re-read (the touch and the measurement stay); =force re-reads
+// whatever the share (tests).
 struct HugePageReport {
   size_t bytes = 0;         // of the regions, whole pages
   size_t huge_before = 0;   // mapped by 2 MB pages after the first touch
