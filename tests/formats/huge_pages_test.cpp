@@ -14,17 +14,13 @@
 #include <vector>
 
 #include "../common/temp_dir.h"
+#include "../common/splitmix.h"
 #include "core/mmap_file.h"
 
 namespace meshlm {
 namespace {
 
-uint64_t mix(uint64_t x) {  // splitmix64
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
+uint64_t mix(uint64_t x) { return test::splitmix64(x); }
 
 // Run twice: as the machine's page cache has it, and forced through the drop-and-map-again path.
 class HugePages : public ::testing::TestWithParam<bool> {};

@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "../common/splitmix.h"
 #include "transport/collective.h"
 #include "transport/handshake.h"
 #include "transport/messages.h"
@@ -29,12 +30,7 @@ namespace {
 
 // ---- deterministic inputs and the reference ----------------------------------------------
 
-uint64_t mix(uint64_t x) {  // splitmix64
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
+uint64_t mix(uint64_t x) { return test::splitmix64(x); }
 
 // Element i of rank r's input: random sign and mantissa, exponent in [-20, 20], so that the
 // order of a sum changes its rounding.
