@@ -162,8 +162,6 @@ std::vector<Vma> read_smaps() {
   return out;
 }
 
-constexpr uintptr_t kHuge = uintptr_t{2} << 20;
-
 void touch(const MemoryRegion& r) {
   const auto* p = static_cast<const volatile uint8_t*>(r.data);
   uint8_t sink = 0;
@@ -201,38 +199,37 @@ HugePageReport map_weights_on_huge_pages(const std::vector<MemoryRegion>& all) {
   // in anonymous memory, a tensor-parallel member's slices, are not this function's).
   std::vector<Vma> maps;
   std::vector<MemoryRegion> regions;
+  std::vector<size_t> region_map;  // the index in maps of each region's map
   for (const Vma& v : read_smaps()) {
     if (v.perms != "r--p" || v.path.empty() || v.path[0] != '/') continue;
-    bool used = false;
     for (const MemoryRegion& r : all) {
       const auto a = reinterpret_cast<uintptr_t>(r.data), b = a + r.size;
       if (b <= v.start || a >= v.end) continue;
       const uintptr_t s = std::max(a, v.start), e = std::min(b, v.end);
+      if (maps.empty() || maps.back().start != v.start) maps.push_back(v);
       regions.push_back({reinterpret_cast<const void*>(s), size_t(e - s)});
-      used = true;
+      region_map.push_back(maps.size() - 1);
     }
-    if (used) maps.push_back(v);
   }
   for (const MemoryRegion& r : regions) {
     rep.bytes += r.size;
     touch(r);
   }
   rep.huge_before = rep.huge_after = huge_bytes(read_smaps(), regions);
-  if (!force && (!reread_allowed || rep.bytes < (size_t{64} << 20) || rep.huge_before * 2 >= rep.bytes)) {
+  if (!force && (!reread_allowed || rep.bytes < kHugePageMinBytes || rep.huge_before * 2 >= rep.bytes)) {
     rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return rep;
   }
 #if defined(MADV_PAGEOUT) && defined(MADV_HUGEPAGE)
   // Drop the regions' pages, 2 MB-aligned outward within their map (a 2 MB folio needs the
   // whole 2 MB absent from the cache), then map each file again at its address.
-  for (const MemoryRegion& r : regions) {
-    const auto a = reinterpret_cast<uintptr_t>(r.data);
-    for (const Vma& v : maps) {
-      if (a + r.size <= v.start || a >= v.end) continue;
-      const uintptr_t s = std::max(v.start, a / kHuge * kHuge);
-      const uintptr_t e = std::min(v.end, (a + r.size + kHuge - 1) / kHuge * kHuge);
-      if (e > s) ::madvise(reinterpret_cast<void*>(s), e - s, MADV_PAGEOUT);
-    }
+  constexpr uintptr_t huge = kHugePageBytes;
+  for (size_t i = 0; i < regions.size(); ++i) {
+    const Vma& v = maps[region_map[i]];
+    const auto a = reinterpret_cast<uintptr_t>(regions[i].data), b = a + regions[i].size;
+    const uintptr_t s = std::max(v.start, a / huge * huge);
+    const uintptr_t e = std::min(v.end, (b + huge - 1) / huge * huge);
+    if (e > s) ::madvise(reinterpret_cast<void*>(s), e - s, MADV_PAGEOUT);
   }
   for (const Vma& v : maps) {
     const int fd = ::open(v.path.c_str(), O_RDONLY);
@@ -245,8 +242,14 @@ HugePageReport map_weights_on_huge_pages(const std::vector<MemoryRegion>& all) {
     void* p = ::mmap(reinterpret_cast<void*>(v.start), v.end - v.start, PROT_READ,
                      MAP_PRIVATE | MAP_FIXED, fd, off_t(v.offset));
     ::close(fd);
-    if (p != MAP_FAILED) ::madvise(p, v.end - v.start, MADV_HUGEPAGE);
-    // A failed MAP_FIXED leaves the old mapping in place (the same file's pages): no harm.
+    // MAP_FIXED replaces the old mapping in one step. Should it fail (address space or map
+    // count exhausted) the range may be left unmapped: never seen, but say so loudly.
+    if (p == MAP_FAILED) {
+      std::fprintf(stderr, "meshlm: re-mapping %s for 2 MB pages failed: %s\n", v.path.c_str(),
+                   std::strerror(errno));
+      continue;
+    }
+    ::madvise(p, v.end - v.start, MADV_HUGEPAGE);
   }
   for (const MemoryRegion& r : regions) touch(r);
   rep.reread = true;

@@ -57,8 +57,11 @@ void drop_file_pages(const void* p, size_t n);
 // mapping needs) and reads the regions back, now into 2 MB folios: one re-read from disk.
 // MESHLM_HUGE_PAGES=0 skips the re-read (the touch and the measurement stay); =force re-reads
 // whatever the share (tests).
+inline constexpr size_t kHugePageBytes = size_t{2} << 20;
+// Below this many file-mapped bytes the re-read is not worth a log line or a disk read.
+inline constexpr size_t kHugePageMinBytes = size_t{64} << 20;
 struct HugePageReport {
-  size_t bytes = 0;         // of the regions, whole pages
+  size_t bytes = 0;         // of the regions that lie in file maps
   size_t huge_before = 0;   // mapped by 2 MB pages after the first touch
   size_t huge_after = 0;    // ... after the re-read (== huge_before when there was none)
   bool reread = false;

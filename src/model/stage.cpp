@@ -120,7 +120,7 @@ struct Stage::Impl {
     for (const auto* m : matrices(false))
       regions.push_back({m->data, size_t(m->rows) * formats::row_bytes(m->dtype, m->cols)});
     const HugePageReport rep = map_weights_on_huge_pages(regions);
-    if (rep.bytes < (size_t{64} << 20)) return;
+    if (rep.bytes < kHugePageMinBytes) return;
     if (rep.reread) {
       log::info("[stage] layers [{}, {}): {} of {} MiB of file-mapped weights on 2 MB pages "
                 "after re-reading them ({:.1f} s; the page cache held them in 4 KB pages, {} MiB "

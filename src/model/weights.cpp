@@ -46,7 +46,7 @@ backend::Buffer vec(const TensorLookup& lookup, const TensorDesc& d, backend::Ba
 
 // Slices are 2 MB-aligned so that the kernel can back them with transparent huge pages (see
 // MappedFile: the same TLB argument); smaller ones only to the cache line.
-constexpr size_t kHugePage = size_t{2} << 20;
+constexpr size_t kHugePage = kHugePageBytes;
 
 const std::byte* own(StageWeights& w, size_t n) {
   if (n == 0) return nullptr;
