@@ -47,6 +47,71 @@ void KvCache::set_length(int64_t seq_id, int64_t n) { get(seq_id).length = n; }
 
 void KvCache::release(int64_t seq_id) { seqs_.erase(seq_id); }
 
-void KvCache::release_all() { seqs_.clear(); }
+void KvCache::release_all() {
+  seqs_.clear();
+  blocks_.clear();
+}
+
+size_t KvCache::block_bytes() const {
+  size_t n = 0;
+  for (const auto& [id, b] : blocks_) n += b.mem.size() * sizeof(float);
+  return n;
+}
+
+void KvCache::apply(const KvOp& op) {
+  using Kind = KvOp::Kind;
+  const size_t kv = size_t(kv_dim_);
+  switch (op.kind) {
+    case Kind::DropAll:
+      blocks_.clear();
+      return;
+    case Kind::Drop:
+      blocks_.erase(op.block);
+      return;
+    case Kind::Save: {
+      Seq& s = get(op.seq_id);
+      if (op.pos < 0 || op.n_tokens <= 0 || int64_t(op.pos) + op.n_tokens > s.length)
+        throw Error("kv", "cannot save positions " + std::to_string(op.pos) + "+" +
+                              std::to_string(op.n_tokens) + " of sequence " +
+                              std::to_string(op.seq_id) + ", which holds " +
+                              std::to_string(s.length));
+      if (blocks_.count(op.block))
+        throw Error("kv", "prefix block " + std::to_string(op.block) + " exists already");
+      Block b;
+      b.n_tokens = op.n_tokens;
+      const size_t run = size_t(op.n_tokens) * kv;
+      b.mem = be_.alloc(size_t(n_layers_) * 2 * run);
+      for (int64_t l = 0; l < 2 * n_layers_; ++l)
+        be_.copy(b.mem.data() + size_t(l) * run,
+                 s.mem.data() + size_t(l) * size_t(max_context_) * kv + size_t(op.pos) * kv, run);
+      blocks_.emplace(op.block, std::move(b));
+      return;
+    }
+    case Kind::Restore: {
+      auto it = blocks_.find(op.block);
+      if (it == blocks_.end())
+        throw Error("kv", "unknown prefix block " + std::to_string(op.block));
+      const Block& b = it->second;
+      if (b.n_tokens != op.n_tokens)
+        throw Error("kv", "prefix block " + std::to_string(op.block) + " holds " +
+                              std::to_string(b.n_tokens) + " positions, not " +
+                              std::to_string(op.n_tokens));
+      ensure(op.seq_id);
+      Seq& s = get(op.seq_id);
+      if (op.pos != s.length || int64_t(op.pos) + op.n_tokens > max_context_)
+        throw Error("kv", "cannot restore positions " + std::to_string(op.pos) + "+" +
+                              std::to_string(op.n_tokens) + " into sequence " +
+                              std::to_string(op.seq_id) + ", which holds " +
+                              std::to_string(s.length));
+      const size_t run = size_t(op.n_tokens) * kv;
+      for (int64_t l = 0; l < 2 * n_layers_; ++l)
+        be_.copy(s.mem.data() + size_t(l) * size_t(max_context_) * kv + size_t(op.pos) * kv,
+                 b.mem.data() + size_t(l) * run, run);
+      s.length = int64_t(op.pos) + op.n_tokens;
+      return;
+    }
+  }
+  throw Error("kv", "unknown KV operation " + std::to_string(int(op.kind)));
+}
 
 }  // namespace meshlm::model

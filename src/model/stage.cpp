@@ -365,7 +365,12 @@ const TensorSplit* Stage::tensor_split() const {
 size_t Stage::locked_bytes() const { return impl_->locked; }
 size_t Stage::kv_bytes_per_token() const { return impl_->kv.bytes_per_token(); }
 size_t Stage::kv_bytes_in_use() const {
-  return size_t(impl_->kv.total_length()) * impl_->kv.bytes_per_token();
+  return size_t(impl_->kv.total_length()) * impl_->kv.bytes_per_token() + impl_->kv.block_bytes();
+}
+size_t Stage::prefix_block_bytes() const { return impl_->kv.block_bytes(); }
+void Stage::apply_kv_ops(std::span<const KvOp> ops, bool after_forward) {
+  for (const KvOp& op : ops)
+    if (runs_after_forward(op) == after_forward) impl_->kv.apply(op);
 }
 std::string Stage::backend_description() const { return impl_->be->describe(); }
 void Stage::release(int64_t seq_id) { impl_->kv.release(seq_id); }

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "model/config.h"
+#include "model/kv_op.h"
 #include "model/layer_range.h"
 #include "model/tensor_split.h"
 
@@ -80,14 +81,20 @@ class Stage {
 
   // Frees a sequence's KV cache (no-op for an unknown id).
   void release(int64_t seq_id);
-  void release_all();
+  void release_all();  // every sequence's KV and every prefix block
+
+  // The prefix-cache operations of a micro-batch (model/kv_cache.h): those that run before its
+  // forward (after_forward false) or after it. Throws Error("kv", ...) as KvCache::apply.
+  void apply_kv_ops(std::span<const KvOp> ops, bool after_forward);
   int64_t cached_tokens(int64_t seq_id) const;
 
   // Bytes of weights this stage reads (its tensors only) and KV bytes per cached token.
   size_t weight_bytes() const;
   size_t locked_bytes() const;  // weight bytes locked in RAM (StageOptions::lock_memory)
   size_t kv_bytes_per_token() const;
-  size_t kv_bytes_in_use() const;  // cached tokens of all sequences x kv_bytes_per_token()
+  // Cached tokens of all sequences x kv_bytes_per_token(), plus the prefix blocks.
+  size_t kv_bytes_in_use() const;
+  size_t prefix_block_bytes() const;
   // A tensor-parallel member's part of the model (nullptr for a whole stage).
   const TensorSplit* tensor_split() const;
   // The backend computing this stage, e.g. "cpu (AVX2, 2 threads)".

@@ -452,7 +452,7 @@ class RemotePipeline final : public runtime::Pipeline {
     ForwardMsg m;
     try {
       runner0_->run({batch.chunks, batch.tokens, batch.new_sequences, batch.return_logits,
-                     batch.masks},
+                     batch.masks, batch.kv_ops},
                     hidden_, out0_);
       {
         std::lock_guard lock(mutex_);
@@ -478,6 +478,7 @@ class RemotePipeline final : public runtime::Pipeline {
     m.new_sequences = std::move(batch.new_sequences);
     m.return_logits = batch.return_logits;
     m.masks = std::move(batch.masks);
+    m.kv_ops = std::move(batch.kv_ops);
     m.hidden_dim = config().hidden;
     auto head = encode_forward_head_with_count(m, hidden_.size());
     std::span<const uint8_t> pieces[2] = {

@@ -101,6 +101,7 @@ class TpPipeline final : public runtime::Pipeline {
       m.chunks = batch.chunks;
       m.tokens = batch.tokens;
       m.return_logits = true;  // the members' outputs are not used; member 0 samples
+      m.kv_ops = batch.kv_ops;
       auto payload = encode_forward(m);
       std::string send_error;
       for (size_t k = 0; k < members_.size(); ++k) {
@@ -114,7 +115,7 @@ class TpPipeline final : public runtime::Pipeline {
       // break (a dead member's connections are closed) rather than wait for their timeout.
       try {
         runner0_->run({batch.chunks, batch.tokens, batch.new_sequences, batch.return_logits,
-                       batch.masks},
+                       batch.masks, batch.kv_ops},
                       hidden_, out0_);
         if (!send_error.empty()) throw Error("pipeline", send_error);
         r.sampled = std::move(out0_.sampled);

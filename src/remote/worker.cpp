@@ -420,7 +420,9 @@ struct Worker::Impl {
     ForwardMsg m = decode_forward(f.payload);
     try {
       tp_hidden.clear();
+      stage->apply_kv_ops(m.kv_ops, false);
       stage->forward(m.chunks, m.tokens, tp_hidden, tp_logits);
+      stage->apply_kv_ops(m.kv_ops, true);
     } catch (const std::exception& e) {
       const std::string why = stage_name() + ": " + e.what();
       log::warn("[worker] {}", why);
@@ -505,7 +507,8 @@ struct Worker::Impl {
         throw Error("worker", "activations have hidden size " + std::to_string(m.hidden_dim) +
                                   ", the model has " + std::to_string(cfg.hidden));
       }
-      runner->run({m.chunks, m.tokens, m.new_sequences, m.return_logits, m.masks}, m.hidden, out);
+      runner->run({m.chunks, m.tokens, m.new_sequences, m.return_logits, m.masks, m.kv_ops},
+                  m.hidden, out);
       trace::event("worker.computed", m.id);
       add_stage_times(m, started);
       result.stage_us = m.stage_us;

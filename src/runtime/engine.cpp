@@ -29,6 +29,7 @@
 
 #include "core/log.h"
 #include "core/sysinfo.h"
+#include "runtime/prefix_cache.h"
 
 namespace meshlm::runtime {
 namespace {
@@ -49,6 +50,13 @@ struct Sequence {
   bool params_sent = false;
   bool in_flight = false;
   bool cancelled = false;  // cancelled while in flight: dropped when its batch returns
+  // Prefix cache: the sequence's chain of cached blocks so far (cache_blocks of them, the last
+  // one cache_parent), and whether it may not go on (a block could not be kept).
+  int64_t cache_parent = -1;
+  int64_t cache_blocks = 0;
+  bool cache_off = false;
+  bool cache_looked_up = false;  // its first chunk asked the cache
+  int64_t cached_tokens = 0;     // prompt tokens restored instead of computed
 
   int64_t prompt_len() const { return static_cast<int64_t>(request.prompt.size()); }
   bool prefill_done() const { return prefilled >= prefill_target; }
@@ -60,6 +68,10 @@ struct Sequence {
     prefilled = 0;
     prefill_target = prompt_len() + std::max<int64_t>(0, generated - 1);
     params_sent = false;
+    cache_parent = -1;
+    cache_blocks = 0;
+    cache_off = false;
+    cache_looked_up = false;
   }
   // Decoding sequences have a sampled token that still has to go through the model.
   bool ready_to_decode() const { return prefill_done() && generated > 0; }
@@ -104,6 +116,18 @@ struct Engine::Impl {
   int64_t replayed_before = 0;  // sequences replayed in earlier outages
   uint64_t outages = 0;         // outages started
 
+  // Prefix cache (scheduler thread). Blocks it evicted are dropped on the stages with the next
+  // micro-batch; after a failed batch (a save may not have happened everywhere) it is emptied
+  // and the next batch drops every block.
+  std::unique_ptr<PrefixCache> cache;
+  std::vector<int64_t> pending_drops;
+  bool drop_all_pending = false;
+  size_t block_bytes = 0;  // one block's KV, all stages
+  void reset_cache();
+  std::vector<model::KvOp> cache_prefix(Sequence& seq);
+  void cache_blocks(Sequence& seq, int64_t end, MicroBatch& batch);
+  void set_cache_stats();
+
   void run();
   void apply_cancels();
   void admit();
@@ -123,10 +147,19 @@ Engine::Engine(std::unique_ptr<Pipeline> pipeline, const EngineOptions& options)
     : impl_(std::make_unique<Impl>()) {
   if (!pipeline) throw std::invalid_argument("[engine] no pipeline");
   if (options.max_batch_tokens < 1 || options.prefill_chunk < 1 || options.max_active < 1 ||
-      options.max_queue < 0 || options.max_context < 2)
+      options.max_queue < 0 || options.max_context < 2 || options.prefix_block_tokens < 1 ||
+      options.prefix_cache_bytes < 0)
     throw std::invalid_argument("[engine] invalid options");
   impl_->pipeline = std::move(pipeline);
   impl_->options = options;
+  {
+    const auto& cfg = impl_->pipeline->config();
+    const int64_t B = std::max<int64_t>(1, options.prefix_block_tokens);
+    impl_->block_bytes = size_t(B) * size_t(cfg.n_layers) * 2 * size_t(cfg.kv_dim()) * sizeof(float);
+    const int64_t max_blocks =
+        options.prefix_cache_bytes > 0 ? int64_t(uint64_t(options.prefix_cache_bytes) / impl_->block_bytes) : 0;
+    impl_->cache = std::make_unique<PrefixCache>(B, max_blocks);
+  }
   impl_->thread = std::thread([impl = impl_.get()] { impl->run(); });
 }
 
@@ -212,6 +245,7 @@ void Engine::Impl::finish(Sequence& seq, FinishReason reason, const std::string&
   event.error = error;
   event.prompt_tokens = seq.prompt_len();
   event.generated_tokens = seq.generated;
+  event.cached_tokens = seq.cached_tokens;
   deliver(seq, event);
 }
 
@@ -312,6 +346,16 @@ bool Engine::Impl::launch_one() {
   for (auto& [id, seq] : active) {
     if (budget < 1) break;
     if (seq->in_flight || seq->cancelled || seq->prefill_done()) continue;
+    // A sequence's first chunk: the blocks of its prefix that are cached are restored, not computed.
+    std::vector<model::KvOp> restores;
+    if (!seq->cache_looked_up && seq->prefilled == 0) restores = cache_prefix(*seq);
+    const auto undo_restores = [&] {
+      if (restores.empty()) return;
+      seq->prefilled = 0;
+      seq->cache_parent = -1;
+      seq->cache_blocks = 0;
+      seq->cache_looked_up = false;
+    };
     const int64_t n = std::min({options.prefill_chunk, budget, seq->prefill_target - seq->prefilled});
     model::SeqChunk chunk;
     chunk.seq_id = static_cast<int64_t>(id);
@@ -319,7 +363,19 @@ bool Engine::Impl::launch_one() {
     chunk.n_tokens = static_cast<int32_t>(n);
     // A replayed prefill samples nothing: its next token is already known (last_token).
     chunk.want_logits = seq->prefilled + n == seq->prefill_target && seq->generated == 0;
-    if (chunk.want_logits && !attach_mask(id, *seq)) continue;
+    if (chunk.want_logits && !attach_mask(id, *seq)) {
+      undo_restores();
+      continue;
+    }
+    if (!restores.empty()) {
+      batch.kv_ops.insert(batch.kv_ops.end(), restores.begin(), restores.end());
+      if (seq->generated == 0) {
+        seq->cached_tokens = seq->prefilled;
+        std::lock_guard lock(mutex);
+        stats.prefix_cache_hit_tokens_total += seq->prefilled;
+        ++stats.prefix_cache_hits_total;
+      }
+    }
     batch.chunks.push_back(chunk);
     for (int64_t i = seq->prefilled; i < seq->prefilled + n; ++i)
       batch.tokens.push_back(seq->token_at(i));
@@ -339,12 +395,29 @@ bool Engine::Impl::launch_one() {
     active.erase(it);
   }
   if (members.empty()) return !refused.empty();
+  // Blocks completed by this batch are saved after its forward; blocks evicted earlier are dropped
+  // before it (none of them can be restored: the index forgot them when it evicted them).
+  for (const auto& chunk : batch.chunks)
+    cache_blocks(*active.at(uint64_t(chunk.seq_id)), int64_t(chunk.pos) + chunk.n_tokens, batch);
+  {
+    std::vector<model::KvOp> drops;
+    if (drop_all_pending) {
+      drops.push_back({model::KvOp::Kind::DropAll, 0, 0, 0, 0});
+      drop_all_pending = false;
+      pending_drops.clear();
+    }
+    for (int64_t block : pending_drops) drops.push_back({model::KvOp::Kind::Drop, 0, block, 0, 0});
+    pending_drops.clear();
+    batch.kv_ops.insert(batch.kv_ops.begin(), drops.begin(), drops.end());
+  }
+  set_cache_stats();
   batch.id = next_batch_id++;
   in_flight.push_back(members);
   try {
     pipeline->launch(std::move(batch));
   } catch (const std::exception& e) {
     // The batch never entered the pipeline: fail only its sequences.
+    reset_cache();
     in_flight.pop_back();
     for (const auto& member : members) {
       const uint64_t id = member.id;
@@ -356,6 +429,66 @@ bool Engine::Impl::launch_one() {
     }
   }
   return true;
+}
+
+std::vector<model::KvOp> Engine::Impl::cache_prefix(Sequence& seq) {
+  seq.cache_looked_up = true;
+  std::vector<model::KvOp> ops;
+  if (!cache->enabled()) return ops;
+  const SamplingParams& p = seq.request.sampling;
+  // A penalised sampler counts the prompt's tokens as they go through the model.
+  if (p.repetition_penalty != 1.0f || p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f)
+    return ops;
+  const int64_t B = cache->block_tokens();
+  const int64_t limit = (seq.prefill_target - 1) / B;  // at least one token is computed
+  if (limit < 1) return ops;
+  std::vector<int32_t> tokens(size_t(limit * B));
+  for (int64_t i = 0; i < limit * B; ++i) tokens[size_t(i)] = seq.token_at(i);
+  const std::vector<int64_t> ids = cache->match(tokens, limit);
+  if (ids.empty()) return ops;
+  const int64_t seq_id = static_cast<int64_t>(seq.id);
+  for (size_t k = 0; k < ids.size(); ++k)
+    ops.push_back({model::KvOp::Kind::Restore, seq_id, ids[k], int32_t(int64_t(k) * B), int32_t(B)});
+  seq.prefilled = int64_t(ids.size()) * B;
+  seq.cache_parent = ids.back();
+  seq.cache_blocks = int64_t(ids.size());
+  return ops;
+}
+
+void Engine::Impl::cache_blocks(Sequence& seq, int64_t end, MicroBatch& batch) {
+  if (!cache->enabled()) return;
+  const int64_t B = cache->block_tokens();
+  std::vector<int32_t> block(static_cast<size_t>(B));
+  while (!seq.cache_off && (seq.cache_blocks + 1) * B <= end) {
+    const int64_t begin = seq.cache_blocks * B;
+    for (int64_t i = 0; i < B; ++i) block[size_t(i)] = seq.token_at(begin + i);
+    const PrefixCache::Added a = cache->add(seq.cache_parent, block, pending_drops);
+    if (a.id < 0) {
+      seq.cache_off = true;
+      break;
+    }
+    if (a.save)
+      batch.kv_ops.push_back(
+          {model::KvOp::Kind::Save, static_cast<int64_t>(seq.id), a.id, int32_t(begin), int32_t(B)});
+    seq.cache_parent = a.id;
+    ++seq.cache_blocks;
+  }
+}
+
+void Engine::Impl::reset_cache() {
+  if (cache->blocks() == 0 && pending_drops.empty() && !drop_all_pending) return;
+  cache->clear();
+  pending_drops.clear();
+  drop_all_pending = true;
+  // Sequences keep their KV but their chains are gone: they stop adding blocks.
+  for (auto& [id, seq] : active) seq->cache_off = true;
+  set_cache_stats();
+}
+
+void Engine::Impl::set_cache_stats() {
+  std::lock_guard lock(mutex);
+  stats.prefix_cache_blocks = int64_t(cache->blocks());
+  stats.prefix_cache_bytes = int64_t(cache->blocks() * block_bytes);
 }
 
 void Engine::Impl::fail_in_flight(const std::string& message) {
@@ -379,9 +512,12 @@ void Engine::Impl::complete_one() {
     result = pipeline->wait();
   } catch (const std::exception& e) {
     // The pipeline's state is unknown: every in-flight batch is lost.
+    reset_cache();
     fail_in_flight(e.what());
     return;
   }
+  // A failed batch's saves may have happened on some stages only.
+  if (!result.error.empty()) reset_cache();
   std::vector<Member> members = std::move(in_flight.front());
   in_flight.pop_front();
   if (!result.error.empty() && result.retryable && options.recovery_timeout_ms > 0) {
@@ -462,6 +598,7 @@ void Engine::Impl::complete_one() {
     event.reason = reason;
     event.prompt_tokens = seq.prompt_len();
     event.generated_tokens = seq.generated;
+    event.cached_tokens = seq.cached_tokens;
     // A finished sequence's KV is freed, and the stats updated, before its last event goes out.
     if (event.finished) pipeline->release(static_cast<int64_t>(id));
     {

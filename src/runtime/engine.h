@@ -22,6 +22,7 @@ struct TokenEvent {
   std::string error;      // reason == Error
   int64_t prompt_tokens = 0;
   int64_t generated_tokens = 0;
+  int64_t cached_tokens = 0;  // prompt tokens restored from the prefix cache, not computed
 };
 
 // What a constrained request (structured outputs) may sample: the engine asks for the mask of
@@ -59,6 +60,14 @@ struct EngineOptions {
   // pause, not an error. After this long without recovery they fail with the reason; 0 = fail at
   // once.
   int64_t recovery_timeout_ms = 60000;
+  // Automatic prefix caching (runtime/prefix_cache.h): the KV of every full block of
+  // prefix_block_tokens positions a sequence computes is kept on the stages, up to
+  // prefix_cache_bytes (the whole model's KV, all stages together; f32), and a later sequence
+  // that begins with the same tokens restores it instead of computing it. 0 = off. Sequences
+  // with a repetition / presence / frequency penalty do not restore (their sampler must see the
+  // whole prompt); they still add blocks.
+  int64_t prefix_cache_bytes = int64_t{1} << 30;
+  int64_t prefix_block_tokens = 32;
 };
 
 class QueueFull : public std::runtime_error {
@@ -74,6 +83,12 @@ struct EngineStats {
   bool recovery_gave_up = false;  // the pipeline stayed broken past recovery_timeout_ms
   int64_t recoveries_total = 0;   // outages the engine came through
   int64_t replayed_total = 0;     // sequences re-prefilled after an outage
+  // Prefix cache: blocks held (each prefix_block_tokens positions on every stage), their KV
+  // bytes (whole model), and prompt tokens restored from it instead of computed, so far.
+  int64_t prefix_cache_blocks = 0;
+  int64_t prefix_cache_bytes = 0;
+  int64_t prefix_cache_hit_tokens_total = 0;
+  int64_t prefix_cache_hits_total = 0;  // requests that restored at least one block
 };
 
 class Engine {

@@ -37,7 +37,7 @@ class LocalPipeline final : public Pipeline {
     result.id = batch.id;
     try {
       const StageInput in{batch.chunks, batch.tokens, batch.new_sequences, batch.return_logits,
-                          batch.masks};
+                          batch.masks,  batch.kv_ops};
       for (size_t i = 0; i < runners_.size(); ++i) {
         runners_[i]->run(in, hidden_, out_);
         busy_[i] += out_.seconds;

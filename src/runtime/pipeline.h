@@ -25,6 +25,9 @@ struct MicroBatch {
   bool return_logits = false;
   // Allowed tokens for chunks with want_logits of constrained sequences (structured outputs).
   std::vector<SeqMask> masks;
+  // Prefix-cache operations for every stage (model/kv_op.h; the engine's runtime/prefix_cache.h):
+  // restores and drops run before the batch's forward, saves after it.
+  std::vector<model::KvOp> kv_ops;
 };
 
 struct MicroBatchResult {

@@ -11,7 +11,9 @@ void StageRunner::run(const StageInput& in, std::vector<float>& hidden, StageOut
   if (out.last)
     for (const auto& [seq, params] : in.new_sequences) samplers_.add(seq, params);
   const auto t0 = std::chrono::steady_clock::now();
+  stage_->apply_kv_ops(in.kv_ops, false);
   const int64_t rows = stage_->forward(in.chunks, in.tokens, hidden, logits_);
+  stage_->apply_kv_ops(in.kv_ops, true);
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (!out.last) return;
   const int64_t vocab = stage_->config().vocab;

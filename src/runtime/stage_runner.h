@@ -22,6 +22,8 @@ struct StageInput {
   std::span<const std::pair<int64_t, SamplingParams>> new_sequences;
   bool return_logits = false;  // last stage: logits instead of sampled tokens
   std::span<const SeqMask> masks;  // last stage: allowed tokens per constrained sequence
+  // Prefix-cache operations (model/kv_op.h): restores and drops before the forward, saves after.
+  std::span<const model::KvOp> kv_ops;
 };
 
 struct StageOutput {

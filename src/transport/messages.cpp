@@ -309,6 +309,24 @@ void visit(A& a, M& m) {
       e.second = std::move(words);
     }
   });
+  constexpr size_t kKvOpBytes = 4 + 8 + 8 + 4 + 4;
+  a.list(m.kv_ops, kKvOpBytes, kMaxKvOps, "KV operation", [&](auto& op) {
+    uint32_t kind = static_cast<uint32_t>(op.kind);
+    a.u32(kind);
+    a.i64(op.seq_id);
+    a.i64(op.block);
+    a.i32(op.pos);
+    a.i32(op.n_tokens);
+    a.check([&] {
+      if (kind > static_cast<uint32_t>(model::KvOp::Kind::DropAll))
+        invalid("KV operation kind " + std::to_string(kind));
+      if (op.pos < 0 || op.n_tokens < 0 || int64_t{op.pos} + op.n_tokens > INT32_MAX)
+        invalid("KV operation positions " + std::to_string(op.pos) + "+" +
+                std::to_string(op.n_tokens));
+      if constexpr (!std::is_const_v<std::remove_reference_t<decltype(op)>>)
+        op.kind = static_cast<model::KvOp::Kind>(kind);
+    });
+  });
   a.i64_array(m.stage_us, kMaxStages);
   a.i64_array(m.stage_queue_us, kMaxStages);
   a.i64_array(m.stage_send_us, kMaxStages);

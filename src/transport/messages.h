@@ -24,6 +24,7 @@ using Mac = std::array<uint8_t, 32>;  // HMAC-SHA256
 
 // Limits that bound what a decoder accepts (well above any real use).
 inline constexpr uint64_t kMaxChunks = 1 << 16;
+inline constexpr uint64_t kMaxKvOps = 1 << 20;
 inline constexpr uint64_t kMaxTokens = 1 << 22;
 inline constexpr int64_t kMaxHidden = 1 << 18;
 inline constexpr int32_t kMaxTopLogprobs = 20;
@@ -91,6 +92,9 @@ struct ForwardMsg {
   // Allowed tokens of constrained sequences (protocol 7); every stage passes them on, the last
   // samples under them.
   std::vector<runtime::SeqMask> masks;
+  // Prefix-cache operations (protocol 10): every stage applies them, restores and drops before
+  // its forward, saves after, and passes them on.
+  std::vector<model::KvOp> kv_ops;
   std::vector<int64_t> stage_us;  // compute time of each remote stage so far (µs), in order
   // Per remote stage so far, like stage_us (protocol 8): this micro-batch's time between its
   // frame arriving and its compute starting (hand-off inside the worker), and the stage's total

@@ -489,5 +489,199 @@ TEST(Engine, ConstraintWithNoAllowedTokenFailsOnlyItsRequest) {
   EXPECT_TRUE(fake->shared().released.count(static_cast<int64_t>(id)));
 }
 
+// ---- prefix cache ----
+
+// A prompt that begins with `shared` tokens common to every caller, then its own.
+std::vector<int32_t> with_prefix(const std::vector<int32_t>& shared, int n_own, int seed) {
+  std::vector<int32_t> p = shared;
+  for (int i = 0; i < n_own; ++i) p.push_back((i * 17 + seed * 13 + 5) % 991);
+  return p;
+}
+
+EngineOptions cache_options(int64_t block_tokens = 8) {
+  EngineOptions opt;
+  opt.prefill_chunk = 16;
+  opt.prefix_block_tokens = block_tokens;
+  return opt;
+}
+
+TEST(EnginePrefixCache, SecondRequestRestoresTheSharedPrefixWithTheSameTokens) {
+  auto pipe = std::make_unique<FakePipeline>(1);
+  auto* fake = pipe.get();
+  Engine engine(std::move(pipe), cache_options());
+  const auto system = prompt_of(37, 9);
+  const auto p1 = with_prefix(system, 5, 1), p2 = with_prefix(system, 11, 2);
+  Collector a;
+  engine.submit(a.request(p1, 20));
+  ASSERT_TRUE(a.wait());
+  EXPECT_EQ(a.tokens, FakePipeline::reference(p1, 20, 1000));
+  EXPECT_EQ(a.last.cached_tokens, 0);
+  Collector b;
+  engine.submit(b.request(p2, 20));
+  ASSERT_TRUE(b.wait());
+  EXPECT_EQ(b.tokens, FakePipeline::reference(p2, 20, 1000));
+  EXPECT_EQ(b.last.cached_tokens, 32);  // the 4 full blocks of the 37 shared tokens
+  Collector c;  // the same prompt again: everything but its last block-and-a-bit
+  engine.submit(c.request(p1, 20));
+  ASSERT_TRUE(c.wait());
+  EXPECT_EQ(c.tokens, FakePipeline::reference(p1, 20, 1000));
+  EXPECT_EQ(c.last.cached_tokens, 40);  // 42 tokens: 5 blocks, leaving 2 to compute
+  const auto st = engine.stats();
+  EXPECT_EQ(st.prefix_cache_hit_tokens_total, 72);
+  EXPECT_EQ(st.prefix_cache_hits_total, 2);
+  EXPECT_GT(st.prefix_cache_blocks, 0);
+  EXPECT_EQ(st.prefix_cache_bytes, st.prefix_cache_blocks * 8 * 4 * 2 * 16 * 4);
+  std::lock_guard lock(fake->shared().mutex);
+  EXPECT_TRUE(fake->shared().violations.empty()) << fake->shared().violations[0];
+  EXPECT_EQ(fake->shared().restored_tokens, 72);
+}
+
+TEST(EnginePrefixCache, GeneratedTokensAreCachedForTheNextTurn) {
+  auto pipe = std::make_unique<FakePipeline>(1);
+  auto* fake = pipe.get();
+  Engine engine(std::move(pipe), cache_options());
+  const auto turn1 = prompt_of(12, 3);
+  Collector a;
+  engine.submit(a.request(turn1, 30));
+  ASSERT_TRUE(a.wait());
+  // The next turn's prompt: the first, the answer, and a new question.
+  auto turn2 = turn1;
+  turn2.insert(turn2.end(), a.tokens.begin(), a.tokens.end());
+  for (int i = 0; i < 6; ++i) turn2.push_back(100 + i);
+  Collector b;
+  engine.submit(b.request(turn2, 10));
+  ASSERT_TRUE(b.wait());
+  EXPECT_EQ(b.tokens, FakePipeline::reference(turn2, 10, 1000));
+  // 12 + 30 tokens went through the model (the last sampled one did not): 5 full blocks.
+  EXPECT_EQ(b.last.cached_tokens, 40);
+  std::lock_guard lock(fake->shared().mutex);
+  EXPECT_TRUE(fake->shared().violations.empty()) << fake->shared().violations[0];
+}
+
+TEST(EnginePrefixCache, ConcurrentStreamsWithASharedSystemPromptStayCorrect) {
+  for (int depth : {1, 3}) {
+    auto pipe = std::make_unique<FakePipeline>(depth);
+    auto* fake = pipe.get();
+    EngineOptions opt = cache_options();
+    opt.max_batch_tokens = 48;
+    opt.max_active = 16;
+    Engine engine(std::move(pipe), opt);
+    const auto system = prompt_of(50, 4);
+    // A first request warms the cache; then 16 at once, in two waves.
+    Collector warm;
+    engine.submit(warm.request(with_prefix(system, 3, 99), 4));
+    ASSERT_TRUE(warm.wait());
+    constexpr int kN = 16;
+    std::vector<std::unique_ptr<Collector>> cs;
+    std::vector<std::vector<int32_t>> prompts;
+    for (int i = 0; i < kN; ++i) {
+      cs.push_back(std::make_unique<Collector>());
+      prompts.push_back(with_prefix(system, 1 + i * 5, i));
+      engine.submit(cs.back()->request(prompts.back(), 12 + i % 4));
+    }
+    for (int i = 0; i < kN; ++i) {
+      ASSERT_TRUE(cs[i]->wait()) << i;
+      EXPECT_EQ(cs[i]->tokens, FakePipeline::reference(prompts[i], 12 + i % 4, 1000)) << i;
+      EXPECT_GE(cs[i]->last.cached_tokens, 48) << i;
+    }
+    std::lock_guard lock(fake->shared().mutex);
+    EXPECT_TRUE(fake->shared().violations.empty()) << fake->shared().violations[0];
+  }
+}
+
+TEST(EnginePrefixCache, BudgetEvictsLeastRecentlyUsedAndStagesDropThem) {
+  auto pipe = std::make_unique<FakePipeline>(2);
+  auto* fake = pipe.get();
+  EngineOptions opt = cache_options();
+  opt.prefix_cache_bytes = 6 * 8 * 4 * 2 * 16 * 4;  // six blocks
+  Engine engine(std::move(pipe), opt);
+  for (int round = 0; round < 3; ++round) {
+    for (int i = 0; i < 5; ++i) {
+      const auto p = prompt_of(30 + i, 20 + i);
+      Collector c;
+      engine.submit(c.request(p, 9));
+      ASSERT_TRUE(c.wait());
+      EXPECT_EQ(c.tokens, FakePipeline::reference(p, 9, 1000)) << round << " " << i;
+      EXPECT_LE(engine.stats().prefix_cache_blocks, 6);
+    }
+  }
+  // The last prompt's blocks are the most recent: it comes back from the cache.
+  const auto p = prompt_of(34, 24);
+  Collector c;
+  engine.submit(c.request(p, 9));
+  ASSERT_TRUE(c.wait());
+  EXPECT_EQ(c.tokens, FakePipeline::reference(p, 9, 1000));
+  EXPECT_EQ(c.last.cached_tokens, 32);
+  std::lock_guard lock(fake->shared().mutex);
+  EXPECT_TRUE(fake->shared().violations.empty()) << fake->shared().violations[0];
+  EXPECT_LE(fake->shared().blocks.size(), 6u);  // the stages dropped what the index evicted
+}
+
+TEST(EnginePrefixCache, OffSendsNoOperationsAndPenaltiesDoNotRestore) {
+  {
+    auto pipe = std::make_unique<FakePipeline>(1);
+    auto* fake = pipe.get();
+    EngineOptions opt = cache_options();
+    opt.prefix_cache_bytes = 0;
+    Engine engine(std::move(pipe), opt);
+    for (int i = 0; i < 2; ++i) {
+      Collector c;
+      engine.submit(c.request(prompt_of(40, 1), 5));
+      ASSERT_TRUE(c.wait());
+      EXPECT_EQ(c.last.cached_tokens, 0);
+    }
+    std::lock_guard lock(fake->shared().mutex);
+    EXPECT_EQ(fake->shared().saved_blocks, 0);
+  }
+  auto pipe = std::make_unique<FakePipeline>(1);
+  auto* fake = pipe.get();
+  Engine engine(std::move(pipe), cache_options());
+  Collector a;
+  engine.submit(a.request(prompt_of(40, 1), 5));
+  ASSERT_TRUE(a.wait());
+  Collector b;
+  auto req = b.request(prompt_of(40, 1), 5);
+  req.sampling.repetition_penalty = 1.1f;  // its sampler must count the whole prompt
+  engine.submit(std::move(req));
+  ASSERT_TRUE(b.wait());
+  EXPECT_EQ(b.last.cached_tokens, 0);
+  std::lock_guard lock(fake->shared().mutex);
+  EXPECT_EQ(fake->shared().restored_tokens, 0);
+  EXPECT_GT(fake->shared().saved_blocks, 0);
+}
+
+TEST(EnginePrefixCache, AFailedBatchEmptiesTheCacheEverywhere) {
+  auto pipe = std::make_unique<FakePipeline>(1);
+  auto* fake = pipe.get();
+  EngineOptions opt = cache_options();
+  opt.recovery_timeout_ms = 0;
+  Engine engine(std::move(pipe), opt);
+  const auto p = prompt_of(40, 7);
+  Collector a;
+  engine.submit(a.request(p, 5));
+  ASSERT_TRUE(a.wait());
+  {
+    std::lock_guard lock(fake->shared().mutex);
+    EXPECT_FALSE(fake->shared().blocks.empty());
+    fake->shared().fail_message = "[fake] a stage threw";
+  }
+  Collector b;
+  engine.submit(b.request(prompt_of(9, 1), 5));
+  ASSERT_TRUE(b.wait());
+  EXPECT_EQ(b.last.reason, FinishReason::Error);
+  EXPECT_EQ(engine.stats().prefix_cache_blocks, 0);
+  {
+    std::lock_guard lock(fake->shared().mutex);
+    fake->shared().fail_message.clear();
+  }
+  Collector c;  // computes the prompt again (nothing to restore) and is right
+  engine.submit(c.request(p, 5));
+  ASSERT_TRUE(c.wait());
+  EXPECT_EQ(c.tokens, FakePipeline::reference(p, 5, 1000));
+  EXPECT_EQ(c.last.cached_tokens, 0);
+  std::lock_guard lock(fake->shared().mutex);
+  EXPECT_TRUE(fake->shared().violations.empty()) << fake->shared().violations[0];
+}
+
 }  // namespace
 }  // namespace meshlm::runtime

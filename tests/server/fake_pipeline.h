@@ -2,7 +2,9 @@
 // whose next token is a hash of every token the sequence has been fed, so the tokens it returns
 // prove the engine fed the right ids at the right positions. It also checks the scheduler's
 // invariants (positions continue the KV cache, a sequence is in one in-flight batch at a time,
-// sampling params arrive on the first chunk) and records them for the tests.
+// sampling params arrive on the first chunk) and records them for the tests. Prefix-cache
+// operations work as on real stages: a block keeps the hash state at its end, a restore puts it
+// back, so a wrong restore shows in the tokens.
 #pragma once
 
 #include <chrono>
@@ -34,6 +36,9 @@ class FakePipeline : public runtime::Pipeline {
     int64_t batches = 0;
     int64_t max_decode_rows = 0;  // most decode (1-token) chunks in one batch
     int64_t masked_samples = 0;   // tokens sampled under a token mask
+    int64_t restored_tokens = 0;  // positions restored from prefix blocks
+    int64_t saved_blocks = 0;
+    std::set<int64_t> blocks;     // prefix blocks held
     std::string fail_message;     // non-empty: every batch from now on fails with it
     bool fail_retryable = false;  // ... as a lost stage (the engine pauses and replays)
     int64_t fail_after = 0;       // ... once this many more batches have succeeded
@@ -60,6 +65,8 @@ class FakePipeline : public runtime::Pipeline {
     config_.vocab = vocab;
     config_.hidden = 64;
     config_.max_position = 4096;
+    config_.n_kv_heads = 2;
+    config_.head_dim = 8;
   }
 
   Shared& shared() { return shared_; }
@@ -85,11 +92,15 @@ class FakePipeline : public runtime::Pipeline {
       if (busy_.count(c.seq_id) || seen.count(c.seq_id))
         shared_.violations.push_back("seq " + std::to_string(c.seq_id) + " in two batches");
       seen.insert(c.seq_id);
-      if (shared_.cached[c.seq_id] != c.pos)
+      int64_t have = shared_.cached[c.seq_id];
+      for (const auto& op : batch.kv_ops)
+        if (op.kind == model::KvOp::Kind::Restore && op.seq_id == c.seq_id)
+          have = std::max<int64_t>(have, op.pos + op.n_tokens);
+      if (have != c.pos)
         shared_.violations.push_back("seq " + std::to_string(c.seq_id) + " pos " +
                                      std::to_string(c.pos) + " != cached " +
                                      std::to_string(shared_.cached[c.seq_id]));
-      if (c.pos == 0) {
+      if (shared_.cached[c.seq_id] == 0) {
         bool has = false;
         for (auto& [id, p] : batch.new_sequences) has |= id == c.seq_id;
         if (!has) shared_.violations.push_back("no params for new seq");
@@ -124,11 +135,21 @@ class FakePipeline : public runtime::Pipeline {
       result.retryable = shared_.fail_retryable;
       return result;
     }
+    for (const auto& op : batch.kv_ops) apply(op, false);
     size_t offset = 0;
     for (auto& c : batch.chunks) {
-      uint64_t& h = hash_[c.seq_id];
-      if (c.pos == 0) h = 1469598103934665603ull;
-      for (int32_t i = 0; i < c.n_tokens; ++i) h = mix(h, batch.tokens[offset + i]);
+      std::vector<uint64_t>& hist = hist_[c.seq_id];
+      if (c.pos == 0) hist.assign(1, 1469598103934665603ull);
+      if (hist.size() != size_t(c.pos) + 1) {
+        shared_.violations.push_back("seq " + std::to_string(c.seq_id) + " has no state at pos " +
+                                     std::to_string(c.pos));
+        hist.resize(size_t(c.pos) + 1);
+      }
+      uint64_t h = hist.back();
+      for (int32_t i = 0; i < c.n_tokens; ++i) {
+        h = mix(h, batch.tokens[offset + i]);
+        hist.push_back(h);
+      }
       offset += c.n_tokens;
       shared_.cached[c.seq_id] = c.pos + c.n_tokens;
       if (c.want_logits) {
@@ -153,6 +174,7 @@ class FakePipeline : public runtime::Pipeline {
         result.sampled.emplace_back(c.seq_id, t);
       }
     }
+    for (const auto& op : batch.kv_ops) apply(op, true);
     return result;
   }
 
@@ -160,7 +182,7 @@ class FakePipeline : public runtime::Pipeline {
     std::lock_guard lock(shared_.mutex);
     shared_.released.insert(seq_id);
     shared_.cached.erase(seq_id);
-    hash_.erase(seq_id);
+    hist_.erase(seq_id);
   }
 
   std::vector<runtime::StageInfo> stages() const override {
@@ -188,7 +210,55 @@ class FakePipeline : public runtime::Pipeline {
   Shared shared_;
   std::deque<runtime::MicroBatch> queue_;
   std::set<int64_t> busy_;
-  std::map<int64_t, uint64_t> hash_;
+  // Per sequence: the hash state after each position (0 where restored from a block).
+  std::map<int64_t, std::vector<uint64_t>> hist_;
+  struct Block {
+    uint64_t hash = 0;  // the state after the block's last position
+    int32_t pos = 0, n_tokens = 0;
+  };
+  std::map<int64_t, Block> blocks_;
+
+  // Called with shared_.mutex held, in the batch's order: restores/drops before, saves after.
+  void apply(const model::KvOp& op, bool after) {
+    using K = model::KvOp::Kind;
+    if ((op.kind == K::Save) != after) return;
+    auto bad = [&](const std::string& why) { shared_.violations.push_back("kv op: " + why); };
+    switch (op.kind) {
+      case K::DropAll:
+        blocks_.clear();
+        break;
+      case K::Drop:
+        if (!blocks_.erase(op.block)) bad("drop of unknown block " + std::to_string(op.block));
+        break;
+      case K::Save: {
+        auto& hist = hist_[op.seq_id];
+        if (size_t(op.pos + op.n_tokens) >= hist.size() || blocks_.count(op.block)) {
+          bad("save of block " + std::to_string(op.block));
+          break;
+        }
+        blocks_[op.block] = {hist[size_t(op.pos + op.n_tokens)], op.pos, op.n_tokens};
+        ++shared_.saved_blocks;
+        break;
+      }
+      case K::Restore: {
+        auto it = blocks_.find(op.block);
+        auto& hist = hist_[op.seq_id];
+        if (op.pos == 0) hist.assign(1, 1469598103934665603ull);
+        if (it == blocks_.end() || it->second.pos != op.pos || it->second.n_tokens != op.n_tokens ||
+            hist.size() != size_t(op.pos) + 1) {
+          bad("restore of block " + std::to_string(op.block) + " at " + std::to_string(op.pos));
+          break;
+        }
+        hist.resize(size_t(op.pos + op.n_tokens), 0);
+        hist.push_back(it->second.hash);
+        shared_.cached[op.seq_id] = op.pos + op.n_tokens;
+        shared_.restored_tokens += op.n_tokens;
+        break;
+      }
+    }
+    shared_.blocks.clear();
+    for (auto& [id, b] : blocks_) shared_.blocks.insert(id);
+  }
 };
 
 }  // namespace meshlm::testing
