@@ -27,14 +27,17 @@ std::vector<int32_t> prompt_ids(int n, int salt) {
 
 // Prefill in chunks of `chunk`, then 8 greedy decode steps; returns all logits of the decode
 // steps and the last prefill chunk concatenated.
+// start / first_ops: the first `start` positions come from prefix blocks restored by first_ops.
 std::vector<float> run(runtime::Pipeline& pipe, const std::vector<int32_t>& prompt, int chunk,
-                       int64_t seq) {
+                       int64_t seq, int32_t start = 0, std::vector<model::KvOp> first_ops = {}) {
   std::vector<float> all;
-  int32_t pos = 0;
+  int32_t pos = start;
   std::vector<int32_t> next;
-  for (size_t off = 0; off < prompt.size(); off += size_t(chunk)) {
+  for (size_t off = size_t(start); off < prompt.size(); off += size_t(chunk)) {
     size_t n = std::min(prompt.size() - off, size_t(chunk));
     runtime::MicroBatch mb;
+    mb.kv_ops = std::move(first_ops);
+    first_ops.clear();
     mb.chunks.push_back({seq, pos, int32_t(n), off + n == prompt.size(), false});
     mb.tokens.assign(prompt.begin() + off, prompt.begin() + off + n);
     mb.return_logits = true;
@@ -142,6 +145,76 @@ TEST(Stage, BatchedSequencesMatchSequencesAlone) {
   auto pipe = runtime::make_local_pipeline(MESHLM_GOLDEN_MODEL, so);
   test::expect_batched_equals_alone(
       *pipe, {prompt_ids(5, 3), prompt_ids(40, 4), prompt_ids(1, 5), prompt_ids(17, 6)});
+}
+
+// Prefix blocks (issue 17): positions saved from one sequence and restored into another give
+// the logits that computing them gives, bit for bit, on one stage and across two.
+TEST(Stage, PrefixBlocksRestoreTheSameKv) {
+  REQUIRE_MODEL();
+  model::StageOptions so;
+  so.threads = 2;
+  so.max_context = 256;
+  using K = model::KvOp::Kind;
+  const auto prompt = prompt_ids(70, 9);
+  for (auto ranges : {model::LayerPartition{}, model::LayerPartition{{0, 2}, {2, 4}}}) {
+    auto pipe = runtime::make_local_pipeline(MESHLM_GOLDEN_MODEL, so, ranges);
+    const auto ref = run(*pipe, prompt, 70, 1);
+    // Sequence 2 computes 48 positions in two chunks and keeps them as blocks 7 and 8.
+    for (int32_t off : {0, 30}) {
+      runtime::MicroBatch mb;
+      mb.chunks.push_back({2, off, off == 0 ? 30 : 18, false, false});
+      mb.tokens.assign(prompt.begin() + off, prompt.begin() + (off == 0 ? 30 : 48));
+      if (off == 30) mb.kv_ops = {{K::Save, 2, 7, 0, 32}, {K::Save, 2, 8, 32, 16}};
+      pipe->launch(std::move(mb));
+      ASSERT_EQ(pipe->wait().error, "");
+    }
+    pipe->release(2);
+    EXPECT_TRUE(bit_equal(ref, run(*pipe, prompt, 70, 3, 48,
+                                   {{K::Restore, 3, 7, 0, 32}, {K::Restore, 3, 8, 32, 16}})));
+    EXPECT_TRUE(bit_equal(ref, run(*pipe, prompt, 5, 4, 32, {{K::Restore, 4, 7, 0, 32}})));
+    // A block that is not there, of another length, or not continuing the sequence fails the
+    // batch, not the stage.
+    for (auto bad : {std::vector<model::KvOp>{{K::Restore, 5, 99, 0, 32}},
+                     std::vector<model::KvOp>{{K::Restore, 5, 7, 0, 16}},
+                     std::vector<model::KvOp>{{K::Restore, 5, 8, 16, 16}}}) {
+      runtime::MicroBatch mb;
+      mb.kv_ops = bad;
+      mb.chunks.push_back({5, 48, 1, true, false});
+      mb.tokens = {prompt[48]};
+      mb.return_logits = true;
+      pipe->launch(std::move(mb));
+      EXPECT_NE(pipe->wait().error, "");
+      pipe->release(5);
+    }
+    runtime::MicroBatch drop;
+    drop.kv_ops = {{K::DropAll, 0, 0, 0, 0}};
+    drop.chunks.push_back({6, 0, 3, true, false});
+    drop.tokens = {prompt[0], prompt[1], prompt[2]};
+    drop.return_logits = true;
+    pipe->launch(std::move(drop));
+    EXPECT_EQ(pipe->wait().error, "");
+    pipe->release(6);
+    runtime::MicroBatch gone;
+    gone.kv_ops = {{K::Restore, 7, 7, 0, 32}};
+    gone.chunks.push_back({7, 32, 1, true, false});
+    gone.tokens = {prompt[32]};
+    pipe->launch(std::move(gone));
+    EXPECT_NE(pipe->wait().error.find("unknown prefix block 7"), std::string::npos);
+  }
+  // A block holds its positions' KV on every layer of the stage, and counts as KV in use.
+  model::Stage stage(MESHLM_GOLDEN_MODEL, {0, 4}, so);
+  std::vector<float> hidden, logits;
+  std::vector<model::SeqChunk> c = {{1, 0, 40, true, false}};
+  std::vector<int32_t> t(prompt.begin(), prompt.begin() + 40);
+  stage.forward(c, t, hidden, logits);
+  const std::vector<model::KvOp> save = {{K::Save, 1, 3, 0, 32}};
+  stage.apply_kv_ops(save, true);
+  EXPECT_EQ(stage.prefix_block_bytes(), 32 * stage.kv_bytes_per_token());
+  stage.release(1);
+  EXPECT_EQ(stage.kv_bytes_in_use(), 32 * stage.kv_bytes_per_token());
+  EXPECT_THROW(stage.apply_kv_ops(save, true), Error);  // sequence 1 is gone
+  stage.release_all();
+  EXPECT_EQ(stage.kv_bytes_in_use(), 0u);
 }
 
 TEST(Stage, RejectsInconsistentBatches) {

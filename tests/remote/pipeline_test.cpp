@@ -21,6 +21,7 @@
 #include "transport/handshake.h"
 #include "transport/messages.h"
 #include "transport/tcp_transport.h"
+#include "../common/prefix_cache_runs.h"
 #include "../common/synth_once.h"
 #include "worker_process.h"
 
@@ -162,6 +163,26 @@ TEST_F(DistPipeline, OneTwoThreeStagesAreBitIdentical) {
     for (const auto& s : st)
       EXPECT_NEAR(s.busy_seconds + s.queue_seconds + s.send_seconds + s.wait_seconds, total0, 1e-6)
           << s.node;
+  }
+}
+
+// The prefix cache (issue 17) changes which positions are computed, never the tokens: the same
+// requests with the cache on and off, on one stage and on two, alone and all at once.
+TEST_F(DistPipeline, PrefixCacheGivesTheSameTokensOnOneAndTwoStages) {
+  const auto ref = test::run_prefix_requests(
+      runtime::make_local_pipeline(model_dir().string(), {1, 256}), 0, false, 16);
+  EXPECT_EQ(ref.cached_tokens, 0);
+  for (bool concurrent : {false, true}) {
+    const auto one = test::run_prefix_requests(
+        runtime::make_local_pipeline(model_dir().string(), {1, 256}), 64 << 20, concurrent, 16);
+    EXPECT_EQ(one.tokens, ref.tokens) << "one stage, concurrent " << concurrent;
+    if (!concurrent) EXPECT_GE(one.cached_tokens, 15 * 32 + 48) << "every later prompt hit";
+    EXPECT_GT(one.cached_tokens, 0);
+    WorkerProcess w;
+    const auto two = test::run_prefix_requests(
+        make_remote_pipeline(options({w.address()}, {{0, 2}, {2, 4}})), 64 << 20, concurrent, 16);
+    EXPECT_EQ(two.tokens, ref.tokens) << "two stages, concurrent " << concurrent;
+    EXPECT_GT(two.cached_tokens, 0);
   }
 }
 

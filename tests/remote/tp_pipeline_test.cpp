@@ -20,6 +20,7 @@
 #include "core/error.h"
 #include "remote/tp_pipeline.h"
 #include "runtime/pipeline.h"
+#include "../common/prefix_cache_runs.h"
 #include "../common/synth_once.h"
 #include "worker_process.h"
 
@@ -174,6 +175,18 @@ TEST_F(TpPipelineTest, UnevenSharesAndRunsAreBitIdentical) {
       EXPECT_EQ(std::memcmp(logits.data(), first.data(), logits.size() * 4), 0);
     }
   }
+}
+
+// Every member keeps its slice of each prefix block: the tokens with the cache match one process
+// without it (issue 17).
+TEST_F(TpPipelineTest, PrefixCacheGivesTheSameTokensAsOneProcess) {
+  const auto ref = test::run_prefix_requests(
+      runtime::make_local_pipeline(model_dir().string(), {1, 256}), 0, false, 16);
+  WorkerProcess w1;
+  const auto tp = test::run_prefix_requests(make_tp_pipeline(options({w1.address()}, {1.0, 1.0})),
+                                            64 << 20, true, 16);
+  EXPECT_EQ(tp.tokens, ref.tokens);
+  EXPECT_GT(tp.cached_tokens, 0);
 }
 
 TEST_F(TpPipelineTest, KilledMemberIsAnErrorNotAHang) {

@@ -26,6 +26,9 @@ ForwardMsg sample_forward() {
   m.new_sequences = {{7, p}};
   m.return_logits = true;
   m.masks = {{9, std::make_shared<runtime::TokenMask>(runtime::TokenMask{0x35, 1ull << 63})}};
+  using K = model::KvOp::Kind;
+  m.kv_ops = {{K::DropAll, 0, 0, 0, 0}, {K::Drop, 0, 12, 0, 0}, {K::Restore, 7, 3, 0, 32},
+              {K::Save, 9, 13, 32, 32}};
   m.stage_us = {120, 95};
   m.stage_queue_us = {3, 4};
   m.stage_send_us = {40, 50};
@@ -127,6 +130,7 @@ TEST(Messages, ForwardRoundTrip) {
   ASSERT_EQ(d.masks.size(), 1u);
   EXPECT_EQ(d.masks[0].first, 9);
   EXPECT_EQ(*d.masks[0].second, *m.masks[0].second);
+  EXPECT_EQ(d.kv_ops, m.kv_ops);
   EXPECT_EQ(d.stage_us, m.stage_us);
   EXPECT_EQ(d.stage_queue_us, m.stage_queue_us);
   EXPECT_EQ(d.stage_send_us, m.stage_send_us);
@@ -172,6 +176,16 @@ TEST(Messages, ForwardInconsistentFieldsAreRefused) {
     auto m = sample_forward();
     m.chunks[0].pos = -1;
     expect_protocol_error([&] { decode_forward(encode_forward(m)); }, "pos");
+  }
+  {
+    auto m = sample_forward();
+    m.kv_ops[2].kind = static_cast<model::KvOp::Kind>(9);
+    expect_protocol_error([&] { decode_forward(encode_forward(m)); }, "KV operation kind");
+  }
+  {
+    auto m = sample_forward();
+    m.kv_ops[3].n_tokens = -2;
+    expect_protocol_error([&] { decode_forward(encode_forward(m)); }, "KV operation positions");
   }
   {
     auto m = sample_forward();
