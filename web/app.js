@@ -112,7 +112,9 @@ async function send(text) {
     const seconds = (performance.now() - started) / 1000;
     if (usage) {
       const ttft = firstToken ? ((firstToken - started) / 1000).toFixed(2) + ' s to first token, ' : '';
-      out.meta.textContent = `${usage.completion_tokens} tokens, ${ttft}${(usage.completion_tokens / seconds).toFixed(1)} tokens/s`;
+      const details = usage.prompt_tokens_details || {};
+      const cached = details.cached_tokens ? `, ${details.cached_tokens} of ${usage.prompt_tokens} prompt tokens from the cache` : '';
+      out.meta.textContent = `${usage.completion_tokens} tokens, ${ttft}${(usage.completion_tokens / seconds).toFixed(1)} tokens/s${cached}`;
     }
   } catch (err) {
     if (err.name === 'AbortError') {

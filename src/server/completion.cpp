@@ -89,6 +89,7 @@ bool Completion::next(CompletionStep& step, std::chrono::milliseconds timeout) {
     queue_->events.pop_front();
   }
   std::string text;
+  cached_ = std::max(cached_, event.cached_tokens);
   if (event.has_token) {
     const auto now = Clock::now();
     if (generated_ == 0)

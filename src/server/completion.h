@@ -63,6 +63,8 @@ class Completion {
   bool finished() const { return finished_; }
   int64_t prompt_tokens() const { return static_cast<int64_t>(prompt_len_); }
   int64_t completion_tokens() const { return generated_; }
+  // Prompt tokens restored from the prefix cache instead of computed (known once it started).
+  int64_t cached_tokens() const { return cached_; }
   bool any_token() const { return generated_ > 0; }
 
  private:
@@ -84,6 +86,7 @@ class Completion {
   uint64_t id_ = 0;
   size_t prompt_len_ = 0;
   int64_t generated_ = 0;
+  int64_t cached_ = 0;
   bool finished_ = false;
   bool engine_done_ = false;
   std::chrono::steady_clock::time_point start_, last_token_;

@@ -106,6 +106,20 @@ std::string Metrics::render(const runtime::EngineStats& stats,
   out += "# HELP meshlm_replayed_sequences_total Sequences re-prefilled after a lost stage.\n";
   out += "# TYPE meshlm_replayed_sequences_total counter\n";
   out += "meshlm_replayed_sequences_total " + std::to_string(stats.replayed_total) + "\n";
+  out += "# HELP meshlm_prefix_cache_blocks Prefix-cache blocks held (KV kept for reuse).\n";
+  out += "# TYPE meshlm_prefix_cache_blocks gauge\n";
+  out += "meshlm_prefix_cache_blocks " + std::to_string(stats.prefix_cache_blocks) + "\n";
+  out += "# HELP meshlm_prefix_cache_bytes KV bytes the prefix cache holds, all stages together.\n";
+  out += "# TYPE meshlm_prefix_cache_bytes gauge\n";
+  out += "meshlm_prefix_cache_bytes " + std::to_string(stats.prefix_cache_bytes) + "\n";
+  out += "# HELP meshlm_prefix_cache_hit_tokens_total Prompt tokens restored from the prefix cache "
+         "instead of computed.\n";
+  out += "# TYPE meshlm_prefix_cache_hit_tokens_total counter\n";
+  out += "meshlm_prefix_cache_hit_tokens_total " +
+         std::to_string(stats.prefix_cache_hit_tokens_total) + "\n";
+  out += "# HELP meshlm_prefix_cache_hits_total Requests that restored part of their prompt.\n";
+  out += "# TYPE meshlm_prefix_cache_hits_total counter\n";
+  out += "meshlm_prefix_cache_hits_total " + std::to_string(stats.prefix_cache_hits_total) + "\n";
   out += "# HELP meshlm_stage_up Whether each pipeline stage is ready (1) or not (0).\n";
   out += "# TYPE meshlm_stage_up gauge\n";
   for (size_t i = 0; i < stages.size(); ++i)

@@ -100,7 +100,8 @@ struct ResponseEnvelope {
 json usage_json(const Completion& c) {
   return {{"prompt_tokens", c.prompt_tokens()},
           {"completion_tokens", c.completion_tokens()},
-          {"total_tokens", c.prompt_tokens() + c.completion_tokens()}};
+          {"total_tokens", c.prompt_tokens() + c.completion_tokens()},
+          {"prompt_tokens_details", {{"cached_tokens", c.cached_tokens()}}}};
 }
 
 json chunk_base(const ResponseEnvelope& s) {

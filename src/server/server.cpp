@@ -91,7 +91,13 @@ json health_json(const Server::State& st, bool& healthy) {
           // A lost stage: requests are paused (not failed) while it comes back or is re-planned.
           {"recovering", stats.recovering},
           {"recoveries", stats.recoveries_total},
-          {"replayed_sequences", stats.replayed_total}};
+          {"replayed_sequences", stats.replayed_total},
+          {"prefix_cache",
+           {{"blocks", stats.prefix_cache_blocks},
+            {"bytes", stats.prefix_cache_bytes},
+            {"budget_bytes", st.engine->options().prefix_cache_bytes},
+            {"hit_tokens", stats.prefix_cache_hit_tokens_total},
+            {"hits", stats.prefix_cache_hits_total}}}};
 }
 
 }  // namespace

@@ -75,6 +75,49 @@ TEST_F(ServerHttp, GeneratesThroughTheFakePipeline) {
   EXPECT_EQ(j["choices"][0]["finish_reason"], "length");
 }
 
+// A second turn that repeats the first's long system prompt reports the prompt tokens it took
+// from the prefix cache, as OpenAI does (usage.prompt_tokens_details.cached_tokens), in the
+// final stream chunk too; /metrics and /health count them.
+TEST_F(ServerHttp, CachedPromptTokensAreReported) {
+  std::string system;
+  for (int i = 0; i < 20; ++i) system += "Rule " + std::to_string(i) + ": answer briefly. ";
+  json body = {{"model", "fake"},
+               {"messages", {{{"role", "system"}, {"content", system}},
+                             {{"role", "user"}, {"content", "first"}}}},
+               {"max_tokens", 3},
+               {"ignore_eos", true}};
+  auto r1 = post(body);
+  ASSERT_TRUE(r1);
+  ASSERT_EQ(r1->status, 200) << r1->body;
+  auto j1 = json::parse(r1->body);
+  EXPECT_EQ(j1["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
+  body["messages"][1]["content"] = "second";
+  auto r2 = post(body);
+  ASSERT_TRUE(r2);
+  auto j2 = json::parse(r2->body);
+  const int64_t cached = j2["usage"]["prompt_tokens_details"]["cached_tokens"];
+  EXPECT_GE(cached, 32 * ((j2["usage"]["prompt_tokens"].get<int64_t>() - 20) / 32)) << r2->body;
+  EXPECT_LT(cached, j2["usage"]["prompt_tokens"].get<int64_t>());
+  body["stream"] = true;
+  body["stream_options"] = {{"include_usage", true}};
+  auto r3 = post(body);
+  ASSERT_TRUE(r3);
+  // The same prompt as the second: at least as much of it is cached.
+  const auto at = r3->body.find("\"cached_tokens\":");
+  ASSERT_NE(at, std::string::npos) << r3->body;
+  const int64_t cached3 = std::stoll(r3->body.substr(at + 16));
+  EXPECT_GE(cached3, cached);
+  httplib::Client cli("127.0.0.1", port_);
+  auto m = cli.Get("/metrics");
+  ASSERT_TRUE(m);
+  EXPECT_NE(m->body.find("meshlm_prefix_cache_hits_total 2"), std::string::npos) << m->body;
+  EXPECT_NE(m->body.find("meshlm_prefix_cache_hit_tokens_total " + std::to_string(cached + cached3)),
+            std::string::npos);
+  auto h = cli.Get("/health");
+  ASSERT_TRUE(h);
+  EXPECT_EQ(json::parse(h->body)["prefix_cache"]["hits"], 2);
+}
+
 TEST_F(ServerHttp, StageDownIs503) {
   {
     std::lock_guard lock(fake_->shared().mutex);

@@ -11,7 +11,9 @@
 #include "command.h"
 #include "common.h"
 #include "cluster/cluster_watch.h"
+#include "cluster/planner.h"
 #include "core/log.h"
+#include "model/config.h"
 #include "transport/mpi_transport.h"
 #include "pipeline_options.h"
 #include "runtime/engine.h"
@@ -74,6 +76,16 @@ int run_serve(int argc, char** argv) {
       ->check(CLI::Range(int64_t(1), int64_t(1) << 20));
   app.add_option("--prefill-chunk", eopt.prefill_chunk, "longest prompt piece per micro-batch")
       ->check(CLI::Range(int64_t(1), int64_t(1) << 20));
+  std::string prefix_cache = "2G";
+  app.add_option("--prefix-cache", prefix_cache,
+                 "memory for automatic prefix caching: the KV of prompts (and answers) kept so that "
+                 "a request that begins the same way (system prompt, earlier turns) computes only "
+                 "the rest; the whole model's KV, shared by the stages by their layers; 0 = off")
+      ->capture_default_str();
+  app.add_option("--prefix-block", eopt.prefix_block_tokens,
+                 "tokens per prefix-cache block (a prompt is reused in whole blocks)")
+      ->check(CLI::Range(int64_t(1), int64_t(4096)))
+      ->capture_default_str();
   double recovery_timeout_s = 60;
   app.add_option("--recovery-timeout", recovery_timeout_s,
                  "when a worker is lost, requests pause (not fail) this many seconds for it to come "
@@ -130,7 +142,14 @@ int run_serve(int argc, char** argv) {
                           popts.layers.empty() && popts.plan_memory.empty() && !popts.mpi() &&
                           popts.local_layers.empty() && discovery::discovery_available();
   popts.discover_peers();
-  popts.kv_tokens = ctx * parallel;  // the planner leaves KV room for every parallel sequence
+  eopt.prefix_cache_bytes = int64_t(cluster::parse_bytes(prefix_cache));
+  // The planner leaves KV room for every parallel sequence and for the prefix cache.
+  popts.kv_tokens = ctx * parallel;
+  {
+    const auto cfg = model::ModelConfig::from_dir(model_dir);
+    const int64_t per_token = cfg.n_layers * 2 * cfg.kv_dim() * int64_t(sizeof(float));
+    if (per_token > 0) popts.kv_tokens += eopt.prefix_cache_bytes / per_token;
+  }
   std::unique_ptr<runtime::Pipeline> pipeline = popts.make(model_dir, stage);
   runtime::ReplanningPipeline* replanning = nullptr;
   if (follow_lan) {
