@@ -75,6 +75,8 @@ struct Sequence {
   }
   // Decoding sequences have a sampled token that still has to go through the model.
   bool ready_to_decode() const { return prefill_done() && generated > 0; }
+  // KV positions it holds once its next step is computed (the KV budget's unit).
+  int64_t kv_need() const { return prompt_len() + generated + 1; }
 };
 
 // A sequence's part in a launched micro-batch.
@@ -131,6 +133,8 @@ struct Engine::Impl {
   void run();
   void apply_cancels();
   void admit();
+  void preempt_over_budget();
+  int64_t kv_held() const;
   bool launch_one();
   void complete_one();
   void fail_in_flight(const std::string& message);
@@ -180,6 +184,11 @@ uint64_t Engine::submit(Request request) {
                                 " tokens does not fit the context of " +
                                 std::to_string(impl_->options.max_context) + " tokens");
   if (request.max_tokens < 1) throw std::invalid_argument("[engine] max_tokens must be >= 1");
+  if (impl_->options.kv_budget_tokens > 0 && n + 1 > impl_->options.kv_budget_tokens)
+    throw std::invalid_argument("[engine] prompt of " + std::to_string(n) +
+                                " tokens does not fit the KV memory budget of " +
+                                std::to_string(impl_->options.kv_budget_tokens) +
+                                " tokens (--kv-memory)");
   auto seq = std::make_unique<Sequence>();
   seq->request = std::move(request);
   seq->prefill_target = n;
@@ -282,9 +291,22 @@ void Engine::Impl::apply_cancels() {
   }
 }
 
+int64_t Engine::Impl::kv_held() const {
+  int64_t n = 0;
+  for (const auto& [id, seq] : active) n += seq->kv_need();
+  return n;
+}
+
 void Engine::Impl::admit() {
   std::lock_guard lock(mutex);
+  int64_t held = options.kv_budget_tokens > 0 ? kv_held() : 0;
   while (!waiting.empty() && static_cast<int64_t>(active.size()) < options.max_active) {
+    if (options.kv_budget_tokens > 0) {
+      // In order: a request that does not fit yet holds back those behind it (no starvation).
+      const int64_t need = waiting.front()->kv_need();
+      if (!active.empty() && held + need > options.kv_budget_tokens) break;
+      held += need;
+    }
     auto seq = std::move(waiting.front());
     waiting.pop_front();
     uint64_t id = seq->id;
@@ -292,6 +314,35 @@ void Engine::Impl::admit() {
   }
   stats.queued = static_cast<int64_t>(waiting.size());
   stats.active = static_cast<int64_t>(active.size());
+  stats.kv_tokens = held;
+}
+
+// Decoding sequences grow by a position per step: past the KV budget, the most recently admitted
+// sequences that are not in a micro-batch go back to the head of the queue (their KV freed; they
+// are re-prefilled from prompt + output when admitted again, and sample the same tokens).
+void Engine::Impl::preempt_over_budget() {
+  if (options.kv_budget_tokens <= 0) return;
+  int64_t held = kv_held();
+  while (held > options.kv_budget_tokens && active.size() > 1) {
+    auto victim = active.end();
+    for (auto it = active.begin(); it != active.end(); ++it)
+      if (!it->second->in_flight && !it->second->cancelled) victim = it;
+    if (victim == active.end() || victim == active.begin()) break;  // the oldest always runs
+    Sequence& seq = *victim->second;
+    pipeline->release(static_cast<int64_t>(seq.id));
+    seq.rewind();
+    held -= seq.kv_need();
+    log::debug("[engine] request {} preempted: the active sequences outgrew the KV budget of {} "
+               "tokens", seq.id, options.kv_budget_tokens);
+    std::lock_guard lock(mutex);
+    ++stats.preemptions_total;
+    waiting.push_front(std::move(victim->second));
+    active.erase(victim);
+    stats.queued = static_cast<int64_t>(waiting.size());
+    stats.active = static_cast<int64_t>(active.size());
+  }
+  std::lock_guard lock(mutex);
+  stats.kv_tokens = held;
 }
 
 // Builds one micro-batch from the sequences not already in flight and launches it. Decode tokens
@@ -369,7 +420,7 @@ bool Engine::Impl::launch_one() {
     }
     if (!restores.empty()) {
       batch.kv_ops.insert(batch.kv_ops.end(), restores.begin(), restores.end());
-      if (seq->generated == 0) {
+      if (seq->generated == 0 && seq->cached_tokens == 0) {  // counted once (not on a replay)
         seq->cached_tokens = seq->prefilled;
         std::lock_guard lock(mutex);
         stats.prefix_cache_hit_tokens_total += seq->prefilled;
@@ -614,8 +665,10 @@ void Engine::Impl::complete_one() {
       end_seq(FinishReason::Cancelled);
     }
   }
+  const int64_t held = options.kv_budget_tokens > 0 ? kv_held() : 0;
   std::lock_guard lock(mutex);
   stats.active = static_cast<int64_t>(active.size());
+  stats.kv_tokens = held;
 }
 
 void Engine::Impl::drain_on_stop() {
@@ -713,6 +766,7 @@ void Engine::Impl::pause_step() {
     {
       std::lock_guard lock(mutex);
       stats.active = 0;
+      stats.kv_tokens = 0;
     }
     for (auto& [id, seq] : failed) {
       finish(*seq, seq->cancelled ? FinishReason::Cancelled : FinishReason::Error, why);
@@ -749,6 +803,7 @@ void Engine::Impl::run() {
       continue;
     }
     const int depth = std::max(1, pipeline->depth());
+    preempt_over_budget();
     while (static_cast<int>(in_flight.size()) < depth && launch_one()) {
     }
     if (in_flight.empty()) continue;

@@ -68,6 +68,13 @@ struct EngineOptions {
   // whole prompt); they still add blocks.
   int64_t prefix_cache_bytes = int64_t{1} << 30;
   int64_t prefix_block_tokens = 32;
+  // KV memory budget in positions (all active sequences together; 0 = only max_active bounds
+  // them). A sequence holds the positions it has reached plus the one it computes next. A
+  // request is admitted only while the active sequences and it fit (it waits in the queue
+  // otherwise); when decoding sequences outgrow the budget, the most recently admitted one is
+  // preempted: its KV is freed and it goes back to the head of the queue, to be re-prefilled from
+  // its prompt and the tokens it produced when there is room (its output does not change).
+  int64_t kv_budget_tokens = 0;
 };
 
 class QueueFull : public std::runtime_error {
@@ -89,6 +96,8 @@ struct EngineStats {
   int64_t prefix_cache_bytes = 0;
   int64_t prefix_cache_hit_tokens_total = 0;
   int64_t prefix_cache_hits_total = 0;  // requests that restored at least one block
+  int64_t kv_tokens = 0;          // positions the active sequences hold (KV budget accounting)
+  int64_t preemptions_total = 0;  // sequences preempted to keep within kv_budget_tokens
 };
 
 class Engine {

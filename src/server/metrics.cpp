@@ -106,6 +106,13 @@ std::string Metrics::render(const runtime::EngineStats& stats,
   out += "# HELP meshlm_replayed_sequences_total Sequences re-prefilled after a lost stage.\n";
   out += "# TYPE meshlm_replayed_sequences_total counter\n";
   out += "meshlm_replayed_sequences_total " + std::to_string(stats.replayed_total) + "\n";
+  out += "# HELP meshlm_kv_tokens KV positions the active sequences hold (the --kv-memory unit).\n";
+  out += "# TYPE meshlm_kv_tokens gauge\n";
+  out += "meshlm_kv_tokens " + std::to_string(stats.kv_tokens) + "\n";
+  out += "# HELP meshlm_preemptions_total Sequences paused (KV freed, resumed later) to stay within "
+         "--kv-memory.\n";
+  out += "# TYPE meshlm_preemptions_total counter\n";
+  out += "meshlm_preemptions_total " + std::to_string(stats.preemptions_total) + "\n";
   out += "# HELP meshlm_prefix_cache_blocks Prefix-cache blocks held (KV kept for reuse).\n";
   out += "# TYPE meshlm_prefix_cache_blocks gauge\n";
   out += "meshlm_prefix_cache_blocks " + std::to_string(stats.prefix_cache_blocks) + "\n";

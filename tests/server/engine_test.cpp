@@ -683,5 +683,47 @@ TEST(EnginePrefixCache, AFailedBatchEmptiesTheCacheEverywhere) {
   EXPECT_TRUE(fake->shared().violations.empty()) << fake->shared().violations[0];
 }
 
+// ---- KV memory budget ----
+
+TEST(EngineKvBudget, RequestsWaitOrArePreemptedAndKeepTheirTokens) {
+  for (int depth : {1, 2}) {
+    auto pipe = std::make_unique<FakePipeline>(depth);
+    auto* fake = pipe.get();
+    EngineOptions opt;
+    opt.prefill_chunk = 8;
+    opt.kv_budget_tokens = 130;
+    fake->shared().hold = true;  // all queued before the first result
+    Engine engine(std::move(pipe), opt);
+    EXPECT_THROW(engine.submit(Collector().request(prompt_of(130, 1), 5)), std::invalid_argument);
+    constexpr int kN = 8;
+    std::vector<std::unique_ptr<Collector>> cs;
+    std::vector<std::vector<int32_t>> prompts;
+    for (int i = 0; i < kN; ++i) {
+      cs.push_back(std::make_unique<Collector>());
+      prompts.push_back(prompt_of(18 + i, 40 + i));
+      auto req = cs.back()->request(prompts.back(), 40);
+      if (i % 2) {
+        req.sampling.temperature = 0.7f;
+        req.sampling.seed = 5 + i;
+        req.sampling.has_seed = true;
+      }
+      engine.submit(std::move(req));
+    }
+    fake->open();
+    for (int i = 0; i < kN; ++i) {
+      ASSERT_TRUE(cs[i]->wait()) << i;
+      EXPECT_EQ(cs[i]->last.reason, FinishReason::Length) << cs[i]->last.error;
+      EXPECT_EQ(cs[i]->tokens, FakePipeline::reference(prompts[i], 40, 1000)) << i;
+    }
+    const auto st = engine.stats();
+    EXPECT_GT(st.preemptions_total, 0);  // five start (~20 each), and grow to ~60 each
+    EXPECT_EQ(st.kv_tokens, 0);
+    std::lock_guard lock(fake->shared().mutex);
+    EXPECT_TRUE(fake->shared().violations.empty()) << fake->shared().violations[0];
+    EXPECT_LE(fake->shared().max_cached_total, 130);
+    EXPECT_GT(fake->shared().max_cached_total, 60);  // more than one at a time
+  }
+}
+
 }  // namespace
 }  // namespace meshlm::runtime

@@ -37,6 +37,7 @@ class FakePipeline : public runtime::Pipeline {
     int64_t max_decode_rows = 0;  // most decode (1-token) chunks in one batch
     int64_t masked_samples = 0;   // tokens sampled under a token mask
     int64_t restored_tokens = 0;  // positions restored from prefix blocks
+    int64_t max_cached_total = 0;  // most positions all sequences held at once
     int64_t saved_blocks = 0;
     std::set<int64_t> blocks;     // prefix blocks held
     std::string fail_message;     // non-empty: every batch from now on fails with it
@@ -175,6 +176,9 @@ class FakePipeline : public runtime::Pipeline {
       }
     }
     for (const auto& op : batch.kv_ops) apply(op, true);
+    int64_t total = 0;
+    for (const auto& [seq, n] : shared_.cached) total += n;
+    shared_.max_cached_total = std::max(shared_.max_cached_total, total);
     return result;
   }
 

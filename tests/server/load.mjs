@@ -2,7 +2,10 @@
 // over 2 stages (one local worker process). Passes when no request errs, every stream finishes with
 // a finish_reason, and the coordinator's resident memory returns to its starting level: measured
 // with the server idle (keep-alive connections closed, idle HTTP threads retired, allocator
-// trimmed) after the warm-up and again after the load, anonymous memory within 2 MiB.
+// trimmed) after the warm-up and again after the load, anonymous memory within 2 MiB beyond what
+// the prefix cache grew by. Clients share four system prompts (the prefix cache, within its
+// --prefix-cache budget, must hit), and --kv-memory bounds the KV of the sequences at once
+// (requests wait or are preempted; /health, sampled through the load, stays within it).
 //   node load.mjs --meshlm BIN --work DIR --node-modules DIR [--clients 64] [--seconds 180]
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -48,8 +51,11 @@ async function settle(pid, idleThreads) {
 
 const T0 = Date.now(); const stamp = (w) => console.error(`[${((Date.now() - T0) / 1000).toFixed(1)}s] ${w}`);
 const model = synthModel(a.meshlm, a.work, tokenizerDir);
+// The model's KV is 1 KiB per token: 3 MiB of KV memory holds ~3000 positions (~16 of the 64
+// clients' sequences at once); 2 MiB of prefix cache, 64 blocks of 32.
 const server = await startServer(a.meshlm, model, ['--stages', '2', '--ctx', '256', '--parallel', String(clients),
-  '--max-queue', String(clients * 2)]);
+  '--max-queue', String(clients * 2), '--kv-memory', '3M', '--prefix-cache', '2M']);
+const SYSTEM = [0, 1, 2, 3].map((k) => Array.from({ length: 40 }, (_, i) => `rule ${k}.${i}`).join('; '));
 stamp('server up');
 // Threads of the idle server: main, engine, pipeline, plus the HTTP pool's one kept thread once it
 // has served.
@@ -68,7 +74,8 @@ try {
       try {
         const stream = await client.chat.completions.create({
           model: MODEL, stream: true, stream_options: { include_usage: true },
-          messages: [{ role: 'user', content: `client ${id} request ${n}: tell me something` }],
+          messages: [{ role: 'system', content: SYSTEM[id % 4] },
+            { role: 'user', content: `client ${id} request ${n}: tell me something` }],
           max_tokens: 8 + ((id * 7 + n * 13) % 57), temperature: 0.8, seed: id * 1000 + n,
         });
         let finish = null, usage = null;
@@ -95,10 +102,29 @@ try {
   stamp(`idle: ${busyThreads} -> ${idleBefore.threads} threads in ${idleBefore.ms} ms`);
   const before = rss(server.proc.pid);
   const anonBefore = rssAnon(server.proc.pid);
+  const cacheBefore = (await (await fetch(`${server.url}/health`)).json()).prefix_cache.bytes;
   requests = tokens = errors = unfinished = 0;
   const t0 = Date.now();
   deadline = t0 + seconds * 1000;
+  // /health through the load: the KV the active sequences hold and the prefix cache's size.
+  let maxKv = 0, maxCache = 0, budget = 0, cacheBudget = 0, sampling = true;
+  const sampler = (async () => {
+    while (sampling) {
+      try {
+        const h = await (await fetch(`${server.url}/health`)).json();
+        maxKv = Math.max(maxKv, h.kv_tokens);
+        maxCache = Math.max(maxCache, h.prefix_cache.bytes);
+        budget = h.kv_budget_tokens;
+        cacheBudget = h.prefix_cache.budget_bytes;
+      } catch (e) {
+        failures.push(`health: ${e.message}`);
+      }
+      await sleep(200);
+    }
+  })();
   await Promise.all(Array.from({ length: clients }, (_, i) => worker(i)));
+  sampling = false;
+  await sampler;
   stamp('load done');
   const elapsed = (Date.now() - t0) / 1000;
   const idleAfter = await settle(server.proc.pid, idleThreads);
@@ -106,21 +132,32 @@ try {
   const health = await (await fetch(`${server.url}/health`)).json();
   const after = rss(server.proc.pid);
   const anonAfter = rssAnon(server.proc.pid);
+  const cacheGrowth = Math.max(0, health.prefix_cache.bytes - cacheBefore);
   console.log(JSON.stringify({ clients, seconds: elapsed, requests, completion_tokens: tokens,
     aggregate_tps: tokens / elapsed, errors, unfinished, rss_before: before, rss_after: after,
     rss_anon_start: anonStart, rss_anon_before: anonBefore, rss_anon_after: anonAfter,
     threads_busy: busyThreads, threads_idle: idleAfter.threads,
-    active_after: health.active ?? null }));
+    active_after: health.active ?? null, kv_budget_tokens: budget, max_kv_tokens: maxKv,
+    preemptions: health.preemptions, prefix_cache: health.prefix_cache, max_cache_bytes: maxCache,
+    cache_bytes_before: cacheBefore }));
   assert.equal(errors, 0, failures.join('\n'));
   assert.equal(unfinished, 0, failures.join('\n'));
   assert.ok(requests >= clients, `only ${requests} requests completed`);
+  // Within the KV budget, give or take the position each decoding sequence adds per step.
+  assert.ok(budget > 0 && maxKv <= budget + clients, `KV held ${maxKv} tokens, budget ${budget}`);
+  assert.ok(maxCache <= cacheBudget, `prefix cache ${maxCache} bytes, budget ${cacheBudget}`);
+  assert.ok(health.prefix_cache.hits > 0, 'the shared system prompts never hit the prefix cache');
+  assert.equal(health.kv_tokens, 0);
   // Memory back to where it started: KV of finished requests freed, idle threads gone, nothing
   // accumulating. The warm-up brought buffers to their high-water marks and the weights' pages in;
   // what is left is the allocator's slack (≈0.5 MB over 2000 requests when measured).
   const MiB = 2 ** 20;
-  assert.ok(anonAfter <= anonBefore + 2 * MiB,
-    `anonymous memory grew from ${(anonBefore / MiB).toFixed(1)} to ${(anonAfter / MiB).toFixed(1)} MiB`);
-  assert.ok(after <= before + 4 * MiB,
+  // The prefix cache's blocks are memory by design (bounded by its budget): what it grew by is
+  // allowed on top.
+  assert.ok(anonAfter <= anonBefore + cacheGrowth + 2 * MiB,
+    `anonymous memory grew from ${(anonBefore / MiB).toFixed(1)} to ${(anonAfter / MiB).toFixed(1)} MiB ` +
+    `(prefix cache grew by ${(cacheGrowth / MiB).toFixed(1)} MiB)`);
+  assert.ok(after <= before + cacheGrowth + 4 * MiB,
     `RSS grew from ${(before / MiB).toFixed(1)} to ${(after / MiB).toFixed(1)} MiB`);
   console.log('load test passed');
 } catch (e) {

@@ -12,6 +12,8 @@
 #include "common.h"
 #include "cluster/cluster_watch.h"
 #include "cluster/planner.h"
+#include "core/byte_count.h"
+#include "core/error.h"
 #include "core/log.h"
 #include "model/config.h"
 #include "transport/mpi_transport.h"
@@ -86,6 +88,13 @@ int run_serve(int argc, char** argv) {
                  "tokens per prefix-cache block (a prompt is reused in whole blocks)")
       ->check(CLI::Range(int64_t(1), int64_t(4096)))
       ->capture_default_str();
+  std::string kv_memory = "0";
+  app.add_option("--kv-memory", kv_memory,
+                 "KV memory for the sequences decoding at once (the whole model's KV, e.g. 4G): "
+                 "requests wait in the queue while it is full, and a sequence that outgrows it is "
+                 "paused and resumed; the planner leaves this much room instead of --ctx x "
+                 "--parallel (0: --ctx x --parallel)")
+      ->capture_default_str();
   double recovery_timeout_s = 60;
   app.add_option("--recovery-timeout", recovery_timeout_s,
                  "when a worker is lost, requests pause (not fail) this many seconds for it to come "
@@ -143,11 +152,21 @@ int run_serve(int argc, char** argv) {
                           popts.local_layers.empty() && discovery::discovery_available();
   popts.discover_peers();
   eopt.prefix_cache_bytes = int64_t(cluster::parse_bytes(prefix_cache));
-  // The planner leaves KV room for every parallel sequence and for the prefix cache.
+  // The planner leaves KV room for the sequences (every parallel one at full context, or the
+  // --kv-memory budget) and for the prefix cache.
   popts.kv_tokens = ctx * parallel;
   {
     const auto cfg = model::ModelConfig::from_dir(model_dir);
     const int64_t per_token = cfg.n_layers * 2 * cfg.kv_dim() * int64_t(sizeof(float));
+    const auto kv_bytes = int64_t(cluster::parse_bytes(kv_memory));
+    if (kv_bytes > 0 && per_token > 0) {
+      eopt.kv_budget_tokens = kv_bytes / per_token;
+      if (eopt.kv_budget_tokens < 2)
+        throw Error("serve", "--kv-memory " + kv_memory + " holds less than 2 tokens of this model's KV");
+      popts.kv_tokens = eopt.kv_budget_tokens;
+      log::info("[serve] KV memory budget: {} tokens ({} per token)", eopt.kv_budget_tokens,
+                format_bytes(double(per_token)));
+    }
     if (per_token > 0) popts.kv_tokens += eopt.prefix_cache_bytes / per_token;
   }
   std::unique_ptr<runtime::Pipeline> pipeline = popts.make(model_dir, stage);
