@@ -55,7 +55,7 @@ const model = synthModel(a.meshlm, a.work, tokenizerDir);
 // clients' sequences at once); 2 MiB of prefix cache, 64 blocks of 32.
 const server = await startServer(a.meshlm, model, ['--stages', '2', '--ctx', '256', '--parallel', String(clients),
   '--max-queue', String(clients * 2), '--kv-memory', '3M', '--prefix-cache', '2M']);
-const SYSTEM = [0, 1, 2, 3].map((k) => Array.from({ length: 40 }, (_, i) => `rule ${k}.${i}`).join('; '));
+const SYSTEM = [0, 1, 2, 3].map((k) => Array.from({ length: 12 }, (_, i) => `rule ${k}.${i}`).join('; '));
 stamp('server up');
 // Threads of the idle server: main, engine, pipeline, plus the HTTP pool's one kept thread once it
 // has served.
