@@ -62,17 +62,50 @@ class CpuBackend final : public Backend {
     const int64_t kv_stride = s.n_kv_heads * hd, q_stride = s.n_heads * hd;
     int64_t longest = 0;
     for (int64_t t = 0; t < n_tok; ++t) longest = std::max(longest, keys[t].n_keys);
-    const size_t need = size_t(pool_.size()) * size_t(longest);
+    // Runs of up to kRun consecutive tokens that read the same keys (a sequence's prefill chunk):
+    // each task is one KV head for one run, its group of query heads for every token of the run
+    // together, so that the run's keys and values are read once for all of them
+    // (kernels::attention_heads; the same bits as one query at a time).
+    constexpr int64_t kRun = 4;
+    runs_.clear();
+    for (int64_t t = 0; t < n_tok;) {
+      int64_t e = t + 1;
+      while (e < n_tok && e - t < kRun && keys[e].k == keys[t].k && keys[e].v == keys[t].v) ++e;
+      runs_.push_back({t, e});
+      t = e;
+    }
+    const int64_t max_q = kRun * group;
+    const size_t need = size_t(pool_.size()) * size_t(max_q) * size_t(longest);
     if (scratch_.size() < need) scratch_.resize(need);
-    // One head of one token per chunk: heads of sequences at different positions cost
-    // different amounts, so they are taken from a shared counter rather than split evenly.
-    pool_.parallel_chunks(n_tok * s.n_heads, 1, [&](int64_t i0, int64_t i1, int thread) {
-      float* sc = scratch_.data() + size_t(thread) * size_t(longest);
+    // Tasks cost different amounts (sequences at different positions), so they are taken from a
+    // shared counter rather than split evenly.
+    const int64_t n_tasks = int64_t(runs_.size()) * s.n_kv_heads;
+    pool_.parallel_chunks(n_tasks, 1, [&](int64_t i0, int64_t i1, int thread) {
+      float* sc = scratch_.data() + size_t(thread) * size_t(max_q) * size_t(longest);
+      const float* qs[kRun * 64];
+      float* outs[kRun * 64];
+      int64_t n_keys[kRun * 64];
       for (int64_t i = i0; i < i1; ++i) {
-        const int64_t t = i / s.n_heads, h = i % s.n_heads, kvh = h / group;
-        const AttentionKeys& kt = keys[t];
-        kernels::attention_head(q + t * q_stride + h * hd, kt.k + kvh * hd, kt.v + kvh * hd,
-                                kv_stride, kt.n_keys, hd, s.scale, out + t * q_stride + h * hd, sc);
+        const auto [t0, t1] = runs_[size_t(i / s.n_kv_heads)];
+        const int64_t kvh = i % s.n_kv_heads;
+        const AttentionKeys& kt = keys[t0];
+        if (group > 64) {  // not a real model's grouping: one query at a time
+          for (int64_t t = t0; t < t1; ++t)
+            for (int64_t h = kvh * group; h < (kvh + 1) * group; ++h)
+              kernels::attention_head(q + t * q_stride + h * hd, kt.k + kvh * hd, kt.v + kvh * hd,
+                                      kv_stride, keys[t].n_keys, hd, s.scale,
+                                      out + t * q_stride + h * hd, sc);
+          continue;
+        }
+        int64_t nq = 0;
+        for (int64_t t = t0; t < t1; ++t)
+          for (int64_t h = kvh * group; h < (kvh + 1) * group; ++h, ++nq) {
+            qs[nq] = q + t * q_stride + h * hd;
+            outs[nq] = out + t * q_stride + h * hd;
+            n_keys[nq] = keys[t].n_keys;
+          }
+        kernels::attention_heads(qs, outs, n_keys, nq, kt.k + kvh * hd, kt.v + kvh * hd, kv_stride,
+                                 hd, s.scale, sc, longest);
       }
     });
   }
@@ -90,7 +123,8 @@ class CpuBackend final : public Backend {
 
  private:
   ThreadPool pool_;
-  std::vector<float> scratch_;  // [threads, longest key run] attention scores
+  std::vector<float> scratch_;  // [threads, queries per task, longest key run] attention scores
+  std::vector<std::pair<int64_t, int64_t>> runs_;  // attention: token runs reading the same keys
 };
 
 }  // namespace

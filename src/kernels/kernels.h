@@ -78,6 +78,14 @@ void silu_mul(const float* gate, const float* up, int64_t n, float* out);
 void attention_head(const float* q, const float* k, const float* v, int64_t kv_stride,
                     int64_t n_keys, int64_t head_dim, float scale, float* out, float* scratch);
 
+// attention_head for nq queries over the same keys and values (the query heads of one KV head for
+// a run of tokens of one sequence): query i reads qs[i], sees keys [0, n_keys[i]) and writes
+// outs[i]. Each key and value row is read once for several queries; every output is
+// bit-identical to attention_head's. scratch: nq rows of scratch_stride >= max n_keys floats.
+void attention_heads(const float* const* qs, float* const* outs, const int64_t* n_keys, int64_t nq,
+                     const float* k, const float* v, int64_t kv_stride, int64_t head_dim,
+                     float scale, float* scratch, int64_t scratch_stride);
+
 // dst[i] += src[i]
 void add_inplace(float* dst, const float* src, int64_t n);
 

@@ -280,6 +280,177 @@ void AttentionHead(const float* q, const float* k, const float* v, int64_t kv_st
                          out);
 }
 
+// AttentionHead for nq queries over the same keys and values (the query heads of a KV head, for a
+// run of consecutive tokens of one sequence), query i seeing keys [0, n_keys[i]). Each key and
+// value row is read once for up to kTile queries instead of once per query; every query's
+// arithmetic is the one AttentionHead does, in the same order, so its output is bit-identical.
+constexpr int64_t kAttnTile = 4;
+
+// scores_i[j] = scale * q_i . k_j for j in [j0, j1), queries [i0, i0 + nq) (nq <= kAttnTile), four
+// keys at a time: one accumulator per (query, key), chains over d as in AttentionScores.
+void AttentionScoresTile(const float* const* qs, int64_t nq, const float* k, int64_t kv_stride,
+                         int64_t j0, int64_t j1, int64_t head_dim, float scale,
+                         float* const* scores) {
+  const DF df;
+  const int64_t lanes = int64_t(hn::Lanes(df));
+  const int64_t full = head_dim / lanes * lanes;
+  const size_t rest = size_t(head_dim - full);
+  int64_t j = j0;
+  for (; j + 4 <= j1; j += 4) {
+    const float* kr[4] = {k + j * kv_stride, k + (j + 1) * kv_stride, k + (j + 2) * kv_stride,
+                          k + (j + 3) * kv_stride};
+    VF a[kAttnTile][4];
+    for (int64_t i = 0; i < nq; ++i)
+      for (int r = 0; r < 4; ++r) a[i][r] = hn::Zero(df);
+    for (int64_t d = 0; d < full; d += lanes) {
+      const VF k0 = hn::LoadU(df, kr[0] + d), k1 = hn::LoadU(df, kr[1] + d);
+      const VF k2 = hn::LoadU(df, kr[2] + d), k3 = hn::LoadU(df, kr[3] + d);
+      for (int64_t i = 0; i < nq; ++i) {
+        const VF qv = hn::LoadU(df, qs[i] + d);
+        a[i][0] = hn::MulAdd(qv, k0, a[i][0]);
+        a[i][1] = hn::MulAdd(qv, k1, a[i][1]);
+        a[i][2] = hn::MulAdd(qv, k2, a[i][2]);
+        a[i][3] = hn::MulAdd(qv, k3, a[i][3]);
+      }
+    }
+    if (rest) {
+      for (int64_t i = 0; i < nq; ++i) {
+        const VF qv = LoadTail(df, qs[i] + full, rest);
+        for (int r = 0; r < 4; ++r)
+          a[i][r] = hn::MulAdd(qv, LoadTail(df, kr[r] + full, rest), a[i][r]);
+      }
+    }
+    for (int64_t i = 0; i < nq; ++i)
+      for (int r = 0; r < 4; ++r) scores[i][j + r] = hn::GetLane(hn::SumOfLanes(df, a[i][r])) * scale;
+  }
+  for (; j < j1; ++j) {
+    const float* kj = k + j * kv_stride;
+    for (int64_t i = 0; i < nq; ++i) {
+      VF a = hn::Zero(df);
+      for (int64_t d = 0; d < full; d += lanes)
+        a = hn::MulAdd(hn::LoadU(df, qs[i] + d), hn::LoadU(df, kj + d), a);
+      if (rest) a = hn::MulAdd(LoadTail(df, qs[i] + full, rest), LoadTail(df, kj + full, rest), a);
+      scores[i][j] = hn::GetLane(hn::SumOfLanes(df, a)) * scale;
+    }
+  }
+}
+
+// out_i[d] += sum_{j in [j0, end_i)} p_i[j] * v_j[d] for d in [0, main) (main a multiple of 4 lanes),
+// where end_i = min(j1, n_keys[i]) > j0 for every query given: the keys all of them see in one
+// pass, then each query's own rest, on the same accumulators (the order of AttentionValuesBlock).
+void AttentionValuesTile(const float* const* ps, int64_t nq, const int64_t* ends, const float* v,
+                         int64_t kv_stride, int64_t j0, int64_t head_dim, float* const* outs) {
+  const DF df;
+  const int64_t lanes = int64_t(hn::Lanes(df));
+  int64_t common = ends[0];
+  for (int64_t i = 1; i < nq; ++i) common = std::min(common, ends[i]);
+  for (int64_t d = 0; d + 4 * lanes <= head_dim; d += 4 * lanes) {
+    VF a[kAttnTile][4];
+    for (int64_t i = 0; i < nq; ++i)
+      for (int r = 0; r < 4; ++r) a[i][r] = hn::Zero(df);
+    for (int64_t j = j0; j < common; ++j) {
+      const float* vj = v + j * kv_stride + d;
+      const VF v0 = hn::LoadU(df, vj), v1 = hn::LoadU(df, vj + lanes);
+      const VF v2 = hn::LoadU(df, vj + 2 * lanes), v3 = hn::LoadU(df, vj + 3 * lanes);
+      for (int64_t i = 0; i < nq; ++i) {
+        const VF pj = hn::Set(df, ps[i][j]);
+        a[i][0] = hn::MulAdd(pj, v0, a[i][0]);
+        a[i][1] = hn::MulAdd(pj, v1, a[i][1]);
+        a[i][2] = hn::MulAdd(pj, v2, a[i][2]);
+        a[i][3] = hn::MulAdd(pj, v3, a[i][3]);
+      }
+    }
+    for (int64_t i = 0; i < nq; ++i) {
+      for (int64_t j = common; j < ends[i]; ++j) {
+        const VF pj = hn::Set(df, ps[i][j]);
+        const float* vj = v + j * kv_stride + d;
+        a[i][0] = hn::MulAdd(pj, hn::LoadU(df, vj), a[i][0]);
+        a[i][1] = hn::MulAdd(pj, hn::LoadU(df, vj + lanes), a[i][1]);
+        a[i][2] = hn::MulAdd(pj, hn::LoadU(df, vj + 2 * lanes), a[i][2]);
+        a[i][3] = hn::MulAdd(pj, hn::LoadU(df, vj + 3 * lanes), a[i][3]);
+      }
+      float* o = outs[i] + d;
+      hn::StoreU(hn::Add(hn::LoadU(df, o), a[i][0]), df, o);
+      hn::StoreU(hn::Add(hn::LoadU(df, o + lanes), a[i][1]), df, o + lanes);
+      hn::StoreU(hn::Add(hn::LoadU(df, o + 2 * lanes), a[i][2]), df, o + 2 * lanes);
+      hn::StoreU(hn::Add(hn::LoadU(df, o + 3 * lanes), a[i][3]), df, o + 3 * lanes);
+    }
+  }
+}
+
+// The d values past the 4-lane chunks of AttentionValuesBlock, for one query: its lane and tail
+// loops from d0 on.
+void AttentionValuesRest(const float* p, const float* v, int64_t kv_stride, int64_t j0, int64_t j1,
+                         int64_t d0, int64_t head_dim, float* out) {
+  const DF df;
+  const int64_t lanes = int64_t(hn::Lanes(df));
+  int64_t d = d0;
+  for (; d + lanes <= head_dim; d += lanes) {
+    VF a = hn::Zero(df);
+    for (int64_t j = j0; j < j1; ++j)
+      a = hn::MulAdd(hn::Set(df, p[j]), hn::LoadU(df, v + j * kv_stride + d), a);
+    hn::StoreU(hn::Add(hn::LoadU(df, out + d), a), df, out + d);
+  }
+  if (d < head_dim) {
+    const size_t rest = size_t(head_dim - d);
+    VF a = hn::Zero(df);
+    for (int64_t j = j0; j < j1; ++j)
+      a = hn::MulAdd(hn::Set(df, p[j]), LoadTail(df, v + j * kv_stride + d, rest), a);
+    StoreTail(hn::Add(LoadTail(df, out + d, rest), a), df, out + d, rest);
+  }
+}
+
+void AttentionHeads(const float* const* qs, float* const* outs, const int64_t* n_keys, int64_t nq,
+                    const float* k, const float* v, int64_t kv_stride, int64_t head_dim,
+                    float scale, float* scratch, int64_t scratch_stride) {
+  if (head_dim <= 0) return;
+  const DF df;
+  const int64_t lanes = int64_t(hn::Lanes(df));
+  const int64_t main_d = head_dim / (4 * lanes) * (4 * lanes);
+  for (int64_t i0 = 0; i0 < nq; i0 += kAttnTile) {
+    const int64_t m = std::min(kAttnTile, nq - i0);
+    const float* const* q = qs + i0;
+    float* const* out = outs + i0;
+    const int64_t* n = n_keys + i0;
+    float* sc[kAttnTile];
+    int64_t common = n[0], longest = n[0];
+    for (int64_t i = 0; i < m; ++i) {
+      sc[i] = scratch + (i0 + i) * scratch_stride;
+      std::fill(out[i], out[i] + head_dim, 0.0f);
+      common = std::min(common, n[i]);
+      longest = std::max(longest, n[i]);
+    }
+    if (longest <= 0) continue;
+    // Scores: the keys every query sees together, then each one's rest (as AttentionScores: its
+    // four-key groups continue from where the shared part stopped, which is a multiple of four).
+    common = std::max<int64_t>(0, common) / 4 * 4;
+    AttentionScoresTile(q, m, k, kv_stride, 0, common, head_dim, scale, sc);
+    for (int64_t i = 0; i < m; ++i) {
+      if (n[i] <= 0) continue;
+      AttentionScoresTile(q + i, 1, k, kv_stride, common, n[i], head_dim, scale, sc + i);
+      Softmax(sc[i], n[i]);
+    }
+    // Values, in blocks of 64 keys as AttentionHead.
+    constexpr int64_t kKeyBlock = 64;
+    for (int64_t j0 = 0; j0 < longest; j0 += kKeyBlock) {
+      const float* ps[kAttnTile];
+      float* os[kAttnTile];
+      int64_t ends[kAttnTile], live = 0;
+      for (int64_t i = 0; i < m; ++i) {
+        if (n[i] <= j0) continue;
+        ps[live] = sc[i];
+        os[live] = out[i];
+        ends[live] = std::min(n[i], j0 + kKeyBlock);
+        ++live;
+      }
+      if (main_d > 0) AttentionValuesTile(ps, live, ends, v, kv_stride, j0, head_dim, os);
+      if (main_d < head_dim)
+        for (int64_t i = 0; i < live; ++i)
+          AttentionValuesRest(ps[i], v, kv_stride, j0, ends[i], main_d, head_dim, os[i]);
+    }
+  }
+}
+
 void AddInplace(float* dst, const float* src, int64_t n) {
   const DF df;
   const int64_t lanes = int64_t(hn::Lanes(df));
@@ -328,6 +499,7 @@ HWY_EXPORT(RmsNorm);
 HWY_EXPORT(Rope);
 HWY_EXPORT(Softmax);
 HWY_EXPORT(SiluMul);
+HWY_EXPORT(AttentionHeads);
 HWY_EXPORT(AttentionHead);
 HWY_EXPORT(AddInplace);
 HWY_EXPORT(EmbedRow);
@@ -352,6 +524,13 @@ void silu_mul(const float* gate, const float* up, int64_t n, float* out) {
 void attention_head(const float* q, const float* k, const float* v, int64_t kv_stride,
                     int64_t n_keys, int64_t head_dim, float scale, float* out, float* scratch) {
   HWY_DYNAMIC_DISPATCH(AttentionHead)(q, k, v, kv_stride, n_keys, head_dim, scale, out, scratch);
+}
+
+void attention_heads(const float* const* qs, float* const* outs, const int64_t* n_keys, int64_t nq,
+                     const float* k, const float* v, int64_t kv_stride, int64_t head_dim,
+                     float scale, float* scratch, int64_t scratch_stride) {
+  HWY_DYNAMIC_DISPATCH(AttentionHeads)(qs, outs, n_keys, nq, k, v, kv_stride, head_dim, scale,
+                                       scratch, scratch_stride);
 }
 
 void add_inplace(float* dst, const float* src, int64_t n) {

@@ -149,6 +149,38 @@ TEST_P(Elementwise, AttentionHead) {
     }
 }
 
+// Several queries over the same keys (GQA heads of a run of tokens): every output bit-identical
+// to attention_head's for that query alone, whatever the mix of key counts.
+TEST_P(Elementwise, AttentionHeadsEqualsOneQueryAtATime) {
+  for (int64_t head_dim : {1, 3, 8, 17, 64, 72, 128})
+    for (int64_t nq : {1, 2, 3, 5, 8})
+      for (int64_t base : {0, 1, 6, 63, 64, 131}) {
+        SCOPED_TRACE(::testing::Message() << "head_dim=" << head_dim << " nq=" << nq << " base=" << base);
+        const int64_t stride = head_dim * 2 + 3;
+        std::vector<int64_t> n_keys;
+        for (int64_t i = 0; i < nq; ++i)  // ascending runs, a repeat, and one that sees less
+          n_keys.push_back(std::max<int64_t>(0, base + (i % 3 == 2 ? -2 : i / 2)));
+        const int64_t longest = *std::max_element(n_keys.begin(), n_keys.end()) + 1;
+        std::vector<float> q = random_floats(size_t(nq * head_dim), 1, -2.0f, 2.0f);
+        std::vector<float> k = random_floats(size_t(longest * stride), 2, -2.0f, 2.0f);
+        std::vector<float> v = random_floats(size_t(longest * stride), 3, -1.0f, 1.0f);
+        const float scale = 1.0f / std::sqrt(float(head_dim));
+        std::vector<float> got(size_t(nq * head_dim), NAN), want(size_t(nq * head_dim), NAN);
+        std::vector<float> scratch(size_t(nq * longest));
+        std::vector<const float*> qs;
+        std::vector<float*> outs;
+        for (int64_t i = 0; i < nq; ++i) {
+          qs.push_back(q.data() + i * head_dim);
+          outs.push_back(got.data() + i * head_dim);
+          attention_head(q.data() + i * head_dim, k.data() + 1, v.data() + 2, stride, n_keys[size_t(i)],
+                         head_dim, scale, want.data() + i * head_dim, scratch.data());
+        }
+        attention_heads(qs.data(), outs.data(), n_keys.data(), nq, k.data() + 1, v.data() + 2, stride,
+                        head_dim, scale, scratch.data(), longest);
+        ASSERT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * sizeof(float)));
+      }
+}
+
 TEST_P(Elementwise, TargetName) {
   EXPECT_EQ(simd_target_label(GetParam()), simd_target_name());
 }
