@@ -230,6 +230,28 @@ void AttentionScores(const float* q, const float* k, int64_t kv_stride, int64_t 
   }
 }
 
+// out[d] += sum_{j in [j0, j1)} p[j] * v_j[d] for d in [d0, head_dim): a vector of lanes at a
+// time, then the tail (what AttentionValuesBlock leaves after its 4-vector chunks).
+void AttentionValuesRest(const float* p, const float* v, int64_t kv_stride, int64_t j0, int64_t j1,
+                         int64_t d0, int64_t head_dim, float* out) {
+  const DF df;
+  const int64_t lanes = int64_t(hn::Lanes(df));
+  int64_t d = d0;
+  for (; d + lanes <= head_dim; d += lanes) {
+    VF a = hn::Zero(df);
+    for (int64_t j = j0; j < j1; ++j)
+      a = hn::MulAdd(hn::Set(df, p[j]), hn::LoadU(df, v + j * kv_stride + d), a);
+    hn::StoreU(hn::Add(hn::LoadU(df, out + d), a), df, out + d);
+  }
+  if (d < head_dim) {
+    const size_t rest = size_t(head_dim - d);
+    VF a = hn::Zero(df);
+    for (int64_t j = j0; j < j1; ++j)
+      a = hn::MulAdd(hn::Set(df, p[j]), LoadTail(df, v + j * kv_stride + d, rest), a);
+    StoreTail(hn::Add(LoadTail(df, out + d, rest), a), df, out + d, rest);
+  }
+}
+
 // out[d] += sum_{j in [j0, j1)} p[j] * v_j[d]: register accumulators over a block of keys, so the
 // f32 error grows with the block length, not with n_keys.
 void AttentionValuesBlock(const float* p, const float* v, int64_t kv_stride, int64_t j0, int64_t j1,
@@ -252,19 +274,7 @@ void AttentionValuesBlock(const float* p, const float* v, int64_t kv_stride, int
     hn::StoreU(hn::Add(hn::LoadU(df, out + d + 2 * lanes), a2), df, out + d + 2 * lanes);
     hn::StoreU(hn::Add(hn::LoadU(df, out + d + 3 * lanes), a3), df, out + d + 3 * lanes);
   }
-  for (; d + lanes <= head_dim; d += lanes) {
-    VF a = hn::Zero(df);
-    for (int64_t j = j0; j < j1; ++j)
-      a = hn::MulAdd(hn::Set(df, p[j]), hn::LoadU(df, v + j * kv_stride + d), a);
-    hn::StoreU(hn::Add(hn::LoadU(df, out + d), a), df, out + d);
-  }
-  if (d < head_dim) {
-    const size_t rest = size_t(head_dim - d);
-    VF a = hn::Zero(df);
-    for (int64_t j = j0; j < j1; ++j)
-      a = hn::MulAdd(hn::Set(df, p[j]), LoadTail(df, v + j * kv_stride + d, rest), a);
-    StoreTail(hn::Add(LoadTail(df, out + d, rest), a), df, out + d, rest);
-  }
+  AttentionValuesRest(p, v, kv_stride, j0, j1, d, head_dim, out);
 }
 
 void AttentionHead(const float* q, const float* k, const float* v, int64_t kv_stride,
@@ -375,28 +385,6 @@ void AttentionValuesTile(const float* const* ps, int64_t nq, const int64_t* ends
       hn::StoreU(hn::Add(hn::LoadU(df, o + 2 * lanes), a[i][2]), df, o + 2 * lanes);
       hn::StoreU(hn::Add(hn::LoadU(df, o + 3 * lanes), a[i][3]), df, o + 3 * lanes);
     }
-  }
-}
-
-// The d values past the 4-lane chunks of AttentionValuesBlock, for one query: its lane and tail
-// loops from d0 on.
-void AttentionValuesRest(const float* p, const float* v, int64_t kv_stride, int64_t j0, int64_t j1,
-                         int64_t d0, int64_t head_dim, float* out) {
-  const DF df;
-  const int64_t lanes = int64_t(hn::Lanes(df));
-  int64_t d = d0;
-  for (; d + lanes <= head_dim; d += lanes) {
-    VF a = hn::Zero(df);
-    for (int64_t j = j0; j < j1; ++j)
-      a = hn::MulAdd(hn::Set(df, p[j]), hn::LoadU(df, v + j * kv_stride + d), a);
-    hn::StoreU(hn::Add(hn::LoadU(df, out + d), a), df, out + d);
-  }
-  if (d < head_dim) {
-    const size_t rest = size_t(head_dim - d);
-    VF a = hn::Zero(df);
-    for (int64_t j = j0; j < j1; ++j)
-      a = hn::MulAdd(hn::Set(df, p[j]), LoadTail(df, v + j * kv_stride + d, rest), a);
-    StoreTail(hn::Add(LoadTail(df, out + d, rest), a), df, out + d, rest);
   }
 }
 

@@ -11,6 +11,14 @@ std::string fmt(double v) {
   return buf;
 }
 
+// One scalar metric in the text format: its HELP and TYPE lines and its value.
+void scalar(std::string& out, const char* name, const char* type, const char* help,
+            const std::string& value) {
+  out += std::string("# HELP ") + name + " " + help + "\n";
+  out += std::string("# TYPE ") + name + " " + type + "\n";
+  out += std::string(name) + " " + value + "\n";
+}
+
 }  // namespace
 
 Histogram::Histogram(std::vector<double> bounds)
@@ -69,81 +77,70 @@ std::string Metrics::render(const runtime::EngineStats& stats,
   for (auto& [key, n] : requests_)
     out += "meshlm_requests_total{endpoint=\"" + key.first + "\",status=\"" +
            std::to_string(key.second) + "\"} " + std::to_string(n) + "\n";
-  out += "# HELP meshlm_prompt_tokens_total Prompt tokens of finished requests.\n";
-  out += "# TYPE meshlm_prompt_tokens_total counter\n";
-  out += "meshlm_prompt_tokens_total " + std::to_string(prompt_tokens_) + "\n";
-  out += "# HELP meshlm_generation_tokens_total Tokens generated for finished requests.\n";
-  out += "# TYPE meshlm_generation_tokens_total counter\n";
-  out += "meshlm_generation_tokens_total " + std::to_string(generated_tokens_) + "\n";
-  out += "# HELP meshlm_engine_prompt_tokens_total Prompt tokens processed by the engine.\n";
-  out += "# TYPE meshlm_engine_prompt_tokens_total counter\n";
-  out += "meshlm_engine_prompt_tokens_total " + std::to_string(stats.prompt_tokens_total) + "\n";
-  out += "# HELP meshlm_engine_generated_tokens_total Tokens sampled by the engine.\n";
-  out += "# TYPE meshlm_engine_generated_tokens_total counter\n";
-  out +=
-      "meshlm_engine_generated_tokens_total " + std::to_string(stats.generated_tokens_total) + "\n";
+  scalar(out, "meshlm_prompt_tokens_total", "counter", "Prompt tokens of finished requests.",
+         std::to_string(prompt_tokens_));
+  scalar(out, "meshlm_generation_tokens_total", "counter",
+         "Tokens generated for finished requests.", std::to_string(generated_tokens_));
+  scalar(out, "meshlm_engine_prompt_tokens_total", "counter",
+         "Prompt tokens processed by the engine.", std::to_string(stats.prompt_tokens_total));
+  scalar(out, "meshlm_engine_generated_tokens_total", "counter", "Tokens sampled by the engine.",
+         std::to_string(stats.generated_tokens_total));
   out += "# HELP meshlm_time_to_first_token_seconds Time from request to first token.\n";
   out += "# TYPE meshlm_time_to_first_token_seconds histogram\n";
   ttft_.render(out, "meshlm_time_to_first_token_seconds");
   out += "# HELP meshlm_inter_token_latency_seconds Time between tokens of one stream.\n";
   out += "# TYPE meshlm_inter_token_latency_seconds histogram\n";
   itl_.render(out, "meshlm_inter_token_latency_seconds");
-  out += "# HELP meshlm_queue_depth Requests waiting for a slot.\n";
-  out += "# TYPE meshlm_queue_depth gauge\n";
-  out += "meshlm_queue_depth " + std::to_string(stats.queued) + "\n";
-  out += "# HELP meshlm_active_sequences Sequences being prefilled or decoded.\n";
-  out += "# TYPE meshlm_active_sequences gauge\n";
-  out += "meshlm_active_sequences " + std::to_string(stats.active) + "\n";
-  out += "# HELP meshlm_engine_busy_seconds_total Time the pipeline had work in flight.\n";
-  out += "# TYPE meshlm_engine_busy_seconds_total counter\n";
-  out += "meshlm_engine_busy_seconds_total " + fmt(stats.busy_seconds) + "\n";
-  out += "# HELP meshlm_recovering Whether requests are paused waiting for a lost stage (1).\n";
-  out += "# TYPE meshlm_recovering gauge\n";
-  out += "meshlm_recovering " + std::string(stats.recovering ? "1" : "0") + "\n";
-  out += "# HELP meshlm_recoveries_total Outages (lost stages) the engine came through.\n";
-  out += "# TYPE meshlm_recoveries_total counter\n";
-  out += "meshlm_recoveries_total " + std::to_string(stats.recoveries_total) + "\n";
-  out += "# HELP meshlm_replayed_sequences_total Sequences re-prefilled after a lost stage.\n";
-  out += "# TYPE meshlm_replayed_sequences_total counter\n";
-  out += "meshlm_replayed_sequences_total " + std::to_string(stats.replayed_total) + "\n";
-  out += "# HELP meshlm_kv_tokens KV positions the active sequences hold (the --kv-memory unit).\n";
-  out += "# TYPE meshlm_kv_tokens gauge\n";
-  out += "meshlm_kv_tokens " + std::to_string(stats.kv_tokens) + "\n";
-  out += "# HELP meshlm_preemptions_total Sequences paused (KV freed, resumed later) to stay within "
-         "--kv-memory.\n";
-  out += "# TYPE meshlm_preemptions_total counter\n";
-  out += "meshlm_preemptions_total " + std::to_string(stats.preemptions_total) + "\n";
-  out += "# HELP meshlm_prefix_cache_blocks Prefix-cache blocks held (KV kept for reuse).\n";
-  out += "# TYPE meshlm_prefix_cache_blocks gauge\n";
-  out += "meshlm_prefix_cache_blocks " + std::to_string(stats.prefix_cache_blocks) + "\n";
-  out += "# HELP meshlm_prefix_cache_bytes KV bytes the prefix cache holds, all stages together.\n";
-  out += "# TYPE meshlm_prefix_cache_bytes gauge\n";
-  out += "meshlm_prefix_cache_bytes " + std::to_string(stats.prefix_cache_bytes) + "\n";
-  out += "# HELP meshlm_prefix_cache_hit_tokens_total Prompt tokens restored from the prefix cache "
-         "instead of computed.\n";
-  out += "# TYPE meshlm_prefix_cache_hit_tokens_total counter\n";
-  out += "meshlm_prefix_cache_hit_tokens_total " +
-         std::to_string(stats.prefix_cache_hit_tokens_total) + "\n";
-  out += "# HELP meshlm_prefix_cache_hits_total Requests that restored part of their prompt.\n";
-  out += "# TYPE meshlm_prefix_cache_hits_total counter\n";
-  out += "meshlm_prefix_cache_hits_total " + std::to_string(stats.prefix_cache_hits_total) + "\n";
+  scalar(out, "meshlm_queue_depth", "gauge", "Requests waiting for a slot.",
+         std::to_string(stats.queued));
+  scalar(out, "meshlm_active_sequences", "gauge", "Sequences being prefilled or decoded.",
+         std::to_string(stats.active));
+  scalar(out, "meshlm_engine_busy_seconds_total", "counter",
+         "Time the pipeline had work in flight.", fmt(stats.busy_seconds));
+  scalar(out, "meshlm_recovering", "gauge",
+         "Whether requests are paused waiting for a lost stage (1).",
+         std::string(stats.recovering ? "1" : "0"));
+  scalar(out, "meshlm_recoveries_total", "counter",
+         "Outages (lost stages) the engine came through.", std::to_string(stats.recoveries_total));
+  scalar(out, "meshlm_replayed_sequences_total", "counter",
+         "Sequences re-prefilled after a lost stage.", std::to_string(stats.replayed_total));
+  scalar(out, "meshlm_kv_tokens", "gauge",
+         "KV positions the active sequences hold (the --kv-memory unit).",
+         std::to_string(stats.kv_tokens));
+  scalar(out, "meshlm_preemptions_total", "counter",
+         "Sequences paused (KV freed, resumed later) to stay within --kv-memory.",
+         std::to_string(stats.preemptions_total));
+  scalar(out, "meshlm_prefix_cache_blocks", "gauge",
+         "Prefix-cache blocks held (KV kept for reuse).",
+         std::to_string(stats.prefix_cache_blocks));
+  scalar(out, "meshlm_prefix_cache_bytes", "gauge",
+         "KV bytes the prefix cache holds, all stages together.",
+         std::to_string(stats.prefix_cache_bytes));
+  scalar(out, "meshlm_prefix_cache_hit_tokens_total", "counter",
+         "Prompt tokens restored from the prefix cache instead of computed.",
+         std::to_string(stats.prefix_cache_hit_tokens_total));
+  scalar(out, "meshlm_prefix_cache_hits_total", "counter",
+         "Requests that restored part of their prompt.",
+         std::to_string(stats.prefix_cache_hits_total));
   out += "# HELP meshlm_stage_up Whether each pipeline stage is ready (1) or not (0).\n";
   out += "# TYPE meshlm_stage_up gauge\n";
   for (size_t i = 0; i < stages.size(); ++i)
     out += "meshlm_stage_up{stage=\"" + std::to_string(i) + "\",node=\"" + stages[i].node +
            "\",layers=\"" + std::to_string(stages[i].layers.begin) + "-" +
-           std::to_string(stages[i].layers.end) + "\"} " + (stages[i].state == "ready" ? "1" : "0") +
-           "\n";
+           std::to_string(stages[i].layers.end) + "\"} " +
+           (stages[i].state == "ready" ? "1" : "0") + "\n";
   auto stage_labels = [&](size_t i) {
     return "{stage=\"" + std::to_string(i) + "\",node=\"" + stages[i].node + "\"}";
   };
-  out += "# HELP meshlm_stage_compute_seconds_total Time each stage spent computing micro-batches.\n";
+  out +=
+      "# HELP meshlm_stage_compute_seconds_total Time each stage spent computing micro-batches.\n";
   out += "# TYPE meshlm_stage_compute_seconds_total counter\n";
   for (size_t i = 0; i < stages.size(); ++i)
     out += "meshlm_stage_compute_seconds_total" + stage_labels(i) + " " +
            fmt(stages[i].busy_seconds) + "\n";
-  out += "# HELP meshlm_stage_transfer_seconds_total Time micro-batches spent after a stage outside "
-         "any compute (links, waiting for busy stages); measured on the coordinator's row.\n";
+  out +=
+      "# HELP meshlm_stage_transfer_seconds_total Time micro-batches spent after a stage outside "
+      "any compute (links, waiting for busy stages); measured on the coordinator's row.\n";
   out += "# TYPE meshlm_stage_transfer_seconds_total counter\n";
   for (size_t i = 0; i < stages.size(); ++i)
     out += "meshlm_stage_transfer_seconds_total" + stage_labels(i) + " " +
