@@ -3,6 +3,7 @@
 #include "model/model_files.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -196,6 +197,8 @@ class RemotePipeline final : public runtime::Pipeline {
       mark_down(0, e.what());
     }
   }
+
+  uint64_t kv_epoch() const override { return kv_epoch_.load(); }
 
   std::vector<runtime::StageInfo> stages() const override {
     std::lock_guard lock(mutex_);
@@ -420,6 +423,7 @@ class RemotePipeline final : public runtime::Pipeline {
     teardown();
     stage0_->release_all();
     runner0_->clear();
+    kv_epoch_.fetch_add(1);  // the workers' KV goes with their sessions
     {
       std::lock_guard lock(mutex_);
       for (auto& r : remotes_) r->state = "connecting";
@@ -596,6 +600,7 @@ class RemotePipeline final : public runtime::Pipeline {
   const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   bool closing_ = false;  // the destructor is shutting the workers down
   std::map<uint64_t, std::chrono::steady_clock::time_point> sent_at_;  // micro-batch -> sent
+  std::atomic<uint64_t> kv_epoch_{0};  // try_reconnect() calls (Pipeline::kv_epoch)
   std::string broken_;  // non-empty: a stage is down; the next launch reconnects
 };
 

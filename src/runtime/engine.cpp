@@ -125,6 +125,7 @@ struct Engine::Impl {
   std::vector<int64_t> pending_drops;
   bool drop_all_pending = false;
   size_t block_bytes = 0;  // one block's KV, all stages
+  uint64_t kv_epoch = 0;   // the pipeline's, when the cache was last known good
   void reset_cache();
   std::vector<model::KvOp> cache_prefix(Sequence& seq);
   void cache_blocks(Sequence& seq, int64_t end, MicroBatch& batch);
@@ -349,6 +350,12 @@ void Engine::Impl::preempt_over_budget() {
 // are spread over depth() batches so that every stage has work; prefill chunks fill the rest.
 bool Engine::Impl::launch_one() {
   const int depth = std::max(1, pipeline->depth());
+  // Stages that lost their KV without a failed batch (a worker restarted while idle) lost the
+  // prefix blocks too.
+  if (const uint64_t e = pipeline->kv_epoch(); e != kv_epoch) {
+    kv_epoch = e;
+    reset_cache();
+  }
   int64_t decoding = 0;
   for (auto& [id, seq] : active)
     if (seq->ready_to_decode() && !seq->cancelled) ++decoding;
@@ -531,8 +538,9 @@ void Engine::Impl::reset_cache() {
   cache->clear();
   pending_drops.clear();
   drop_all_pending = true;
-  // Sequences keep their KV but their chains are gone: they stop adding blocks.
-  for (auto& [id, seq] : active) seq->cache_off = true;
+  // Sequences whose chains are gone stop adding blocks; those that have none yet go on.
+  for (auto& [id, seq] : active)
+    if (seq->cache_blocks > 0) seq->cache_off = true;
   set_cache_stats();
 }
 

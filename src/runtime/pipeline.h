@@ -74,6 +74,10 @@ class Pipeline {
   virtual MicroBatchResult wait() = 0;
   virtual void release(int64_t seq_id) = 0;  // frees the sequence's KV (and sampler) everywhere
   virtual std::vector<StageInfo> stages() const = 0;
+  // Changes whenever stages may have lost their KV, prefix blocks included, without a micro-batch
+  // failing: a reconnect to a restarted worker while idle, a re-plan. The engine then forgets its
+  // prefix cache (runtime/prefix_cache.h).
+  virtual uint64_t kv_epoch() const { return 0; }
 };
 
 // All stages in this process, one per range of `ranges` (empty = one stage of every layer).

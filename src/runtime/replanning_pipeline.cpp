@@ -185,6 +185,12 @@ void ReplanningPipeline::release(int64_t seq_id) {
   active_.erase(seq_id);
 }
 
+uint64_t ReplanningPipeline::kv_epoch() const {
+  std::lock_guard lock(mutex_);
+  // inner_->kv_epoch() only reads a counter: safe while another thread uses inner_.
+  return (uint64_t(rebuilds_) << 32) + (inner_ && !rebuilding_ ? inner_->kv_epoch() : 0);
+}
+
 std::vector<StageInfo> ReplanningPipeline::stages() const {
   std::unique_lock lock(mutex_);
   if (rebuilding_ || !inner_) return last_stages_;

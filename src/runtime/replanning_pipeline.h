@@ -53,6 +53,7 @@ class ReplanningPipeline final : public Pipeline {
   MicroBatchResult wait() override;
   void release(int64_t seq_id) override;
   std::vector<StageInfo> stages() const override;
+  uint64_t kv_epoch() const override;  // changes with every re-plan and with the inner one's
 
  private:
   bool idle_locked() const;

@@ -319,6 +319,60 @@ TEST_F(DistPipeline, RestartedWorkerIsTakenBackWithoutTraffic) {
 // A worker that stops answering without closing its connection (SIGSTOP: a suspended laptop, a
 // pulled cable) is noticed by the missing heartbeats with nothing in flight, long before the
 // result timeout, and taken back by itself once it answers again.
+// A worker restarted while the engine is idle comes back without its prefix blocks: the engine
+// forgets them (Pipeline::kv_epoch) instead of asking the new worker to restore them.
+TEST_F(DistPipeline, PrefixCacheIsForgottenWhenAWorkerRestarts) {
+  auto w = std::make_unique<WorkerProcess>();
+  runtime::EngineOptions opt;
+  opt.prefix_block_tokens = 16;
+  opt.max_context = 256;
+  runtime::Engine engine(make_remote_pipeline(options({w->address()}, {{0, 2}, {2, 4}})), opt);
+  const auto prompt = test::prefix_prompts(1)[0];
+  auto run = [&] {
+    std::mutex m;
+    std::condition_variable cv;
+    runtime::TokenEvent last;
+    std::vector<int32_t> ids;
+    bool done = false;
+    runtime::Request r;
+    r.prompt = prompt;
+    r.max_tokens = 6;
+    r.ignore_eos = true;
+    r.sampling.temperature = 0.0f;
+    r.on_event = [&](const runtime::TokenEvent& e) {
+      std::lock_guard lock(m);
+      if (e.has_token) ids.push_back(e.sampled.token);
+      if (e.finished) {
+        last = e;
+        done = true;
+      }
+      cv.notify_all();
+      return true;
+    };
+    engine.submit(std::move(r));
+    std::unique_lock lock(m);
+    EXPECT_TRUE(cv.wait_for(lock, std::chrono::minutes(2), [&] { return done; }));
+    EXPECT_EQ(last.error, "");
+    return std::make_pair(ids, last.cached_tokens);
+  };
+  const auto first = run();
+  EXPECT_EQ(first.second, 0);
+  EXPECT_EQ(run(), std::make_pair(first.first, int64_t{32}));  // from the cache
+  const uint16_t port = w->port();
+  w->kill(SIGKILL);
+  auto ready = [&] {
+    for (const auto& st : engine.stages())
+      if (st.state != "ready") return false;
+    return true;
+  };
+  for (int i = 0; i < 600 && ready(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  w = std::make_unique<WorkerProcess>(port);
+  for (int i = 0; i < 1200 && !ready(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_TRUE(ready()) << "the restarted worker was not taken back";
+  EXPECT_EQ(run(), std::make_pair(first.first, int64_t{0}));  // computed again, same tokens
+  EXPECT_EQ(run(), std::make_pair(first.first, int64_t{32}));
+}
+
 TEST_F(DistPipeline, SilentWorkerIsNoticedByHeartbeatsAndTakenBack) {
   auto w1 = std::make_unique<WorkerProcess>();
   auto w2 = std::make_unique<WorkerProcess>();
