@@ -12,6 +12,7 @@
 #include "cluster/planner.h"
 #include "core/error.h"
 #include "model/config.h"
+#include "kv_options.h"
 #include "pipeline_options.h"
 
 namespace meshlm::cli {
@@ -28,6 +29,8 @@ int run_plan(int argc, char** argv) {
   app.add_option("--parallel", parallel, "sequences decoded at once (KV room for each)")
       ->check(CLI::Range(1, 4096));
   app.add_flag("--json", json, "print the plan as JSON");
+  KvOptions kv;  // --kv-memory and --prefix-cache: the KV room as serve would leave it
+  kv.add_to(app);
   PipelineOptions popts;
   popts.add_to(app);
   CLI11_PARSE(app, argc, argv);
@@ -36,8 +39,8 @@ int run_plan(int argc, char** argv) {
 
   model::StageOptions stage;
   stage.max_context = ctx;
-  popts.kv_tokens = ctx * parallel;
   auto cfg = model::ModelConfig::from_dir(model_dir);
+  popts.kv_tokens = kv.planner_tokens(cfg, ctx, parallel);
   cluster::Plan plan = popts.plan(model_dir, stage);
   if (json) {
     nlohmann::json out;
@@ -57,9 +60,14 @@ int run_plan(int argc, char** argv) {
     std::printf("%s\n", out.dump(2).c_str());
     return 0;
   }
-  std::printf("model %s: %s, %lld layers; KV room for %lld positions per stage (ctx %lld x %d)\n",
+  std::printf("model %s: %s, %lld layers; KV room for %lld positions per stage (%s, and the "
+              "prefix cache's %s)\n",
               model_dir.c_str(), cfg.model_type.c_str(), static_cast<long long>(cfg.n_layers),
-              static_cast<long long>(popts.kv_tokens), static_cast<long long>(ctx), parallel);
+              static_cast<long long>(popts.kv_tokens),
+              kv.budget_tokens(cfg) > 0
+                  ? ("--kv-memory " + kv.kv_memory).c_str()
+                  : ("ctx " + std::to_string(ctx) + " x " + std::to_string(parallel)).c_str(),
+              kv.prefix_cache.c_str());
   std::printf("%s", cluster::format_plan(plan).c_str());
   return 0;
 }

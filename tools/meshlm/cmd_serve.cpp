@@ -11,12 +11,11 @@
 #include "command.h"
 #include "common.h"
 #include "cluster/cluster_watch.h"
-#include "cluster/planner.h"
 #include "core/byte_count.h"
-#include "core/error.h"
 #include "core/log.h"
 #include "model/config.h"
 #include "transport/mpi_transport.h"
+#include "kv_options.h"
 #include "pipeline_options.h"
 #include "runtime/engine.h"
 #include "runtime/replanning_pipeline.h"
@@ -78,22 +77,11 @@ int run_serve(int argc, char** argv) {
       ->check(CLI::Range(int64_t(1), int64_t(1) << 20));
   app.add_option("--prefill-chunk", eopt.prefill_chunk, "longest prompt piece per micro-batch")
       ->check(CLI::Range(int64_t(1), int64_t(1) << 20));
-  std::string prefix_cache = "2G";
-  app.add_option("--prefix-cache", prefix_cache,
-                 "memory for automatic prefix caching: the KV of prompts (and answers) kept so that "
-                 "a request that begins the same way (system prompt, earlier turns) computes only "
-                 "the rest; the whole model's KV, shared by the stages by their layers; 0 = off")
-      ->capture_default_str();
+  KvOptions kv;
+  kv.add_to(app);
   app.add_option("--prefix-block", eopt.prefix_block_tokens,
                  "tokens per prefix-cache block (a prompt is reused in whole blocks)")
       ->check(CLI::Range(int64_t(1), int64_t(4096)))
-      ->capture_default_str();
-  std::string kv_memory = "0";
-  app.add_option("--kv-memory", kv_memory,
-                 "KV memory for the sequences decoding at once (the whole model's KV, e.g. 4G): "
-                 "requests wait in the queue while it is full, and a sequence that outgrows it is "
-                 "paused and resumed; the planner leaves this much room instead of --ctx x "
-                 "--parallel (0: --ctx x --parallel)")
       ->capture_default_str();
   double recovery_timeout_s = 60;
   app.add_option("--recovery-timeout", recovery_timeout_s,
@@ -151,23 +139,16 @@ int run_serve(int argc, char** argv) {
                           popts.layers.empty() && popts.plan_memory.empty() && !popts.mpi() &&
                           popts.local_layers.empty() && discovery::discovery_available();
   popts.discover_peers();
-  eopt.prefix_cache_bytes = int64_t(cluster::parse_bytes(prefix_cache));
-  // The planner leaves KV room for the sequences (every parallel one at full context, or the
-  // --kv-memory budget) and for the prefix cache.
-  popts.kv_tokens = ctx * parallel;
   {
+    // The planner leaves KV room for the sequences (every parallel one at full context, or the
+    // --kv-memory budget) and for the prefix cache.
     const auto cfg = model::ModelConfig::from_dir(model_dir);
-    const int64_t per_token = cfg.n_layers * 2 * cfg.kv_dim() * int64_t(sizeof(float));
-    const auto kv_bytes = int64_t(cluster::parse_bytes(kv_memory));
-    if (kv_bytes > 0 && per_token > 0) {
-      eopt.kv_budget_tokens = kv_bytes / per_token;
-      if (eopt.kv_budget_tokens < 2)
-        throw Error("serve", "--kv-memory " + kv_memory + " holds less than 2 tokens of this model's KV");
-      popts.kv_tokens = eopt.kv_budget_tokens;
+    eopt.prefix_cache_bytes = kv.prefix_cache_bytes();
+    eopt.kv_budget_tokens = kv.budget_tokens(cfg);
+    popts.kv_tokens = kv.planner_tokens(cfg, ctx, parallel);
+    if (eopt.kv_budget_tokens > 0)
       log::info("[serve] KV memory budget: {} tokens ({} per token)", eopt.kv_budget_tokens,
-                format_bytes(double(per_token)));
-    }
-    if (per_token > 0) popts.kv_tokens += eopt.prefix_cache_bytes / per_token;
+                format_bytes(double(KvOptions::bytes_per_token(cfg))));
   }
   std::unique_ptr<runtime::Pipeline> pipeline = popts.make(model_dir, stage);
   runtime::ReplanningPipeline* replanning = nullptr;

@@ -1,0 +1,28 @@
+// --kv-memory and --prefix-cache, as serve takes them and plan accounts them: the engine's KV
+// budget and prefix-cache size, and the KV positions the planner leaves room for per stage.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <cstdint>
+#include <string>
+
+#include "model/config.h"
+
+namespace meshlm::cli {
+
+struct KvOptions {
+  std::string kv_memory = "0";
+  std::string prefix_cache = "2G";
+
+  void add_to(CLI::App& app);
+  // f32 KV bytes per position of the whole model (all layers).
+  static int64_t bytes_per_token(const model::ModelConfig& cfg);
+  // --kv-memory in positions (0: none). Throws Error("serve", ...) below 2 positions.
+  int64_t budget_tokens(const model::ModelConfig& cfg) const;
+  int64_t prefix_cache_bytes() const;
+  // What the planner leaves room for: the budget, or ctx x parallel without one, plus the
+  // prefix cache.
+  int64_t planner_tokens(const model::ModelConfig& cfg, int64_t ctx, int parallel) const;
+};
+
+}  // namespace meshlm::cli
