@@ -660,8 +660,12 @@ void Engine::Impl::complete_one() {
     event.cached_tokens = seq.cached_tokens;
     // A finished sequence's KV is freed, and the stats updated, before its last event goes out.
     if (event.finished) pipeline->release(static_cast<int64_t>(id));
+    const int64_t held = options.kv_budget_tokens > 0
+                             ? kv_held() - (event.finished ? seq.kv_need() : 0)
+                             : 0;
     {
       std::lock_guard lock(mutex);
+      stats.kv_tokens = held;
       stats.generated_tokens_total += 1;
       if (seq.generated == 1) stats.prompt_tokens_total += seq.prompt_len();
       stats.active = static_cast<int64_t>(active.size()) - (event.finished ? 1 : 0);
