@@ -407,12 +407,13 @@ bool Engine::Impl::launch_one() {
     // A sequence's first chunk: the blocks of its prefix that are cached are restored, not computed.
     std::vector<model::KvOp> restores;
     if (!seq->cache_looked_up && seq->prefilled == 0) restores = cache_prefix(*seq);
-    const auto undo_restores = [&] {
+    // The sequence is a parameter: clang 14 cannot capture a structured binding.
+    auto undo_restores = [&restores](Sequence& s) {
       if (restores.empty()) return;
-      seq->prefilled = 0;
-      seq->cache_parent = -1;
-      seq->cache_blocks = 0;
-      seq->cache_looked_up = false;
+      s.prefilled = 0;
+      s.cache_parent = -1;
+      s.cache_blocks = 0;
+      s.cache_looked_up = false;
     };
     const int64_t n = std::min({options.prefill_chunk, budget, seq->prefill_target - seq->prefilled});
     model::SeqChunk chunk;
@@ -422,7 +423,7 @@ bool Engine::Impl::launch_one() {
     // A replayed prefill samples nothing: its next token is already known (last_token).
     chunk.want_logits = seq->prefilled + n == seq->prefill_target && seq->generated == 0;
     if (chunk.want_logits && !attach_mask(id, *seq)) {
-      undo_restores();
+      undo_restores(*seq);
       continue;
     }
     if (!restores.empty()) {
