@@ -74,6 +74,8 @@ struct ModelConfig {
   std::vector<float> rope_inv_freq() const;
   int64_t q_dim() const { return n_heads * head_dim; }
   int64_t kv_dim() const { return n_kv_heads * head_dim; }
+  // f32 KV bytes of one position over every layer (the whole model, all stages together).
+  int64_t kv_bytes_per_token() const { return n_layers * 2 * kv_dim() * int64_t(sizeof(float)); }
   bool is_moe() const { return n_experts > 0; }
   // Layer `layer`'s MLP is the mixture of experts (else the dense MLP).
   bool moe_layer(int64_t layer) const;

@@ -30,13 +30,13 @@ KvCache::Seq& KvCache::get(int64_t seq_id) {
   return it->second;
 }
 
-float* KvCache::keys(int64_t seq_id, int64_t layer) {
-  return get(seq_id).mem.data() + size_t(2 * layer) * size_t(max_context_) * size_t(kv_dim_);
+float* KvCache::at(Seq& s, int64_t half, int64_t pos) const {
+  return s.mem.data() + (size_t(half) * size_t(max_context_) + size_t(pos)) * size_t(kv_dim_);
 }
 
-float* KvCache::values(int64_t seq_id, int64_t layer) {
-  return get(seq_id).mem.data() + size_t(2 * layer + 1) * size_t(max_context_) * size_t(kv_dim_);
-}
+float* KvCache::keys(int64_t seq_id, int64_t layer) { return at(get(seq_id), 2 * layer, 0); }
+
+float* KvCache::values(int64_t seq_id, int64_t layer) { return at(get(seq_id), 2 * layer + 1, 0); }
 
 int64_t KvCache::length(int64_t seq_id) const {
   auto it = seqs_.find(seq_id);
@@ -82,8 +82,7 @@ void KvCache::apply(const KvOp& op) {
       const size_t run = size_t(op.n_tokens) * kv;
       b.mem = be_.alloc(size_t(n_layers_) * 2 * run);
       for (int64_t l = 0; l < 2 * n_layers_; ++l)
-        be_.copy(b.mem.data() + size_t(l) * run,
-                 s.mem.data() + size_t(l) * size_t(max_context_) * kv + size_t(op.pos) * kv, run);
+        be_.copy(b.mem.data() + size_t(l) * run, at(s, l, op.pos), run);
       blocks_.emplace(op.block, std::move(b));
       return;
     }
@@ -105,8 +104,7 @@ void KvCache::apply(const KvOp& op) {
                               std::to_string(s.length));
       const size_t run = size_t(op.n_tokens) * kv;
       for (int64_t l = 0; l < 2 * n_layers_; ++l)
-        be_.copy(s.mem.data() + size_t(l) * size_t(max_context_) * kv + size_t(op.pos) * kv,
-                 b.mem.data() + size_t(l) * run, run);
+        be_.copy(at(s, l, op.pos), b.mem.data() + size_t(l) * run, run);
       s.length = int64_t(op.pos) + op.n_tokens;
       return;
     }

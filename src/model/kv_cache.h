@@ -59,6 +59,8 @@ class KvCache {
     int32_t n_tokens = 0;
   };
   Seq& get(int64_t seq_id);
+  // Position pos of half `half` of a sequence's buffer (2 * layer: keys, 2 * layer + 1: values).
+  float* at(Seq& s, int64_t half, int64_t pos) const;
   backend::Backend& be_;
   int64_t n_layers_, kv_dim_, max_context_;
   std::unordered_map<int64_t, Seq> seqs_;

@@ -159,8 +159,8 @@ Engine::Engine(std::unique_ptr<Pipeline> pipeline, const EngineOptions& options)
   impl_->options = options;
   {
     const auto& cfg = impl_->pipeline->config();
-    const int64_t B = std::max<int64_t>(1, options.prefix_block_tokens);
-    impl_->block_bytes = size_t(B) * size_t(cfg.n_layers) * 2 * size_t(cfg.kv_dim()) * sizeof(float);
+    const int64_t B = options.prefix_block_tokens;
+    impl_->block_bytes = size_t(B * cfg.kv_bytes_per_token());
     const int64_t max_blocks =
         options.prefix_cache_bytes > 0 ? int64_t(uint64_t(options.prefix_cache_bytes) / impl_->block_bytes) : 0;
     impl_->cache = std::make_unique<PrefixCache>(B, max_blocks);

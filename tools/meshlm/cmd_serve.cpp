@@ -148,7 +148,7 @@ int run_serve(int argc, char** argv) {
     popts.kv_tokens = kv.planner_tokens(cfg, ctx, parallel);
     if (eopt.kv_budget_tokens > 0)
       log::info("[serve] KV memory budget: {} tokens ({} per token)", eopt.kv_budget_tokens,
-                format_bytes(double(KvOptions::bytes_per_token(cfg))));
+                format_bytes(double(cfg.kv_bytes_per_token())));
   }
   std::unique_ptr<runtime::Pipeline> pipeline = popts.make(model_dir, stage);
   runtime::ReplanningPipeline* replanning = nullptr;

@@ -19,13 +19,9 @@ void KvOptions::add_to(CLI::App& app) {
       ->capture_default_str();
 }
 
-int64_t KvOptions::bytes_per_token(const model::ModelConfig& cfg) {
-  return cfg.n_layers * 2 * cfg.kv_dim() * int64_t(sizeof(float));
-}
-
 int64_t KvOptions::budget_tokens(const model::ModelConfig& cfg) const {
   const auto bytes = int64_t(cluster::parse_bytes(kv_memory));
-  const int64_t per_token = bytes_per_token(cfg);
+  const int64_t per_token = cfg.kv_bytes_per_token();
   if (bytes <= 0 || per_token <= 0) return 0;
   if (bytes / per_token < 2)
     throw Error("serve", "--kv-memory " + kv_memory + " holds less than 2 tokens of this model's KV");
@@ -36,7 +32,7 @@ int64_t KvOptions::prefix_cache_bytes() const { return int64_t(cluster::parse_by
 
 int64_t KvOptions::planner_tokens(const model::ModelConfig& cfg, int64_t ctx, int parallel) const {
   const int64_t budget = budget_tokens(cfg);
-  const int64_t per_token = bytes_per_token(cfg);
+  const int64_t per_token = cfg.kv_bytes_per_token();
   return (budget > 0 ? budget : ctx * parallel) +
          (per_token > 0 ? prefix_cache_bytes() / per_token : 0);
 }

@@ -15,8 +15,6 @@ struct KvOptions {
   std::string prefix_cache = "2G";
 
   void add_to(CLI::App& app);
-  // f32 KV bytes per position of the whole model (all layers).
-  static int64_t bytes_per_token(const model::ModelConfig& cfg);
   // --kv-memory in positions (0: none). Throws Error("serve", ...) below 2 positions.
   int64_t budget_tokens(const model::ModelConfig& cfg) const;
   int64_t prefix_cache_bytes() const;
