@@ -86,13 +86,22 @@ struct AttentionShape {
   int64_t n_kv_heads = 0;  // key/value heads (n_heads is a multiple of it)
   int64_t head_dim = 0;
   float scale = 1.0f;      // applied to q.k before the softmax
+  // How the cache stores a position: its n_kv_heads * head_dim keys (values likewise) in
+  // kv_type (F32, BF16, F16 or Q8_0: kernels::kv_type_supported), one position kv_row_bytes
+  // after the other (0: packed f32, n_kv_heads * head_dim floats).
+  WeightType kv_type = WeightType::F32;
+  int64_t kv_row_bytes = 0;
+  int64_t row_bytes() const {
+    return kv_row_bytes > 0 ? kv_row_bytes : n_kv_heads * head_dim * int64_t(sizeof(float));
+  }
 };
-// Token t's view of its sequence: key j of KV head h at k + j * (n_kv_heads * head_dim) +
-// h * head_dim (values likewise at v); the token sees keys [0, n_keys) (causal masking is the
-// caller's: it passes only the keys the token may see).
+// Token t's view of its sequence: the keys of position j start row_bytes() * j bytes after k, KV
+// head h's at formats::row_bytes(kv_type, h * head_dim) into the row (values likewise at v); the
+// token sees keys [0, n_keys) (causal masking is the caller's: it passes only the keys the token
+// may see).
 struct AttentionKeys {
-  const float* k = nullptr;
-  const float* v = nullptr;
+  const void* k = nullptr;
+  const void* v = nullptr;
   int64_t n_keys = 0;
 };
 
@@ -116,6 +125,10 @@ class Backend {
   virtual void upload(float* dst, const float* host, size_t n) = 0;
   virtual void download(float* host, const float* src, size_t n) = 0;
   virtual void copy(float* dst, const float* src, size_t n) = 0;
+  // n values of src (backend memory) stored into dst in a KV cache type (AttentionShape::kv_type):
+  // what formats::quantize_row writes (F32: a copy). Throws Error("kv") where the type cannot
+  // hold a value (inf or NaN, F16 overflow, a Q8_0 block scale beyond an f16's range).
+  virtual void store_kv(void* dst, WeightType type, const float* src, int64_t n) = 0;
   // The matrices of a stage as this backend reads them: given a view of the loaded file (host
   // memory), a view the ops accept. The host backends read the file's bytes as they are.
   virtual WeightView import_weights(const WeightView& host) { return host; }

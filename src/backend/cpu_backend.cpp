@@ -32,6 +32,9 @@ class CpuBackend final : public Backend {
   void copy(float* dst, const float* src, size_t n) override {
     if (n) std::memmove(dst, src, n * sizeof(float));
   }
+  void store_kv(void* dst, WeightType type, const float* src, int64_t n) override {
+    store_kv_host(dst, type, src, n);
+  }
 
   void matmul(std::span<const MatmulOut> outs, const float* x, int64_t n_tok) override {
     // backend::MatmulOut and kernels::MatmulOut are the same three fields.
@@ -59,7 +62,8 @@ class CpuBackend final : public Backend {
   void attention(const float* q, int64_t n_tok, const AttentionKeys* keys, const AttentionShape& s,
                  float* out) override {
     const int64_t hd = s.head_dim, group = s.n_heads / s.n_kv_heads;
-    const int64_t kv_stride = s.n_kv_heads * hd, q_stride = s.n_heads * hd;
+    const int64_t rb = s.row_bytes(), q_stride = s.n_heads * hd;
+    const size_t head_bytes = formats::row_bytes(s.kv_type, hd);  // a head's share of a row
     int64_t longest = 0;
     for (int64_t t = 0; t < n_tok; ++t) longest = std::max(longest, keys[t].n_keys);
     // Runs of up to kRun consecutive tokens that read the same keys (a sequence's prefill chunk):
@@ -89,12 +93,13 @@ class CpuBackend final : public Backend {
         const auto [t0, t1] = runs_[size_t(i / s.n_kv_heads)];
         const int64_t kvh = i % s.n_kv_heads;
         const AttentionKeys& kt = keys[t0];
+        const void* kh = static_cast<const uint8_t*>(kt.k) + size_t(kvh) * head_bytes;
+        const void* vh = static_cast<const uint8_t*>(kt.v) + size_t(kvh) * head_bytes;
         if (group > 64) {  // not a real model's grouping: one query at a time
           for (int64_t t = t0; t < t1; ++t)
             for (int64_t h = kvh * group; h < (kvh + 1) * group; ++h)
-              kernels::attention_head(q + t * q_stride + h * hd, kt.k + kvh * hd, kt.v + kvh * hd,
-                                      kv_stride, keys[t].n_keys, hd, s.scale,
-                                      out + t * q_stride + h * hd, sc);
+              kernels::attention_head(q + t * q_stride + h * hd, kh, vh, rb, s.kv_type,
+                                      keys[t].n_keys, hd, s.scale, out + t * q_stride + h * hd, sc);
           continue;
         }
         int64_t nq = 0;
@@ -104,8 +109,8 @@ class CpuBackend final : public Backend {
             outs[nq] = out + t * q_stride + h * hd;
             n_keys[nq] = keys[t].n_keys;
           }
-        kernels::attention_heads(qs, outs, n_keys, nq, kt.k + kvh * hd, kt.v + kvh * hd, kv_stride,
-                                 hd, s.scale, sc, longest);
+        kernels::attention_heads(qs, outs, n_keys, nq, kh, vh, rb, s.kv_type, hd, s.scale, sc,
+                                 longest);
       }
     });
   }

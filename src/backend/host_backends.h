@@ -17,5 +17,7 @@ void rope_interleaved_host(float* x, int64_t n_tok, int64_t n_heads, int64_t hea
 // Backend::add_scaled on the host (both host backends: the same bits): the product rounded,
 // then the sum (built without contraction into a fused multiply-add).
 void add_scaled_host(float* dst, const float* src, float scale, int64_t n);
+// Backend::store_kv on the host (both host backends).
+void store_kv_host(void* dst, WeightType type, const float* src, int64_t n);
 
 }  // namespace meshlm::backend

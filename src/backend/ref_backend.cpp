@@ -1,6 +1,7 @@
 // The ref backend: the scalar reference kernels (kernels/kernels_ref.h) on the calling thread.
 // Slow and obvious on purpose: it is the oracle the cpu backend's model tests compare with, and
 // the proof that model/ computes through the backend interface alone.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -8,7 +9,9 @@
 #include "backend/backend.h"
 #include "backend/host_memory.h"
 #include "backend/host_backends.h"
+#include "kernels/kernels.h"
 #include "kernels/kernels_ref.h"
+#include "formats/weight_format.h"
 
 namespace meshlm::backend {
 
@@ -26,6 +29,9 @@ class RefBackend final : public Backend {
   void download(float* host, const float* src, size_t n) override { copy(host, src, n); }
   void copy(float* dst, const float* src, size_t n) override {
     for (size_t i = 0; i < n; ++i) dst[i] = src[i];
+  }
+  void store_kv(void* dst, WeightType type, const float* src, int64_t n) override {
+    store_kv_host(dst, type, src, n);
   }
 
   void matmul(std::span<const MatmulOut> outs, const float* x, int64_t n_tok) override {
@@ -45,12 +51,25 @@ class RefBackend final : public Backend {
   void attention(const float* q, int64_t n_tok, const AttentionKeys* keys, const AttentionShape& s,
                  float* out) override {
     const int64_t hd = s.head_dim, group = s.n_heads / s.n_kv_heads;
-    const int64_t kv_stride = s.n_kv_heads * hd, q_stride = s.n_heads * hd;
-    for (int64_t t = 0; t < n_tok; ++t)
+    const int64_t kv_dim = s.n_kv_heads * hd, q_stride = s.n_heads * hd, rb = s.row_bytes();
+    kernels::check_kv_type(s.kv_type, hd);
+    for (int64_t t = 0; t < n_tok; ++t) {
+      // The token's keys and values decoded to f32 (exact for every cache type), then the
+      // reference over them.
+      const int64_t n = keys[t].n_keys;
+      dk_.resize(size_t(std::max<int64_t>(n, 1) * kv_dim));
+      dv_.resize(dk_.size());
+      for (int64_t j = 0; j < n; ++j) {
+        formats::dequantize_row(s.kv_type, static_cast<const uint8_t*>(keys[t].k) + j * rb, kv_dim,
+                                dk_.data() + j * kv_dim);
+        formats::dequantize_row(s.kv_type, static_cast<const uint8_t*>(keys[t].v) + j * rb, kv_dim,
+                                dv_.data() + j * kv_dim);
+      }
       for (int64_t h = 0; h < s.n_heads; ++h)
-        kernels::ref::attention_head(q + t * q_stride + h * hd, keys[t].k + (h / group) * hd,
-                                     keys[t].v + (h / group) * hd, kv_stride, keys[t].n_keys, hd,
-                                     s.scale, out + t * q_stride + h * hd);
+        kernels::ref::attention_head(q + t * q_stride + h * hd, dk_.data() + (h / group) * hd,
+                                     dv_.data() + (h / group) * hd, kv_dim, n, hd, s.scale,
+                                     out + t * q_stride + h * hd);
+    }
   }
   void silu_mul(const float* gate, const float* up, int64_t n, float* out) override {
     kernels::ref::silu_mul(gate, up, n, out);
@@ -64,6 +83,8 @@ class RefBackend final : public Backend {
   void embed(const WeightView& table, const int32_t* ids, int64_t n, float* out) override {
     for (int64_t i = 0; i < n; ++i) kernels::ref::embed_row(table, ids[i], out + i * table.cols);
   }
+ private:
+  std::vector<float> dk_, dv_;  // attention: one token's keys and values decoded
 };
 
 }  // namespace

@@ -72,19 +72,44 @@ void silu_mul(const float* gate, const float* up, int64_t n, float* out);
 // Attention of one query head over n_keys cached keys/values of its KV head (causal masking is
 // the caller's: it passes only the keys the query may see).
 //   q:   [head_dim]
-//   k,v: key/value of position j at k + j * kv_stride (head_dim contiguous floats)
+//   k,v: key/value of position j: head_dim elements of type kv_type starting kv_row_bytes * j
+//        bytes after k (v); kv_type is a KV cache type (kv_type_supported), a Q8_0 row is
+//        blocks of 32 (head_dim a multiple of 32, and k/v at a block boundary)
 //   out: [head_dim];  scratch: at least n_keys floats
-// out = sum_j softmax_j(scale * q.k_j) v_j
-void attention_head(const float* q, const float* k, const float* v, int64_t kv_stride,
-                    int64_t n_keys, int64_t head_dim, float scale, float* out, float* scratch);
+// out = sum_j softmax_j(scale * q.k_j) v_j. A typed cache's keys and values are decoded exactly
+// (formats::dequantize_row's values), and the result is bit-identical to the f32 kernel's over
+// those decoded rows. Throws Error("kernels") for another type or a head_dim that is not whole
+// blocks.
+void attention_head(const float* q, const void* k, const void* v, int64_t kv_row_bytes,
+                    WeightType kv_type, int64_t n_keys, int64_t head_dim, float scale, float* out,
+                    float* scratch);
+// An f32 cache whose positions are kv_stride floats apart.
+inline void attention_head(const float* q, const float* k, const float* v, int64_t kv_stride,
+                           int64_t n_keys, int64_t head_dim, float scale, float* out,
+                           float* scratch) {
+  attention_head(q, k, v, kv_stride * int64_t(sizeof(float)), WeightType::F32, n_keys, head_dim,
+                 scale, out, scratch);
+}
 
 // attention_head for nq queries over the same keys and values (the query heads of one KV head for
 // a run of tokens of one sequence): query i reads qs[i], sees keys [0, n_keys[i]) and writes
 // outs[i]. Each key and value row is read once for several queries; every output is
 // bit-identical to attention_head's. scratch: nq rows of scratch_stride >= max n_keys floats.
 void attention_heads(const float* const* qs, float* const* outs, const int64_t* n_keys, int64_t nq,
-                     const float* k, const float* v, int64_t kv_stride, int64_t head_dim,
-                     float scale, float* scratch, int64_t scratch_stride);
+                     const void* k, const void* v, int64_t kv_row_bytes, WeightType kv_type,
+                     int64_t head_dim, float scale, float* scratch, int64_t scratch_stride);
+inline void attention_heads(const float* const* qs, float* const* outs, const int64_t* n_keys,
+                            int64_t nq, const float* k, const float* v, int64_t kv_stride,
+                            int64_t head_dim, float scale, float* scratch,
+                            int64_t scratch_stride) {
+  attention_heads(qs, outs, n_keys, nq, k, v, kv_stride * int64_t(sizeof(float)), WeightType::F32,
+                  head_dim, scale, scratch, scratch_stride);
+}
+
+// The types a KV cache may hold: F32, BF16, F16, Q8_0.
+bool kv_type_supported(WeightType t);
+// Throws Error("kernels") unless t is a KV cache type whose blocks divide head_dim.
+void check_kv_type(WeightType t, int64_t head_dim);
 
 // dst[i] += src[i]
 void add_inplace(float* dst, const float* src, int64_t n);

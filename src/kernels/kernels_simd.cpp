@@ -11,6 +11,7 @@
 //   without contraction.
 
 #include <algorithm>
+#include <cstring>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -25,6 +26,7 @@
 #include <hwy/contrib/math/math-inl.h>
 
 #include "core/error.h"
+#include "core/half.h"
 #include "kernels/kernels.h"
 #include "kernels/kernels_hwy-inl.h"
 #include "kernels/kernels_targets.h"
@@ -187,8 +189,53 @@ void SiluMul(const float* gate, const float* up, int64_t n, float* out) {
   }
 }
 
+// Rows of a KV cache (kernels.h: attention over a typed cache). Position j's row starts j * rb
+// bytes after the first; element d of a row is read with LoadKv. Every type decodes to the exact
+// f32 its format defines (BF16/F16: a widening; Q8_0: d * q, an exact product), so the kernels
+// below compute, bit for bit, what the f32 kernel computes over the decoded rows.
+template <WeightType kT>
+HWY_INLINE VF LoadKv(DF df, const uint8_t* HWY_RESTRICT row, int64_t d) {
+  if constexpr (kT == WeightType::F32) {
+    return hn::LoadU(df, reinterpret_cast<const float*>(row) + d);
+  } else if constexpr (kT == WeightType::BF16 || kT == WeightType::F16) {
+    return LoadWeights<kT>(df, reinterpret_cast<const uint16_t*>(row) + d);
+  } else {
+    static_assert(kT == WeightType::Q8_0);
+    // A vector never straddles a block: d is a multiple of Lanes, which divides 32.
+    const uint8_t* block = row + (d / 32) * 34;
+    uint16_t scale;
+    std::memcpy(&scale, block, 2);
+    const hn::Rebind<int8_t, DF> d8;
+    const hn::Rebind<int32_t, DF> d32;
+    const VF q = hn::ConvertTo(
+        df, hn::PromoteTo(d32, hn::LoadU(d8, reinterpret_cast<const int8_t*>(block + 2 + d % 32))));
+    return hn::Mul(q, hn::Set(df, f16_to_f32(scale)));
+  }
+}
+
+// Elements [d, d + n) of a row (n < Lanes); the other lanes are zero.
+template <WeightType kT>
+HWY_INLINE VF LoadKvTail(DF df, const uint8_t* HWY_RESTRICT row, int64_t d, size_t n) {
+  if constexpr (kT == WeightType::F32) {
+    return LoadTail(df, reinterpret_cast<const float*>(row) + d, n);
+  } else if constexpr (kT == WeightType::BF16 || kT == WeightType::F16) {
+    return LoadWeightsTail<kT>(df, reinterpret_cast<const uint16_t*>(row) + d, n);
+  } else {
+    HWY_ALIGN float buf[kMaxLanesF] = {};
+    for (size_t i = 0; i < n; ++i) {
+      const int64_t e = d + int64_t(i);
+      const uint8_t* block = row + (e / 32) * 34;
+      uint16_t scale;
+      std::memcpy(&scale, block, 2);
+      buf[i] = float(int8_t(block[2 + e % 32])) * f16_to_f32(scale);
+    }
+    return hn::Load(df, buf);
+  }
+}
+
 // scores[j] = scale * q . k_j for j < n_keys, four keys at a time.
-void AttentionScores(const float* q, const float* k, int64_t kv_stride, int64_t n_keys,
+template <WeightType kT>
+void AttentionScores(const float* q, const uint8_t* k, int64_t rb, int64_t n_keys,
                      int64_t head_dim, float scale, float* scores) {
   const DF df;
   const int64_t lanes = int64_t(hn::Lanes(df));
@@ -196,24 +243,24 @@ void AttentionScores(const float* q, const float* k, int64_t kv_stride, int64_t 
   const size_t rest = size_t(head_dim - full);
   int64_t j = 0;
   for (; j + 4 <= n_keys; j += 4) {
-    const float* k0 = k + j * kv_stride;
-    const float* k1 = k0 + kv_stride;
-    const float* k2 = k1 + kv_stride;
-    const float* k3 = k2 + kv_stride;
+    const uint8_t* k0 = k + j * rb;
+    const uint8_t* k1 = k0 + rb;
+    const uint8_t* k2 = k1 + rb;
+    const uint8_t* k3 = k2 + rb;
     VF a0 = hn::Zero(df), a1 = hn::Zero(df), a2 = hn::Zero(df), a3 = hn::Zero(df);
     for (int64_t d = 0; d < full; d += lanes) {
       const VF qv = hn::LoadU(df, q + d);
-      a0 = hn::MulAdd(qv, hn::LoadU(df, k0 + d), a0);
-      a1 = hn::MulAdd(qv, hn::LoadU(df, k1 + d), a1);
-      a2 = hn::MulAdd(qv, hn::LoadU(df, k2 + d), a2);
-      a3 = hn::MulAdd(qv, hn::LoadU(df, k3 + d), a3);
+      a0 = hn::MulAdd(qv, LoadKv<kT>(df, k0, d), a0);
+      a1 = hn::MulAdd(qv, LoadKv<kT>(df, k1, d), a1);
+      a2 = hn::MulAdd(qv, LoadKv<kT>(df, k2, d), a2);
+      a3 = hn::MulAdd(qv, LoadKv<kT>(df, k3, d), a3);
     }
     if (rest) {
       const VF qv = LoadTail(df, q + full, rest);
-      a0 = hn::MulAdd(qv, LoadTail(df, k0 + full, rest), a0);
-      a1 = hn::MulAdd(qv, LoadTail(df, k1 + full, rest), a1);
-      a2 = hn::MulAdd(qv, LoadTail(df, k2 + full, rest), a2);
-      a3 = hn::MulAdd(qv, LoadTail(df, k3 + full, rest), a3);
+      a0 = hn::MulAdd(qv, LoadKvTail<kT>(df, k0, full, rest), a0);
+      a1 = hn::MulAdd(qv, LoadKvTail<kT>(df, k1, full, rest), a1);
+      a2 = hn::MulAdd(qv, LoadKvTail<kT>(df, k2, full, rest), a2);
+      a3 = hn::MulAdd(qv, LoadKvTail<kT>(df, k3, full, rest), a3);
     }
     scores[j] = hn::GetLane(hn::SumOfLanes(df, a0)) * scale;
     scores[j + 1] = hn::GetLane(hn::SumOfLanes(df, a1)) * scale;
@@ -221,18 +268,19 @@ void AttentionScores(const float* q, const float* k, int64_t kv_stride, int64_t 
     scores[j + 3] = hn::GetLane(hn::SumOfLanes(df, a3)) * scale;
   }
   for (; j < n_keys; ++j) {
-    const float* kj = k + j * kv_stride;
+    const uint8_t* kj = k + j * rb;
     VF a = hn::Zero(df);
     for (int64_t d = 0; d < full; d += lanes)
-      a = hn::MulAdd(hn::LoadU(df, q + d), hn::LoadU(df, kj + d), a);
-    if (rest) a = hn::MulAdd(LoadTail(df, q + full, rest), LoadTail(df, kj + full, rest), a);
+      a = hn::MulAdd(hn::LoadU(df, q + d), LoadKv<kT>(df, kj, d), a);
+    if (rest) a = hn::MulAdd(LoadTail(df, q + full, rest), LoadKvTail<kT>(df, kj, full, rest), a);
     scores[j] = hn::GetLane(hn::SumOfLanes(df, a)) * scale;
   }
 }
 
 // out[d] += sum_{j in [j0, j1)} p[j] * v_j[d] for d in [d0, head_dim): a vector of lanes at a
 // time, then the tail (what AttentionValuesBlock leaves after its 4-vector chunks).
-void AttentionValuesRest(const float* p, const float* v, int64_t kv_stride, int64_t j0, int64_t j1,
+template <WeightType kT>
+void AttentionValuesRest(const float* p, const uint8_t* v, int64_t rb, int64_t j0, int64_t j1,
                          int64_t d0, int64_t head_dim, float* out) {
   const DF df;
   const int64_t lanes = int64_t(hn::Lanes(df));
@@ -240,21 +288,22 @@ void AttentionValuesRest(const float* p, const float* v, int64_t kv_stride, int6
   for (; d + lanes <= head_dim; d += lanes) {
     VF a = hn::Zero(df);
     for (int64_t j = j0; j < j1; ++j)
-      a = hn::MulAdd(hn::Set(df, p[j]), hn::LoadU(df, v + j * kv_stride + d), a);
+      a = hn::MulAdd(hn::Set(df, p[j]), LoadKv<kT>(df, v + j * rb, d), a);
     hn::StoreU(hn::Add(hn::LoadU(df, out + d), a), df, out + d);
   }
   if (d < head_dim) {
     const size_t rest = size_t(head_dim - d);
     VF a = hn::Zero(df);
     for (int64_t j = j0; j < j1; ++j)
-      a = hn::MulAdd(hn::Set(df, p[j]), LoadTail(df, v + j * kv_stride + d, rest), a);
+      a = hn::MulAdd(hn::Set(df, p[j]), LoadKvTail<kT>(df, v + j * rb, d, rest), a);
     StoreTail(hn::Add(LoadTail(df, out + d, rest), a), df, out + d, rest);
   }
 }
 
 // out[d] += sum_{j in [j0, j1)} p[j] * v_j[d]: register accumulators over a block of keys, so the
 // f32 error grows with the block length, not with n_keys.
-void AttentionValuesBlock(const float* p, const float* v, int64_t kv_stride, int64_t j0, int64_t j1,
+template <WeightType kT>
+void AttentionValuesBlock(const float* p, const uint8_t* v, int64_t rb, int64_t j0, int64_t j1,
                           int64_t head_dim, float* out) {
   const DF df;
   const int64_t lanes = int64_t(hn::Lanes(df));
@@ -263,31 +312,31 @@ void AttentionValuesBlock(const float* p, const float* v, int64_t kv_stride, int
     VF a0 = hn::Zero(df), a1 = hn::Zero(df), a2 = hn::Zero(df), a3 = hn::Zero(df);
     for (int64_t j = j0; j < j1; ++j) {
       const VF pj = hn::Set(df, p[j]);
-      const float* vj = v + j * kv_stride + d;
-      a0 = hn::MulAdd(pj, hn::LoadU(df, vj), a0);
-      a1 = hn::MulAdd(pj, hn::LoadU(df, vj + lanes), a1);
-      a2 = hn::MulAdd(pj, hn::LoadU(df, vj + 2 * lanes), a2);
-      a3 = hn::MulAdd(pj, hn::LoadU(df, vj + 3 * lanes), a3);
+      const uint8_t* vj = v + j * rb;
+      a0 = hn::MulAdd(pj, LoadKv<kT>(df, vj, d), a0);
+      a1 = hn::MulAdd(pj, LoadKv<kT>(df, vj, d + lanes), a1);
+      a2 = hn::MulAdd(pj, LoadKv<kT>(df, vj, d + 2 * lanes), a2);
+      a3 = hn::MulAdd(pj, LoadKv<kT>(df, vj, d + 3 * lanes), a3);
     }
     hn::StoreU(hn::Add(hn::LoadU(df, out + d), a0), df, out + d);
     hn::StoreU(hn::Add(hn::LoadU(df, out + d + lanes), a1), df, out + d + lanes);
     hn::StoreU(hn::Add(hn::LoadU(df, out + d + 2 * lanes), a2), df, out + d + 2 * lanes);
     hn::StoreU(hn::Add(hn::LoadU(df, out + d + 3 * lanes), a3), df, out + d + 3 * lanes);
   }
-  AttentionValuesRest(p, v, kv_stride, j0, j1, d, head_dim, out);
+  AttentionValuesRest<kT>(p, v, rb, j0, j1, d, head_dim, out);
 }
 
-void AttentionHead(const float* q, const float* k, const float* v, int64_t kv_stride,
-                   int64_t n_keys, int64_t head_dim, float scale, float* out, float* scratch) {
+template <WeightType kT>
+void AttentionHeadT(const float* q, const uint8_t* k, const uint8_t* v, int64_t rb,
+                    int64_t n_keys, int64_t head_dim, float scale, float* out, float* scratch) {
   if (head_dim <= 0) return;
   std::fill(out, out + head_dim, 0.0f);
   if (n_keys <= 0) return;
-  AttentionScores(q, k, kv_stride, n_keys, head_dim, scale, scratch);
+  AttentionScores<kT>(q, k, rb, n_keys, head_dim, scale, scratch);
   Softmax(scratch, n_keys);
   constexpr int64_t kKeyBlock = 64;
   for (int64_t j0 = 0; j0 < n_keys; j0 += kKeyBlock)
-    AttentionValuesBlock(scratch, v, kv_stride, j0, std::min(n_keys, j0 + kKeyBlock), head_dim,
-                         out);
+    AttentionValuesBlock<kT>(scratch, v, rb, j0, std::min(n_keys, j0 + kKeyBlock), head_dim, out);
 }
 
 // AttentionHead for nq queries over the same keys and values (the query heads of a KV head, for a
@@ -298,7 +347,8 @@ constexpr int64_t kAttnTile = 4;
 
 // scores_i[j] = scale * q_i . k_j for j in [j0, j1), queries [i0, i0 + nq) (nq <= kAttnTile), four
 // keys at a time: one accumulator per (query, key), chains over d as in AttentionScores.
-void AttentionScoresTile(const float* const* qs, int64_t nq, const float* k, int64_t kv_stride,
+template <WeightType kT>
+void AttentionScoresTile(const float* const* qs, int64_t nq, const uint8_t* k, int64_t rb,
                          int64_t j0, int64_t j1, int64_t head_dim, float scale,
                          float* const* scores) {
   const DF df;
@@ -307,14 +357,13 @@ void AttentionScoresTile(const float* const* qs, int64_t nq, const float* k, int
   const size_t rest = size_t(head_dim - full);
   int64_t j = j0;
   for (; j + 4 <= j1; j += 4) {
-    const float* kr[4] = {k + j * kv_stride, k + (j + 1) * kv_stride, k + (j + 2) * kv_stride,
-                          k + (j + 3) * kv_stride};
+    const uint8_t* kr[4] = {k + j * rb, k + (j + 1) * rb, k + (j + 2) * rb, k + (j + 3) * rb};
     VF a[kAttnTile][4];
     for (int64_t i = 0; i < nq; ++i)
       for (int r = 0; r < 4; ++r) a[i][r] = hn::Zero(df);
     for (int64_t d = 0; d < full; d += lanes) {
-      const VF k0 = hn::LoadU(df, kr[0] + d), k1 = hn::LoadU(df, kr[1] + d);
-      const VF k2 = hn::LoadU(df, kr[2] + d), k3 = hn::LoadU(df, kr[3] + d);
+      const VF k0 = LoadKv<kT>(df, kr[0], d), k1 = LoadKv<kT>(df, kr[1], d);
+      const VF k2 = LoadKv<kT>(df, kr[2], d), k3 = LoadKv<kT>(df, kr[3], d);
       for (int64_t i = 0; i < nq; ++i) {
         const VF qv = hn::LoadU(df, qs[i] + d);
         a[i][0] = hn::MulAdd(qv, k0, a[i][0]);
@@ -327,19 +376,20 @@ void AttentionScoresTile(const float* const* qs, int64_t nq, const float* k, int
       for (int64_t i = 0; i < nq; ++i) {
         const VF qv = LoadTail(df, qs[i] + full, rest);
         for (int r = 0; r < 4; ++r)
-          a[i][r] = hn::MulAdd(qv, LoadTail(df, kr[r] + full, rest), a[i][r]);
+          a[i][r] = hn::MulAdd(qv, LoadKvTail<kT>(df, kr[r], full, rest), a[i][r]);
       }
     }
     for (int64_t i = 0; i < nq; ++i)
       for (int r = 0; r < 4; ++r) scores[i][j + r] = hn::GetLane(hn::SumOfLanes(df, a[i][r])) * scale;
   }
   for (; j < j1; ++j) {
-    const float* kj = k + j * kv_stride;
+    const uint8_t* kj = k + j * rb;
     for (int64_t i = 0; i < nq; ++i) {
       VF a = hn::Zero(df);
       for (int64_t d = 0; d < full; d += lanes)
-        a = hn::MulAdd(hn::LoadU(df, qs[i] + d), hn::LoadU(df, kj + d), a);
-      if (rest) a = hn::MulAdd(LoadTail(df, qs[i] + full, rest), LoadTail(df, kj + full, rest), a);
+        a = hn::MulAdd(hn::LoadU(df, qs[i] + d), LoadKv<kT>(df, kj, d), a);
+      if (rest)
+        a = hn::MulAdd(LoadTail(df, qs[i] + full, rest), LoadKvTail<kT>(df, kj, full, rest), a);
       scores[i][j] = hn::GetLane(hn::SumOfLanes(df, a)) * scale;
     }
   }
@@ -348,8 +398,9 @@ void AttentionScoresTile(const float* const* qs, int64_t nq, const float* k, int
 // out_i[d] += sum_{j in [j0, end_i)} p_i[j] * v_j[d] for d in [0, main) (main a multiple of 4 lanes),
 // where end_i = min(j1, n_keys[i]) > j0 for every query given: the keys all of them see in one
 // pass, then each query's own rest, on the same accumulators (the order of AttentionValuesBlock).
-void AttentionValuesTile(const float* const* ps, int64_t nq, const int64_t* ends, const float* v,
-                         int64_t kv_stride, int64_t j0, int64_t head_dim, float* const* outs) {
+template <WeightType kT>
+void AttentionValuesTile(const float* const* ps, int64_t nq, const int64_t* ends, const uint8_t* v,
+                         int64_t rb, int64_t j0, int64_t head_dim, float* const* outs) {
   const DF df;
   const int64_t lanes = int64_t(hn::Lanes(df));
   int64_t common = ends[0];
@@ -359,9 +410,9 @@ void AttentionValuesTile(const float* const* ps, int64_t nq, const int64_t* ends
     for (int64_t i = 0; i < nq; ++i)
       for (int r = 0; r < 4; ++r) a[i][r] = hn::Zero(df);
     for (int64_t j = j0; j < common; ++j) {
-      const float* vj = v + j * kv_stride + d;
-      const VF v0 = hn::LoadU(df, vj), v1 = hn::LoadU(df, vj + lanes);
-      const VF v2 = hn::LoadU(df, vj + 2 * lanes), v3 = hn::LoadU(df, vj + 3 * lanes);
+      const uint8_t* vj = v + j * rb;
+      const VF v0 = LoadKv<kT>(df, vj, d), v1 = LoadKv<kT>(df, vj, d + lanes);
+      const VF v2 = LoadKv<kT>(df, vj, d + 2 * lanes), v3 = LoadKv<kT>(df, vj, d + 3 * lanes);
       for (int64_t i = 0; i < nq; ++i) {
         const VF pj = hn::Set(df, ps[i][j]);
         a[i][0] = hn::MulAdd(pj, v0, a[i][0]);
@@ -373,11 +424,11 @@ void AttentionValuesTile(const float* const* ps, int64_t nq, const int64_t* ends
     for (int64_t i = 0; i < nq; ++i) {
       for (int64_t j = common; j < ends[i]; ++j) {
         const VF pj = hn::Set(df, ps[i][j]);
-        const float* vj = v + j * kv_stride + d;
-        a[i][0] = hn::MulAdd(pj, hn::LoadU(df, vj), a[i][0]);
-        a[i][1] = hn::MulAdd(pj, hn::LoadU(df, vj + lanes), a[i][1]);
-        a[i][2] = hn::MulAdd(pj, hn::LoadU(df, vj + 2 * lanes), a[i][2]);
-        a[i][3] = hn::MulAdd(pj, hn::LoadU(df, vj + 3 * lanes), a[i][3]);
+        const uint8_t* vj = v + j * rb;
+        a[i][0] = hn::MulAdd(pj, LoadKv<kT>(df, vj, d), a[i][0]);
+        a[i][1] = hn::MulAdd(pj, LoadKv<kT>(df, vj, d + lanes), a[i][1]);
+        a[i][2] = hn::MulAdd(pj, LoadKv<kT>(df, vj, d + 2 * lanes), a[i][2]);
+        a[i][3] = hn::MulAdd(pj, LoadKv<kT>(df, vj, d + 3 * lanes), a[i][3]);
       }
       float* o = outs[i] + d;
       hn::StoreU(hn::Add(hn::LoadU(df, o), a[i][0]), df, o);
@@ -388,9 +439,10 @@ void AttentionValuesTile(const float* const* ps, int64_t nq, const int64_t* ends
   }
 }
 
-void AttentionHeads(const float* const* qs, float* const* outs, const int64_t* n_keys, int64_t nq,
-                    const float* k, const float* v, int64_t kv_stride, int64_t head_dim,
-                    float scale, float* scratch, int64_t scratch_stride) {
+template <WeightType kT>
+void AttentionHeadsT(const float* const* qs, float* const* outs, const int64_t* n_keys, int64_t nq,
+                     const uint8_t* k, const uint8_t* v, int64_t rb, int64_t head_dim,
+                     float scale, float* scratch, int64_t scratch_stride) {
   if (head_dim <= 0) return;
   const DF df;
   const int64_t lanes = int64_t(hn::Lanes(df));
@@ -412,10 +464,10 @@ void AttentionHeads(const float* const* qs, float* const* outs, const int64_t* n
     // Scores: the keys every query sees together, then each one's rest (as AttentionScores: its
     // four-key groups continue from where the shared part stopped, which is a multiple of four).
     common = std::max<int64_t>(0, common) / 4 * 4;
-    AttentionScoresTile(q, m, k, kv_stride, 0, common, head_dim, scale, sc);
+    AttentionScoresTile<kT>(q, m, k, rb, 0, common, head_dim, scale, sc);
     for (int64_t i = 0; i < m; ++i) {
       if (n[i] <= 0) continue;
-      AttentionScoresTile(q + i, 1, k, kv_stride, common, n[i], head_dim, scale, sc + i);
+      AttentionScoresTile<kT>(q + i, 1, k, rb, common, n[i], head_dim, scale, sc + i);
       Softmax(sc[i], n[i]);
     }
     // Values, in blocks of 64 keys as AttentionHead.
@@ -431,13 +483,40 @@ void AttentionHeads(const float* const* qs, float* const* outs, const int64_t* n
         ends[live] = std::min(n[i], j0 + kKeyBlock);
         ++live;
       }
-      if (main_d > 0) AttentionValuesTile(ps, live, ends, v, kv_stride, j0, head_dim, os);
+      if (main_d > 0) AttentionValuesTile<kT>(ps, live, ends, v, rb, j0, head_dim, os);
       if (main_d < head_dim)
         for (int64_t i = 0; i < live; ++i)
-          AttentionValuesRest(ps[i], v, kv_stride, j0, ends[i], main_d, head_dim, os[i]);
+          AttentionValuesRest<kT>(ps[i], v, rb, j0, ends[i], main_d, head_dim, os[i]);
     }
   }
 }
+
+// The exported entry points: one instantiation per KV cache type, chosen once per call.
+#define MESHLM_KV_SWITCH(type, CALL)                                             \
+  switch (type) {                                                                \
+    case WeightType::F32: { constexpr WeightType kT = WeightType::F32; CALL; } break;   \
+    case WeightType::BF16: { constexpr WeightType kT = WeightType::BF16; CALL; } break; \
+    case WeightType::F16: { constexpr WeightType kT = WeightType::F16; CALL; } break;   \
+    case WeightType::Q8_0: { constexpr WeightType kT = WeightType::Q8_0; CALL; } break; \
+    default: break;                                                              \
+  }
+
+void AttentionHead(const float* q, const void* k, const void* v, int64_t rb, WeightType type,
+                   int64_t n_keys, int64_t head_dim, float scale, float* out, float* scratch) {
+  const auto* kb = static_cast<const uint8_t*>(k);
+  const auto* vb = static_cast<const uint8_t*>(v);
+  MESHLM_KV_SWITCH(type, AttentionHeadT<kT>(q, kb, vb, rb, n_keys, head_dim, scale, out, scratch))
+}
+
+void AttentionHeads(const float* const* qs, float* const* outs, const int64_t* n_keys, int64_t nq,
+                    const void* k, const void* v, int64_t rb, WeightType type, int64_t head_dim,
+                    float scale, float* scratch, int64_t scratch_stride) {
+  const auto* kb = static_cast<const uint8_t*>(k);
+  const auto* vb = static_cast<const uint8_t*>(v);
+  MESHLM_KV_SWITCH(type, AttentionHeadsT<kT>(qs, outs, n_keys, nq, kb, vb, rb, head_dim, scale,
+                                             scratch, scratch_stride))
+}
+#undef MESHLM_KV_SWITCH
 
 void AddInplace(float* dst, const float* src, int64_t n) {
   const DF df;
@@ -493,6 +572,20 @@ HWY_EXPORT(AddInplace);
 HWY_EXPORT(EmbedRow);
 HWY_EXPORT(TargetName);
 
+bool kv_type_supported(WeightType t) {
+  return t == WeightType::F32 || t == WeightType::BF16 || t == WeightType::F16 ||
+         t == WeightType::Q8_0;
+}
+
+void check_kv_type(WeightType t, int64_t head_dim) {
+  if (!kv_type_supported(t))
+    throw Error("kernels", "attention: no KV cache of type " + std::string(formats::name(t)));
+  const int64_t block = formats::info(t).block_elems;
+  if (head_dim % block != 0)
+    throw Error("kernels", "attention: a " + std::string(formats::name(t)) + " KV cache needs a head_dim that is a multiple of " +
+                               std::to_string(block) + " (head_dim " + std::to_string(head_dim) + ")");
+}
+
 void rmsnorm(const float* x, const float* weight, int64_t n, float eps, float* out) {
   HWY_DYNAMIC_DISPATCH(RmsNorm)(x, weight, n, eps, out);
 }
@@ -509,16 +602,20 @@ void silu_mul(const float* gate, const float* up, int64_t n, float* out) {
   HWY_DYNAMIC_DISPATCH(SiluMul)(gate, up, n, out);
 }
 
-void attention_head(const float* q, const float* k, const float* v, int64_t kv_stride,
-                    int64_t n_keys, int64_t head_dim, float scale, float* out, float* scratch) {
-  HWY_DYNAMIC_DISPATCH(AttentionHead)(q, k, v, kv_stride, n_keys, head_dim, scale, out, scratch);
+void attention_head(const float* q, const void* k, const void* v, int64_t kv_row_bytes,
+                    WeightType kv_type, int64_t n_keys, int64_t head_dim, float scale, float* out,
+                    float* scratch) {
+  check_kv_type(kv_type, head_dim);
+  HWY_DYNAMIC_DISPATCH(AttentionHead)(q, k, v, kv_row_bytes, kv_type, n_keys, head_dim, scale,
+                                      out, scratch);
 }
 
 void attention_heads(const float* const* qs, float* const* outs, const int64_t* n_keys, int64_t nq,
-                     const float* k, const float* v, int64_t kv_stride, int64_t head_dim,
-                     float scale, float* scratch, int64_t scratch_stride) {
-  HWY_DYNAMIC_DISPATCH(AttentionHeads)(qs, outs, n_keys, nq, k, v, kv_stride, head_dim, scale,
-                                       scratch, scratch_stride);
+                     const void* k, const void* v, int64_t kv_row_bytes, WeightType kv_type,
+                     int64_t head_dim, float scale, float* scratch, int64_t scratch_stride) {
+  check_kv_type(kv_type, head_dim);
+  HWY_DYNAMIC_DISPATCH(AttentionHeads)(qs, outs, n_keys, nq, k, v, kv_row_bytes, kv_type,
+                                       head_dim, scale, scratch, scratch_stride);
 }
 
 void add_inplace(float* dst, const float* src, int64_t n) {

@@ -1,20 +1,68 @@
 #include "model/kv_cache.h"
 
+#include <cctype>
 #include <string>
 
 #include "core/error.h"
+#include "formats/weight_format.h"
 
 namespace meshlm::model {
 
-KvCache::KvCache(backend::Backend& be, int64_t n_layers, int64_t kv_dim, int64_t max_context)
-    : be_(be), n_layers_(n_layers), kv_dim_(kv_dim), max_context_(max_context) {}
+namespace {
+struct KvTypeName {
+  WeightType type;
+  std::string_view name;
+};
+constexpr KvTypeName kKvTypes[] = {{WeightType::F32, "f32"},
+                                   {WeightType::BF16, "bf16"},
+                                   {WeightType::F16, "f16"},
+                                   {WeightType::Q8_0, "q8_0"}};
+}  // namespace
+
+std::optional<WeightType> kv_type_from_name(std::string_view name) {
+  std::string lower(name);
+  for (char& c : lower) c = char(std::tolower(static_cast<unsigned char>(c)));
+  for (const auto& t : kKvTypes)
+    if (t.name == lower) return t.type;
+  return std::nullopt;
+}
+
+std::string_view kv_type_name(WeightType type) {
+  for (const auto& t : kKvTypes)
+    if (t.type == type) return t.name;
+  return formats::name(type);
+}
+
+int64_t kv_row_bytes(WeightType type, int64_t kv_dim) {
+  bool known = false;
+  for (const auto& t : kKvTypes) known = known || t.type == type;
+  if (!known)
+    throw Error("kv", "no KV cache of type " + std::string(formats::name(type)) +
+                          " (cache types: f32, bf16, f16, q8_0)");
+  const int64_t block = formats::info(type).block_elems;
+  if (kv_dim <= 0 || kv_dim % block != 0)
+    throw Error("kv", "a " + std::string(kv_type_name(type)) + " KV cache needs rows of whole " +
+                          std::to_string(block) + "-value blocks; this stage's rows hold " +
+                          std::to_string(kv_dim));
+  return (int64_t(formats::row_bytes(type, kv_dim)) + 3) / 4 * 4;
+}
+
+KvCache::KvCache(backend::Backend& be, int64_t n_layers, int64_t kv_dim, int64_t max_context,
+                 WeightType type)
+    : be_(be),
+      n_layers_(n_layers),
+      kv_dim_(kv_dim),
+      max_context_(max_context),
+      type_(type),
+      row_bytes_(kv_dim > 0 ? kv_row_bytes(type, kv_dim) : 0),
+      row_floats_(row_bytes_ / 4) {}
 
 KvCache::~KvCache() { release_all(); }
 
 void KvCache::ensure(int64_t seq_id) {
   if (seqs_.count(seq_id)) return;
   Seq s;
-  const size_t n = size_t(n_layers_) * 2 * size_t(max_context_) * size_t(kv_dim_);
+  const size_t n = size_t(n_layers_) * 2 * size_t(max_context_) * size_t(row_floats_);
   try {
     s.mem = be_.reserve(n);
   } catch (const Error& e) {
@@ -31,12 +79,27 @@ KvCache::Seq& KvCache::get(int64_t seq_id) {
 }
 
 float* KvCache::at(Seq& s, int64_t half, int64_t pos) const {
-  return s.mem.data() + (size_t(half) * size_t(max_context_) + size_t(pos)) * size_t(kv_dim_);
+  return s.mem.data() + (size_t(half) * size_t(max_context_) + size_t(pos)) * size_t(row_floats_);
 }
 
-float* KvCache::keys(int64_t seq_id, int64_t layer) { return at(get(seq_id), 2 * layer, 0); }
+void KvCache::write(int64_t seq_id, int64_t layer, int64_t pos, const float* k, const float* v) {
+  Seq& s = get(seq_id);
+  if (type_ == WeightType::F32) {  // the f32 cache's copy, as before cache types
+    be_.copy(at(s, 2 * layer, pos), k, size_t(kv_dim_));
+    be_.copy(at(s, 2 * layer + 1, pos), v, size_t(kv_dim_));
+    return;
+  }
+  be_.store_kv(at(s, 2 * layer, pos), type_, k, kv_dim_);
+  be_.store_kv(at(s, 2 * layer + 1, pos), type_, v, kv_dim_);
+}
 
-float* KvCache::values(int64_t seq_id, int64_t layer) { return at(get(seq_id), 2 * layer + 1, 0); }
+const void* KvCache::key_row(int64_t seq_id, int64_t layer, int64_t pos) {
+  return at(get(seq_id), 2 * layer, pos);
+}
+
+const void* KvCache::value_row(int64_t seq_id, int64_t layer, int64_t pos) {
+  return at(get(seq_id), 2 * layer + 1, pos);
+}
 
 int64_t KvCache::length(int64_t seq_id) const {
   auto it = seqs_.find(seq_id);
@@ -60,7 +123,7 @@ size_t KvCache::block_bytes() const {
 
 void KvCache::apply(const KvOp& op) {
   using Kind = KvOp::Kind;
-  const size_t kv = size_t(kv_dim_);
+  const size_t kv = size_t(row_floats_);
   switch (op.kind) {
     case Kind::DropAll:
       blocks_.clear();

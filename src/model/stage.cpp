@@ -38,6 +38,18 @@ std::optional<TensorSplit> member_split(const ModelFiles& files, const ModelConf
 
 }  // namespace
 
+// The options, once their cache type is known to fit the model: every KV head's keys must be
+// whole blocks of the type (checked before the weights are read).
+const StageOptions& checked_kv_type(const StageOptions& o, const ModelConfig& cfg) {
+  kv_row_bytes(o.kv_type, cfg.n_kv_heads * cfg.head_dim);  // a cache type at all
+  const int64_t block = formats::info(o.kv_type).block_elems;
+  if (cfg.head_dim % block != 0)
+    throw Error("stage", "--cache-type " + std::string(kv_type_name(o.kv_type)) +
+                             " stores keys in blocks of " + std::to_string(block) +
+                             " values; this model's head_dim is " + std::to_string(cfg.head_dim));
+  return o;
+}
+
 struct Stage::Impl {
   std::unique_ptr<ModelFiles> files;
   ModelConfig cfg;
@@ -75,7 +87,7 @@ struct Stage::Impl {
       : files(ModelFiles::open(dir)),
         cfg(files->config()),
         range(r),
-        opts(o),
+        opts(checked_kv_type(o, cfg)),
         be(backend::create(o.backend, o.threads)),
         split(member_split(*files, cfg, r, o)),
         reducer(split ? o.tensor_parallel->reducer.get() : nullptr),
@@ -85,7 +97,7 @@ struct Stage::Impl {
         moe_inter(split ? split->moe_inter() : cfg.moe_intermediate),
         shared_inter(split ? split->shared_inter() : cfg.shared_expert_intermediate),
         w(load_stage_weights(files->lookup(), cfg, r, *be, split ? &*split : nullptr)),
-        kv(*be, r.size(), n_kv_heads * cfg.head_dim, o.max_context) {
+        kv(*be, r.size(), n_kv_heads * cfg.head_dim, o.max_context, o.kv_type) {
     const std::vector<float> f = cfg.rope_inv_freq();
     inv_freq = be->alloc(f.size());
     be->upload(inv_freq.data(), f.data(), f.size());
@@ -216,14 +228,12 @@ struct Stage::Impl {
     const int64_t window = cfg.window(range.begin + li);
     for (int64_t t = 0; t < T; ++t) {
       const int64_t s = tok_seq[size_t(t)], p = tok_pos[size_t(t)];
-      float* keys = kv.keys(s, li);
-      float* values = kv.values(s, li);
-      B.copy(keys + p * KV, k.data() + t * KV, size_t(KV));
-      B.copy(values + p * KV, v.data() + t * KV, size_t(KV));
+      kv.write(s, li, p, k.data() + t * KV, v.data() + t * KV);
       const int64_t from = window > 0 ? std::max<int64_t>(0, p + 1 - window) : 0;
-      tok_keys[size_t(t)] = {keys + from * KV, values + from * KV, p + 1 - from};
+      tok_keys[size_t(t)] = {kv.key_row(s, li, from), kv.value_row(s, li, from), p + 1 - from};
     }
-    const backend::AttentionShape shape{n_heads, n_kv_heads, hd, 1.0f / std::sqrt(float(hd))};
+    const backend::AttentionShape shape{n_heads, n_kv_heads, hd, 1.0f / std::sqrt(float(hd)),
+                                        kv.type(), kv.row_bytes()};
     B.attention(q.data(), T, tok_keys.data(), shape, attn.data());
     B.matmul(L.wo, attn.data(), T, proj.data());
     reduce(proj.data(), T * H);

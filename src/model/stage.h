@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "formats/weight_format.h"
 #include "model/config.h"
 #include "model/kv_op.h"
 #include "model/layer_range.h"
@@ -29,6 +30,9 @@ struct SeqChunk {
 struct StageOptions {
   int threads = 1;
   int64_t max_context = 4096;  // per sequence; KV is reserved virtually, committed as used
+  // --cache-type: how the KV cache stores keys and values (model/kv_cache.h): F32 (exact), BF16,
+  // F16 or Q8_0.
+  WeightType kv_type = WeightType::F32;
   // --mlock: lock the stage's weights in RAM once loaded (read in at once, never paged out or
   // dropped from the page cache while the stage lives). Failure is a warning, not an error.
   bool lock_memory = false;

@@ -6,6 +6,8 @@
 #include <vector>
 
 #include "core/error.h"
+#include "formats/quants.h"
+#include "formats/weight_format.h"
 #include "kernels/kernels_ref.h"
 #include "kernels_test_util.h"
 
@@ -181,6 +183,57 @@ TEST_P(Elementwise, AttentionHeadsEqualsOneQueryAtATime) {
       }
 }
 
+// A typed KV cache (bf16, f16, q8_0): rows of two KV heads stored as KvCache stores them
+// (formats::quantize_row, rows padded to 4 bytes, here 4 bytes off alignment). The kernels read
+// each row decoded exactly, so their output is bit-identical to the f32 kernel's over the rows
+// formats::dequantize_row gives; attention_heads stays bit-identical to attention_head.
+TEST_P(Elementwise, TypedKvCacheEqualsF32OverDecodedRows) {
+  for (WeightType type : {WeightType::BF16, WeightType::F16, WeightType::Q8_0})
+    for (int64_t head_dim : {3, 17, 32, 64, 96, 128}) {
+      const int64_t block = formats::info(type).block_elems;
+      if (head_dim % block) continue;
+      const int64_t kv_dim = 2 * head_dim;
+      const int64_t rb = (int64_t(formats::row_bytes(type, kv_dim)) + 3) / 4 * 4;
+      for (int64_t n_keys : {1, 5, 64, 67, 300}) {
+        SCOPED_TRACE(::testing::Message() << formats::name(type) << " head_dim=" << head_dim
+                                          << " n_keys=" << n_keys);
+        const std::vector<float> kf = random_floats(size_t(n_keys * kv_dim), 2, -2.0f, 2.0f);
+        const std::vector<float> vf = random_floats(size_t(n_keys * kv_dim), 3, -1.0f, 1.0f);
+        std::vector<uint8_t> kq(size_t(n_keys * rb + 4)), vq(kq.size());
+        std::vector<float> kd(kf.size()), vd(vf.size());  // decoded
+        for (int64_t j = 0; j < n_keys; ++j) {
+          formats::quantize_row(type, kf.data() + j * kv_dim, kv_dim, kq.data() + 4 + j * rb);
+          formats::quantize_row(type, vf.data() + j * kv_dim, kv_dim, vq.data() + 4 + j * rb);
+          formats::dequantize_row(type, kq.data() + 4 + j * rb, kv_dim, kd.data() + j * kv_dim);
+          formats::dequantize_row(type, vq.data() + 4 + j * rb, kv_dim, vd.data() + j * kv_dim);
+        }
+        const int64_t nq = 6;  // GQA: six query heads of KV head 1, at different lengths
+        std::vector<float> q = random_floats(size_t(nq * head_dim), 1, -2.0f, 2.0f);
+        std::vector<int64_t> seen;
+        for (int64_t i = 0; i < nq; ++i) seen.push_back(std::max<int64_t>(1, n_keys - i % 3));
+        const float scale = 1.0f / std::sqrt(float(head_dim));
+        const size_t hb = formats::row_bytes(type, head_dim);  // head 1's offset in a row
+        std::vector<float> want(size_t(nq * head_dim)), one(want.size(), NAN), many(want.size(), NAN);
+        std::vector<float> scratch(size_t(nq * n_keys));
+        std::vector<const float*> qs;
+        std::vector<float*> outs;
+        for (int64_t i = 0; i < nq; ++i) {
+          const float* qi = q.data() + i * head_dim;
+          attention_head(qi, kd.data() + head_dim, vd.data() + head_dim, kv_dim, seen[size_t(i)],
+                         head_dim, scale, want.data() + i * head_dim, scratch.data());
+          attention_head(qi, kq.data() + 4 + hb, vq.data() + 4 + hb, rb, type, seen[size_t(i)],
+                         head_dim, scale, one.data() + i * head_dim, scratch.data());
+          qs.push_back(qi);
+          outs.push_back(many.data() + i * head_dim);
+        }
+        attention_heads(qs.data(), outs.data(), seen.data(), nq, kq.data() + 4 + hb,
+                        vq.data() + 4 + hb, rb, type, head_dim, scale, scratch.data(), n_keys);
+        ASSERT_EQ(0, std::memcmp(one.data(), want.data(), want.size() * sizeof(float)));
+        ASSERT_EQ(0, std::memcmp(many.data(), want.data(), want.size() * sizeof(float)));
+      }
+    }
+}
+
 TEST_P(Elementwise, TargetName) {
   EXPECT_EQ(simd_target_label(GetParam()), simd_target_name());
 }
@@ -193,6 +246,15 @@ TEST(KernelsErrors, EmbedRowOutOfRange) {
   const MatView w{data, WeightType::F32, 2, 3};
   EXPECT_THROW(embed_row(w, 2, dst), Error);
   EXPECT_THROW(embed_row(w, -1, dst), Error);
+}
+
+TEST(KernelsErrors, AttentionRejectsTypesThatAreNotCacheTypes) {
+  float q[32] = {}, out[32], scratch[1];
+  uint8_t kv[64] = {};
+  EXPECT_THROW(attention_head(q, kv, kv, 18, WeightType::Q4_0, 1, 32, 1.0f, out, scratch), Error);
+  EXPECT_THROW(attention_head(q, kv, kv, 34, WeightType::Q8_0, 1, 16, 1.0f, out, scratch), Error);
+  EXPECT_NO_THROW(attention_head(q, kv, kv, 34, WeightType::Q8_0, 1, 32, 1.0f, out, scratch));
+  EXPECT_FALSE(kv_type_supported(WeightType::Q4_K));
 }
 
 TEST(KernelsTargets, BestTargetIsChosenByDefault) {
