@@ -24,6 +24,7 @@
 #include "core/error.h"
 #include "core/hex.h"
 #include "core/log.h"
+#include "model/kv_cache.h"
 #include "discovery/discovery.h"
 #include "discovery/node_record.h"
 #include "kernels/kernels.h"
@@ -146,6 +147,8 @@ class OwningPipeline final : public runtime::Pipeline {
   runtime::MicroBatchResult wait() override { return inner_->wait(); }
   void release(int64_t s) override { inner_->release(s); }
   std::vector<runtime::StageInfo> stages() const override { return inner_->stages(); }
+  uint64_t kv_epoch() const override { return inner_->kv_epoch(); }
+  WeightType kv_type() const override { return inner_->kv_type(); }
 
  private:
   std::unique_ptr<LocalWorkers> workers_;
@@ -168,6 +171,13 @@ std::vector<int64_t> parse_number_list(const std::string& text, const char* what
     p = end;
   }
   return out;
+}
+
+WeightType LayoutOptions::kv_type() const {
+  const auto t = model::kv_type_from_name(cache_type);
+  if (!t)
+    throw Error("cli", "--cache-type " + cache_type + ": not a KV cache type (f32, bf16, f16, q8_0)");
+  return *t;
 }
 
 std::string compute_backend(const std::string& backend) {
@@ -303,6 +313,7 @@ cluster::Plan LayoutOptions::plan(const std::string& model_dir,
   }
   cluster::PlanOptions po;
   po.kv_tokens = kv_tokens > 0 ? kv_tokens : stage.max_context;
+  po.kv_type = kv_type();
   if (!layers.empty()) {
     // Explicit ranges: report them with the same accounting, without refusing.
     auto ranges = model::parse_partition(layers, cfg.n_layers, "cli");
@@ -319,6 +330,7 @@ std::unique_ptr<runtime::Pipeline> LayoutOptions::make(const std::string& model_
   model::StageOptions stage = options;
   stage.lock_memory = lock_memory;
   stage.backend = backend;
+  stage.kv_type = kv_type();
   auto cfg = model::ModelConfig::from_dir(model_dir);
   std::vector<std::string> peer_list = split_list(peers);
   if (!local_layers.empty() && (!peer_list.empty() || stages > 1))

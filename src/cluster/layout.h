@@ -35,6 +35,10 @@ struct LayoutOptions {
                              // in the workers --stages starts and in MPI ranks
   std::string backend = "cpu";  // --backend: compute backend of every stage here, in the workers
                                 // --stages starts and in MPI ranks (backend/backend.h)
+  // --cache-type: every stage's KV cache type, f32 | bf16 | f16 | q8_0 (model/kv_cache.h); the
+  // workers get it in their load frames.
+  std::string cache_type = "f32";
+  WeightType kv_type() const;  // of cache_type; Error("cli") when it names no cache type
 
   // Tensor parallelism (remote/tp_pipeline.h): > 1 runs the whole model as one group of tp
   // members, this process and tp-1 local worker processes, each holding its share of every

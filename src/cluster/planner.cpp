@@ -61,7 +61,8 @@ uint64_t active_bytes(const model::ModelConfig& c, const TensorSizes& sizes, mod
 }
 
 uint64_t kv_bytes_per_layer(const model::ModelConfig& c, const PlanOptions& options) {
-  return uint64_t(2) * uint64_t(c.kv_dim()) * sizeof(float) *
+  if (c.n_layers <= 0) return 0;
+  return uint64_t(c.kv_bytes_per_token(options.kv_type) / c.n_layers) *
          uint64_t(std::max<int64_t>(options.kv_tokens, 0));
 }
 

@@ -9,7 +9,7 @@
 // a mixture-of-experts layer only the experts a token uses (n_experts_used / n_experts of them,
 // on average), and the LM head whole. A MoE layer thus weighs far more than it computes, and the
 // head counts for many more of its layers than of a dense model's; `meshlm plan` shows both.
-// Each layer costs its weights plus its KV cache room (kv_tokens positions at f32). A node that
+// Each layer costs its weights plus its KV cache room (kv_tokens positions in kv_type). A node that
 // cannot hold even one layer, or a cluster that cannot hold the model, is an Error("plan", ...)
 // saying by how much it falls short.
 #pragma once
@@ -32,6 +32,7 @@ struct PlanNode {
 
 struct PlanOptions {
   int64_t kv_tokens = 4096 * 8;   // KV positions each stage must hold (context x parallel sequences)
+  WeightType kv_type = WeightType::F32;  // --cache-type: how the stages store them
   double reserve_fraction = 0.05; // of each node's memory, kept for the OS and the runtime
   uint64_t reserve_bytes = 256ull << 20;
 };

@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/json_file.h"
 #include "model/architectures.h"
+#include "model/kv_cache.h"
 #include "model/model_files.h"
 
 namespace meshlm::model {
@@ -225,6 +226,11 @@ ModelConfig ModelConfig::from_dir(const std::string& dir) {
   if (detect_model_format(dir) == ModelFormat::Gguf) return ModelFiles::open(dir)->config();
   return from_json(read_json_file(dir + "/config.json", "config",
                                   " (is --model a Hugging Face model folder?)"));
+}
+
+int64_t ModelConfig::kv_bytes_per_token(WeightType kv_type) const {
+  if (kv_dim() <= 0) return 0;
+  return n_layers * 2 * kv_row_bytes(kv_type, kv_dim());
 }
 
 std::vector<float> ModelConfig::rope_inv_freq() const {

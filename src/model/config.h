@@ -8,6 +8,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "formats/weight_format.h"
+
 namespace meshlm::model {
 
 enum class RopeScaling { None, Llama3, Linear };
@@ -74,8 +76,9 @@ struct ModelConfig {
   std::vector<float> rope_inv_freq() const;
   int64_t q_dim() const { return n_heads * head_dim; }
   int64_t kv_dim() const { return n_kv_heads * head_dim; }
-  // f32 KV bytes of one position over every layer (the whole model, all stages together).
-  int64_t kv_bytes_per_token() const { return n_layers * 2 * kv_dim() * int64_t(sizeof(float)); }
+  // KV bytes of one position over every layer (the whole model, all stages together) in a KV
+  // cache type (model/kv_cache.h: F32, BF16, F16, Q8_0; rows padded as the cache pads them).
+  int64_t kv_bytes_per_token(WeightType kv_type = WeightType::F32) const;
   bool is_moe() const { return n_experts > 0; }
   // Layer `layer`'s MLP is the mixture of experts (else the dense MLP).
   bool moe_layer(int64_t layer) const;

@@ -374,6 +374,7 @@ const TensorSplit* Stage::tensor_split() const {
 }
 size_t Stage::locked_bytes() const { return impl_->locked; }
 size_t Stage::kv_bytes_per_token() const { return impl_->kv.bytes_per_token(); }
+WeightType Stage::kv_type() const { return impl_->kv.type(); }
 size_t Stage::kv_bytes_in_use() const {
   return size_t(impl_->kv.total_length()) * impl_->kv.bytes_per_token() + impl_->kv.block_bytes();
 }

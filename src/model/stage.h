@@ -96,6 +96,7 @@ class Stage {
   size_t weight_bytes() const;
   size_t locked_bytes() const;  // weight bytes locked in RAM (StageOptions::lock_memory)
   size_t kv_bytes_per_token() const;
+  WeightType kv_type() const;  // StageOptions::kv_type
   // Cached tokens of all sequences x kv_bytes_per_token(), plus the prefix blocks.
   size_t kv_bytes_in_use() const;
   size_t prefix_block_bytes() const;

@@ -1,5 +1,6 @@
 #include "remote/remote_pipeline.h"
 
+#include "model/kv_cache.h"
 #include "model/model_files.h"
 
 #include <algorithm>
@@ -127,6 +128,7 @@ class RemotePipeline final : public runtime::Pipeline {
   }
 
   const model::ModelConfig& config() const override { return stage0_->config(); }
+  WeightType kv_type() const override { return stage0_->kv_type(); }
   int depth() const override { return static_cast<int>(remotes_.size()) + 1; }
 
   void launch(runtime::MicroBatch batch) override {
@@ -264,6 +266,7 @@ class RemotePipeline final : public runtime::Pipeline {
         load.model_dir = options_.worker_model_dir;
         load.layers = r.layers;
         load.max_context = options_.stage.max_context;
+        load.kv_type = std::string(model::kv_type_name(options_.stage.kv_type));
         load.next = i + 1 < remotes_.size() ? remotes_[i + 1]->address : "";
         load.sync = sync_;
         r.conn->send(FrameType::Load, encode_load(load));

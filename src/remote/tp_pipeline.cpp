@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/hex.h"
 #include "core/log.h"
+#include "model/kv_cache.h"
 #include "remote/fingerprint.h"
 #include "runtime/stage_runner.h"
 #include "transport/collective.h"
@@ -88,6 +89,7 @@ class TpPipeline final : public runtime::Pipeline {
   }
 
   const model::ModelConfig& config() const override { return stage0_->config(); }
+  WeightType kv_type() const override { return stage0_->kv_type(); }
   int depth() const override { return 1; }
 
   void launch(runtime::MicroBatch batch) override {
@@ -205,6 +207,7 @@ class TpPipeline final : public runtime::Pipeline {
     load.model_dir = options_.worker_model_dir;
     load.layers = layers_;
     load.max_context = options_.stage.max_context;
+    load.kv_type = std::string(model::kv_type_name(options_.stage.kv_type));
     load.sync = false;
     load.tp_shares.assign(options_.shares.begin(), options_.shares.end());
     load.tp_addresses.push_back("");

@@ -1,5 +1,6 @@
 #include "remote/worker.h"
 
+#include "model/kv_cache.h"
 #include "model/model_files.h"
 
 #include <poll.h>
@@ -245,6 +246,7 @@ struct Worker::Impl {
       dir = (std::filesystem::path(cache_dir) / fp).string();
     }
     bool same = stage && loaded_dir == dir && loaded.layers == m.layers && loaded.max_context == m.max_context &&
+                loaded.kv_type == m.kv_type &&
                 loaded_fingerprint == fp;
     if (same) {
       stage->release_all();
@@ -254,6 +256,7 @@ struct Worker::Impl {
       model::StageOptions so;
       so.threads = options.threads;
       so.max_context = m.max_context;
+      so.kv_type = *model::kv_type_from_name(m.kv_type);  // checked when the frame was decoded
       so.lock_memory = options.lock_memory;
       so.backend = options.stage_backend;
       std::unique_ptr<CacheLock> lock;
@@ -396,6 +399,7 @@ struct Worker::Impl {
     model::StageOptions so;
     so.threads = options.threads;
     so.max_context = m.max_context;
+    so.kv_type = *model::kv_type_from_name(m.kv_type);  // checked when the frame was decoded
     so.lock_memory = options.lock_memory;
     so.backend = options.stage_backend;
     so.tensor_parallel = model::StageOptions::TensorParallel{

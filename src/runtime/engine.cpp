@@ -160,7 +160,7 @@ Engine::Engine(std::unique_ptr<Pipeline> pipeline, const EngineOptions& options)
   {
     const auto& cfg = impl_->pipeline->config();
     const int64_t B = options.prefix_block_tokens;
-    impl_->block_bytes = size_t(B * cfg.kv_bytes_per_token());
+    impl_->block_bytes = size_t(B * cfg.kv_bytes_per_token(impl_->pipeline->kv_type()));
     const int64_t max_blocks =
         options.prefix_cache_bytes > 0 ? int64_t(uint64_t(options.prefix_cache_bytes) / impl_->block_bytes) : 0;
     impl_->cache = std::make_unique<PrefixCache>(B, max_blocks);

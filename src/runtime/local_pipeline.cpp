@@ -30,6 +30,7 @@ class LocalPipeline final : public Pipeline {
   }
 
   const model::ModelConfig& config() const override { return stages_.front()->config(); }
+  WeightType kv_type() const override { return stages_.front()->kv_type(); }
   int depth() const override { return 1; }
 
   void launch(MicroBatch batch) override {

@@ -78,6 +78,8 @@ class Pipeline {
   // failing: a reconnect to a restarted worker while idle, a re-plan. The engine then forgets its
   // prefix cache (runtime/prefix_cache.h).
   virtual uint64_t kv_epoch() const { return 0; }
+  // How the stages store KV (--cache-type, model/kv_cache.h): sizes the engine's prefix blocks.
+  virtual WeightType kv_type() const { return WeightType::F32; }
 };
 
 // All stages in this process, one per range of `ranges` (empty = one stage of every layer).

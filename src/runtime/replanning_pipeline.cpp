@@ -10,6 +10,7 @@ ReplanningPipeline::ReplanningPipeline(std::unique_ptr<Pipeline> initial,
     : retry_interval_(retry_interval) {
   if (!initial) throw Error("pipeline", "ReplanningPipeline needs an initial pipeline");
   config_ = initial->config();
+  kv_type_ = initial->kv_type();
   depth_ = std::max(1, initial->depth());
   last_stages_ = initial->stages();
   inner_ = std::move(initial);

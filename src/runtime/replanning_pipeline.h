@@ -54,6 +54,7 @@ class ReplanningPipeline final : public Pipeline {
   void release(int64_t seq_id) override;
   std::vector<StageInfo> stages() const override;
   uint64_t kv_epoch() const override;  // changes with every re-plan and with the inner one's
+  WeightType kv_type() const override { return kv_type_; }  // the first layout's
 
  private:
   bool idle_locked() const;
@@ -63,6 +64,7 @@ class ReplanningPipeline final : public Pipeline {
   void done_using() const;
 
   model::ModelConfig config_;
+  WeightType kv_type_ = WeightType::F32;
   mutable std::mutex mutex_;
   std::condition_variable rebuilt_;
   mutable std::condition_variable users_drained_;

@@ -28,7 +28,7 @@ static_assert(std::endian::native == std::endian::little,
               "meshlm's wire format copies f32 arrays verbatim and assumes a little-endian host");
 
 inline constexpr uint32_t kFrameMagic = 0x464D4C4Du;  // "MLMF" as bytes on the wire
-inline constexpr uint16_t kProtocolVersion = 10;  // 2: welcome carries NodeInfo; 3: model sync; 4: stage times; 5: heartbeats, prompt_tokens in sampling, AEAD-sealed frames after a handshake with a secret; 6: model sync of GGUF and MLX models (manifest format + GGUF part headers, U32 entries); 7: token masks in forward frames (structured outputs); 8: per-stage queue and send times in forward and result frames; 9: tensor-parallel groups in load frames; 10: prefix-cache operations in forward frames
+inline constexpr uint16_t kProtocolVersion = 11;  // 2: welcome carries NodeInfo; 3: model sync; 4: stage times; 5: heartbeats, prompt_tokens in sampling, AEAD-sealed frames after a handshake with a secret; 6: model sync of GGUF and MLX models (manifest format + GGUF part headers, U32 entries); 7: token masks in forward frames (structured outputs); 8: per-stage queue and send times in forward and result frames; 9: tensor-parallel groups in load frames; 10: prefix-cache operations in forward frames; 11: the KV cache type in load frames
 inline constexpr size_t kFrameHeaderSize = 20;
 inline constexpr uint64_t kMaxPayload = uint64_t{1} << 30;  // 1 GiB
 inline constexpr uint64_t kMaxHandshakePayload = 64 * 1024;  // before the peer is authenticated

@@ -7,6 +7,7 @@
 #include <type_traits>
 
 #include "core/error.h"
+#include "model/kv_cache.h"
 #include "core/sysinfo.h"
 #include "formats/weight_format.h"
 
@@ -211,6 +212,7 @@ void visit(A& a, M& m) {
   a.i64(m.layers.begin);
   a.i64(m.layers.end);
   a.i64(m.max_context);
+  a.str(m.kv_type, 16);
   a.str(m.next, 1024);
   a.boolean(m.sync);
   a.i32(m.tp_rank);
@@ -235,6 +237,7 @@ void visit(A& a, M& m) {
     if (m.max_context <= 0 || m.max_context > (int64_t{1} << 24)) {
       invalid("max_context " + std::to_string(m.max_context));
     }
+    if (!model::kv_type_from_name(m.kv_type)) invalid("KV cache type '" + m.kv_type + "'");
   });
 }
 

@@ -75,6 +75,9 @@ struct LoadMsg {
   int32_t tp_rank = 0;
   std::vector<float> tp_shares;
   std::vector<std::string> tp_addresses;
+  // The stage's KV cache type (--cache-type; model/kv_cache.h): "f32", "bf16", "f16" or "q8_0".
+  // Protocol 11.
+  std::string kv_type = "f32";
 };
 
 struct LoadedMsg {

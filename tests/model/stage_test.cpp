@@ -11,6 +11,8 @@
 #include <utility>
 
 #include "core/error.h"
+#include "formats/weight_format.h"
+#include "model/kv_cache.h"
 #include "model/stage.h"
 #include "runtime/pipeline.h"
 #include "batch_checks.h"
@@ -215,6 +217,95 @@ TEST(Stage, PrefixBlocksRestoreTheSameKv) {
   EXPECT_THROW(stage.apply_kv_ops(save, true), Error);  // sequence 1 is gone
   stage.release_all();
   EXPECT_EQ(stage.kv_bytes_in_use(), 0u);
+}
+
+// KV cache types (--cache-type, issue 17): each type gives bit-identical logits on one stage and
+// split in two, chunked or not, batched or alone; its prefix blocks restore the same bits; its
+// cpu logits agree with the ref backend's; it costs the memory its rows take; and it changes
+// the logits only a little against the exact f32 cache (which proves the type was applied).
+TEST(Stage, CacheTypesAreExactAcrossStagesAndClose) {
+  REQUIRE_MODEL();
+  using K = model::KvOp::Kind;
+  const auto cfg = model::ModelConfig::from_dir(MESHLM_GOLDEN_MODEL);
+  const auto prompt = prompt_ids(70, 11);
+  model::StageOptions so;
+  so.threads = 2;
+  so.max_context = 256;
+  auto f32 = runtime::make_local_pipeline(MESHLM_GOLDEN_MODEL, so);
+  const std::vector<float> exact = run(*f32, prompt, 70, 1);
+  float peak = 0;
+  for (float f : exact) peak = std::max(peak, std::fabs(f));
+  for (WeightType type : {WeightType::BF16, WeightType::F16, WeightType::Q8_0}) {
+    SCOPED_TRACE(formats::name(type));
+    so.kv_type = type;
+    so.backend = "cpu";
+    auto one = runtime::make_local_pipeline(MESHLM_GOLDEN_MODEL, so);
+    const auto ref = run(*one, prompt, 70, 1);
+    EXPECT_TRUE(bit_equal(ref, run(*one, prompt, 9, 2)));  // chunked prefill
+    auto two = runtime::make_local_pipeline(MESHLM_GOLDEN_MODEL, so, {{0, 1}, {1, 4}});
+    EXPECT_TRUE(bit_equal(ref, run(*two, prompt, 70, 1)));
+    test::expect_batched_equals_alone(*two, {prompt_ids(5, 3), prompt_ids(40, 4), prompt_ids(17, 6)});
+    // Prefix blocks of a typed cache: saved and restored as stored.
+    runtime::MicroBatch mb;
+    mb.chunks.push_back({9, 0, 40, false, false});
+    mb.tokens.assign(prompt.begin(), prompt.begin() + 40);
+    mb.kv_ops = {};
+    two->launch(std::move(mb));
+    ASSERT_EQ(two->wait().error, "");
+    runtime::MicroBatch save;
+    save.chunks.push_back({9, 40, 1, false, false});
+    save.tokens = {prompt[40]};
+    save.kv_ops = {{K::Save, 9, 5, 0, 32}};
+    two->launch(std::move(save));
+    ASSERT_EQ(two->wait().error, "");
+    two->release(9);
+    EXPECT_TRUE(bit_equal(ref, run(*two, prompt, 70, 10, 32, {{K::Restore, 10, 5, 0, 32}})));
+    // Close to the exact cache, but not equal: the type was used.
+    ASSERT_EQ(ref.size(), exact.size());
+    float worst = 0;
+    for (size_t i = 0; i < ref.size(); ++i) worst = std::max(worst, std::fabs(ref[i] - exact[i]));
+    EXPECT_GT(worst, 0.0f);
+    EXPECT_LT(worst, (type == WeightType::Q8_0 ? 0.05f : 0.02f) * peak);
+    // The ref backend, reading its stored rows through formats::dequantize_row. Looser than the
+    // f32 cache's 1e-4: the two backends' keys differ in the last bits, and where one of them
+    // falls on the other side of a rounding boundary of the type, the stored value differs by a
+    // whole step of it (a bf16 ulp, a q8_0 level).
+    so.backend = "ref";
+    auto by_ref = runtime::make_local_pipeline(MESHLM_GOLDEN_MODEL, so);
+    const auto oracle = run(*by_ref, prompt, 70, 1);
+    float off = 0;
+    for (size_t i = 0; i < ref.size(); ++i) off = std::max(off, std::fabs(ref[i] - oracle[i]));
+    EXPECT_LT(off, 1e-3f * peak);
+    // Memory: rows of the type, padded to 4 bytes.
+    so.backend = "cpu";
+    model::Stage stage(MESHLM_GOLDEN_MODEL, {0, 4}, so);
+    const int64_t kv = cfg.n_kv_heads * cfg.head_dim;
+    const size_t row = (formats::row_bytes(type, kv) + 3) / 4 * 4;
+    EXPECT_EQ(stage.kv_bytes_per_token(), size_t(4 * 2) * row);
+    EXPECT_EQ(int64_t(stage.kv_bytes_per_token()), cfg.kv_bytes_per_token(type));
+    EXPECT_EQ(stage.kv_type(), type);
+  }
+  EXPECT_EQ(model::kv_type_from_name("Q8_0"), WeightType::Q8_0);
+  EXPECT_EQ(model::kv_type_from_name("q4_0"), std::nullopt);
+  EXPECT_EQ(model::kv_type_name(WeightType::BF16), "bf16");
+}
+
+// A type whose blocks do not divide a head: refused by name before the weights are read.
+TEST(Stage, CacheTypeThatDoesNotFitTheHeadsIsRefused) {
+  REQUIRE_MODEL();
+  const auto cfg = model::ModelConfig::from_dir(MESHLM_GOLDEN_MODEL);
+  model::StageOptions so;
+  so.kv_type = WeightType::Q4_0;
+  EXPECT_THROW(model::Stage(MESHLM_GOLDEN_MODEL, {0, 4}, so), Error);
+  if (cfg.head_dim % 32 != 0) {
+    so.kv_type = WeightType::Q8_0;
+    try {
+      model::Stage stage(MESHLM_GOLDEN_MODEL, {0, 4}, so);
+      ADD_FAILURE() << "q8_0 accepted with head_dim " << cfg.head_dim;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("head_dim"), std::string::npos) << e.what();
+    }
+  }
 }
 
 TEST(Stage, RejectsInconsistentBatches) {

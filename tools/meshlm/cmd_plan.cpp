@@ -40,13 +40,14 @@ int run_plan(int argc, char** argv) {
   model::StageOptions stage;
   stage.max_context = ctx;
   auto cfg = model::ModelConfig::from_dir(model_dir);
-  popts.kv_tokens = kv.planner_tokens(cfg, ctx, parallel);
+  popts.kv_tokens = kv.planner_tokens(cfg, popts.kv_type(), ctx, parallel);
   cluster::Plan plan = popts.plan(model_dir, stage);
   if (json) {
     nlohmann::json out;
     out["model"] = model_dir;
     out["n_layers"] = cfg.n_layers;
     out["kv_tokens"] = popts.kv_tokens;
+    out["cache_type"] = popts.cache_type;
     out["layers"] = model::format_partition(plan.partition());  // as --layers takes it
     for (const auto& s : plan.stages)
       out["stages"].push_back({{"node", s.node},
@@ -60,11 +61,11 @@ int run_plan(int argc, char** argv) {
     std::printf("%s\n", out.dump(2).c_str());
     return 0;
   }
-  std::printf("model %s: %s, %lld layers; KV room for %lld positions per stage (%s, and the "
-              "prefix cache's %s)\n",
+  std::printf("model %s: %s, %lld layers; KV room for %lld positions per stage in %s (%s, and "
+              "the prefix cache's %s)\n",
               model_dir.c_str(), cfg.model_type.c_str(), static_cast<long long>(cfg.n_layers),
-              static_cast<long long>(popts.kv_tokens),
-              kv.budget_tokens(cfg) > 0
+              static_cast<long long>(popts.kv_tokens), popts.cache_type.c_str(),
+              kv.budget_tokens(cfg, popts.kv_type()) > 0
                   ? ("--kv-memory " + kv.kv_memory).c_str()
                   : ("ctx " + std::to_string(ctx) + " x " + std::to_string(parallel)).c_str(),
               kv.prefix_cache.c_str());

@@ -144,11 +144,13 @@ int run_serve(int argc, char** argv) {
     // --kv-memory budget) and for the prefix cache.
     const auto cfg = model::ModelConfig::from_dir(model_dir);
     eopt.prefix_cache_bytes = kv.prefix_cache_bytes();
-    eopt.kv_budget_tokens = kv.budget_tokens(cfg);
-    popts.kv_tokens = kv.planner_tokens(cfg, ctx, parallel);
+    const WeightType kv_type = popts.kv_type();
+    eopt.kv_budget_tokens = kv.budget_tokens(cfg, kv_type);
+    popts.kv_tokens = kv.planner_tokens(cfg, kv_type, ctx, parallel);
     if (eopt.kv_budget_tokens > 0)
-      log::info("[serve] KV memory budget: {} tokens ({} per token)", eopt.kv_budget_tokens,
-                format_bytes(double(cfg.kv_bytes_per_token())));
+      log::info("[serve] KV memory budget: {} tokens ({} per token, {} cache)",
+                eopt.kv_budget_tokens, format_bytes(double(cfg.kv_bytes_per_token(kv_type))),
+                popts.cache_type);
   }
   std::unique_ptr<runtime::Pipeline> pipeline = popts.make(model_dir, stage);
   runtime::ReplanningPipeline* replanning = nullptr;

@@ -19,9 +19,9 @@ void KvOptions::add_to(CLI::App& app) {
       ->capture_default_str();
 }
 
-int64_t KvOptions::budget_tokens(const model::ModelConfig& cfg) const {
+int64_t KvOptions::budget_tokens(const model::ModelConfig& cfg, WeightType kv_type) const {
   const auto bytes = int64_t(cluster::parse_bytes(kv_memory));
-  const int64_t per_token = cfg.kv_bytes_per_token();
+  const int64_t per_token = cfg.kv_bytes_per_token(kv_type);
   if (bytes <= 0 || per_token <= 0) return 0;
   if (bytes / per_token < 2)
     throw Error("serve", "--kv-memory " + kv_memory + " holds less than 2 tokens of this model's KV");
@@ -30,9 +30,10 @@ int64_t KvOptions::budget_tokens(const model::ModelConfig& cfg) const {
 
 int64_t KvOptions::prefix_cache_bytes() const { return int64_t(cluster::parse_bytes(prefix_cache)); }
 
-int64_t KvOptions::planner_tokens(const model::ModelConfig& cfg, int64_t ctx, int parallel) const {
-  const int64_t budget = budget_tokens(cfg);
-  const int64_t per_token = cfg.kv_bytes_per_token();
+int64_t KvOptions::planner_tokens(const model::ModelConfig& cfg, WeightType kv_type, int64_t ctx,
+                                  int parallel) const {
+  const int64_t budget = budget_tokens(cfg, kv_type);
+  const int64_t per_token = cfg.kv_bytes_per_token(kv_type);
   return (budget > 0 ? budget : ctx * parallel) +
          (per_token > 0 ? prefix_cache_bytes() / per_token : 0);
 }

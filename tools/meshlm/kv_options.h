@@ -15,12 +15,14 @@ struct KvOptions {
   std::string prefix_cache = "2G";
 
   void add_to(CLI::App& app);
-  // --kv-memory in positions (0: none). Throws Error("serve", ...) below 2 positions.
-  int64_t budget_tokens(const model::ModelConfig& cfg) const;
+  // --kv-memory in positions of a KV cache type (0: none). Throws Error("serve", ...) below 2
+  // positions.
+  int64_t budget_tokens(const model::ModelConfig& cfg, WeightType kv_type) const;
   int64_t prefix_cache_bytes() const;
   // What the planner leaves room for: the budget, or ctx x parallel without one, plus the
   // prefix cache.
-  int64_t planner_tokens(const model::ModelConfig& cfg, int64_t ctx, int parallel) const;
+  int64_t planner_tokens(const model::ModelConfig& cfg, WeightType kv_type, int64_t ctx,
+                         int parallel) const;
 };
 
 }  // namespace meshlm::cli

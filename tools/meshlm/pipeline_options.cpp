@@ -51,6 +51,12 @@ void PipelineOptions::add_to(CLI::App& app, bool discover_by_default) {
                  "thread: slow, for checking results); workers --stages starts get it too")
       ->check(CLI::IsMember({"cpu", "ref"}))
       ->capture_default_str();
+  app.add_option("--cache-type", cache_type,
+                 "how every stage stores its KV cache: f32 (exact), bf16, f16 (half the memory) or "
+                 "q8_0 (~0.27x: blocks of 32 int8 values and a scale); workers get it from this "
+                 "process")
+      ->check(CLI::IsMember({"f32", "bf16", "f16", "q8_0"}, CLI::ignore_case))
+      ->capture_default_str();
   app.add_flag("--mlock", lock_memory,
                "lock the model's weights in RAM once loaded (never paged out or dropped from the "
                "page cache; needs `ulimit -l`); workers --stages starts get it too");
