@@ -227,6 +227,8 @@ EngineStats Engine::stats() const {
   return impl_->stats;
 }
 
+WeightType Engine::kv_type() const { return impl_->pipeline->kv_type(); }
+
 const model::ModelConfig& Engine::config() const {
   return impl_->pipeline->config();
 }

@@ -110,6 +110,7 @@ class Engine {
   void cancel(uint64_t id);  // safe from any thread; no-op for finished ids
   EngineStats stats() const;
   const model::ModelConfig& config() const;
+  WeightType kv_type() const;  // how the stages store KV (Pipeline::kv_type)
   std::vector<StageInfo> stages() const;
   const EngineOptions& options() const;
 

@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/sysinfo.h"
+#include "model/kv_cache.h"
 #include "server/api_error.h"
 #include "server/http_thread_pool.h"
 #include "server/server_state.h"
@@ -93,6 +94,7 @@ json health_json(const Server::State& st, bool& healthy) {
           {"recoveries", stats.recoveries_total},
           {"replayed_sequences", stats.replayed_total},
           {"kv_tokens", stats.kv_tokens},
+          {"kv_cache_type", std::string(model::kv_type_name(st.engine->kv_type()))},
           {"kv_budget_tokens", st.engine->options().kv_budget_tokens},
           {"preemptions", stats.preemptions_total},
           {"prefix_cache",

@@ -186,6 +186,37 @@ TEST_F(DistPipeline, PrefixCacheGivesTheSameTokensOnOneAndTwoStages) {
   }
 }
 
+// --cache-type reaches the workers in their load frames: two stages with a q8_0 (or bf16) cache
+// give the bits of one local stage with that cache, which are not the f32 cache's; the prefix
+// cache over a typed cache keeps the tokens.
+TEST_F(DistPipeline, CacheTypeReachesTheWorkers) {
+  const auto f32 = prompt_logits(*runtime::make_local_pipeline(model_dir().string(), {1, 256}), 0);
+  WorkerProcess w;
+  for (WeightType type : {WeightType::Q8_0, WeightType::BF16}) {
+    SCOPED_TRACE(formats::name(type));
+    model::StageOptions so{1, 256};
+    so.kv_type = type;
+    auto one = runtime::make_local_pipeline(model_dir().string(), so);
+    EXPECT_EQ(one->kv_type(), type);
+    const auto ref = prompt_logits(*one, 0);
+    const auto ref_ids = greedy(*one, 10, 6);
+    auto o = options({w.address()}, {{0, 2}, {2, 4}});
+    o.stage.kv_type = type;
+    auto two = make_remote_pipeline(o);
+    EXPECT_EQ(two->kv_type(), type);
+    const auto logits = prompt_logits(*two, 0);
+    ASSERT_EQ(logits.size(), ref.size());
+    EXPECT_EQ(std::memcmp(logits.data(), ref.data(), logits.size() * 4), 0);
+    EXPECT_NE(std::memcmp(logits.data(), f32.data(), logits.size() * 4), 0);
+    EXPECT_EQ(greedy(*two, 10, 6), ref_ids);
+    const auto off = test::run_prefix_requests(runtime::make_local_pipeline(model_dir().string(), so),
+                                               0, false, 8);
+    const auto on = test::run_prefix_requests(std::move(two), 64 << 20, false, 8);
+    EXPECT_EQ(on.tokens, off.tokens);
+    EXPECT_GT(on.cached_tokens, 0);
+  }
+}
+
 TEST_F(DistPipeline, GarbageClosesOnlyItsConnectionAndBusyIsRefused) {
   WorkerProcess w;
   auto p = make_remote_pipeline(options({w.address()}, {{0, 2}, {2, 4}}));

@@ -189,6 +189,36 @@ TEST_F(TpPipelineTest, PrefixCacheGivesTheSameTokensAsOneProcess) {
   EXPECT_GT(tp.cached_tokens, 0);
 }
 
+// --cache-type reaches every member (in its load frame): a group with a q8_0 cache stays as
+// close to one process with a q8_0 cache as f32 groups are to one f32 process, which a member
+// that kept f32 keys for its heads would not be (the q8_0 cache moves these logits by ~1e-2).
+TEST_F(TpPipelineTest, CacheTypeReachesEveryMember) {
+  model::StageOptions so{1, 256};
+  so.kv_type = WeightType::Q8_0;
+  const auto f32 = prompt_logits(*runtime::make_local_pipeline(model_dir().string(), {1, 256}), 0);
+  const auto ref = prompt_logits(*runtime::make_local_pipeline(model_dir().string(), so), 0);
+  auto distance = [](const std::vector<float>& a, const std::vector<float>& b) {
+    double worst = 0;
+    for (size_t i = 0; i < a.size() && i < b.size(); ++i)
+      worst = std::max(worst, std::fabs(double(a[i]) - double(b[i])) /
+                                  std::max(1.0, std::fabs(double(b[i]))));
+    return worst;
+  };
+  WorkerProcess w1;
+  auto o = options({w1.address()});
+  o.stage.kv_type = WeightType::Q8_0;
+  auto p = make_tp_pipeline(o);
+  EXPECT_EQ(p->kv_type(), WeightType::Q8_0);
+  const auto logits = prompt_logits(*p, 0);
+  ASSERT_EQ(logits.size(), ref.size());
+  const double to_q8 = distance(logits, ref), q8_to_f32 = distance(ref, f32);
+  std::printf("TP q8_0 vs one process q8_0: %.3g; q8_0 vs f32: %.3g\n", to_q8, q8_to_f32);
+  EXPECT_LE(to_q8, 1e-3);  // room for a rounding of the keys that falls the other way
+  EXPECT_GT(q8_to_f32, 10 * to_q8);
+  const auto again = prompt_logits(*p, 0);
+  EXPECT_EQ(std::memcmp(again.data(), logits.data(), logits.size() * 4), 0);
+}
+
 TEST_F(TpPipelineTest, KilledMemberIsAnErrorNotAHang) {
   WorkerProcess w1;
   auto w2 = std::make_unique<WorkerProcess>();

@@ -116,6 +116,7 @@ TEST_F(ServerHttp, CachedPromptTokensAreReported) {
   auto h = cli.Get("/health");
   ASSERT_TRUE(h);
   EXPECT_EQ(json::parse(h->body)["prefix_cache"]["hits"], 2);
+  EXPECT_EQ(json::parse(h->body)["kv_cache_type"], "f32");
 }
 
 TEST_F(ServerHttp, StageDownIs503) {

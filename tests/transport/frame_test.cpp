@@ -280,6 +280,16 @@ TEST(Messages, LoadCarriesTheTensorParallelGroup) {
   expect_protocol_error([&] { decode_load(encode_load(bad)); }, "tensor-parallel group");
 }
 
+TEST(Messages, LoadCarriesTheKvCacheType) {
+  LoadMsg l;
+  l.layers = {0, 4};
+  EXPECT_EQ(decode_load(encode_load(l)).kv_type, "f32");
+  l.kv_type = "q8_0";
+  EXPECT_EQ(decode_load(encode_load(l)).kv_type, "q8_0");
+  l.kv_type = "q4_0";  // not a cache type
+  expect_protocol_error([&] { decode_load(encode_load(l)); }, "KV cache type");
+}
+
 TEST(Messages, SmallFramesRoundTrip) {
   EXPECT_EQ(decode_release(encode_release({{1, -2, 3}})).seq_ids, (std::vector<int64_t>{1, -2, 3}));
   EXPECT_EQ(decode_text(encode_text("boom")), "boom");
