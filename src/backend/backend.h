@@ -121,6 +121,10 @@ class Backend {
   // n floats reserved, committed only as they are first written (the KV cache: a sequence
   // reserves its whole context and pays for the positions it reaches), zeroed.
   virtual Buffer reserve(size_t n) = 0;
+  // A hint that [dst, dst + n) of a reserve()d buffer is about to be written in full (a prefill
+  // chunk's keys, a restored prefix): the host backends commit its pages in one call instead of
+  // taking one page fault per page (on Linux 5.14+; elsewhere, or off, nothing).
+  virtual void will_write(float* dst, size_t n) {}
   // Host <-> backend copies of n floats, and copies within the backend's memory.
   virtual void upload(float* dst, const float* host, size_t n) = 0;
   virtual void download(float* host, const float* src, size_t n) = 0;

@@ -1,7 +1,9 @@
 #include "backend/host_memory.h"
 
 #include <sys/mman.h>
+#include <unistd.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -39,6 +41,26 @@ Buffer host_reserve(size_t n) {
   if (p == MAP_FAILED) out_of_memory(n, "reserve");
   return Buffer(static_cast<float*>(p), n,
                 [](float* d, size_t count) { ::munmap(d, count * sizeof(float)); });
+}
+
+void host_will_write(float* p, size_t n) {
+#if defined(__linux__)
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23  // Linux 5.14; older kernels answer EINVAL and nothing happens
+#endif
+  static const bool enabled = [] {
+    const char* v = std::getenv("MESHLM_KV_POPULATE");
+    return v == nullptr || std::string(v) != "0";
+  }();
+  if (!enabled || n == 0) return;
+  static const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(p) / page * page;
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(p + n) + page - 1) / page * page;
+  ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_WRITE);  // a hint only
+#else
+  (void)p;
+  (void)n;
+#endif
 }
 
 }  // namespace meshlm::backend

@@ -25,6 +25,7 @@ class RefBackend final : public Backend {
 
   Buffer alloc(size_t n) override { return host_alloc(n); }
   Buffer reserve(size_t n) override { return host_reserve(n); }
+  void will_write(float* dst, size_t n) override { host_will_write(dst, n); }
   void upload(float* dst, const float* host, size_t n) override { copy(dst, host, n); }
   void download(float* host, const float* src, size_t n) override { copy(host, src, n); }
   void copy(float* dst, const float* src, size_t n) override {

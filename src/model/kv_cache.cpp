@@ -93,6 +93,12 @@ void KvCache::write(int64_t seq_id, int64_t layer, int64_t pos, const float* k, 
   be_.store_kv(at(s, 2 * layer + 1, pos), type_, v, kv_dim_);
 }
 
+void KvCache::will_write(int64_t seq_id, int64_t pos, int64_t n) {
+  Seq& s = get(seq_id);
+  if (pos < 0 || n <= 0 || pos + n > max_context_) return;
+  for (int64_t h = 0; h < 2 * n_layers_; ++h) be_.will_write(at(s, h, pos), size_t(n * row_floats_));
+}
+
 const void* KvCache::key_row(int64_t seq_id, int64_t layer, int64_t pos) {
   return at(get(seq_id), 2 * layer, pos);
 }
@@ -166,6 +172,7 @@ void KvCache::apply(const KvOp& op) {
                               std::to_string(op.seq_id) + ", which holds " +
                               std::to_string(s.length));
       const size_t run = size_t(op.n_tokens) * kv;
+      will_write(op.seq_id, op.pos, op.n_tokens);
       for (int64_t l = 0; l < 2 * n_layers_; ++l)
         be_.copy(at(s, l, op.pos), b.mem.data() + size_t(l) * run, run);
       s.length = int64_t(op.pos) + op.n_tokens;

@@ -47,6 +47,9 @@ class KvCache {
   // Stores position pos's keys and values (kv_dim floats each, backend memory) of local layer
   // `layer` in the cache's type. Throws Error("kv") where the type cannot hold a value.
   void write(int64_t seq_id, int64_t layer, int64_t pos, const float* k, const float* v);
+  // Positions [pos, pos + n) of every layer are about to be written (a prefill chunk): their
+  // memory is committed now, in one call per layer half (Backend::will_write).
+  void will_write(int64_t seq_id, int64_t pos, int64_t n);
   // Position pos's row of keys / values of local layer `layer`; the next position's row starts
   // row_bytes() later.
   const void* key_row(int64_t seq_id, int64_t layer, int64_t pos);

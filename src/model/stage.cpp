@@ -439,6 +439,9 @@ int64_t Stage::forward(std::span<const SeqChunk> chunks, std::span<const int32_t
   int64_t t = 0;
   for (const auto& ch : chunks) {
     m.kv.ensure(ch.seq_id);
+    // A prefill chunk's KV pages committed in one call per layer half instead of a page fault
+    // per page (a decode step's single position faults its pages as before).
+    if (ch.n_tokens >= 16) m.kv.will_write(ch.seq_id, ch.pos, ch.n_tokens);
     for (int32_t i = 0; i < ch.n_tokens; ++i, ++t) {
       m.tok_seq[size_t(t)] = ch.seq_id;
       m.tok_pos[size_t(t)] = ch.pos + i;
