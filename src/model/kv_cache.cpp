@@ -84,11 +84,6 @@ float* KvCache::at(Seq& s, int64_t half, int64_t pos) const {
 
 void KvCache::write(int64_t seq_id, int64_t layer, int64_t pos, const float* k, const float* v) {
   Seq& s = get(seq_id);
-  if (type_ == WeightType::F32) {  // the f32 cache's copy, as before cache types
-    be_.copy(at(s, 2 * layer, pos), k, size_t(kv_dim_));
-    be_.copy(at(s, 2 * layer + 1, pos), v, size_t(kv_dim_));
-    return;
-  }
   be_.store_kv(at(s, 2 * layer, pos), type_, k, kv_dim_);
   be_.store_kv(at(s, 2 * layer + 1, pos), type_, v, kv_dim_);
 }
