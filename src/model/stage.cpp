@@ -330,7 +330,8 @@ struct Stage::Impl {
   }
 
   // A tensor-parallel member's LM head: the logits of its vocabulary rows [rows, V_r], gathered
-  // from every member (rank order = vocabulary order) into the full [rows, vocab] on each.
+  // from every member (rank order = vocabulary order) into the full [rows, vocab] on member 0
+  // (on every member with logits_on_every_member; the others get none).
   // TODO(tensor parallelism): sampling needs only the top-k and the logsumexp; a distributed
   // top-k would move k values per row instead of the whole vocabulary.
   void gather_logits(const float* sel, int64_t rows, std::vector<float>& out) {
@@ -342,7 +343,14 @@ struct Stage::Impl {
     B.download(mine.data(), logits.data(), mine.size());
     B.synchronize();
     std::vector<size_t> counts;
-    const std::vector<float> all = reducer->all_gather(mine, &counts);
+    const auto& tp = *opts.tensor_parallel;
+    const std::vector<float> all = tp.logits_on_every_member
+                                       ? reducer->all_gather(mine, &counts)
+                                       : reducer->gather_to_first(mine, &counts);
+    if (!tp.logits_on_every_member && tp.rank != 0) {
+      out.clear();
+      return;
+    }
     out.resize(size_t(rows * V));
     int64_t col = 0;
     size_t base = 0;

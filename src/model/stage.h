@@ -42,15 +42,19 @@ struct StageOptions {
   // Tensor parallelism (model/tensor_split.h): this Stage is member `rank` of a group of
   // shares.size() that compute the same layers, each with its slice of the weights (its share
   // of the KV heads, intermediate and vocabulary), summing their partial outputs through
-  // `reducer` after every attention and MLP block and gathering the logits, so that every
-  // member's forward() returns what one whole Stage would. The split itself is computed by the
-  // Stage (split_for), because the quantization blocks it must respect are the files'. Every
-  // member must get the same calls (forward with the same batches, in the same order). Absent:
-  // a whole stage, no collective.
+  // `reducer` after every attention and MLP block and gathering the logits, so that member 0's
+  // forward() returns what one whole Stage would (every member's with logits_on_every_member).
+  // The split itself is computed by the Stage (split_for), because the quantization blocks it
+  // must respect are the files'. Every member must get the same calls (forward with the same
+  // batches, in the same order). Absent: a whole stage, no collective.
   struct TensorParallel {
     std::vector<double> shares;         // one per member, > 0
     int rank = 0;
     std::shared_ptr<TpReducer> reducer;  // the group's collectives
+    // Who gets the logits: false (the default), member 0 alone — the member that samples; the
+    // others return the rows with no logits, and M-1 vocabulary slices cross the links instead of
+    // M(M-1). true: every member (an all-gather; tests compare the members' logits).
+    bool logits_on_every_member = false;
   };
   std::optional<TensorParallel> tensor_parallel = std::nullopt;
 };

@@ -70,6 +70,9 @@ struct TpReducer {
   // Every member's `mine`, concatenated in rank order; counts gets each member's size.
   virtual std::vector<float> all_gather(std::span<const float> mine,
                                         std::vector<size_t>* counts) = 0;
+  // all_gather's result on member 0 only; the other members get nothing (empty, counts empty).
+  virtual std::vector<float> gather_to_first(std::span<const float> mine,
+                                             std::vector<size_t>* counts) = 0;
 };
 
 }  // namespace meshlm::model

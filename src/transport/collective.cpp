@@ -18,6 +18,7 @@ const char* op_name(CollectiveOp op) {
     case CollectiveOp::Send: return "send";
     case CollectiveOp::AllReduceSum: return "all_reduce_sum";
     case CollectiveOp::AllGather: return "all_gather";
+    case CollectiveOp::Gather: return "gather";
   }
   return "unknown";
 }
@@ -54,7 +55,7 @@ CollectiveHead decode_collective_head(std::span<const uint8_t> payload) {
   PayloadReader r(payload);
   CollectiveHead h;
   uint8_t op = r.u8();
-  if (op < 1 || op > 3) {
+  if (op < 1 || op > 4) {
     throw Error("protocol", "malformed collective message: unknown op " + std::to_string(op));
   }
   h.op = static_cast<CollectiveOp>(op);
@@ -222,16 +223,19 @@ struct Group::Sender {
   bool stop = false;
   std::shared_ptr<const std::vector<uint8_t>> head;
   std::shared_ptr<const std::vector<float>> mine;
+  int only = -1;      // >= 0: the job's frame goes to that rank alone
   std::string error;  // the finished job's, "" when every send went out
   std::thread thread;
 };
 
 namespace {
 
+// The frame to every peer, or (only >= 0) to that one.
 std::string send_to_peers(const std::vector<std::shared_ptr<Connection>>& peers, int self,
-                          const std::vector<uint8_t>& head, const std::vector<float>& mine) {
+                          const std::vector<uint8_t>& head, const std::vector<float>& mine,
+                          int only = -1) {
   for (int r = 0; r < static_cast<int>(peers.size()); ++r) {
-    if (r == self) continue;
+    if (r == self || (only >= 0 && r != only)) continue;
     try {
       std::span<const uint8_t> pieces[2] = {head, float_bytes(mine)};
       peers[r]->send_pieces(FrameType::Collective, pieces);
@@ -245,7 +249,8 @@ std::string send_to_peers(const std::vector<std::shared_ptr<Connection>>& peers,
 }  // namespace
 
 void Group::post_send(std::shared_ptr<const std::vector<uint8_t>> head,
-                      std::shared_ptr<const std::vector<float>> mine, const std::string& call) {
+                      std::shared_ptr<const std::vector<float>> mine, const std::string& call,
+                      int only) {
   if (!sender_) {
     auto s = std::make_shared<Sender>();
     try {
@@ -256,8 +261,9 @@ void Group::post_send(std::shared_ptr<const std::vector<uint8_t>> head,
           if (!s->pending) return;  // stopped with nothing to send
           auto head = std::move(s->head);
           auto mine = std::move(s->mine);
+          const int to = s->only;
           lock.unlock();
-          std::string error = send_to_peers(peers, self, *head, *mine);
+          std::string error = send_to_peers(peers, self, *head, *mine, to);
           lock.lock();
           s->error = std::move(error);
           s->pending = false;
@@ -272,6 +278,7 @@ void Group::post_send(std::shared_ptr<const std::vector<uint8_t>> head,
   std::lock_guard lock(sender_->m);
   sender_->head = std::move(head);
   sender_->mine = std::move(mine);
+  sender_->only = only;
   sender_->error.clear();
   sender_->pending = true;
   sender_->posted_cv.notify_one();
@@ -295,7 +302,8 @@ Group::~Group() {
 }
 
 void Group::exchange(CollectiveOp op, std::shared_ptr<const std::vector<float>> mine,
-                     int64_t expect_count, const PartFn& on_part, const std::string& call) {
+                     int64_t expect_count, const PartFn& on_part, const std::string& call,
+                     int root) {
   const uint64_t seq = seq_++;
   const auto t0 = std::chrono::steady_clock::now();
   struct Account {  // counts the call however it ends
@@ -306,22 +314,26 @@ void Group::exchange(CollectiveOp op, std::shared_ptr<const std::vector<float>> 
     }
   } account{stats_, t0};
   ++stats_.calls;
-  stats_.bytes_sent += uint64_t(size_ - 1) * mine->size() * sizeof(float);
+  // Who this rank sends to: every peer; to a root, that one; as the root, nobody.
+  const bool sends = size_ > 1 && root != rank_;
+  const int only = root >= 0 ? root : -1;
+  stats_.bytes_sent +=
+      sends ? uint64_t(root >= 0 ? 1 : size_ - 1) * mine->size() * sizeof(float) : 0;
   auto head = std::make_shared<const std::vector<uint8_t>>(encode_collective_head(
       {op, static_cast<uint32_t>(rank_), seq, static_cast<uint64_t>(mine->size())}));
 
-  const bool posted = size_ > 1 && mine->size() * sizeof(float) + head->size() > inline_limit_;
+  const bool posted = sends && mine->size() * sizeof(float) + head->size() > inline_limit_;
   if (posted) {
-    post_send(head, mine, call);
-  } else if (size_ > 1) {
+    post_send(head, mine, call, only);
+  } else if (sends) {
     // Every link buffers this frame whole: the sends return without waiting for a receiver.
-    std::string error = send_to_peers(peers_, rank_, *head, *mine);
+    std::string error = send_to_peers(peers_, rank_, *head, *mine, only);
     if (!error.empty()) fail(call + ": " + error);
   }
 
   std::string error;
   try {
-    for (int r = 0; r < size_; ++r) {
+    for (int r = 0; r < size_ && (root < 0 || root == rank_); ++r) {
       if (r == rank_) {
         on_part(r, reinterpret_cast<const uint8_t*>(mine->data()), mine->size());
         continue;
@@ -413,6 +425,28 @@ std::vector<float> Group::all_gather(std::span<const float> mine_span,
         if (count) std::memcpy(out.data() + at, bytes, count * sizeof(float));
       },
       call);
+  if (counts) *counts = std::move(sizes);
+  return out;
+}
+
+std::vector<float> Group::gather(std::span<const float> mine_span, int root,
+                                 std::vector<size_t>* counts) {
+  const std::string call = "gather #" + std::to_string(seq_) + " to rank " + std::to_string(root) +
+                           " (" + std::to_string(mine_span.size()) + " floats from this rank)";
+  check_usable(call);
+  if (root < 0 || root >= size_) fail(call + ": no rank " + std::to_string(root));
+  auto mine = std::make_shared<const std::vector<float>>(mine_span.begin(), mine_span.end());
+  std::vector<float> out;
+  std::vector<size_t> sizes(root == rank_ ? size_ : 0, 0);
+  exchange(
+      CollectiveOp::Gather, mine, -1,
+      [&](int r, const uint8_t* bytes, uint64_t count) {
+        sizes[r] = count;
+        size_t at = out.size();
+        out.resize(at + count);
+        if (count) std::memcpy(out.data() + at, bytes, count * sizeof(float));
+      },
+      call, root);
   if (counts) *counts = std::move(sizes);
   return out;
 }

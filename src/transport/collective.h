@@ -19,6 +19,9 @@
 //    always the one both its sender and its receiver are at.
 //  - all_gather: contributions may differ in size (zero included); every rank gets all of them
 //    concatenated in rank order, and the sizes.
+//  - gather: all_gather's result on one rank, the root, only: the others send their
+//    contribution to the root alone and receive nothing ((N-1) contributions cross the links
+//    instead of N(N-1)).
 //  - all_reduce_sum: every rank passes the same n; the result is, for each element,
 //    ((x_0 + x_1) + x_2) + ... + x_{N-1} in f32, computed by every rank from the same gathered
 //    bits in the same order, so it is bit-identical on every rank, in every run, over every
@@ -54,7 +57,7 @@
 
 namespace meshlm::transport {
 
-enum class CollectiveOp : uint8_t { Send = 1, AllReduceSum = 2, AllGather = 3 };
+enum class CollectiveOp : uint8_t { Send = 1, AllReduceSum = 2, AllGather = 3, Gather = 4 };
 
 struct CollectiveHead {
   CollectiveOp op = CollectiveOp::Send;
@@ -113,6 +116,9 @@ class Group {
   // Every rank's `mine`, concatenated in rank order; counts (if given) gets each rank's size.
   std::vector<float> all_gather(std::span<const float> mine,
                                 std::vector<size_t>* counts = nullptr);
+  // all_gather's result on rank `root`; the other ranks get nothing (an empty vector and counts).
+  std::vector<float> gather(std::span<const float> mine, int root,
+                            std::vector<size_t>* counts = nullptr);
 
  private:
   using PartFn = std::function<void(int rank, const uint8_t* bytes, uint64_t count)>;
@@ -123,17 +129,21 @@ class Group {
   void close_all();
   // Sends `mine` to every peer (inline or through the sending thread) while receiving every
   // peer's contribution in rank order; on_part sees each rank's contribution (this rank's
-  // included) in rank order 0..N-1. expect_count < 0: any size.
+  // included) in rank order 0..N-1. expect_count < 0: any size. root >= 0: only that rank
+  // receives (the others send to it alone, and on_part sees nothing on them).
   void exchange(CollectiveOp op, std::shared_ptr<const std::vector<float>> mine,
-                int64_t expect_count, const PartFn& on_part, const std::string& call);
+                int64_t expect_count, const PartFn& on_part, const std::string& call,
+                int root = -1);
   // The next Collective frame from `from`, checked against op, seq and expect_count.
   Frame recv_frame(int from, CollectiveOp op, uint64_t seq, int64_t expect_count,
                    const std::string& call);
 
   struct Sender;  // the sending thread and what it shares with the group (collective.cpp)
-  // Hands one frame (head + data) for every peer to the sending thread.
+  // Hands one frame (head + data) for every peer (only >= 0: for that rank alone) to the
+  // sending thread.
   void post_send(std::shared_ptr<const std::vector<uint8_t>> head,
-                 std::shared_ptr<const std::vector<float>> mine, const std::string& call);
+                 std::shared_ptr<const std::vector<float>> mine, const std::string& call,
+                 int only = -1);
   // Waits up to the group's timeout for the posted sends; "" when they all went out.
   std::string wait_sent(const std::string& call);
 

@@ -20,6 +20,10 @@ class GroupReducer : public model::TpReducer {
   std::vector<float> all_gather(std::span<const float> mine, std::vector<size_t>* counts) override {
     return group_->all_gather(mine, counts);
   }
+  std::vector<float> gather_to_first(std::span<const float> mine,
+                                     std::vector<size_t>* counts) override {
+    return group_->gather(mine, 0, counts);
+  }
   Group& group() { return *group_; }
 
  private:

@@ -64,13 +64,15 @@ std::vector<int32_t> prompt(int n, int salt, int64_t vocab) {
 // Prefill of two sequences in one batch (every position's logits for the first, the last one's
 // for the second), then decode steps of both, one of the second alone, and both again, each
 // feeding back the greedy id.
-Outputs drive(Stage& st) {
+// given: a member without logits (not member 0, logits_on_every_member false) feeds back these
+// ids, in order, as the pipeline feeds it member 0's.
+Outputs drive(Stage& st, const std::vector<int32_t>* given = nullptr) {
   const int64_t V = st.config().vocab;
   Outputs out;
   std::vector<float> hidden, logits;
   auto step = [&](const std::vector<model::SeqChunk>& chunks, const std::vector<int32_t>& tokens) {
     const int64_t rows = st.forward(chunks, tokens, hidden, logits);
-    EXPECT_EQ(size_t(rows * V), logits.size());
+    EXPECT_EQ(given ? size_t{0} : size_t(rows * V), logits.size());
     out.logits.insert(out.logits.end(), logits.begin(), logits.end());
   };
   const auto a = prompt(7, 1, V), b = prompt(5, 2, V);
@@ -79,6 +81,11 @@ Outputs drive(Stage& st) {
   step({{1, 0, 7, true, true}, {2, 0, 5, true, false}}, tokens);
   int32_t pos_a = 7, pos_b = 5;
   auto last = [&](int64_t row_from_end) {
+    if (given) {
+      const int32_t id = out.ids.size() < given->size() ? (*given)[out.ids.size()] : 0;
+      out.ids.push_back(id);
+      return id;
+    }
     const int32_t id = runtime::argmax(logits.data() + logits.size() - size_t(row_from_end * V), V);
     out.ids.push_back(id);
     return id;
@@ -143,8 +150,11 @@ struct Member {
 };
 
 // Every member of a group with these shares on its own thread, each running drive().
+// every_member: each member gets the whole logits (and drives its own greedy ids from them);
+// false: member 0 alone, the others feed back member 0's ids (as the pipeline does).
 std::vector<Member> run_members(const std::string& dir, const std::vector<double>& shares,
-                                const std::string& backend = "cpu") {
+                                const std::string& backend = "cpu", bool every_member = true,
+                                const std::vector<int32_t>* ids = nullptr) {
   const int n = int(shares.size());
   Links links = tcp_mesh(n);
   std::vector<std::future<Member>> futures;
@@ -159,10 +169,10 @@ std::vector<Member> run_members(const std::string& dir, const std::vector<double
         auto group = std::make_shared<transport::Group>(r, std::move(peers), go);
         StageOptions o = base_options(backend);
         o.tensor_parallel = StageOptions::TensorParallel{
-            shares, r, std::make_shared<transport::GroupReducer>(group)};
+            shares, r, std::make_shared<transport::GroupReducer>(group), every_member};
         Stage st(dir, whole(dir), o);
         m.split = *st.tensor_split();
-        m.out = drive(st);
+        m.out = drive(st, !every_member && r != 0 ? ids : nullptr);
       } catch (const std::exception& e) {
         m.error = e.what();
       }
@@ -318,7 +328,7 @@ TEST(TpStage, FirstAndLastStageOfAPipeline) {
         auto group = std::make_shared<transport::Group>(r, std::move(peers));
         StageOptions o = base_options();
         o.tensor_parallel = StageOptions::TensorParallel{
-            shares, r, std::make_shared<transport::GroupReducer>(group)};
+            shares, r, std::make_shared<transport::GroupReducer>(group), true};
         Stage st(dir, layers, o);
         std::vector<float> out_logits;
         st.forward(chunks, a, hidden, out_logits);
@@ -353,7 +363,26 @@ struct LocalReducer : model::TpReducer {
     if (counts) *counts = {mine.size()};
     return {mine.begin(), mine.end()};
   }
+  std::vector<float> gather_to_first(std::span<const float> mine,
+                                     std::vector<size_t>* counts) override {
+    return all_gather(mine, counts);
+  }
 };
+
+// The pipeline's default: the logits are gathered to member 0 alone (the member that samples),
+// with the bits the all-gather gives it; the other members return none.
+TEST(TpStage, LogitsAreGatheredToMemberZeroAlone) {
+  REQUIRE_TP_MODELS();
+  const std::string dir = model_path("qwen3");
+  const Outputs ref = run_whole(dir);
+  const std::vector<double> shares = {1, 2, 1};
+  const std::vector<Member> every = run_members(dir, shares);
+  const std::vector<Member> first = run_members(dir, shares, "cpu", false, &ref.ids);
+  for (size_t r = 0; r < first.size(); ++r) ASSERT_EQ(first[r].error, "") << "member " << r;
+  EXPECT_EQ(bit_difference(first[0].out.logits, every[0].out.logits), "");
+  EXPECT_EQ(first[0].out.ids, ref.ids);
+  for (size_t r = 1; r < first.size(); ++r) EXPECT_TRUE(first[r].out.logits.empty()) << r;
+}
 
 TEST(TpStage, OneMemberIsTheWholeStage) {
   REQUIRE_TP_MODELS();

@@ -118,6 +118,27 @@ std::vector<std::vector<float>> run_standard_checks(Group& g) {
     }
     results.push_back(std::move(got));
   }
+  // gather: all_gather's result on the root alone (each rank in turn), the others get nothing;
+  // then a large contribution (past the inline limit: the sending thread), and an all_reduce
+  // to show the ranks are still in step.
+  for (size_t round = 0; round < 3; ++round) {
+    const int root = int(round) % g.size();
+    std::vector<size_t> counts;
+    auto got = g.gather(input(g.rank(), gather_count(g.rank(), round), 100 + round), root, &counts);
+    if (g.rank() == root) {
+      EXPECT_EQ(bit_difference(got, gather_reference(g.size(), round)), "")
+          << "root " << root << " of " << g.size() << ", round " << round;
+      EXPECT_EQ(counts.size(), static_cast<size_t>(g.size()));
+    } else {
+      EXPECT_TRUE(got.empty()) << "rank " << g.rank() << " is not the root";
+      EXPECT_TRUE(counts.empty());
+    }
+  }
+  auto big = g.gather(input(g.rank(), 300000, 7), 0);
+  EXPECT_EQ(big.size(), g.rank() == 0 ? size_t(300000) * size_t(g.size()) : size_t{0});
+  std::vector<float> again = input(g.rank(), 7);
+  g.all_reduce_sum(again.data(), again.size());
+  EXPECT_EQ(bit_difference(again, reference_sum(g.size(), 7)), "");
   return results;
 }
 
