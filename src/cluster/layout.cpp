@@ -27,6 +27,7 @@
 #include "model/kv_cache.h"
 #include "discovery/discovery.h"
 #include "discovery/node_record.h"
+#include "formats/activation_type.h"
 #include "kernels/kernels.h"
 #include "model/weights.h"
 #include "remote/remote_pipeline.h"
@@ -176,7 +177,16 @@ std::vector<int64_t> parse_number_list(const std::string& text, const char* what
 WeightType LayoutOptions::kv_type() const {
   const auto t = model::kv_type_from_name(cache_type);
   if (!t)
-    throw Error("cli", "--cache-type " + cache_type + ": not a KV cache type (f32, bf16, f16, q8_0)");
+    throw Error("cli", "--cache-type " + cache_type + ": not a KV cache type (" +
+                           std::string(formats::activation_type_names()) + ")");
+  return *t;
+}
+
+WeightType LayoutOptions::wire_type() const {
+  const auto t = formats::activation_type_from_name(wire);
+  if (!t)
+    throw Error("cli", "--wire " + wire + ": not an activation type (" +
+                           std::string(formats::activation_type_names()) + ")");
   return *t;
 }
 
@@ -357,6 +367,7 @@ std::unique_ptr<runtime::Pipeline> LayoutOptions::make(const std::string& model_
     for (int r = 1; r < n; ++r) ro.peers.push_back(transport::mpi_address(r));
     ro.ranges = layer_plan.partition();
     ro.stage = stage;
+    ro.wire = wire_type();
     ro.secret = resolved_secret();
     ro.result_timeout_ms = stage_timeout_s * 1000;
     auto inner = remote::make_remote_pipeline(ro);
@@ -366,7 +377,7 @@ std::unique_ptr<runtime::Pipeline> LayoutOptions::make(const std::string& model_
   if (peer_list.empty() && stages <= 1) {
     model::LayerPartition ranges;
     if (!local_layers.empty()) ranges = model::parse_partition(local_layers, cfg.n_layers, "cli");
-    return runtime::make_local_pipeline(model_dir, stage, ranges);
+    return runtime::make_local_pipeline(model_dir, stage, ranges, wire_type());
   }
   std::string sec = resolved_secret();
   if (stages > 1 && !peer_list.empty() && stages != int(peer_list.size()) + 1)
@@ -395,6 +406,7 @@ std::unique_ptr<runtime::Pipeline> LayoutOptions::make(const std::string& model_
   ro.peers = peer_list;
   ro.ranges = layer_plan.partition();
   ro.stage = stage;
+  ro.wire = wire_type();
   ro.secret = sec;
   ro.result_timeout_ms = stage_timeout_s * 1000;
   ro.heartbeat_timeout_ms = int(heartbeat_timeout_s * 1000);
@@ -431,6 +443,9 @@ std::unique_ptr<runtime::Pipeline> LayoutOptions::make_tp(const std::string& mod
     throw Error("cli", "--tp-shares has " + std::to_string(shares.size()) + " shares for --tp " +
                            std::to_string(tp));
   if (tp < 2) throw Error("cli", "--tp-shares needs --tp 2 or more");
+  if (wire_type() != WeightType::F32)
+    throw Error("cli", "--wire " + wire + " is not implemented for --tp yet (the all-reduces "
+                       "move f32)");
   std::string sec = resolved_secret();
   if (sec.empty()) sec = random_hex(16);
   auto workers = std::make_unique<LocalWorkers>(tp - 1, sec, stage.threads, stage.lock_memory,

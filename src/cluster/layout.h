@@ -39,6 +39,11 @@ struct LayoutOptions {
   // workers get it in their load frames.
   std::string cache_type = "f32";
   WeightType kv_type() const;  // of cache_type; Error("cli") when it names no cache type
+  // --wire: how the stages send activations to each other, f32 (exact) | bf16 | f16 | q8_0
+  // (formats/activation_type.h); the workers get it in their load frames. In-process stages
+  // (--local-layers) round their activations the same way.
+  std::string wire = "f32";
+  WeightType wire_type() const;  // of wire; Error("cli") when it names no activation type
 
   // Tensor parallelism (remote/tp_pipeline.h): > 1 runs the whole model as one group of tp
   // members, this process and tp-1 local worker processes, each holding its share of every

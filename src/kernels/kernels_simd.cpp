@@ -27,6 +27,7 @@
 
 #include "core/error.h"
 #include "core/half.h"
+#include "formats/activation_type.h"
 #include "kernels/kernels.h"
 #include "kernels/kernels_hwy-inl.h"
 #include "kernels/kernels_targets.h"
@@ -572,10 +573,7 @@ HWY_EXPORT(AddInplace);
 HWY_EXPORT(EmbedRow);
 HWY_EXPORT(TargetName);
 
-bool kv_type_supported(WeightType t) {
-  return t == WeightType::F32 || t == WeightType::BF16 || t == WeightType::F16 ||
-         t == WeightType::Q8_0;
-}
+bool kv_type_supported(WeightType t) { return formats::is_activation_type(t); }
 
 void check_kv_type(WeightType t, int64_t head_dim) {
   if (!kv_type_supported(t))

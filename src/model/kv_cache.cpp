@@ -1,44 +1,23 @@
 #include "model/kv_cache.h"
 
-#include <cctype>
 #include <string>
 
 #include "core/error.h"
+#include "formats/activation_type.h"
 #include "formats/weight_format.h"
 
 namespace meshlm::model {
 
-namespace {
-struct KvTypeName {
-  WeightType type;
-  std::string_view name;
-};
-constexpr KvTypeName kKvTypes[] = {{WeightType::F32, "f32"},
-                                   {WeightType::BF16, "bf16"},
-                                   {WeightType::F16, "f16"},
-                                   {WeightType::Q8_0, "q8_0"}};
-}  // namespace
-
 std::optional<WeightType> kv_type_from_name(std::string_view name) {
-  std::string lower(name);
-  for (char& c : lower) c = char(std::tolower(static_cast<unsigned char>(c)));
-  for (const auto& t : kKvTypes)
-    if (t.name == lower) return t.type;
-  return std::nullopt;
+  return formats::activation_type_from_name(name);
 }
 
-std::string_view kv_type_name(WeightType type) {
-  for (const auto& t : kKvTypes)
-    if (t.type == type) return t.name;
-  return formats::name(type);
-}
+std::string_view kv_type_name(WeightType type) { return formats::activation_type_name(type); }
 
 int64_t kv_row_bytes(WeightType type, int64_t kv_dim) {
-  bool known = false;
-  for (const auto& t : kKvTypes) known = known || t.type == type;
-  if (!known)
-    throw Error("kv", "no KV cache of type " + std::string(formats::name(type)) +
-                          " (cache types: f32, bf16, f16, q8_0)");
+  if (!formats::is_activation_type(type))
+    throw Error("kv", "no KV cache of type " + std::string(formats::name(type)) + " (cache types: " +
+                          std::string(formats::activation_type_names()) + ")");
   const int64_t block = formats::info(type).block_elems;
   if (kv_dim <= 0 || kv_dim % block != 0)
     throw Error("kv", "a " + std::string(kv_type_name(type)) + " KV cache needs rows of whole " +

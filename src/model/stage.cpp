@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 
 #include "core/error.h"
@@ -330,18 +331,54 @@ struct Stage::Impl {
   }
 
   // A tensor-parallel member's LM head: the logits of its vocabulary rows [rows, V_r], gathered
-  // from every member (rank order = vocabulary order) into the full [rows, vocab] on member 0
-  // (on every member with logits_on_every_member; the others get none).
-  // TODO(tensor parallelism): sampling needs only the top-k and the logsumexp; a distributed
-  // top-k would move k values per row instead of the whole vocabulary.
-  void gather_logits(const float* sel, int64_t rows, std::vector<float>& out) {
+  // from every member into the full [rows, vocab] on member 0 (on every member with
+  // logits_on_every_member; the others get none). A row whose chunk asked for its top values
+  // alone (SeqChunk::top_logits = k) moves as each member's k best (id, value) pairs and, with
+  // top_log_z, its slice's log-sum-exp; member 0 writes them into a row of -inf and combines the
+  // log-sum-exps. Each member's part: [vocab_begin, V_r, then per row its slice or its pairs
+  // (+ the log-sum-exp as two floats, high and low)]; ids and counts are floats (exact below 2^24).
+  void gather_logits(const float* sel, int64_t rows, std::span<const int32_t> top,
+                     std::span<const uint8_t> want_log_z, std::vector<float>& out,
+                     std::vector<double>* row_log_z) {
     backend::Backend& B = *be;
-    const int64_t V = cfg.vocab, Vl = split->vocab();
+    const int64_t V = cfg.vocab, Vl = split->vocab(), v0 = split->vocab_begin;
+    if (V >= (int64_t{1} << 24))
+      throw Error("tensor-parallel", "a vocabulary of " + std::to_string(V) +
+                                         " entries is too large to gather (2^24 at most)");
     fit(logits, rows * Vl);
     B.matmul(w.lm_head, sel, rows, logits.data());
-    std::vector<float> mine(size_t(rows * Vl));
-    B.download(mine.data(), logits.data(), mine.size());
+    std::vector<float> slice(size_t(rows * Vl));
+    B.download(slice.data(), logits.data(), slice.size());
     B.synchronize();
+    std::vector<float> mine{float(v0), float(Vl)};
+    mine.reserve(slice.size() + 2);
+    std::vector<int32_t> idx;
+    for (int64_t i = 0; i < rows; ++i) {
+      const float* row = slice.data() + i * Vl;
+      if (top[size_t(i)] <= 0) {
+        mine.insert(mine.end(), row, row + Vl);
+        continue;
+      }
+      const int64_t k = std::min<int64_t>(top[size_t(i)], Vl);
+      idx.resize(size_t(Vl));
+      std::iota(idx.begin(), idx.end(), 0);
+      std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [row](int32_t a, int32_t b) {
+        return row[a] > row[b] || (row[a] == row[b] && a < b);
+      });
+      for (int64_t j = 0; j < k; ++j) {
+        mine.push_back(float(v0 + idx[size_t(j)]));
+        mine.push_back(row[idx[size_t(j)]]);
+      }
+      if (want_log_z[size_t(i)]) {
+        const float mx = Vl > 0 ? row[idx[0]] : -std::numeric_limits<float>::infinity();
+        double z = 0;
+        for (int64_t j = 0; j < Vl; ++j) z += std::exp(double(row[j]) - mx);
+        const double lz = std::log(z) + mx;
+        const float hi = float(lz);
+        mine.push_back(hi);
+        mine.push_back(float(lz - double(hi)));
+      }
+    }
     std::vector<size_t> counts;
     const auto& tp = *opts.tensor_parallel;
     const std::vector<float> all = tp.logits_on_every_member
@@ -349,23 +386,62 @@ struct Stage::Impl {
                                        : reducer->gather_to_first(mine, &counts);
     if (!tp.logits_on_every_member && tp.rank != 0) {
       out.clear();
+      if (row_log_z) row_log_z->clear();
       return;
     }
+    const float ninf = -std::numeric_limits<float>::infinity();
     out.resize(size_t(rows * V));
+    for (int64_t i = 0; i < rows; ++i)
+      if (top[size_t(i)] > 0) std::fill_n(out.data() + i * V, size_t(V), ninf);
+    // Per row: the members' log-sum-exps, combined after the loop.
+    std::vector<std::vector<double>> parts(static_cast<size_t>(rows));
+    auto bad = [] { throw Error("tensor-parallel", "gathered logits do not fit the vocabulary"); };
     int64_t col = 0;
     size_t base = 0;
     for (size_t n : counts) {
-      const int64_t Vr = int64_t(n) / rows;
-      if (Vr * rows != int64_t(n) || col + Vr > V)
-        throw Error("tensor-parallel", "gathered logits do not fit the vocabulary");
-      for (int64_t i = 0; i < rows; ++i)
-        std::copy_n(all.data() + base + size_t(i * Vr), size_t(Vr), out.data() + i * V + col);
+      const float* p = all.data() + base;
+      const float* end = p + n;
+      if (n < 2) bad();
+      const int64_t begin = int64_t(p[0]), Vr = int64_t(p[1]);
+      if (float(begin) != p[0] || float(Vr) != p[1] || begin != col || Vr < 0 || col + Vr > V) bad();
+      p += 2;
+      for (int64_t i = 0; i < rows; ++i) {
+        float* dst = out.data() + i * V;
+        if (top[size_t(i)] <= 0) {
+          if (end - p < Vr) bad();
+          std::copy_n(p, size_t(Vr), dst + col);
+          p += Vr;
+          continue;
+        }
+        const int64_t k = std::min<int64_t>(top[size_t(i)], Vr);
+        if (end - p < 2 * k + (want_log_z[size_t(i)] ? 2 : 0)) bad();
+        for (int64_t j = 0; j < k; ++j, p += 2) {
+          const int64_t id = int64_t(p[0]);
+          if (float(id) != p[0] || id < col || id >= col + Vr) bad();
+          dst[id] = p[1];
+        }
+        if (want_log_z[size_t(i)]) {
+          if (Vr > 0) parts[size_t(i)].push_back(double(p[0]) + double(p[1]));
+          p += 2;
+        }
+      }
+      if (p != end) bad();
       col += Vr;
       base += n;
     }
     if (col != V)
       throw Error("tensor-parallel", "gathered logits cover " + std::to_string(col) + " of " +
                                          std::to_string(V) + " vocabulary entries");
+    if (!row_log_z) return;
+    row_log_z->assign(size_t(rows), std::numeric_limits<double>::quiet_NaN());
+    for (int64_t i = 0; i < rows; ++i) {
+      const auto& lz = parts[size_t(i)];
+      if (lz.empty()) continue;
+      const double mx = *std::max_element(lz.begin(), lz.end());
+      double z = 0;
+      for (double x : lz) z += std::exp(x - mx);
+      (*row_log_z)[size_t(i)] = std::log(z) + mx;
+    }
   }
 };
 
@@ -403,8 +479,10 @@ int64_t Stage::logits_rows(std::span<const SeqChunk> chunks) {
 }
 
 int64_t Stage::forward(std::span<const SeqChunk> chunks, std::span<const int32_t> tokens,
-                       std::vector<float>& hidden, std::vector<float>& logits) {
+                       std::vector<float>& hidden, std::vector<float>& logits,
+                       std::vector<double>* row_log_z) {
   Impl& m = *impl_;
+  if (row_log_z) row_log_z->clear();
   const ModelConfig& c = m.cfg;
   const int64_t H = c.hidden;
   // Validate the whole micro-batch before touching any state.
@@ -486,9 +564,23 @@ int64_t Stage::forward(std::span<const SeqChunk> chunks, std::span<const int32_t
     }
   }
   if (m.reducer) {
-    m.gather_logits(sel, rows, logits);
+    // Per row: how many top values its chunk asked for (0: the whole row), and its log-sum-exp.
+    std::vector<int32_t> top;
+    std::vector<uint8_t> want_log_z;
+    top.reserve(size_t(rows));
+    for (const auto& ch : chunks) {
+      if (ch.all_logits) {
+        top.insert(top.end(), size_t(ch.n_tokens), 0);
+        want_log_z.insert(want_log_z.end(), size_t(ch.n_tokens), 0);
+      } else if (ch.want_logits) {
+        top.push_back(std::max(ch.top_logits, 0));
+        want_log_z.push_back(ch.top_logits > 0 && ch.top_log_z);
+      }
+    }
+    m.gather_logits(sel, rows, top, want_log_z, logits, row_log_z);
     return rows;
   }
+  if (row_log_z) row_log_z->assign(size_t(rows), std::numeric_limits<double>::quiet_NaN());
   m.fit(m.logits, rows * c.vocab);
   B.matmul(m.w.lm_head, sel, rows, m.logits.data());
   logits.resize(size_t(rows * c.vocab));

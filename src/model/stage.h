@@ -25,6 +25,13 @@ struct SeqChunk {
   int32_t n_tokens = 0;
   bool want_logits = false;  // last stage: produce logits for this chunk's last token
   bool all_logits = false;   // last stage: produce logits for every token (perplexity)
+  // Last stage, want_logits: what the sampler needs of this chunk's row. top_logits > 0: only the
+  // row's top_logits largest values (the first ids on ties) and, with top_log_z, the log-sum-exp
+  // of the whole row; 0: the whole row. A tensor-parallel group then moves each member's best
+  // values instead of its vocabulary slice (forward() returns the row with those values and -inf
+  // elsewhere, and the log-sum-exp beside it); any other stage returns the whole row.
+  int32_t top_logits = 0;
+  bool top_log_z = false;
 };
 
 struct StageOptions {
@@ -79,10 +86,14 @@ class Stage {
   //   hidden: [total_tokens, hidden] f32; input for non-first stages, output of every stage
   //   logits: last stage only: [n_rows, vocab] for the rows asked for by want_logits /
   //           all_logits, in chunk order; returns n_rows (0 for other stages)
+  //   row_log_z: when given, one entry per row: the log-sum-exp of the whole row for a row that
+  //           holds only its top values (SeqChunk::top_logits with top_log_z, tensor-parallel
+  //           member 0), NaN for the others
   // A sequence's KV cache is created on its first chunk (pos must then be 0) and extended by
   // each chunk; pos must equal the number of tokens already cached for the sequence.
   int64_t forward(std::span<const SeqChunk> chunks, std::span<const int32_t> tokens,
-                  std::vector<float>& hidden, std::vector<float>& logits);
+                  std::vector<float>& hidden, std::vector<float>& logits,
+                  std::vector<double>* row_log_z = nullptr);
 
   // Number of logits rows forward() will produce for these chunks.
   static int64_t logits_rows(std::span<const SeqChunk> chunks);

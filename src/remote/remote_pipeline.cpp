@@ -15,6 +15,7 @@
 #include "core/hex.h"
 #include "core/log.h"
 #include "core/trace.h"
+#include "formats/activation_type.h"
 #include "remote/fingerprint.h"
 #include "remote/model_sync.h"
 #include "runtime/stage_runner.h"
@@ -76,6 +77,7 @@ class RemotePipeline final : public runtime::Pipeline {
       throw Error("pipeline", std::to_string(ranges.size()) + " layer ranges for " +
                                   std::to_string(n_stages) + " stages");
     model::check_partition(ranges, cfg.n_layers, "pipeline");
+    formats::check_activation_rows(options_.wire, cfg.hidden, "pipeline", "--wire");
     fingerprint_ = fingerprint(options_.model_dir);
     client_id_ = random_hex(16);
     stage0_ = std::make_unique<model::Stage>(options_.model_dir, ranges[0], options_.stage);
@@ -267,6 +269,7 @@ class RemotePipeline final : public runtime::Pipeline {
         load.layers = r.layers;
         load.max_context = options_.stage.max_context;
         load.kv_type = std::string(model::kv_type_name(options_.stage.kv_type));
+        load.wire = std::string(formats::activation_type_name(options_.wire));
         load.next = i + 1 < remotes_.size() ? remotes_[i + 1]->address : "";
         load.sync = sync_;
         r.conn->send(FrameType::Load, encode_load(load));
@@ -487,9 +490,21 @@ class RemotePipeline final : public runtime::Pipeline {
     m.masks = std::move(batch.masks);
     m.kv_ops = std::move(batch.kv_ops);
     m.hidden_dim = config().hidden;
+    m.hidden_type = options_.wire;
     auto head = encode_forward_head_with_count(m, hidden_.size());
+    std::vector<uint8_t> encoded;  // the activations in a --wire type other than f32
+    if (m.hidden_type != WeightType::F32) {
+      try {
+        encoded = encode_activations(m.hidden_type, m.hidden_dim, hidden_);
+      } catch (const std::exception& e) {
+        return std::string("stage 0 (local): ") + e.what();
+      }
+    }
     std::span<const uint8_t> pieces[2] = {
-        head, {reinterpret_cast<const uint8_t*>(hidden_.data()), hidden_.size() * sizeof(float)}};
+        head, m.hidden_type == WeightType::F32
+                  ? std::span<const uint8_t>{reinterpret_cast<const uint8_t*>(hidden_.data()),
+                                             hidden_.size() * sizeof(float)}
+                  : std::span<const uint8_t>(encoded)};
     try {
       {
         std::lock_guard lock(mutex_);

@@ -48,6 +48,9 @@ struct RemotePipelineOptions {
   // One layer range per stage (stage 0 here, then the peers'); empty = model::even_partition.
   model::LayerPartition ranges;
   model::StageOptions stage;      // stage 0's options; max_context also goes to the workers
+  // --wire: how every stage sends its activations to the next (formats/activation_type.h): F32
+  // (exact), BF16, F16 or Q8_0 (the hidden size must be whole blocks of 32).
+  WeightType wire = WeightType::F32;
   std::string secret;
   int connect_timeout_ms = 5000;
   int load_timeout_ms = 300000;

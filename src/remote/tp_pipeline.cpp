@@ -97,6 +97,11 @@ class TpPipeline final : public runtime::Pipeline {
     runtime::MicroBatchResult r;
     r.id = batch.id;
     r.error = broken();
+    if (batch.return_logits)  // whole rows wanted: no member may send its top values alone
+      for (auto& c : batch.chunks) {
+        c.top_logits = 0;
+        c.top_log_z = false;
+      }
     if (r.error.empty()) {
       ForwardMsg m;
       m.id = batch.id;

@@ -17,6 +17,7 @@
 
 #include "core/log.h"
 #include "core/trace.h"
+#include "formats/activation_type.h"
 #include "model/stage.h"
 #include "remote/fingerprint.h"
 #include "remote/model_sync.h"
@@ -500,6 +501,7 @@ struct Worker::Impl {
     ResultMsg result;
     result.id = m.id;
     bool pass_on = false;
+    std::vector<uint8_t> wire_bytes;  // the activations in a --wire type other than f32
     if (!stage) {
       result.error = name() + " has no stage loaded";
       send_result(result);
@@ -520,6 +522,11 @@ struct Worker::Impl {
       result.stage_send_us = m.stage_send_us;
       if (!out.last) {
         m.hidden_dim = cfg.hidden;
+        // --wire: the activations cross the next link in the coordinator's type (load frame;
+        // checked when it was decoded). An f32 frame is sent from m.hidden as it is.
+        m.hidden_type = *formats::activation_type_from_name(loaded.wire);
+        if (m.hidden_type != WeightType::F32)
+          wire_bytes = encode_activations(m.hidden_type, m.hidden_dim, m.hidden);
         pass_on = true;
       } else {
         result.sampled = std::move(out.sampled);
@@ -530,16 +537,20 @@ struct Worker::Impl {
       pass_on = false;
     }
     if (pass_on) {
-      forward_downstream(m);  // ends the session when the next stage is gone
+      forward_downstream(m, wire_bytes);  // ends the session when the next stage is gone
       return;
     }
     send_result(result);
   }
 
-  void forward_downstream(const ForwardMsg& m) {
+  // encoded: the activations' bytes in m.hidden_type when that is not f32.
+  void forward_downstream(const ForwardMsg& m, std::span<const uint8_t> encoded) {
     auto head = encode_forward_head(m);
     std::span<const uint8_t> pieces[2] = {
-        head, {reinterpret_cast<const uint8_t*>(m.hidden.data()), m.hidden.size() * 4}};
+        head, m.hidden_type == WeightType::F32
+                  ? std::span<const uint8_t>{reinterpret_cast<const uint8_t*>(m.hidden.data()),
+                                             m.hidden.size() * 4}
+                  : encoded};
     try {
       if (!downstream) connect_downstream();
       const auto start = std::chrono::steady_clock::now();

@@ -385,6 +385,11 @@ bool Engine::Impl::launch_one() {
     refused.emplace_back(id, why);
     return false;
   };
+  // What the sampler needs of the row (a tensor-parallel group then moves only that).
+  auto set_top_logits = [](model::SeqChunk& chunk, const Sequence& seq) {
+    chunk.top_logits = top_logits_needed(seq.request.sampling, seq.request.constraint != nullptr,
+                                         &chunk.top_log_z);
+  };
   int64_t budget = options.max_batch_tokens;
   int64_t decode_taken = 0;
   for (auto& [id, seq] : active) {
@@ -396,6 +401,7 @@ bool Engine::Impl::launch_one() {
     chunk.pos = static_cast<int32_t>(seq->prompt_len() + seq->generated - 1);
     chunk.n_tokens = 1;
     chunk.want_logits = true;
+    set_top_logits(chunk, *seq);
     batch.chunks.push_back(chunk);
     batch.tokens.push_back(seq->last_token);
     members.push_back({id, true});
@@ -428,6 +434,7 @@ bool Engine::Impl::launch_one() {
       undo_restores(*seq);
       continue;
     }
+    if (chunk.want_logits) set_top_logits(chunk, *seq);
     if (!restores.empty()) {
       batch.kv_ops.insert(batch.kv_ops.end(), restores.begin(), restores.end());
       if (seq->generated == 0 && seq->cached_tokens == 0) {  // counted once (not on a replay)

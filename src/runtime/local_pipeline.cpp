@@ -6,6 +6,7 @@
 #include <mutex>
 
 #include "core/error.h"
+#include "formats/activation_type.h"
 #include "model/layer_range.h"
 #include "runtime/pipeline.h"
 #include "runtime/stage_runner.h"
@@ -17,10 +18,12 @@ namespace {
 class LocalPipeline final : public Pipeline {
  public:
   LocalPipeline(const std::string& dir, const model::StageOptions& options,
-                model::LayerPartition ranges) {
+                model::LayerPartition ranges, WeightType wire)
+      : wire_(wire) {
     auto cfg = model::ModelConfig::from_dir(dir);
     if (ranges.empty()) ranges = {{0, cfg.n_layers}};
     model::check_partition(ranges, cfg.n_layers, "pipeline");
+    formats::check_activation_rows(wire, cfg.hidden, "pipeline", "--wire");
     for (const auto& range : ranges) {
       stages_.push_back(std::make_unique<model::Stage>(dir, range, options));
       runners_.push_back(std::make_unique<StageRunner>(*stages_.back()));
@@ -42,6 +45,8 @@ class LocalPipeline final : public Pipeline {
       for (size_t i = 0; i < runners_.size(); ++i) {
         runners_[i]->run(in, hidden_, out_);
         busy_[i] += out_.seconds;
+        // What the link to the next stage would deliver (as remote stages encode and decode).
+        if (i + 1 < runners_.size()) formats::round_activations(wire_, hidden_.data(), int64_t(hidden_.size()));
       }
       result.sampled = std::move(out_.sampled);
       result.logits = std::move(out_.logits);
@@ -93,6 +98,7 @@ class LocalPipeline final : public Pipeline {
   mutable std::mutex info_mutex_;
   std::vector<StageInfo> info_;
   std::vector<float> hidden_;
+  WeightType wire_ = WeightType::F32;  // what the links between the stages would carry
   StageOutput out_;
   std::deque<MicroBatchResult> done_;
   std::vector<double> busy_;  // seconds of compute per stage
@@ -103,8 +109,8 @@ class LocalPipeline final : public Pipeline {
 
 std::unique_ptr<Pipeline> make_local_pipeline(const std::string& model_dir,
                                               const model::StageOptions& options,
-                                              model::LayerPartition ranges) {
-  return std::make_unique<LocalPipeline>(model_dir, options, std::move(ranges));
+                                              model::LayerPartition ranges, WeightType wire) {
+  return std::make_unique<LocalPipeline>(model_dir, options, std::move(ranges), wire);
 }
 
 }  // namespace meshlm::runtime

@@ -83,9 +83,12 @@ class Pipeline {
 };
 
 // All stages in this process, one per range of `ranges` (empty = one stage of every layer).
-// Throws Error("pipeline") unless the ranges partition the model's layers.
+// Throws Error("pipeline") unless the ranges partition the model's layers. wire: the activations
+// between the stages are rounded through this activation type as a link with --wire would
+// (formats/activation_type.h), so that in-process stages give what worker stages give.
 std::unique_ptr<Pipeline> make_local_pipeline(const std::string& model_dir,
                                               const model::StageOptions& options,
-                                              model::LayerPartition ranges = {});
+                                              model::LayerPartition ranges = {},
+                                              WeightType wire = WeightType::F32);
 
 }  // namespace meshlm::runtime

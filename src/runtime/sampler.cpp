@@ -67,7 +67,7 @@ int32_t masked_argmax(const float* logits, int64_t vocab, const TokenMask& mask)
 }
 
 SampledToken SequenceSampler::sample(float* logits, int64_t vocab, int64_t position,
-                                     const TokenMask* mask) {
+                                     const TokenMask* mask, double given_log_z) {
   if (position < 0) position = (int64_t{1} << 62) + draws_++;
   SampledToken out;
   const SamplingParams& p = params_;
@@ -76,10 +76,14 @@ SampledToken SequenceSampler::sample(float* logits, int64_t vocab, int64_t posit
   float max_raw = -std::numeric_limits<float>::infinity();
   double log_z = 0;
   if (want_logprobs) {
-    for (int64_t i = 0; i < vocab; ++i) max_raw = std::max(max_raw, logits[i]);
-    double z = 0;
-    for (int64_t i = 0; i < vocab; ++i) z += std::exp(double(logits[i]) - max_raw);
-    log_z = std::log(z) + max_raw;
+    if (std::isnan(given_log_z)) {
+      for (int64_t i = 0; i < vocab; ++i) max_raw = std::max(max_raw, logits[i]);
+      double z = 0;
+      for (int64_t i = 0; i < vocab; ++i) z += std::exp(double(logits[i]) - max_raw);
+      log_z = std::log(z) + max_raw;
+    } else {
+      log_z = given_log_z;  // the row holds only its top values
+    }
     if (p.top_logprobs > 0) {
       int64_t k = std::min<int64_t>(p.top_logprobs, vocab);
       std::vector<int32_t> idx(static_cast<size_t>(vocab));
@@ -247,7 +251,7 @@ void SamplerSet::release(int64_t seq_id) { samplers_.erase(seq_id); }
 
 std::vector<std::pair<int64_t, SampledToken>> SamplerSet::sample_batch(
     std::span<const model::SeqChunk> chunks, std::span<const int32_t> tokens, float* logits,
-    int64_t vocab, std::span<const SeqMask> masks) {
+    int64_t vocab, std::span<const SeqMask> masks, std::span<const double> row_log_z) {
   std::vector<std::pair<int64_t, SampledToken>> out;
   size_t t = 0;
   int64_t row = 0;
@@ -283,7 +287,10 @@ std::vector<std::pair<int64_t, SampledToken>> SamplerSet::sample_batch(
     const TokenMask* mask = nullptr;
     for (const auto& [seq, m] : masks)
       if (seq == ch.seq_id && m) mask = m.get();
-    out.emplace_back(ch.seq_id, e.sampler.sample(logits + row * vocab, vocab, last_pos, mask));
+    const double log_z = size_t(row) < row_log_z.size() ? row_log_z[size_t(row)]
+                                                         : std::numeric_limits<double>::quiet_NaN();
+    out.emplace_back(ch.seq_id,
+                     e.sampler.sample(logits + row * vocab, vocab, last_pos, mask, log_z));
     e.sampled_any = true;
     e.counted_until = std::max<int64_t>(e.counted_until, last_pos + 2);  // the sampled token
     ++row;

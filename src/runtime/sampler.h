@@ -3,7 +3,9 @@
 // one sequence's parameters, RNG and token history; it lives where the logits are (the last stage).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <random>
 #include <unordered_map>
@@ -56,8 +58,11 @@ class SequenceSampler {
   // sequence replayed from its tokens draws the same numbers; position < 0 uses a running count.
   // With a mask, refused tokens get -inf before penalties, temperature and top-k/top-p/min-p (so
   // greedy picks the best allowed token); logprobs stay those of the raw distribution.
+  // log_z: the log-sum-exp of the whole raw row when `logits` holds only its top values (-inf
+  // elsewhere: SeqChunk::top_logits), for the logprobs; NaN: computed from the row.
   SampledToken sample(float* logits, int64_t vocab, int64_t position = -1,
-                      const TokenMask* mask = nullptr);
+                      const TokenMask* mask = nullptr,
+                      double log_z = std::numeric_limits<double>::quiet_NaN());
   const SamplingParams& params() const { return params_; }
 
  private:
@@ -79,9 +84,11 @@ class SamplerSet {
   // records prompt tokens for penalties (tokens of a sequence before its first sampled token),
   // and samples one token for each chunk with want_logits. Sequences without an explicit add()
   // get default (greedy) parameters. `masks`: allowed tokens of the sequences that have one.
+  // `row_log_z`: per logits row, the whole row's log-sum-exp where the row holds only its top
+  // values (Stage::forward's), NaN or empty otherwise.
   std::vector<std::pair<int64_t, SampledToken>> sample_batch(
       std::span<const model::SeqChunk> chunks, std::span<const int32_t> tokens, float* logits,
-      int64_t vocab, std::span<const SeqMask> masks = {});
+      int64_t vocab, std::span<const SeqMask> masks = {}, std::span<const double> row_log_z = {});
 
  private:
   struct Entry {
@@ -91,6 +98,29 @@ class SamplerSet {
   };
   std::unordered_map<int64_t, Entry> samplers_;
 };
+
+// What the sampler needs of a row for these parameters (SeqChunk::top_logits / top_log_z): the
+// number of largest values that decide the draw exactly — greedy: 1, top-k: k, and the
+// top_logprobs alternatives — or 0 when it needs the whole row (penalties, a token mask,
+// temperature without top-k, or more than kMaxTopLogits). *log_z: the logprobs need the row's
+// log-sum-exp.
+inline constexpr int32_t kMaxTopLogits = 1024;
+inline int32_t top_logits_needed(const SamplingParams& p, bool masked, bool* log_z) {
+  *log_z = false;
+  if (masked || p.repetition_penalty != 1.0f || p.presence_penalty != 0.0f ||
+      p.frequency_penalty != 0.0f)
+    return 0;  // the penalties and the mask can move any token into the lead
+  int32_t k = p.top_logprobs;
+  if (p.temperature <= 0.0f)
+    k = std::max(k, 1);
+  else if (p.top_k > 0)
+    k = std::max(k, p.top_k);  // top-p and min-p then work within the top k (llama.cpp's order)
+  else
+    return 0;  // a draw over the whole vocabulary
+  if (k > kMaxTopLogits) return 0;
+  *log_z = p.logprobs || p.top_logprobs > 0;
+  return k;
+}
 
 // Index of the largest value (the first one on ties), as llama.cpp's greedy sampler picks.
 int32_t argmax(const float* logits, int64_t n);

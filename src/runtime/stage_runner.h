@@ -49,6 +49,7 @@ class StageRunner {
   model::Stage* stage_;
   SamplerSet samplers_;
   std::vector<float> logits_;
+  std::vector<double> log_z_;  // per logits row (Stage::forward's row_log_z)
 };
 
 }  // namespace meshlm::runtime

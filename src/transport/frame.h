@@ -28,7 +28,7 @@ static_assert(std::endian::native == std::endian::little,
               "meshlm's wire format copies f32 arrays verbatim and assumes a little-endian host");
 
 inline constexpr uint32_t kFrameMagic = 0x464D4C4Du;  // "MLMF" as bytes on the wire
-inline constexpr uint16_t kProtocolVersion = 11;  // 2: welcome carries NodeInfo; 3: model sync; 4: stage times; 5: heartbeats, prompt_tokens in sampling, AEAD-sealed frames after a handshake with a secret; 6: model sync of GGUF and MLX models (manifest format + GGUF part headers, U32 entries); 7: token masks in forward frames (structured outputs); 8: per-stage queue and send times in forward and result frames; 9: tensor-parallel groups in load frames; 10: prefix-cache operations in forward frames; 11: the KV cache type in load frames
+inline constexpr uint16_t kProtocolVersion = 12;  // 2: welcome carries NodeInfo; 3: model sync; 4: stage times; 5: heartbeats, prompt_tokens in sampling, AEAD-sealed frames after a handshake with a secret; 6: model sync of GGUF and MLX models (manifest format + GGUF part headers, U32 entries); 7: token masks in forward frames (structured outputs); 8: per-stage queue and send times in forward and result frames; 9: tensor-parallel groups in load frames; 10: prefix-cache operations in forward frames; 11: the KV cache type in load frames; 12: top_logits / top_log_z per chunk in forward frames
 inline constexpr size_t kFrameHeaderSize = 20;
 inline constexpr uint64_t kMaxPayload = uint64_t{1} << 30;  // 1 GiB
 inline constexpr uint64_t kMaxHandshakePayload = 64 * 1024;  // before the peer is authenticated
@@ -132,6 +132,8 @@ class PayloadReader {
   // A count of elements of elem_size bytes each that must fit in what remains and in max_count.
   uint64_t count(size_t elem_size, uint64_t max_count, std::string_view what);
 
+  // The next n bytes, in place (valid while the payload is).
+  std::span<const uint8_t> view(size_t n, std::string_view what) { return {take(n, what), n}; }
   size_t remaining() const { return bytes_.size() - pos_; }
   void expect_end() const;  // trailing bytes are malformed
 

@@ -9,6 +9,8 @@
 #include "core/error.h"
 #include "model/kv_cache.h"
 #include "core/sysinfo.h"
+#include "formats/activation_type.h"
+#include "formats/quants.h"
 #include "formats/weight_format.h"
 
 namespace meshlm::transport {
@@ -55,6 +57,11 @@ class FieldWriter {
   // The last field of a forward frame: u64 count, then the f32 values, which the writer leaves to
   // its caller (encode_forward appends them; a transport sends them from the caller's buffer).
   void f32_tail(std::span<const float> v, uint64_t /*max_count*/) { w_.u64(v.size()); }
+  // The same for activations stored in another activation type (rows of `dim`).
+  void activations_tail(std::span<const float> v, WeightType /*type*/, int64_t /*dim*/,
+                        uint64_t /*max_count*/) {
+    w_.u64(v.size());
+  }
   // u64 count, then each element's fields.
   template <typename T, typename F>
   void list(const std::vector<T>& v, size_t /*min_elem_bytes*/, uint64_t /*max_count*/,
@@ -99,6 +106,29 @@ class FieldReader {
   }
   void f32_array(std::vector<float>& v, uint64_t max_count) { v = r_.f32_array(max_count); }
   void f32_tail(std::vector<float>& v, uint64_t max_count) { v = r_.f32_array(max_count); }
+  void activations_tail(std::vector<float>& v, WeightType type, int64_t dim, uint64_t max_count) {
+    if (type == WeightType::F32) {
+      v = r_.f32_array(max_count);
+      return;
+    }
+    const uint64_t n = r_.u64();
+    if (n > max_count) invalid("activation count " + std::to_string(n));
+    if (n == 0) {
+      v.clear();
+      return;
+    }
+    if (dim <= 0 || n % uint64_t(dim) != 0)
+      invalid(std::to_string(n) + " activations are not rows of " + std::to_string(dim));
+    const uint64_t rows = n / uint64_t(dim);
+    const size_t rb = formats::row_bytes(type, dim);  // dim is whole blocks (checked before)
+    if (rows > r_.remaining() / rb)
+      invalid("activations run past the frame (" + std::to_string(rows) + " rows of " +
+              std::to_string(rb) + " bytes)");
+    const uint8_t* bytes = r_.view(size_t(rows) * rb, "activations").data();
+    v.resize(size_t(n));
+    for (uint64_t i = 0; i < rows; ++i)
+      formats::dequantize_row(type, bytes + i * rb, dim, v.data() + i * uint64_t(dim));
+  }
   // The count must fit in max_count and in what remains at min_elem_bytes an element.
   template <typename T, typename F>
   void list(std::vector<T>& v, size_t min_elem_bytes, uint64_t max_count, std::string_view what,
@@ -213,6 +243,7 @@ void visit(A& a, M& m) {
   a.i64(m.layers.end);
   a.i64(m.max_context);
   a.str(m.kv_type, 16);
+  a.str(m.wire, 16);
   a.str(m.next, 1024);
   a.boolean(m.sync);
   a.i32(m.tp_rank);
@@ -238,6 +269,7 @@ void visit(A& a, M& m) {
       invalid("max_context " + std::to_string(m.max_context));
     }
     if (!model::kv_type_from_name(m.kv_type)) invalid("KV cache type '" + m.kv_type + "'");
+    if (!formats::activation_type_from_name(m.wire)) invalid("wire type '" + m.wire + "'");
   });
 }
 
@@ -266,14 +298,18 @@ template <typename A, Of<ForwardMsg> M>
 void visit(A& a, M& m) {
   a.u64(m.id);
   int64_t total = 0;  // tokens of all chunks (reading)
-  constexpr size_t kChunkBytes = 8 + 4 + 4 + 1 + 1;
+  constexpr size_t kChunkBytes = 8 + 4 + 4 + 1 + 1 + 4 + 1;
   a.list(m.chunks, kChunkBytes, kMaxChunks, "chunk", [&](auto& c) {
     a.i64(c.seq_id);
     a.i32(c.pos);
     a.i32(c.n_tokens);
     a.boolean(c.want_logits);
     a.boolean(c.all_logits);
+    a.i32(c.top_logits);
+    a.boolean(c.top_log_z);
     a.check([&] {
+      if (c.top_logits < 0 || c.top_logits > runtime::kMaxTopLogits)
+        invalid("chunk top_logits " + std::to_string(c.top_logits));
       if (c.pos < 0) invalid("chunk pos " + std::to_string(c.pos));
       if (c.n_tokens <= 0 || c.n_tokens > static_cast<int32_t>(kMaxTokens)) {
         invalid("chunk n_tokens " + std::to_string(c.n_tokens));
@@ -334,13 +370,27 @@ void visit(A& a, M& m) {
   a.i64_array(m.stage_queue_us, kMaxStages);
   a.i64_array(m.stage_send_us, kMaxStages);
   a.check([&] { check_stage_times(m.stage_us, m.stage_queue_us, m.stage_send_us); });
+  // The activation type as its index in formats::activation_types().
+  const auto types = formats::activation_types();
+  uint32_t wire = 0;
+  while (wire < types.size() && types[wire] != m.hidden_type) ++wire;
+  a.u32(wire);
+  a.check([&] {
+    if (wire >= types.size()) invalid("activation type " + std::to_string(wire));
+    if constexpr (!std::is_const_v<std::remove_reference_t<decltype(m)>>) m.hidden_type = types[wire];
+  });
   a.i64(m.hidden_dim);
   a.check([&] {
     if (m.hidden_dim < 0 || m.hidden_dim > kMaxHidden) {
       invalid("hidden size " + std::to_string(m.hidden_dim));
     }
+    const int64_t block = formats::info(m.hidden_type).block_elems;
+    if (m.hidden_dim % block != 0)
+      invalid(std::string(formats::activation_type_name(m.hidden_type)) +
+              " activations of hidden size " + std::to_string(m.hidden_dim) + " (blocks of " +
+              std::to_string(block) + ")");
   });
-  a.f32_tail(m.hidden, kMaxPayload / sizeof(float));
+  a.activations_tail(m.hidden, m.hidden_type, m.hidden_dim, kMaxPayload / sizeof(float));
   a.check([&] {
     if (static_cast<uint64_t>(m.hidden.size()) != static_cast<uint64_t>(total * m.hidden_dim)) {
       invalid("activations hold " + std::to_string(m.hidden.size()) + " values, expected " +
@@ -528,10 +578,26 @@ LoadedMsg decode_loaded(std::span<const uint8_t> payload) { return decode<Loaded
 
 std::vector<uint8_t> encode_forward_head(const ForwardMsg& m) { return encode(m); }
 
+std::vector<uint8_t> encode_activations(WeightType type, int64_t dim, std::span<const float> v) {
+  if (type == WeightType::F32) {
+    auto* p = reinterpret_cast<const uint8_t*>(v.data());
+    return std::vector<uint8_t>(p, p + v.size() * sizeof(float));
+  }
+  if (v.empty()) return {};
+  if (dim <= 0 || v.size() % size_t(dim) != 0)
+    throw Error("protocol", std::to_string(v.size()) + " activations are not rows of " +
+                                std::to_string(dim));
+  const size_t rows = v.size() / size_t(dim), rb = formats::row_bytes(type, dim);
+  std::vector<uint8_t> out(rows * rb);
+  for (size_t i = 0; i < rows; ++i)
+    formats::quantize_row(type, v.data() + i * size_t(dim), dim, out.data() + i * rb);
+  return out;
+}
+
 std::vector<uint8_t> encode_forward(const ForwardMsg& m) {
   auto out = encode_forward_head(m);
-  auto* p = reinterpret_cast<const uint8_t*>(m.hidden.data());
-  out.insert(out.end(), p, p + m.hidden.size() * sizeof(float));
+  const auto tail = encode_activations(m.hidden_type, m.hidden_dim, m.hidden);
+  out.insert(out.end(), tail.begin(), tail.end());
   return out;
 }
 

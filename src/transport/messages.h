@@ -78,6 +78,9 @@ struct LoadMsg {
   // The stage's KV cache type (--cache-type; model/kv_cache.h): "f32", "bf16", "f16" or "q8_0".
   // Protocol 11.
   std::string kv_type = "f32";
+  // How the stage sends its activations to the next one (--wire; protocol 12): "f32", "bf16",
+  // "f16" or "q8_0".
+  std::string wire = "f32";
 };
 
 struct LoadedMsg {
@@ -103,6 +106,10 @@ struct ForwardMsg {
   // frame arriving and its compute starting (hand-off inside the worker), and the stage's total
   // time spent sending frames downstream since it loaded (sends finished before this one).
   std::vector<int64_t> stage_queue_us, stage_send_us;
+  // How the activations cross the link (--wire, protocol 12; formats/activation_type.h): f32
+  // (exact), bf16, f16 or q8_0 rows of hidden_dim values. In memory they are always f32: the
+  // reader decodes them, encode_forward / encode_activations encode them.
+  WeightType hidden_type = WeightType::F32;
   int64_t hidden_dim = 0;
   std::vector<float> hidden;  // [total_tokens, hidden_dim]
 };
@@ -209,7 +216,10 @@ LoadedMsg decode_loaded(std::span<const uint8_t> payload);
 
 // Everything of a forward frame but the activations, which follow as the last field (u64 count
 // then raw f32) so that a transport can send them from the caller's buffer without a copy:
-// payload = encode_forward_head(m) || bytes of m.hidden.
+// The bytes of activations [n / dim, dim] in an activation type (the tail of a forward frame in
+// that type): rows of formats::row_bytes(type, dim). F32: the values' bytes.
+std::vector<uint8_t> encode_activations(WeightType type, int64_t dim, std::span<const float> v);
+// payload = encode_forward_head(m) || encode_activations(m.hidden_type, m.hidden_dim, m.hidden).
 std::vector<uint8_t> encode_forward_head(const ForwardMsg& m);
 std::vector<uint8_t> encode_forward(const ForwardMsg& m);  // head + activations in one buffer
 ForwardMsg decode_forward(std::span<const uint8_t> payload);

@@ -384,6 +384,121 @@ TEST(TpStage, LogitsAreGatheredToMemberZeroAlone) {
   for (size_t r = 1; r < first.size(); ++r) EXPECT_TRUE(first[r].out.logits.empty()) << r;
 }
 
+// What member 0 returned for one batch with and one without SeqChunk::top_logits.
+struct TopRun {
+  std::vector<float> hinted, whole;
+  std::vector<double> hinted_log_z, whole_log_z;
+  uint64_t hinted_bytes = 0, whole_bytes = 0;  // what the member sent in each forward
+  int64_t vocab = 0;                           // the member's vocabulary rows
+  std::string error;
+};
+
+// A chunk that asks for its top values alone gets, on member 0, every member's k best values at
+// their ids and -inf elsewhere (so the whole row's k best among them) and, with top_log_z, the
+// whole row's log-sum-exp; rows of other chunks in the same batch stay whole, all_logits rows
+// whatever they ask. Uneven members {1, 2, 1}; the others return no logits.
+TEST(TpStage, TopLogitsMoveOnlyEachMembersBestValues) {
+  REQUIRE_TP_MODELS();
+  const std::string dir = model_path("qwen3");
+  const int64_t V = model::ModelConfig::from_dir(dir).vocab;
+  const auto a = prompt(6, 3, V), b = prompt(4, 4, V), c = prompt(3, 5, V);
+  std::vector<int32_t> tokens = a;
+  tokens.insert(tokens.end(), b.begin(), b.end());
+  tokens.insert(tokens.end(), c.begin(), c.end());
+  auto chunks = [](bool hint) {
+    std::vector<model::SeqChunk> ch(3);
+    ch[0] = {1, 0, 6, true, true};
+    ch[1] = {2, 0, 4, true, false};
+    ch[2] = {3, 0, 3, true, false};
+    if (hint) {
+      ch[0].top_logits = 2;  // all_logits: whole rows anyway
+      ch[1].top_logits = 5;
+      ch[1].top_log_z = true;
+      ch[2].top_logits = 1;
+    }
+    return ch;
+  };
+  const std::vector<double> shares = {1, 2, 1};
+  const int n = int(shares.size());
+  Links links = tcp_mesh(n);
+  std::vector<std::future<TopRun>> futures;
+  for (int r = 0; r < n; ++r) {
+    futures.push_back(std::async(std::launch::async, [&, r, conns = std::move(links[size_t(r)])]() mutable {
+      TopRun out;
+      try {
+        std::vector<std::unique_ptr<transport::Connection>> peers;
+        for (auto& conn : conns) peers.push_back(std::move(conn));
+        transport::GroupOptions go;
+        go.timeout_ms = 30000;  // a failure guard only
+        auto group = std::make_shared<transport::Group>(r, std::move(peers), go);
+        StageOptions o = base_options();
+        o.tensor_parallel = StageOptions::TensorParallel{
+            shares, r, std::make_shared<transport::GroupReducer>(group), false};
+        Stage st(dir, whole(dir), o);
+        std::vector<float> hidden;
+        out.vocab = st.tensor_split()->vocab();
+        st.forward(chunks(true), tokens, hidden, out.hinted, &out.hinted_log_z);
+        out.hinted_bytes = group->stats().bytes_sent;
+        st.release_all();
+        hidden.clear();
+        st.forward(chunks(false), tokens, hidden, out.whole, &out.whole_log_z);
+        out.whole_bytes = group->stats().bytes_sent - out.hinted_bytes;
+      } catch (const std::exception& e) {
+        out.error = e.what();
+      }
+      return out;
+    }));
+  }
+  std::vector<TopRun> runs;
+  for (auto& f : futures) runs.push_back(f.get());
+  for (int r = 0; r < n; ++r) ASSERT_EQ(runs[size_t(r)].error, "") << "member " << r;
+  for (int r = 1; r < n; ++r) {
+    const TopRun& m = runs[size_t(r)];
+    EXPECT_TRUE(m.hinted.empty()) << "member " << r;
+    // The two hinted rows: 5 (id, value) pairs + the log-sum-exp, and 1 pair, instead of two
+    // slices of the vocabulary; the all-reduces of the layers are the same in both forwards.
+    EXPECT_EQ(m.whole_bytes - m.hinted_bytes, (2 * uint64_t(m.vocab) - (2 * 5 + 2) - 2) * 4)
+        << "member " << r;
+  }
+  const TopRun& m0 = runs[0];
+  const size_t rows = 8;
+  ASSERT_EQ(m0.whole.size(), rows * size_t(V));
+  ASSERT_EQ(m0.hinted.size(), rows * size_t(V));
+  ASSERT_EQ(m0.hinted_log_z.size(), rows);
+  ASSERT_EQ(m0.whole_log_z.size(), rows);
+  auto row = [&](const std::vector<float>& v, size_t i) {
+    return std::vector<float>(v.begin() + long(i * size_t(V)), v.begin() + long((i + 1) * size_t(V)));
+  };
+  for (size_t i = 0; i < 6; ++i)
+    EXPECT_EQ(bit_difference(row(m0.hinted, i), row(m0.whole, i)), "") << "all_logits row " << i;
+  for (size_t i = 0; i < rows; ++i) {
+    EXPECT_TRUE(std::isnan(m0.whole_log_z[i])) << i;
+    if (i != 6) EXPECT_TRUE(std::isnan(m0.hinted_log_z[i])) << i;
+  }
+  for (const auto& [i, k] : std::vector<std::pair<size_t, int>>{{6, 5}, {7, 1}}) {
+    const std::vector<float> h = row(m0.hinted, i), w = row(m0.whole, i);
+    size_t finite = 0;
+    for (int64_t id = 0; id < V; ++id) {
+      if (std::isinf(h[size_t(id)]) && h[size_t(id)] < 0) continue;
+      ++finite;
+      EXPECT_EQ(std::bit_cast<uint32_t>(h[size_t(id)]), std::bit_cast<uint32_t>(w[size_t(id)])) << id;
+    }
+    EXPECT_EQ(finite, size_t(k * n)) << "row " << i << ": each member's " << k << " best";
+    std::vector<int32_t> idx(static_cast<size_t>(V));
+    for (int64_t id = 0; id < V; ++id) idx[size_t(id)] = int32_t(id);
+    std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int32_t x, int32_t y) {
+      return w[size_t(x)] > w[size_t(y)] || (w[size_t(x)] == w[size_t(y)] && x < y);
+    });
+    for (int j = 0; j < k; ++j)
+      EXPECT_EQ(h[size_t(idx[size_t(j)])], w[size_t(idx[size_t(j)])]) << "row " << i << " rank " << j;
+    EXPECT_EQ(runtime::argmax(h.data(), V), runtime::argmax(w.data(), V)) << "row " << i;
+    if (i != 6) continue;
+    double mx = *std::max_element(w.begin(), w.end()), z = 0;
+    for (float x : w) z += std::exp(double(x) - mx);
+    EXPECT_NEAR(m0.hinted_log_z[i], std::log(z) + mx, 1e-9 * std::fabs(std::log(z) + mx));
+  }
+}
+
 TEST(TpStage, OneMemberIsTheWholeStage) {
   REQUIRE_TP_MODELS();
   for (const std::string name : {"qwen3", "qwen2_moe", "q4km.gguf"}) {

@@ -217,6 +217,38 @@ TEST_F(DistPipeline, CacheTypeReachesTheWorkers) {
   }
 }
 
+// --wire reaches every link: the coordinator's (options) and each worker's (load frame). Three
+// stages over two workers with bf16 or q8_0 activations give the bits of three in-process stages
+// that round their activations the same way (make_local_pipeline's wire), which are not the f32
+// bits, and greedy ids; a q8_0 wire on a hidden size that is not whole blocks is refused.
+TEST_F(DistPipeline, WireTypeReachesEveryLink) {
+  const model::LayerPartition ranges = {{0, 1}, {1, 3}, {3, 4}};
+  const auto f32 = prompt_logits(*runtime::make_local_pipeline(model_dir().string(), {1, 256}), 0);
+  WorkerProcess w1, w2;
+  for (WeightType type : {WeightType::BF16, WeightType::Q8_0}) {
+    SCOPED_TRACE(formats::name(type));
+    auto local = runtime::make_local_pipeline(model_dir().string(), {1, 256}, ranges, type);
+    const auto ref = prompt_logits(*local, 0);
+    const auto ref_ids = greedy(*local, 10, 6);
+    auto o = options({w1.address(), w2.address()}, ranges);
+    o.wire = type;
+    auto three = make_remote_pipeline(o);
+    const auto logits = prompt_logits(*three, 0);
+    ASSERT_EQ(logits.size(), ref.size());
+    EXPECT_EQ(std::memcmp(logits.data(), ref.data(), logits.size() * 4), 0);
+    EXPECT_NE(std::memcmp(logits.data(), f32.data(), logits.size() * 4), 0);
+    EXPECT_EQ(greedy(*three, 10, 6), ref_ids);
+  }
+  auto o = options({w1.address()}, {{0, 2}, {2, 4}});
+  o.wire = WeightType::Q4_0;
+  try {
+    make_remote_pipeline(o);
+    ADD_FAILURE() << "a wire type that is no activation type was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--wire"), std::string::npos) << e.what();
+  }
+}
+
 TEST_F(DistPipeline, GarbageClosesOnlyItsConnectionAndBusyIsRefused) {
   WorkerProcess w;
   auto p = make_remote_pipeline(options({w.address()}, {{0, 2}, {2, 4}}));

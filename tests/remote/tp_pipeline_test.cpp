@@ -79,8 +79,10 @@ std::vector<float> prompt_logits(runtime::Pipeline& p, int64_t seq_base) {
   return r.logits;
 }
 
-// Greedy generation, one micro-batch per sequence and step.
-std::vector<std::vector<int32_t>> greedy(runtime::Pipeline& p, int64_t seq_base, int steps) {
+// Greedy generation, one micro-batch per sequence and step. top: SeqChunk::top_logits of every
+// chunk (1: each member sends its best logit alone, as the engine asks for greedy requests).
+std::vector<std::vector<int32_t>> greedy(runtime::Pipeline& p, int64_t seq_base, int steps,
+                                         int32_t top = 0) {
   std::vector<std::vector<int32_t>> out(kPrompts.size());
   std::vector<int32_t> pos(kPrompts.size(), 0);
   uint64_t id = 100;
@@ -97,6 +99,7 @@ std::vector<std::vector<int32_t>> greedy(runtime::Pipeline& p, int64_t seq_base,
         b.tokens = {out[s].back()};
       }
       b.chunks = {{seq_base + int64_t(s), pos[s], int32_t(b.tokens.size()), true, false}};
+      b.chunks[0].top_logits = top;
       pos[s] += int32_t(b.tokens.size());
       p.launch(std::move(b));
       auto r = p.wait();
@@ -146,6 +149,8 @@ TEST_F(TpPipelineTest, TwoAndThreeMembersMatchOneProcess) {
     EXPECT_GE(st[0].collective_bytes, peers.size() * 2 * 3 * 17 * 128 * sizeof(float));
     EXPECT_GT(st[0].collective_seconds, 0.0);
     EXPECT_EQ(greedy(*p, 10, 6), ref_ids);
+    EXPECT_EQ(greedy(*p, 10, 6, 1), ref_ids) << "each member's best logit alone";
+    EXPECT_EQ(greedy(*p, 10, 6, 3), ref_ids);
     // Twice: the members' KV was released, and the group is deterministic.
     const auto again = prompt_logits(*p, 0);
     ASSERT_EQ(again.size(), logits.size());

@@ -2,9 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <map>
+#include <random>
+#include <vector>
 
 namespace meshlm::runtime {
 namespace {
@@ -294,6 +297,98 @@ TEST(Sampler, SetAppliesEachSequencesMask) {
   ASSERT_EQ(out.size(), 2u);
   EXPECT_EQ(out[0].second.token, 3);   // unconstrained
   EXPECT_EQ(out[1].second.token, 40);  // only 40 allowed
+}
+
+// What a tensor-parallel group hands the sampler when a chunk asks for its top values alone
+// (SeqChunk::top_logits): each vocabulary slice's k best values, -inf elsewhere, and the whole
+// row's log-sum-exp. For every parameter set top_logits_needed accepts, the draws and the
+// logprobs are those of the whole row.
+TEST(Sampler, TopValuesOfEachSliceSampleAsTheWholeRow) {
+  const int64_t vocab = 3000;
+  const std::vector<int64_t> slices = {0, 700, 1900, vocab};  // three uneven members
+  std::mt19937 rng(7);
+  std::normal_distribution<float> nd(0.0f, 2.0f);
+  struct Case {
+    float temperature;
+    int32_t top_k;
+    float top_p, min_p;
+    int32_t top_logprobs;
+    bool logprobs;
+  };
+  const std::vector<Case> cases = {{0.0f, 0, 1.0f, 0.0f, 0, false}, {0.0f, 0, 1.0f, 0.0f, 5, true},
+                                   {0.8f, 40, 1.0f, 0.0f, 0, false}, {1.0f, 20, 0.9f, 0.0f, 3, true},
+                                   {0.7f, 50, 0.95f, 0.05f, 0, true}, {1.3f, 1, 1.0f, 0.0f, 0, false}};
+  for (const Case& c : cases) {
+    SamplingParams p;
+    p.temperature = c.temperature;
+    p.top_k = c.top_k;
+    p.top_p = c.top_p;
+    p.min_p = c.min_p;
+    p.top_logprobs = c.top_logprobs;
+    p.logprobs = c.logprobs;
+    p.seed = 99;
+    p.has_seed = true;
+    bool log_z = false;
+    const int32_t k = top_logits_needed(p, false, &log_z);
+    ASSERT_GT(k, 0);
+    EXPECT_EQ(log_z, c.logprobs || c.top_logprobs > 0);
+    SequenceSampler whole(p), top(p);
+    for (int64_t pos = 0; pos < 300; ++pos) {
+      std::vector<float> row(static_cast<size_t>(vocab));
+      for (auto& x : row) x = nd(rng);
+      if (pos % 7 == 0) row[size_t(pos % vocab)] = row[size_t((pos + 1) % vocab)];  // ties
+      std::vector<float> sparse(row.size(), -std::numeric_limits<float>::infinity());
+      double z = 0, mx = *std::max_element(row.begin(), row.end());
+      for (float x : row) z += std::exp(double(x) - mx);
+      for (size_t s = 0; s + 1 < slices.size(); ++s) {
+        std::vector<int32_t> idx;
+        for (int64_t i = slices[s]; i < slices[s + 1]; ++i) idx.push_back(int32_t(i));
+        std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int32_t a, int32_t b) {
+          return row[size_t(a)] > row[size_t(b)] || (row[size_t(a)] == row[size_t(b)] && a < b);
+        });
+        for (int32_t j = 0; j < k; ++j) sparse[size_t(idx[size_t(j)])] = row[size_t(idx[size_t(j)])];
+      }
+      std::vector<float> full = row;
+      const SampledToken a = whole.sample(full.data(), vocab, pos);
+      const SampledToken b = top.sample(sparse.data(), vocab, pos, nullptr,
+                                        log_z ? std::log(z) + mx : std::nan(""));
+      ASSERT_EQ(a.token, b.token) << "T " << c.temperature << " top_k " << c.top_k << " pos " << pos;
+      if (!log_z) continue;
+      EXPECT_NEAR(a.logprob, b.logprob, 1e-5);
+      ASSERT_EQ(a.top.size(), b.top.size());
+      for (size_t i = 0; i < a.top.size(); ++i) {
+        EXPECT_EQ(a.top[i].first, b.top[i].first);
+        EXPECT_NEAR(a.top[i].second, b.top[i].second, 1e-5);
+      }
+    }
+  }
+}
+
+TEST(Sampler, TopLogitsNeededOnlyWhereTheTopDecides) {
+  bool log_z = true;
+  SamplingParams greedy;
+  greedy.temperature = 0;
+  EXPECT_EQ(top_logits_needed(greedy, false, &log_z), 1);
+  EXPECT_FALSE(log_z);
+  EXPECT_EQ(top_logits_needed(greedy, true, &log_z), 0) << "a mask can refuse the best";
+  SamplingParams p = greedy;
+  p.top_logprobs = 7;
+  EXPECT_EQ(top_logits_needed(p, false, &log_z), 7);
+  EXPECT_TRUE(log_z);
+  p = greedy;
+  p.repetition_penalty = 1.1f;
+  EXPECT_EQ(top_logits_needed(p, false, &log_z), 0) << "penalties can demote the best";
+  p = greedy;
+  p.presence_penalty = 0.5f;
+  EXPECT_EQ(top_logits_needed(p, false, &log_z), 0);
+  p = SamplingParams{};  // temperature 1, no top-k: a draw over the whole vocabulary
+  EXPECT_EQ(top_logits_needed(p, false, &log_z), 0);
+  p.top_p = 0.9f;
+  EXPECT_EQ(top_logits_needed(p, false, &log_z), 0);
+  p.top_k = 40;
+  EXPECT_EQ(top_logits_needed(p, false, &log_z), 40);
+  p.top_k = kMaxTopLogits + 1;
+  EXPECT_EQ(top_logits_needed(p, false, &log_z), 0);
 }
 
 }  // namespace

@@ -1,9 +1,11 @@
 // Frame and message encode/decode: round trips and every malformed case the decoders must refuse.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 
 #include "core/error.h"
+#include "formats/activation_type.h"
 #include "transport/frame.h"
 #include "transport/messages.h"
 
@@ -14,6 +16,8 @@ ForwardMsg sample_forward() {
   ForwardMsg m;
   m.id = 42;
   m.chunks = {{7, 0, 3, true, false}, {9, 5, 1, true, true}};
+  m.chunks[0].top_logits = 40;
+  m.chunks[0].top_log_z = true;
   m.tokens = {1, 2, 3, 4};
   runtime::SamplingParams p;
   p.temperature = 0.7f;
@@ -118,6 +122,10 @@ TEST(Messages, ForwardRoundTrip) {
   EXPECT_EQ(d.chunks[1].pos, 5);
   EXPECT_TRUE(d.chunks[1].all_logits);
   EXPECT_FALSE(d.chunks[0].all_logits);
+  EXPECT_EQ(d.chunks[0].top_logits, 40);
+  EXPECT_TRUE(d.chunks[0].top_log_z);
+  EXPECT_EQ(d.chunks[1].top_logits, 0);
+  EXPECT_FALSE(d.chunks[1].top_log_z);
   EXPECT_EQ(d.tokens, m.tokens);
   ASSERT_EQ(d.new_sequences.size(), 1u);
   EXPECT_EQ(d.new_sequences[0].first, 7);
@@ -202,6 +210,11 @@ TEST(Messages, ForwardInconsistentFieldsAreRefused) {
     auto m = sample_forward();
     m.new_sequences[0].second.top_logprobs = 99;
     expect_protocol_error([&] { decode_forward(encode_forward(m)); }, "top_logprobs");
+  }
+  for (int32_t top : {-1, runtime::kMaxTopLogits + 1}) {
+    auto m = sample_forward();
+    m.chunks[1].top_logits = top;
+    expect_protocol_error([&] { decode_forward(encode_forward(m)); }, "top_logits");
   }
   {
     auto m = sample_forward();
@@ -288,6 +301,45 @@ TEST(Messages, LoadCarriesTheKvCacheType) {
   EXPECT_EQ(decode_load(encode_load(l)).kv_type, "q8_0");
   l.kv_type = "q4_0";  // not a cache type
   expect_protocol_error([&] { decode_load(encode_load(l)); }, "KV cache type");
+}
+
+TEST(Messages, LoadCarriesTheWireType) {
+  LoadMsg l;
+  l.layers = {0, 4};
+  EXPECT_EQ(decode_load(encode_load(l)).wire, "f32");
+  l.wire = "bf16";
+  EXPECT_EQ(decode_load(encode_load(l)).wire, "bf16");
+  l.wire = "q4_k";
+  expect_protocol_error([&] { decode_load(encode_load(l)); }, "wire type");
+}
+
+// --wire: the activations travel as rows of their type and read back as what the type stores
+// (formats::round_activations of the values); every truncation is refused, and so is a hidden
+// size that does not tile the type's blocks.
+TEST(Messages, ForwardActivationsInEachWireType) {
+  ForwardMsg m = sample_forward();
+  m.hidden_dim = 64;
+  m.hidden.clear();
+  for (int i = 0; i < 4 * 64; ++i) m.hidden.push_back(std::sin(0.37f * float(i)) * float(1 + i % 7));
+  for (WeightType t : formats::activation_types()) {
+    SCOPED_TRACE(std::string(formats::activation_type_name(t)));
+    m.hidden_type = t;
+    const auto bytes = encode_forward(m);
+    const auto head = encode_forward_head(m);
+    EXPECT_EQ(bytes.size(), head.size() + 4 * formats::row_bytes(t, 64));
+    ForwardMsg d = decode_forward(bytes);
+    EXPECT_EQ(d.hidden_type, t);
+    std::vector<float> want = m.hidden;
+    formats::round_activations(t, want.data(), int64_t(want.size()));
+    ASSERT_EQ(d.hidden.size(), want.size());
+    EXPECT_EQ(std::memcmp(d.hidden.data(), want.data(), want.size() * 4), 0);
+    if (t != WeightType::F32) EXPECT_NE(std::memcmp(d.hidden.data(), m.hidden.data(), want.size() * 4), 0);
+    for (size_t n = bytes.size() - 40; n < bytes.size(); ++n)
+      expect_protocol_error([&] { decode_forward(std::span(bytes).first(n)); });
+  }
+  ForwardMsg bad = sample_forward();  // hidden_dim 3: not whole q8_0 blocks of 32
+  bad.hidden_type = WeightType::Q8_0;
+  expect_protocol_error([&] { decode_forward(encode_forward_head(bad)); }, "q8_0 activations");
 }
 
 TEST(Messages, SmallFramesRoundTrip) {

@@ -42,7 +42,7 @@ int run_bench(int argc, char** argv) {
   std::string model_dir;
   int64_t n_prompt = 128, n_gen = 64;
   int threads = default_threads(), reps = 5, streams = 1, micro_batches = 0;
-  bool json = false;
+  bool json = false, whole_logits = false;
   app.add_option("--model,-m", model_dir, "Hugging Face model folder, or ORG/NAME to pull from the hub")->required();
   app.add_option("-p,--n-prompt", n_prompt, "prompt tokens (0 to skip)")->check(CLI::Range(int64_t(0), int64_t(1) << 16));
   app.add_option("-n,--n-gen", n_gen, "generated tokens (0 to skip)")->check(CLI::Range(int64_t(0), int64_t(1) << 16));
@@ -54,6 +54,9 @@ int run_bench(int argc, char** argv) {
                  "groups the streams are split into (default: one per stage); 1 runs the stages "
                  "one after the other, which gives each stage's compute time without the others")
       ->check(CLI::Range(1, 4096));
+  app.add_flag("--whole-logits", whole_logits,
+               "a tensor-parallel group gathers every logits row whole instead of each member's "
+               "best value (what greedy sampling needs; for comparison)");
   PipelineOptions popts;
   popts.add_to(app);
   CLI11_PARSE(app, argc, argv);
@@ -68,12 +71,18 @@ int run_bench(int argc, char** argv) {
   const auto& cfg = pipeline->config();
   std::mt19937 rng(1234);
   std::uniform_int_distribution<int32_t> dist(0, int32_t(cfg.vocab - 1));
+  // A greedy row, as the engine asks for it: only its largest value decides (SeqChunk::top_logits).
+  auto greedy_chunk = [&](int64_t id, int64_t pos, int64_t n) {
+    model::SeqChunk c{id, int32_t(pos), int32_t(n), true, false};
+    c.top_logits = whole_logits ? 0 : 1;
+    return c;
+  };
   int64_t seq = 0;
   uint64_t next_id = 0;  // micro-batch ids, unique over the run (MESHLM_TRACE follows them)
   auto run_pp = [&]() {
     runtime::MicroBatch mb;
     mb.id = next_id++;
-    mb.chunks.push_back({seq, 0, int32_t(n_prompt), true, false});
+    mb.chunks.push_back(greedy_chunk(seq, 0, n_prompt));
     for (int64_t i = 0; i < n_prompt; ++i) mb.tokens.push_back(dist(rng));
     auto t0 = Clock::now();
     pipeline->launch(std::move(mb));
@@ -103,7 +112,7 @@ int run_bench(int argc, char** argv) {
       runtime::MicroBatch mb;
       mb.id = next_id++;
       for (size_t i = 0; i < seqs[size_t(g)].size(); ++i) {
-        mb.chunks.push_back({seqs[size_t(g)][i], int32_t(step[size_t(g)]), 1, true, false});
+        mb.chunks.push_back(greedy_chunk(seqs[size_t(g)][i], step[size_t(g)], 1));
         mb.tokens.push_back(last[size_t(g)][i]);
       }
       pipeline->launch(std::move(mb));
@@ -131,7 +140,7 @@ int run_bench(int argc, char** argv) {
     for (int64_t i = 0; i < n_gen; ++i) {
       runtime::MicroBatch mb;
       mb.id = next_id++;
-      mb.chunks.push_back({seq, int32_t(i), 1, true, false});
+      mb.chunks.push_back(greedy_chunk(seq, i, 1));
       mb.tokens.push_back(token);
       pipeline->launch(std::move(mb));
       auto r = pipeline->wait();

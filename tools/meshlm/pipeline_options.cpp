@@ -57,6 +57,11 @@ void PipelineOptions::add_to(CLI::App& app, bool discover_by_default) {
                  "process")
       ->check(CLI::IsMember({"f32", "bf16", "f16", "q8_0"}, CLI::ignore_case))
       ->capture_default_str();
+  app.add_option("--wire", wire,
+                 "how the stages send activations to each other: f32 (exact), bf16 or f16 (half "
+                 "the bytes) or q8_0 (~0.27x); the error each adds is in BENCHMARKS.md")
+      ->check(CLI::IsMember({"f32", "bf16", "f16", "q8_0"}, CLI::ignore_case))
+      ->capture_default_str();
   app.add_flag("--mlock", lock_memory,
                "lock the model's weights in RAM once loaded (never paged out or dropped from the "
                "page cache; needs `ulimit -l`); workers --stages starts get it too");
