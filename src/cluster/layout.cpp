@@ -443,9 +443,6 @@ std::unique_ptr<runtime::Pipeline> LayoutOptions::make_tp(const std::string& mod
     throw Error("cli", "--tp-shares has " + std::to_string(shares.size()) + " shares for --tp " +
                            std::to_string(tp));
   if (tp < 2) throw Error("cli", "--tp-shares needs --tp 2 or more");
-  if (wire_type() != WeightType::F32)
-    throw Error("cli", "--wire " + wire + " is not implemented for --tp yet (the all-reduces "
-                       "move f32)");
   std::string sec = resolved_secret();
   if (sec.empty()) sec = random_hex(16);
   auto workers = std::make_unique<LocalWorkers>(tp - 1, sec, stage.threads, stage.lock_memory,
@@ -456,6 +453,7 @@ std::unique_ptr<runtime::Pipeline> LayoutOptions::make_tp(const std::string& mod
   o.peers = workers->addresses();
   o.shares = shares;
   o.stage = stage;
+  o.wire = wire_type();
   o.secret = sec;
   o.group_timeout_ms = stage_timeout_s * 1000;
   auto inner = remote::make_tp_pipeline(o);

@@ -401,9 +401,12 @@ struct Stage::Impl {
     for (size_t n : counts) {
       const float* p = all.data() + base;
       const float* end = p + n;
-      if (n < 2) bad();
+      // Whole numbers within the vocabulary (checked as floats first: a cast of anything else
+      // is undefined).
+      auto whole = [V](float x) { return x >= 0 && x <= float(V) && x == std::floor(x); };
+      if (n < 2 || !whole(p[0]) || !whole(p[1])) bad();
       const int64_t begin = int64_t(p[0]), Vr = int64_t(p[1]);
-      if (float(begin) != p[0] || float(Vr) != p[1] || begin != col || Vr < 0 || col + Vr > V) bad();
+      if (begin != col || col + Vr > V) bad();
       p += 2;
       for (int64_t i = 0; i < rows; ++i) {
         float* dst = out.data() + i * V;
@@ -416,8 +419,9 @@ struct Stage::Impl {
         const int64_t k = std::min<int64_t>(top[size_t(i)], Vr);
         if (end - p < 2 * k + (want_log_z[size_t(i)] ? 2 : 0)) bad();
         for (int64_t j = 0; j < k; ++j, p += 2) {
+          if (!whole(p[0])) bad();
           const int64_t id = int64_t(p[0]);
-          if (float(id) != p[0] || id < col || id >= col + Vr) bad();
+          if (id < col || id >= col + Vr) bad();
           dst[id] = p[1];
         }
         if (want_log_z[size_t(i)]) {

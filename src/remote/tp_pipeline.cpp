@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/hex.h"
 #include "core/log.h"
+#include "formats/activation_type.h"
 #include "model/kv_cache.h"
 #include "remote/fingerprint.h"
 #include "runtime/stage_runner.h"
@@ -213,6 +214,7 @@ class TpPipeline final : public runtime::Pipeline {
     load.layers = layers_;
     load.max_context = options_.stage.max_context;
     load.kv_type = std::string(model::kv_type_name(options_.stage.kv_type));
+    load.wire = std::string(formats::activation_type_name(options_.wire));
     load.sync = false;
     load.tp_shares.assign(options_.shares.begin(), options_.shares.end());
     load.tp_addresses.push_back("");
@@ -266,7 +268,7 @@ class TpPipeline final : public runtime::Pipeline {
     group_ = std::make_shared<Group>(0, std::move(peers), go);
     model::StageOptions so = options_.stage;
     so.tensor_parallel = model::StageOptions::TensorParallel{options_.shares, 0,
-                                                             std::make_shared<GroupReducer>(group_)};
+                                                             std::make_shared<GroupReducer>(group_, options_.wire)};
     stage0_ = std::make_unique<model::Stage>(options_.model_dir, layers_, so);
     runner0_ = std::make_unique<runtime::StageRunner>(*stage0_);
     for (size_t k = 0; k < members_.size(); ++k) {

@@ -34,6 +34,9 @@ struct TpPipelineOptions {
   std::vector<double> shares;
   model::StageOptions stage;  // member 0's options (tensor_parallel is set here); max_context
                               // also goes to the workers
+  // --wire: the type the members' partial sums cross the links in (transport/tp_reducer.h):
+  // F32 (exact), BF16, F16 or Q8_0.
+  WeightType wire = WeightType::F32;
   std::string secret;
   int connect_timeout_ms = 5000;
   int load_timeout_ms = 300000;

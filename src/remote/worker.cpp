@@ -405,7 +405,7 @@ struct Worker::Impl {
     so.backend = options.stage_backend;
     so.tensor_parallel = model::StageOptions::TensorParallel{
         std::vector<double>(m.tp_shares.begin(), m.tp_shares.end()), rank,
-        std::make_shared<GroupReducer>(tp_group)};
+        std::make_shared<GroupReducer>(tp_group, *formats::activation_type_from_name(m.wire))};
     log::info("[worker] loading member {} of {} of layers {}-{} of {}", rank, n, m.layers.begin,
               m.layers.end, dir);
     stage = std::make_unique<model::Stage>(dir, m.layers, so);

@@ -128,6 +128,9 @@ class FieldReader {
     v.resize(size_t(n));
     for (uint64_t i = 0; i < rows; ++i)
       formats::dequantize_row(type, bytes + i * rb, dim, v.data() + i * uint64_t(dim));
+    // A sender encodes finite values only (formats::quantize_row refuses the others).
+    for (float x : v)
+      if (!std::isfinite(x)) invalid("an activation that is not finite");
   }
   // The count must fit in max_count and in what remains at min_elem_bytes an element.
   template <typename T, typename F>

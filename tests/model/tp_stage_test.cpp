@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "formats/weight_format.h"
 #include "model/config.h"
 #include "model/model_files.h"
 #include "model/schema.h"
@@ -152,9 +153,11 @@ struct Member {
 // Every member of a group with these shares on its own thread, each running drive().
 // every_member: each member gets the whole logits (and drives its own greedy ids from them);
 // false: member 0 alone, the others feed back member 0's ids (as the pipeline does).
+// wire: the type the partial sums cross the links in (transport/tp_reducer.h).
 std::vector<Member> run_members(const std::string& dir, const std::vector<double>& shares,
                                 const std::string& backend = "cpu", bool every_member = true,
-                                const std::vector<int32_t>* ids = nullptr) {
+                                const std::vector<int32_t>* ids = nullptr,
+                                WeightType wire = WeightType::F32) {
   const int n = int(shares.size());
   Links links = tcp_mesh(n);
   std::vector<std::future<Member>> futures;
@@ -169,7 +172,7 @@ std::vector<Member> run_members(const std::string& dir, const std::vector<double
         auto group = std::make_shared<transport::Group>(r, std::move(peers), go);
         StageOptions o = base_options(backend);
         o.tensor_parallel = StageOptions::TensorParallel{
-            shares, r, std::make_shared<transport::GroupReducer>(group), every_member};
+            shares, r, std::make_shared<transport::GroupReducer>(group, wire), every_member};
         Stage st(dir, whole(dir), o);
         m.split = *st.tensor_split();
         m.out = drive(st, !every_member && r != 0 ? ids : nullptr);
@@ -496,6 +499,32 @@ TEST(TpStage, TopLogitsMoveOnlyEachMembersBestValues) {
     double mx = *std::max_element(w.begin(), w.end()), z = 0;
     for (float x : w) z += std::exp(double(x) - mx);
     EXPECT_NEAR(m0.hinted_log_z[i], std::log(z) + mx, 1e-9 * std::fabs(std::log(z) + mx));
+  }
+}
+
+// --wire for the all-reduces: with bf16, f16 or q8_0 partial sums every member still gets the
+// same bits (each decodes every contribution, its own included, and adds them in rank order),
+// runs repeat them, and the logits stay near one whole stage's (q8_0 the farthest).
+TEST(TpStage, WireTypesKeepTheMembersIdentical) {
+  REQUIRE_TP_MODELS();
+  const std::string dir = model_path("qwen3");
+  const Outputs ref = run_whole(dir);
+  const std::vector<double> shares = {1, 2, 1};
+  for (const auto& [wire, bound] : std::vector<std::pair<WeightType, double>>{
+           {WeightType::BF16, 1e-2}, {WeightType::F16, 2e-3}, {WeightType::Q8_0, 5e-2}}) {
+    SCOPED_TRACE(std::string(formats::name(wire)));
+    const std::vector<Member> members = run_members(dir, shares, "cpu", true, nullptr, wire);
+    for (size_t r = 0; r < members.size(); ++r) ASSERT_EQ(members[r].error, "") << "member " << r;
+    for (size_t r = 1; r < members.size(); ++r)
+      EXPECT_EQ(bit_difference(members[r].out.logits, members[0].out.logits), "") << "member " << r;
+    const double rel = relative_difference(members[0].out.logits, ref.logits);
+    std::printf("[tp] wire %s: max relative logit difference %.3g\n",
+                std::string(formats::name(wire)).c_str(), rel);
+    EXPECT_GT(rel, 0.0) << "the partial sums were not rounded";
+    EXPECT_LE(rel, bound);
+    const std::vector<Member> again = run_members(dir, shares, "cpu", true, nullptr, wire);
+    ASSERT_EQ(again[0].error, "");
+    EXPECT_EQ(bit_difference(again[0].out.logits, members[0].out.logits), "");
   }
 }
 

@@ -159,6 +159,30 @@ TEST_F(TpPipelineTest, TwoAndThreeMembersMatchOneProcess) {
   }
 }
 
+// --wire reaches every member (load frames): a group whose members disagreed on it would fail on
+// the first all-reduce (the encoded sizes differ). bf16 partial sums: near the f32 group's
+// logits, not equal, the same on a second group.
+TEST_F(TpPipelineTest, WireTypeReachesEveryMember) {
+  WorkerProcess w1, w2;
+  const auto f32 = prompt_logits(*make_tp_pipeline(options({w1.address(), w2.address()})), 0);
+  auto o = options({w1.address(), w2.address()});
+  o.wire = WeightType::BF16;
+  const auto bf16 = prompt_logits(*make_tp_pipeline(o), 0);
+  ASSERT_EQ(bf16.size(), f32.size());
+  EXPECT_NE(std::memcmp(bf16.data(), f32.data(), f32.size() * 4), 0);
+  double worst = 0, peak = 0;
+  for (size_t i = 0; i < f32.size(); ++i) {
+    worst = std::max(worst, std::fabs(double(bf16[i]) - double(f32[i])));
+    peak = std::max(peak, std::fabs(double(f32[i])));
+  }
+  EXPECT_LE(worst, 2e-2 * peak);
+  auto p = make_tp_pipeline(o);
+  const auto again = prompt_logits(*p, 0);
+  ASSERT_EQ(again.size(), bf16.size());
+  EXPECT_EQ(std::memcmp(again.data(), bf16.data(), bf16.size() * 4), 0);
+  EXPECT_EQ(greedy(*p, 10, 4, 1).size(), 2u);
+}
+
 TEST_F(TpPipelineTest, UnevenSharesAndRunsAreBitIdentical) {
   auto one = runtime::make_local_pipeline(model_dir().string(), {1, 256});
   const auto ref_logits = prompt_logits(*one, 0);

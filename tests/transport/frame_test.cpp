@@ -337,6 +337,13 @@ TEST(Messages, ForwardActivationsInEachWireType) {
     for (size_t n = bytes.size() - 40; n < bytes.size(); ++n)
       expect_protocol_error([&] { decode_forward(std::span(bytes).first(n)); });
   }
+  {  // a bf16 infinity: no sender writes one
+    m.hidden_type = WeightType::BF16;
+    auto bytes = encode_forward(m);
+    bytes[bytes.size() - 2 * 64 * 4 + 0] = 0x80;  // low byte, then high: 0x7f80 = +inf
+    bytes[bytes.size() - 2 * 64 * 4 + 1] = 0x7f;
+    expect_protocol_error([&] { decode_forward(bytes); }, "not finite");
+  }
   ForwardMsg bad = sample_forward();  // hidden_dim 3: not whole q8_0 blocks of 32
   bad.hidden_type = WeightType::Q8_0;
   expect_protocol_error([&] { decode_forward(encode_forward_head(bad)); }, "q8_0 activations");
