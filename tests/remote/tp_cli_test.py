@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Tensor parallelism through the CLI: `meshlm generate --tp 2 --ids` (and an uneven
 `--tp-shares 1,3`) prints the same ids as one process; `--tp` with `--stages` is refused with a
-clear message. Needs the qwen3 tokenizer: exit 77 without it.
+clear message; `--wire bf16` between worker stages prints the ids of in-process stages that round
+the same way. Needs the qwen3 tokenizer: exit 77 without it.
 usage: tp_cli_test.py MESHLM TOKENIZER_DIR WORK_DIR"""
 import os
 import shutil
@@ -54,6 +55,20 @@ for extra in (["--tp", "2"], ["--tp", "2", "--tp-shares", "1,3"], ["--tp", "3"])
     check(r.returncode == 0 and r.stdout == ref.stdout,
           " ".join(extra) + " prints the same ids" +
           ("" if r.returncode == 0 else ": " + r.stderr[-1500:]))
+# --wire: two worker-process stages with bf16 activations print the ids of two in-process stages
+# that round the same way; a TP group with bf16 partial sums runs; an unknown type is refused.
+local_bf16 = generate(["--local-layers", "0-1,2-2", "--wire", "bf16"])
+check(local_bf16.returncode == 0 and local_bf16.stdout.strip() != "",
+      "--local-layers --wire bf16 generates ids" + ("" if local_bf16.returncode == 0 else ": " + local_bf16.stderr[-1500:]))
+r = generate(["--stages", "2", "--layers", "0-1,2-2", "--wire", "bf16"])
+check(r.returncode == 0 and r.stdout == local_bf16.stdout,
+      "--stages 2 --wire bf16 prints the ids of in-process stages with --wire bf16" +
+      ("" if r.returncode == 0 else ": " + r.stderr[-1500:]))
+r = generate(["--tp", "2", "--wire", "bf16"])
+check(r.returncode == 0 and len(r.stdout.split(",")) == len(ref.stdout.split(",")),
+      "--tp 2 --wire bf16 generates as many ids" + ("" if r.returncode == 0 else ": " + r.stderr[-1500:]))
+r = generate(["--stages", "2", "--wire", "q4_0"])
+check(r.returncode != 0 and "--wire" in r.stderr, "--wire q4_0 is refused")
 r = generate(["--tp", "2", "--stages", "2"])
 check(r.returncode != 0 and "--tp cannot be combined" in r.stderr, "--tp with --stages is refused")
 r = generate(["--tp", "2", "--tp-shares", "1,2,3"])
