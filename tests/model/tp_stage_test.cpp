@@ -150,20 +150,20 @@ struct Member {
   model::TensorSplit split;
 };
 
-// Every member of a group with these shares on its own thread, each running drive().
-// every_member: each member gets the whole logits (and drives its own greedy ids from them);
-// false: member 0 alone, the others feed back member 0's ids (as the pipeline does).
+// Every member of a group with these shares on its own thread over loopback TCP, each loading
+// its Stage and running fn(stage, rank, group) -> R (R has an `error` that a throw fills);
+// the results in rank order. every_member: StageOptions::TensorParallel::logits_on_every_member.
 // wire: the type the partial sums cross the links in (transport/tp_reducer.h).
-std::vector<Member> run_members(const std::string& dir, const std::vector<double>& shares,
-                                const std::string& backend = "cpu", bool every_member = true,
-                                const std::vector<int32_t>* ids = nullptr,
-                                WeightType wire = WeightType::F32) {
+template <typename R, typename F>
+std::vector<R> on_members(const std::string& dir, model::LayerRange layers,
+                          const std::vector<double>& shares, const std::string& backend,
+                          bool every_member, WeightType wire, F fn) {
   const int n = int(shares.size());
   Links links = tcp_mesh(n);
-  std::vector<std::future<Member>> futures;
+  std::vector<std::future<R>> futures;
   for (int r = 0; r < n; ++r) {
     futures.push_back(std::async(std::launch::async, [&, r, conns = std::move(links[size_t(r)])]() mutable {
-      Member m;
+      R out;
       try {
         std::vector<std::unique_ptr<transport::Connection>> peers;
         for (auto& c : conns) peers.push_back(std::move(c));
@@ -173,18 +173,33 @@ std::vector<Member> run_members(const std::string& dir, const std::vector<double
         StageOptions o = base_options(backend);
         o.tensor_parallel = StageOptions::TensorParallel{
             shares, r, std::make_shared<transport::GroupReducer>(group, wire), every_member};
-        Stage st(dir, whole(dir), o);
-        m.split = *st.tensor_split();
-        m.out = drive(st, !every_member && r != 0 ? ids : nullptr);
+        Stage st(dir, layers, o);
+        out = fn(st, r, *group);
       } catch (const std::exception& e) {
-        m.error = e.what();
+        out.error = e.what();
       }
-      return m;
+      return out;
     }));
   }
-  std::vector<Member> members;
-  for (auto& f : futures) members.push_back(f.get());
-  return members;
+  std::vector<R> results;
+  for (auto& f : futures) results.push_back(f.get());
+  return results;
+}
+
+// Every member running drive(). every_member: each member gets the whole logits (and drives its
+// own greedy ids from them); false: member 0 alone, the others feed back member 0's ids (as the
+// pipeline does).
+std::vector<Member> run_members(const std::string& dir, const std::vector<double>& shares,
+                                const std::string& backend = "cpu", bool every_member = true,
+                                const std::vector<int32_t>* ids = nullptr,
+                                WeightType wire = WeightType::F32) {
+  return on_members<Member>(dir, whole(dir), shares, backend, every_member, wire,
+                            [&](Stage& st, int r, transport::Group&) {
+                              Member m;
+                              m.split = *st.tensor_split();
+                              m.out = drive(st, !every_member && r != 0 ? ids : nullptr);
+                              return m;
+                            });
 }
 
 std::string bit_difference(const std::vector<float>& a, const std::vector<float>& b) {
@@ -321,29 +336,22 @@ TEST(TpStage, FirstAndLastStageOfAPipeline) {
       st.forward(chunks, a, hidden, logits);
       return std::make_pair(hidden, logits);
     }
-    const int n = int(shares.size());
-    Links links = tcp_mesh(n);
-    std::vector<std::future<std::pair<std::vector<float>, std::vector<float>>>> futures;
-    for (int r = 0; r < n; ++r)
-      futures.push_back(std::async(std::launch::async, [&, r, hidden, conns = std::move(links[size_t(r)])]() mutable {
-        std::vector<std::unique_ptr<transport::Connection>> peers;
-        for (auto& c : conns) peers.push_back(std::move(c));
-        auto group = std::make_shared<transport::Group>(r, std::move(peers));
-        StageOptions o = base_options();
-        o.tensor_parallel = StageOptions::TensorParallel{
-            shares, r, std::make_shared<transport::GroupReducer>(group), true};
-        Stage st(dir, layers, o);
-        std::vector<float> out_logits;
-        st.forward(chunks, a, hidden, out_logits);
-        return std::make_pair(hidden, out_logits);
-      }));
-    std::vector<std::pair<std::vector<float>, std::vector<float>>> results;
-    for (auto& f : futures) results.push_back(f.get());
+    struct Run {
+      std::vector<float> hidden, logits;
+      std::string error;
+    };
+    const std::vector<Run> results = on_members<Run>(
+        dir, layers, shares, "cpu", true, WeightType::F32, [&](Stage& st, int, transport::Group&) {
+          Run run{hidden, {}, ""};
+          st.forward(chunks, a, run.hidden, run.logits);
+          return run;
+        });
+    for (size_t r = 0; r < results.size(); ++r) EXPECT_EQ(results[r].error, "") << "member " << r;
     for (size_t r = 1; r < results.size(); ++r) {
-      EXPECT_EQ(bit_difference(results[r].first, results[0].first), "") << "member " << r;
-      EXPECT_EQ(bit_difference(results[r].second, results[0].second), "") << "member " << r;
+      EXPECT_EQ(bit_difference(results[r].hidden, results[0].hidden), "") << "member " << r;
+      EXPECT_EQ(bit_difference(results[r].logits, results[0].logits), "") << "member " << r;
     }
-    return results[0];
+    return std::make_pair(results[0].hidden, results[0].logits);
   };
   const auto ref0 = run_stage({0, 1}, {}, {});
   const auto tp0 = run_stage({0, 1}, {}, {1, 2});
@@ -423,37 +431,20 @@ TEST(TpStage, TopLogitsMoveOnlyEachMembersBestValues) {
   };
   const std::vector<double> shares = {1, 2, 1};
   const int n = int(shares.size());
-  Links links = tcp_mesh(n);
-  std::vector<std::future<TopRun>> futures;
-  for (int r = 0; r < n; ++r) {
-    futures.push_back(std::async(std::launch::async, [&, r, conns = std::move(links[size_t(r)])]() mutable {
-      TopRun out;
-      try {
-        std::vector<std::unique_ptr<transport::Connection>> peers;
-        for (auto& conn : conns) peers.push_back(std::move(conn));
-        transport::GroupOptions go;
-        go.timeout_ms = 30000;  // a failure guard only
-        auto group = std::make_shared<transport::Group>(r, std::move(peers), go);
-        StageOptions o = base_options();
-        o.tensor_parallel = StageOptions::TensorParallel{
-            shares, r, std::make_shared<transport::GroupReducer>(group), false};
-        Stage st(dir, whole(dir), o);
+  const std::vector<TopRun> runs = on_members<TopRun>(
+      dir, whole(dir), shares, "cpu", false, WeightType::F32,
+      [&](Stage& st, int, transport::Group& group) {
+        TopRun out;
         std::vector<float> hidden;
         out.vocab = st.tensor_split()->vocab();
         st.forward(chunks(true), tokens, hidden, out.hinted, &out.hinted_log_z);
-        out.hinted_bytes = group->stats().bytes_sent;
+        out.hinted_bytes = group.stats().bytes_sent;
         st.release_all();
         hidden.clear();
         st.forward(chunks(false), tokens, hidden, out.whole, &out.whole_log_z);
-        out.whole_bytes = group->stats().bytes_sent - out.hinted_bytes;
-      } catch (const std::exception& e) {
-        out.error = e.what();
-      }
-      return out;
-    }));
-  }
-  std::vector<TopRun> runs;
-  for (auto& f : futures) runs.push_back(f.get());
+        out.whole_bytes = group.stats().bytes_sent - out.hinted_bytes;
+        return out;
+      });
   for (int r = 0; r < n; ++r) ASSERT_EQ(runs[size_t(r)].error, "") << "member " << r;
   for (int r = 1; r < n; ++r) {
     const TopRun& m = runs[size_t(r)];
@@ -476,7 +467,9 @@ TEST(TpStage, TopLogitsMoveOnlyEachMembersBestValues) {
     EXPECT_EQ(bit_difference(row(m0.hinted, i), row(m0.whole, i)), "") << "all_logits row " << i;
   for (size_t i = 0; i < rows; ++i) {
     EXPECT_TRUE(std::isnan(m0.whole_log_z[i])) << i;
-    if (i != 6) EXPECT_TRUE(std::isnan(m0.hinted_log_z[i])) << i;
+    if (i != 6) {
+      EXPECT_TRUE(std::isnan(m0.hinted_log_z[i])) << i;
+    }
   }
   for (const auto& [i, k] : std::vector<std::pair<size_t, int>>{{6, 5}, {7, 1}}) {
     const std::vector<float> h = row(m0.hinted, i), w = row(m0.whole, i);
