@@ -269,6 +269,8 @@ int LayoutOptions::stage_count() const {
   // Without mpirun (`meshlm plan --transport mpi --stages N`): the plan for N ranks.
   if (mpi() && transport::mpi_initialized()) return transport::mpi_size();
   if (mpi()) return std::max(1, stages);
+  // Tensor-parallel groups of tp members: this process and the peers fill them in order.
+  if (tp > 1 && !split_list(peers).empty()) return int(split_list(peers).size() + 1) / tp;
   int n = int(split_list(peers).size()) + 1;
   return n > 1 ? n : std::max(1, stages);
 }
@@ -281,6 +283,17 @@ std::string LayoutOptions::resolved_secret() const {
 
 cluster::Plan LayoutOptions::plan(const std::string& model_dir,
                                   const model::StageOptions& stage) const {
+  if (tp > 1 && !split_list(peers).empty()) {
+    // Groups of peers: a stage per group, with its rank 0's memory (each member holds about
+    // 1/tp of the stage's weights and KV).
+    const auto all = split_list(peers);
+    LayoutOptions per_group = *this;
+    per_group.tp = 1;
+    per_group.peers.clear();
+    for (size_t k = size_t(tp - 1); k < all.size(); k += size_t(tp))
+      per_group.peers += (per_group.peers.empty() ? "" : ",") + all[k];
+    return per_group.plan(model_dir, stage);
+  }
   auto cfg = model::ModelConfig::from_dir(model_dir);
   auto sizes = cluster::tensor_sizes(model_dir);
   std::vector<std::string> peer_list = split_list(peers);
@@ -435,29 +448,67 @@ static std::vector<double> parse_share_list(const std::string& text) {
 
 std::unique_ptr<runtime::Pipeline> LayoutOptions::make_tp(const std::string& model_dir,
                                                           const model::StageOptions& stage) const {
-  if (mpi() || stages > 1 || !split_list(peers).empty() || !layers.empty() || !local_layers.empty())
-    throw Error("cli", "--tp cannot be combined with --stages, --peers, --layers, --local-layers or "
-                       "--transport mpi yet (tensor parallelism is one group of local processes)");
+  if (mpi() || !local_layers.empty())
+    throw Error("cli", "--tp cannot be combined with --local-layers or --transport mpi yet");
   std::vector<double> shares = parse_share_list(tp_shares);
   if (!tp_shares.empty() && int(shares.size()) != tp)
     throw Error("cli", "--tp-shares has " + std::to_string(shares.size()) + " shares for --tp " +
                            std::to_string(tp));
   if (tp < 2) throw Error("cli", "--tp-shares needs --tp 2 or more");
-  std::string sec = resolved_secret();
-  if (sec.empty()) sec = random_hex(16);
-  auto workers = std::make_unique<LocalWorkers>(tp - 1, sec, stage.threads, stage.lock_memory,
-                                                stage.backend);
+  const std::vector<std::string> peer_list = split_list(peers);
+  // With --peers: this process and the peers, in order, fill the groups (M members each).
+  int groups = std::max(1, stages);
+  if (!peer_list.empty()) {
+    const int members = int(peer_list.size()) + 1;
+    if (members % tp != 0 || (stages > 1 && members != stages * tp))
+      throw Error("cli", "--tp " + std::to_string(tp) + (stages > 1 ? " --stages " + std::to_string(stages) : "") +
+                             " with " + std::to_string(peer_list.size()) + " peers: this process and the peers "
+                             "must fill " + (stages > 1 ? std::to_string(stages) : std::string("whole")) +
+                             " groups of " + std::to_string(tp) + " members");
+    groups = members / tp;
+  }
+  auto cfg = model::ModelConfig::from_dir(model_dir);
+  if (groups > cfg.n_layers)
+    throw Error("cli", std::to_string(groups) + " stages for a model of " +
+                           std::to_string(cfg.n_layers) + " layers");
+  if (!layers.empty() && groups == 1)
+    throw Error("cli", "--layers with --tp needs --stages N (one range per stage)");
   remote::TpPipelineOptions o;
+  if (groups > 1) {
+    // Each stage's layers by --layers, else in proportion to the groups' memory (plan()),
+    // planned before any worker starts.
+    cluster::Plan layer_plan = plan(model_dir, stage);
+    log::info("[plan] layers per stage (each a tensor-parallel group of {}):\n{}", tp,
+              cluster::format_plan(layer_plan));
+    o.ranges = layer_plan.partition();
+  }
+  std::string sec = resolved_secret();
+  std::unique_ptr<LocalWorkers> workers;
+  std::vector<std::string> addresses = peer_list;
+  if (peer_list.empty()) {
+    if (sec.empty()) sec = random_hex(16);
+    workers = std::make_unique<LocalWorkers>(groups * tp - 1, sec, stage.threads, stage.lock_memory,
+                                             stage.backend);
+    addresses = workers->addresses();
+  }
   o.model_dir = model_dir;
   o.worker_model_dir = worker_model_dir;
-  o.peers = workers->addresses();
+  o.peers.assign(addresses.begin(), addresses.begin() + (tp - 1));
+  for (int g = 1; g < groups; ++g) {
+    auto first = addresses.begin() + (tp - 1) + (g - 1) * tp;
+    o.later_groups.emplace_back(first, first + tp);
+  }
   o.shares = shares;
   o.stage = stage;
   o.wire = wire_type();
   o.secret = sec;
   o.group_timeout_ms = stage_timeout_s * 1000;
   auto inner = remote::make_tp_pipeline(o);
-  log::info("tensor-parallel group of {} members ready", tp);
+  if (groups > 1)
+    log::info("pipeline of {} stages, each a tensor-parallel group of {} members, ready", groups, tp);
+  else
+    log::info("tensor-parallel group of {} members ready", tp);
+  if (!workers) return inner;
   return std::make_unique<OwningPipeline>(std::move(workers), std::move(inner));
 }
 

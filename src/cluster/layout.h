@@ -47,7 +47,10 @@ struct LayoutOptions {
 
   // Tensor parallelism (remote/tp_pipeline.h): > 1 runs the whole model as one group of tp
   // members, this process and tp-1 local worker processes, each holding its share of every
-  // layer. Not with --stages, --peers, --layers, --local-layers or MPI (yet).
+  // layer. With stages = N > 1 (hybrid): N pipeline stages (layers by --layers or the plan), each
+  // a group of tp members: this process and N*tp-1 local workers. With --peers: this process
+  // and the peers, in order, fill groups of tp members (a stage each). Not with --local-layers
+  // or MPI (yet).
   int tp = 1;
   std::string tp_shares;  // "1,3": one share per member (this process first); "" = equal
 

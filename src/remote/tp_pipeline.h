@@ -12,6 +12,15 @@
 // member 0 runs its own member stage, which does the collectives and returns the full logits;
 // member 0 samples. Depth 1: launch() completes the micro-batch before it returns.
 //
+// Hybrid layouts (--stages N --tp M): `ranges` splits the layers into N pipeline stages, each a
+// group of M members. This process is member 0 of the first group; every later group is M
+// workers. A micro-batch's head goes on the session to every member of rank >= 1 (as above);
+// the coordinator runs its group's layers and sends the activations (in the --wire type) on the
+// session of the next group's rank 0, which hands the rows to its members (an all_gather to
+// which only it contributes, f32: every member starts from the same bits), runs its group's
+// layers and passes them on to the next group's rank 0; the last group's rank 0 samples and
+// returns the result on its session. Releases go to every worker on its session.
+//
 // Failure: a member that dies closes its group connections, a member that stalls makes the
 // collectives time out (group_timeout_ms): the micro-batch fails with an error naming the
 // group, and so does every later one (the group is broken; it is not re-formed: make a new
@@ -30,6 +39,11 @@ struct TpPipelineOptions {
   std::string model_dir;         // the coordinator's copy (member 0 and the fingerprint)
   std::string worker_model_dir;  // the path on the workers; "" = same as model_dir
   std::vector<std::string> peers;  // host:port of members 1..M-1 (TCP workers)
+  // Hybrid layouts (above): one layer range per group, in pipeline order (empty: one group of
+  // every layer), and for each group after the first the host:port of its M members, rank 0
+  // first. Every group splits its layers by the same shares.
+  model::LayerPartition ranges;
+  std::vector<std::vector<std::string>> later_groups;
   // One share per member (this process first), > 0; empty = equal shares.
   std::vector<double> shares;
   model::StageOptions stage;  // member 0's options (tensor_parallel is set here); max_context

@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "backend/read_speed.h"
 #include "core/log.h"
 #include "core/trace.h"
 #include "formats/activation_type.h"
@@ -66,7 +67,10 @@ struct Worker::Impl {
   // Tensor parallelism (tp_pipeline.h): `stage` is member loaded.tp_rank of the group whose
   // collectives go through tp_group; forwards and releases come on the session. Connections
   // with role "tp" that arrive before their load frame wait in tp_pending (with their client id).
-  bool tp_member = false;
+  // A worker of rank 0 (tp_lead: the group computes layers after the first, hybrid layouts) is
+  // also a pipeline stage: forwards come from the previous group's rank 0 (or the coordinator)
+  // and go on to `next`; it hands each forward's activations to its members through tp_group.
+  bool tp_member = false, tp_lead = false;
   std::shared_ptr<Group> tp_group;
   std::vector<std::pair<std::string, std::unique_ptr<Connection>>> tp_pending;
   std::vector<float> tp_hidden, tp_logits;
@@ -77,6 +81,24 @@ struct Worker::Impl {
   std::chrono::steady_clock::time_point arrived_at{};
   double send_seconds = 0;
 
+  // This node's weight-read speed (backend/read_speed.h), measured once on a thread of its own
+  // when a probe first asks (`meshlm plan --predict`); 0 until then.
+  std::atomic<uint64_t> read_speed{0};
+  std::once_flag read_speed_once;
+  std::thread read_speed_thread;
+
+  void measure_read_speed_once() {
+    std::call_once(read_speed_once, [this] {
+      read_speed_thread = std::thread([this] {
+        try {
+          read_speed.store(uint64_t(backend::measure_read_speed(options.stage_backend, options.threads)));
+        } catch (const std::exception& e) {
+          log::warn("[worker] could not measure the read speed: {}", e.what());
+        }
+      });
+    });
+  }
+
   explicit Impl(const WorkerOptions& o) : options(o) {
     if (!o.model_dir.empty()) own_fingerprint = fingerprint(o.model_dir);
     cache_dir = o.cache_dir;  // the default is looked up when first needed
@@ -85,6 +107,7 @@ struct Worker::Impl {
     stopping.store(true);
     heartbeat_cv.notify_all();
     if (heartbeat.joinable()) heartbeat.join();
+    if (read_speed_thread.joinable()) read_speed_thread.join();
   }
 
   std::string name() const {
@@ -105,6 +128,7 @@ struct Worker::Impl {
     h.name = "coordinator";
     h.timeout_ms = options.handshake_timeout_ms;
     h.info = this_node_info(options.threads, options.backend);
+    h.info.read_bytes_per_s = read_speed.load();
     return h;
   }
 
@@ -118,10 +142,10 @@ struct Worker::Impl {
       session_loaded = false;
     }
     session_pinged = false;
-    if (tp_member) {  // the member's stage belongs to the group, which ends with the session
+    if (tp_member || tp_lead) {  // the member's stage belongs to the group, which ends with the session
       runner.reset();
       stage.reset();
-      tp_member = false;
+      tp_member = tp_lead = false;
     }
     tp_group.reset();
     tp_pending.clear();
@@ -144,7 +168,10 @@ struct Worker::Impl {
       log::warn("[worker] refused {}: {}", conn->peer(), e.what());
       return;
     }
-    if (hs.role == "probe") return;  // `meshlm plan` asking what this node offers: done
+    if (hs.role == "probe") {  // `meshlm plan` asking what this node offers: done
+      measure_read_speed_once();  // for the next probe (plan --predict asks again)
+      return;
+    }
     if (hs.role == "tp") {  // a member of a group this worker is about to be told to join
       if (!session || tp_pending.size() >= 64) {
         send_error_quietly(*conn, name() + " is not joining a tensor-parallel group");
@@ -226,10 +253,10 @@ struct Worker::Impl {
       handle_tp_load(m);
       return;
     }
-    if (tp_member) {  // a pipeline stage after a group: the member stage cannot be reused
+    if (tp_member || tp_lead) {  // a pipeline stage after a group: the member stage cannot be reused
       runner.reset();
       stage.reset();
-      tp_member = false;
+      tp_member = tp_lead = false;
       tp_group.reset();
     }
     if (is_mpi_address(m.next) && !attached) {
@@ -301,13 +328,15 @@ struct Worker::Impl {
   static constexpr int kTpFormMs = 60000;    // forming the group: each connection and handshake
   static constexpr int kTpGroupMs = 60000;   // the group's collectives (GroupOptions::timeout_ms)
 
-  // "<rank>@<coordinator client id>": who a "tp" connection is, and for which coordinator.
-  std::string tp_client_id(int rank) const { return std::to_string(rank) + "@" + session_client_id; }
+  // Who a "tp" connection is, for which group and coordinator (transport/messages.h).
+  std::string tp_client_id(int rank, int64_t layer_begin) const {
+    return tp_member_id(rank, layer_begin, session_client_id);
+  }
 
   // The connection from member r (< rank) of this session's group: a pending one, else the next
   // "tp" connection accepted; other connections are refused meanwhile (busy).
   void accept_tp_members(std::vector<std::unique_ptr<Connection>>& peers, int rank,
-                         const std::string& fp) {
+                         int64_t layer_begin, const std::string& fp) {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kTpFormMs);
     auto missing = [&] {
       for (int r = 0; r < rank; ++r) {
@@ -316,15 +345,9 @@ struct Worker::Impl {
       return false;
     };
     auto take = [&](const std::string& id, std::unique_ptr<Connection> conn) {
-      const auto at = id.find('@');
-      int r = -1;
-      if (at != std::string::npos && id.substr(at + 1) == session_client_id) {
-        try {
-          r = std::stoi(id.substr(0, at));
-        } catch (const std::exception&) {
-        }
-      }
-      if (r < 0 || r >= rank || peers[size_t(r)]) {
+      int r = 0;
+      while (r < rank && id != tp_client_id(r, layer_begin)) ++r;
+      if (r >= rank || peers[size_t(r)]) {
         send_error_quietly(*conn, name() + ": not a member of this tensor-parallel group");
         log::warn("[worker] refused tensor-parallel connection '{}' from {}", id, conn->peer());
         return;
@@ -372,7 +395,7 @@ struct Worker::Impl {
     }
     runner.reset();
     stage.reset();
-    tp_member = false;
+    tp_member = tp_lead = false;
     tp_group.reset();
     const int n = int(m.tp_shares.size());
     const int rank = m.tp_rank;
@@ -384,7 +407,7 @@ struct Worker::Impl {
         HandshakeOptions h = handshake_options(fp);
         h.role = "tp";
         h.name = "tensor-parallel member " + std::to_string(j);
-        h.client_id = tp_client_id(rank);
+        h.client_id = tp_client_id(rank, m.layers.begin);
         h.timeout_ms = kTpFormMs;
         handshake_client(*conn, h);
         peers[size_t(j)] = std::move(conn);
@@ -393,7 +416,7 @@ struct Worker::Impl {
                                   std::to_string(j) + " (" + address + "): " + e.what());
       }
     }
-    accept_tp_members(peers, rank, fp);
+    accept_tp_members(peers, rank, m.layers.begin, fp);
     GroupOptions go;
     go.timeout_ms = kTpGroupMs;
     tp_group = std::make_shared<Group>(rank, std::move(peers), go);
@@ -409,12 +432,22 @@ struct Worker::Impl {
     log::info("[worker] loading member {} of {} of layers {}-{} of {}", rank, n, m.layers.begin,
               m.layers.end, dir);
     stage = std::make_unique<model::Stage>(dir, m.layers, so);
-    tp_member = true;
     loaded = m;
     loaded_dir = dir;
     loaded_fingerprint = fp;
     downstream.reset();
     next_address.clear();
+    if (rank == 0) {  // a later group's rank 0: a pipeline stage too (connects on at first use)
+      if (stage->is_last() != m.next.empty())
+        throw Error("worker", stage->is_last() ? "the last stage cannot have a next stage"
+                                               : "layers " + std::to_string(m.layers.end) +
+                                                     "... need a next stage");
+      runner = std::make_unique<runtime::StageRunner>(*stage);
+      next_address = m.next;
+      tp_lead = true;
+    } else {
+      tp_member = true;
+    }
     reply_loaded(fp);
   }
 
@@ -425,6 +458,9 @@ struct Worker::Impl {
     ForwardMsg m = decode_forward(f.payload);
     try {
       tp_hidden.clear();
+      // A later group: rank 0 hands every member the activations it received (only it
+      // contributes to this all_gather).
+      if (!stage->is_first()) tp_hidden = tp_group->all_gather({});
       stage->apply_kv_ops(m.kv_ops, false);
       stage->forward(m.chunks, m.tokens, tp_hidden, tp_logits);
       stage->apply_kv_ops(m.kv_ops, true);
@@ -513,6 +549,12 @@ struct Worker::Impl {
         throw Error("worker", "activations have hidden size " + std::to_string(m.hidden_dim) +
                                   ", the model has " + std::to_string(cfg.hidden));
       }
+      if (tp_lead) {
+        if (m.hidden.size() != m.tokens.size() * size_t(cfg.hidden))
+          throw Error("worker", "activations have " + std::to_string(m.hidden.size()) +
+                                    " values for " + std::to_string(m.tokens.size()) + " positions");
+        tp_group->all_gather(m.hidden);  // to the group's other members (handle_tp_forward)
+      }
       runner->run({m.chunks, m.tokens, m.new_sequences, m.return_logits, m.masks, m.kv_ops},
                   m.hidden, out);
       trace::event("worker.computed", m.id);
@@ -535,6 +577,15 @@ struct Worker::Impl {
     } catch (const std::exception& e) {
       result.error = stage_name() + ": " + e.what();
       pass_on = false;
+      if (tp_lead) {  // the group is out of step (or broken): its members must not wait on it
+        log::warn("[worker] {}", result.error);
+        try {
+          send_result(result);
+        } catch (const std::exception&) {
+        }
+        end_session(result.error);
+        return;
+      }
     }
     if (pass_on) {
       forward_downstream(m, wire_bytes);  // ends the session when the next stage is gone
@@ -583,7 +634,7 @@ struct Worker::Impl {
       if (stage) stage->release(seq);
       if (runner) runner->release(seq);
     }
-    if (downstream) {
+    if (downstream && !tp_lead) {  // the coordinator tells every group member itself
       try {
         downstream->send(FrameType::Release, f.payload);
       } catch (const std::exception& e) {

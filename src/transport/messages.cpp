@@ -229,6 +229,7 @@ void visit(A& a, M& m) {
   a.u64(m.mem_available);
   a.i32(m.cores);
   a.str(m.backend, 64);
+  a.u64(m.read_bytes_per_s);
   a.end();
   a.check([&] {
     if (m.cores < 0) invalid("negative core count");
@@ -261,7 +262,9 @@ void visit(A& a, M& m) {
         invalid("tensor-parallel group of " + std::to_string(m.tp_shares.size()) + " shares and " +
                 std::to_string(m.tp_addresses.size()) + " addresses");
       }
-      if (m.tp_rank < 1 || size_t(m.tp_rank) >= m.tp_shares.size()) {
+      // Rank 0 of the first group is the coordinator; of a later group (hybrid), a worker.
+      if (m.tp_rank < 0 || size_t(m.tp_rank) >= m.tp_shares.size() ||
+          (m.tp_rank == 0 && m.layers.begin == 0)) {
         invalid("tensor-parallel rank " + std::to_string(m.tp_rank));
       }
       for (float s : m.tp_shares) {

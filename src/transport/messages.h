@@ -57,6 +57,10 @@ struct NodeInfo {
   uint64_t mem_total = 0, mem_available = 0;
   int32_t cores = 0;
   std::string backend;  // compute backend, e.g. "cpu/AVX2"
+  // Weight bytes per second a decode step reads on this node (backend/read_speed.h, BF16, the
+  // worker's threads); 0 = not measured yet (a worker measures once, when first probed).
+  // Protocol 13.
+  uint64_t read_bytes_per_s = 0;
 };
 
 struct LoadMsg {
@@ -72,6 +76,9 @@ struct LoadMsg {
   // stage.h StageOptions::tensor_parallel). tp_addresses[r] is member r's host:port ("" for
   // rank 0, the coordinator, which does not listen); the worker connects to the members after
   // it and accepts the ones before it (handshake role "tp"). Empty: a pipeline stage.
+  // Protocol 13 (hybrid layouts): a group computing layers after the first has a worker as rank
+  // 0, which takes forwards from the previous group's rank 0 and passes them to `next` (or
+  // answers the coordinator when it is last).
   int32_t tp_rank = 0;
   std::vector<float> tp_shares;
   std::vector<std::string> tp_addresses;
@@ -82,6 +89,12 @@ struct LoadMsg {
   // "f16" or "q8_0".
   std::string wire = "f32";
 };
+
+// Who a "tp" connection is: member `rank` of the group computing the layers from `layer_begin`
+// for the coordinator whose handshake client id is `coordinator` (remote/tp_pipeline.h).
+inline std::string tp_member_id(int rank, int64_t layer_begin, const std::string& coordinator) {
+  return std::to_string(rank) + "@" + std::to_string(layer_begin) + "@" + coordinator;
+}
 
 struct LoadedMsg {
   int64_t n_layers = 0;

@@ -302,6 +302,119 @@ TEST_F(TpPipelineTest, StalledMemberTimesOut) {
   p.reset();
 }
 
+// Hybrid layouts (--stages N --tp M): pipeline stages that are each a tensor-parallel group,
+// the later groups all workers (rank 0 takes the activations and hands them to its members).
+// 2 stages x 2 members, 3 stages x 2 members with uneven shares, 2 stages x 3 members: the
+// greedy ids of one process, logits within 1e-5, and runs bit-identical.
+TEST_F(TpPipelineTest, GroupsAsPipelineStagesMatchOneProcess) {
+  auto one = runtime::make_local_pipeline(model_dir().string(), {1, 256});
+  const auto ref_logits = prompt_logits(*one, 0);
+  const auto ref_ids = greedy(*one, 10, 6);
+  ASSERT_EQ(ref_ids.size(), 2u);
+  WorkerProcess w[5];
+  struct Layout {
+    const char* name;
+    std::vector<std::string> peers;
+    std::vector<std::vector<std::string>> later;
+    model::LayerPartition ranges;
+    std::vector<double> shares;
+  };
+  const std::vector<Layout> layouts = {
+      {"2 stages x 2", {w[0].address()}, {{w[1].address(), w[2].address()}}, {{0, 2}, {2, 3}}, {}},
+      {"3 stages x 2, shares 1,3",
+       {w[0].address()},
+       {{w[1].address(), w[2].address()}, {w[3].address(), w[4].address()}},
+       {{0, 1}, {1, 2}, {2, 3}},
+       {1, 3}},
+      {"2 stages x 3",
+       {w[0].address(), w[1].address()},
+       {{w[2].address(), w[3].address(), w[4].address()}},
+       {{0, 1}, {1, 3}},
+       {}},
+  };
+  for (const Layout& l : layouts) {
+    SCOPED_TRACE(l.name);
+    auto o = options(l.peers, l.shares);
+    o.ranges = l.ranges;
+    o.later_groups = l.later;
+    auto p = make_tp_pipeline(o);
+    auto st = p->stages();
+    ASSERT_EQ(st.size(), l.ranges.size() * (l.peers.size() + 1));
+    EXPECT_EQ(st.back().layers, l.ranges.back());
+    for (const auto& s : st) {
+      EXPECT_EQ(s.state, "ready") << s.node;
+      EXPECT_GT(s.memory_bytes, 0u) << s.node;
+    }
+    const auto logits = prompt_logits(*p, 0);
+    expect_close(logits, ref_logits);
+    EXPECT_EQ(greedy(*p, 10, 6), ref_ids);
+    EXPECT_EQ(greedy(*p, 10, 6, 1), ref_ids) << "each member's best logit alone";
+    const auto again = prompt_logits(*p, 0);
+    ASSERT_EQ(again.size(), logits.size());
+    EXPECT_EQ(std::memcmp(again.data(), logits.data(), logits.size() * 4), 0);
+  }
+}
+
+// The prefix cache and the wire type reach every group: the tokens of one process with the
+// cache on; bf16 activations between the groups and in the all-reduces stay near f32.
+TEST_F(TpPipelineTest, GroupsAsPipelineStagesCacheAndWire) {
+  const auto ref = test::run_prefix_requests(
+      runtime::make_local_pipeline(model_dir().string(), {1, 256}), 0, false, 16);
+  WorkerProcess w[3];
+  auto o = options({w[0].address()});
+  o.ranges = {{0, 2}, {2, 3}};
+  o.later_groups = {{w[1].address(), w[2].address()}};
+  const auto got = test::run_prefix_requests(make_tp_pipeline(o), 64 << 20, true, 16);
+  EXPECT_EQ(got.tokens, ref.tokens);
+  EXPECT_GT(got.cached_tokens, 0);
+  const auto f32 = prompt_logits(*make_tp_pipeline(o), 0);
+  o.wire = WeightType::BF16;
+  const auto bf16 = prompt_logits(*make_tp_pipeline(o), 0);
+  ASSERT_EQ(bf16.size(), f32.size());
+  EXPECT_NE(std::memcmp(bf16.data(), f32.data(), f32.size() * 4), 0);
+  double worst = 0, peak = 0;
+  for (size_t i = 0; i < f32.size(); ++i) {
+    worst = std::max(worst, std::fabs(double(bf16[i]) - double(f32[i])));
+    peak = std::max(peak, std::fabs(double(f32[i])));
+  }
+  EXPECT_LE(worst, 2e-2 * peak);
+}
+
+// A member of a later group killed: the next micro-batch fails with an error naming the group,
+// no hang; the survivors serve a new layout.
+TEST_F(TpPipelineTest, KilledMemberOfALaterGroupIsAnErrorNotAHang) {
+  WorkerProcess w0, w1;
+  auto w2 = std::make_unique<WorkerProcess>();
+  auto o = options({w0.address()});
+  o.ranges = {{0, 2}, {2, 3}};
+  o.later_groups = {{w1.address(), w2->address()}};
+  auto p = make_tp_pipeline(o);
+  ASSERT_EQ(greedy(*p, 0, 2).size(), 2u);
+  w2->kill(SIGKILL);
+  runtime::MicroBatch b;
+  b.id = 1;
+  b.tokens = kPrompts[0];
+  b.chunks = {{50, 0, int32_t(b.tokens.size()), true, false}};
+  runtime::SamplingParams params;
+  params.temperature = 0;
+  b.new_sequences = {{50, params}};
+  p->launch(b);
+  auto r = p->wait();
+  EXPECT_NE(r.error.find("tensor-parallel"), std::string::npos) << r.error;
+  b.id = 2;
+  p->launch(b);
+  EXPECT_NE(p->wait().error, "");
+  p->release(50);
+  p.reset();
+  auto again = make_tp_pipeline(options({w0.address()}, {1, 1}));
+  EXPECT_EQ(greedy(*again, 0, 2).size(), 2u);
+  // A worker named twice, or groups of another size, are refused before anything loads.
+  o.later_groups = {{w1.address(), w0.address()}};
+  EXPECT_THROW(make_tp_pipeline(o), Error);
+  o.later_groups = {{w1.address()}};
+  EXPECT_THROW(make_tp_pipeline(o), Error);
+}
+
 TEST_F(TpPipelineTest, BadSharesAreRefused) {
   WorkerProcess w1;
   EXPECT_THROW(make_tp_pipeline(options({w1.address()}, {1, 2, 3})), Error);

@@ -283,8 +283,20 @@ TEST(Messages, LoadCarriesTheTensorParallelGroup) {
   plain.layers = {0, 4};
   EXPECT_TRUE(decode_load(encode_load(plain)).tp_shares.empty());
   LoadMsg bad = l;
-  bad.tp_rank = 0;  // rank 0 is the coordinator
+  bad.tp_rank = 0;  // rank 0 of the first group is the coordinator
   expect_protocol_error([&] { decode_load(encode_load(bad)); }, "tensor-parallel rank");
+  bad.tp_rank = 3;
+  expect_protocol_error([&] { decode_load(encode_load(bad)); }, "tensor-parallel rank");
+  // A group computing later layers (hybrid layouts): its rank 0 is a worker, with a next stage.
+  LoadMsg lead = l;
+  lead.layers = {4, 8};
+  lead.tp_rank = 0;
+  lead.tp_addresses[0] = "127.0.0.1:7000";
+  lead.next = "127.0.0.1:7003";
+  dl = decode_load(encode_load(lead));
+  EXPECT_EQ(dl.tp_rank, 0);
+  EXPECT_EQ(dl.layers.begin, 4);
+  EXPECT_EQ(dl.next, lead.next);
   bad = l;
   bad.tp_shares[1] = 0;
   expect_protocol_error([&] { decode_load(encode_load(bad)); }, "tensor-parallel share");

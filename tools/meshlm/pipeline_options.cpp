@@ -15,8 +15,9 @@ void PipelineOptions::add_to(CLI::App& app, bool discover_by_default) {
   app.add_option("--stages", stages, "start N-1 local worker processes and split the model N ways")
       ->check(CLI::Range(1, 64));
   app.add_option("--tp", tp,
-                 "tensor parallelism: run the whole model as one group of N members, this process "
-                 "and N-1 local worker processes, each with 1/N of every layer's weights")
+                 "tensor parallelism: run the whole model as one group of M members, this process "
+                 "and M-1 local worker processes, each with 1/M of every layer's weights; with "
+                 "--stages N, N pipeline stages of M members each (N*M-1 local workers)")
       ->check(CLI::Range(1, 64));
   app.add_option("--tp-shares", tp_shares,
                  "uneven tensor-parallel split, one share per member (this process first), e.g. 1,3");
