@@ -32,7 +32,8 @@ LayoutCandidate cost(const model::ModelConfig& cfg, const TensorSizes& sizes,
     for (int m = 0; m < tp; ++m) {
       const NodeSpeed& n = nodes[size_t(s * tp + m)];
       names.push_back(n.name);
-      mem += n.mem_available;  // each member holds about its share of the stage
+      // Each member holds about its share of the stage.
+      mem += o.one_machine ? n.mem_available / uint64_t(stages * tp) : n.mem_available;
       speed += n.read_bytes_per_s;
     }
     c.groups.push_back(names);

@@ -52,6 +52,9 @@ struct PredictOptions {
   PlanOptions plan;           // KV room and reserve, as for the layer plan
   int streams = 1;            // the workload: streams decoded at once
   double wire_bytes_per_value = 4;  // --wire: f32 4, bf16/f16 2, q8_0 1.0625
+  // The nodes are processes of one machine: each node's mem_available is the machine's, shared
+  // by the processes a layout runs (k of them: 1/k each).
+  bool one_machine = false;
 };
 
 // Every candidate, in order of node count then stages; refused ones included (with why).

@@ -216,7 +216,7 @@ HugePageReport map_weights_on_huge_pages(const std::vector<MemoryRegion>& all) {
     touch(r);
   }
   rep.huge_before = rep.huge_after = huge_bytes(read_smaps(), regions);
-  if (!force && (!reread_allowed || rep.bytes < kHugePageMinBytes || rep.huge_before * 2 >= rep.bytes)) {
+  if (!force && (!reread_allowed || rep.bytes - std::min(rep.bytes, rep.huge_before) < kHugePageMinBytes)) {
     rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return rep;
   }

@@ -50,8 +50,9 @@ void drop_file_pages(const void* p, size_t n);
 // needs them, and measures how much of them the kernel mapped with 2 MB pages. A file whose
 // page cache holds it in 4 KB folios (typically one just written: downloaded, converted,
 // copied) maps with 4 KB pages whatever MappedFile's MADV_HUGEPAGE says, and decode pays a
-// TLB miss per 4 KB (BENCHMARKS.md: 1.7B-dims BF16 4.2 vs 6.1 tokens/s). When under half of
-// at least 64 MiB is on 2 MB pages, it drops the regions' pages from the page cache
+// TLB miss per 4 KB (BENCHMARKS.md: 1.7B-dims BF16 4.2 vs 6.1 tokens/s; with 88% on 2 MB
+// pages and the rest, 400 MiB, on 4 KB: 2.0-2.6 vs 6.2). When 64 MiB or more of the regions are
+// not on 2 MB pages, it drops the regions' pages from the page cache
 // (MADV_PAGEOUT: clean pages no other process maps), maps those files again at the same
 // addresses (MAP_FIXED: pointers into them stay valid; fresh page tables, which a 2 MB
 // mapping needs) and reads the regions back, now into 2 MB folios: one re-read from disk.

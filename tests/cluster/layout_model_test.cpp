@@ -9,7 +9,7 @@
 #include "backend/read_speed.h"
 #include "core/error.h"
 #include "cluster/layout_model.h"
-#include "model/weights.h"
+#include "model_sizes.h"
 
 namespace meshlm::cluster {
 namespace {
@@ -17,39 +17,8 @@ namespace {
 constexpr uint64_t kGiB = 1ull << 30;
 
 // 1.7B dims (Qwen3), BF16.
-model::ModelConfig config() {
-  model::ModelConfig c;
-  c.model_type = "qwen3";
-  c.hidden = 2048;
-  c.n_layers = 28;
-  c.n_heads = 16;
-  c.n_kv_heads = 8;
-  c.head_dim = 128;
-  c.intermediate = 6144;
-  c.vocab = 151936;
-  c.tie_embeddings = true;
-  c.qk_norm = true;
-  return c;
-}
-
-TensorSizes sizes_of(const model::ModelConfig& c) {
-  TensorSizes s;
-  for (const auto& n : model::stage_tensor_names(c, {0, c.n_layers})) {
-    uint64_t elems;
-    if (n.find("embed_tokens") != std::string::npos || n.find("lm_head") != std::string::npos)
-      elems = uint64_t(c.vocab * c.hidden);
-    else if (n.find("norm") != std::string::npos)
-      elems = uint64_t(c.hidden);
-    else if (n.find("mlp") != std::string::npos)
-      elems = uint64_t(c.intermediate * c.hidden);
-    else if (n.find("k_proj") != std::string::npos || n.find("v_proj") != std::string::npos)
-      elems = uint64_t(c.kv_dim() * c.hidden);
-    else
-      elems = uint64_t(c.q_dim() * c.hidden);
-    s[n] = elems * 2;
-  }
-  return s;
-}
+model::ModelConfig config() { return test::qwen3_17b_dims(); }
+TensorSizes sizes_of(const model::ModelConfig& c) { return test::bf16_sizes_of(c); }
 
 std::vector<NodeSpeed> equal_nodes(int n, double speed = 20e9) {
   std::vector<NodeSpeed> out;
@@ -144,6 +113,14 @@ TEST(LayoutModel, RefusalsSayWhy) {
   EXPECT_NE(find(all, 1, 1).refused, "");
   EXPECT_EQ(find(all, 1, 2).refused, "");
   EXPECT_NE(format_candidates(all, 1).find("cannot run"), std::string::npos);
+  // Processes of one machine share its memory: one of them alone has all of it.
+  o.one_machine = true;
+  for (auto& n : small) n.mem_available = 4 * kGiB;
+  all = predict_layouts(cfg, sizes_of(cfg), small, {20e-6, 0}, o);
+  EXPECT_EQ(find(all, 1, 1).refused, "");
+  small[0].mem_available = small[1].mem_available = 3 * kGiB;  // 1.5 GiB each for two
+  all = predict_layouts(cfg, sizes_of(cfg), small, {20e-6, 0}, o);
+  EXPECT_NE(find(all, 2, 1).refused, "");
   // A node without a measured speed is an error, not a division by zero.
   small[1].read_bytes_per_s = 0;
   EXPECT_THROW(predict_layouts(cfg, sizes_of(cfg), small, {20e-6, 0}, {}), Error);

@@ -8,6 +8,7 @@
 
 #include "../remote/sync_test_util.h"
 #include "cluster/planner.h"
+#include "model_sizes.h"
 #include "convert/mlx_export.h"
 #include "core/error.h"
 #include "formats/gguf.h"
@@ -20,41 +21,8 @@ namespace {
 namespace fs = std::filesystem;
 constexpr uint64_t kMiB = 1ull << 20, kGiB = 1ull << 30;
 
-model::ModelConfig config(int64_t layers, bool tied) {
-  model::ModelConfig c;
-  c.model_type = "qwen3";
-  c.hidden = 2048;
-  c.n_layers = layers;
-  c.n_heads = 16;
-  c.n_kv_heads = 8;
-  c.head_dim = 128;
-  c.intermediate = 6144;
-  c.vocab = 151936;
-  c.tie_embeddings = tied;
-  c.qk_norm = true;
-  return c;
-}
-
-// BF16 sizes from the tensor shapes, as a safetensors header would give them.
-TensorSizes sizes_of(const model::ModelConfig& c) {
-  TensorSizes s;
-  for (const auto& n : model::stage_tensor_names(c, {0, c.n_layers})) {
-    uint64_t elems;
-    if (n.find("embed_tokens") != std::string::npos || n.find("lm_head") != std::string::npos)
-      elems = uint64_t(c.vocab * c.hidden);
-    else if (n.find("norm") != std::string::npos)
-      elems = uint64_t(n.find("q_norm") != std::string::npos || n.find("k_norm") != std::string::npos
-                           ? c.head_dim : c.hidden);
-    else if (n.find("mlp") != std::string::npos)
-      elems = uint64_t(c.intermediate * c.hidden);
-    else if (n.find("k_proj") != std::string::npos || n.find("v_proj") != std::string::npos)
-      elems = uint64_t(c.kv_dim() * c.hidden);
-    else
-      elems = uint64_t(c.q_dim() * c.hidden);
-    s[n] = elems * 2;
-  }
-  return s;
-}
+model::ModelConfig config(int64_t layers, bool tied) { return test::qwen3_17b_dims(layers, tied); }
+TensorSizes sizes_of(const model::ModelConfig& c) { return test::bf16_sizes_of(c); }
 
 int64_t layers_of(const StagePlan& s) { return s.layers.end - s.layers.begin; }
 

@@ -112,6 +112,18 @@ std::vector<std::vector<int32_t>> greedy(runtime::Pipeline& p, int64_t seq_base,
   return out;
 }
 
+// The first prompt as a new greedy sequence `seq`, in one micro-batch (id 1).
+runtime::MicroBatch first_prompt_of(int64_t seq) {
+  runtime::MicroBatch b;
+  b.id = 1;
+  b.tokens = kPrompts[0];
+  b.chunks = {{seq, 0, int32_t(b.tokens.size()), true, false}};
+  runtime::SamplingParams params;
+  params.temperature = 0;
+  b.new_sequences = {{seq, params}};
+  return b;
+}
+
 void expect_close(const std::vector<float>& got, const std::vector<float>& want) {
   ASSERT_EQ(got.size(), want.size());
   double worst = 0;
@@ -254,13 +266,7 @@ TEST_F(TpPipelineTest, KilledMemberIsAnErrorNotAHang) {
   auto p = make_tp_pipeline(options({w1.address(), w2->address()}));
   ASSERT_EQ(greedy(*p, 0, 2).size(), 2u);
   w2->kill(SIGKILL);
-  runtime::MicroBatch b;
-  b.id = 1;
-  b.tokens = kPrompts[0];
-  b.chunks = {{50, 0, int32_t(b.tokens.size()), true, false}};
-  runtime::SamplingParams params;
-  params.temperature = 0;
-  b.new_sequences = {{50, params}};
+  runtime::MicroBatch b = first_prompt_of(50);
   p->launch(b);
   auto r = p->wait();
   EXPECT_NE(r.error, "");
@@ -288,13 +294,7 @@ TEST_F(TpPipelineTest, StalledMemberTimesOut) {
   auto p = make_tp_pipeline(o);
   ASSERT_EQ(greedy(*p, 0, 1).size(), 2u);
   w2.signal(SIGSTOP);
-  runtime::MicroBatch b;
-  b.id = 1;
-  b.tokens = kPrompts[0];
-  b.chunks = {{50, 0, int32_t(b.tokens.size()), true, false}};
-  runtime::SamplingParams params;
-  params.temperature = 0;
-  b.new_sequences = {{50, params}};
+  runtime::MicroBatch b = first_prompt_of(50);
   p->launch(b);
   auto r = p->wait();
   w2.signal(SIGCONT);
@@ -391,13 +391,7 @@ TEST_F(TpPipelineTest, KilledMemberOfALaterGroupIsAnErrorNotAHang) {
   auto p = make_tp_pipeline(o);
   ASSERT_EQ(greedy(*p, 0, 2).size(), 2u);
   w2->kill(SIGKILL);
-  runtime::MicroBatch b;
-  b.id = 1;
-  b.tokens = kPrompts[0];
-  b.chunks = {{50, 0, int32_t(b.tokens.size()), true, false}};
-  runtime::SamplingParams params;
-  params.temperature = 0;
-  b.new_sequences = {{50, params}};
+  runtime::MicroBatch b = first_prompt_of(50);
   p->launch(b);
   auto r = p->wait();
   EXPECT_NE(r.error.find("tensor-parallel"), std::string::npos) << r.error;

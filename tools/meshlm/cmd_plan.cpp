@@ -69,7 +69,7 @@ int run_predict(const std::string& model_dir, PipelineOptions& popts, const mode
     // Local processes: they share this machine's memory (and, not modelled, its memory bus).
     int n = args.nodes > 0 ? args.nodes : std::max(1, int(std::thread::hardware_concurrency()) / threads);
     for (int k = 0; k < n; ++k)
-      nodes.push_back({k == 0 ? "local" : "local worker " + std::to_string(k), here, here_mem / uint64_t(n)});
+      nodes.push_back({k == 0 ? "local" : "local worker " + std::to_string(k), here, here_mem});
     link.latency_s = 20e-6;  // loopback: a frame's one-way cost through meshlm's transport
     link_source = "loopback (assumed 20 us, not limited)";
   } else {
@@ -102,6 +102,7 @@ int run_predict(const std::string& model_dir, PipelineOptions& popts, const mode
   po.plan.kv_tokens = popts.kv_tokens;
   po.plan.kv_type = popts.kv_type();
   po.streams = args.streams;
+  po.one_machine = peer_list.empty();
   const WeightType wire = popts.wire_type();
   po.wire_bytes_per_value = double(formats::row_bytes(wire, 32)) / 32.0;
   auto candidates = cluster::predict_layouts(cfg, sizes, nodes, link, po);
@@ -128,8 +129,8 @@ int run_predict(const std::string& model_dir, PipelineOptions& popts, const mode
               args.streams, popts.wire.c_str());
   std::printf("measured read speed (%s, %d thread(s)):\n", popts.backend.c_str(), threads);
   for (const auto& n : nodes)
-    std::printf("  %-24s %8.2f GB/s  %s available\n", n.name.c_str(), n.read_bytes_per_s / 1e9,
-                format_bytes(n.mem_available).c_str());
+    std::printf("  %-24s %8.2f GB/s  %s available%s\n", n.name.c_str(), n.read_bytes_per_s / 1e9,
+                format_bytes(n.mem_available).c_str(), po.one_machine ? " (shared by the processes)" : "");
   std::printf("link: %.1f us one way, %s (%s)\n", link.latency_s * 1e6,
               link.bytes_per_s > 0 ? (std::to_string(int64_t(link.bytes_per_s / 1e6)) + " MB/s").c_str() : "bandwidth not limited",
               link_source.c_str());
