@@ -1,5 +1,6 @@
 #include "formats/weight_format.h"
 
+#include <cstring>
 #include <string>
 
 #include "core/error.h"
@@ -11,19 +12,27 @@ namespace meshlm::formats {
 
 namespace {
 
+// Rows may start at any byte (activations after a frame's head, --wire): loads through memcpy.
 void dequantize_f32(const void* src, int64_t n, float* dst) {
-  const auto* s = static_cast<const float*>(src);
-  for (int64_t i = 0; i < n; ++i) dst[i] = s[i];
+  std::memcpy(dst, src, size_t(n) * sizeof(float));
 }
 
 void dequantize_bf16(const void* src, int64_t n, float* dst) {
-  const auto* s = static_cast<const uint16_t*>(src);
-  for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(s[i]);
+  const auto* s = static_cast<const uint8_t*>(src);
+  for (int64_t i = 0; i < n; ++i) {
+    uint16_t v;
+    std::memcpy(&v, s + 2 * i, 2);
+    dst[i] = bf16_to_f32(v);
+  }
 }
 
 void dequantize_f16(const void* src, int64_t n, float* dst) {
-  const auto* s = static_cast<const uint16_t*>(src);
-  for (int64_t i = 0; i < n; ++i) dst[i] = f16_to_f32(s[i]);
+  const auto* s = static_cast<const uint8_t*>(src);
+  for (int64_t i = 0; i < n; ++i) {
+    uint16_t v;
+    std::memcpy(&v, s + 2 * i, 2);
+    dst[i] = f16_to_f32(v);
+  }
 }
 
 // Block layouts of the GGUF types are ggml's (ggml-common.h): elements and bytes per block.
